@@ -1,0 +1,70 @@
+# wa-router: the front door. `make up` and `make test` work on a fresh Debian machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PRESET ?= standard
+NAMESPACE ?= wa-router
+IMAGE ?= ghcr.io/wa-router/wa-router:latest
+export PRESET NAMESPACE IMAGE
+
+.PHONY: help deps build up down test lint typecheck test-service test-cdk8s synth synth-all check-charts \
+        deploy k8s-test bench chaos kind-up kind-test kind-down
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install Debian and npm packages that are missing
+	@scripts/lib/ensure-deps.sh
+
+build: deps ## compile TypeScript
+	@npm run -s build
+
+up: build ## run the service with Postgres and Redis on loopback (data in .data/)
+	@npx tsx scripts/up.ts
+
+down: ## stop what `make up` started
+	@npx tsx scripts/down.ts
+
+test: deps ## everything CI runs
+	@scripts/test.sh
+
+lint: deps
+	@npx eslint .
+
+typecheck: deps
+	@npm run -s typecheck
+
+test-service: build
+	@npm test -w service
+
+test-cdk8s: deps
+	@npm test -w @wa-router/cdk8s
+
+synth: deps ## write charts/$(PRESET)/ (PRESET=minimal|standard|premium)
+	@npm run -s synth -w @wa-router/cdk8s -- --preset $(PRESET)
+
+synth-all: deps
+	@for p in minimal standard premium; do npm run -s synth -w @wa-router/cdk8s -- --preset $$p || exit 1; done
+
+check-charts: deps ## fail when charts/ drifts from the code
+	@npm run -s check-charts -w @wa-router/cdk8s
+
+deploy: ## kubectl apply --server-side charts/$(PRESET) into NAMESPACE
+	@scripts/deploy.sh
+
+k8s-test: deps ## only the Kubernetes suite
+	@npm test -w @wa-router/k8s-tests
+
+bench: build ## the benchmark suite: bench/results/latest.json
+	@npx tsx bench/run.ts
+
+chaos: build ## the fault-injection suite: bench/results/chaos.json
+	@echo "chaos: not yet"
+
+kind-up: ## a kind cluster for PRESET (needs Docker)
+	@scripts/kind.sh up
+
+kind-test: ## k8s-tests against the kind cluster
+	@scripts/kind.sh test
+
+kind-down:
+	@scripts/kind.sh down

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what `make up` and `make test` need on a fresh Debian machine, and nothing
+# when it is already there: Debian packages for the real servers, then npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
+command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+for extra in ${EXTRA_DEBIAN_PACKAGES:-}; do
+  dpkg -s "$extra" >/dev/null 2>&1 || need_pkgs+=("$extra")
+done
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "==> installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # policy-rc.d keeps the packages' own init scripts from starting system-wide servers:
+  # every process we run is started by scripts/ on a free loopback port.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# npm ci only when the lockfile changed since the last install (or nothing is installed).
+stamp=node_modules/.wa-router-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi

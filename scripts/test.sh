@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make test`: every stage CI runs, in order, with one summary line at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .cache/test-results
+rm -f .cache/test-results/*.json
+
+failed_stages=()
+stage() {
+  local name=$1; shift
+  echo "==> $name"
+  local t0=$SECONDS
+  if "$@"; then
+    echo "<== $name ok ($((SECONDS - t0)) s)"
+  else
+    echo "<== $name FAILED ($((SECONDS - t0)) s)"
+    failed_stages+=("$name")
+  fi
+}
+vitest_json() { # workspace dir, result name, extra args
+  local ws=$1 name=$2; shift 2
+  (cd "$ws" && npx vitest run --reporter=default --reporter=json --outputFile="../.cache/test-results/$name.json" "$@")
+}
+
+stage lint npx eslint .
+stage typecheck npm run -s typecheck
+stage build npm run -s build
+stage "service tests" vitest_json service service
+stage "cdk8s tests" vitest_json cdk8s cdk8s
+stage "charts drift" npm run -s check-charts -w @wa-router/cdk8s
+stage "k8s tests" vitest_json k8s-tests k8s-tests
+
+node -e '
+const fs = require("fs"); let p = 0, f = 0, s = 0;
+for (const file of fs.readdirSync(".cache/test-results")) {
+  const r = JSON.parse(fs.readFileSync(".cache/test-results/" + file, "utf8"));
+  p += r.numPassedTests; f += r.numFailedTests; s += r.numPendingTests + (r.numTodoTests || 0);
+}
+console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
+'
+if [ ${#failed_stages[@]} -gt 0 ]; then
+  echo "failed stages: ${failed_stages[*]}"
+  exit 1
+fi
