@@ -1,0 +1,53 @@
+// The dead-letter queue is BullMQ's failed set of each queue (jobs keep their data, their
+// failure reason and their attempts). Ids are `<queue>:<jobId>`; replay retries the job.
+import { Router } from 'express';
+import type { Queue } from 'bullmq';
+import { z } from 'zod';
+import { HttpError } from '../errors.js';
+
+const listQuery = z.object({
+  queue: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+export function deadLetterRoutes(queues: readonly Queue[]): Router {
+  const byName = new Map(queues.map((q) => [q.name, q]));
+  const r = Router();
+  r.get('/dead-letters', async (req, res) => {
+    const q = listQuery.safeParse(req.query);
+    if (!q.success) throw new HttpError(400, 'invalid_query', 'invalid query', q.error.issues);
+    const selected = q.data.queue ? [byName.get(q.data.queue)].filter((x): x is Queue => !!x) : [...byName.values()];
+    if (q.data.queue && selected.length === 0) throw new HttpError(404, 'not_found', `no queue ${q.data.queue}`);
+    const items = [];
+    let total = 0;
+    for (const queue of selected) {
+      total += await queue.getFailedCount();
+      const jobs = await queue.getFailed(q.data.offset, q.data.offset + q.data.limit - 1);
+      for (const job of jobs) {
+        items.push({
+          id: `${queue.name}:${job.id}`,
+          queue: queue.name,
+          name: job.name,
+          reason: job.failedReason,
+          attemptsMade: job.attemptsMade,
+          createdAt: new Date(job.timestamp).toISOString(),
+          failedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
+          data: job.data,
+        });
+      }
+    }
+    res.json({ total, items });
+  });
+  r.post('/dead-letters/:id/replay', async (req, res) => {
+    const sep = req.params.id.indexOf(':');
+    const queue = sep > 0 ? byName.get(req.params.id.slice(0, sep)) : undefined;
+    const jobId = sep > 0 ? req.params.id.slice(sep + 1) : '';
+    const job = queue ? await queue.getJob(jobId) : undefined;
+    if (!queue || !job) throw new HttpError(404, 'not_found', `no dead letter ${req.params.id}`);
+    if (!(await job.isFailed())) throw new HttpError(409, 'not_failed', `job ${req.params.id} is not in the dead-letter queue`);
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    res.status(202).json({ id: req.params.id, status: 'replayed' });
+  });
+  return r;
+}

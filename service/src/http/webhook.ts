@@ -1,0 +1,120 @@
+// POST /webhooks/whatsapp, on bare node:http for speed: read the raw bytes (bounded),
+// verify the signature over exactly those bytes, check the envelope, enqueue durably,
+// and only then answer 200. Any failure to enqueue answers 503 so Meta retries.
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestHandler } from 'express';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { IngestProducer } from '../queue/ingest-producer.js';
+import { verifySignature } from '../whatsapp/signature.js';
+import { checkEnvelope } from '../whatsapp/parse.js';
+import { errorBody, sendJson } from './errors.js';
+
+export const WEBHOOK_PATH = '/webhooks/whatsapp';
+
+export interface WebhookDeps {
+  readonly appSecret: string;
+  readonly maxBytes: number;
+  readonly producer: IngestProducer;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+const OK_BODY = '{"status":"queued"}';
+
+export function isWebhookPost(req: IncomingMessage): boolean {
+  if (req.method !== 'POST' || !req.url) return false;
+  return req.url === WEBHOOK_PATH || req.url.startsWith(WEBHOOK_PATH + '?') || req.url === WEBHOOK_PATH + '/';
+}
+
+export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const { metrics, log } = deps;
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    let answered = false;
+    const answer = (status: number, outcome: string, body: string, headers?: Record<string, string>) => {
+      if (answered) return;
+      answered = true;
+      sendJson(res, status, body, headers);
+      metrics.webhook.requests.inc({ outcome });
+      metrics.webhook.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    const tooLarge = () => {
+      answer(413, 'too_large', errorBody('payload_too_large', `body exceeds ${deps.maxBytes} bytes`), { connection: 'close' });
+      // Drain what is still coming (bounded) so the client reads our answer, then hang up.
+      let drained = 0;
+      req.on('data', (c: Buffer) => {
+        drained += c.length;
+        if (drained > 4 * deps.maxBytes) req.socket.destroy();
+      });
+    };
+
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > deps.maxBytes) {
+      tooLarge();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (answered) return;
+      size += chunk.length;
+      if (size > deps.maxBytes) {
+        chunks.length = 0;
+        tooLarge();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('error', () => {
+      answered = true;
+    });
+    req.on('end', () => {
+      if (answered) return;
+      const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      if (!verifySignature(raw, req.headers['x-hub-signature-256'], deps.appSecret)) {
+        answer(401, 'bad_signature', errorBody('invalid_signature', 'X-Hub-Signature-256 is missing or does not match the body'));
+        return;
+      }
+      const text = raw.toString('utf8');
+      try {
+        checkEnvelope(JSON.parse(text));
+      } catch (err) {
+        answer(400, 'malformed', errorBody('malformed_payload', err instanceof SyntaxError ? 'body is not valid JSON' : (err as Error).message));
+        return;
+      }
+      deps.producer.enqueue({ body: text, receivedAt: Date.now() }).then(
+        () => answer(200, 'accepted', OK_BODY),
+        (err: Error) => {
+          metrics.webhook.enqueueFailures.inc();
+          log.error({ err: err.message }, 'webhook not enqueued; answered 503 so Meta retries');
+          answer(503, 'unavailable', errorBody('unavailable', 'the event could not be stored durably; retry later'), { 'retry-after': '5' });
+        },
+      );
+    });
+  };
+}
+
+/** GET /webhooks/whatsapp: Meta's subscription handshake. */
+export function verifyHandshake(verifyToken: string, metrics: Metrics): RequestHandler {
+  const expected = Buffer.from(verifyToken);
+  return (req, res) => {
+    const mode = req.query['hub.mode'];
+    const token = req.query['hub.verify_token'];
+    const challenge = req.query['hub.challenge'];
+    const given = Buffer.from(typeof token === 'string' ? token : '');
+    const tokenOk = given.length === expected.length && timingSafeEqual(given, expected);
+    if (mode !== 'subscribe' || !tokenOk) {
+      metrics.webhook.requests.inc({ outcome: 'verify_rejected' });
+      res.status(403).type('application/json').send(errorBody('verification_failed', 'hub.mode must be subscribe and hub.verify_token must match'));
+      return;
+    }
+    if (typeof challenge !== 'string' || challenge.length === 0) {
+      res.status(400).type('application/json').send(errorBody('missing_challenge', 'hub.challenge is required'));
+      return;
+    }
+    metrics.webhook.requests.inc({ outcome: 'verified' });
+    res.status(200).type('text/plain').send(challenge);
+  };
+}

@@ -1,0 +1,76 @@
+// One prom-client registry for the process; every metric is defined here.
+import client from 'prom-client';
+
+export type Registry = client.Registry;
+
+export function createMetrics() {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'wa_router_process_' });
+
+  const webhook = {
+    requests: new client.Counter({ name: 'wa_router_webhook_requests_total', help: 'Webhook requests by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    duration: new client.Histogram({
+      name: 'wa_router_webhook_duration_seconds',
+      help: 'Webhook handling time, from first byte to answer, by outcome',
+      labelNames: ['outcome'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    enqueueFailures: new client.Counter({ name: 'wa_router_enqueue_failures_total', help: 'Webhook bodies that could not be durably enqueued (answered 503)', registers: [registry] }),
+    batchSize: new client.Histogram({
+      name: 'wa_router_ingest_batch_events',
+      help: 'Webhook bodies coalesced into one enqueue',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+      registers: [registry],
+    }),
+  };
+
+  const jobs = {
+    processed: new client.Counter({ name: 'wa_router_jobs_total', help: 'Jobs finished by queue and result (completed, failed, retried, delayed)', labelNames: ['queue', 'result'] as const, registers: [registry] }),
+    duration: new client.Histogram({
+      name: 'wa_router_job_duration_seconds',
+      help: 'Job processing time by queue',
+      labelNames: ['queue'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+  };
+
+  const inbound = {
+    messagesStored: new client.Counter({ name: 'wa_router_inbound_messages_stored_total', help: 'Inbound messages inserted (duplicates not counted)', registers: [registry] }),
+    statusesStored: new client.Counter({ name: 'wa_router_statuses_stored_total', help: 'Message statuses recorded (duplicates not counted)', registers: [registry] }),
+    duplicateEvents: new client.Counter({ name: 'wa_router_duplicate_events_total', help: 'Webhook bodies seen before (Meta redeliveries, job retries)', registers: [registry] }),
+    unroutedEvents: new client.Counter({ name: 'wa_router_unrouted_events_total', help: 'Webhook bodies for a phone_number_id no channel serves (kept, not routed)', registers: [registry] }),
+    isolatedEvents: new client.Counter({ name: 'wa_router_isolated_events_total', help: 'Webhook bodies split out of their batch after a failure', registers: [registry] }),
+    transientDelays: new client.Counter({ name: 'wa_router_transient_delays_total', help: 'Jobs delayed because the database was unavailable', registers: [registry] }),
+  };
+
+  return { registry, webhook, jobs, inbound };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+export type InboundMetrics = Metrics['inbound'];
+
+/** Registers a gauge whose value is read at scrape time. */
+export function scrapeGauge<L extends string>(
+  registry: client.Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  collect: (set: (labels: Record<L, string>, value: number) => void) => Promise<void> | void,
+): void {
+  new client.Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        await collect((labels, value) => this.set(labels as never, value));
+      } catch {
+        // A scrape while Redis or Postgres is down still answers, without this gauge's values.
+      }
+    },
+  });
+}

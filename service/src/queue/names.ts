@@ -1,0 +1,30 @@
+// Queue names and job payloads: the only shapes that cross Redis.
+
+export const QUEUES = {
+  /** Verified webhook bodies, coalesced per event-loop tick by the web process. */
+  inbound: 'inbound',
+} as const;
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+export const JOBS = {
+  /** Several webhook bodies acked together. */
+  webhookBatch: 'webhook-batch',
+  /** One webhook body, split out of a batch because it failed there. */
+  webhookEvent: 'webhook-event',
+} as const;
+
+export interface RawWebhookEvent {
+  /** The body exactly as received, as UTF-8 text. */
+  readonly body: string;
+  /** Epoch milliseconds when the web process received it. */
+  readonly receivedAt: number;
+}
+
+export interface InboundJobData {
+  readonly events: RawWebhookEvent[];
+  /** Set on dead-letter replays and isolated retries: store rows even if the event was seen. */
+  readonly force?: boolean;
+  /** Why this event was split out of its batch. */
+  readonly isolatedBecause?: string;
+}

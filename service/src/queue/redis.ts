@@ -1,0 +1,44 @@
+// ioredis connections from config: one URL, or Sentinels with a master name.
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/env.js';
+
+export type RedisPurpose = 'producer' | 'worker' | 'client';
+
+export function redisOptions(config: Config, purpose: RedisPurpose): RedisOptions {
+  const common: RedisOptions = {
+    // BullMQ blocking commands and our own retries need unbounded per-request retries:
+    // a command waits for the reconnect instead of failing while Sentinel fails over.
+    maxRetriesPerRequest: purpose === 'worker' ? null : 1,
+    enableReadyCheck: true,
+    connectionName: `wa-router:${purpose}`,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    // After a failover the old master turns replica: reconnect on READONLY instead of failing writes.
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+  };
+  if (config.REDIS_SENTINELS) {
+    return {
+      ...common,
+      sentinels: config.REDIS_SENTINELS.map((hp) => {
+        const [host, port] = hp.split(':');
+        return { host: host!, port: Number(port) };
+      }),
+      name: config.REDIS_MASTER_NAME,
+      password: config.REDIS_PASSWORD,
+      sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+    };
+  }
+  const url = new URL(config.REDIS_URL!);
+  return {
+    ...common,
+    host: url.hostname,
+    port: Number(url.port || 6379),
+    username: url.username || undefined,
+    password: config.REDIS_PASSWORD ?? (url.password ? decodeURIComponent(url.password) : undefined),
+    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
+    tls: url.protocol === 'rediss:' ? {} : undefined,
+  };
+}
+
+export function createRedis(config: Config, purpose: RedisPurpose): Redis {
+  return new Redis(redisOptions(config, purpose));
+}

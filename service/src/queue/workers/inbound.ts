@@ -1,0 +1,140 @@
+// Inbound processor: turns webhook batches into rows. One bad event never blocks its
+// batch: it is split out into a job of its own, retried with backoff and, if it keeps
+// failing, left in the failed set (our dead-letter queue) with its reason.
+import { createHash } from 'node:crypto';
+import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
+import type { Logger } from '../../log.js';
+import type { InboundMetrics } from '../../metrics/registry.js';
+import type { ChannelResolver } from '../../store/channels.js';
+import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
+import { isTransientDbError, withTransaction, type Pool } from '../../store/pool.js';
+import { EnvelopeError, parseEvent } from '../../whatsapp/parse.js';
+import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
+
+export interface InboundProcessorDeps {
+  readonly pool: Pool;
+  readonly channels: ChannelResolver;
+  readonly queue: Queue<InboundJobData>;
+  readonly log: Logger;
+  readonly metrics: InboundMetrics;
+  readonly attempts: number;
+  /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
+  readonly onStored?: (result: InboundStoreResult) => void;
+}
+
+/** Thrown for an event we can never store as it is (bad JSON, an item without an id). */
+export class InvalidEventError extends UnrecoverableError {
+  override readonly name = 'InvalidEventError';
+}
+
+const DEADLOCK_RETRIES = 3;
+
+function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
+  let body: unknown;
+  try {
+    body = JSON.parse(ev.body);
+  } catch {
+    throw new InvalidEventError('body is not valid JSON');
+  }
+  let parsed;
+  try {
+    parsed = parseEvent(body);
+  } catch (err) {
+    if (err instanceof EnvelopeError) throw new InvalidEventError(err.message);
+    throw err;
+  }
+  return { sha256: createHash('sha256').update(ev.body).digest(), receivedAt: new Date(ev.receivedAt), raw: ev.body, parsed, force };
+}
+
+export function createInboundProcessor(deps: InboundProcessorDeps) {
+  const { pool, channels, log, metrics } = deps;
+
+  async function store(records: InboundEventRecord[]): Promise<InboundStoreResult> {
+    const channelIds = await channels.resolve(records.flatMap((r) => r.parsed.phoneNumberIds));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await withTransaction(pool, (client) => storeInboundBatch(client, records, channelIds));
+      } catch (err) {
+        // A deadlock or serialization failure is resolved by running the batch again now.
+        const code = (err as { code?: string }).code;
+        if ((code === '40P01' || code === '40001') && attempt < DEADLOCK_RETRIES) continue;
+        throw err;
+      }
+    }
+  }
+
+  function observe(result: InboundStoreResult): void {
+    metrics.messagesStored.inc(result.messagesInserted);
+    metrics.statusesStored.inc(result.statusesInserted);
+    metrics.duplicateEvents.inc(result.duplicateEvents);
+    metrics.unroutedEvents.inc(result.unroutedEvents);
+    deps.onStored?.(result);
+  }
+
+  async function isolate(events: { ev: RawWebhookEvent; reason: string }[]): Promise<void> {
+    if (events.length === 0) return;
+    await deps.queue.addBulk(
+      events.map(({ ev, reason }) => ({
+        name: JOBS.webhookEvent,
+        data: { events: [ev], force: true, isolatedBecause: reason },
+        opts: { attempts: deps.attempts, backoff: { type: 'exponential', delay: 2_000 }, removeOnComplete: { age: 3_600, count: 1_000 }, removeOnFail: false },
+      })),
+    );
+    metrics.isolatedEvents.inc(events.length);
+  }
+
+  /** Stores the batch; if the database refuses it, finds the culprits by storing events one by one. */
+  async function run(job: Job<InboundJobData>, records: InboundEventRecord[], rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
+    try {
+      if (records.length > 0) observe(await store(records));
+    } catch (err) {
+      if (isTransientDbError(err) || records.length <= 1) throw err;
+      log.warn({ jobId: job.id, err: (err as Error).message }, 'batch refused; storing its events one by one');
+      for (const rec of records) {
+        try {
+          observe(await store([rec]));
+        } catch (e) {
+          if (isTransientDbError(e)) throw e;
+          rejected.set(rec.raw, { ev: { body: rec.raw, receivedAt: rec.receivedAt.getTime() }, reason: e instanceof Error ? e.message : String(e) });
+        }
+      }
+    }
+  }
+
+  return async function processInbound(job: Job<InboundJobData>, token?: string): Promise<{ events: number; isolated: number }> {
+    const force = job.data.force === true;
+    const single = job.name === JOBS.webhookEvent || job.data.events.length === 1;
+    const records: InboundEventRecord[] = [];
+    const rejected = new Map<string, { ev: RawWebhookEvent; reason: string }>();
+    for (const ev of job.data.events) {
+      try {
+        const rec = toRecord(ev, force);
+        records.push(rec);
+        // What is valid is stored now; the event still goes the dead-letter way with the reason.
+        if (rec.parsed.invalid.length > 0) rejected.set(ev.body, { ev, reason: rec.parsed.invalid.map((i) => `${i.path}: ${i.reason}`).join('; ') });
+      } catch (err) {
+        if (single) throw err;
+        rejected.set(ev.body, { ev, reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    try {
+      await run(job, records, rejected);
+    } catch (err) {
+      if (!isTransientDbError(err)) throw err;
+      // The database is away: wait without spending attempts, so an outage of any length
+      // ends with the rows stored, not in the dead-letter queue.
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(job.attemptsStarted, 6));
+      metrics.transientDelays.inc();
+      log.warn({ jobId: job.id, delayMs: delay, err: (err as Error).message }, 'database unavailable; job delayed');
+      if (!token) throw err;
+      await job.moveToDelayed(Date.now() + delay, token);
+      throw new DelayedError();
+    }
+    if (single && rejected.size > 0) {
+      // Its valid rows are in; the rest can never be stored as sent: fail for good, with the reason.
+      throw new InvalidEventError([...rejected.values()][0]!.reason);
+    }
+    await isolate([...rejected.values()]);
+    return { events: records.length, isolated: rejected.size };
+  };
+}

@@ -1,0 +1,71 @@
+// Channels (our WhatsApp numbers), looked up by phone_number_id on every inbound batch.
+import type { Pool } from './pool.js';
+
+export interface ChannelRow {
+  readonly id: number;
+  readonly phoneNumberId: string;
+}
+
+export interface BootstrapChannel {
+  readonly phoneNumberId: string;
+  readonly accessToken: string;
+  readonly wabaId?: string | undefined;
+  readonly displayPhoneNumber?: string | undefined;
+}
+
+/** Creates or refreshes the channel configured by environment (WHATSAPP_PHONE_NUMBER_ID). */
+export async function upsertBootstrapChannel(pool: Pool, ch: BootstrapChannel): Promise<number> {
+  const { rows } = await pool.query<{ id: number }>(
+    `INSERT INTO channels (phone_number_id, access_token, waba_id, display_phone_number, name)
+     VALUES ($1, $2, $3, $4, 'bootstrap')
+     ON CONFLICT (phone_number_id) DO UPDATE SET
+       access_token = EXCLUDED.access_token,
+       waba_id = COALESCE(EXCLUDED.waba_id, channels.waba_id),
+       display_phone_number = COALESCE(EXCLUDED.display_phone_number, channels.display_phone_number),
+       updated_at = now()
+     RETURNING id`,
+    [ch.phoneNumberId, ch.accessToken, ch.wabaId ?? null, ch.displayPhoneNumber ?? null],
+  );
+  return rows[0]!.id;
+}
+
+/**
+ * phone_number_id → channel id, cached. Misses are cached briefly so a burst for an
+ * unknown number does not hammer the database, yet a new channel is seen within seconds.
+ */
+export class ChannelResolver {
+  private readonly hits = new Map<string, { id: number; until: number }>();
+  private readonly misses = new Map<string, number>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly ttlMs = 60_000,
+    private readonly missTtlMs = 2_000,
+  ) {}
+
+  async resolve(phoneNumberIds: Iterable<string>): Promise<Map<string, number>> {
+    const now = Date.now();
+    const out = new Map<string, number>();
+    const lookup: string[] = [];
+    for (const pid of new Set(phoneNumberIds)) {
+      const hit = this.hits.get(pid);
+      if (hit && hit.until > now) out.set(pid, hit.id);
+      else if ((this.misses.get(pid) ?? 0) <= now) lookup.push(pid);
+    }
+    if (lookup.length > 0) {
+      const { rows } = await this.pool.query<{ id: number; phone_number_id: string }>('SELECT id, phone_number_id FROM channels WHERE phone_number_id = ANY($1::text[])', [lookup]);
+      for (const r of rows) {
+        out.set(r.phone_number_id, r.id);
+        this.hits.set(r.phone_number_id, { id: r.id, until: now + this.ttlMs });
+        this.misses.delete(r.phone_number_id);
+      }
+      for (const pid of lookup) if (!out.has(pid)) this.misses.set(pid, now + this.missTtlMs);
+    }
+    return out;
+  }
+
+  forget(phoneNumberId: string): void {
+    this.hits.delete(phoneNumberId);
+    this.misses.delete(phoneNumberId);
+  }
+}

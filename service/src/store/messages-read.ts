@@ -1,0 +1,88 @@
+// Read side of messages for the operator API: one message with its status history.
+import type { Pool } from './pool.js';
+
+export interface MessageView {
+  id: number;
+  wamid: string | null;
+  channelId: number;
+  conversationId: number;
+  contact: { id: number; waId: string; profileName: string | null };
+  direction: 'inbound' | 'outbound';
+  source: string;
+  type: string;
+  body: string | null;
+  media: { id: string | null; mimeType: string | null; sha256: string | null; filename: string | null } | null;
+  location: { latitude: number; longitude: number } | null;
+  replyToWamid: string | null;
+  reaction: { toWamid: string | null; emoji: string | null } | null;
+  interactiveReplyId: string | null;
+  forwarded: boolean;
+  referral: unknown;
+  status: string;
+  timestamp: string;
+  sentAt: string | null;
+  deliveredAt: string | null;
+  readAt: string | null;
+  failedAt: string | null;
+  error: { code: number | null; title: string | null; details: string | null } | null;
+  statuses: { status: string; timestamp: string; recipientId: string | null; error: { code: number | null; title: string | null; details: string | null } | null; receivedAt: string }[];
+  raw: unknown;
+  createdAt: string;
+}
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+type Row = Record<string, unknown> & { id: number; wamid: string | null };
+
+function toView(r: Row, statuses: Row[]): MessageView {
+  const d = (k: string) => r[k] as Date | null;
+  return {
+    id: r.id,
+    wamid: r.wamid,
+    channelId: r.channel_id as number,
+    conversationId: r.conversation_id as number,
+    contact: { id: r.contact_id as number, waId: r.wa_id as string, profileName: r.profile_name as string | null },
+    direction: r.direction as 'inbound' | 'outbound',
+    source: r.source as string,
+    type: r.type as string,
+    body: r.body as string | null,
+    media: r.media_id || r.media_mime_type ? { id: r.media_id as string | null, mimeType: r.media_mime_type as string | null, sha256: r.media_sha256 as string | null, filename: r.media_filename as string | null } : null,
+    location: r.latitude !== null && r.longitude !== null ? { latitude: r.latitude as number, longitude: r.longitude as number } : null,
+    replyToWamid: r.reply_to_wamid as string | null,
+    reaction: r.type === 'reaction' ? { toWamid: r.reaction_to_wamid as string | null, emoji: r.reaction_emoji as string | null } : null,
+    interactiveReplyId: r.interactive_reply_id as string | null,
+    forwarded: r.forwarded as boolean,
+    referral: r.referral,
+    status: r.status as string,
+    timestamp: iso(d('wa_timestamp'))!,
+    sentAt: iso(d('sent_at')),
+    deliveredAt: iso(d('delivered_at')),
+    readAt: iso(d('read_at')),
+    failedAt: iso(d('failed_at')),
+    error: r.error_code !== null || r.error_title !== null ? { code: r.error_code as number | null, title: r.error_title as string | null, details: r.error_details as string | null } : null,
+    statuses: statuses.map((s) => ({
+      status: s.status as string,
+      timestamp: iso(s.wa_timestamp as Date)!,
+      recipientId: s.recipient_id as string | null,
+      error: s.error_code !== null || s.error_title !== null ? { code: s.error_code as number | null, title: s.error_title as string | null, details: s.error_details as string | null } : null,
+      receivedAt: iso(s.received_at as Date)!,
+    })),
+    raw: r.raw,
+    createdAt: iso(d('created_at'))!,
+  };
+}
+
+/** A message by numeric id or by wamid, with every status Meta reported for it. */
+export async function findMessage(pool: Pool, by: { id: number } | { wamid: string }): Promise<MessageView | null> {
+  const where = 'id' in by ? 'm.id = $1' : 'm.wamid = $1';
+  const { rows } = await pool.query<Row>(
+    `SELECT m.*, c.wa_id, c.profile_name FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE ${where}`,
+    ['id' in by ? by.id : by.wamid],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  const statuses = row.wamid
+    ? (await pool.query<Row>('SELECT * FROM message_statuses WHERE wamid = $1 ORDER BY wa_timestamp, status_rank, id', [row.wamid])).rows
+    : [];
+  return toView(row, statuses);
+}

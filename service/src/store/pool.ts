@@ -1,0 +1,58 @@
+// The Postgres pool. Written for PgBouncer transaction mode: no session state, no named
+// prepared statements (node-postgres only prepares when a query is given a `name`).
+import pg from 'pg';
+import type { Config } from '../config/env.js';
+
+// bigint ids and counts fit in JS numbers for any realistic deployment; parse them as numbers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export function createPool(config: Config, applicationName: string): pg.Pool {
+  return new pg.Pool({
+    connectionString: config.DATABASE_URL,
+    max: config.DB_POOL_MAX,
+    application_name: applicationName,
+    // Fail fast while Postgres or PgBouncer is down: jobs are retried, requests answer 503.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    // Statement timeout is a startup parameter, so it holds through PgBouncer too.
+    statement_timeout: 60_000,
+    keepAlive: true,
+  });
+}
+
+/** Runs fn in a transaction on one connection; rolls back on error. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+const TRANSIENT_CODES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300', '53400']);
+const TRANSIENT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * True for failures that say "try again later" (database down, restarting, overloaded,
+ * deadlock), as opposed to a row the database will never accept.
+ */
+export function isTransientDbError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (TRANSIENT_CODES.has(code) || TRANSIENT_NODE_CODES.has(code)) return true;
+    // Class 08: connection exceptions (PgBouncer reports its own failures as 08P01).
+    if (code.startsWith('08')) return true;
+  }
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|server conn crashed|no more connections allowed/i.test(err.message);
+}

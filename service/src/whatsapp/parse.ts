@@ -1,0 +1,268 @@
+// Webhook envelope → normalized rows. Lenient about fields Meta adds, strict about the
+// ones we key on (ids, timestamps): an item without them is reported, never guessed.
+import { statusRank } from './statuses.js';
+
+export const WABA_OBJECT = 'whatsapp_business_account';
+
+type Json = Record<string, unknown>;
+
+export interface InboundMessage {
+  readonly phoneNumberId: string;
+  readonly wamid: string;
+  readonly from: string;
+  readonly profileName: string | null;
+  readonly type: string;
+  readonly timestamp: Date;
+  readonly body: string | null;
+  readonly mediaId: string | null;
+  readonly mediaMimeType: string | null;
+  readonly mediaSha256: string | null;
+  readonly mediaFilename: string | null;
+  readonly latitude: number | null;
+  readonly longitude: number | null;
+  readonly replyToWamid: string | null;
+  readonly reactionToWamid: string | null;
+  readonly reactionEmoji: string | null;
+  readonly interactiveReplyId: string | null;
+  readonly forwarded: boolean;
+  readonly referral: Json | null;
+  readonly raw: Json;
+}
+
+export interface InboundStatus {
+  readonly phoneNumberId: string;
+  readonly wamid: string;
+  readonly status: string;
+  readonly rank: number;
+  readonly timestamp: Date;
+  readonly recipientId: string | null;
+  readonly errorCode: number | null;
+  readonly errorTitle: string | null;
+  readonly errorDetails: string | null;
+  readonly raw: Json;
+}
+
+/** A change whose field is not `messages` (history, echoes, app state, account updates, ...). */
+export interface OtherChange {
+  readonly field: string;
+  readonly wabaId: string | null;
+  readonly value: Json;
+}
+
+export interface InvalidItem {
+  readonly path: string;
+  readonly reason: string;
+}
+
+export interface ParsedEvent {
+  readonly messages: InboundMessage[];
+  readonly statuses: InboundStatus[];
+  /** wa_id → profile name, from `contacts[]` of every change. */
+  readonly contacts: Map<string, string | null>;
+  readonly phoneNumberIds: string[];
+  readonly fields: string[];
+  readonly other: OtherChange[];
+  /** `value.errors[]` Meta attached to a change (not to a message). */
+  readonly webhookErrors: Json[];
+  readonly invalid: InvalidItem[];
+}
+
+export class EnvelopeError extends Error {
+  override readonly name = 'EnvelopeError';
+}
+
+const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : typeof v === 'number' ? String(v) : null);
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const num = (v: unknown): number | null => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : null;
+};
+
+/** Meta sends unix seconds as a string. */
+function unixSeconds(v: unknown): Date | null {
+  const n = num(v);
+  if (n === null || n <= 0) return null;
+  return new Date(n * 1000);
+}
+
+/** The cheap structural check the webhook does before acking: a WABA envelope with entries. */
+export function checkEnvelope(body: unknown): asserts body is { object: string; entry: unknown[] } {
+  if (!isObj(body)) throw new EnvelopeError('body is not a JSON object');
+  if (body.object !== WABA_OBJECT) throw new EnvelopeError(`object must be "${WABA_OBJECT}"`);
+  if (!Array.isArray(body.entry)) throw new EnvelopeError('entry must be an array');
+}
+
+const MEDIA_TYPES = new Set(['image', 'audio', 'video', 'document', 'sticker']);
+
+function messageContent(type: string, m: Json): Pick<InboundMessage, 'body' | 'mediaId' | 'mediaMimeType' | 'mediaSha256' | 'mediaFilename' | 'latitude' | 'longitude' | 'reactionToWamid' | 'reactionEmoji' | 'interactiveReplyId'> {
+  const out = {
+    body: null as string | null,
+    mediaId: null as string | null,
+    mediaMimeType: null as string | null,
+    mediaSha256: null as string | null,
+    mediaFilename: null as string | null,
+    latitude: null as number | null,
+    longitude: null as number | null,
+    reactionToWamid: null as string | null,
+    reactionEmoji: null as string | null,
+    interactiveReplyId: null as string | null,
+  };
+  const c = isObj(m[type]) ? (m[type] as Json) : {};
+  if (type === 'text') {
+    out.body = str(c.body);
+  } else if (MEDIA_TYPES.has(type)) {
+    out.mediaId = str(c.id);
+    out.mediaMimeType = str(c.mime_type);
+    out.mediaSha256 = str(c.sha256);
+    out.mediaFilename = str(c.filename);
+    out.body = str(c.caption);
+  } else if (type === 'location') {
+    out.latitude = num(c.latitude);
+    out.longitude = num(c.longitude);
+    out.body = [str(c.name), str(c.address)].filter(Boolean).join(', ') || null;
+  } else if (type === 'contacts') {
+    const first = arr(m.contacts)[0];
+    const name = isObj(first) && isObj(first.name) ? str(first.name.formatted_name) : null;
+    out.body = name;
+  } else if (type === 'interactive') {
+    const kind = str(c.type);
+    const reply = kind && isObj(c[kind]) ? (c[kind] as Json) : {};
+    out.interactiveReplyId = str(reply.id);
+    out.body = str(reply.title) ?? str(reply.body) ?? str(reply.description);
+  } else if (type === 'button') {
+    out.body = str(c.text);
+    out.interactiveReplyId = str(c.payload);
+  } else if (type === 'reaction') {
+    out.reactionToWamid = str(c.message_id);
+    // A removed reaction arrives without an emoji.
+    out.reactionEmoji = str(c.emoji);
+  } else if (type === 'order') {
+    out.body = str(c.text);
+  } else if (type === 'system') {
+    out.body = str(c.body);
+  }
+  return out;
+}
+
+function parseMessage(m: unknown, phoneNumberId: string, contacts: Map<string, string | null>, path: string, invalid: InvalidItem[]): InboundMessage | null {
+  if (!isObj(m)) {
+    invalid.push({ path, reason: 'message is not an object' });
+    return null;
+  }
+  const wamid = str(m.id);
+  const from = str(m.from);
+  const type = str(m.type);
+  const timestamp = unixSeconds(m.timestamp);
+  const missing = [!wamid && 'id', !from && 'from', !type && 'type', !timestamp && 'timestamp'].filter(Boolean);
+  if (missing.length > 0 || !wamid || !from || !type || !timestamp) {
+    invalid.push({ path, reason: `message lacks ${missing.join(', ')}` });
+    return null;
+  }
+  const context = isObj(m.context) ? m.context : null;
+  return {
+    phoneNumberId,
+    wamid,
+    from,
+    profileName: contacts.get(from) ?? null,
+    type,
+    timestamp,
+    ...messageContent(type, m),
+    replyToWamid: context ? str(context.id) : null,
+    forwarded: context ? context.forwarded === true || context.frequently_forwarded === true : false,
+    referral: isObj(m.referral) ? m.referral : null,
+    raw: m,
+  };
+}
+
+function parseStatus(s: unknown, phoneNumberId: string, path: string, invalid: InvalidItem[]): InboundStatus | null {
+  if (!isObj(s)) {
+    invalid.push({ path, reason: 'status is not an object' });
+    return null;
+  }
+  const wamid = str(s.id);
+  const status = str(s.status);
+  const timestamp = unixSeconds(s.timestamp);
+  if (!wamid || !status || !timestamp) {
+    const missing = [!wamid && 'id', !status && 'status', !timestamp && 'timestamp'].filter(Boolean);
+    invalid.push({ path, reason: `status lacks ${missing.join(', ')}` });
+    return null;
+  }
+  const err = arr(s.errors).find(isObj);
+  const errData = err && isObj(err.error_data) ? err.error_data : null;
+  return {
+    phoneNumberId,
+    wamid,
+    status,
+    rank: statusRank(status),
+    timestamp,
+    recipientId: str(s.recipient_id),
+    errorCode: err ? num(err.code) : null,
+    errorTitle: err ? (str(err.title) ?? str(err.message)) : null,
+    errorDetails: errData ? str(errData.details) : err ? str(err.message) : null,
+    raw: s,
+  };
+}
+
+/** Every entry, every change, every message and status: nothing past the first is skipped. */
+export function parseEvent(body: unknown): ParsedEvent {
+  checkEnvelope(body);
+  const out: ParsedEvent = { messages: [], statuses: [], contacts: new Map(), phoneNumberIds: [], fields: [], other: [], webhookErrors: [], invalid: [] };
+  const phoneIds = new Set<string>();
+  const fields = new Set<string>();
+  body.entry.forEach((entry, ei) => {
+    if (!isObj(entry)) {
+      out.invalid.push({ path: `entry[${ei}]`, reason: 'entry is not an object' });
+      return;
+    }
+    const wabaId = str(entry.id);
+    arr(entry.changes).forEach((change, ci) => {
+      const path = `entry[${ei}].changes[${ci}]`;
+      if (!isObj(change) || !isObj(change.value)) {
+        out.invalid.push({ path, reason: 'change has no value object' });
+        return;
+      }
+      const field = str(change.field) ?? 'messages';
+      fields.add(field);
+      const value = change.value;
+      if (field !== 'messages') {
+        out.other.push({ field, wabaId, value });
+        const meta = isObj(value.metadata) ? value.metadata : null;
+        const pid = meta ? str(meta.phone_number_id) : null;
+        if (pid) phoneIds.add(pid);
+        return;
+      }
+      const meta = isObj(value.metadata) ? value.metadata : null;
+      const phoneNumberId = meta ? str(meta.phone_number_id) : null;
+      if (!phoneNumberId) {
+        out.invalid.push({ path, reason: 'value.metadata.phone_number_id missing' });
+        return;
+      }
+      phoneIds.add(phoneNumberId);
+      const localContacts = new Map<string, string | null>();
+      for (const c of arr(value.contacts)) {
+        if (!isObj(c)) continue;
+        const waId = str(c.wa_id);
+        if (!waId) continue;
+        const name = isObj(c.profile) ? str(c.profile.name) : null;
+        localContacts.set(waId, name);
+        if (name !== null || !out.contacts.has(waId)) out.contacts.set(waId, name);
+      }
+      arr(value.messages).forEach((m, mi) => {
+        const msg = parseMessage(m, phoneNumberId, localContacts, `${path}.value.messages[${mi}]`, out.invalid);
+        if (msg) {
+          out.messages.push(msg);
+          if (!out.contacts.has(msg.from)) out.contacts.set(msg.from, null);
+        }
+      });
+      arr(value.statuses).forEach((s, si) => {
+        const st = parseStatus(s, phoneNumberId, `${path}.value.statuses[${si}]`, out.invalid);
+        if (st) out.statuses.push(st);
+      });
+      for (const e of arr(value.errors)) if (isObj(e)) out.webhookErrors.push(e);
+    });
+  });
+  out.phoneNumberIds.push(...phoneIds);
+  out.fields.push(...fields);
+  return out;
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/env.js';
+
+const valid = {
+  DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db',
+  REDIS_URL: 'redis://:pw@127.0.0.1:6379',
+  WHATSAPP_APP_SECRET: 'app-secret-123',
+  WHATSAPP_VERIFY_TOKEN: 'verify',
+  API_TOKEN: '0123456789abcdef0123',
+};
+
+describe('loadConfig', () => {
+  it('applies defaults and freezes the result', () => {
+    const c = loadConfig(valid);
+    expect(c.PORT).toBe(3000);
+    expect(c.ACK_DURABILITY).toBe('local');
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('names every wrong variable in one error', () => {
+    try {
+      loadConfig({ ...valid, PORT: 'abc', DATABASE_URL: 'mysql://x', API_TOKEN: 'short', ACK_DURABILITY: 'sometimes' });
+      expect.fail('should throw');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const vars = (err as ConfigError).problems.map((p) => p.variable).sort();
+      expect(vars).toEqual(['ACK_DURABILITY', 'API_TOKEN', 'DATABASE_URL', 'PORT']);
+      expect((err as Error).message).toContain('PORT');
+    }
+  });
+
+  it('requires a Redis URL or Sentinels, not both', () => {
+    const { REDIS_URL: _, ...noRedis } = valid;
+    expect(() => loadConfig(noRedis)).toThrow(/REDIS_URL/);
+    expect(() => loadConfig({ ...valid, REDIS_SENTINELS: 'a:26379' })).toThrow(/REDIS_SENTINELS/);
+    const s = loadConfig({ ...noRedis, REDIS_SENTINELS: 'a:26379, b:26380', REDIS_MASTER_NAME: 'm' });
+    expect(s.REDIS_SENTINELS).toEqual(['a:26379', 'b:26380']);
+  });
+
+  it('rejects a malformed sentinel list', () => {
+    const { REDIS_URL: _, ...noRedis } = valid;
+    expect(() => loadConfig({ ...noRedis, REDIS_SENTINELS: 'nohostport' })).toThrow(/REDIS_SENTINELS/);
+  });
+
+  it('needs an access token with the bootstrap phone number id', () => {
+    expect(() => loadConfig({ ...valid, WHATSAPP_PHONE_NUMBER_ID: '123' })).toThrow(/WHATSAPP_ACCESS_TOKEN/);
+  });
+
+  it('never echoes secret values in its message', () => {
+    try {
+      loadConfig({ ...valid, WHATSAPP_APP_SECRET: 'x', API_TOKEN: 'leaky-but-short' });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('leaky-but-short');
+    }
+  });
+});
