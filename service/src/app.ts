@@ -138,6 +138,8 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       concurrency: config.WORKER_CONCURRENCY,
       // Jobs are idempotent, so a stalled job (worker killed) is simply run again.
       maxStalledCount: 10,
+      lockDuration: config.WORKER_LOCK_MS,
+      stalledInterval: config.WORKER_LOCK_MS,
     });
     w.on('completed', (job) => {
       metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' });
@@ -160,6 +162,8 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         const applied = await migrate(pool);
         if (applied.length) log.info({ applied }, 'migrations applied');
       }
+      // Best effort: a web process whose Redis is down still starts, answers 503 and reports unready.
+      await Promise.race([redis.ping().catch(() => undefined), new Promise((r) => setTimeout(r, 5_000))]);
       if (runsWorker) {
         const tryBootstrap = () =>
           bootstrapChannel(config, pool).catch((err: Error) => {

@@ -9,7 +9,8 @@ const hostPort = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'expected host:port');
 export const envSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
-    PORT: int(1, 65535).default(3000),
+    /** 0 lets the kernel pick a free port (tests, several processes on one host). */
+    PORT: int(0, 65535).default(3000),
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
@@ -47,6 +48,11 @@ export const envSchema = z
     WEBHOOK_MAX_BYTES: int(1024, 50 * 1024 * 1024).default(3 * 1024 * 1024),
 
     WORKER_CONCURRENCY: int(1, 1000).default(25),
+    /**
+     * How long a job stays locked to its worker without renewal; a crashed worker's
+     * jobs run again after about this long.
+     */
+    WORKER_LOCK_MS: int(1000, 600_000).default(30_000),
     /** Attempts for an inbound job before it is dead-lettered. */
     INBOUND_ATTEMPTS: int(1, 100).default(8),
     SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(25_000),

@@ -9,6 +9,8 @@ export function redisOptions(config: Config, purpose: RedisPurpose): RedisOption
     // BullMQ blocking commands and our own retries need unbounded per-request retries:
     // a command waits for the reconnect instead of failing while Sentinel fails over.
     maxRetriesPerRequest: purpose === 'worker' ? null : 1,
+    // The webhook must answer 503 at once when Redis is away, not hold Meta's request in a queue.
+    enableOfflineQueue: purpose !== 'producer',
     enableReadyCheck: true,
     connectionName: `wa-router:${purpose}`,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),

@@ -1,0 +1,197 @@
+// The front door against real Postgres and Redis: what is acked is stored, once.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDb, PHONE_NUMBER_ID, VERIFY_TOKEN, type TestDb } from '../helpers/context.js';
+import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+
+let seq = 0;
+const wamid = () => `wamid.TEST${Date.now().toString(36)}${(seq++).toString(36).padStart(6, '0')}`;
+const ts = (offset = 0) => String(1_760_000_000 + offset);
+
+function change(value: Record<string, unknown>, phoneNumberId = PHONE_NUMBER_ID) {
+  return { field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: phoneNumberId }, ...value } };
+}
+const envelope = (...entries: { id?: string; changes: unknown[] }[]) =>
+  JSON.stringify({ object: 'whatsapp_business_account', entry: entries.map((e) => ({ id: e.id ?? '102290129340398', changes: e.changes })) });
+const text = (from: string, id = wamid(), body = 'hello') => ({ from, id, timestamp: ts(), type: 'text', text: { body } });
+const status = (id: string, st: string, t: number, extra: Record<string, unknown> = {}) => ({ id, status: st, timestamp: ts(t), recipient_id: '5511999990000', ...extra });
+
+let db: TestDb;
+let app: RunningApp;
+
+beforeAll(async () => {
+  db = await createTestDb();
+  app = await startApp(db, 'all');
+});
+afterAll(async () => {
+  await app?.stop();
+  await db?.drop();
+});
+
+const count = async (sql: string, params: unknown[] = []) => Number((await db.pool.query(sql, params)).rows[0].n);
+
+describe('GET /webhooks/whatsapp', () => {
+  it('answers the challenge for the right token', async () => {
+    const res = await fetch(`${app.url}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=1158201444`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('1158201444');
+  });
+  it('refuses a wrong token with 403', async () => {
+    const res = await fetch(`${app.url}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1`);
+    expect(res.status).toBe(403);
+    expect((await res.json()).error.code).toBe('verification_failed');
+  });
+});
+
+describe('POST /webhooks/whatsapp', () => {
+  it('rejects a bad signature with 401 and stores nothing', async () => {
+    const id = wamid();
+    const body = envelope({ changes: [change({ messages: [text('5511900000001', id)] })] });
+    expect((await postWebhook(app.url, body, { secret: 'wrong-secret' })).status).toBe(401);
+    expect((await postWebhook(app.url, body, { signature: null })).status).toBe(401);
+    const res = await postWebhook(app.url, body, { signature: 'sha256=' + '0'.repeat(64) });
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.body).error.code).toBe('invalid_signature');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])).toBe(0);
+    expect(await count("SELECT count(*) AS n FROM inbound_events WHERE payload::text LIKE '%' || $1 || '%'", [id])).toBe(0);
+  });
+
+  it('rejects a body over 3 MB with 413', async () => {
+    const big = envelope({ changes: [change({ messages: [text('5511900000002', wamid(), 'x'.repeat(3 * 1024 * 1024))] })] });
+    const res = await postWebhook(app.url, big);
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error.code).toBe('payload_too_large');
+  });
+
+  it.each([
+    ['not JSON', '{"object": "whatsapp_business_account", '],
+    ['another object', JSON.stringify({ object: 'page', entry: [] })],
+    ['no entry array', JSON.stringify({ object: 'whatsapp_business_account' })],
+    ['a JSON array', '[1,2]'],
+  ])('rejects %s with 400', async (_n, body) => {
+    const res = await postWebhook(app.url, body);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body).error.code).toBe('malformed_payload');
+  });
+
+  it('stores every entry, change, message and status of one payload', async () => {
+    const ids = Array.from({ length: 9 }, () => wamid());
+    const outbound = [wamid(), wamid()];
+    const body = envelope(
+      { changes: [change({ contacts: [{ profile: { name: 'Ana' }, wa_id: '5511900000010' }], messages: [text('5511900000010', ids[0]), text('5511900000010', ids[1]), text('5511900000010', ids[2])] })] },
+      { changes: [change({ contacts: [{ profile: { name: 'Bruno' }, wa_id: '5511900000011' }], messages: [text('5511900000011', ids[3]), text('5511900000011', ids[4])] }), change({ statuses: [status(outbound[0]!, 'sent', 1), status(outbound[1]!, 'delivered', 2)] })] },
+      { changes: [change({ contacts: [{ profile: { name: 'Caio' }, wa_id: '5511900000012' }], messages: ids.slice(5).map((id) => text('5511900000012', id)) })] },
+    );
+    expect((await postWebhook(app.url, body)).status).toBe(200);
+    await eventually(async () => (await count('SELECT count(*) AS n FROM messages WHERE wamid = ANY($1)', [ids])) === 9, { what: '9 messages' });
+    expect(await count('SELECT count(*) AS n FROM message_statuses WHERE wamid = ANY($1)', [outbound])).toBe(2);
+    const names = (await db.pool.query("SELECT profile_name FROM contacts WHERE wa_id LIKE '55119000000%' ORDER BY wa_id")).rows.map((r) => r.profile_name);
+    expect(names).toEqual(expect.arrayContaining(['Ana', 'Bruno', 'Caio']));
+    const conv = await db.pool.query('SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', ['5511900000012']);
+    expect(conv.rows[0].unread_count).toBe(4);
+  });
+
+  it('stores a webhook delivered 5 times once', async () => {
+    const id = wamid();
+    const body = envelope({ changes: [change({ contacts: [{ profile: { name: 'Dora' }, wa_id: '5511900000020' }], messages: [text('5511900000020', id)] })] });
+    const results = await Promise.all(Array.from({ length: 5 }, () => postWebhook(app.url, body)));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    await eventually(async () => (await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])) === 1);
+    // Give the later copies time to be processed too, then check nothing doubled.
+    await eventually(async () => (await count("SELECT count(*) AS n FROM inbound_events WHERE payload::text LIKE '%' || $1 || '%'", [id])) === 1);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])).toBe(1);
+    const conv = await db.pool.query('SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', ['5511900000020']);
+    expect(conv.rows[0].unread_count).toBe(1);
+  });
+});
+
+describe('statuses', () => {
+  // Outbound messages are sent by a later issue; here we plant one as the sender would.
+  async function plantOutbound(id: string): Promise<void> {
+    const { rows } = await db.pool.query(
+      `WITH ch AS (SELECT id FROM channels WHERE phone_number_id = $2),
+       ct AS (INSERT INTO contacts (wa_id) VALUES ('5511999990000') ON CONFLICT (wa_id) DO UPDATE SET updated_at = now() RETURNING id),
+       cv AS (INSERT INTO conversations (channel_id, contact_id) SELECT ch.id, ct.id FROM ch, ct ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, channel_id, contact_id)
+       INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status, status_rank)
+       SELECT $1, cv.channel_id, cv.id, cv.contact_id, 'outbound', 'api', 'text', 'hi', '{}'::jsonb, now(), 'pending', 0 FROM cv RETURNING id`,
+      [id, PHONE_NUMBER_ID],
+    );
+    expect(rows).toHaveLength(1);
+  }
+  const statusOf = async (id: string) => (await db.pool.query('SELECT status, sent_at, delivered_at, read_at, failed_at, error_code, error_title FROM messages WHERE wamid = $1', [id])).rows[0];
+
+  it('keeps read when delivered arrives after it', async () => {
+    const id = wamid();
+    await plantOutbound(id);
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'read', 20)] })] }))).status).toBe(200);
+    await eventually(async () => (await statusOf(id))?.status === 'read');
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'delivered', 10)] })] }))).status).toBe(200);
+    await eventually(async () => (await statusOf(id))?.delivered_at !== null, { what: 'delivered_at recorded' });
+    const s = await statusOf(id);
+    expect(s.status).toBe('read');
+    expect(s.delivered_at.getTime()).toBe(1_760_000_010_000);
+    expect(s.read_at.getTime()).toBe(1_760_000_020_000);
+  });
+
+  it('applies a status that arrived before its message', async () => {
+    const id = wamid();
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'delivered', 5), status(id, 'sent', 3)] })] }))).status).toBe(200);
+    await eventually(async () => (await count('SELECT count(*) AS n FROM message_statuses WHERE wamid = $1', [id])) === 2);
+    await plantOutbound(id);
+    // The sender applies the waiting history when it saves the wamid; so does any later status.
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'sent', 3)] })] }))).status).toBe(200);
+    await eventually(async () => (await statusOf(id))?.status === 'delivered', { what: 'delivered applied' });
+    expect((await statusOf(id)).sent_at.getTime()).toBe(1_760_000_003_000);
+  });
+
+  it('keeps failed terminal with its error', async () => {
+    const id = wamid();
+    await plantOutbound(id);
+    const failed = status(id, 'failed', 7, { errors: [{ code: 131047, title: 'Re-engagement message', message: 'Re-engagement message', error_data: { details: 'Message failed to send because more than 24 hours have passed' } }] });
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'sent', 6), failed] })] }))).status).toBe(200);
+    await eventually(async () => (await statusOf(id))?.status === 'failed');
+    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'delivered', 8)] })] }))).status).toBe(200);
+    await eventually(async () => (await count('SELECT count(*) AS n FROM message_statuses WHERE wamid = $1', [id])) === 3);
+    const s = await statusOf(id);
+    expect(s.status).toBe('failed');
+    expect(s.error_code).toBe(131047);
+    expect(s.error_title).toBe('Re-engagement message');
+  });
+});
+
+describe('routing and the operator API', () => {
+  it('keeps an event for an unknown phone_number_id, marked unrouted', async () => {
+    const id = wamid();
+    const body = envelope({ changes: [change({ messages: [text('5511900000030', id)] }, '999000999000')] });
+    expect((await postWebhook(app.url, body)).status).toBe(200);
+    await eventually(async () => (await count("SELECT count(*) AS n FROM inbound_events WHERE unrouted AND '999000999000' = ANY(phone_number_ids)")) === 1);
+    expect(await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])).toBe(0);
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    expect(metrics).toMatch(/wa_router_unrouted_events_total 1/);
+  });
+
+  it('traces a message by wamid and by id, with its statuses', async () => {
+    const id = wamid();
+    await postWebhook(app.url, envelope({ changes: [change({ contacts: [{ profile: { name: 'Eva' }, wa_id: '5511900000040' }], messages: [text('5511900000040', id, 'olá')] })] }));
+    const auth = { authorization: 'Bearer test-api-token-0123456789abcdef' };
+    const byWamid = await eventually(async () => {
+      const r = await fetch(`${app.url}/v1/messages?wamid=${encodeURIComponent(id)}`, { headers: auth });
+      return r.status === 200 ? r.json() : null;
+    });
+    expect(byWamid).toMatchObject({ wamid: id, direction: 'inbound', type: 'text', body: 'olá', contact: { waId: '5511900000040', profileName: 'Eva' } });
+    const byId = await (await fetch(`${app.url}/v1/messages/${byWamid.id}`, { headers: auth })).json();
+    expect(byId.wamid).toBe(id);
+    expect((await fetch(`${app.url}/v1/messages/${byWamid.id}`)).status).toBe(401);
+    expect((await fetch(`${app.url}/v1/messages/999999999`, { headers: auth })).status).toBe(404);
+  });
+
+  it('reports readiness with dependencies and queue depths', async () => {
+    const r = await fetch(`${app.url}/readyz`);
+    expect(r.status).toBe(200);
+    const body = await r.json();
+    expect(body.checks.postgres.ok).toBe(true);
+    expect(body.checks.redis.ok).toBe(true);
+    expect(body.queues.inbound).toHaveProperty('waiting');
+  });
+});
