@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chownTo, isRoot, portOpen, spawnDaemon, stopPid, waitFor, LOOPBACK } from './proc.js';
+import { asUserArgs, chownTo, isRoot, portOpen, spawnDaemon, stopPid, waitFor, LOOPBACK } from './proc.js';
 
 export interface PostgresOptions {
   /** Directory for data, socket and log; created when missing. */
@@ -52,7 +52,7 @@ export async function startPostgres(opts: PostgresOptions): Promise<PostgresHand
     fs.writeFileSync(pwfile, opts.password, { mode: 0o600 });
     if (asUser) chownTo(opts.dir, asUser);
     const initdb = [path.join(bin, 'initdb'), '-D', dataDir, '-U', PG_USER, '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'];
-    execFileSync(asUser ? 'runuser' : initdb[0]!, asUser ? ['-u', asUser, '--', ...initdb] : initdb.slice(1), { stdio: 'pipe' });
+    execFileSync(asUser ? 'setpriv' : initdb[0]!, asUser ? asUserArgs(asUser, initdb[0]!, initdb.slice(1)) : initdb.slice(1), { stdio: 'pipe' });
     fs.rmSync(pwfile);
   }
   const conf = [

@@ -33,8 +33,9 @@ export function spawnDaemon(cmd: string, args: string[], opts: { logFile: string
   let file = cmd;
   let argv = args;
   if (opts.asUser) {
-    file = 'runuser';
-    argv = ['-u', opts.asUser, '--', cmd, ...args];
+    // setpriv execs in place (runuser forks), so the pid we record is the server's own.
+    file = 'setpriv';
+    argv = asUserArgs(opts.asUser, cmd, args);
   }
   const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', out, out] });
   fs.closeSync(out);
@@ -42,6 +43,10 @@ export function spawnDaemon(cmd: string, args: string[], opts: { logFile: string
   if (!child.pid) throw new Error(`could not start ${cmd}`);
   if (opts.pidFile) fs.writeFileSync(opts.pidFile, String(child.pid));
   return { pid: child.pid, logFile: opts.logFile };
+}
+
+export function asUserArgs(user: string, cmd: string, args: string[]): string[] {
+  return [`--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', cmd, ...args];
 }
 
 export function isAlive(pid: number): boolean {

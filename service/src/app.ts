@@ -177,7 +177,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         server.once('error', reject);
         server.listen(config.PORT, config.HOST, () => resolve());
       });
-      log.info({ port: (server.address() as AddressInfo).port, role }, 'listening');
+      log.info({ port: (server.address() as AddressInfo).port }, 'listening');
     },
     async stop() {
       accepting = false;

@@ -1,7 +1,7 @@
 // The front door against real Postgres and Redis: what is acked is stored, once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDb, PHONE_NUMBER_ID, VERIFY_TOKEN, type TestDb } from '../helpers/context.js';
-import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 
 let seq = 0;
 const wamid = () => `wamid.TEST${Date.now().toString(36)}${(seq++).toString(36).padStart(6, '0')}`;
@@ -38,7 +38,7 @@ describe('GET /webhooks/whatsapp', () => {
   it('refuses a wrong token with 403', async () => {
     const res = await fetch(`${app.url}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1`);
     expect(res.status).toBe(403);
-    expect((await res.json()).error.code).toBe('verification_failed');
+    expect((await json(res)).error.code).toBe('verification_failed');
   });
 });
 
@@ -177,10 +177,10 @@ describe('routing and the operator API', () => {
     const auth = { authorization: 'Bearer test-api-token-0123456789abcdef' };
     const byWamid = await eventually(async () => {
       const r = await fetch(`${app.url}/v1/messages?wamid=${encodeURIComponent(id)}`, { headers: auth });
-      return r.status === 200 ? r.json() : null;
+      return r.status === 200 ? json(r) : null;
     });
     expect(byWamid).toMatchObject({ wamid: id, direction: 'inbound', type: 'text', body: 'olá', contact: { waId: '5511900000040', profileName: 'Eva' } });
-    const byId = await (await fetch(`${app.url}/v1/messages/${byWamid.id}`, { headers: auth })).json();
+    const byId = await json(await fetch(`${app.url}/v1/messages/${byWamid.id}`, { headers: auth }));
     expect(byId.wamid).toBe(id);
     expect((await fetch(`${app.url}/v1/messages/${byWamid.id}`)).status).toBe(401);
     expect((await fetch(`${app.url}/v1/messages/999999999`, { headers: auth })).status).toBe(404);
@@ -189,7 +189,7 @@ describe('routing and the operator API', () => {
   it('reports readiness with dependencies and queue depths', async () => {
     const r = await fetch(`${app.url}/readyz`);
     expect(r.status).toBe(200);
-    const body = await r.json();
+    const body = await json(r);
     expect(body.checks.postgres.ok).toBe(true);
     expect(body.checks.redis.ok).toBe(true);
     expect(body.queues.inbound).toHaveProperty('waiting');

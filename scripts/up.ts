@@ -1,0 +1,105 @@
+// `make up`: Postgres and Redis on loopback (data in .data/), migrations, then the web and
+// worker processes in the background. Prints the URLs and a signed sample webhook to paste.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHmac } from 'node:crypto';
+import { startPostgres } from './stack/postgres.js';
+import { startRedis } from './stack/redis.js';
+import { isAlive, portOpen, spawnDaemon, stopPidFile, waitFor } from './stack/proc.js';
+import { DATA, LOGS, PIDS, ROOT, localSettings, serviceEnv, writeEnvFile } from './stack/local.js';
+import { localTuning } from './stack/tuning.js';
+
+const MAIN = path.join(ROOT, 'service', 'dist', 'main.js');
+
+function runningPid(name: string): number | undefined {
+  const f = path.join(PIDS, `${name}.pid`);
+  if (!fs.existsSync(f)) return undefined;
+  const pid = Number(fs.readFileSync(f, 'utf8'));
+  return pid > 0 && isAlive(pid) ? pid : undefined;
+}
+
+async function ensurePort(port: number, name: string, variable: string): Promise<void> {
+  if (await portOpen(port)) throw new Error(`port ${port} for ${name} is taken by another program: free it or change ${variable} in .data/settings.json`);
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(LOGS, { recursive: true });
+  fs.mkdirSync(PIDS, { recursive: true });
+  const s = localSettings();
+  const tuning = await localTuning(s);
+
+  let pgUrl = `postgres://wa_router:${encodeURIComponent(s.pgPassword)}@127.0.0.1:${s.pgPort}/wa_router`;
+  if (!runningPid('postgres')) {
+    await ensurePort(s.pgPort, 'Postgres', 'pgPort');
+    const pg = await startPostgres({ dir: path.join(DATA, 'postgres'), port: s.pgPort, password: s.pgPassword, conf: tuning.postgres });
+    fs.writeFileSync(path.join(PIDS, 'postgres.pid'), String(pg.pid));
+    pgUrl = pg.url;
+  }
+  let redisUrl = `redis://:${encodeURIComponent(s.redisPassword)}@127.0.0.1:${s.redisPort}`;
+  if (!runningPid('redis')) {
+    await ensurePort(s.redisPort, 'Redis', 'redisPort');
+    const redis = await startRedis({ dir: path.join(DATA, 'redis'), port: s.redisPort, password: s.redisPassword, conf: tuning.redis, maxmemory: tuning.redisMaxmemory });
+    fs.writeFileSync(path.join(PIDS, 'redis.pid'), String(redis.pid));
+    redisUrl = redis.url;
+  }
+
+  const env = serviceEnv(s, pgUrl, redisUrl);
+  const envFile = writeEnvFile(env);
+  const childEnv = { ...process.env, ...env };
+
+  execFileSync(process.execPath, [MAIN, 'migrate'], { env: childEnv, stdio: 'inherit' });
+
+  // A second `make up` restarts the service processes (new code) and keeps the data stores.
+  await stopPidFile(path.join(PIDS, 'web.pid'));
+  await stopPidFile(path.join(PIDS, 'worker.pid'));
+  const webPort = Number(env.PORT);
+  await ensurePort(webPort, 'the web process', 'PORT (or webPort in .data/settings.json)');
+  const web = spawnDaemon(process.execPath, [MAIN, 'web'], { env: childEnv, logFile: path.join(LOGS, 'web.log'), pidFile: path.join(PIDS, 'web.pid') });
+  const worker = spawnDaemon(process.execPath, [MAIN, 'worker'], { env: { ...childEnv, PORT: String(s.workerPort) }, logFile: path.join(LOGS, 'worker.log'), pidFile: path.join(PIDS, 'worker.pid') });
+  const base = `http://127.0.0.1:${webPort}`;
+  await waitFor('web /readyz', async () => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200, { pid: web.pid, logFile: web.logFile, timeoutMs: 30_000 });
+  await waitFor('worker /readyz', async () => (await fetch(`http://127.0.0.1:${s.workerPort}/readyz`).catch(() => null))?.status === 200, { pid: worker.pid, logFile: worker.logFile, timeoutMs: 30_000 });
+
+  const wamid = `wamid.SAMPLE${Date.now()}`;
+  const sample = JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550783881', phone_number_id: env.WHATSAPP_PHONE_NUMBER_ID },
+      contacts: [{ profile: { name: 'Sheena Nelson' }, wa_id: '16505551234' }],
+      messages: [{ from: '16505551234', id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: 'Does it come in another color?' } }],
+    } }] }],
+  });
+  const sampleFile = path.join(DATA, 'sample-webhook.json');
+  fs.writeFileSync(sampleFile, sample);
+  const sig = 'sha256=' + createHmac('sha256', env.WHATSAPP_APP_SECRET!).update(sample).digest('hex');
+  const rel = path.relative(process.cwd(), sampleFile) || sampleFile;
+
+  console.log(`
+wa-router is up (standard preset tuning; data and logs in .data/).
+
+  web      ${base}           (webhook: ${base}/webhooks/whatsapp)
+  worker   http://127.0.0.1:${s.workerPort}/metrics
+  health   ${base}/readyz     metrics ${base}/metrics
+  queues   ${base}/admin/queues (Authorization: Bearer $API_TOKEN)
+  postgres ${pgUrl.replace(/:[^:@/]+@/, ':***@')}
+  env      ${envFile} (source it for the tokens)
+
+Send a signed sample webhook:
+
+  curl -sS -X POST ${base}/webhooks/whatsapp -H 'content-type: application/json' -H 'x-hub-signature-256: ${sig}' --data-binary @${rel}
+
+Then see it stored:
+
+  . .data/env && curl -sS -H "Authorization: Bearer $API_TOKEN" '${base}/v1/messages?wamid=${wamid}'
+  . .data/env && psql "$DATABASE_URL" -c 'SELECT id, wamid, type, body, status FROM messages ORDER BY id DESC LIMIT 5'
+
+Stop everything with: make down
+`);
+}
+
+main().catch((err: unknown) => {
+  console.error(`make up failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
