@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(LOGS, { recursive: true });
   fs.mkdirSync(PIDS, { recursive: true });
   const s = localSettings();
-  const tuning = await localTuning(s);
+  const tuning = await localTuning();
 
   let pgUrl = `postgres://wa_router:${encodeURIComponent(s.pgPassword)}@127.0.0.1:${s.pgPort}/wa_router`;
   if (!runningPid('postgres')) {

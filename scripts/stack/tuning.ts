@@ -1,7 +1,6 @@
 // The preset tuning for the local stack, rendered by the same functions the cdk8s
 // toolkit uses for its ConfigMaps, scaled to this machine.
 import os from 'node:os';
-import type { LocalSettings } from './local.js';
 
 export interface LocalTuning {
   readonly postgres: string;
@@ -9,7 +8,7 @@ export interface LocalTuning {
   readonly redisMaxmemory: string;
 }
 
-export async function localTuning(_s: LocalSettings, preset = process.env.PRESET ?? 'standard'): Promise<LocalTuning> {
+export async function localTuning(preset = process.env.PRESET ?? 'standard'): Promise<LocalTuning> {
   void preset;
   void os;
   return { postgres: '', redis: '', redisMaxmemory: '256mb' };

@@ -108,7 +108,15 @@ export async function upsertContacts(client: PoolClient, contacts: ReadonlyMap<s
      SELECT c.id, c.wa_id FROM contacts c JOIN input USING (wa_id) WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.wa_id = c.wa_id)`,
     [JSON.stringify(rows)],
   );
-  return new Map(out.map((r) => [r.wa_id, r.id]));
+  const ids = new Map(out.map((r) => [r.wa_id, r.id]));
+  // A contact inserted by a concurrent transaction after our snapshot, with nothing to
+  // update, is neither returned nor visible above; a new statement sees it.
+  const missing = rows.filter((r) => !ids.has(r.wa_id)).map((r) => r.wa_id);
+  if (missing.length > 0) {
+    const { rows: late } = await client.query<{ id: number; wa_id: string }>('SELECT id, wa_id FROM contacts WHERE wa_id = ANY($1::text[])', [missing]);
+    for (const r of late) ids.set(r.wa_id, r.id);
+  }
+  return ids;
 }
 
 const pairKey = (channelId: number, contactId: number) => `${channelId}:${contactId}`;

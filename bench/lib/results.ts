@@ -1,0 +1,54 @@
+// The benchmark table and bench/results/latest.json (shape fixed by the contract).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchResult {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  /** The same-run baseline's figure (null where the row is itself a reference). */
+  readonly baseline: number | null;
+  readonly baselineName?: string;
+  readonly ratio: number | null;
+  readonly target: number | null;
+  /** Whether `target` is a floor (value must reach it) or a ceiling. */
+  readonly targetKind?: 'min' | 'max';
+  readonly met: boolean | null;
+  readonly note?: string;
+}
+
+export function result(r: Omit<BenchResult, 'ratio' | 'met'> & { ratio?: number | null }): BenchResult {
+  const ratio = r.ratio !== undefined ? r.ratio : r.baseline ? r.value / r.baseline : null;
+  const kind = r.targetKind ?? 'min';
+  const met = r.target === null ? null : kind === 'min' ? r.value >= r.target : r.value <= r.target;
+  return { ...r, ratio: ratio === null ? null : Math.round(ratio * 1000) / 1000, value: Math.round(r.value * 100) / 100, baseline: r.baseline === null ? null : Math.round(r.baseline * 100) / 100, targetKind: kind, met };
+}
+
+const RESULTS_DIR = path.resolve(fileURLToPath(new URL('../results', import.meta.url)));
+
+export function writeResults(results: readonly BenchResult[], file = 'latest'): { json: string; md: string } {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const json = path.join(RESULTS_DIR, `${file}.json`);
+  fs.writeFileSync(json, JSON.stringify({ generatedAt: new Date().toISOString(), results }, null, 2) + '\n');
+  const md = path.join(RESULTS_DIR, `${file}.md`);
+  fs.writeFileSync(md, table(results, 'md') + '\n');
+  return { json, md };
+}
+
+export function table(results: readonly BenchResult[], style: 'text' | 'md' = 'text'): string {
+  const head = ['benchmark', 'value', 'unit', 'baseline', 'ratio', 'target', 'met'];
+  const rows = results.map((r) => [
+    r.name,
+    String(r.value),
+    r.unit,
+    r.baseline === null ? '-' : `${r.baseline}${r.baselineName ? ` (${r.baselineName})` : ''}`,
+    r.ratio === null ? '-' : String(r.ratio),
+    r.target === null ? '-' : `${r.targetKind === 'max' ? '≤' : '≥'} ${r.target}`,
+    r.met === null ? '-' : r.met ? 'yes' : 'NO',
+  ]);
+  if (style === 'md') return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
+}

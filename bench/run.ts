@@ -1,0 +1,33 @@
+// `make bench`: every benchmark with its same-run baseline; prints one table and writes
+// bench/results/latest.json (+ latest.md). BENCH_ONLY=ingest,e2e picks some; BENCH_SECONDS sets durations.
+import { e2eBench } from './e2e.js';
+import { ingestBench } from './ingest.js';
+import { table, writeResults, type BenchResult } from './lib/results.js';
+import { startBenchStack } from './lib/stack.js';
+
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,e2e').split(',').map((s) => s.trim()));
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+
+async function main(): Promise<void> {
+  const results: BenchResult[] = [];
+  const stack = await startBenchStack();
+  try {
+    if (only.has('ingest')) {
+      console.log('ingest: webhook → durable enqueue');
+      results.push(...(await ingestBench(stack, seconds)));
+    }
+    if (only.has('e2e')) {
+      console.log('e2e: webhook → rows in Postgres');
+      results.push(...(await e2eBench(stack, Number(process.env.BENCH_E2E_MESSAGES ?? 30_000))));
+    }
+  } finally {
+    await stack.stop();
+  }
+  const files = writeResults(results);
+  console.log('\n' + table(results) + `\n\nwritten: ${files.json}, ${files.md}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
