@@ -57,13 +57,15 @@ async function oneRowInserts(stack: BenchStack, rows: number, maxSeconds: number
   return rate;
 }
 
-export async function e2eBench(stack: BenchStack, total: number): Promise<BenchResult[]> {
+export async function e2eBench(stack: BenchStack, total: number, size: number, name = 'e2e.messages_per_s', target: number | null = 5_000): Promise<BenchResult[]> {
   const bodiesFile = path.join(stack.dir, 'e2e-bodies.tsv');
   fs.writeFileSync(bodiesFile, Array.from({ length: total }, (_, i) => {
-    const body = textWebhook(i, { prefix: 'E2E' });
+    const body = textWebhook(i, { prefix: 'E2E', size });
     return `${signature(body)}\t${body}`;
   }).join('\n') + '\n');
-  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-e2e' });
+  await stack.pool.query("DELETE FROM messages WHERE wamid LIKE 'wamid.E2E%'");
+  await stack.pool.query('DELETE FROM inbound_events');
+  const env = stack.serviceEnv({ QUEUE_PREFIX: `bench-e2e-${size}` });
   const web = await startRole('web', env);
   const worker = await startRole('worker', env);
   const count = async () => Number((await stack.pool.query("SELECT count(*) AS n FROM messages WHERE wamid LIKE 'wamid.E2E%'")).rows[0].n);
@@ -88,8 +90,8 @@ export async function e2eBench(stack: BenchStack, total: number): Promise<BenchR
 
   const baseline = await oneRowInserts(stack, 20_000, 10);
   const rate = stored / seconds;
-  console.log(`  e2e: ${stored}/${total} messages stored in ${seconds.toFixed(2)} s (${Math.round(rate)}/s; ${sent.requests} POSTs, ${sent.non200} not 200); one-row inserts ${Math.round(baseline)} rows/s`);
+  console.log(`  ${name} (${size}-byte bodies): ${stored}/${total} messages stored in ${seconds.toFixed(2)} s (${Math.round(rate)}/s; ${sent.requests} POSTs, ${sent.non200} not 200); one-row inserts ${Math.round(baseline)} rows/s`);
   return [
-    result({ name: 'e2e.messages_per_s', value: stored === total && sent.non200 === 0 ? rate : 0, unit: 'msg/s', baseline, baselineName: 'one-row INSERTs, 8 conns', target: 5_000, note: `${total} distinct webhooks at 50 connections, 1 web + 1 worker process, first POST to last row committed` }),
+    result({ name, value: stored === total && sent.non200 === 0 ? rate : 0, unit: 'msg/s', baseline, baselineName: 'one-row INSERTs, 8 conns', target, note: `${total} distinct ${size}-byte text webhooks at 50 connections, 1 web + 1 worker process, first POST to last row committed` }),
   ];
 }

@@ -13,7 +13,8 @@ export const envSchema = z
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'expected postgres://user:pass@host:port/db' }),
+    // A regex, not z.url(): socket URLs (postgres://user@/db?host=/run/postgresql) have no host.
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'expected postgres://user:pass@host:port/db'),
     /** Connections per process; PgBouncer multiplexes them (transaction mode). */
     DB_POOL_MAX: int(1, 500).default(10),
 

@@ -1,7 +1,7 @@
 // Persists verified webhook events in bulk: one transaction and a handful of set-based
 // statements per batch, whatever the number of events, messages and statuses in it.
 import type { InboundMessage, InboundStatus, ParsedEvent } from '../whatsapp/parse.js';
-import type { PoolClient } from './pool.js';
+import type { Pool } from './pool.js';
 
 export interface InboundEventRecord {
   readonly sha256: Buffer;
@@ -23,192 +23,194 @@ export interface InboundStoreResult {
 }
 
 /**
- * Stores a batch inside the caller's transaction. Idempotent: events are keyed by the
- * body's hash, messages by wamid and statuses by (wamid, status), so a redelivered
- * webhook or a retried job changes nothing.
+ * Stores a batch in two or three autocommit statements, whatever its size (round trips,
+ * not rows, are what cost on the hot path):
+ *  1. contacts and conversations (idempotent upserts, harmless if the rest fails);
+ *  2. the raw events, the messages of events not seen before, their conversations'
+ *     counters and the statuses, atomically in one statement;
+ *  3. when the batch has statuses, deriving their messages' status (idempotent).
+ * Idempotent: events key on the body's hash, messages on wamid, statuses on (wamid, status).
+ * A crash between 2 and 3 is healed by the retry, which runs 3 again.
  */
-export async function storeInboundBatch(client: PoolClient, events: readonly InboundEventRecord[], channels: ReadonlyMap<string, number>): Promise<InboundStoreResult> {
-  // 1. The raw event log decides which events are new; rows of known events were
-  //    committed together with their event, so they are skipped.
+export async function storeInboundBatch(pool: Pool, events: readonly InboundEventRecord[], channels: ReadonlyMap<string, number>): Promise<InboundStoreResult> {
   const unique = new Map<string, InboundEventRecord>();
   for (const e of events) unique.set(e.sha256.toString('hex'), e);
-  const evRows = [...unique.values()].map((e) => ({
-    sha: '\\x' + e.sha256.toString('hex'),
-    received_at: e.receivedAt.toISOString(),
-    fields: e.parsed.fields,
-    phone_number_ids: e.parsed.phoneNumberIds,
-    unrouted: e.parsed.phoneNumberIds.some((p) => !channels.has(p)),
-    payload: e.raw,
-  }));
-  const inserted = await client.query<{ sha: string }>(
-    `INSERT INTO inbound_events (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
-     SELECT decode(substr(r.sha, 3), 'hex'), r.received_at, ARRAY(SELECT json_array_elements_text(r.fields)),
-            ARRAY(SELECT json_array_elements_text(r.phone_number_ids)), r.unrouted, r.payload::json
-     FROM json_to_recordset($1::json) AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, payload text)
-     ON CONFLICT (body_sha256) DO NOTHING
-     RETURNING encode(body_sha256, 'hex') AS sha`,
-    [JSON.stringify(evRows)],
-  );
-  const fresh = new Set(inserted.rows.map((r) => r.sha));
-  const todo = [...unique.entries()].filter(([sha, e]) => fresh.has(sha) || e.force).map(([, e]) => e);
 
-  const messages: InboundMessage[] = [];
-  const statuses: InboundStatus[] = [];
-  const contacts = new Map<string, string | null>();
-  for (const e of todo) {
+  const people: { channel_id: number; wa_id: string; profile_name: string | null }[] = [];
+  for (const e of unique.values()) {
     for (const m of e.parsed.messages) {
-      if (!channels.has(m.phoneNumberId)) continue;
-      messages.push(m);
-      const name = e.parsed.contacts.get(m.from) ?? null;
-      if (name !== null || !contacts.has(m.from)) contacts.set(m.from, name);
+      const channelId = channels.get(m.phoneNumberId);
+      if (channelId !== undefined) people.push({ channel_id: channelId, wa_id: m.from, profile_name: e.parsed.contacts.get(m.from) ?? null });
     }
-    // Statuses are kept whatever the channel: they key on wamid alone.
-    statuses.push(...e.parsed.statuses);
   }
+  const conversations = people.length > 0 ? await upsertPeople(pool, people) : new Map<string, { conversationId: number; contactId: number }>();
 
-  let newMessages: InboundStoreResult['newMessages'] = [];
-  if (messages.length > 0) {
-    const contactIds = await upsertContacts(client, contacts);
-    const conversationIds = await upsertConversations(
-      client,
-      messages.map((m) => ({ channelId: channels.get(m.phoneNumberId)!, contactId: contactIds.get(m.from)! })),
-    );
-    newMessages = await insertMessages(client, messages, channels, contactIds, conversationIds);
+  const doc = { events: [] as unknown[], messages: [] as unknown[], statuses: [] as unknown[] };
+  const applyWamids = new Set<string>();
+  for (const [sha, e] of unique) {
+    doc.events.push({ sha, received_at: e.receivedAt.toISOString(), fields: e.parsed.fields, phone_number_ids: e.parsed.phoneNumberIds, unrouted: e.parsed.phoneNumberIds.some((p) => !channels.has(p)), payload: e.raw, force: e.force === true });
+    for (const m of e.parsed.messages) {
+      const channelId = channels.get(m.phoneNumberId);
+      if (channelId === undefined) continue;
+      const conv = conversations.get(pairKey(channelId, m.from))!;
+      doc.messages.push(messageRow(sha, m, channelId, conv.conversationId, conv.contactId));
+    }
+    for (const st of e.parsed.statuses) {
+      doc.statuses.push(statusRow(sha, st));
+      if (st.rank >= 0) applyWamids.add(st.wamid);
+    }
   }
-  let statusesInserted = 0;
-  if (statuses.length > 0) statusesInserted = await insertStatuses(client, statuses);
-  // Apply statuses to their messages: those just reported, and those waiting for a message just stored.
-  const touched = new Set<string>(statuses.map((s) => s.wamid));
-  for (const m of newMessages) touched.add(m.wamid);
-  if (statuses.length > 0 && touched.size > 0) await applyStatuses(client, [...touched]);
-
+  // Three parameters, not one document: Postgres re-parses a json value at every ->.
+  const { rows } = await pool.query<{ fresh: number; unrouted: number; statuses_inserted: number; new_messages: InboundStoreResult['newMessages'] }>(STORE_SQL, [
+    JSON.stringify(doc.events),
+    JSON.stringify(doc.messages),
+    JSON.stringify(doc.statuses),
+  ]);
+  const r = rows[0]!;
+  // Statuses only concern messages the business sent; a user's inbound message never has one.
+  if (applyWamids.size > 0) await applyStatuses(pool, [...applyWamids]);
   return {
     events: unique.size,
-    duplicateEvents: unique.size - fresh.size,
-    unroutedEvents: evRows.filter((r) => r.unrouted && fresh.has(r.sha.slice(2))).length,
-    messagesInserted: newMessages.length,
-    statusesInserted,
-    newMessages,
+    duplicateEvents: unique.size - r.fresh,
+    unroutedEvents: r.unrouted,
+    messagesInserted: r.new_messages.length,
+    statusesInserted: r.statuses_inserted,
+    newMessages: r.new_messages,
   };
 }
 
-/** wa_id → contact id; inserts new contacts, refreshes changed profile names. */
-export async function upsertContacts(client: PoolClient, contacts: ReadonlyMap<string, string | null>): Promise<Map<string, number>> {
-  // Sorted input locks rows in one global order: concurrent batches cannot deadlock here.
-  const rows = [...contacts.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([wa_id, profile_name]) => ({ wa_id, profile_name }));
-  const { rows: out } = await client.query<{ id: number; wa_id: string }>(
-    `WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(wa_id text, profile_name text)),
-     ins AS (
-       INSERT INTO contacts (wa_id, profile_name) SELECT wa_id, profile_name FROM input ORDER BY wa_id
-       ON CONFLICT (wa_id) DO UPDATE SET profile_name = EXCLUDED.profile_name, updated_at = now()
-         WHERE EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name
-       RETURNING id, wa_id)
-     SELECT id, wa_id FROM ins
-     UNION ALL
-     SELECT c.id, c.wa_id FROM contacts c JOIN input USING (wa_id) WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.wa_id = c.wa_id)`,
-    [JSON.stringify(rows)],
-  );
-  const ids = new Map(out.map((r) => [r.wa_id, r.id]));
-  // A contact inserted by a concurrent transaction after our snapshot, with nothing to
-  // update, is neither returned nor visible above; a new statement sees it.
-  const missing = rows.filter((r) => !ids.has(r.wa_id)).map((r) => r.wa_id);
-  if (missing.length > 0) {
-    const { rows: late } = await client.query<{ id: number; wa_id: string }>('SELECT id, wa_id FROM contacts WHERE wa_id = ANY($1::text[])', [missing]);
-    for (const r of late) ids.set(r.wa_id, r.id);
+const pairKey = (channelId: number, waId: string) => `${channelId}:${waId}`;
+
+/**
+ * (channel, wa_id) → conversation and contact ids, creating what is missing and refreshing
+ * changed profile names. A row another transaction inserted after our snapshot is neither
+ * returned nor visible in the same statement, so those few are asked again (new snapshot).
+ */
+async function upsertPeople(pool: Pool, people: readonly { channel_id: number; wa_id: string; profile_name: string | null }[]): Promise<Map<string, { conversationId: number; contactId: number }>> {
+  const out = new Map<string, { conversationId: number; contactId: number }>();
+  let todo = people;
+  for (let round = 0; round < 3 && todo.length > 0; round++) {
+    const { rows } = await pool.query<{ conversation_id: number; channel_id: number; contact_id: number; wa_id: string }>(PEOPLE_SQL, [JSON.stringify(todo)]);
+    for (const r of rows) out.set(pairKey(r.channel_id, r.wa_id), { conversationId: r.conversation_id, contactId: r.contact_id });
+    todo = todo.filter((p) => !out.has(pairKey(p.channel_id, p.wa_id)));
   }
-  return ids;
+  if (todo.length > 0) throw new Error(`could not resolve conversations for ${todo.length} contacts`);
+  return out;
 }
 
-const pairKey = (channelId: number, contactId: number) => `${channelId}:${contactId}`;
+// Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
+const PEOPLE_SQL = `
+WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text)),
+ct_in AS (SELECT DISTINCT ON (wa_id) wa_id, profile_name FROM input ORDER BY wa_id, profile_name NULLS LAST),
+ct_ins AS (
+  INSERT INTO contacts (wa_id, profile_name) SELECT wa_id, profile_name FROM ct_in ORDER BY wa_id
+  ON CONFLICT (wa_id) DO UPDATE SET profile_name = EXCLUDED.profile_name, updated_at = now()
+    WHERE EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name
+  RETURNING id, wa_id),
+ct AS (
+  SELECT id, wa_id FROM ct_ins
+  UNION ALL
+  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in USING (wa_id) WHERE NOT EXISTS (SELECT 1 FROM ct_ins WHERE ct_ins.wa_id = c.wa_id)),
+cv_in AS (SELECT DISTINCT i.channel_id, ct.id AS contact_id FROM input i JOIN ct USING (wa_id)),
+cv_ins AS (
+  INSERT INTO conversations (channel_id, contact_id) SELECT channel_id, contact_id FROM cv_in ORDER BY channel_id, contact_id
+  ON CONFLICT (channel_id, contact_id) DO NOTHING
+  RETURNING id, channel_id, contact_id),
+cv AS (
+  SELECT id, channel_id, contact_id FROM cv_ins
+  UNION ALL
+  SELECT c.id, c.channel_id, c.contact_id FROM conversations c JOIN cv_in USING (channel_id, contact_id)
+  WHERE NOT EXISTS (SELECT 1 FROM cv_ins WHERE cv_ins.channel_id = c.channel_id AND cv_ins.contact_id = c.contact_id))
+SELECT cv.id AS conversation_id, cv.channel_id, cv.contact_id, ct.wa_id FROM cv JOIN ct ON ct.id = cv.contact_id`;
 
-/** (channel, contact) → conversation id. Locks the rows (sorted) for the updates that follow. */
-export async function upsertConversations(client: PoolClient, pairs: readonly { channelId: number; contactId: number }[]): Promise<Map<string, number>> {
-  const unique = new Map<string, { channel_id: number; contact_id: number }>();
-  for (const p of pairs) unique.set(pairKey(p.channelId, p.contactId), { channel_id: p.channelId, contact_id: p.contactId });
-  const rows = [...unique.values()].sort((a, b) => a.channel_id - b.channel_id || a.contact_id - b.contact_id);
-  const { rows: out } = await client.query<{ id: number; channel_id: number; contact_id: number }>(
-    `INSERT INTO conversations (channel_id, contact_id)
-     SELECT channel_id, contact_id FROM json_to_recordset($1::json) AS r(channel_id bigint, contact_id bigint) ORDER BY channel_id, contact_id
-     ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now()
-     RETURNING id, channel_id, contact_id`,
-    [JSON.stringify(rows)],
-  );
-  return new Map(out.map((r) => [pairKey(r.channel_id, r.contact_id), r.id]));
+// One statement, so the event log, the messages, their conversations and the statuses
+// commit together or not at all: a retried job finds the event and skips its rows.
+const STORE_SQL = `
+WITH ev_in AS (
+  SELECT * FROM json_to_recordset($1::json)
+    AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, payload text, force boolean)),
+ev_ins AS (
+  INSERT INTO inbound_events (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
+  SELECT decode(sha, 'hex'), received_at, ARRAY(SELECT json_array_elements_text(fields)),
+         ARRAY(SELECT json_array_elements_text(phone_number_ids)), unrouted, payload::json
+  FROM ev_in
+  ON CONFLICT (body_sha256) DO NOTHING
+  RETURNING encode(body_sha256, 'hex') AS sha),
+ev_new AS (SELECT sha FROM ev_ins UNION SELECT sha FROM ev_in WHERE force),
+msg AS (
+  SELECT m.* FROM json_to_recordset($2::json) AS m(
+    ev text, wamid text, channel_id bigint, conversation_id bigint, contact_id bigint, type text, body text,
+    media_id text, media_mime_type text, media_sha256 text, media_filename text,
+    latitude double precision, longitude double precision, reply_to_wamid text,
+    reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
+    referral jsonb, raw jsonb, wa_timestamp timestamptz)
+  WHERE m.ev IN (SELECT sha FROM ev_new)),
+ins AS (
+  INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
+    media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
+    reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, status, status_rank)
+  SELECT wamid, channel_id, conversation_id, contact_id, 'inbound', 'live', type, body,
+    media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
+    reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, 'received', 0
+  FROM msg
+  ON CONFLICT (wamid) DO NOTHING
+  RETURNING id, wamid, conversation_id, wa_timestamp),
+agg AS (
+  SELECT DISTINCT ON (conversation_id) conversation_id, id AS last_id, wa_timestamp AS last_at,
+         count(*) OVER (PARTITION BY conversation_id) AS n
+  FROM ins ORDER BY conversation_id, wa_timestamp DESC, id DESC),
+upd AS (
+  -- Only rows really inserted count, so a redelivery never bumps unread twice.
+  UPDATE conversations c SET
+    unread_count = c.unread_count + agg.n,
+    last_message_id = CASE WHEN c.last_message_at IS NULL OR agg.last_at >= c.last_message_at THEN agg.last_id ELSE c.last_message_id END,
+    last_message_at = GREATEST(c.last_message_at, agg.last_at),
+    last_inbound_at = GREATEST(c.last_inbound_at, agg.last_at),
+    updated_at = now()
+  FROM agg WHERE c.id = agg.conversation_id),
+st_ins AS (
+  INSERT INTO message_statuses (wamid, status, status_rank, wa_timestamp, recipient_id, error_code, error_title, error_details, raw)
+  SELECT wamid, status, status_rank, wa_timestamp, recipient_id, error_code, error_title, error_details, raw
+  FROM json_to_recordset($3::json) AS s(ev text, wamid text, status text, status_rank smallint,
+    wa_timestamp timestamptz, recipient_id text, error_code integer, error_title text, error_details text, raw jsonb)
+  WHERE s.ev IN (SELECT sha FROM ev_new)
+  ON CONFLICT (wamid, status) DO NOTHING
+  RETURNING 1)
+SELECT
+  (SELECT count(*) FROM ev_ins)::int AS fresh,
+  (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins))::int AS unrouted,
+  (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id)), '[]'::json) FROM ins) AS new_messages`;
+
+function messageRow(ev: string, m: InboundMessage, channelId: number, conversationId: number, contactId: number) {
+  return {
+    ev,
+    wamid: m.wamid,
+    channel_id: channelId,
+    conversation_id: conversationId,
+    contact_id: contactId,
+    type: m.type,
+    body: m.body,
+    media_id: m.mediaId,
+    media_mime_type: m.mediaMimeType,
+    media_sha256: m.mediaSha256,
+    media_filename: m.mediaFilename,
+    latitude: m.latitude,
+    longitude: m.longitude,
+    reply_to_wamid: m.replyToWamid,
+    reaction_to_wamid: m.reactionToWamid,
+    reaction_emoji: m.reactionEmoji,
+    interactive_reply_id: m.interactiveReplyId,
+    forwarded: m.forwarded,
+    referral: m.referral,
+    raw: m.raw,
+    wa_timestamp: m.timestamp.toISOString(),
+  };
 }
 
-async function insertMessages(
-  client: PoolClient,
-  messages: readonly InboundMessage[],
-  channels: ReadonlyMap<string, number>,
-  contactIds: ReadonlyMap<string, number>,
-  conversationIds: ReadonlyMap<string, number>,
-): Promise<InboundStoreResult['newMessages']> {
-  const rows = messages.map((m) => {
-    const channelId = channels.get(m.phoneNumberId)!;
-    const contactId = contactIds.get(m.from)!;
-    return {
-      wamid: m.wamid,
-      channel_id: channelId,
-      conversation_id: conversationIds.get(pairKey(channelId, contactId))!,
-      contact_id: contactId,
-      type: m.type,
-      body: m.body,
-      media_id: m.mediaId,
-      media_mime_type: m.mediaMimeType,
-      media_sha256: m.mediaSha256,
-      media_filename: m.mediaFilename,
-      latitude: m.latitude,
-      longitude: m.longitude,
-      reply_to_wamid: m.replyToWamid,
-      reaction_to_wamid: m.reactionToWamid,
-      reaction_emoji: m.reactionEmoji,
-      interactive_reply_id: m.interactiveReplyId,
-      forwarded: m.forwarded,
-      referral: m.referral,
-      raw: m.raw,
-      wa_timestamp: m.timestamp.toISOString(),
-    };
-  });
-  // One statement inserts the messages and folds them into their conversations:
-  // only rows really inserted count, so a redelivery never bumps unread twice.
-  const { rows: out } = await client.query<{ id: number; wamid: string; conversation_id: number }>(
-    `WITH input AS (
-       SELECT * FROM json_to_recordset($1::json) AS r(
-         wamid text, channel_id bigint, conversation_id bigint, contact_id bigint, type text, body text,
-         media_id text, media_mime_type text, media_sha256 text, media_filename text,
-         latitude double precision, longitude double precision, reply_to_wamid text,
-         reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
-         referral jsonb, raw jsonb, wa_timestamp timestamptz)),
-     ins AS (
-       INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
-         media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
-         reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, status, status_rank)
-       SELECT wamid, channel_id, conversation_id, contact_id, 'inbound', 'live', type, body,
-         media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
-         reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, 'received', 0
-       FROM input
-       ON CONFLICT (wamid) DO NOTHING
-       RETURNING id, wamid, conversation_id, wa_timestamp),
-     agg AS (
-       SELECT DISTINCT ON (conversation_id) conversation_id, id AS last_id, wa_timestamp AS last_at,
-              count(*) OVER (PARTITION BY conversation_id) AS n
-       FROM ins ORDER BY conversation_id, wa_timestamp DESC, id DESC),
-     upd AS (
-       UPDATE conversations c SET
-         unread_count = c.unread_count + agg.n,
-         last_message_id = CASE WHEN c.last_message_at IS NULL OR agg.last_at >= c.last_message_at THEN agg.last_id ELSE c.last_message_id END,
-         last_message_at = GREATEST(c.last_message_at, agg.last_at),
-         last_inbound_at = GREATEST(c.last_inbound_at, agg.last_at),
-         updated_at = now()
-       FROM agg WHERE c.id = agg.conversation_id)
-     SELECT id, wamid, conversation_id FROM ins`,
-    [JSON.stringify(rows)],
-  );
-  return out.map((r) => ({ id: r.id, wamid: r.wamid, conversationId: r.conversation_id }));
-}
-
-async function insertStatuses(client: PoolClient, statuses: readonly InboundStatus[]): Promise<number> {
-  const rows = statuses.map((s) => ({
+function statusRow(ev: string, s: InboundStatus) {
+  return {
+    ev,
     wamid: s.wamid,
     status: s.status,
     status_rank: s.rank,
@@ -218,16 +220,7 @@ async function insertStatuses(client: PoolClient, statuses: readonly InboundStat
     error_title: s.errorTitle,
     error_details: s.errorDetails,
     raw: s.raw,
-  }));
-  const res = await client.query(
-    `INSERT INTO message_statuses (wamid, status, status_rank, wa_timestamp, recipient_id, error_code, error_title, error_details, raw)
-     SELECT wamid, status, status_rank, wa_timestamp, recipient_id, error_code, error_title, error_details, raw
-     FROM json_to_recordset($1::json) AS r(wamid text, status text, status_rank smallint, wa_timestamp timestamptz,
-       recipient_id text, error_code integer, error_title text, error_details text, raw jsonb)
-     ON CONFLICT (wamid, status) DO NOTHING`,
-    [JSON.stringify(rows)],
-  );
-  return res.rowCount ?? 0;
+  };
 }
 
 /**
@@ -235,8 +228,8 @@ async function insertStatuses(client: PoolClient, statuses: readonly InboundStat
  * (failed is terminal), each timestamp is the first report of that status. Order of
  * arrival cannot matter, and running it twice changes nothing.
  */
-export async function applyStatuses(client: PoolClient, wamids: readonly string[]): Promise<number> {
-  const res = await client.query(
+export async function applyStatuses(db: Pick<Pool, 'query'>, wamids: readonly string[]): Promise<number> {
+  const res = await db.query(
     `WITH agg AS (
        SELECT wamid,
               max(status_rank) AS rank,

@@ -7,7 +7,8 @@ import type { Logger } from '../../log.js';
 import type { InboundMetrics } from '../../metrics/registry.js';
 import type { ChannelResolver } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
-import { isTransientDbError, withTransaction, type Pool } from '../../store/pool.js';
+import { isTransientDbError, type Pool } from '../../store/pool.js';
+import { WriteCoalescer } from '../../store/coalescer.js';
 import { EnvelopeError, parseEvent } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
@@ -49,11 +50,13 @@ function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
 export function createInboundProcessor(deps: InboundProcessorDeps) {
   const { pool, channels, log, metrics } = deps;
 
-  async function store(records: InboundEventRecord[]): Promise<InboundStoreResult> {
+  async function storeNow(records: InboundEventRecord[]): Promise<InboundStoreResult> {
     const channelIds = await channels.resolve(records.flatMap((r) => r.parsed.phoneNumberIds));
     for (let attempt = 1; ; attempt++) {
       try {
-        return await withTransaction(pool, (client) => storeInboundBatch(client, records, channelIds));
+        const result = await storeInboundBatch(pool, records, channelIds);
+        observe(result);
+        return result;
       } catch (err) {
         // A deadlock or serialization failure is resolved by running the batch again now.
         const code = (err as { code?: string }).code;
@@ -62,6 +65,10 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
       }
     }
   }
+  // Jobs processed at the same moment share one bulk write; each job still gets its own
+  // outcome when the database refuses something (see WriteCoalescer).
+  const coalescer = new WriteCoalescer<InboundEventRecord, InboundStoreResult>({ write: storeNow, splitOn: (err) => !isTransientDbError(err) });
+  const store = (records: InboundEventRecord[]) => coalescer.submit(records);
 
   function observe(result: InboundStoreResult): void {
     metrics.messagesStored.inc(result.messagesInserted);
@@ -86,13 +93,13 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
   /** Stores the batch; if the database refuses it, finds the culprits by storing events one by one. */
   async function run(job: Job<InboundJobData>, records: InboundEventRecord[], rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
     try {
-      if (records.length > 0) observe(await store(records));
+      if (records.length > 0) await store(records);
     } catch (err) {
       if (isTransientDbError(err) || records.length <= 1) throw err;
       log.warn({ jobId: job.id, err: (err as Error).message }, 'batch refused; storing its events one by one');
       for (const rec of records) {
         try {
-          observe(await store([rec]));
+          await storeNow([rec]);
         } catch (e) {
           if (isTransientDbError(e)) throw e;
           rejected.set(rec.raw, { ev: { body: rec.raw, receivedAt: rec.receivedAt.getTime() }, reason: e instanceof Error ? e.message : String(e) });
