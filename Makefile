@@ -55,6 +55,7 @@ k8s-test: deps ## only the Kubernetes suite
 	@npm test -w @wa-router/k8s-tests
 
 bench: build ## the benchmark suite: bench/results/latest.json
+	@EXTRA_DEBIAN_PACKAGES=wrk scripts/lib/ensure-deps.sh
 	@npx tsx bench/run.ts
 
 chaos: build ## the fault-injection suite: bench/results/chaos.json
