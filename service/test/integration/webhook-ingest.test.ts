@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDb, PHONE_NUMBER_ID, VERIFY_TOKEN, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { allTypeMessages, FROM } from '../helpers/meta-samples.js';
 
 let seq = 0;
 const wamid = () => `wamid.TEST${Date.now().toString(36)}${(seq++).toString(36).padStart(6, '0')}`;
@@ -89,6 +90,23 @@ describe('POST /webhooks/whatsapp', () => {
     expect(names).toEqual(expect.arrayContaining(['Ana', 'Bruno', 'Caio']));
     const conv = await db.pool.query('SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', ['5511900000012']);
     expect(conv.rows[0].unread_count).toBe(4);
+  });
+
+  it('stores one message of every type with its typed columns', async () => {
+    const prefix = `wamid.ALL${Date.now()}.`;
+    const all = allTypeMessages(prefix);
+    const body = envelope({ changes: [change({ contacts: [{ profile: { name: 'Sheena Nelson' }, wa_id: FROM }], messages: all })] });
+    expect((await postWebhook(app.url, body)).status).toBe(200);
+    await eventually(async () => (await count('SELECT count(*) AS n FROM messages WHERE wamid LIKE $1', [prefix + '%'])) === all.length, { what: 'all types stored' });
+    const rows = new Map((await db.pool.query('SELECT * FROM messages WHERE wamid LIKE $1', [prefix + '%'])).rows.map((r) => [r.wamid.slice(prefix.length), r]));
+    expect(rows.get('image')).toMatchObject({ type: 'image', media_id: '1003383421387256', body: 'look' });
+    expect(rows.get('doc')).toMatchObject({ media_filename: 'invoice.pdf' });
+    expect(rows.get('location')).toMatchObject({ latitude: 37.483307, longitude: 122.148981 });
+    expect(rows.get('unreact')).toMatchObject({ type: 'reaction', reaction_to_wamid: prefix + 'text', reaction_emoji: null });
+    expect(rows.get('reply')).toMatchObject({ reply_to_wamid: prefix + 'previous', forwarded: true });
+    expect(rows.get('referral')!.referral).toMatchObject({ source_type: 'ad' });
+    expect(rows.get('list_reply')).toMatchObject({ interactive_reply_id: 'list-row-id' });
+    expect(rows.get('text')!.raw).toMatchObject({ text: { body: 'Does it come in another color?' } });
   });
 
   it('stores a webhook delivered 5 times once', async () => {
