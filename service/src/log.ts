@@ -20,14 +20,19 @@ const REDACT = [
   '*.secret',
 ];
 
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({
+/** Log fields that hold a customer's phone number; logged masked, whatever the caller passes. */
+const PHONE_FIELDS = ['waId', 'wa_id', 'from', 'to', 'phone', 'recipientId', 'recipient_id'] as const;
+
+export function createLogger(level: string, base: Record<string, unknown> = {}, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
+    serializers: Object.fromEntries(PHONE_FIELDS.map((f) => [f, (v: unknown) => (typeof v === 'string' ? maskPhone(v) : v)])),
     base: { service: 'wa-router', ...base },
     redact: { paths: REDACT, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** `5511987654321` → `*********4321`: enough to tell contacts apart in a log, not to dial them. */

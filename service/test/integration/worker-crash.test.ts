@@ -55,4 +55,9 @@ it('finishes the backlog exactly once after SIGKILL', async () => {
   expect(unread).toBe(TOTAL);
   const events = Number((await db.pool.query("SELECT count(*) AS n FROM inbound_events WHERE payload::text LIKE '%wamid.CRASH%'")).rows[0].n);
   expect(events).toBe(TOTAL);
+
+  // SIGTERM is the graceful path: finish what is in flight, exit 0 well within 30 s.
+  const t0 = Date.now();
+  expect(await second.kill('SIGTERM')).toBe(0);
+  expect(Date.now() - t0).toBeLessThan(30_000);
 });
