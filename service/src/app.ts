@@ -24,6 +24,16 @@ import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } fr
 import { opsRoutes } from './http/routes/ops.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { deadLetterRoutes } from './http/routes/dead-letters.js';
+import { outboundRoutes } from './http/routes/outbound.js';
+import { channelRoutes } from './http/routes/channels.js';
+import { OutboundQueues, outboundLimiter, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
+import { createOutboundProcessor } from './queue/workers/outbound.js';
+import { CircuitBreaker } from './queue/circuit-breaker.js';
+import { PairPacer } from './queue/pair-pacer.js';
+import { loadChannels, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
+import { takeUnroutedEvents } from './store/channels.js';
+import { GraphClient } from './whatsapp/graph-client.js';
+import { JOBS } from './queue/names.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -53,7 +63,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const closers: (() => Promise<unknown>)[] = [];
   let accepting = true;
 
-  const pool: Pool = createPool(config, `wa-router-${role}`);
+  const pool: Pool = createPool(config, `wa-router-${role}`, (err) => log.warn({ err: err.message }, 'idle database connection lost'));
   closers.push(() => pool.end());
   scrapeGauge(metrics.registry, 'wa_router_db_pool_connections', 'Postgres pool connections by state', ['state'], (set) => {
     set({ state: 'total' }, pool.totalCount);
@@ -82,9 +92,27 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const inboundQueue = new Queue<InboundJobData>(QUEUES.inbound, { connection: redis, prefix: config.QUEUE_PREFIX });
   inboundQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => inboundQueue.close());
-  const queues = [inboundQueue];
+  const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS });
+  closers.push(() => outboundQueues.close());
+  const queues = (): Queue[] => [inboundQueue, ...outboundQueues.all()];
+  const circuit = new CircuitBreaker(redis, { threshold: config.CIRCUIT_THRESHOLD, resetMs: config.CIRCUIT_RESET_MS, prefix: config.QUEUE_PREFIX });
+  const channelsNow = new Map<number, ChannelForSend>();
+  const refreshChannels = async () => {
+    for (const c of await loadChannels(pool)) {
+      channelsNow.set(c.id, c);
+      outboundQueues.get(c.id);
+    }
+  };
+  const circuitStates = async () => {
+    const out: Record<string, unknown> = {};
+    for (const id of channelsNow.keys()) out[id] = await circuit.state(id);
+    return out;
+  };
+  scrapeGauge(metrics.registry, 'wa_router_circuit_open', 'Channel circuit state: 0 closed, 1 half-open, 2 open', ['channel'], async (set) => {
+    for (const [id, st] of Object.entries(await circuitStates())) set({ channel: id }, { closed: 0, half_open: 1, open: 2 }[(st as { state: 'closed' | 'half_open' | 'open' }).state]);
+  });
   scrapeGauge(metrics.registry, 'wa_router_queue_jobs', 'Jobs per queue and state', ['queue', 'state'], async (set) => {
-    for (const q of queues) {
+    for (const q of queues()) {
       const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
       for (const [state, n] of Object.entries(counts)) set({ queue: q.name, state }, n);
     }
@@ -93,9 +121,10 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', true);
-  app.use(opsRoutes({ role, registry: metrics.registry, pool, redis, queues, requires: runsWorker ? ['redis', 'postgres'] : ['redis'], accepting: () => accepting }));
+  app.use(opsRoutes({ role, registry: metrics.registry, pool, redis, queues, extra: async () => ({ circuits: await circuitStates() }), requires: runsWorker ? ['redis', 'postgres'] : ['redis'], accepting: () => accepting }));
 
   let producer: IngestProducer | undefined;
+  const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
     producer = new IngestProducer(inboundQueue, redis, {
       attempts: config.INBOUND_ATTEMPTS,
@@ -107,12 +136,30 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();
     v1.use(auth, express.json({ limit: '1mb' }));
+    const board = new ExpressAdapter();
+    board.setBasePath('/admin/queues');
+    const bullBoard = createBullBoard({ queues: queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
+    const syncBoard = () => bullBoard.replaceQueues(queues().map((q) => new BullMQAdapter(q)));
+    v1.use(outboundRoutes({ pool, queues: outboundQueues, log, resolveChannel: (by) => resolveChannel(pool, by) }));
+    v1.use(
+      channelRoutes({
+        pool,
+        onSaved: async (ch) => {
+          outboundQueues.get(ch.id);
+          syncBoard();
+          // Events kept while no channel served this number are stored now.
+          const events = await takeUnroutedEvents(pool, ch.phoneNumberId);
+          if (events.length > 0) await inboundQueue.addBulk(events.map((ev) => ({ name: JOBS.webhookEvent, data: { events: [ev], force: true }, opts: { attempts: config.INBOUND_ATTEMPTS, backoff: { type: 'exponential', delay: 2_000 }, removeOnFail: false } })));
+        },
+      }),
+    );
     v1.use(messageRoutes(pool));
     v1.use(deadLetterRoutes(queues));
     app.use('/v1', v1);
-    const board = new ExpressAdapter();
-    board.setBasePath('/admin/queues');
-    createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter: board });
+    webStartHooks.push(async () => {
+      await refreshChannels().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
+      syncBoard();
+    });
     app.use('/admin/queues', auth, board.getRouter());
   }
   app.use(notFound);
@@ -128,6 +175,56 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   server.headersTimeout = 66_000;
 
   let worker: Worker<InboundJobData> | undefined;
+  const senders = new Map<number, Worker<OutboundJobData>>();
+  let relayTimer: NodeJS.Timeout | undefined;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const startSenders = async () => {
+    const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
+    const pacer = new PairPacer(redis, { prefix: config.QUEUE_PREFIX, burst: config.PAIR_BURST, intervalMs: config.PAIR_INTERVAL_MS });
+    const ensure = async () => {
+      await refreshChannels();
+      for (const ch of channelsNow.values()) {
+        if (senders.has(ch.id)) continue;
+        const processor = createOutboundProcessor({
+          pool, graph, circuit, pacer, log, metrics,
+          channel: () => channelsNow.get(ch.id),
+          crashGraceMs: Math.min(10_000, config.WORKER_LOCK_MS),
+          publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
+        });
+        const w = new Worker<OutboundJobData>(outboundQueueName(ch.id), processor, {
+          connection: createRedis(config, 'worker'),
+          prefix: config.QUEUE_PREFIX,
+          concurrency: config.OUTBOUND_CONCURRENCY,
+          limiter: outboundLimiter(ch.messagesPerSecond),
+          lockDuration: config.WORKER_LOCK_MS,
+          stalledInterval: config.WORKER_LOCK_MS,
+        });
+        w.on('failed', (job, err) => {
+          if (!job) return;
+          const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+          metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
+          log.warn({ jobId: job.id, queue: job.queueName, attemptsMade: job.attemptsMade, err: err.message }, final ? 'send dead-lettered' : 'send failed; will retry');
+        });
+        w.on('completed', (job) => metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
+        w.on('error', (err) => log.warn({ err: err.message }, 'sender error'));
+        senders.set(ch.id, w);
+      }
+    };
+    const loop = () => {
+      refreshTimer = setTimeout(() => void ensure().catch((err: Error) => log.warn({ err: err.message }, 'channel refresh failed')).finally(loop), 5_000);
+    };
+    await ensure().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
+    loop();
+    // The outbox relay: messages persisted but never enqueued (web crashed in between).
+    const relay = () => {
+      relayTimer = setTimeout(() => {
+        relayOutbox(pool, 2_000, 500, (rows) => outboundQueues.enqueue(rows))
+          .catch((err: Error) => log.warn({ err: err.message }, 'outbox relay failed'))
+          .finally(relay);
+      }, 1_000);
+    };
+    relay();
+  };
   let bootstrapTimer: NodeJS.Timeout | undefined;
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
@@ -172,7 +269,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
           });
         await tryBootstrap();
         worker = startWorker();
+        await startSenders();
       }
+      for (const hook of webStartHooks) await hook();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.PORT, config.HOST, () => resolve());
@@ -186,9 +285,12 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       server.closeIdleConnections();
       await closed;
       await producer?.close();
-      if (worker) {
-        await worker.close();
-        await worker.disconnect().catch(() => undefined);
+      clearTimeout(relayTimer);
+      clearTimeout(refreshTimer);
+      for (const w of [worker, ...senders.values()]) {
+        if (!w) continue;
+        await w.close();
+        await w.disconnect().catch(() => undefined);
       }
       for (const close of closers.reverse()) await close().catch((err: Error) => log.warn({ err: err.message }, 'error while closing'));
       log.info('stopped');
@@ -208,4 +310,18 @@ async function bootstrapChannel(config: Config, pool: Pool): Promise<void> {
     wabaId: config.WHATSAPP_WABA_ID,
     displayPhoneNumber: config.WHATSAPP_DISPLAY_PHONE_NUMBER,
   });
+}
+
+/** The channel a send goes through: by our id, by Meta's phone_number_id, or the only one there is. */
+async function resolveChannel(pool: Pool, by: { channelId?: number | undefined; phoneNumberId?: string | undefined }): Promise<number | null> {
+  if (by.channelId !== undefined) {
+    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE id = $1', [by.channelId]);
+    return rows[0]?.id ?? null;
+  }
+  if (by.phoneNumberId !== undefined) {
+    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE phone_number_id = $1', [by.phoneNumberId]);
+    return rows[0]?.id ?? null;
+  }
+  const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels LIMIT 2');
+  return rows.length === 1 ? rows[0]!.id : null;
 }

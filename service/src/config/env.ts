@@ -56,6 +56,19 @@ export const envSchema = z
     /** Attempts for an inbound job before it is dead-lettered. */
     INBOUND_ATTEMPTS: int(1, 100).default(8),
     SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(25_000),
+
+    /** Outbound: attempts for retryable Graph errors, exponential backoff from this base. */
+    OUTBOUND_ATTEMPTS: int(1, 50).default(5),
+    OUTBOUND_BACKOFF_MS: int(10, 600_000).default(3_000),
+    /** Messages in flight per channel per worker process (the rate limit is shared by all). */
+    OUTBOUND_CONCURRENCY: int(1, 500).default(20),
+    GRAPH_TIMEOUT_MS: int(100, 120_000).default(10_000),
+    /** Consecutive retryable failures that open a channel's circuit, and how long it stays open. */
+    CIRCUIT_THRESHOLD: int(1, 1000).default(10),
+    CIRCUIT_RESET_MS: int(100, 3_600_000).default(120_000),
+    /** Meta's pair rate: a burst to one recipient, then one message per interval. */
+    PAIR_BURST: int(1, 1000).default(45),
+    PAIR_INTERVAL_MS: int(1, 600_000).default(6_000),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_SENTINELS) {

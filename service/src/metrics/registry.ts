@@ -45,7 +45,19 @@ export function createMetrics() {
     transientDelays: new client.Counter({ name: 'wa_router_transient_delays_total', help: 'Jobs delayed because the database was unavailable', registers: [registry] }),
   };
 
-  return { registry, webhook, jobs, inbound };
+  const outbound = {
+    sent: new client.Counter({ name: 'wa_router_outbound_sends_total', help: 'Graph API send attempts by result (accepted, retry, throttle, permanent, pause_channel)', labelNames: ['result'] as const, registers: [registry] }),
+    graphDuration: new client.Histogram({
+      name: 'wa_router_graph_request_duration_seconds',
+      help: 'Graph API send latency by outcome (ok or the error code)',
+      labelNames: ['outcome'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+    circuitWaits: new client.Counter({ name: 'wa_router_circuit_waits_total', help: 'Sends postponed because the channel circuit was open', registers: [registry] }),
+  };
+
+  return { registry, webhook, jobs, inbound, outbound };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -69,3 +69,12 @@ export class ChannelResolver {
     this.misses.delete(phoneNumberId);
   }
 }
+
+/** Raw events kept unrouted for this number, to store now that a channel serves it. */
+export async function takeUnroutedEvents(pool: Pool, phoneNumberId: string): Promise<{ body: string; receivedAt: number }[]> {
+  const { rows } = await pool.query<{ payload: string; received_at: Date }>(
+    `UPDATE inbound_events SET unrouted = false WHERE unrouted AND $1 = ANY(phone_number_ids) RETURNING payload::text AS payload, received_at`,
+    [phoneNumberId],
+  );
+  return rows.map((r) => ({ body: r.payload, receivedAt: r.received_at.getTime() }));
+}

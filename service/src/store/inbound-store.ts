@@ -2,6 +2,7 @@
 // statements per batch, whatever the number of events, messages and statuses in it.
 import type { InboundMessage, InboundStatus, ParsedEvent } from '../whatsapp/parse.js';
 import type { Pool } from './pool.js';
+import { messageIdFromCallback } from '../whatsapp/callback-data.js';
 
 export interface InboundEventRecord {
   readonly sha256: Buffer;
@@ -67,6 +68,24 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     JSON.stringify(doc.statuses),
   ]);
   const r = rows[0]!;
+  // A status naming one of our messages in biz_opaque_callback_data gives it its wamid,
+  // even when the sender crashed before saving it: that message is then never sent twice.
+  const links = new Map<number, string>();
+  for (const e of unique.values()) {
+    for (const st of e.parsed.statuses) {
+      const id = messageIdFromCallback(st.raw.biz_opaque_callback_data);
+      if (id !== null) links.set(id, st.wamid);
+    }
+  }
+  if (links.size > 0) {
+    await pool.query(
+      `UPDATE messages m SET wamid = l.wamid, accepted_at = COALESCE(m.accepted_at, now()), updated_at = now()
+       FROM json_to_recordset($1::json) AS l(id bigint, wamid text)
+       WHERE m.id = l.id AND m.direction = 'outbound' AND m.wamid IS NULL
+         AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.wamid = l.wamid)`,
+      [JSON.stringify([...links].map(([id, wamid]) => ({ id, wamid })))],
+    );
+  }
   // Statuses only concern messages the business sent; a user's inbound message never has one.
   if (applyWamids.size > 0) await applyStatuses(pool, [...applyWamids]);
   return {

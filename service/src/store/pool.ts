@@ -9,8 +9,8 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-export function createPool(config: Config, applicationName: string): pg.Pool {
-  return new pg.Pool({
+export function createPool(config: Config, applicationName: string, onError?: (err: Error) => void): pg.Pool {
+  const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
     max: config.DB_POOL_MAX,
     application_name: applicationName,
@@ -21,6 +21,10 @@ export function createPool(config: Config, applicationName: string): pg.Pool {
     statement_timeout: 60_000,
     keepAlive: true,
   });
+  // An idle connection dropped by Postgres or PgBouncer (restart, failover) must not crash
+  // the process: the pool replaces it on the next checkout.
+  pool.on('error', (err) => onError?.(err));
+  return pool;
 }
 
 /** Runs fn in a transaction on one connection; rolls back on error. */

@@ -11,10 +11,10 @@ const listQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-export function deadLetterRoutes(queues: readonly Queue[]): Router {
-  const byName = new Map(queues.map((q) => [q.name, q]));
+export function deadLetterRoutes(queues: () => readonly Queue[]): Router {
   const r = Router();
   r.get('/dead-letters', async (req, res) => {
+    const byName = new Map(queues().map((q) => [q.name, q]));
     const q = listQuery.safeParse(req.query);
     if (!q.success) throw new HttpError(400, 'invalid_query', 'invalid query', q.error.issues);
     const selected = q.data.queue ? [byName.get(q.data.queue)].filter((x): x is Queue => !!x) : [...byName.values()];
@@ -40,6 +40,7 @@ export function deadLetterRoutes(queues: readonly Queue[]): Router {
     res.json({ total, items });
   });
   r.post('/dead-letters/:id/replay', async (req, res) => {
+    const byName = new Map(queues().map((q) => [q.name, q]));
     const sep = req.params.id.indexOf(':');
     const queue = sep > 0 ? byName.get(req.params.id.slice(0, sep)) : undefined;
     const jobId = sep > 0 ? req.params.id.slice(sep + 1) : '';

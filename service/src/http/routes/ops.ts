@@ -10,7 +10,9 @@ export interface OpsDeps {
   readonly registry: Registry;
   readonly pool?: Pool | undefined;
   readonly redis?: Redis | undefined;
-  readonly queues: readonly Queue[];
+  readonly queues: () => readonly Queue[];
+  /** More state for /readyz (circuit breakers, ...). */
+  readonly extra?: () => Promise<Record<string, unknown>>;
   /** Dependencies this role cannot work without; the others are reported, not required. */
   readonly requires: readonly ('postgres' | 'redis')[];
   /** False once SIGTERM arrived: readiness fails so the load balancer drains us. */
@@ -48,7 +50,7 @@ export function opsRoutes(deps: OpsDeps): Router {
     const queues: Record<string, Record<string, number>> = {};
     if (checks.redis?.ok !== false) {
       await Promise.all(
-        deps.queues.map(async (q) => {
+        deps.queues().map(async (q) => {
           try {
             queues[q.name] = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
           } catch {
@@ -57,6 +59,8 @@ export function opsRoutes(deps: OpsDeps): Router {
         }),
       );
     }
+    let extra: Record<string, unknown> = {};
+    if (deps.extra && checks.redis?.ok !== false) extra = await deps.extra().catch(() => ({}));
     const required = deps.requires.every((d) => checks[d]?.ok !== false);
     const allOk = Object.values(checks).every((c) => c.ok);
     const ready = required && deps.accepting();
@@ -65,6 +69,7 @@ export function opsRoutes(deps: OpsDeps): Router {
       role: deps.role,
       checks,
       queues,
+      ...extra,
     });
   });
   r.get('/metrics', async (_req, res) => {

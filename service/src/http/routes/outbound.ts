@@ -1,0 +1,90 @@
+// POST /v1/messages: validate, persist 'pending' with its outbox row, enqueue, 202.
+import { Router } from 'express';
+import { z } from 'zod';
+import type { OutboundQueues } from '../../queue/outbound.js';
+import { createOutbound, removeFromOutbox } from '../../store/outbound-store.js';
+import type { Pool } from '../../store/pool.js';
+import { HttpError } from '../errors.js';
+import type { Logger } from '../../log.js';
+
+const media = z
+  .object({ id: z.string().min(1).optional(), link: z.url().optional(), caption: z.string().max(1024).optional(), filename: z.string().max(240).optional() })
+  .refine((m) => Boolean(m.id) !== Boolean(m.link), 'give exactly one of id or link');
+
+const sendSchema = z
+  .object({
+    /** Our channel id, or Meta's phone_number_id; optional when one channel is configured. */
+    channelId: z.number().int().positive().optional(),
+    phoneNumberId: z.string().regex(/^\d+$/).optional(),
+    to: z.string().regex(/^\+?\d{6,20}$/, 'an international phone number, digits only (a leading + is allowed)'),
+    type: z.enum(['text', 'template', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts', 'interactive', 'reaction']),
+    text: z.object({ body: z.string().min(1).max(4096), preview_url: z.boolean().optional() }).optional(),
+    template: z.object({ name: z.string().min(1), language: z.object({ code: z.string().min(2) }), components: z.array(z.record(z.string(), z.unknown())).optional() }).optional(),
+    image: media.optional(),
+    audio: media.optional(),
+    video: media.optional(),
+    document: media.optional(),
+    sticker: media.optional(),
+    location: z.object({ latitude: z.number().min(-90).max(90), longitude: z.number().min(-180).max(180), name: z.string().optional(), address: z.string().optional() }).optional(),
+    contacts: z.array(z.record(z.string(), z.unknown())).min(1).optional(),
+    interactive: z.object({ type: z.string().min(1) }).passthrough().optional(),
+    reaction: z.object({ message_id: z.string().min(1), emoji: z.string().max(16) }).optional(),
+    context: z.object({ message_id: z.string().min(1) }).optional(),
+    bizOpaqueCallbackData: z.string().max(400).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if (b[b.type] === undefined) ctx.addIssue({ code: 'custom', path: [b.type], message: `type is ${b.type}: the ${b.type} object is required` });
+  });
+
+export type SendRequest = z.infer<typeof sendSchema>;
+
+function preview(b: SendRequest): string | null {
+  if (b.type === 'text') return b.text!.body;
+  if (b.type === 'template') return `[template ${b.template!.name}]`;
+  const m = (b as Record<string, unknown>)[b.type] as { caption?: string } | undefined;
+  if (b.type === 'reaction') return b.reaction!.emoji;
+  return m && typeof m === 'object' && 'caption' in m ? (m.caption ?? null) : null;
+}
+
+export interface OutboundRouteDeps {
+  readonly pool: Pool;
+  readonly queues: OutboundQueues;
+  readonly log: Logger;
+  readonly resolveChannel: (by: { channelId?: number | undefined; phoneNumberId?: string | undefined }) => Promise<number | null>;
+}
+
+export function outboundRoutes(deps: OutboundRouteDeps): Router {
+  const r = Router();
+  r.post('/messages', async (req, res) => {
+    const parsed = sendSchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError(400, 'invalid_message', 'the message is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+    const b = parsed.data;
+    const channelId = await deps.resolveChannel({ channelId: b.channelId, phoneNumberId: b.phoneNumberId });
+    if (channelId === null) throw new HttpError(422, 'unknown_channel', 'no such channel: give channelId or phoneNumberId of a configured channel');
+    const key = req.get('Idempotency-Key');
+    if (key !== undefined && (key.length === 0 || key.length > 255)) throw new HttpError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
+    const to = b.to.replace(/^\+/, '');
+    const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', to, type: b.type, [b.type]: b[b.type] };
+    if (b.context) payload.context = b.context;
+    if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
+    const ref = await createOutbound(deps.pool, { channelId, to, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotencyKey: key ?? null });
+    if (ref.created) {
+      // The fast path; if it fails, the outbox relay enqueues the message a moment later.
+      try {
+        await deps.queues.enqueue([{ messageId: ref.id, channelId: ref.channelId }]);
+        await removeFromOutbox(deps.pool, [ref.id]);
+      } catch (err) {
+        deps.log.warn({ messageId: ref.id, err: (err as Error).message }, 'enqueue after persist failed; the outbox relay will retry');
+      }
+    }
+    let status = 'pending';
+    if (!ref.created) {
+      // A repeated Idempotency-Key answers with the original message, as it is now.
+      const { rows } = await deps.pool.query<{ status: string }>('SELECT status FROM messages WHERE id = $1', [ref.id]);
+      status = rows[0]?.status ?? status;
+      res.setHeader('Idempotent-Replayed', 'true');
+    }
+    res.status(202).location(`/v1/messages/${ref.id}`).json({ id: ref.id, status });
+  });
+  return r;
+}

@@ -1,0 +1,69 @@
+// Outbound queues: one per channel, so one number's rate limit, circuit or paused token
+// never holds up another's. BullMQ's limiter spreads each channel's messages-per-second
+// over tenths of a second, so Meta's throughput bucket is never overrun at a window edge.
+import { Queue, type ConnectionOptions } from 'bullmq';
+
+export const outboundQueueName = (channelId: number) => `outbound-${channelId}`;
+
+export interface OutboundJobData {
+  readonly messageId: number;
+}
+
+export const outboundJobId = (messageId: number) => `msg-${messageId}`;
+
+export function outboundLimiter(messagesPerSecond: number): { max: number; duration: number } {
+  // 80 mps → 8 per 100 ms. Below 10 mps, whole seconds.
+  return messagesPerSecond >= 10 ? { max: Math.floor(messagesPerSecond / 10), duration: 100 } : { max: messagesPerSecond, duration: 1_000 };
+}
+
+/** Producer side: a Queue per channel, made on first use. */
+export class OutboundQueues {
+  private readonly queues = new Map<number, Queue<OutboundJobData>>();
+
+  constructor(
+    private readonly connection: ConnectionOptions,
+    private readonly prefix: string,
+    private readonly jobOpts: { attempts: number; backoffMs: number },
+  ) {}
+
+  get(channelId: number): Queue<OutboundJobData> {
+    let q = this.queues.get(channelId);
+    if (!q) {
+      q = new Queue<OutboundJobData>(outboundQueueName(channelId), { connection: this.connection, prefix: this.prefix });
+      this.queues.set(channelId, q);
+    }
+    return q;
+  }
+
+  all(): Queue<OutboundJobData>[] {
+    return [...this.queues.values()];
+  }
+
+  /** Enqueues messages by id; the job id makes a second enqueue of the same message a no-op. */
+  async enqueue(items: readonly { messageId: number; channelId: number }[]): Promise<void> {
+    const byChannel = new Map<number, number[]>();
+    for (const it of items) byChannel.set(it.channelId, [...(byChannel.get(it.channelId) ?? []), it.messageId]);
+    await Promise.all(
+      [...byChannel].map(([channelId, ids]) =>
+        this.get(channelId).addBulk(
+          ids.map((messageId) => ({
+            name: 'send',
+            data: { messageId },
+            opts: {
+              jobId: outboundJobId(messageId),
+              attempts: this.jobOpts.attempts,
+              backoff: { type: 'exponential', delay: this.jobOpts.backoffMs },
+              // Kept a day so a relay re-enqueue of a finished message stays a no-op.
+              removeOnComplete: { age: 86_400 },
+              removeOnFail: false,
+            },
+          })),
+        ),
+      ),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((q) => q.close()));
+  }
+}

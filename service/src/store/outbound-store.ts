@@ -1,0 +1,155 @@
+// Outbound messages: written 'pending' with an outbox row in one transaction before
+// anything is sent, then claimed, marked accepted (wamid) or failed by the sender.
+import type { GraphError } from '../whatsapp/errors.js';
+import { applyStatuses } from './inbound-store.js';
+import { withTransaction, type Pool } from './pool.js';
+
+export interface NewOutbound {
+  readonly channelId: number;
+  readonly to: string;
+  readonly type: string;
+  readonly body: string | null;
+  readonly replyToWamid: string | null;
+  /** The Graph API request body, sent as is. */
+  readonly payload: Record<string, unknown>;
+  readonly idempotencyKey: string | null;
+}
+
+export interface OutboundRef {
+  readonly id: number;
+  readonly channelId: number;
+  readonly created: boolean;
+}
+
+/** Persist first: the message and its outbox row commit together, or neither does. */
+export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
+  return withTransaction(pool, async (client) => {
+    if (m.idempotencyKey) {
+      const prior = await client.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
+      if (prior.rows[0]) return { id: prior.rows[0].id, channelId: prior.rows[0].channel_id, created: false };
+    }
+    const { rows } = await client.query<{ id: number; channel_id: number }>(
+      `WITH ct AS (
+         INSERT INTO contacts (wa_id) VALUES ($2) ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
+       cv AS (
+         INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
+         ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
+       ins AS (
+         INSERT INTO messages (channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
+         SELECT $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, now(), 'pending', 0, $7 FROM cv
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING id, channel_id, conversation_id, wa_timestamp),
+       ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins),
+       upd AS (
+         UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
+         FROM ins WHERE c.id = ins.conversation_id)
+       SELECT id, channel_id FROM ins`,
+      [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey],
+    );
+    if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, created: true };
+    // Lost a race with the same Idempotency-Key: the other request's row is the answer.
+    const prior = await client.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
+    return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, created: false };
+  });
+}
+
+export async function removeFromOutbox(pool: Pool, messageIds: readonly number[]): Promise<void> {
+  await pool.query('DELETE FROM outbox WHERE message_id = ANY($1::bigint[])', [messageIds]);
+}
+
+/**
+ * Outbox rows older than `minAgeMs` (the web's own enqueue had time to happen), locked so
+ * relays in several workers never take the same rows; `handle` enqueues, then they go.
+ */
+export async function relayOutbox(pool: Pool, minAgeMs: number, limit: number, handle: (rows: { messageId: number; channelId: number }[]) => Promise<void>): Promise<number> {
+  return withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ id: number; message_id: number; channel_id: number }>(
+      `SELECT id, message_id, channel_id FROM outbox WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)
+       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [minAgeMs, limit],
+    );
+    if (rows.length === 0) return 0;
+    await handle(rows.map((r) => ({ messageId: r.message_id, channelId: r.channel_id })));
+    await client.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+    return rows.length;
+  });
+}
+
+export interface SendableMessage {
+  readonly id: number;
+  readonly conversationId: number;
+  readonly to: string;
+  readonly payload: Record<string, unknown>;
+  /** Set while a Graph call is in flight or ended without an answer (a crash): outcome unknown. */
+  readonly sendingAt: Date | null;
+}
+
+/** The message if it still has to be sent: outbound, pending, no wamid (a wamid means Meta has it). */
+export async function loadForSend(pool: Pool, id: number): Promise<SendableMessage | null> {
+  const { rows } = await pool.query<{ id: number; conversation_id: number; wa_id: string; raw: Record<string, unknown>; sending_at: Date | null }>(
+    `SELECT m.id, m.conversation_id, c.wa_id, m.raw, m.sending_at FROM messages m JOIN contacts c ON c.id = m.contact_id
+     WHERE m.id = $1 AND m.direction = 'outbound' AND m.wamid IS NULL AND m.status = 'pending'`,
+    [id],
+  );
+  const r = rows[0];
+  return r ? { id: r.id, conversationId: r.conversation_id, to: r.wa_id, payload: r.raw, sendingAt: r.sending_at } : null;
+}
+
+/** Right before the Graph call: counts the attempt; false if the message no longer needs sending. */
+export async function markSending(pool: Pool, id: number): Promise<boolean> {
+  const res = await pool.query(
+    `UPDATE messages SET send_attempts = send_attempts + 1, sending_at = now(), updated_at = now()
+     WHERE id = $1 AND wamid IS NULL AND status = 'pending'`,
+    [id],
+  );
+  return (res.rowCount ?? 0) > 0;
+}
+
+/** Meta answered with an error: the outcome is known, the attempt is over. */
+export async function clearSending(pool: Pool, id: number): Promise<void> {
+  await pool.query('UPDATE messages SET sending_at = NULL WHERE id = $1', [id]);
+}
+
+/** True when an older outbound message of the same conversation is still waiting to leave. */
+export async function hasEarlierPending(pool: Pool, conversationId: number, id: number): Promise<boolean> {
+  const { rows } = await pool.query(
+    `SELECT 1 FROM messages WHERE conversation_id = $1 AND id < $2 AND direction = 'outbound' AND wamid IS NULL AND status = 'pending' LIMIT 1`,
+    [conversationId, id],
+  );
+  return rows.length > 0;
+}
+
+/** Meta accepted it: keep the wamid, then apply any status that arrived before it. */
+export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<void> {
+  await pool.query('UPDATE messages SET wamid = $2, accepted_at = now(), sending_at = NULL, updated_at = now() WHERE id = $1 AND (wamid IS NULL OR wamid = $2)', [id, wamid]);
+  // A new statement (new snapshot) sees statuses committed while we were sending.
+  await applyStatuses(pool, [wamid]);
+}
+
+export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {
+  const res = await pool.query(
+    `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), sending_at = NULL, error_code = $2, error_title = $3, error_details = $4, updated_at = now()
+     WHERE id = $1 AND status <> 'failed'`,
+    [id, e.code, e.title, [e.details, hint].filter(Boolean).join(' — ') || null],
+  );
+  return (res.rowCount ?? 0) > 0;
+}
+
+export interface ChannelForSend {
+  readonly id: number;
+  readonly phoneNumberId: string;
+  readonly accessToken: string | null;
+  readonly messagesPerSecond: number;
+  readonly pausedReason: string | null;
+}
+
+export async function loadChannels(pool: Pool): Promise<ChannelForSend[]> {
+  const { rows } = await pool.query<{ id: number; phone_number_id: string; access_token: string | null; messages_per_second: number; paused_reason: string | null }>(
+    'SELECT id, phone_number_id, access_token, messages_per_second, paused_reason FROM channels ORDER BY id',
+  );
+  return rows.map((r) => ({ id: r.id, phoneNumberId: r.phone_number_id, accessToken: r.access_token, messagesPerSecond: r.messages_per_second, pausedReason: r.paused_reason }));
+}
+
+export async function pauseChannel(pool: Pool, channelId: number, reason: string): Promise<void> {
+  await pool.query('UPDATE channels SET paused_reason = $2, updated_at = now() WHERE id = $1', [channelId, reason]);
+}

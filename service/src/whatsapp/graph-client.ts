@@ -1,0 +1,39 @@
+// The Graph API client: keep-alive connections (Node's fetch pools them per origin),
+// a timeout on every call, Meta's error body parsed into a GraphError.
+import { parseGraphError, type GraphError } from './errors.js';
+
+export interface GraphClientOptions {
+  readonly baseUrl: string;
+  readonly version: string;
+  /** @defaultValue 10000 */
+  readonly timeoutMs?: number;
+}
+
+export type SendResult = { ok: true; wamid: string } | { ok: false; error: GraphError };
+
+export class GraphClient {
+  constructor(private readonly opts: GraphClientOptions) {}
+
+  async sendMessage(phoneNumberId: string, accessToken: string, payload: Record<string, unknown>): Promise<SendResult> {
+    const url = `${this.opts.baseUrl.replace(/\/$/, '')}/${this.opts.version}/${encodeURIComponent(phoneNumberId)}/messages`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(payload),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+      });
+    } catch (err) {
+      // Timeouts and connection failures: status 0, retried like a 5xx.
+      return { ok: false, error: { httpStatus: 0, code: null, subcode: null, title: err instanceof Error ? err.message : String(err), details: null, fbtraceId: null } };
+    }
+    const body: unknown = await res.json().catch(() => null);
+    if (res.ok) {
+      const id = (body as { messages?: { id?: unknown }[] } | null)?.messages?.[0]?.id;
+      if (typeof id === 'string') return { ok: true, wamid: id };
+      return { ok: false, error: { httpStatus: res.status, code: null, subcode: null, title: 'Graph API answered without messages[0].id', details: null, fbtraceId: null } };
+    }
+    return { ok: false, error: parseGraphError(res.status, body) };
+  }
+}
