@@ -33,6 +33,8 @@ export interface SimulatorConfig {
   reorderRate: number;
   /** Deliver and read statuses after sent. @default true */
   deliverAndRead: boolean;
+  /** Hold the answer of an accepted send this long (its webhooks still go): a client that dies meanwhile never learns the wamid. @default 0 */
+  responseDelayMs: number;
 }
 
 export const DEFAULT_CONFIG: SimulatorConfig = {
@@ -50,6 +52,7 @@ export const DEFAULT_CONFIG: SimulatorConfig = {
   duplicateRate: 0,
   reorderRate: 0,
   deliverAndRead: true,
+  responseDelayMs: 0,
 };
 
 /** Meta's title and HTTP status for the codes the simulator produces. */
@@ -229,9 +232,10 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       const m: SentMessage = { wamid: wamid(), phoneNumberId, to, body, at: now };
       sent.push(m);
       stats.accepted++;
-      send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input: body.to, wa_id: to }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
       // 131026 (undeliverable) is accepted by the API and reported as a failed status.
       statusWebhooks(m, forced === 131026 ? 131026 : undefined);
+      if (config.responseDelayMs > 0) await new Promise((r) => setTimeout(r, config.responseDelayMs));
+      send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input: body.to, wa_id: to }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
     } catch (err) {
       send(res, 400, errorBody(100, err instanceof Error ? err.message : String(err)).body);
     }

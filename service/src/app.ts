@@ -261,15 +261,18 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       }
       // Best effort: a web process whose Redis is down still starts, answers 503 and reports unready.
       await Promise.race([redis.ping().catch(() => undefined), new Promise((r) => setTimeout(r, 5_000))]);
+      // The bootstrap channel from the environment; retried in the background while Postgres is away.
+      const tryBootstrap = () =>
+        bootstrapChannel(config, pool).catch((err: Error) => {
+          log.warn({ err: err.message }, 'bootstrap channel not saved yet; retrying');
+          bootstrapTimer = setTimeout(tryBootstrap, 5_000);
+        });
       if (runsWorker) {
-        const tryBootstrap = () =>
-          bootstrapChannel(config, pool).catch((err: Error) => {
-            log.warn({ err: err.message }, 'bootstrap channel not saved yet; retrying');
-            bootstrapTimer = setTimeout(tryBootstrap, 5_000);
-          });
         await tryBootstrap();
         worker = startWorker();
         await startSenders();
+      } else {
+        void tryBootstrap();
       }
       for (const hook of webStartHooks) await hook();
       await new Promise<void>((resolve, reject) => {
