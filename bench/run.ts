@@ -2,10 +2,11 @@
 // bench/results/latest.json (+ latest.md). BENCH_ONLY=ingest,e2e picks some; BENCH_SECONDS sets durations.
 import { e2eBench } from './e2e.js';
 import { ingestBench } from './ingest.js';
+import { outboundBench } from './outbound.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,e2e').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,e2e,outbound').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -23,6 +24,10 @@ async function main(): Promise<void> {
       // figure. The 1.5 KB bodies of the ingest benchmark are reported beside it.
       results.push(...(await e2eBench(stack, n, 640)));
       results.push(...(await e2eBench(stack, n, 1536, 'e2e.messages_per_s_1_5kb', null)));
+    }
+    if (only.has('outbound')) {
+      console.log('outbound: POST /v1/messages → Graph API simulator');
+      results.push(...(await outboundBench(stack, Number(process.env.BENCH_OUTBOUND_MESSAGES ?? 10_000))));
     }
   } finally {
     await stack.stop();

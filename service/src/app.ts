@@ -26,11 +26,12 @@ import { messageRoutes } from './http/routes/messages.js';
 import { deadLetterRoutes } from './http/routes/dead-letters.js';
 import { outboundRoutes } from './http/routes/outbound.js';
 import { channelRoutes } from './http/routes/channels.js';
-import { OutboundQueues, outboundLimiter, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
+import { OutboundQueues, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
+import { RatePacer } from './queue/rate-pacer.js';
 import { createOutboundProcessor } from './queue/workers/outbound.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
 import { PairPacer } from './queue/pair-pacer.js';
-import { loadChannels, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
+import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
 import { takeUnroutedEvents } from './store/channels.js';
 import { GraphClient } from './whatsapp/graph-client.js';
 import { JOBS } from './queue/names.js';
@@ -140,7 +141,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     board.setBasePath('/admin/queues');
     const bullBoard = createBullBoard({ queues: queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
     const syncBoard = () => bullBoard.replaceQueues(queues().map((q) => new BullMQAdapter(q)));
-    v1.use(outboundRoutes({ pool, queues: outboundQueues, log, resolveChannel: (by) => resolveChannel(pool, by) }));
+    const outbox = new OutboxCleaner(pool, (err) => log.warn({ err: err.message }, 'outbox cleanup failed; the relay will catch up'));
+    closers.push(() => outbox.flush());
+    v1.use(outboundRoutes({ pool, queues: outboundQueues, outbox, log, resolveChannel: (by) => resolveChannel(pool, channelsNow, by) }));
     v1.use(
       channelRoutes({
         pool,
@@ -181,12 +184,14 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const startSenders = async () => {
     const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
     const pacer = new PairPacer(redis, { prefix: config.QUEUE_PREFIX, burst: config.PAIR_BURST, intervalMs: config.PAIR_INTERVAL_MS });
+    // A burst of a tenth of a second's worth at most: Meta's own bucket never runs dry.
+    const rate = new RatePacer(redis, { prefix: config.QUEUE_PREFIX, burst: 8 });
     const ensure = async () => {
       await refreshChannels();
       for (const ch of channelsNow.values()) {
         if (senders.has(ch.id)) continue;
         const processor = createOutboundProcessor({
-          pool, graph, circuit, pacer, log, metrics,
+          pool, graph, circuit, pacer, rate, log, metrics,
           channel: () => channelsNow.get(ch.id),
           crashGraceMs: Math.min(10_000, config.WORKER_LOCK_MS),
           publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
@@ -195,7 +200,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
           connection: createRedis(config, 'worker'),
           prefix: config.QUEUE_PREFIX,
           concurrency: config.OUTBOUND_CONCURRENCY,
-          limiter: outboundLimiter(ch.messagesPerSecond),
           lockDuration: config.WORKER_LOCK_MS,
           stalledInterval: config.WORKER_LOCK_MS,
         });
@@ -316,7 +320,10 @@ async function bootstrapChannel(config: Config, pool: Pool): Promise<void> {
 }
 
 /** The channel a send goes through: by our id, by Meta's phone_number_id, or the only one there is. */
-async function resolveChannel(pool: Pool, by: { channelId?: number | undefined; phoneNumberId?: string | undefined }): Promise<number | null> {
+async function resolveChannel(pool: Pool, known: ReadonlyMap<number, ChannelForSend>, by: { channelId?: number | undefined; phoneNumberId?: string | undefined }): Promise<number | null> {
+  // Channels are few and change rarely: the loaded ones answer without a query.
+  if (by.channelId !== undefined && known.has(by.channelId)) return by.channelId;
+  if (by.phoneNumberId !== undefined) for (const c of known.values()) if (c.phoneNumberId === by.phoneNumberId) return c.id;
   if (by.channelId !== undefined) {
     const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE id = $1', [by.channelId]);
     return rows[0]?.id ?? null;

@@ -1,20 +1,16 @@
 // Outbound queues: one per channel, so one number's rate limit, circuit or paused token
-// never holds up another's. BullMQ's limiter spreads each channel's messages-per-second
-// over tenths of a second, so Meta's throughput bucket is never overrun at a window edge.
+// never holds up another's.
 import { Queue, type ConnectionOptions } from 'bullmq';
 
 export const outboundQueueName = (channelId: number) => `outbound-${channelId}`;
 
 export interface OutboundJobData {
   readonly messageId: number;
+  /** The throughput slot this job reserved before it was delayed to it (epoch ms). */
+  readonly slot?: number;
 }
 
 export const outboundJobId = (messageId: number) => `msg-${messageId}`;
-
-export function outboundLimiter(messagesPerSecond: number): { max: number; duration: number } {
-  // 80 mps → 8 per 100 ms. Below 10 mps, whole seconds.
-  return messagesPerSecond >= 10 ? { max: Math.floor(messagesPerSecond / 10), duration: 100 } : { max: messagesPerSecond, duration: 1_000 };
-}
 
 /** Producer side: a Queue per channel, made on first use. */
 export class OutboundQueues {

@@ -21,40 +21,64 @@ export interface OutboundRef {
   readonly created: boolean;
 }
 
-/** Persist first: the message and its outbox row commit together, or neither does. */
+/**
+ * Persist first: the message, its outbox row, its contact and conversation go in one
+ * statement, so they commit together or not at all (and in one round trip).
+ */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
-  return withTransaction(pool, async (client) => {
-    if (m.idempotencyKey) {
-      const prior = await client.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
-      if (prior.rows[0]) return { id: prior.rows[0].id, channelId: prior.rows[0].channel_id, created: false };
-    }
-    const { rows } = await client.query<{ id: number; channel_id: number }>(
-      `WITH ct AS (
-         INSERT INTO contacts (wa_id) VALUES ($2) ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
-       cv AS (
-         INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
-         ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
-       ins AS (
-         INSERT INTO messages (channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
-         SELECT $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, now(), 'pending', 0, $7 FROM cv
-         ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING id, channel_id, conversation_id, wa_timestamp),
-       ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins),
-       upd AS (
-         UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
-         FROM ins WHERE c.id = ins.conversation_id)
-       SELECT id, channel_id FROM ins`,
-      [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey],
-    );
-    if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, created: true };
-    // Lost a race with the same Idempotency-Key: the other request's row is the answer.
-    const prior = await client.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
-    return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, created: false };
-  });
+  const { rows } = await pool.query<{ id: number; channel_id: number }>(
+    `WITH ct AS (
+       INSERT INTO contacts (wa_id) VALUES ($2) ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
+     cv AS (
+       INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
+       ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
+     ins AS (
+       INSERT INTO messages (channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
+       SELECT $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, now(), 'pending', 0, $7 FROM cv
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING id, channel_id, conversation_id, wa_timestamp),
+     ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins),
+     upd AS (
+       UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
+       FROM ins WHERE c.id = ins.conversation_id)
+     SELECT id, channel_id FROM ins`,
+    [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey],
+  );
+  if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, created: true };
+  // The Idempotency-Key was used before: the original message is the answer.
+  const prior = await pool.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
+  return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, created: false };
 }
 
-export async function removeFromOutbox(pool: Pool, messageIds: readonly number[]): Promise<void> {
-  await pool.query('DELETE FROM outbox WHERE message_id = ANY($1::bigint[])', [messageIds]);
+/**
+ * Deletes the outbox rows of messages already enqueued, gathered for a moment so a burst
+ * of sends costs one statement, not one per message. Rows it never gets to (a crash)
+ * are re-enqueued by the relay, which is a no-op for a job that exists.
+ */
+export class OutboxCleaner {
+  private ids: number[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly onError: (err: Error) => void,
+    private readonly delayMs = 100,
+  ) {}
+
+  done(messageId: number): void {
+    this.ids.push(messageId);
+    if (this.ids.length >= 500) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
+  }
+
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const ids = this.ids;
+    this.ids = [];
+    if (ids.length === 0) return;
+    await this.pool.query('DELETE FROM outbox WHERE message_id = ANY($1::bigint[])', [ids]).catch(this.onError);
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { OutboundQueues } from '../../queue/outbound.js';
-import { createOutbound, removeFromOutbox } from '../../store/outbound-store.js';
+import { createOutbound, type OutboxCleaner } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { HttpError } from '../errors.js';
 import type { Logger } from '../../log.js';
@@ -49,6 +49,7 @@ function preview(b: SendRequest): string | null {
 export interface OutboundRouteDeps {
   readonly pool: Pool;
   readonly queues: OutboundQueues;
+  readonly outbox: OutboxCleaner;
   readonly log: Logger;
   readonly resolveChannel: (by: { channelId?: number | undefined; phoneNumberId?: string | undefined }) => Promise<number | null>;
 }
@@ -72,7 +73,7 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
       // The fast path; if it fails, the outbox relay enqueues the message a moment later.
       try {
         await deps.queues.enqueue([{ messageId: ref.id, channelId: ref.channelId }]);
-        await removeFromOutbox(deps.pool, [ref.id]);
+        deps.outbox.done(ref.id);
       } catch (err) {
         deps.log.warn({ messageId: ref.id, err: (err as Error).message }, 'enqueue after persist failed; the outbox relay will retry');
       }

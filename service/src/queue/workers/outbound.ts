@@ -10,6 +10,7 @@ import { classifyGraphError, errorHint } from '../../whatsapp/errors.js';
 import type { GraphClient } from '../../whatsapp/graph-client.js';
 import type { CircuitBreaker } from '../circuit-breaker.js';
 import type { PairPacer } from '../pair-pacer.js';
+import type { RatePacer } from '../rate-pacer.js';
 import type { OutboundJobData } from '../outbound.js';
 import { callbackData } from '../../whatsapp/callback-data.js';
 
@@ -18,6 +19,7 @@ export interface OutboundDeps {
   readonly graph: GraphClient;
   readonly circuit: CircuitBreaker;
   readonly pacer: PairPacer;
+  readonly rate: RatePacer;
   readonly log: Logger;
   readonly metrics: Metrics;
   /** The channel as it is now (token, pause), refreshed by the caller. */
@@ -35,7 +37,7 @@ async function waitUntil(job: Job, token: string | undefined, at: number): Promi
 }
 
 export function createOutboundProcessor(deps: OutboundDeps) {
-  const { pool, graph, circuit, pacer, log, metrics } = deps;
+  const { pool, graph, circuit, pacer, rate, log, metrics } = deps;
   return async function send(job: Job<OutboundJobData>, token?: string): Promise<string> {
     const channel = deps.channel();
     if (!channel) return waitUntil(job, token, Date.now() + 5_000);
@@ -57,8 +59,18 @@ export function createOutboundProcessor(deps: OutboundDeps) {
       metrics.outbound.circuitWaits.inc();
       return waitUntil(job, token, Date.now() + breaker.waitMs);
     }
+    // A slot reserved before this job was delayed to it is used once, while fresh.
+    const now = Date.now();
+    const reserved = job.data.slot !== undefined && now >= job.data.slot - 2 && now - job.data.slot < 1_000;
     const pairWait = await pacer.take(channel.id, msg.to);
     if (pairWait > 0) return waitUntil(job, token, Date.now() + pairWait);
+    if (!reserved) {
+      const slot = await rate.reserve(channel.id, channel.messagesPerSecond);
+      if (slot - Date.now() > 2) {
+        await job.updateData({ ...job.data, slot });
+        return waitUntil(job, token, slot);
+      }
+    }
 
     const payload = { ...msg.payload, biz_opaque_callback_data: callbackData(msg.id, msg.payload.biz_opaque_callback_data) };
     if (!(await markSending(pool, msg.id))) return 'not pending';

@@ -1,0 +1,124 @@
+// Outbound: 10,000 messages over 5 channels through the Graph API simulator (80 mps per
+// number, pair rate on). How much of the allowed rate is used, whether any limit error is
+// provoked, and the latency from POST /v1/messages to Meta accepting it and to `sent`
+// while below the limit; beside raw HTTP calls to the simulator in the same run.
+import http from 'node:http';
+import { startGraphSimulator } from '../scripts/graph-sim/server.js';
+import { sleep } from '../scripts/stack/proc.js';
+import { result, type BenchResult } from './lib/results.js';
+import { APP_SECRET, startRole, type BenchStack } from './lib/stack.js';
+
+const CHANNELS = 5;
+const MPS = 80;
+
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+export async function outboundBench(stack: BenchStack, total = 10_000): Promise<BenchResult[]> {
+  const phoneIds = Array.from({ length: CHANNELS }, (_, i) => String(200000000000001 + i));
+  const tokens = Object.fromEntries(phoneIds.map((p) => [p, `token-${p}`]));
+  const sim = await startGraphSimulator({ tokens, config: { appSecret: APP_SECRET, messagesPerSecond: MPS, latencyMs: 5, jitterMs: 5, statusDelayMs: 1 } });
+  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-out', GRAPH_API_BASE_URL: sim.url, WHATSAPP_PHONE_NUMBER_ID: '', WHATSAPP_ACCESS_TOKEN: '' });
+  const web = await startRole('web', env);
+  const worker = await startRole('worker', env);
+  sim.configure({ webhookUrl: `http://127.0.0.1:${web.port}/webhooks/whatsapp` });
+  const base = `http://127.0.0.1:${web.port}`;
+  const headers = { authorization: `Bearer ${env.API_TOKEN}`, 'content-type': 'application/json' };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+  const post = (path: string, body: unknown) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const data = JSON.stringify(body);
+      const req = http.request(`${base}${path}`, { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      });
+      req.on('error', reject);
+      req.end(data);
+    });
+  const channelIds: number[] = [];
+  for (const p of phoneIds) channelIds.push(JSON.parse((await post('/v1/channels', { phoneNumberId: p, accessToken: tokens[p], messagesPerSecond: MPS })).body).id);
+  // Let the worker pick the new channels up (it refreshes every 5 s).
+  await sleep(6_000);
+
+  // Throughput: everything at once, distinct recipients (the pair rate is the next test's).
+  const items = Array.from({ length: total }, (_, i) => ({ channelId: channelIds[i % CHANNELS]!, to: `5511${String(900000000 + i)}`, i }));
+  const t0 = performance.now();
+  let rejected = 0;
+  await pool(items, 50, async (it) => {
+    const r = await post('/v1/messages', { channelId: it.channelId, to: it.to, type: 'text', text: { body: `Pedido ${it.i} confirmado` } });
+    if (r.status !== 202) rejected++;
+  });
+  const postSeconds = (performance.now() - t0) / 1000;
+  const deadline = Date.now() + 180_000;
+  while (sim.stats.accepted < total && Date.now() < deadline) await sleep(50);
+  const seconds = (performance.now() - t0) / 1000;
+  const accepted = sim.stats.accepted;
+  const perChannel = accepted / CHANNELS / seconds;
+  // Steady state for the latency test: the status webhooks of the burst are all stored.
+  const drainDeadline = Date.now() + 120_000;
+  for (;;) {
+    const ready = (await (await fetch(`${base}/readyz`)).json()) as { queues: { inbound?: Record<string, number> } };
+    const q = ready.queues.inbound ?? {};
+    if ((q.waiting ?? 0) + (q.active ?? 0) + (q.delayed ?? 0) + (q.prioritized ?? 0) === 0 || Date.now() > drainDeadline) break;
+    await sleep(200);
+  }
+  const limitErrors = (sim.stats.errors[130429] ?? 0) + (sim.stats.errors[131056] ?? 0);
+
+  // Latency below the limit: 20 messages per second in all, spread over the channels.
+  const before = sim.sent.length;
+  const lat: number[] = [];
+  const ids: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const r = await post('/v1/messages', { channelId: channelIds[i % CHANNELS], to: `5521${String(900000000 + i)}`, type: 'text', text: { body: `latency ${i}` } });
+    ids.push(JSON.parse(r.body).id);
+    await sleep(50);
+  }
+  await sleep(2_000);
+  const { rows } = await stack.pool.query<{ accepted_ms: number; sent_ms: number | null }>(
+    `SELECT extract(epoch FROM m.accepted_at - m.created_at) * 1000 AS accepted_ms,
+            extract(epoch FROM (SELECT min(received_at) FROM message_statuses s WHERE s.wamid = m.wamid AND s.status = 'sent') - m.created_at) * 1000 AS sent_ms
+     FROM messages m WHERE m.id = ANY($1::bigint[])`,
+    [ids],
+  );
+  for (const r of rows) if (r.sent_ms !== null) lat.push(Number(r.sent_ms));
+  const acceptedP95 = percentile(rows.map((r) => Number(r.accepted_ms)), 95);
+  const sentP95 = percentile(lat, 95);
+  console.log(`  outbound: ${accepted} accepted in ${seconds.toFixed(1)} s = ${perChannel.toFixed(1)} mps per channel of ${MPS} (POSTs took ${postSeconds.toFixed(1)} s, ${rejected} refused, ${limitErrors} limit errors, ${sim.sent.length - before} latency sends); p95 POST→accepted ${acceptedP95.toFixed(1)} ms, POST→sent ${sentP95.toFixed(1)} ms (${lat.length}/200 with sent)`);
+  agent.destroy();
+  await worker.stop();
+  await web.stop();
+
+  // Baseline: raw keep-alive HTTP calls straight to the simulator, limits lifted.
+  sim.configure({ messagesPerSecond: 1_000_000, pairBurst: 1_000_000, webhookUrl: '' });
+  const rawLat: number[] = [];
+  const rawN = 2_000;
+  const rawT0 = performance.now();
+  await pool(Array.from({ length: rawN }, (_, i) => i), 50, async (i) => {
+    const s = performance.now();
+    const res = await fetch(`${sim.url}/v23.0/${phoneIds[i % CHANNELS]}/messages`, { method: 'POST', headers: { authorization: `Bearer ${tokens[phoneIds[i % CHANNELS]!]}`, 'content-type': 'application/json' }, body: JSON.stringify({ messaging_product: 'whatsapp', to: `5531${900000000 + i}`, type: 'text', text: { body: 'raw' } }) });
+    await res.arrayBuffer();
+    rawLat.push(performance.now() - s);
+  });
+  const rawRate = rawN / ((performance.now() - rawT0) / 1000);
+  const rawP95 = percentile(rawLat, 95);
+  await sim.close();
+  console.log(`  outbound baseline: raw HTTP to the simulator ${Math.round(rawRate)}/s, p95 ${rawP95.toFixed(1)} ms`);
+
+  return [
+    result({ name: 'outbound.rate_share_per_channel', value: accepted >= total && rejected === 0 ? perChannel / MPS : 0, unit: 'of 80 mps', baseline: null, target: 0.95, note: `${total} messages over ${CHANNELS} channels, first POST to last accepted: ${perChannel.toFixed(1)} mps per channel` }),
+    result({ name: 'outbound.limit_errors', value: limitErrors, unit: 'errors', baseline: null, target: 0, targetKind: 'max', note: '130429 + 131056 answered by the simulator' }),
+    result({ name: 'outbound.p95_post_to_sent_ms', value: sentP95, unit: 'ms', baseline: rawP95, baselineName: 'raw HTTP call p95', target: 100, targetKind: 'max', note: '20 msg/s below the limit; sent = the status webhook stored' }),
+    result({ name: 'outbound.p95_post_to_accepted_ms', value: acceptedP95, unit: 'ms', baseline: rawP95, baselineName: 'raw HTTP call p95', target: null }),
+    result({ name: 'outbound.raw_graph_calls_per_s', value: rawRate, unit: 'req/s', baseline: null, target: null, note: 'reference: keep-alive fetch straight to the simulator, 50 in flight, limits lifted' }),
+  ];
+}
