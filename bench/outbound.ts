@@ -27,9 +27,8 @@ export async function outboundBench(stack: BenchStack, total = 10_000): Promise<
   const phoneIds = Array.from({ length: CHANNELS }, (_, i) => String(200000000000001 + i));
   const tokens = Object.fromEntries(phoneIds.map((p) => [p, `token-${p}`]));
   const sim = await startGraphSimulator({ tokens, config: { appSecret: APP_SECRET, messagesPerSecond: MPS, latencyMs: 5, jitterMs: 5, statusDelayMs: 1 } });
-  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-out', GRAPH_API_BASE_URL: sim.url, WHATSAPP_PHONE_NUMBER_ID: '', WHATSAPP_ACCESS_TOKEN: '' });
+  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-out', GRAPH_API_BASE_URL: sim.url, ...(process.env.BENCH_OUTBOUND_CONCURRENCY ? { OUTBOUND_CONCURRENCY: process.env.BENCH_OUTBOUND_CONCURRENCY } : {}), WHATSAPP_PHONE_NUMBER_ID: '', WHATSAPP_ACCESS_TOKEN: '' });
   const web = await startRole('web', env);
-  const worker = await startRole('worker', env);
   sim.configure({ webhookUrl: `http://127.0.0.1:${web.port}/webhooks/whatsapp` });
   const base = `http://127.0.0.1:${web.port}`;
   const headers = { authorization: `Bearer ${env.API_TOKEN}`, 'content-type': 'application/json' };
@@ -47,10 +46,9 @@ export async function outboundBench(stack: BenchStack, total = 10_000): Promise<
     });
   const channelIds: number[] = [];
   for (const p of phoneIds) channelIds.push(JSON.parse((await post('/v1/channels', { phoneNumberId: p, accessToken: tokens[p], messagesPerSecond: MPS })).body).id);
-  // Let the worker pick the new channels up (it refreshes every 5 s).
-  await sleep(6_000);
 
-  // Throughput: everything at once, distinct recipients (the pair rate is the next test's).
+  // Throughput: a backlog of 10,000 (distinct recipients; the pair rate is tested apart),
+  // posted before the worker starts, so the figure is the sender's alone.
   const items = Array.from({ length: total }, (_, i) => ({ channelId: channelIds[i % CHANNELS]!, to: `5511${String(900000000 + i)}`, i }));
   const t0 = performance.now();
   let rejected = 0;
@@ -59,11 +57,22 @@ export async function outboundBench(stack: BenchStack, total = 10_000): Promise<
     if (r.status !== 202) rejected++;
   });
   const postSeconds = (performance.now() - t0) / 1000;
+  const worker = await startRole('worker', env);
   const deadline = Date.now() + 180_000;
   while (sim.stats.accepted < total && Date.now() < deadline) await sleep(50);
   const seconds = (performance.now() - t0) / 1000;
   const accepted = sim.stats.accepted;
-  const perChannel = accepted / CHANNELS / seconds;
+  // The sender's own rate: from the first message Meta accepted to the last, while a
+  // backlog waited (the POSTs arrive faster than the allowed rate).
+  const times = sim.sent.map((m) => m.at);
+  const sendSeconds = (Math.max(...times) - Math.min(...times)) / 1000;
+  const perChannel = accepted / CHANNELS / sendSeconds;
+  if (process.env.BENCH_DEBUG) {
+    const t0s = Math.min(...times);
+    const hist: number[] = [];
+    for (const t of times) hist[Math.floor((t - t0s) / 1000)] = (hist[Math.floor((t - t0s) / 1000)] ?? 0) + 1;
+    console.log('  accepted per second:', hist.join(' '));
+  }
   // Steady state for the latency test: the status webhooks of the burst are all stored.
   const drainDeadline = Date.now() + 120_000;
   for (;;) {
@@ -93,7 +102,7 @@ export async function outboundBench(stack: BenchStack, total = 10_000): Promise<
   for (const r of rows) if (r.sent_ms !== null) lat.push(Number(r.sent_ms));
   const acceptedP95 = percentile(rows.map((r) => Number(r.accepted_ms)), 95);
   const sentP95 = percentile(lat, 95);
-  console.log(`  outbound: ${accepted} accepted in ${seconds.toFixed(1)} s = ${perChannel.toFixed(1)} mps per channel of ${MPS} (POSTs took ${postSeconds.toFixed(1)} s, ${rejected} refused, ${limitErrors} limit errors, ${sim.sent.length - before} latency sends); p95 POST→accepted ${acceptedP95.toFixed(1)} ms, POST→sent ${sentP95.toFixed(1)} ms (${lat.length}/200 with sent)`);
+  console.log(`  outbound: ${accepted} accepted ${seconds.toFixed(1)} s after the first POST (${Math.round(total / postSeconds)} POST/s), sent over ${sendSeconds.toFixed(1)} s = ${perChannel.toFixed(1)} mps per channel of ${MPS} (POSTs took ${postSeconds.toFixed(1)} s, ${rejected} refused, ${limitErrors} limit errors, ${sim.sent.length - before} latency sends); p95 POST→accepted ${acceptedP95.toFixed(1)} ms, POST→sent ${sentP95.toFixed(1)} ms (${lat.length}/200 with sent)`);
   agent.destroy();
   await worker.stop();
   await web.stop();
@@ -115,7 +124,8 @@ export async function outboundBench(stack: BenchStack, total = 10_000): Promise<
   console.log(`  outbound baseline: raw HTTP to the simulator ${Math.round(rawRate)}/s, p95 ${rawP95.toFixed(1)} ms`);
 
   return [
-    result({ name: 'outbound.rate_share_per_channel', value: accepted >= total && rejected === 0 ? perChannel / MPS : 0, unit: 'of 80 mps', baseline: null, target: 0.95, note: `${total} messages over ${CHANNELS} channels, first POST to last accepted: ${perChannel.toFixed(1)} mps per channel` }),
+    result({ name: 'outbound.rate_share_per_channel', value: accepted >= total && rejected === 0 ? perChannel / MPS : 0, unit: 'of 80 mps', baseline: null, target: 0.95, note: `a backlog of ${total} messages over ${CHANNELS} channels; first to last accepted by the simulator: ${perChannel.toFixed(1)} mps per channel` }),
+    result({ name: 'outbound.posts_per_s', value: total / postSeconds, unit: 'req/s', baseline: null, target: null, note: 'POST /v1/messages, 50 in flight: persisted and enqueued' }),
     result({ name: 'outbound.limit_errors', value: limitErrors, unit: 'errors', baseline: null, target: 0, targetKind: 'max', note: '130429 + 131056 answered by the simulator' }),
     result({ name: 'outbound.p95_post_to_sent_ms', value: sentP95, unit: 'ms', baseline: rawP95, baselineName: 'raw HTTP call p95', target: 100, targetKind: 'max', note: '20 msg/s below the limit; sent = the status webhook stored' }),
     result({ name: 'outbound.p95_post_to_accepted_ms', value: acceptedP95, unit: 'ms', baseline: rawP95, baselineName: 'raw HTTP call p95', target: null }),

@@ -27,10 +27,9 @@ import { deadLetterRoutes } from './http/routes/dead-letters.js';
 import { outboundRoutes } from './http/routes/outbound.js';
 import { channelRoutes } from './http/routes/channels.js';
 import { OutboundQueues, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
-import { RatePacer } from './queue/rate-pacer.js';
+import { SendGate } from './queue/send-gate.js';
 import { createOutboundProcessor } from './queue/workers/outbound.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
-import { PairPacer } from './queue/pair-pacer.js';
 import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
 import { takeUnroutedEvents } from './store/channels.js';
 import { GraphClient } from './whatsapp/graph-client.js';
@@ -183,17 +182,23 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   let refreshTimer: NodeJS.Timeout | undefined;
   const startSenders = async () => {
     const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
-    const pacer = new PairPacer(redis, { prefix: config.QUEUE_PREFIX, burst: config.PAIR_BURST, intervalMs: config.PAIR_INTERVAL_MS });
-    // A burst of a tenth of a second's worth at most: Meta's own bucket never runs dry.
-    const rate = new RatePacer(redis, { prefix: config.QUEUE_PREFIX, burst: 8 });
+    const gate = new SendGate(redis, {
+      prefix: config.QUEUE_PREFIX,
+      circuitResetMs: config.CIRCUIT_RESET_MS,
+      pairBurst: config.PAIR_BURST,
+      pairIntervalMs: config.PAIR_INTERVAL_MS,
+      // A burst of a tenth of a second's worth at most: Meta's own bucket never runs dry.
+      rateBurst: 8,
+      // After a crash mid-call, Meta's status webhook usually brings the wamid within this.
+      inFlightGraceMs: Math.min(10_000, config.WORKER_LOCK_MS),
+    });
     const ensure = async () => {
       await refreshChannels();
       for (const ch of channelsNow.values()) {
         if (senders.has(ch.id)) continue;
         const processor = createOutboundProcessor({
-          pool, graph, circuit, pacer, rate, log, metrics,
+          pool, graph, circuit, gate, log, metrics,
           channel: () => channelsNow.get(ch.id),
-          crashGraceMs: Math.min(10_000, config.WORKER_LOCK_MS),
           publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
         });
         const w = new Worker<OutboundJobData>(outboundQueueName(ch.id), processor, {

@@ -1,6 +1,7 @@
 // A circuit breaker per channel, shared by every worker process through Redis: after
 // `threshold` consecutive retryable failures it opens; after `resetMs` one probe may go
-// (half-open); a success closes it, a failure opens it again. While open, messages wait.
+// (half-open, decided by SendGate); a success closes it, a failure opens it again.
+// While open, messages wait.
 import type { Redis } from 'ioredis';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
@@ -12,26 +13,6 @@ export interface CircuitBreakerOptions {
   readonly resetMs: number;
   readonly prefix: string;
 }
-
-// KEYS[1] hash; ARGV: now, resetMs. Returns {allowed (0/1), waitMs}.
-const ALLOW = `
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'closed' then return {1, 0} end
-local now = tonumber(ARGV[1])
-local until_ = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-if now < until_ then return {0, until_ - now} end
--- Half-open: exactly one probe at a time.
-if redis.call('HSETNX', KEYS[1], 'probe', now) == 1 then
-  redis.call('HSET', KEYS[1], 'state', 'half_open')
-  return {1, 0}
-end
-local probe = tonumber(redis.call('HGET', KEYS[1], 'probe'))
-if now - probe > tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'probe', now)
-  return {1, 0}
-end
-return {0, 1000}
-`;
 
 // KEYS[1] hash; ARGV: now, threshold, resetMs. Returns 1 when this failure opened the circuit.
 const FAIL = `
@@ -53,12 +34,6 @@ export class CircuitBreaker {
 
   private key(channelId: number): string {
     return `${this.opts.prefix}:circuit:${channelId}`;
-  }
-
-  /** Whether a send may go now; if not, how long to wait. */
-  async allow(channelId: number): Promise<{ allowed: boolean; waitMs: number }> {
-    const [allowed, waitMs] = (await this.redis.eval(ALLOW, 1, this.key(channelId), Date.now(), this.opts.resetMs)) as [number, number];
-    return { allowed: allowed === 1, waitMs };
   }
 
   /** Returns true when this failure opened the circuit. */

@@ -6,6 +6,8 @@ export const outboundQueueName = (channelId: number) => `outbound-${channelId}`;
 
 export interface OutboundJobData {
   readonly messageId: number;
+  /** The recipient, for the pair-rate check before any database work. */
+  readonly to: string;
   /** The throughput slot this job reserved before it was delayed to it (epoch ms). */
   readonly slot?: number;
 }
@@ -36,15 +38,15 @@ export class OutboundQueues {
   }
 
   /** Enqueues messages by id; the job id makes a second enqueue of the same message a no-op. */
-  async enqueue(items: readonly { messageId: number; channelId: number }[]): Promise<void> {
-    const byChannel = new Map<number, number[]>();
-    for (const it of items) byChannel.set(it.channelId, [...(byChannel.get(it.channelId) ?? []), it.messageId]);
+  async enqueue(items: readonly { messageId: number; channelId: number; to: string }[]): Promise<void> {
+    const byChannel = new Map<number, { messageId: number; to: string }[]>();
+    for (const it of items) byChannel.set(it.channelId, [...(byChannel.get(it.channelId) ?? []), { messageId: it.messageId, to: it.to }]);
     await Promise.all(
       [...byChannel].map(([channelId, ids]) =>
         this.get(channelId).addBulk(
-          ids.map((messageId) => ({
+          ids.map(({ messageId, to }) => ({
             name: 'send',
-            data: { messageId },
+            data: { messageId, to },
             opts: {
               jobId: outboundJobId(messageId),
               attempts: this.jobOpts.attempts,

@@ -85,74 +85,57 @@ export class OutboxCleaner {
  * Outbox rows older than `minAgeMs` (the web's own enqueue had time to happen), locked so
  * relays in several workers never take the same rows; `handle` enqueues, then they go.
  */
-export async function relayOutbox(pool: Pool, minAgeMs: number, limit: number, handle: (rows: { messageId: number; channelId: number }[]) => Promise<void>): Promise<number> {
+export async function relayOutbox(pool: Pool, minAgeMs: number, limit: number, handle: (rows: { messageId: number; channelId: number; to: string }[]) => Promise<void>): Promise<number> {
   return withTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ id: number; message_id: number; channel_id: number }>(
-      `SELECT id, message_id, channel_id FROM outbox WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)
-       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+    const { rows } = await client.query<{ id: number; message_id: number; channel_id: number; wa_id: string }>(
+      `SELECT o.id, o.message_id, o.channel_id, c.wa_id FROM outbox o
+       JOIN messages m ON m.id = o.message_id JOIN contacts c ON c.id = m.contact_id
+       WHERE o.created_at < now() - make_interval(secs => $1::double precision / 1000)
+       ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED`,
       [minAgeMs, limit],
     );
     if (rows.length === 0) return 0;
-    await handle(rows.map((r) => ({ messageId: r.message_id, channelId: r.channel_id })));
+    await handle(rows.map((r) => ({ messageId: r.message_id, channelId: r.channel_id, to: r.wa_id })));
     await client.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
     return rows.length;
   });
 }
 
-export interface SendableMessage {
-  readonly id: number;
-  readonly conversationId: number;
-  readonly to: string;
-  readonly payload: Record<string, unknown>;
-  /** Set while a Graph call is in flight or ended without an answer (a crash): outcome unknown. */
-  readonly sendingAt: Date | null;
-}
+export type SendCheck =
+  | { readonly send: true; readonly payload: Record<string, unknown> }
+  /** Done already (sent, failed) or gone: nothing to do. */
+  | { readonly send: false; readonly reason: 'not_pending' }
+  /** An older message of the conversation has to leave first. */
+  | { readonly send: false; readonly reason: 'earlier_pending' };
 
-/** The message if it still has to be sent: outbound, pending, no wamid (a wamid means Meta has it). */
-export async function loadForSend(pool: Pool, id: number): Promise<SendableMessage | null> {
-  const { rows } = await pool.query<{ id: number; conversation_id: number; wa_id: string; raw: Record<string, unknown>; sending_at: Date | null }>(
-    `SELECT m.id, m.conversation_id, c.wa_id, m.raw, m.sending_at FROM messages m JOIN contacts c ON c.id = m.contact_id
-     WHERE m.id = $1 AND m.direction = 'outbound' AND m.wamid IS NULL AND m.status = 'pending'`,
+/**
+ * Whether the message still has to be sent (outbound, pending, no wamid: a wamid means
+ * Meta has it) and it is its turn in the conversation, in one query.
+ */
+export async function checkForSend(pool: Pool, id: number): Promise<SendCheck> {
+  const { rows } = await pool.query<{ raw: Record<string, unknown>; earlier: boolean }>(
+    `SELECT m.raw, EXISTS (
+       SELECT 1 FROM messages e WHERE e.conversation_id = m.conversation_id AND e.id < m.id
+         AND e.direction = 'outbound' AND e.wamid IS NULL AND e.status = 'pending') AS earlier
+     FROM messages m WHERE m.id = $1 AND m.direction = 'outbound' AND m.wamid IS NULL AND m.status = 'pending'`,
     [id],
   );
   const r = rows[0];
-  return r ? { id: r.id, conversationId: r.conversation_id, to: r.wa_id, payload: r.raw, sendingAt: r.sending_at } : null;
-}
-
-/** Right before the Graph call: counts the attempt; false if the message no longer needs sending. */
-export async function markSending(pool: Pool, id: number): Promise<boolean> {
-  const res = await pool.query(
-    `UPDATE messages SET send_attempts = send_attempts + 1, sending_at = now(), updated_at = now()
-     WHERE id = $1 AND wamid IS NULL AND status = 'pending'`,
-    [id],
-  );
-  return (res.rowCount ?? 0) > 0;
-}
-
-/** Meta answered with an error: the outcome is known, the attempt is over. */
-export async function clearSending(pool: Pool, id: number): Promise<void> {
-  await pool.query('UPDATE messages SET sending_at = NULL WHERE id = $1', [id]);
-}
-
-/** True when an older outbound message of the same conversation is still waiting to leave. */
-export async function hasEarlierPending(pool: Pool, conversationId: number, id: number): Promise<boolean> {
-  const { rows } = await pool.query(
-    `SELECT 1 FROM messages WHERE conversation_id = $1 AND id < $2 AND direction = 'outbound' AND wamid IS NULL AND status = 'pending' LIMIT 1`,
-    [conversationId, id],
-  );
-  return rows.length > 0;
+  if (!r) return { send: false, reason: 'not_pending' };
+  if (r.earlier) return { send: false, reason: 'earlier_pending' };
+  return { send: true, payload: r.raw };
 }
 
 /** Meta accepted it: keep the wamid, then apply any status that arrived before it. */
 export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<void> {
-  await pool.query('UPDATE messages SET wamid = $2, accepted_at = now(), sending_at = NULL, updated_at = now() WHERE id = $1 AND (wamid IS NULL OR wamid = $2)', [id, wamid]);
+  await pool.query('UPDATE messages SET wamid = $2, accepted_at = now(), updated_at = now() WHERE id = $1 AND (wamid IS NULL OR wamid = $2)', [id, wamid]);
   // A new statement (new snapshot) sees statuses committed while we were sending.
   await applyStatuses(pool, [wamid]);
 }
 
 export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {
   const res = await pool.query(
-    `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), sending_at = NULL, error_code = $2, error_title = $3, error_details = $4, updated_at = now()
+    `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), error_code = $2, error_title = $3, error_details = $4, updated_at = now()
      WHERE id = $1 AND status <> 'failed'`,
     [id, e.code, e.title, [e.details, hint].filter(Boolean).join(' — ') || null],
   );

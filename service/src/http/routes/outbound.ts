@@ -72,7 +72,7 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
     if (ref.created) {
       // The fast path; if it fails, the outbox relay enqueues the message a moment later.
       try {
-        await deps.queues.enqueue([{ messageId: ref.id, channelId: ref.channelId }]);
+        await deps.queues.enqueue([{ messageId: ref.id, channelId: ref.channelId, to }]);
         deps.outbox.done(ref.id);
       } catch (err) {
         deps.log.warn({ messageId: ref.id, err: (err as Error).message }, 'enqueue after persist failed; the outbox relay will retry');

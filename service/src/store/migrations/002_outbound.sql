@@ -1,10 +1,8 @@
 -- Outbound messages: persisted first, then handed to the queue through an outbox, so a
 -- crash between the two can never lose a message (the relay re-enqueues what is left).
 
-ALTER TABLE messages
-  ADD COLUMN accepted_at   timestamptz,
-  ADD COLUMN send_attempts integer NOT NULL DEFAULT 0,
-  ADD COLUMN sending_at    timestamptz;
+-- When the Graph API accepted the message (its wamid came back); `sent` comes by webhook.
+ALTER TABLE messages ADD COLUMN accepted_at timestamptz;
 
 -- Outbound messages of a conversation still waiting to leave, in creation order: the
 -- sender checks it so messages to one recipient leave in the order they were created.
