@@ -45,6 +45,17 @@ async function main(): Promise<void> {
   }
 
   const env = serviceEnv(s, pgUrl, redisUrl);
+  // Without a real Graph API configured, sends go to the simulator (answers like Meta and
+  // sends the status webhooks back to the web process).
+  let simulatorUrl: string | undefined;
+  if (!process.env.GRAPH_API_BASE_URL) {
+    await stopPidFile(path.join(PIDS, 'simulator.pid'));
+    await ensurePort(s.simulatorPort, 'the Graph API simulator', 'simulatorPort');
+    const sim = spawnDaemon(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'graph-sim', 'main.ts'), '--port', String(s.simulatorPort), '--webhook', `http://127.0.0.1:${env.PORT}/webhooks/whatsapp`, '--app-secret', env.WHATSAPP_APP_SECRET!, '--token', `${env.WHATSAPP_PHONE_NUMBER_ID}=${env.WHATSAPP_ACCESS_TOKEN}`], { cwd: ROOT, logFile: path.join(LOGS, 'simulator.log'), pidFile: path.join(PIDS, 'simulator.pid') });
+    simulatorUrl = `http://127.0.0.1:${s.simulatorPort}`;
+    await waitFor('Graph API simulator', () => portOpen(s.simulatorPort), { pid: sim.pid, logFile: sim.logFile });
+    env.GRAPH_API_BASE_URL = simulatorUrl;
+  }
   const envFile = writeEnvFile(env);
   const childEnv = { ...process.env, ...env };
 
@@ -84,6 +95,7 @@ wa-router is up (standard preset tuning; data and logs in .data/).
   health   ${base}/readyz     metrics ${base}/metrics
   queues   ${base}/admin/queues (Authorization: Bearer $API_TOKEN)
   postgres ${pgUrl.replace(/:[^:@/]+@/, ':***@')}
+  graph    ${simulatorUrl ? `${simulatorUrl} (the Graph API simulator; set GRAPH_API_BASE_URL for Meta's)` : env.GRAPH_API_BASE_URL}
   env      ${envFile} (source it for the tokens)
 
 Send a signed sample webhook:
@@ -94,6 +106,10 @@ Then see it stored:
 
   . .data/env && curl -sS -H "Authorization: Bearer $API_TOKEN" '${base}/v1/messages?wamid=${wamid}'
   . .data/env && psql "$DATABASE_URL" -c 'SELECT id, wamid, type, body, status FROM messages ORDER BY id DESC LIMIT 5'
+
+Send a message (it goes to ${simulatorUrl ? 'the simulator, whose status webhooks come back' : 'the Graph API'}):
+
+  . .data/env && curl -sS -X POST ${base}/v1/messages -H "Authorization: Bearer $API_TOKEN" -H 'content-type: application/json' -d '{"to":"16505551234","type":"text","text":{"body":"Hello from wa-router"}}'
 
 Stop everything with: make down
 `);

@@ -15,6 +15,7 @@ export interface LocalSettings {
   readonly redisPort: number;
   readonly webPort: number;
   readonly workerPort: number;
+  readonly simulatorPort: number;
   readonly pgPassword: string;
   readonly redisPassword: string;
   readonly appSecret: string;
@@ -37,6 +38,7 @@ export function localSettings(): LocalSettings {
     redisPort: saved.redisPort ?? 56379,
     webPort: saved.webPort ?? 3000,
     workerPort: saved.workerPort ?? 3001,
+    simulatorPort: saved.simulatorPort ?? 3010,
     pgPassword: saved.pgPassword ?? secret(),
     redisPassword: saved.redisPassword ?? secret(),
     appSecret: saved.appSecret ?? secret(),
