@@ -218,11 +218,12 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       }
       const to = body.to.replace(/^\+/, '');
       const now = Date.now();
-      let tb = throughput.get(phoneNumberId);
-      // A one-second burst of the number's rate, refilled continuously.
-      if (!tb) throughput.set(phoneNumberId, (tb = new TokenBucket(config.messagesPerSecond, config.messagesPerSecond / 1000, now)));
+      // A one-second burst of the number's rate, refilled continuously (a new bucket when the rate is reconfigured).
+      const tbKey = `${phoneNumberId}:${config.messagesPerSecond}`;
+      let tb = throughput.get(tbKey);
+      if (!tb) throughput.set(tbKey, (tb = new TokenBucket(config.messagesPerSecond, config.messagesPerSecond / 1000, now)));
       if (!tb.take(now)) return fail(130429);
-      const pairKey = `${phoneNumberId}:${to}`;
+      const pairKey = `${phoneNumberId}:${to}:${config.pairBurst}:${config.pairIntervalMs}`;
       let pb = pairs.get(pairKey);
       if (!pb) pairs.set(pairKey, (pb = new TokenBucket(config.pairBurst, 1 / config.pairIntervalMs, now)));
       if (!pb.take(now)) return fail(131056);
