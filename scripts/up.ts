@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   const rel = path.relative(process.cwd(), sampleFile) || sampleFile;
 
   console.log(`
-wa-router is up (standard preset tuning; data and logs in .data/).
+wa-router is up (data and logs in .data/).
 
   web      ${base}           (webhook: ${base}/webhooks/whatsapp)
   worker   http://127.0.0.1:${s.workerPort}/metrics

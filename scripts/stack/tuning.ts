@@ -1,6 +1,6 @@
-// The preset tuning for the local stack, rendered by the same functions the cdk8s
-// toolkit uses for its ConfigMaps, scaled to this machine.
-import os from 'node:os';
+// Server settings for the local stack (make up, benchmarks) on top of the invariants in
+// postgres.ts and redis.ts. Until the cdk8s tuning functions exist (issue 4), Postgres
+// runs with its defaults; this is the one place to render a preset's files from them.
 
 export interface LocalTuning {
   readonly postgres: string;
@@ -8,8 +8,6 @@ export interface LocalTuning {
   readonly redisMaxmemory: string;
 }
 
-export async function localTuning(preset = process.env.PRESET ?? 'standard'): Promise<LocalTuning> {
-  void preset;
-  void os;
+export async function localTuning(): Promise<LocalTuning> {
   return { postgres: '', redis: '', redisMaxmemory: '256mb' };
 }
