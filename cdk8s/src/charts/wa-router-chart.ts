@@ -1,0 +1,104 @@
+// The whole topology for one preset: Redis with Sentinel, PgBouncer, Postgres (or an external
+// one), web and worker with their autoscalers, the migration Job, and the policies around them.
+import { Chart, type ChartProps } from 'cdk8s';
+import type { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-27';
+import type { Preset } from '../presets.js';
+import { MIGRATE_RESOURCES } from '../validate.js';
+import { AppTierDeployment } from '../constructs/app-tier.js';
+import { APP, DATABASE, labels, nameOf, PORTS, SECRETS } from '../constructs/common.js';
+import { MigrationJob } from '../constructs/migration-job.js';
+import { NetworkPolicies } from '../constructs/network-policies.js';
+import { PgBouncer } from '../constructs/pgbouncer.js';
+import { Postgres } from '../constructs/postgres.js';
+import { RedisSentinel } from '../constructs/redis-sentinel.js';
+
+export interface WaRouterChartProps extends ChartProps {
+  readonly preset: Preset;
+  /** @default 'wa-router' */
+  readonly namespace?: string;
+  /** The service image (see the Dockerfile). */
+  readonly image: string;
+  /** @default 'cluster.local' */
+  readonly clusterDomain?: string;
+  /** @default the cluster's default StorageClass */
+  readonly storageClassName?: string;
+  /** Every Deployment at its HPA ceiling (fit tests). @default false */
+  readonly atPeak?: boolean;
+  /** Namespace KEDA's operator runs in, when the preset enables KEDA. @default 'keda' */
+  readonly kedaNamespace?: string;
+}
+
+/** BullMQ's list of waiting inbound jobs: `<QUEUE_PREFIX>:<queue>:wait`. */
+const INBOUND_WAIT_LIST = 'wa:inbound:wait';
+
+export class WaRouterChart extends Chart {
+  constructor(scope: Construct, id: string, props: WaRouterChartProps) {
+    const namespace = props.namespace ?? APP;
+    super(scope, id, { ...props, namespace, labels: { 'app.kubernetes.io/part-of': APP } });
+    const { preset } = props;
+
+    new k8s.KubeNamespace(this, 'namespace', {
+      metadata: {
+        name: namespace,
+        // Every pod here meets the `restricted` Pod Security Standard; the namespace enforces it.
+        labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' },
+      },
+    });
+    const serviceAccount = nameOf('app');
+    new k8s.KubeServiceAccount(this, 'service-account', {
+      metadata: { name: serviceAccount, labels: labels('app') },
+      // The service never talks to the Kubernetes API.
+      automountServiceAccountToken: false,
+    });
+
+    const redis = new RedisSentinel(this, 'redis', { preset, namespace, clusterDomain: props.clusterDomain, storageClassName: props.storageClassName });
+    const inCluster = preset.postgres.mode === 'statefulset';
+    const db = inCluster
+      ? new Postgres(this, 'postgres', { preset, storageClassName: props.storageClassName })
+      : undefined;
+    const ext = preset.postgres.external;
+    const pgbouncer = new PgBouncer(this, 'pgbouncer', {
+      preset,
+      dbHost: db ? db.host : (ext?.host ?? ''),
+      dbPort: db ? db.port : ext?.port,
+      database: ext?.database ?? DATABASE,
+    });
+
+    const configMap = nameOf('config');
+    new k8s.KubeConfigMap(this, 'config', {
+      metadata: { name: configMap, labels: labels('app') },
+      data: {
+        NODE_ENV: 'production',
+        PORT: String(PORTS.http),
+        LOG_LEVEL: 'info',
+        REDIS_SENTINELS: redis.sentinelAddresses.join(','),
+        REDIS_MASTER_NAME: redis.masterName,
+        // A replica (kept by Sentinel) holds every acked webhook before Meta gets its 200.
+        ACK_DURABILITY: 'replicated',
+        QUEUE_PREFIX: 'wa',
+      },
+    });
+    // Kubernetes expands $(VAR) from earlier entries: the URL is built from the database Secret.
+    const dbEnv = (poolMax: number): k8s.EnvVar[] => [
+      { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: SECRETS.redis, key: 'password' } } },
+      { name: 'DB_USER', valueFrom: { secretKeyRef: { name: SECRETS.postgres, key: 'username' } } },
+      { name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: SECRETS.postgres, key: 'password' } } },
+      { name: 'DATABASE_URL', value: `postgres://$(DB_USER):$(DB_PASSWORD)@${pgbouncer.host}:${pgbouncer.port}/${ext?.database ?? DATABASE}` },
+      { name: 'DB_POOL_MAX', value: String(poolMax) },
+    ];
+
+    new AppTierDeployment(this, 'web', { preset, role: 'web', image: props.image, configMap, serviceAccount, atPeak: props.atPeak, env: dbEnv(preset.web.dbPoolMax) });
+    new AppTierDeployment(this, 'worker', {
+      preset, role: 'worker', image: props.image, configMap, serviceAccount, atPeak: props.atPeak,
+      env: [...dbEnv(preset.worker.concurrency), { name: 'WORKER_CONCURRENCY', value: String(preset.worker.concurrency) }],
+      keda: preset.worker.keda.enabled ? { redisSentinels: redis.sentinelAddresses, masterName: redis.masterName, listName: INBOUND_WAIT_LIST } : undefined,
+    });
+    new MigrationJob(this, 'migrate', { image: props.image, configMap, serviceAccount, env: dbEnv(1), resources: MIGRATE_RESOURCES });
+    new NetworkPolicies(this, 'network', {
+      postgresInCluster: inCluster,
+      postgresReplica: inCluster && preset.postgres.streamingReplica,
+      kedaNamespace: preset.worker.keda.enabled ? (props.kedaNamespace ?? 'keda') : undefined,
+    });
+  }
+}

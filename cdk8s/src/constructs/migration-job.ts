@@ -1,0 +1,53 @@
+// Schema migrations as a Job named after the image: a new image runs its migrations once; applying
+// the same image again is a no-op (a Job's template is immutable, so the name must change with it).
+import { createHash } from 'node:crypto';
+import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-27';
+import type { Resources } from '../presets.js';
+import { containerSecurity, k8sResources, labels, nameOf, podSecurity, SECRETS, tmpVolume } from './common.js';
+
+export interface MigrationJobProps {
+  readonly image: string;
+  readonly configMap: string;
+  readonly serviceAccount: string;
+  readonly env: k8s.EnvVar[];
+  readonly resources: Resources;
+}
+
+export class MigrationJob extends Construct {
+  readonly jobName: string;
+
+  constructor(scope: Construct, id: string, props: MigrationJobProps) {
+    super(scope, id);
+    this.jobName = `${nameOf('migrate')}-${createHash('sha256').update(props.image).digest('hex').slice(0, 8)}`;
+    new k8s.KubeJob(this, 'job', {
+      metadata: { name: this.jobName, labels: labels('migrate') },
+      spec: {
+        backoffLimit: 6,
+        activeDeadlineSeconds: 900,
+        // Gone a day after it finished; applying again then re-runs it, which is harmless (migrations are idempotent).
+        ttlSecondsAfterFinished: 86_400,
+        template: {
+          metadata: { labels: labels('migrate') },
+          spec: {
+            restartPolicy: 'OnFailure',
+            serviceAccountName: props.serviceAccount,
+            automountServiceAccountToken: false,
+            securityContext: podSecurity(1000),
+            containers: [{
+              name: 'migrate',
+              image: props.image,
+              args: ['migrate'],
+              envFrom: [{ configMapRef: { name: props.configMap } }, { secretRef: { name: SECRETS.app } }],
+              env: props.env,
+              resources: k8sResources(props.resources),
+              securityContext: containerSecurity,
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            }],
+            volumes: [tmpVolume()],
+          },
+        },
+      },
+    });
+  }
+}

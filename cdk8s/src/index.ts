@@ -1,0 +1,10 @@
+// The toolkit's public surface: presets, their validation, the tuning functions and synthesis.
+export { presets, minimal, standard, premium, PRESET_NAMES, isPresetName } from './presets.js';
+export type { Preset, PresetName, NodePool, Resources, ResourceAmounts, AppTier, WorkerTier, RedisTier, PgBouncerTier, PostgresTier } from './presets.js';
+export { resolvePreset, validatePreset, mergeOverrides, peakPods, peakClientConnections, PresetValidationError } from './validate.js';
+export type { PresetOverrides, ValidationIssue } from './validate.js';
+export * from './tuning/index.js';
+export { synthManifests, synthPreset, checkManifests, DEFAULT_IMAGE, DEFAULT_NAMESPACE } from './synth.js';
+export type { Manifest, SynthOptions } from './synth.js';
+export { toYaml } from './yaml.js';
+export { WaRouterChart } from './charts/wa-router-chart.js';

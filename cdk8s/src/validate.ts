@@ -1,0 +1,249 @@
+// A preset (or a user's overrides of one) is checked before anything is synthesized: first its
+// shape, then whether its numbers agree with each other. Every problem names the field to change.
+import { z } from 'zod';
+import { cpuMillis, GiB, memoryBytes, pgBytes, redisBytes } from './quantity.js';
+import { isPresetName, presets, PRESET_NAMES, type Preset, type PresetName, type Resources } from './presets.js';
+
+export interface ValidationIssue {
+  /** Dotted path of the preset field to change, e.g. `pgbouncer.maxClientConn`. */
+  readonly field: string;
+  readonly message: string;
+}
+
+export class PresetValidationError extends Error {
+  override readonly name = 'PresetValidationError';
+  constructor(
+    readonly preset: string,
+    readonly issues: readonly ValidationIssue[],
+  ) {
+    super(`preset ${preset} is inconsistent:\n${issues.map((i) => `  ${i.field}: ${i.message}`).join('\n')}`);
+  }
+}
+
+/** Deep partial: what an overrides file may contain. */
+export type PresetOverrides = { readonly [K in keyof Preset]?: Overrides<Preset[K]> };
+type Overrides<T> = T extends readonly unknown[] ? T : T extends object ? { readonly [K in keyof T]?: Overrides<T[K]> } : T;
+
+const cpu = z.union([z.string(), z.number()]).refine((v) => safe(() => cpuMillis(v) > 0), 'expected a CPU quantity such as "500m" or "2"');
+const memory = z.string().refine((v) => safe(() => memoryBytes(v) > 0), 'expected a memory quantity such as "512Mi" or "2Gi"');
+const amounts = z.strictObject({ cpu, memory });
+const resources = z.strictObject({ requests: amounts, limits: amounts });
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+const redisSize = z.string().refine((v) => safe(() => redisBytes(v) > 0), 'expected a Redis size such as "4gb"');
+const buffers = z.string().regex(/^\d+[kmg]?b? \d+[kmg]?b? \d+$/i, 'expected "hard soft seconds", e.g. "512mb 128mb 60"');
+
+const appTier = {
+  replicas: count(1, 100),
+  maxReplicas: count(1, 200),
+  targetCpuUtilization: count(10, 100),
+  resources,
+};
+
+const presetSchema = z.strictObject({
+  name: z.string().min(1),
+  purpose: z.string(),
+  targets: z.strictObject({ webhooksPerSecond: z.number().positive(), historySync: z.string() }),
+  nodePool: z.strictObject({
+    nodes: count(1, 1000),
+    cpuCores: z.number().positive(),
+    memoryGiB: z.number().positive(),
+    allocatable: z.strictObject({ cpuCores: z.number().positive(), memoryGiB: z.number().positive() }),
+  }),
+  web: z.strictObject({ ...appTier, dbPoolMax: count(1, 500) }),
+  worker: z.strictObject({
+    ...appTier,
+    concurrency: count(1, 1000),
+    keda: z.strictObject({ enabled: z.boolean(), queueDepthPerReplica: count(1, 10_000_000) }),
+  }),
+  redis: z.strictObject({
+    replicas: count(0, 10),
+    maxmemory: redisSize,
+    storage: memory,
+    ioThreads: count(1, 128),
+    outputBuffers: z.strictObject({ replica: buffers, pubsub: buffers }),
+    replBacklogSize: redisSize,
+    resources,
+    sentinel: z.strictObject({
+      replicas: count(1, 9),
+      quorum: count(1, 9),
+      downAfterMs: count(100, 600_000),
+      failoverTimeoutMs: count(1_000, 3_600_000),
+      resources,
+    }),
+  }),
+  pgbouncer: z.strictObject({
+    replicas: count(1, 50),
+    poolMode: z.enum(['transaction', 'session']),
+    maxClientConn: count(1, 100_000),
+    defaultPoolSize: count(1, 10_000),
+    reservePoolSize: count(0, 10_000),
+    maxDbConnections: count(1, 10_000),
+    serverIdleTimeout: count(0, 86_400),
+    resources,
+  }),
+  postgres: z.strictObject({
+    mode: z.enum(['statefulset', 'external']),
+    external: z.strictObject({ host: z.string().min(1), port: count(1, 65_535), database: z.string().min(1) }).optional(),
+    storage: memory,
+    streamingReplica: z.boolean(),
+    maxConnections: count(5, 100_000),
+    reservedConnections: count(1, 1_000),
+    settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/, 'expected a postgresql.conf parameter name'), z.union([z.string(), z.number()])),
+    resources,
+  }),
+  images: z.strictObject({ postgres: z.string().min(1), redis: z.string().min(1), pgbouncer: z.string().min(1) }),
+});
+
+function safe(fn: () => boolean): boolean {
+  try {
+    return fn();
+  } catch {
+    return false;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Overrides merged into a preset: objects deeply, anything else (arrays included) replaced. */
+export function mergeOverrides<T>(base: T, overrides: unknown): T {
+  if (!isObject(base) || !isObject(overrides)) return (overrides === undefined ? base : overrides) as T;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(overrides)) out[k] = k in out ? mergeOverrides(out[k], v) : v;
+  return out as T;
+}
+
+/** The pods a preset runs at its HPA ceilings, with their requests: what the node pool must hold. */
+export function peakPods(p: Preset): { component: string; count: number; resources: Resources; field: string }[] {
+  const pods = [
+    { component: 'web', count: p.web.maxReplicas, resources: p.web.resources, field: 'web.resources' },
+    { component: 'worker', count: p.worker.maxReplicas, resources: p.worker.resources, field: 'worker.resources' },
+    { component: 'redis', count: 1 + p.redis.replicas, resources: p.redis.resources, field: 'redis.resources' },
+    { component: 'sentinel', count: p.redis.sentinel.replicas, resources: p.redis.sentinel.resources, field: 'redis.sentinel.resources' },
+    { component: 'pgbouncer', count: p.pgbouncer.replicas, resources: p.pgbouncer.resources, field: 'pgbouncer.resources' },
+    { component: 'migrate', count: 1, resources: MIGRATE_RESOURCES, field: 'web.resources' },
+  ];
+  if (p.postgres.mode === 'statefulset') {
+    pods.push({ component: 'postgres', count: p.postgres.streamingReplica ? 2 : 1, resources: p.postgres.resources, field: 'postgres.resources' });
+  }
+  return pods;
+}
+
+/** The migration Job is short and light; a fixed size keeps presets focused on what runs. */
+export const MIGRATE_RESOURCES: Resources = { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } };
+
+/** Client connections PgBouncer must accept when every tier is at its HPA ceiling. */
+export function peakClientConnections(p: Preset): { total: number; explain: string } {
+  const worker = p.worker.maxReplicas * p.worker.concurrency;
+  const web = p.web.maxReplicas * p.web.dbPoolMax;
+  return { total: worker + web + 1, explain: `worker ${p.worker.maxReplicas} × ${p.worker.concurrency} + web ${p.web.maxReplicas} × ${p.web.dbPoolMax} + migrate 1` };
+}
+
+function consistency(p: Preset): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const add = (field: string, message: string) => issues.push({ field, message });
+
+  for (const [field, r] of [
+    ['web.resources', p.web.resources],
+    ['worker.resources', p.worker.resources],
+    ['redis.resources', p.redis.resources],
+    ['redis.sentinel.resources', p.redis.sentinel.resources],
+    ['pgbouncer.resources', p.pgbouncer.resources],
+    ['postgres.resources', p.postgres.resources],
+  ] as const) {
+    if (cpuMillis(r.requests.cpu) > cpuMillis(r.limits.cpu)) add(`${field}.requests.cpu`, `request ${r.requests.cpu} exceeds the limit ${r.limits.cpu}`);
+    if (memoryBytes(r.requests.memory) > memoryBytes(r.limits.memory)) add(`${field}.requests.memory`, `request ${r.requests.memory} exceeds the limit ${r.limits.memory}`);
+  }
+  for (const tier of ['web', 'worker'] as const) {
+    if (p[tier].replicas > p[tier].maxReplicas) add(`${tier}.replicas`, `${p[tier].replicas} replicas exceed the HPA ceiling maxReplicas ${p[tier].maxReplicas}`);
+  }
+
+  const clients = peakClientConnections(p);
+  if (clients.total > p.pgbouncer.maxClientConn) {
+    add('pgbouncer.maxClientConn', `${clients.total} client connections at the HPA ceilings (${clients.explain}) exceed max_client_conn ${p.pgbouncer.maxClientConn}; raise it or lower worker.concurrency, web.dbPoolMax or the maxReplicas`);
+  }
+  const b = p.pgbouncer;
+  if (b.defaultPoolSize + b.reservePoolSize > b.maxDbConnections) {
+    add('pgbouncer.reservePoolSize', `default_pool_size ${b.defaultPoolSize} + reserve_pool_size ${b.reservePoolSize} exceed max_db_connections ${b.maxDbConnections}: the reserve could never open`);
+  }
+  const usable = p.postgres.maxConnections - p.postgres.reservedConnections;
+  const server = b.replicas * Math.min(b.maxDbConnections, b.defaultPoolSize + b.reservePoolSize);
+  if (server > usable) {
+    add('postgres.maxConnections', `PgBouncer opens up to ${server} server connections (${b.replicas} pods × (default_pool_size ${b.defaultPoolSize} + reserve_pool_size ${b.reservePoolSize})) but Postgres has ${usable} (max_connections ${p.postgres.maxConnections} − ${p.postgres.reservedConnections} reserved)`);
+  } else if (b.replicas * b.maxDbConnections > usable) {
+    add('pgbouncer.maxDbConnections', `${b.replicas} pods × max_db_connections ${b.maxDbConnections} exceed the ${usable} connections Postgres can give (max_connections ${p.postgres.maxConnections} − ${p.postgres.reservedConnections} reserved)`);
+  }
+
+  const maxmem = redisBytes(p.redis.maxmemory);
+  const redisLimit = memoryBytes(p.redis.resources.limits.memory);
+  if (maxmem > redisLimit * 0.8) {
+    add('redis.maxmemory', `maxmemory ${p.redis.maxmemory} is more than 80% of the Redis memory limit ${p.redis.resources.limits.memory}: fork (AOF rewrite, RDB) and replication buffers need the rest, or the pod is OOM-killed`);
+  }
+  const s = p.redis.sentinel;
+  if (s.replicas < 3) add('redis.sentinel.replicas', `${s.replicas} Sentinels cannot agree on a failover after losing one; run at least 3`);
+  if (s.quorum > s.replicas || s.quorum < Math.floor(s.replicas / 2) + 1) {
+    add('redis.sentinel.quorum', `quorum ${s.quorum} must be a majority of the ${s.replicas} Sentinels (${Math.floor(s.replicas / 2) + 1}..${s.replicas})`);
+  }
+  if (s.failoverTimeoutMs < 2 * s.downAfterMs) add('redis.sentinel.failoverTimeoutMs', `failover timeout ${s.failoverTimeoutMs} ms should be at least twice down-after ${s.downAfterMs} ms`);
+
+  const pg = p.postgres;
+  if (pg.mode === 'external' && !pg.external) add('postgres.external', 'mode "external" needs host, port and database of the existing Postgres');
+  const sb = pg.settings['shared_buffers'];
+  if (typeof sb === 'string' && safe(() => pgBytes(sb) > 0) && pg.mode === 'statefulset') {
+    if (pgBytes(sb) > memoryBytes(pg.resources.limits.memory) * 0.4) add('postgres.settings.shared_buffers', `shared_buffers ${sb} is more than 40% of the Postgres memory limit ${pg.resources.limits.memory}`);
+  }
+  for (const key of ['max_connections', 'port', 'listen_addresses', 'hba_file', 'data_directory']) {
+    if (key in pg.settings) add(`postgres.settings.${key}`, `${key} is set by the toolkit${key === 'max_connections' ? ' from postgres.maxConnections' : ''}; do not pin it in settings`);
+  }
+
+  let cpu = 0;
+  let mem = 0;
+  const node = p.nodePool.allocatable;
+  for (const pod of peakPods(p)) {
+    const c = cpuMillis(pod.resources.requests.cpu);
+    const m = memoryBytes(pod.resources.requests.memory);
+    if (c > node.cpuCores * 1000) add(`${pod.field}.requests.cpu`, `one ${pod.component} pod requests ${pod.resources.requests.cpu} CPU, more than a node's allocatable ${node.cpuCores}`);
+    if (m > node.memoryGiB * GiB) add(`${pod.field}.requests.memory`, `one ${pod.component} pod requests ${pod.resources.requests.memory}, more than a node's allocatable ${node.memoryGiB} GiB`);
+    cpu += c * pod.count;
+    mem += m * pod.count;
+  }
+  const pool = p.nodePool;
+  if (cpu > pool.nodes * node.cpuCores * 1000) {
+    add('nodePool.allocatable.cpuCores', `the pods request ${(cpu / 1000).toFixed(2)} CPU at the HPA ceilings but the pool has ${pool.nodes} × ${node.cpuCores} allocatable`);
+  }
+  if (mem > pool.nodes * node.memoryGiB * GiB) {
+    add('nodePool.allocatable.memoryGiB', `the pods request ${(mem / GiB).toFixed(2)} GiB at the HPA ceilings but the pool has ${pool.nodes} × ${node.memoryGiB} GiB allocatable`);
+  }
+  if (node.cpuCores > pool.cpuCores) add('nodePool.allocatable.cpuCores', `allocatable ${node.cpuCores} exceeds the node's ${pool.cpuCores} cores`);
+  if (node.memoryGiB > pool.memoryGiB) add('nodePool.allocatable.memoryGiB', `allocatable ${node.memoryGiB} GiB exceeds the node's ${pool.memoryGiB} GiB`);
+  return issues;
+}
+
+/** Shape and consistency problems of a whole preset; empty when it can be synthesized. */
+export function validatePreset(candidate: unknown): ValidationIssue[] {
+  const parsed = presetSchema.safeParse(candidate);
+  if (!parsed.success) {
+    return parsed.error.issues.map((i) => {
+      const keys = i.code === 'unrecognized_keys' ? i.keys : [];
+      const base = i.path.map(String).join('.');
+      if (keys.length) return { field: keys.map((k) => (base ? `${base}.${k}` : k)).join(', '), message: `unknown field${keys.length > 1 ? 's' : ''}` };
+      return { field: base || '(preset)', message: i.message };
+    });
+  }
+  return consistency(parsed.data as Preset);
+}
+
+/**
+ * A preset by name with the user's overrides applied, checked.
+ * @throws PresetValidationError naming every field that is wrong or inconsistent
+ */
+export function resolvePreset(name: string, overrides?: PresetOverrides | Record<string, unknown>): Preset {
+  if (!isPresetName(name)) {
+    throw new PresetValidationError(name, [{ field: 'preset', message: `unknown preset ${JSON.stringify(name)}; choose one of ${PRESET_NAMES.join(', ')}` }]);
+  }
+  const merged = mergeOverrides<Preset>(presets[name as PresetName], overrides ?? {});
+  const issues = validatePreset(merged);
+  if (issues.length) throw new PresetValidationError(name, issues);
+  return merged;
+}
