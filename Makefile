@@ -39,11 +39,11 @@ test-service: build
 test-cdk8s: deps
 	@npm test -w @wa-router/cdk8s
 
-synth: deps ## write charts/$(PRESET)/ (PRESET=minimal|standard|premium)
+synth: deps ## write charts/$(PRESET)/ (PRESET=minimal|standard|premium NAMESPACE=… IMAGE=… OVERRIDES=file.yaml)
 	@npm run -s synth -w @wa-router/cdk8s -- --preset $(PRESET)
 
-synth-all: deps
-	@for p in minimal standard premium; do npm run -s synth -w @wa-router/cdk8s -- --preset $$p || exit 1; done
+synth-all: deps ## rewrite the committed charts/ for every preset with the defaults
+	@npm run -s synth-all -w @wa-router/cdk8s
 
 check-charts: deps ## fail when charts/ drifts from the code
 	@npm run -s check-charts -w @wa-router/cdk8s

@@ -98,7 +98,8 @@ export function postgresSettings(preset: Preset, opts: PostgresConfOptions = {})
 }
 
 function confValue(v: string | number): string {
-  if (typeof v === 'number' || /^[A-Za-z0-9_.]+$/.test(v)) return String(v);
+  // Bare only what postgresql.conf's lexer reads as one token: numbers (with a unit) and words.
+  if (typeof v === 'number' || /^-?\d+(\.\d+)?([A-Za-z]+)?$/.test(v) || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v)) return String(v);
   return `'${v.replace(/'/g, "''")}'`;
 }
 

@@ -6,7 +6,7 @@ import type { Preset } from '../presets.js';
 export interface RedisConfOptions {
   /** @default 6379 */
   readonly port?: number;
-  /** Data directory (AOF, RDB). @default '/data' */
+  /** Data directory (AOF, RDB); omitted, the caller's own `dir` line applies. */
   readonly dir?: string;
   /** Omitted: the caller appends `requirepass`/`masterauth` itself (from a Secret at start-up). */
   readonly password?: string;
@@ -34,7 +34,7 @@ export function renderRedisConf(preset: Preset, opts: RedisConfOptions = {}): st
     `bind ${opts.bind ?? '0.0.0.0'}`,
     `port ${opts.port ?? 6379}`,
     'protected-mode yes',
-    `dir ${opts.dir ?? '/data'}`,
+    opts.dir !== undefined && `dir ${opts.dir}`,
     'daemonize no',
     '# Durability: every acked webhook is a BullMQ job; AOF fsync every second, RDB as a second copy.',
     'appendonly yes',

@@ -1,0 +1,96 @@
+// Inconsistent presets are refused before synthesis, each problem naming the field to change.
+import { describe, expect, it } from 'vitest';
+import { checkManifests, PresetValidationError, resolvePreset, synthManifests, type Manifest } from '../src/index.js';
+
+function issuesOf(fn: () => unknown): { field: string; message: string }[] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(PresetValidationError);
+    return [...(err as PresetValidationError).issues];
+  }
+  throw new Error('expected a PresetValidationError');
+}
+
+const rejects = (overrides: Record<string, unknown>, preset = 'premium') => issuesOf(() => resolvePreset(preset, overrides));
+
+describe('validation refuses inconsistent overrides, naming the field', () => {
+  it('workers × concurrency + web pools beyond PgBouncer max_client_conn', () => {
+    const issues = rejects({ worker: { concurrency: 200 } });
+    expect(issues).toContainEqual(expect.objectContaining({ field: 'pgbouncer.maxClientConn', message: expect.stringContaining('worker 3 × 200') }));
+  });
+
+  it('PgBouncer pools beyond what Postgres max_connections leaves after the reserved ones', () => {
+    const issues = rejects({ pgbouncer: { defaultPoolSize: 100, reservePoolSize: 50, maxDbConnections: 150 } });
+    expect(issues).toContainEqual(expect.objectContaining({ field: 'postgres.maxConnections' }));
+    expect(rejects({ postgres: { maxConnections: 150 } })).toContainEqual(expect.objectContaining({ field: 'postgres.maxConnections' }));
+  });
+
+  it('a reserve pool that could never open', () => {
+    expect(rejects({ pgbouncer: { reservePoolSize: 60 } })).toContainEqual(expect.objectContaining({ field: 'pgbouncer.reservePoolSize' }));
+  });
+
+  it('Redis maxmemory above ~80% of its memory limit', () => {
+    expect(rejects({ redis: { maxmemory: '5gb' } })).toContainEqual(expect.objectContaining({ field: 'redis.maxmemory', message: expect.stringContaining('80%') }));
+    expect(rejects({ redis: { resources: { limits: { memory: '4Gi' } } } })).toContainEqual(expect.objectContaining({ field: 'redis.maxmemory' }));
+  });
+
+  it('requests that do not fit the node pool at the HPA ceilings', () => {
+    expect(rejects({ web: { maxReplicas: 8 } })).toContainEqual(expect.objectContaining({ field: 'nodePool.allocatable.cpuCores' }));
+    expect(rejects({ nodePool: { allocatable: { memoryGiB: 20 } } })).toContainEqual(expect.objectContaining({ field: 'nodePool.allocatable.memoryGiB' }));
+    expect(rejects({ postgres: { resources: { requests: { memory: '40Gi' }, limits: { memory: '40Gi' } } } })).toContainEqual(expect.objectContaining({ field: 'postgres.resources.requests.memory' }));
+  });
+
+  it('a request above its limit, replicas above the HPA ceiling', () => {
+    expect(rejects({ worker: { resources: { requests: { cpu: '5' } } } })).toContainEqual(expect.objectContaining({ field: 'worker.resources.requests.cpu' }));
+    expect(rejects({ web: { replicas: 5 } })).toContainEqual(expect.objectContaining({ field: 'web.replicas' }));
+  });
+
+  it('an eviction policy (or any field the preset does not have) is refused by name', () => {
+    expect(rejects({ redis: { maxmemoryPolicy: 'allkeys-lru' } })).toContainEqual({ field: 'redis.maxmemoryPolicy', message: 'unknown field' });
+  });
+
+  it('Sentinels that cannot agree on a failover', () => {
+    expect(rejects({ redis: { sentinel: { replicas: 2, quorum: 1 } } })).toEqual(expect.arrayContaining([
+      expect.objectContaining({ field: 'redis.sentinel.replicas' }),
+      expect.objectContaining({ field: 'redis.sentinel.quorum' }),
+    ]));
+  });
+
+  it('wrong types and units', () => {
+    expect(rejects({ web: { resources: { limits: { memory: '3 gigs' } } } })).toContainEqual(expect.objectContaining({ field: 'web.resources.limits.memory' }));
+    expect(rejects({ worker: { concurrency: 2.5 } })).toContainEqual(expect.objectContaining({ field: 'worker.concurrency' }));
+    expect(rejects({ postgres: { settings: { max_connections: 900 } } })).toContainEqual(expect.objectContaining({ field: 'postgres.settings.max_connections' }));
+    expect(rejects({ postgres: { mode: 'external' } })).toContainEqual(expect.objectContaining({ field: 'postgres.external' }));
+  });
+
+  it('an unknown preset names the choices', () => {
+    expect(issuesOf(() => resolvePreset('huge'))).toEqual([{ field: 'preset', message: expect.stringContaining('minimal, standard, premium') }]);
+  });
+
+  it('every problem at once, not one per run', () => {
+    const issues = rejects({ worker: { concurrency: 200 }, redis: { maxmemory: '5gb' }, web: { replicas: 5 } });
+    expect(issues.map((i) => i.field)).toEqual(expect.arrayContaining(['pgbouncer.maxClientConn', 'redis.maxmemory', 'web.replicas']));
+    expect(() => synthManifests('premium', { overrides: { redis: { maxmemory: '5gb' } } })).toThrow(/redis\.maxmemory/);
+  });
+
+  it('a consistent override passes and lands', () => {
+    const p = resolvePreset('standard', { worker: { concurrency: 30 }, redis: { storage: '50Gi' } });
+    expect(p.worker.concurrency).toBe(30);
+    expect(p.redis.storage).toBe('50Gi');
+    expect(p.redis.maxmemory).toBe('2gb');
+  });
+});
+
+describe('synthesized containers are checked too', () => {
+  it('a container without requests, limits or probes is named', () => {
+    const bare: Manifest = {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' },
+      spec: { template: { spec: { containers: [{ name: 'c', resources: { limits: { cpu: '1' } } }] } } },
+    };
+    expect(checkManifests([bare]).map((i) => i.field)).toEqual([
+      'Deployment/x.c.resources.requests.cpu', 'Deployment/x.c.resources.requests.memory', 'Deployment/x.c.resources.limits.memory',
+      'Deployment/x.c.readinessProbe', 'Deployment/x.c.livenessProbe',
+    ]);
+  });
+});
