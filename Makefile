@@ -48,7 +48,7 @@ synth-all: deps ## rewrite the committed charts/ for every preset with the defau
 check-charts: deps ## fail when charts/ drifts from the code
 	@npm run -s check-charts -w @wa-router/cdk8s
 
-deploy: ## kubectl apply --server-side charts/$(PRESET) into NAMESPACE
+deploy: deps ## kubectl apply --server-side of PRESET into NAMESPACE (secrets created if missing)
 	@scripts/deploy.sh
 
 k8s-test: deps ## only the Kubernetes suite

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `make deploy PRESET=… NAMESPACE=… IMAGE=…`: creates the Secrets the manifests read (once; an
+# existing Secret is never overwritten), then `kubectl apply --server-side` of the synthesized preset,
+# then waits for the migration Job and the rollouts.
+#
+# Secrets come from the environment when set, otherwise they are generated:
+#   WHATSAPP_APP_SECRET (required), WHATSAPP_VERIFY_TOKEN, API_TOKEN,
+#   WHATSAPP_PHONE_NUMBER_ID + WHATSAPP_ACCESS_TOKEN (optional bootstrap channel),
+#   DB_PASSWORD, REDIS_PASSWORD.
+# DRY_RUN=1 sends everything with --dry-run=server; OVERRIDES=file.yaml changes preset fields;
+# PRUNE=1 also deletes objects this preset no longer has (kubectl ApplySet, alpha in kubectl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PRESET=${PRESET:-standard}
+NAMESPACE=${NAMESPACE:-wa-router}
+IMAGE=${IMAGE:-ghcr.io/wa-router/wa-router:latest}
+MANAGER=wa-router
+command -v kubectl >/dev/null || { echo "deploy: kubectl not found (install it and point KUBECONFIG at your cluster)" >&2; exit 1; }
+kubectl version --request-timeout=10s >/dev/null || { echo "deploy: the cluster in KUBECONFIG does not answer" >&2; exit 1; }
+
+dry=()
+[ "${DRY_RUN:-0}" = 1 ] && dry=(--dry-run=server)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+npm run -s synth -w @wa-router/cdk8s -- --preset "$PRESET" --namespace "$NAMESPACE" --image "$IMAGE" ${OVERRIDES:+--overrides "$OVERRIDES"} --out "$out"
+manifest="$out/wa-router.k8s.yaml"
+
+random() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+has_secret() { kubectl -n "$NAMESPACE" get secret "$1" >/dev/null 2>&1; }
+create_secret() { # name, then --from-literal=... arguments
+  local name=$1; shift
+  if has_secret "$name"; then echo "secret/$name exists: kept"; return; fi
+  kubectl -n "$NAMESPACE" create secret generic "$name" "$@" --dry-run=client -o yaml \
+    | kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" -f - >/dev/null
+  echo "secret/$name created"
+}
+
+# The namespace first (with its Pod Security label), so the Secrets have a home.
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml \
+  | kubectl label --local -f - pod-security.kubernetes.io/enforce=restricted -o yaml \
+  | kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" -f - >/dev/null
+
+if ! has_secret wa-router-app; then
+  : "${WHATSAPP_APP_SECRET:?set WHATSAPP_APP_SECRET (your Meta app secret) for the first deploy}"
+  api_token=${API_TOKEN:-$(random)}
+  args=(--from-literal=WHATSAPP_APP_SECRET="$WHATSAPP_APP_SECRET"
+        --from-literal=WHATSAPP_VERIFY_TOKEN="${WHATSAPP_VERIFY_TOKEN:-$(random)}"
+        --from-literal=API_TOKEN="$api_token")
+  if [ -n "${WHATSAPP_PHONE_NUMBER_ID:-}" ]; then
+    args+=(--from-literal=WHATSAPP_PHONE_NUMBER_ID="$WHATSAPP_PHONE_NUMBER_ID" --from-literal=WHATSAPP_ACCESS_TOKEN="${WHATSAPP_ACCESS_TOKEN:?set WHATSAPP_ACCESS_TOKEN with WHATSAPP_PHONE_NUMBER_ID}")
+  fi
+  create_secret wa-router-app "${args[@]}"
+fi
+db_password=${DB_PASSWORD:-$(random)}
+if has_secret wa-router-postgres; then
+  db_password=$(kubectl -n "$NAMESPACE" get secret wa-router-postgres -o jsonpath='{.data.password}' | base64 -d)
+fi
+create_secret wa-router-postgres --from-literal=username=wa_router --from-literal=password="$db_password"
+create_secret wa-router-redis --from-literal=password="${REDIS_PASSWORD:-$(random)}"
+create_secret wa-router-pgbouncer --from-literal=userlist.txt="\"wa_router\" \"$db_password\""
+
+prune=()
+if [ "${PRUNE:-0}" = 1 ]; then
+  export KUBECTL_APPLYSET=true
+  prune=(--prune --applyset="configmaps/wa-router-applyset" -n "$NAMESPACE")
+fi
+kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
+[ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }
+
+job=$(kubectl -n "$NAMESPACE" get -f "$manifest" -o name 2>/dev/null | grep '^job' || true)
+[ -n "$job" ] && kubectl -n "$NAMESPACE" wait --for=condition=complete "$job" --timeout=15m
+for d in wa-router-pgbouncer wa-router-web wa-router-worker; do
+  kubectl -n "$NAMESPACE" rollout status "deployment/$d" --timeout=10m
+done
+echo "deployed $PRESET to namespace $NAMESPACE; API token: kubectl -n $NAMESPACE get secret wa-router-app -o jsonpath='{.data.API_TOKEN}' | base64 -d"
