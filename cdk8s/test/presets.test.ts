@@ -206,7 +206,7 @@ describe('options', () => {
     const m = synthManifests('standard', { overrides: { postgres: { mode: 'external', external: { host: 'db.internal', port: 5433, database: 'crm' } } } });
     expect(m.some((x) => x.metadata.name.startsWith('wa-router-postgres') && x.kind === 'StatefulSet')).toBe(false);
     const ini = (find(m, 'ConfigMap', 'wa-router-pgbouncer') as Json).data['pgbouncer.ini'];
-    expect(ini).toMatch(/^crm = host=db\.internal port=5433 dbname=crm$/m);
+    expect(ini).toMatch(/^crm = host=db\.internal port=5433 dbname=crm /m);
     expect(envOf(find(m, 'Deployment', 'wa-router-web'))['DATABASE_URL']).toMatch(/\/crm$/);
   });
 

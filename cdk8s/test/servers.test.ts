@@ -49,6 +49,9 @@ describe('Postgres and PgBouncer', () => {
     const bouncer = await startPgBouncer({ dir: path.join(dir, 'pgbouncer'), port: await freePort(), dbPort: pg!.port, password: PASSWORD, preset: 'premium' });
     try {
       expect(psql(bouncer.url, 'SELECT 40 + 2')).toBe('42');
+      // The service's statement_timeout reaches the server connections even though PgBouncer
+      // drops it as a startup parameter (regression: PgBouncer refused every service connection).
+      expect(execFileSync(path.join(postgresBinDir(), 'psql'), [bouncer.url, '-Atqc', 'SHOW statement_timeout'], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c statement_timeout=5000' } }).trim()).toBe('1min');
       const admin = bouncer.url.replace(/\/wa_router$/, '/pgbouncer');
       const config = execFileSync(path.join(postgresBinDir(), 'psql'), [admin, '-Atqc', 'SHOW CONFIG'], { encoding: 'utf8', timeout: 20_000 });
       const setting = (k: string) => config.split('\n').find((l) => l.startsWith(`${k}|`))?.split('|')[1];

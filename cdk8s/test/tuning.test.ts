@@ -46,7 +46,7 @@ describe('postgresql.conf', () => {
 describe('pgbouncer.ini', () => {
   it('premium: transaction mode with the documented pool', () => {
     const text = renderPgBouncerIni(presets.premium, { dbHost: 'pg', dbPort: 5432, authFile: '/auth/userlist.txt', listenPort: 6432 });
-    expect(text).toMatch(/^\[databases\]\nwa_router = host=pg port=5432 dbname=wa_router$/m);
+    expect(text).toMatch(/^\[databases\]\nwa_router = host=pg port=5432 dbname=wa_router connect_query='SET statement_timeout = 60000'$/m);
     const ini = confMap(text, '=');
     expect(ini.get('pool_mode')).toBe('transaction');
     expect(ini.get('max_client_conn')).toBe('500');

@@ -8,6 +8,8 @@ need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
 command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
+# nginx balances the web processes of the HA stack (make up HA=1, make chaos, the chaos tests).
+command -v nginx >/dev/null || need_pkgs+=(nginx)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 for extra in ${EXTRA_DEBIAN_PACKAGES:-}; do

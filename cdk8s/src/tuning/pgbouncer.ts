@@ -22,6 +22,9 @@ export interface PgBouncerIniOptions {
   readonly pidFile?: string;
 }
 
+/** The service's own statement_timeout (service/src/store/pool.ts), applied to server connections. */
+export const STATEMENT_TIMEOUT_MS = 60_000;
+
 export function renderPgBouncerIni(preset: Preset, opts: PgBouncerIniOptions): string {
   const b = preset.pgbouncer;
   const db = opts.dbName ?? 'wa_router';
@@ -49,8 +52,10 @@ export function renderPgBouncerIni(preset: Preset, opts: PgBouncerIniOptions): s
     ['server_connect_timeout', 5],
     ['server_login_retry', 2],
     ['server_reset_query', b.poolMode === 'transaction' ? '' : 'DISCARD ALL'],
-    // node-postgres and psql send these; accepting them keeps the pooled session clean.
-    ['ignore_startup_parameters', 'extra_float_digits,options'],
+    // PgBouncer refuses startup parameters it does not track. The service sends statement_timeout
+    // (it holds on direct connections); through PgBouncer the server connections get it from
+    // connect_query below instead, so a runaway query is cut either way.
+    ['ignore_startup_parameters', 'extra_float_digits,options,statement_timeout'],
     ['tcp_keepalive', 1],
     ['log_connections', 0],
     ['log_disconnections', 0],
@@ -62,7 +67,7 @@ export function renderPgBouncerIni(preset: Preset, opts: PgBouncerIniOptions): s
   return [
     `; pgbouncer.ini for the ${preset.name} preset, written by wa-router's tuning (do not edit: change the preset)`,
     '[databases]',
-    `${db} = host=${opts.dbHost} port=${opts.dbPort ?? 5432} dbname=${db}`,
+    `${db} = host=${opts.dbHost} port=${opts.dbPort ?? 5432} dbname=${db} connect_query='SET statement_timeout = ${STATEMENT_TIMEOUT_MS}'`,
     '',
     '[pgbouncer]',
     ...settings.map(([k, v]) => `${k} = ${v}`),

@@ -17,7 +17,8 @@ export function createPool(config: Config, applicationName: string, onError?: (e
     // Fail fast while Postgres or PgBouncer is down: jobs are retried, requests answer 503.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    // Statement timeout is a startup parameter, so it holds through PgBouncer too.
+    // A startup parameter: it holds on direct connections. PgBouncer drops it (it tracks no such
+    // parameter) and sets the same value on its server connections (cdk8s/src/tuning/pgbouncer.ts).
     statement_timeout: 60_000,
     keepAlive: true,
   });
