@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the Kubernetes control plane the k8s-tests run against: kube-apiserver,
+# kube-controller-manager and kube-scheduler from the Go module proxy, cached per version in
+# .cache/k8s/v<version>/. k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
+# so we build from a module of ours that requires it and replaces each staging module with its
+# published v0.<minor>.<patch>. Prints the binaries' folder on stdout.
+#   K8S_VERSION=1.34.4 (default; the proxy serves 1.34 to 1.37)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+K8S_VERSION=${K8S_VERSION:-1.34.4}
+OUT=$ROOT/.cache/k8s/v$K8S_VERSION
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+
+have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
+if have_all; then echo "$OUT"; exit 0; fi
+
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+[ -x "$GO" ] || { echo "controlplane: Go not found (set GO=/path/to/go); it is needed once to build the Kubernetes control plane" >&2; exit 1; }
+export GOPATH=$ROOT/.cache/go GOMODCACHE=$ROOT/.cache/go/mod GOCACHE=$ROOT/.cache/go/build
+export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+# The module: committed for the default version (go.sum pins every dependency), generated for others.
+MOD=$ROOT/k8s-tests/controlplane
+if [ "$K8S_VERSION" != "$(sed -n 's/^require k8s.io\/kubernetes v//p' "$MOD/go.mod" 2>/dev/null)" ]; then
+  MOD=$ROOT/.cache/k8s/module-v$K8S_VERSION
+  mkdir -p "$MOD"
+  minor=${K8S_VERSION#*.}
+  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller"
+  {
+    echo "module wa-router.local/controlplane"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes v$K8S_VERSION"
+    echo
+    echo "replace ("
+    for m in $staging; do echo "	k8s.io/$m => k8s.io/$m v0.$minor"; done
+    echo ")"
+  } > "$MOD/go.mod"
+fi
+
+mkdir -p "$OUT.partial"
+start=$SECONDS
+for b in "${BINARIES[@]}"; do
+  echo "controlplane: building $b v$K8S_VERSION (first time only; cached in .cache/k8s)" >&2
+  (cd "$MOD" && nice -n 5 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/$b" "k8s.io/kubernetes/cmd/$b") >&2
+done
+rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
+echo "controlplane: built in $((SECONDS - start)) s" >&2
+echo "$OUT"
