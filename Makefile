@@ -18,7 +18,7 @@ deps: ## install Debian and npm packages that are missing
 build: deps ## compile TypeScript
 	@npm run -s build
 
-up: build ## run the service with Postgres and Redis on loopback (data in .data/)
+up: build ## run the service with Postgres and Redis on loopback (data in .data/); HA=1 for the production topology
 	@npx tsx scripts/up.ts
 
 down: ## stop what `make up` started
@@ -58,8 +58,8 @@ bench: build ## the benchmark suite: bench/results/latest.json
 	@EXTRA_DEBIAN_PACKAGES=wrk scripts/lib/ensure-deps.sh
 	@npx tsx bench/run.ts
 
-chaos: build ## the fault-injection suite: bench/results/chaos.json
-	@echo "chaos: not yet"
+chaos: build ## the fault-injection suite on the HA stack: bench/results/chaos.json (CHAOS_ONLY=…)
+	@npx tsx bench/chaos.ts
 
 kind-up: ## a kind cluster for PRESET (needs Docker)
 	@scripts/kind.sh up

@@ -7,10 +7,13 @@ import { Redis } from 'ioredis';
 import { bareBullmqAdd } from './baselines/bullmq-add.js';
 import { result, type BenchResult } from './lib/results.js';
 import { startBaseline, startRole, type BenchStack } from './lib/stack.js';
+import { freePort } from '../scripts/stack/proc.js';
+import { startRedis } from '../scripts/stack/redis.js';
 import { signature, textWebhook } from './lib/payloads.js';
 import { wrk, type WrkResult } from './lib/wrk.js';
 
 const BARE_HTTP = fileURLToPath(new URL('./baselines/bare-http.ts', import.meta.url));
+const BARE_HTTP_WAIT = fileURLToPath(new URL('./baselines/bare-http-wait.ts', import.meta.url));
 
 async function measure(url: string, bodyFile: string, sig: string | undefined, seconds: number): Promise<WrkResult> {
   await wrk(url, { bodyFile, signature: sig, connections: 50, seconds: 2 });
@@ -51,4 +54,46 @@ export async function ingestBench(stack: BenchStack, seconds: number): Promise<B
     result({ name: 'ingest.p99_ms', value: ours.p99Ms, unit: 'ms', baseline: bareRun.p99Ms, baselineName: 'bare node:http p99', target: 15, targetKind: 'max' }),
     result({ name: 'ingest.bare_bullmq_add_per_s', value: add.perSecond, unit: 'add/s', baseline: null, target: null, note: 'reference: Queue.add, 50 in flight, no HTTP' }),
   ];
+}
+
+/**
+ * Replicated acks (ACK_DURABILITY=replicated): every webhook answered 200 only once a replica has
+ * its job (Redis WAIT). Beside a bare node:http server doing the same add + one WAIT per tick.
+ */
+export async function ingestReplicatedBench(stack: BenchStack, seconds: number): Promise<BenchResult[]> {
+  const body = textWebhook(2);
+  const bodyFile = path.join(stack.dir, 'ingest-replicated-body.json');
+  fs.writeFileSync(bodyFile, body);
+  const sig = signature(body);
+  const password = new URL(stack.redis.url).password;
+  const replica = await startRedis({ dir: path.join(stack.dir, 'redis-replica'), port: await freePort(), password: decodeURIComponent(password), replicaOf: { host: '127.0.0.1', port: stack.redis.port }, maxmemory: '2gb' });
+  try {
+    const master = new Redis(stack.redis.url);
+    for (let i = 0; i < 100; i++) {
+      const info = await master.info('replication');
+      if (/connected_slaves:1/.test(info) && /state=online/.test(info)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    const bare = await startBaseline(BARE_HTTP_WAIT, [stack.redis.url]);
+    const bareRun = await measure(`http://127.0.0.1:${bare.port}/webhooks/whatsapp`, bodyFile, undefined, seconds);
+    await bare.stop();
+    await master.flushall();
+
+    const web = await startRole('web', stack.serviceEnv({ QUEUE_PREFIX: 'bench-ingest-repl', ACK_DURABILITY: 'replicated', ACK_REPLICAS: '1' }));
+    const ours = await measure(`http://127.0.0.1:${web.port}/webhooks/whatsapp`, bodyFile, sig, seconds);
+    const accepted = await acceptedCount(web.port);
+    await web.stop();
+    await master.flushall();
+    await master.quit();
+    const errors = ours.non2xx + ours.socketErrors;
+    console.log(`  ingest (replicated): ${Math.round(ours.rps)}/s p99 ${ours.p99Ms.toFixed(1)} ms (non-2xx ${ours.non2xx}, socket errors ${ours.socketErrors}, accepted ${accepted}); bare node:http + add + WAIT per tick ${Math.round(bareRun.rps)}/s p99 ${bareRun.p99Ms.toFixed(1)} ms`);
+    const note = `${body.length}-byte signed bodies, 50 connections, ${seconds} s, 1 replica on this host; ${errors} errors`;
+    return [
+      result({ name: 'ingest.replicated_webhooks_per_s', value: errors === 0 ? ours.rps : 0, unit: 'req/s', baseline: bareRun.rps, baselineName: 'bare node:http + BullMQ add + WAIT 1 per tick', target: 10_000, note }),
+      result({ name: 'ingest.replicated_p99_ms', value: ours.p99Ms, unit: 'ms', baseline: bareRun.p99Ms, baselineName: 'same baseline p99', target: 25, targetKind: 'max' }),
+    ];
+  } finally {
+    await replica.stop();
+  }
 }

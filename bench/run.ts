@@ -1,12 +1,12 @@
 // `make bench`: every benchmark with its same-run baseline; prints one table and writes
 // bench/results/latest.json (+ latest.md). BENCH_ONLY=ingest,e2e picks some; BENCH_SECONDS sets durations.
 import { e2eBench } from './e2e.js';
-import { ingestBench } from './ingest.js';
+import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,e2e,outbound').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,outbound').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -16,6 +16,10 @@ async function main(): Promise<void> {
     if (only.has('ingest')) {
       console.log('ingest: webhook → durable enqueue');
       results.push(...(await ingestBench(stack, seconds)));
+    }
+    if (only.has('ingest-replicated')) {
+      console.log('ingest (replicated): webhook → enqueue confirmed by a replica');
+      results.push(...(await ingestReplicatedBench(stack, seconds)));
     }
     if (only.has('e2e')) {
       console.log('e2e: webhook → rows in Postgres');

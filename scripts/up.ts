@@ -9,6 +9,7 @@ import { startRedis } from './stack/redis.js';
 import { isAlive, portOpen, spawnDaemon, stopPidFile, waitFor } from './stack/proc.js';
 import { DATA, LOGS, PIDS, ROOT, localSettings, serviceEnv, writeEnvFile } from './stack/local.js';
 import { localTuning } from './stack/tuning.js';
+import { startHaStack, stopHaDir } from './stack/ha.js';
 
 const MAIN = path.join(ROOT, 'service', 'dist', 'main.js');
 
@@ -23,7 +24,39 @@ async function ensurePort(port: number, name: string, variable: string): Promise
   if (await portOpen(port)) throw new Error(`port ${port} for ${name} is taken by another program: free it or change ${variable} in .data/settings.json`);
 }
 
+/** `make up HA=1`: the production topology (scripts/stack/ha.ts) under .data/ha, nginx on the web port. */
+async function mainHa(): Promise<void> {
+  const s = localSettings();
+  const dir = path.join(DATA, 'ha');
+  await stopHaDir(dir);
+  await ensurePort(s.webPort, 'nginx (the HA entry point)', 'PORT (or webPort in .data/settings.json)');
+  const stack = await startHaStack({
+    dir,
+    lbPort: s.webPort,
+    ackDurability: (process.env.ACK_DURABILITY as 'local' | 'replicated' | undefined) ?? 'replicated',
+    secrets: { password: s.pgPassword, appSecret: s.appSecret, verifyToken: s.verifyToken, apiToken: s.apiToken, phoneNumberId: s.phoneNumberId, accessToken: s.accessToken },
+    env: { LOG_LEVEL: 'info', ...(process.env.GRAPH_API_BASE_URL ? { GRAPH_API_BASE_URL: process.env.GRAPH_API_BASE_URL } : {}) },
+  });
+  const envFile = writeEnvFile({ ...stack.env, DATABASE_URL: stack.env.DATABASE_URL!, PORT: String(s.webPort) });
+  const m = await stack.master();
+  console.log(`
+wa-router is up in HA mode (data, logs and pids in ${path.relative(process.cwd(), dir)}/).
+
+  webhook  ${stack.url}/webhooks/whatsapp   (nginx least_conn over ${stack.webs.length} web processes)
+  web      ${stack.webs.map((w) => `http://127.0.0.1:${w.port}`).join('  ')}
+  worker   ${stack.workers.map((w) => `http://127.0.0.1:${w.port}/metrics`).join('  ')}
+  redis    master 127.0.0.1:${m.port}, ${stack.redis.length - 1} replicas, Sentinels ${stack.env.REDIS_SENTINELS}
+  postgres through PgBouncer ${stack.env.DATABASE_URL!.replace(/:[^:@/]+@/, ':***@')}
+  acks     ACK_DURABILITY=${stack.env.ACK_DURABILITY}
+  env      ${envFile}
+
+Stop everything with: make down
+`);
+}
+
+
 async function main(): Promise<void> {
+  if (process.env.HA === '1') return mainHa();
   fs.mkdirSync(LOGS, { recursive: true });
   fs.mkdirSync(PIDS, { recursive: true });
   const s = localSettings();

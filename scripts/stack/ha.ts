@@ -12,7 +12,7 @@ import { presets, type PresetName } from '../../cdk8s/src/presets.js';
 import { renderPostgresConf, renderRedisConf } from '../../cdk8s/src/tuning/index.js';
 import { startPgBouncer, type PgBouncerHandle } from './pgbouncer.js';
 import { startPostgres, type PostgresHandle } from './postgres.js';
-import { freePort, isAlive, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from './proc.js';
+import { freePort, isAlive, LOOPBACK, portOpen, spawnDaemon, stopPid, stopPidFile, waitFor } from './proc.js';
 import { startRedis, type RedisHandle } from './redis.js';
 import { startSentinel, type SentinelHandle } from './sentinel.js';
 
@@ -114,6 +114,17 @@ async function sentinelMaster(ports: number[]): Promise<{ host: string; port: nu
 }
 
 export async function startHaStack(opts: HaStackOptions): Promise<HaStack> {
+  const started: { stop(): Promise<void> }[] = [];
+  try {
+    return await start(opts, started);
+  } catch (err) {
+    // Half a stack left running would hold ports and memory: stop what came up, newest first.
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function start(opts: HaStackOptions, started: { stop(): Promise<void> }[]): Promise<HaStack> {
   if (opts.service !== false && !fs.existsSync(MAIN)) throw new Error('service/dist/main.js missing: run `make build` first');
   const dir = opts.dir;
   const logs = path.join(dir, 'logs');
@@ -133,8 +144,10 @@ export async function startHaStack(opts: HaStackOptions): Promise<HaStack> {
   const pgPort = await freePort();
   const postgresOpts = { dir: path.join(dir, 'postgres'), port: pgPort, password: secrets.password, conf: renderPostgresConf(preset, { scaleTo: machine }) };
   let postgres = await startPostgres(postgresOpts);
+  started.push({ stop: () => postgres.stop() });
   const bouncerOpts = { dir: path.join(dir, 'pgbouncer'), port: await freePort(), dbPort: pgPort, password: secrets.password, preset: opts.preset ?? 'standard' };
   let pgbouncer = await startPgBouncer(bouncerOpts);
+  started.push({ stop: () => pgbouncer.stop() });
 
   const redisConf = renderRedisConf(preset, { scaleTo: { cpuCores: machine.cpuCores, memoryGiB: 1 } });
   const redisPorts = await Promise.all(Array.from({ length: 1 + (opts.redisReplicas ?? 2) }, () => freePort()));
@@ -143,12 +156,17 @@ export async function startHaStack(opts: HaStackOptions): Promise<HaStack> {
     replicaOf: i === 0 ? undefined : { host: LOOPBACK, port: redisPorts[0]! },
   }));
   const redis: RedisHandle[] = [];
-  for (const o of redisOpts) redis.push(await startRedis(o));
+  for (const o of redisOpts) {
+    const r = await startRedis(o);
+    redis.push(r);
+    started.push(r);
+  }
   const sentinelPorts = await Promise.all([0, 1, 2].map(() => freePort()));
   const sentinels = await Promise.all(sentinelPorts.map((port, i) => startSentinel({
     dir: path.join(dir, `sentinel-${i}`), port, masterPort: redisPorts[0]!, password: secrets.password,
     downAfterMs: opts.downAfterMs ?? 1_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 5_000, preset: opts.preset ?? 'standard',
   })));
+  started.push(...sentinels);
   // Sentinels discover the replicas and each other through the master within a few seconds.
   await waitFor('sentinels to see the replicas', async () => {
     const { Redis } = await import('ioredis');
@@ -191,9 +209,11 @@ export async function startHaStack(opts: HaStackOptions): Promise<HaStack> {
     await runMigrate(env, path.join(logs, 'migrate.log'));
     for (let i = 0; i < (opts.webs ?? 2); i++) webs.push(await serviceProcess(`web-${i + 1}`, 'web', env, logs, pids));
     for (let i = 0; i < (opts.workers ?? 2); i++) workers.push(await serviceProcess(`worker-${i + 1}`, 'worker', env, logs, pids));
+    started.push(...webs, ...workers);
     await Promise.all([...webs, ...workers].map((p) => p.start()));
     lbPort = lbPort || (await freePort());
     nginxPid = await startNginx(dir, lbPort, webs.map((w) => w.port));
+    started.push({ stop: () => stopPid(nginxPid, 5_000, 'SIGQUIT') });
   }
   fs.writeFileSync(path.join(dir, 'stack.json'), JSON.stringify({ url: `http://${LOOPBACK}:${lbPort}`, env, pgPort, redisPorts, sentinelPorts }, null, 2));
 
@@ -260,8 +280,9 @@ async function serviceProcess(name: string, role: 'web' | 'worker', env: Record<
       proc.pid = child.pid;
       await waitFor(`${name} /readyz`, async () => (await fetch(`http://${LOOPBACK}:${port}/readyz`).catch(() => null))?.status === 200, { pid: child.pid, logFile, timeoutMs: 60_000 });
     },
-    stop: () => stopPid(proc.pid, 35_000, 'SIGTERM'),
-    kill: () => stopPid(proc.pid, 0, 'SIGKILL'),
+    // pid 0 would signal our own process group: a process never started has nothing to stop.
+    stop: async () => (proc.pid > 0 ? stopPid(proc.pid, 35_000, 'SIGTERM') : undefined),
+    kill: async () => (proc.pid > 0 ? stopPid(proc.pid, 0, 'SIGKILL') : undefined),
   };
   return proc;
 }
@@ -315,3 +336,16 @@ ${upstreams.map((p) => `    server ${LOOPBACK}:${p} max_fails=1 fail_timeout=2s;
   await waitFor('nginx', () => portOpen(port), { pid: child.pid, logFile: path.join(prefix, 'error.log'), timeoutMs: 15_000 });
   return child.pid;
 }
+
+/** Stops an HA stack left running in `dir` (make up HA=1) from its pid files: service, nginx, stores. */
+export async function stopHaDir(dir: string): Promise<void> {
+  const pidsDir = path.join(dir, 'pids');
+  const names = fs.existsSync(pidsDir) ? fs.readdirSync(pidsDir).filter((f) => f.endsWith('.pid')) : [];
+  // The service first (it drains), then nginx, then the stores.
+  for (const f of names.sort((a, b) => Number(a.startsWith('nginx')) - Number(b.startsWith('nginx')))) await stopPidFile(path.join(pidsDir, f), 35_000);
+  const stores = fs.existsSync(dir) ? fs.readdirSync(dir).filter((d) => /^(sentinel|redis|pgbouncer|postgres)/.test(d)) : [];
+  for (const d of stores.sort((a, b) => ['sent', 'redi', 'pgbo', 'post'].indexOf(a.slice(0, 4)) - ['sent', 'redi', 'pgbo', 'post'].indexOf(b.slice(0, 4)))) {
+    for (const f of fs.readdirSync(path.join(dir, d)).filter((x) => x.endsWith('.pid.ours'))) await stopPidFile(path.join(dir, d, f), 30_000);
+  }
+}
+

@@ -31,16 +31,26 @@ export function createPool(config: Config, applicationName: string, onError?: (e
 /** Runs fn in a transaction on one connection; rolls back on error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // pg-pool stops listening for 'error' on a client it hands out: a connection cut while checked
+  // out (Postgres or PgBouncer restarting) would be an unhandled 'error' event and kill the process.
+  // The query in flight rejects on its own; this only keeps the event handled and the client dropped.
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    if (!broken) await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    client.removeListener('error', onError);
+    // A broken connection goes back as destroyed, not into the pool.
+    client.release(broken);
   }
 }
 
