@@ -10,6 +10,8 @@ command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
 command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
 # nginx balances the web processes of the HA stack (make up HA=1, make chaos, the chaos tests).
 command -v nginx >/dev/null || need_pkgs+=(nginx)
+# etcd for the k8s-tests' local control plane (the API server accepts Debian's 3.4).
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 for extra in ${EXTRA_DEBIAN_PACKAGES:-}; do

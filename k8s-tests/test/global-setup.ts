@@ -1,0 +1,39 @@
+// Starts the local control plane (built once from the Go module proxy, cached in .cache/k8s),
+// or uses the cluster in KUBECONFIG when K8S_TESTS_KUBECONFIG=1 / KUBECONFIG is set by kind.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startControlPlane, type ControlPlane } from '../src/controlplane.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kubeconfig: string;
+    /** true: our own control plane (fake nodes may be registered); false: a real cluster. */
+    localControlPlane: boolean;
+    k8sVersion: string;
+  }
+}
+
+let cp: ControlPlane | undefined;
+let dir: string | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  const external = process.env['K8S_TESTS_KUBECONFIG'];
+  if (external) {
+    project.provide('kubeconfig', external);
+    project.provide('localControlPlane', false);
+    project.provide('k8sVersion', 'external');
+    return;
+  }
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-k8s-'));
+  cp = await startControlPlane(dir);
+  project.provide('kubeconfig', cp.kubeconfig);
+  project.provide('localControlPlane', true);
+  project.provide('k8sVersion', cp.version);
+}
+
+export async function teardown(): Promise<void> {
+  await cp?.stop();
+  if (dir && !process.env['K8S_TESTS_KEEP']) fs.rmSync(dir, { recursive: true, force: true });
+}

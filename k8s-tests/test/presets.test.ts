@@ -1,0 +1,125 @@
+// Every preset on a real API server: server-side apply is clean and idempotent, pruning works,
+// the controllers turn workloads into pods, and the scheduler proves (or refutes) the node-pool
+// fit claim. Runs against our local control plane, or any cluster with K8S_TESTS_KUBECONFIG.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { PRESET_NAMES, PresetValidationError, peakPods, presets, synthManifests, type Manifest } from '@wa-router/cdk8s';
+import { deleteNamespace, podsOf, provideVolumes, registerNodePool, removeNodePool } from '../src/cluster.js';
+import { eventually, FIELD_MANAGER, Kube, type KubeObject } from '../src/kube.js';
+
+const kube = new Kube(inject('kubeconfig'));
+const local = inject('localControlPlane');
+
+/** KEDA's two kinds, enough schema for the API server to store them. */
+const KEDA_CRDS = ['ScaledObject', 'TriggerAuthentication'].map((kind) => ({
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: `${kind.toLowerCase()}s.keda.sh` },
+  spec: {
+    group: 'keda.sh',
+    scope: 'Namespaced',
+    names: { kind, plural: `${kind.toLowerCase()}s`, singular: kind.toLowerCase(), listKind: `${kind}List` },
+    versions: [{ name: 'v1alpha1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+  },
+}));
+
+const key = (o: { kind: string; metadata: { name: string } }) => `${o.kind}/${o.metadata.name}`;
+
+describe.each(PRESET_NAMES)('%s', (name) => {
+  const namespace = `wa-${name}`;
+  const preset = presets[name];
+  const manifests = synthManifests(name, { namespace });
+
+  beforeAll(async () => {
+    if (local) {
+      await registerNodePool(kube, preset);
+      await provideVolumes(kube, synthManifests(name, { namespace, atPeak: true }));
+    }
+  });
+  afterAll(async () => {
+    await deleteNamespace(kube, namespace);
+    if (local) await removeNodePool(kube, preset);
+  });
+
+  it('server-side apply succeeds with no warnings, every object owned by our field manager', async () => {
+    const { objects, warnings } = await kube.applyAll(manifests);
+    expect(warnings).toEqual([]);
+    expect(objects.map(key)).toEqual(manifests.map(key));
+    for (const o of objects) {
+      const managers = (o.metadata.managedFields ?? []).filter((f) => f.operation === 'Apply').map((f) => f.manager);
+      expect(managers, key(o)).toEqual([FIELD_MANAGER]);
+    }
+    // HPAs, PDBs, NetworkPolicies and the migration Job are among what the server accepted.
+    for (const kind of ['HorizontalPodAutoscaler', 'PodDisruptionBudget', 'NetworkPolicy', 'Job', 'StatefulSet', 'Deployment']) {
+      expect(objects.some((o) => o.kind === kind), kind).toBe(true);
+    }
+  });
+
+  it('applying again changes nothing: same resourceVersions and generations', async () => {
+    const paths = await Promise.all(manifests.map((m) => kube.objectPath(m)));
+    const before = await Promise.all(paths.map((p) => kube.get<KubeObject>(p)));
+    const { warnings } = await kube.applyAll(manifests);
+    expect(warnings).toEqual([]);
+    const after = await Promise.all(paths.map((p) => kube.get<KubeObject>(p)));
+    const versions = (list: (KubeObject | undefined)[]) => list.filter((o): o is KubeObject => !!o && o.kind !== 'Namespace' && o.kind !== 'Job').map((o) => `${key(o)}@${o.metadata.resourceVersion}/${o.metadata.generation ?? '-'}`);
+    expect(versions(after)).toEqual(versions(before));
+  });
+
+  it('an object removed from the chart is deleted by a pruning apply', async () => {
+    const without = manifests.filter((m) => !(m.kind === 'PodDisruptionBudget' && m.metadata.name === 'wa-router-worker'));
+    const { pruned } = await kube.applyAll(without, { prune: true });
+    expect(pruned).toEqual(['PodDisruptionBudget/wa-router-worker']);
+    expect(await kube.get(`/apis/policy/v1/namespaces/${namespace}/poddisruptionbudgets/wa-router-worker`)).toBeUndefined();
+    await kube.applyAll(manifests);
+    expect(await kube.get(`/apis/policy/v1/namespaces/${namespace}/poddisruptionbudgets/wa-router-worker`)).toBeDefined();
+  });
+
+  it('the KEDA variant is accepted once its CRDs are installed', async () => {
+    await kube.applyAll(KEDA_CRDS as unknown as Manifest[]);
+    await eventually('KEDA CRDs established', async () => {
+      for (const crd of KEDA_CRDS) {
+        const c = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+        if (!c?.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) return false;
+      }
+      return true;
+    });
+    const keda = synthManifests(name, { namespace, overrides: { worker: { keda: { enabled: true } } } });
+    const { objects, warnings } = await kube.applyAll(keda.filter((m) => m.apiVersion.startsWith('keda.sh/')), { dryRun: true });
+    expect(warnings).toEqual([]);
+    expect(objects.map((o) => o.kind).sort()).toEqual(['ScaledObject', 'TriggerAuthentication']);
+  });
+
+  it('an invalid override never reaches the server', () => {
+    expect(() => synthManifests(name, { namespace, overrides: { redis: { maxmemory: '64gb' } } })).toThrow(PresetValidationError);
+  });
+
+  it.runIf(local)('at its HPA ceilings every pod is created and bound on the documented node pool', async () => {
+    const peak = synthManifests(name, { namespace, atPeak: true });
+    await kube.applyAll(peak);
+    const expected = peakPods(preset).reduce((n, p) => n + p.count, 0);
+    const pods = await eventually(`${expected} pods bound`, async () => {
+      const list = await podsOf(kube, namespace);
+      return list.length >= expected && list.every((p) => p.nodeName) ? list : false;
+    }, 120_000, 1_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}; now: ${JSON.stringify(await podsOf(kube, namespace))}`);
+    });
+    expect(pods).toHaveLength(expected);
+    const rs = await kube.list(`/apis/apps/v1/namespaces/${namespace}/replicasets`);
+    expect(rs.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it.runIf(local)('on a node pool 25% smaller, pods stay Pending for insufficient CPU or memory', async () => {
+    await removeNodePool(kube, preset);
+    for (const p of await podsOf(kube, namespace)) await kube.delete(`/api/v1/namespaces/${namespace}/pods/${p.name}`, 0);
+    await registerNodePool(kube, preset, 0.75);
+    // Between the old nodes going and the smaller ones coming the scheduler may say "no nodes";
+    // what counts is the verdict on the smaller pool.
+    const pending = await eventually('a pod unschedulable for insufficient resources', async () => {
+      const stuck = (await podsOf(kube, namespace)).filter((p) => /Insufficient (cpu|memory)/.test(p.unschedulable ?? ''));
+      return stuck.length > 0 ? stuck : false;
+    }, 120_000, 1_000);
+    expect(pending[0]!.unschedulable).toMatch(/Insufficient (cpu|memory)/);
+    // The rest of the preset still fits: only what exceeds the smaller pool is left Pending.
+    const all = await podsOf(kube, namespace);
+    expect(all.filter((p) => p.nodeName).length).toBeGreaterThan(0);
+  });
+});
