@@ -12,14 +12,16 @@ import type { Config } from './config/env.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
 import { createRedis } from './queue/redis.js';
-import { QUEUES, type InboundJobData } from './queue/names.js';
+import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
+import { createHistoryProcessor, handleCoexistence, type CoexistenceDeps } from './queue/workers/coexistence.js';
+import { recordSyncFailure, syncStatus } from './store/coexistence-store.js';
 import { IngestProducer } from './queue/ingest-producer.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
 import { migrate } from './store/migrate.js';
 import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
 import { bearerAuth } from './http/auth.js';
-import { errorHandler, notFound } from './http/errors.js';
+import { errorHandler, HttpError, notFound } from './http/errors.js';
 import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } from './http/webhook.js';
 import { opsRoutes } from './http/routes/ops.js';
 import { messageRoutes } from './http/routes/messages.js';
@@ -92,9 +94,12 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const inboundQueue = new Queue<InboundJobData>(QUEUES.inbound, { connection: redis, prefix: config.QUEUE_PREFIX });
   inboundQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => inboundQueue.close());
+  const historyQueue = new Queue<HistoryJobData>(QUEUES.history, { connection: redis, prefix: config.QUEUE_PREFIX });
+  historyQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
+  closers.push(() => historyQueue.close());
   const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS });
   closers.push(() => outboundQueues.close());
-  const queues = (): Queue[] => [inboundQueue, ...outboundQueues.all()];
+  const queues = (): Queue[] => [inboundQueue, historyQueue, ...outboundQueues.all()];
   const circuit = new CircuitBreaker(redis, { threshold: config.CIRCUIT_THRESHOLD, resetMs: config.CIRCUIT_RESET_MS, prefix: config.QUEUE_PREFIX });
   const channelsNow = new Map<number, ChannelForSend>();
   const refreshChannels = async () => {
@@ -156,6 +161,16 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       }),
     );
     v1.use(messageRoutes(pool));
+    v1.get('/channels/:id/sync', async (req, res) => {
+      const id = Number(req.params.id);
+      if (!Number.isSafeInteger(id) || id <= 0) throw new HttpError(400, 'invalid_channel_id', 'the channel id must be a positive integer');
+      const { rows } = await pool.query('SELECT 1 FROM channels WHERE id = $1', [id]);
+      if (rows.length === 0) throw new HttpError(404, 'channel_not_found', `no channel ${id}`);
+      const status = await syncStatus(pool, id);
+      const waiting = await historyQueue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+      // The history queue is shared by every channel: its counts say how much work is ahead.
+      res.json({ ...(status ?? { channelId: id, status: 'none', phase: 0, progress: 0, chunksReceived: 0, chunksApplied: 0, chunksFailed: 0, messagesStored: 0, error: null, startedAt: null, updatedAt: null, completedAt: null }), queue: waiting });
+    });
     v1.use(deadLetterRoutes(queues));
     app.use('/v1', v1);
     webStartHooks.push(async () => {
@@ -177,6 +192,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   server.headersTimeout = 66_000;
 
   let worker: Worker<InboundJobData> | undefined;
+  let historyWorker: Worker<HistoryJobData> | undefined;
   const senders = new Map<number, Worker<OutboundJobData>>();
   let relayTimer: NodeJS.Timeout | undefined;
   let refreshTimer: NodeJS.Timeout | undefined;
@@ -235,9 +251,39 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     relay();
   };
   let bootstrapTimer: NodeJS.Timeout | undefined;
+  const startHistoryWorker = (coex: CoexistenceDeps) => {
+    const w = new Worker<HistoryJobData>(QUEUES.history, createHistoryProcessor(coex), {
+      connection: createRedis(config, 'worker'),
+      prefix: config.QUEUE_PREFIX,
+      concurrency: config.HISTORY_CONCURRENCY,
+      maxStalledCount: 10,
+      // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
+      // a killed worker's chunk is picked up again within a lock period.
+      lockDuration: config.WORKER_LOCK_MS,
+      stalledInterval: config.WORKER_LOCK_MS,
+    });
+    w.on('completed', (job) => metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
+    w.on('failed', (job, err) => {
+      if (!job) return;
+      const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+      metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
+      if (final) {
+        metrics.history.chunks.inc({ result: 'failed' });
+        void recordSyncFailure(pool, job.data.channelId, { chunkFailed: true, message: err.message }).catch(() => undefined);
+      }
+      (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
+    });
+    w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));
+    return w;
+  };
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS });
+    const coex: CoexistenceDeps = {
+      pool, channels, historyQueue, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
+      publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
+    };
+    historyWorker = startHistoryWorker(coex);
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,
@@ -299,7 +345,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await producer?.close();
       clearTimeout(relayTimer);
       clearTimeout(refreshTimer);
-      for (const w of [worker, ...senders.values()]) {
+      for (const w of [worker, historyWorker, ...senders.values()]) {
         if (!w) continue;
         await w.close();
         await w.disconnect().catch(() => undefined);

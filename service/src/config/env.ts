@@ -48,6 +48,8 @@ export const envSchema = z
     WEBHOOK_MAX_BYTES: int(1024, 50 * 1024 * 1024).default(3 * 1024 * 1024),
 
     WORKER_CONCURRENCY: int(1, 1000).default(25),
+    /** History chunks applied at once per worker process (each is a bulk transaction). */
+    HISTORY_CONCURRENCY: int(1, 64).default(2),
     /**
      * How long a job stays locked to its worker without renewal; a crashed worker's
      * jobs run again after about this long.

@@ -57,7 +57,15 @@ export function createMetrics() {
     circuitWaits: new client.Counter({ name: 'wa_router_circuit_waits_total', help: 'Sends postponed because the channel circuit was open', registers: [registry] }),
   };
 
-  return { registry, webhook, jobs, inbound, outbound };
+  const history = {
+    chunks: new client.Counter({ name: 'wa_router_history_chunks_total', help: 'Coexistence history chunks by result (applied, repeated, failed)', labelNames: ['result'] as const, registers: [registry] }),
+    messages: new client.Counter({ name: 'wa_router_history_messages_stored_total', help: 'History messages inserted (already known ones not counted)', registers: [registry] }),
+    echoes: new client.Counter({ name: 'wa_router_echo_messages_stored_total', help: 'Messages the business sent from the WhatsApp Business app (smb_message_echoes) stored', registers: [registry] }),
+    stateSync: new client.Counter({ name: 'wa_router_app_state_sync_contacts_total', help: 'Contact changes from the Business app (smb_app_state_sync) applied', registers: [registry] }),
+    chunkSeconds: new client.Histogram({ name: 'wa_router_history_chunk_duration_seconds', help: 'Time to apply one history chunk', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers: [registry] }),
+  };
+
+  return { registry, webhook, jobs, inbound, outbound, history };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -86,3 +94,4 @@ export function scrapeGauge<L extends string>(
     },
   });
 }
+export type HistoryMetrics = Metrics['history'];

@@ -3,6 +3,8 @@
 export const QUEUES = {
   /** Verified webhook bodies, coalesced per event-loop tick by the web process. */
   inbound: 'inbound',
+  /** Coexistence history chunks: their own queue, so a 50k-message import never delays live webhooks. */
+  history: 'history',
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -27,4 +29,10 @@ export interface InboundJobData {
   readonly force?: boolean;
   /** Why this event was split out of its batch. */
   readonly isolatedBecause?: string;
+}
+
+export interface HistoryJobData {
+  readonly channelId: number;
+  /** The `history` change value holding exactly one chunk, as Meta sent it. */
+  readonly value: unknown;
 }

@@ -175,6 +175,14 @@ function parseMessage(m: unknown, phoneNumberId: string, contacts: Map<string, s
   };
 }
 
+/**
+ * One message object outside `messages[]` (history threads, echoes): same fields, same rules.
+ * `from` is whoever sent it (the business number for its own messages).
+ */
+export function parseMessageObject(m: unknown, phoneNumberId: string, path: string, invalid: InvalidItem[]): InboundMessage | null {
+  return parseMessage(m, phoneNumberId, new Map(), path, invalid);
+}
+
 function parseStatus(s: unknown, phoneNumberId: string, path: string, invalid: InvalidItem[]): InboundStatus | null {
   if (!isObj(s)) {
     invalid.push({ path, reason: 'status is not an object' });

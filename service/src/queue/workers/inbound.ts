@@ -9,7 +9,7 @@ import type { ChannelResolver } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
-import { EnvelopeError, parseEvent } from '../../whatsapp/parse.js';
+import { EnvelopeError, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
 export interface InboundProcessorDeps {
@@ -21,6 +21,8 @@ export interface InboundProcessorDeps {
   readonly attempts: number;
   /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
+  /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
+  readonly coexistence?: (changes: OtherChange[]) => Promise<void>;
 }
 
 /** Thrown for an event we can never store as it is (bad JSON, an item without an id). */
@@ -126,11 +128,16 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     }
     try {
       await run(job, records, rejected);
+      if (deps.coexistence) {
+        const other = records.flatMap((r) => r.parsed.other);
+        if (other.length > 0) await deps.coexistence(other);
+      }
     } catch (err) {
       if (!isTransientDbError(err)) throw err;
       // The database is away: wait without spending attempts, so an outage of any length
       // ends with the rows stored, not in the dead-letter queue.
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(job.attemptsStarted, 6));
+      // Capped low: once the database is back, the backlog should resume within seconds.
+      const delay = Math.min(5_000, 250 * 2 ** Math.min(job.attemptsStarted, 6));
       metrics.transientDelays.inc();
       log.warn({ jobId: job.id, delayMs: delay, err: (err as Error).message }, 'database unavailable; job delayed');
       if (!token) throw err;
