@@ -3,10 +3,11 @@
 import { e2eBench } from './e2e.js';
 import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
+import { historyBench } from './history.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,outbound').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -28,6 +29,10 @@ async function main(): Promise<void> {
       // figure. The 1.5 KB bodies of the ingest benchmark are reported beside it.
       results.push(...(await e2eBench(stack, n, 640)));
       results.push(...(await e2eBench(stack, n, 1536, 'e2e.messages_per_s_1_5kb', null)));
+    }
+    if (only.has('history')) {
+      console.log('history: 50,000-message coexistence sync → rows in Postgres');
+      results.push(...(await historyBench(stack, Number(process.env.BENCH_HISTORY_MESSAGES ?? 50_000))));
     }
     if (only.has('outbound')) {
       console.log('outbound: POST /v1/messages → Graph API simulator');
