@@ -2,7 +2,7 @@
 // webhooks, from the first POST to the last row committed, with live webhooks posted during the
 // sync and their latency to Postgres measured. Baseline: a bare Postgres COPY of the same rows
 // into a table shaped like messages, in the same run.
-import { Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pgCopy from 'pg-copy-streams';
