@@ -129,6 +129,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   app.use(opsRoutes({ role, registry: metrics.registry, pool, redis, queues, extra: async () => ({ circuits: await circuitStates() }), requires: runsWorker ? ['redis', 'postgres'] : ['redis'], accepting: () => accepting }));
 
   let producer: IngestProducer | undefined;
+  let historyProducer: IngestProducer | undefined;
   const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
     producer = new IngestProducer(inboundQueue, redis, {
@@ -136,6 +137,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
       waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
       onBatch: (events) => metrics.webhook.batchSize.observe(events),
+    });
+    // The same durability (AOF, WAIT for a replica) for history webhooks, into their own queue.
+    historyProducer = new IngestProducer(historyQueue as unknown as Queue<InboundJobData>, redis, {
+      attempts: config.INBOUND_ATTEMPTS,
+      replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
+      waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
+      maxEvents: 20,
     });
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
@@ -182,7 +190,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   app.use(notFound);
   app.use(errorHandler(log));
 
-  const webhook = producer ? createWebhookHandler({ appSecret: config.WHATSAPP_APP_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES, producer, metrics, log }) : undefined;
+  const webhook = producer ? createWebhookHandler({ appSecret: config.WHATSAPP_APP_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES, producer, historyProducer, metrics, log }) : undefined;
   const server = http.createServer((req, res) => {
     if (webhook && isWebhookPost(req)) webhook(req, res);
     else app(req, res);
@@ -267,7 +275,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       if (!job) return;
       const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
       metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-      if (final) {
+      if (final && 'channelId' in job.data) {
         metrics.history.chunks.inc({ result: 'failed' });
         void recordSyncFailure(pool, job.data.channelId, { chunkFailed: true, message: err.message }).catch(() => undefined);
       }
@@ -279,7 +287,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
     const coex: CoexistenceDeps = {
-      pool, channels, historyQueue, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
+      pool, channels, historyQueue, inboundQueue, redis, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
       publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
     };
     historyWorker = startHistoryWorker(coex);
@@ -343,6 +351,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       server.closeIdleConnections();
       await closed;
       await producer?.close();
+      await historyProducer?.close();
       clearTimeout(relayTimer);
       clearTimeout(refreshTimer);
       for (const w of [worker, historyWorker, ...senders.values()]) {

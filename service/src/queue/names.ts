@@ -31,8 +31,11 @@ export interface InboundJobData {
   readonly isolatedBecause?: string;
 }
 
-export interface HistoryJobData {
+export interface HistoryChunkJobData {
   readonly channelId: number;
   /** The `history` change value holding exactly one chunk, as Meta sent it. */
   readonly value: unknown;
 }
+
+/** A history queue job: raw history webhooks from the web process, or one chunk of one of them. */
+export type HistoryJobData = HistoryChunkJobData | InboundJobData;

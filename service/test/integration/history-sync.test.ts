@@ -116,6 +116,29 @@ describe('order and repeats do not matter', () => {
   }, 240_000);
 });
 
+describe('several channels syncing at once', () => {
+  it('a second channel\'s history is not queued behind the first one\'s', async () => {
+    const db = await createTestDb();
+    const app = await startApp(db, 'all', { HISTORY_CONCURRENCY: '1' });
+    try {
+      const created = await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ phoneNumberId: '222333444555', accessToken: 'second-token' }) });
+      expect(created.status).toBeLessThan(300);
+      const big = historyChunks({ phoneNumberId: PHONE_NUMBER_ID, messages: 8_000, conversations: 100, perChunk: 200, prefix: 'FAIRA' });
+      const small = historyChunks({ phoneNumberId: '222333444555', messages: 600, conversations: 20, perChunk: 200, prefix: 'FAIRB' });
+      await postAll(app.url, big.map((c) => c.body));
+      await postAll(app.url, small.map((c) => c.body));
+      const done = async () => (await db.pool.query<{ phone_number_id: string; completed_at: Date | null }>('SELECT ch.phone_number_id, r.completed_at FROM sync_runs r JOIN channels ch ON ch.id = r.channel_id')).rows;
+      await eventually(async () => (await done()).filter((r) => r.completed_at).length === 2, { timeoutMs: 120_000, intervalMs: 100, what: 'both syncs complete' });
+      const at = Object.fromEntries((await done()).map((r) => [r.phone_number_id, r.completed_at!.getTime()]));
+      // The small sync arrived after all of the big one's chunks, yet finished first.
+      expect(at['222333444555']).toBeLessThan(at[PHONE_NUMBER_ID]!);
+    } finally {
+      await app.stop();
+      await db.drop();
+    }
+  }, 180_000);
+});
+
 describe('echoes, contact-book sync and a declined history', () => {
   let db: TestDb;
   let app: RunningApp;
@@ -148,6 +171,12 @@ describe('echoes, contact-book sync and a declined history', () => {
     await eventually(async () => (await db.pool.query("SELECT 1 FROM contacts WHERE wa_id = '5511977776666' AND saved_name = 'Ana Souza' AND removed_at IS NULL")).rowCount === 1, { what: 'contact added' });
     await postWebhook(app.url, JSON.stringify(envelope(appStateSyncChange({ items: [stateSyncContact({ action: 'remove', phoneNumber: '5511977776666' })] }))));
     await eventually(async () => (await db.pool.query("SELECT 1 FROM contacts WHERE wa_id = '5511977776666' AND removed_at IS NOT NULL")).rowCount === 1, { what: 'contact removed' });
+  });
+
+  it('keeps a history webhook for a number no channel serves, unrouted, instead of dropping it', async () => {
+    const [chunk] = historyChunks({ phoneNumberId: '999000111222', messages: 10, conversations: 2, prefix: 'UNROUTED' });
+    expect((await postWebhook(app.url, chunk!.body)).status).toBe(200);
+    await eventually(async () => (await db.pool.query("SELECT 1 FROM inbound_events WHERE unrouted AND '999000111222' = ANY(phone_number_ids)")).rowCount === 1, { what: 'unrouted history kept' });
   });
 
   it('records a declined history (2593109) instead of dropping it', async () => {

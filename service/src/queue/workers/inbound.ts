@@ -22,7 +22,7 @@ export interface InboundProcessorDeps {
   /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
-  readonly coexistence?: (changes: OtherChange[]) => Promise<void>;
+  readonly coexistence?: (changes: OtherChange[]) => Promise<unknown>;
 }
 
 /** Thrown for an event we can never store as it is (bad JSON, an item without an id). */
