@@ -180,6 +180,9 @@ function consistency(p: Preset): ValidationIssue[] {
   if (maxmem > redisLimit * 0.8) {
     add('redis.maxmemory', `maxmemory ${p.redis.maxmemory} is more than 80% of the Redis memory limit ${p.redis.resources.limits.memory}: fork (AOF rewrite, RDB) and replication buffers need the rest, or the pod is OOM-killed`);
   }
+  if (p.redis.replicas < 1) {
+    add('redis.replicas', 'at least 1 replica: Sentinel has nothing to promote without one, and replicated acks (WAIT) would never be confirmed');
+  }
   const s = p.redis.sentinel;
   if (s.replicas < 3) add('redis.sentinel.replicas', `${s.replicas} Sentinels cannot agree on a failover after losing one; run at least 3`);
   if (s.quorum > s.replicas || s.quorum < Math.floor(s.replicas / 2) + 1) {

@@ -50,6 +50,10 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
     expect(rejects({ redis: { maxmemoryPolicy: 'allkeys-lru' } })).toContainEqual({ field: 'redis.maxmemoryPolicy', message: 'unknown field' });
   });
 
+  it('a Redis without a replica, which Sentinel could not fail over and WAIT could never confirm', () => {
+    expect(rejects({ redis: { replicas: 0 } })).toContainEqual(expect.objectContaining({ field: 'redis.replicas' }));
+  });
+
   it('Sentinels that cannot agree on a failover', () => {
     expect(rejects({ redis: { sentinel: { replicas: 2, quorum: 1 } } })).toEqual(expect.arrayContaining([
       expect.objectContaining({ field: 'redis.sentinel.replicas' }),
