@@ -10,6 +10,16 @@ import { startBenchStack } from './lib/stack.js';
 const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
+/**
+ * Between benchmarks: the previous one's writes (WAL, dead tuples, dirty pages) must not be paid
+ * by the next one, on a 2-core machine least of all.
+ */
+async function settle(stack: Awaited<ReturnType<typeof startBenchStack>>): Promise<void> {
+  await stack.pool.query('VACUUM ANALYZE');
+  await stack.pool.query('CHECKPOINT');
+  await new Promise((r) => setTimeout(r, 2_000));
+}
+
 async function main(): Promise<void> {
   const results: BenchResult[] = [];
   const stack = await startBenchStack();
@@ -19,10 +29,12 @@ async function main(): Promise<void> {
       results.push(...(await ingestBench(stack, seconds)));
     }
     if (only.has('ingest-replicated')) {
+      await settle(stack);
       console.log('ingest (replicated): webhook → enqueue confirmed by a replica');
       results.push(...(await ingestReplicatedBench(stack, seconds)));
     }
     if (only.has('e2e')) {
+      await settle(stack);
       console.log('e2e: webhook → rows in Postgres');
       const n = Number(process.env.BENCH_E2E_MESSAGES ?? 30_000);
       // Meta's text webhooks are ~600 bytes (its documented example is 570): the target
@@ -31,10 +43,12 @@ async function main(): Promise<void> {
       results.push(...(await e2eBench(stack, n, 1536, 'e2e.messages_per_s_1_5kb', null)));
     }
     if (only.has('history')) {
+      await settle(stack);
       console.log('history: 50,000-message coexistence sync → rows in Postgres');
       results.push(...(await historyBench(stack, Number(process.env.BENCH_HISTORY_MESSAGES ?? 50_000))));
     }
     if (only.has('outbound')) {
+      await settle(stack);
       console.log('outbound: POST /v1/messages → Graph API simulator');
       results.push(...(await outboundBench(stack, Number(process.env.BENCH_OUTBOUND_MESSAGES ?? 10_000))));
     }

@@ -9,6 +9,7 @@
 #   DB_PASSWORD, REDIS_PASSWORD.
 # DRY_RUN=1 sends everything with --dry-run=server; OVERRIDES=file.yaml changes preset fields;
 # PRUNE=1 also deletes objects this preset no longer has (kubectl ApplySet, alpha in kubectl).
+# WAIT=0 returns right after the apply (no wait for the migration Job and the rollouts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,7 @@ if [ "${PRUNE:-0}" = 1 ]; then
 fi
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }
+[ "${WAIT:-1}" = 0 ] && { echo "applied $PRESET to namespace $NAMESPACE (not waiting for rollouts)"; exit 0; }
 
 job=$(kubectl -n "$NAMESPACE" get -f "$manifest" -o name 2>/dev/null | grep '^job' || true)
 [ -n "$job" ] && kubectl -n "$NAMESPACE" wait --for=condition=complete "$job" --timeout=15m

@@ -17,6 +17,8 @@ export interface ControlPlane {
   readonly kubeconfig: string;
   readonly server: string;
   readonly version: string;
+  /** Where kube-apiserver, kubectl, ... were built. */
+  readonly binDir: string;
   stop(): Promise<void>;
 }
 
@@ -162,7 +164,7 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
     for (const [c, log] of [[kcm, kcmLog], [scheduler, schedLog]] as const) {
       if (c.exitCode !== null) throw new Error(`${path.basename(log, '.log')} exited ${c.exitCode}:\n${fs.readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
     }
-    return { kubeconfig, server, version, stop };
+    return { kubeconfig, server, version, binDir: bin, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -12,6 +12,8 @@ declare module 'vitest' {
     /** true: our own control plane (fake nodes may be registered); false: a real cluster. */
     localControlPlane: boolean;
     k8sVersion: string;
+    /** The built binaries (kubectl among them); empty against an external cluster. */
+    binDir: string;
   }
 }
 
@@ -24,6 +26,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('kubeconfig', external);
     project.provide('localControlPlane', false);
     project.provide('k8sVersion', 'external');
+    project.provide('binDir', '');
     return;
   }
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-k8s-'));
@@ -31,6 +34,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('kubeconfig', cp.kubeconfig);
   project.provide('localControlPlane', true);
   project.provide('k8sVersion', cp.version);
+  project.provide('binDir', cp.binDir);
 }
 
 export async function teardown(): Promise<void> {

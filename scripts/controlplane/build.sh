@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the Kubernetes control plane the k8s-tests run against: kube-apiserver,
-# kube-controller-manager and kube-scheduler from the Go module proxy, cached per version in
+# kube-controller-manager, kube-scheduler (and kubectl) from the Go module proxy, cached per version in
 # .cache/k8s/v<version>/. k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
 # so we build from a module of ours that requires it and replaces each staging module with its
 # published v0.<minor>.<patch>. Prints the binaries' folder on stdout.
@@ -10,7 +10,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 K8S_VERSION=${K8S_VERSION:-1.34.4}
 OUT=$ROOT/.cache/k8s/v$K8S_VERSION
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+# kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi
