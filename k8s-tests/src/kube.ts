@@ -21,7 +21,7 @@ export interface ObjectMeta {
   generation?: number;
   uid?: string;
   labels?: Record<string, string>;
-  managedFields?: { manager: string; operation: string }[];
+  managedFields?: { manager: string; operation: string; time?: string }[];
 }
 export interface KubeObject {
   apiVersion: string;

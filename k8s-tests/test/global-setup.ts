@@ -1,5 +1,6 @@
-// Starts the local control plane (built once from the Go module proxy, cached in .cache/k8s),
-// or uses the cluster in KUBECONFIG when K8S_TESTS_KUBECONFIG=1 / KUBECONFIG is set by kind.
+// Starts the local control plane (built once from the Go module proxy, cached in .cache/k8s), or
+// uses the cluster of the kubeconfig file named by K8S_TESTS_KUBECONFIG. An explicit variable, not
+// KUBECONFIG itself: that one often points at a real cluster, and the suite creates namespaces.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

@@ -4,11 +4,12 @@
 # .cache/k8s/v<version>/. k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
 # so we build from a module of ours that requires it and replaces each staging module with its
 # published v0.<minor>.<patch>. Prints the binaries' folder on stdout.
-#   K8S_VERSION=1.34.4 (default; the proxy serves 1.34 to 1.37)
+#   K8S_VERSION=1.37.2 (default: the newest the proxy serves, as of writing; it serves 1.34 to 1.37,
+#   and the suite passes on 1.34.4 too). Needs Go >= the go line of that k8s.io/kubernetes (1.26 for 1.37).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-K8S_VERSION=${K8S_VERSION:-1.34.4}
+K8S_VERSION=${K8S_VERSION:-1.37.2}
 OUT=$ROOT/.cache/k8s/v$K8S_VERSION
 # kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
@@ -25,18 +26,22 @@ export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
 MOD=$ROOT/k8s-tests/controlplane
 if [ "$K8S_VERSION" != "$(sed -n 's/^require k8s.io\/kubernetes v//p' "$MOD/go.mod" 2>/dev/null)" ]; then
   MOD=$ROOT/.cache/k8s/module-v$K8S_VERSION
-  mkdir -p "$MOD"
+  mkdir -p "$MOD" && rm -f "$MOD/go.mod" "$MOD/go.sum"
+  # The staging modules are the ones k8s.io/kubernetes itself replaces with ./staging/ folders; the
+  # list grows between minors (1.37 adds k8s.io/streaming and k8s.io/cri-streaming), so read it there.
+  upstream=$(cd "$MOD" && GOFLAGS= "$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [ -f "$upstream" ] || { echo "controlplane: k8s.io/kubernetes v$K8S_VERSION is not on the module proxy" >&2; exit 1; }
+  staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$upstream")
   minor=${K8S_VERSION#*.}
-  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller"
   {
     echo "module wa-router.local/controlplane"
     echo
-    echo "go 1.24"
+    sed -n '/^go /p' "$upstream"
     echo
     echo "require k8s.io/kubernetes v$K8S_VERSION"
     echo
     echo "replace ("
-    for m in $staging; do echo "	k8s.io/$m => k8s.io/$m v0.$minor"; done
+    for m in $staging; do echo "	$m => $m v0.$minor"; done
     echo ")"
   } > "$MOD/go.mod"
 fi
