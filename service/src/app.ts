@@ -13,21 +13,22 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
 import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
-import { createHistoryProcessor, handleCoexistence, type CoexistenceDeps } from './queue/workers/coexistence.js';
-import { recordSyncFailure, syncStatus } from './store/coexistence-store.js';
+import { createHistoryProcessor, handleCoexistence, recordDeadChunk, type CoexistenceDeps } from './queue/workers/coexistence.js';
+import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
 import { IngestProducer } from './queue/ingest-producer.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
 import { migrate } from './store/migrate.js';
 import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
 import { bearerAuth } from './http/auth.js';
-import { errorHandler, HttpError, notFound } from './http/errors.js';
+import { errorHandler, notFound } from './http/errors.js';
 import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } from './http/webhook.js';
 import { opsRoutes } from './http/routes/ops.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { deadLetterRoutes } from './http/routes/dead-letters.js';
 import { outboundRoutes } from './http/routes/outbound.js';
 import { channelRoutes } from './http/routes/channels.js';
+import { syncRoutes } from './http/routes/sync.js';
 import { OutboundQueues, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
 import { SendGate } from './queue/send-gate.js';
 import { createOutboundProcessor } from './queue/workers/outbound.js';
@@ -116,6 +117,26 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   scrapeGauge(metrics.registry, 'wa_router_circuit_open', 'Channel circuit state: 0 closed, 1 half-open, 2 open', ['channel'], async (set) => {
     for (const [id, st] of Object.entries(await circuitStates())) set({ channel: id }, { closed: 0, half_open: 1, open: 2 }[(st as { state: 'closed' | 'half_open' | 'open' }).state]);
   });
+  // One query per scrape for the three history gauges.
+  let runs: { at: number; figures: Promise<SyncRunFigures[]> } | undefined;
+  const syncFigures = () => {
+    if (!runs || Date.now() - runs.at > 1_000) runs = { at: Date.now(), figures: syncRunFigures(pool) };
+    return runs.figures;
+  };
+  scrapeGauge(metrics.registry, 'wa_router_history_sync_progress', 'Coexistence history sync progress per channel (0-100, as Meta reports it)', ['channel'], async (set) => {
+    for (const f of await syncFigures()) set({ channel: String(f.channelId) }, f.progress);
+  });
+  scrapeGauge(metrics.registry, 'wa_router_history_sync_chunks', 'History chunks per channel: received (deliveries), applied, failed (dead-lettered, not yet replayed)', ['channel', 'state'], async (set) => {
+    for (const f of await syncFigures()) {
+      const channel = String(f.channelId);
+      set({ channel, state: 'received' }, f.chunksReceived);
+      set({ channel, state: 'applied' }, f.chunksApplied);
+      set({ channel, state: 'failed' }, f.chunksFailed);
+    }
+  });
+  scrapeGauge(metrics.registry, 'wa_router_history_sync_messages', 'History messages stored per channel', ['channel'], async (set) => {
+    for (const f of await syncFigures()) set({ channel: String(f.channelId) }, f.messagesStored);
+  });
   scrapeGauge(metrics.registry, 'wa_router_queue_jobs', 'Jobs per queue and state', ['queue', 'state'], async (set) => {
     for (const q of queues()) {
       const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
@@ -169,16 +190,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       }),
     );
     v1.use(messageRoutes(pool));
-    v1.get('/channels/:id/sync', async (req, res) => {
-      const id = Number(req.params.id);
-      if (!Number.isSafeInteger(id) || id <= 0) throw new HttpError(400, 'invalid_channel_id', 'the channel id must be a positive integer');
-      const { rows } = await pool.query('SELECT 1 FROM channels WHERE id = $1', [id]);
-      if (rows.length === 0) throw new HttpError(404, 'channel_not_found', `no channel ${id}`);
-      const status = await syncStatus(pool, id);
-      const waiting = await historyQueue.getJobCounts('waiting', 'active', 'delayed', 'failed');
-      // The history queue is shared by every channel: its counts say how much work is ahead.
-      res.json({ ...(status ?? { channelId: id, status: 'none', phase: 0, progress: 0, chunksReceived: 0, chunksApplied: 0, chunksFailed: 0, messagesStored: 0, error: null, startedAt: null, updatedAt: null, completedAt: null }), queue: waiting });
-    });
+    v1.use(syncRoutes({ pool, historyQueue }));
     v1.use(deadLetterRoutes(queues));
     app.use('/v1', v1);
     webStartHooks.push(async () => {
@@ -275,10 +287,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       if (!job) return;
       const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
       metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-      if (final && 'channelId' in job.data) {
-        metrics.history.chunks.inc({ result: 'failed' });
-        void recordSyncFailure(pool, job.data.channelId, { chunkFailed: true, message: err.message }).catch(() => undefined);
-      }
+      if (final) void recordDeadChunk(coex, job, err);
       (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
     });
     w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));

@@ -58,7 +58,8 @@ export function createMetrics() {
   };
 
   const history = {
-    chunks: new client.Counter({ name: 'wa_router_history_chunks_total', help: 'Coexistence history chunks by result (applied, repeated, failed)', labelNames: ['result'] as const, registers: [registry] }),
+    chunks: new client.Counter({ name: 'wa_router_history_chunks_total', help: 'Coexistence history chunk deliveries by result (applied, followup, repeated, failed)', labelNames: ['result'] as const, registers: [registry] }),
+    mediaFilled: new client.Counter({ name: 'wa_router_history_media_filled_total', help: 'History media placeholders that got their media id from a later history webhook', registers: [registry] }),
     messages: new client.Counter({ name: 'wa_router_history_messages_stored_total', help: 'History messages inserted (already known ones not counted)', registers: [registry] }),
     echoes: new client.Counter({ name: 'wa_router_echo_messages_stored_total', help: 'Messages the business sent from the WhatsApp Business app (smb_message_echoes) stored', registers: [registry] }),
     stateSync: new client.Counter({ name: 'wa_router_app_state_sync_contacts_total', help: 'Contact changes from the Business app (smb_app_state_sync) applied', registers: [registry] }),

@@ -13,6 +13,26 @@ const int = (v: unknown, fallback: number): number => {
 
 export const COEXISTENCE_FIELDS = new Set(['history', 'smb_message_echoes', 'smb_app_state_sync']);
 
+/** An `edit` or `revoke` message: it changes another message instead of joining the timeline. */
+export interface MessageChange {
+  readonly kind: 'edit' | 'revoke';
+  readonly targetWamid: string;
+  /** For an edit: the new text (or caption). */
+  readonly body: string | null;
+}
+
+/** The change an `edit` or `revoke` message makes, or null for any other message. */
+export function changeOf(m: InboundMessage): MessageChange | null {
+  if (m.type !== 'edit' && m.type !== 'revoke') return null;
+  const c = isObj(m.raw[m.type]) ? (m.raw[m.type] as Json) : {};
+  const target = str(c.original_message_id);
+  if (!target) return null;
+  if (m.type === 'revoke') return { kind: 'revoke', targetWamid: target, body: null };
+  const next = isObj(c.message) ? c.message : {};
+  const content = typeof next.type === 'string' && isObj(next[next.type]) ? (next[next.type] as Json) : {};
+  return { kind: 'edit', targetWamid: target, body: str(content.body) ?? str(content.caption) };
+}
+
 /** A message of a history thread, with who the other party is and its status in the app. */
 export interface HistoryRow {
   readonly message: InboundMessage;
@@ -21,6 +41,8 @@ export interface HistoryRow {
   readonly direction: 'inbound' | 'outbound';
   /** history_context.status, lower-cased (`read`, `delivered`, ...). */
   readonly status: string;
+  /** Set when the message edits or revokes another one. */
+  readonly change: MessageChange | null;
 }
 
 export interface HistoryChunk {
@@ -59,14 +81,16 @@ export function parseHistory(change: OtherChange): HistoryChunk[] {
         const msg = parseMessageObject(m, phoneNumberId, path, invalid);
         if (!msg) return;
         const raw = m as Json;
-        const fromBusiness = str(raw.to) !== null || (business !== '' && digits(msg.from) === business);
+        const ctx = isObj(raw.history_context) ? raw.history_context : {};
+        // Meta marks the business's own messages with `to` (its reference) or
+        // history_context.from_me (seen in partners' captures); the sender's number says it too.
+        const fromBusiness = ctx.from_me === true || str(raw.to) !== null || (business !== '' && digits(msg.from) === business);
         const customer = waId ?? (fromBusiness ? str(raw.to) : msg.from);
         if (!customer) {
           invalid.push({ path, reason: 'no thread id to tell the customer' });
           return;
         }
-        const ctx = isObj(raw.history_context) ? raw.history_context : {};
-        rows.push({ message: msg, waId: customer, direction: fromBusiness ? 'outbound' : 'inbound', status: (str(ctx.status) ?? 'delivered').toLowerCase() });
+        rows.push({ message: msg, waId: customer, direction: fromBusiness ? 'outbound' : 'inbound', status: (str(ctx.status) ?? 'delivered').toLowerCase(), change: changeOf(msg) });
       });
     });
     const errors = arr(item.errors).map((e) => {
@@ -81,10 +105,8 @@ export interface EchoRow {
   readonly message: InboundMessage;
   /** The customer the business wrote to. */
   readonly waId: string;
-  /** For `edit` and `revoke` echoes: the message they change. */
-  readonly targetWamid: string | null;
-  /** For `edit`: the new text. */
-  readonly newBody: string | null;
+  /** Set for `edit` and `revoke` echoes. */
+  readonly change: MessageChange | null;
 }
 
 /** `smb_message_echoes` change → messages the business sent from the app. */
@@ -102,23 +124,18 @@ export function parseEchoes(change: OtherChange): { phoneNumberId: string; rows:
       invalid.push({ path: `message_echoes[${i}]`, reason: 'echo lacks to' });
       return;
     }
-    const edit = isObj(raw.edit) ? raw.edit : null;
-    const revoke = isObj(raw.revoke) ? raw.revoke : null;
-    const editMsg = edit && isObj(edit.message) ? edit.message : null;
-    const editText = editMsg && isObj(editMsg.text) ? str(editMsg.text.body) : null;
-    rows.push({
-      message: msg, waId: to,
-      targetWamid: str(edit?.original_message_id) ?? str(revoke?.original_message_id),
-      newBody: editText,
-    });
+    rows.push({ message: msg, waId: to, change: changeOf(msg) });
   });
   return { phoneNumberId, rows, invalid };
 }
 
 export interface StateSyncRow {
   readonly waId: string;
+  /** `add` also means edited. */
   readonly action: 'add' | 'remove';
   readonly fullName: string | null;
+  readonly firstName: string | null;
+  /** When the business changed its contact book (Meta's timestamp): the latest change wins. */
   readonly at: Date;
 }
 
@@ -134,7 +151,8 @@ export function parseStateSync(change: OtherChange): { phoneNumberId: string; ro
     if (item.type !== 'contact' || !waId) continue;
     const md = isObj(item.metadata) ? item.metadata : {};
     const ts = int(md.timestamp, 0);
-    rows.push({ waId, action: item.action === 'remove' ? 'remove' : 'add', fullName: str(contact.full_name) ?? str(contact.first_name), at: ts > 0 ? new Date(ts * 1000) : new Date() });
+    const at = new Date(ts * 1000);
+    rows.push({ waId, action: item.action === 'remove' ? 'remove' : 'add', fullName: str(contact.full_name), firstName: str(contact.first_name), at: ts > 0 && !Number.isNaN(at.getTime()) ? at : new Date() });
   }
   return { phoneNumberId, rows };
 }

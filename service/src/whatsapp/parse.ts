@@ -79,11 +79,12 @@ const num = (v: unknown): number | null => {
   return Number.isFinite(n) ? n : null;
 };
 
-/** Meta sends unix seconds as a string. */
+/** Meta sends unix seconds as a string. One past what a Date holds is reported, not thrown later. */
 function unixSeconds(v: unknown): Date | null {
   const n = num(v);
   if (n === null || n <= 0) return null;
-  return new Date(n * 1000);
+  const d = new Date(n * 1000);
+  return Number.isNaN(d.getTime()) ? null : d;
 }
 
 /** The cheap structural check the webhook does before acking: a WABA envelope with entries. */

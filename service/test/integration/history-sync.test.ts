@@ -3,7 +3,7 @@
 // changes land; live webhooks stay fast while a sync runs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { historyChunks } from '../../../bench/lib/history.js';
-import { appStateSyncChange, echoChange, echoEdit, echoMessage, echoRevoke, envelope, historyErrorChange, stateSyncContact, textMessage } from '../fixtures/payloads.js';
+import { appStateSyncChange, echoChange, echoEdit, echoMessage, echoRevoke, editMessage, envelope, historyChange, historyErrorChange, historyMessage, imageMessage, stateSyncContact, status, statusEnvelope, textMessage } from '../fixtures/payloads.js';
 import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
@@ -139,7 +139,45 @@ describe('several channels syncing at once', () => {
   }, 180_000);
 });
 
-describe('echoes, contact-book sync and a declined history', () => {
+describe('a failing chunk stays with its channel', () => {
+  it('one channel\'s dead-lettered chunk leaves another channel\'s sync untouched, and a replay completes it', async () => {
+    const db = await createTestDb();
+    const app = await startApp(db, 'all', { INBOUND_ATTEMPTS: '2', HISTORY_CONCURRENCY: '2' });
+    const auth = { authorization: `Bearer ${API_TOKEN}` };
+    try {
+      const created = await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ phoneNumberId: '222333444666', accessToken: 'second-token' }) });
+      const second = (await created.json() as { id: number }).id;
+      const first = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+      const a = historyChunks({ phoneNumberId: PHONE_NUMBER_ID, messages: 1_000, conversations: 20, perChunk: 200, prefix: 'ISOA' });
+      const b = historyChunks({ phoneNumberId: '222333444666', messages: 1_000, conversations: 20, perChunk: 200, prefix: 'ISOB' });
+      // One of channel A's messages cannot be written (a fault injected in Postgres itself): its
+      // chunk fails for good, whatever the worker does.
+      await db.pool.query(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused %', NEW.wamid; END $$;
+        CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.wamid = 'wamid.HISTISOA000000450') EXECUTE FUNCTION refuse_poison()`);
+      await postAll(app.url, [...a, ...b].map((c) => c.body));
+      const sync = async (id: number) => (await fetch(`${app.url}/v1/channels/${id}/sync`, { headers: auth })).json() as Promise<Record<string, unknown>>;
+      await eventually(async () => (await sync(second))['status'] === 'completed' && (await sync(first))['status'] === 'failed', { timeoutMs: 60_000, intervalMs: 100, what: 'B completed, A failed' });
+      expect(await sync(second)).toMatchObject({ status: 'completed', chunksApplied: 5, chunksFailed: 0, messagesStored: 1_000 });
+      expect(await sync(first)).toMatchObject({ status: 'failed', chunksApplied: 4, chunksFailed: 1, messagesStored: 800, failedChunks: [{ phase: 1, chunkOrder: 1 }] });
+      const metrics = await (await fetch(`${app.url}/metrics`)).text();
+      expect(metrics).toContain(`wa_router_history_sync_chunks{channel="${first}",state="failed"} 1`);
+      expect(metrics).toContain(`wa_router_history_sync_progress{channel="${second}"} 100`);
+
+      await db.pool.query('DROP TRIGGER poison ON messages');
+      const dead = await (await fetch(`${app.url}/v1/dead-letters?queue=history`, { headers: auth })).json() as { items: { id: string }[] };
+      expect(dead.items).toHaveLength(1);
+      expect((await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dead.items[0]!.id)}/replay`, { method: 'POST', headers: auth })).status).toBe(202);
+      await eventually(async () => (await sync(first))['status'] === 'completed', { timeoutMs: 30_000, intervalMs: 100, what: 'A completed after the replay' });
+      expect(await sync(first)).toMatchObject({ chunksApplied: 5, chunksFailed: 0, messagesStored: 1_000, failedChunks: [] });
+      expect(await historyCount(db)).toBe(2_000);
+    } finally {
+      await app.stop();
+      await db.drop();
+    }
+  }, 120_000);
+});
+
+describe('media placeholders, echoes, contact-book sync and a declined history', () => {
   let db: TestDb;
   let app: RunningApp;
   beforeAll(async () => {
@@ -150,27 +188,86 @@ describe('echoes, contact-book sync and a declined history', () => {
     await app?.stop();
     await db?.drop();
   });
+  const post = async (body: unknown) => expect((await postWebhook(app.url, JSON.stringify(body))).status).toBe(200);
+  const metric = async (line: string) => (await (await fetch(`${app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(line));
+
+  it('fills a history placeholder with the media id a later history webhook brings; that webhook again is a no-op', async () => {
+    const waId = '5511966665555';
+    const img = imageMessage({ from: waId, caption: 'the receipt' });
+    const { id: _dropped, url: _url, ...withoutId } = img['image'] as Record<string, unknown>;
+    const placeholder = { ...img, image: withoutId } as typeof img;
+    await post(envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(placeholder)] }] })));
+    const row = await eventually(async () => (await db.pool.query('SELECT media_id, body, source FROM messages WHERE wamid = $1', [img.id])).rows[0], { what: 'placeholder stored' });
+    expect(row).toEqual({ media_id: null, body: 'the receipt', source: 'history' });
+
+    const followUp = envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(img)] }] }));
+    await post(followUp);
+    const mediaId = (img['image'] as { id: string }).id;
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND media_id = $2', [img.id, mediaId])).rowCount === 1, { what: 'media id filled' });
+    await post(followUp);
+    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    await eventually(async () => {
+      const sync = await (await fetch(`${app.url}/v1/channels/${channel}/sync`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json() as { chunksReceived: number; queue: Record<string, number> };
+      return sync.chunksReceived === 3 && sync.queue['waiting']! + sync.queue['prioritized']! + sync.queue['active']! === 0;
+    }, { what: 'repeat delivered and settled' });
+    const chunk = (await db.pool.query('SELECT array_length(digests, 1) AS deliveries FROM sync_chunks WHERE phase = 1 AND chunk_order = 7')).rows[0];
+    expect(chunk).toEqual({ deliveries: 2 });
+    expect(await metric('wa_router_history_media_filled_total')).toBe('wa_router_history_media_filled_total 1');
+    // One slot, one chunk applied; the follow-up is not counted as another chunk.
+    expect((await db.pool.query('SELECT chunks_applied FROM sync_runs')).rows[0]).toEqual({ chunks_applied: 1 });
+  });
 
   it('stores the business app\'s messages as outbound and applies their edits and revokes', async () => {
     const original = echoMessage(textMessage({ body: 'Price is 10' }), { to: '5511988887777' });
-    expect((await postWebhook(app.url, JSON.stringify(envelope(echoChange({ echoes: [original] }))))).status).toBe(200);
+    await post(envelope(echoChange({ echoes: [original] })));
     const row = await eventually(async () => (await db.pool.query("SELECT direction, source, body FROM messages WHERE wamid = $1", [original.id])).rows[0], { what: 'echo stored' });
     expect(row).toEqual({ direction: 'outbound', source: 'echo', body: 'Price is 10' });
 
-    await postWebhook(app.url, JSON.stringify(envelope(echoChange({ echoes: [echoEdit(original.id, 'Price is 12', { to: '5511988887777' })] }))));
+    await post(envelope(echoChange({ echoes: [echoEdit(original.id, 'Price is 12', { to: '5511988887777' })] })));
     await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND body = $2 AND edited_at IS NOT NULL', [original.id, 'Price is 12'])).rowCount === 1, { what: 'edit applied' });
-    await postWebhook(app.url, JSON.stringify(envelope(echoChange({ echoes: [echoRevoke(original.id, { to: '5511988887777' })] }))));
+    await post(envelope(echoChange({ echoes: [echoRevoke(original.id, { to: '5511988887777' })] })));
     await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND revoked_at IS NOT NULL', [original.id])).rowCount === 1, { what: 'revoke applied' });
+    // Edits and revokes change the message; they are not messages of the timeline themselves.
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE type IN ('edit', 'revoke')")).rows[0]).toEqual({ n: 0 });
     // Echoes are the business's own words: never unread.
     const unread = await db.pool.query("SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = '5511988887777'");
     expect(unread.rows[0].unread_count).toBe(0);
   });
 
-  it('adds, renames and removes contacts from the Business app\'s contact book', async () => {
-    await postWebhook(app.url, JSON.stringify(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977776666', fullName: 'Ana Souza' })] }))));
-    await eventually(async () => (await db.pool.query("SELECT 1 FROM contacts WHERE wa_id = '5511977776666' AND saved_name = 'Ana Souza' AND removed_at IS NULL")).rowCount === 1, { what: 'contact added' });
-    await postWebhook(app.url, JSON.stringify(envelope(appStateSyncChange({ items: [stateSyncContact({ action: 'remove', phoneNumber: '5511977776666' })] }))));
-    await eventually(async () => (await db.pool.query("SELECT 1 FROM contacts WHERE wa_id = '5511977776666' AND removed_at IS NOT NULL")).rowCount === 1, { what: 'contact removed' });
+  it('applies an edit and a status that arrive before their echo once the echo lands', async () => {
+    const to = '5511944443333';
+    const original = echoMessage(textMessage({ body: 'See you at 3', timestamp: 1_739_300_000 }), { to });
+    await post(envelope(echoChange({ echoes: [echoMessage(editMessage({ originalMessageId: original.id, body: 'See you at 4', timestamp: 1_739_300_060 }), { to })] })));
+    await post(statusEnvelope([status({ id: original.id, status: 'read', recipientId: to })]));
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM message_statuses WHERE wamid = $1', [original.id])).rowCount === 1, { what: 'early status kept' });
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM message_edits WHERE target_wamid = $1', [original.id])).rowCount === 1, { what: 'early edit kept' });
+    await post(envelope(echoChange({ echoes: [original] })));
+    const row = await eventually(async () => (await db.pool.query('SELECT body, status, edited_at FROM messages WHERE wamid = $1', [original.id])).rows[0], { what: 'echo stored' });
+    expect(row).toMatchObject({ body: 'See you at 4', status: 'read' });
+    expect((row as { edited_at: Date }).edited_at.getTime()).toBe(1_739_300_060_000);
+  });
+
+  it('keeps each number\'s contact book: adds, renames and removes, the latest change winning whatever the order', async () => {
+    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    const book = async (waId: string) => (await db.pool.query('SELECT cc.saved_name, cc.removed_at IS NOT NULL AS removed FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id = $1 AND cc.channel_id = $2', [waId, channel])).rows[0];
+    await post(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977776666', fullName: 'Ana Souza', timestamp: 1_739_000_100 })] })));
+    await eventually(async () => (await book('5511977776666'))?.saved_name === 'Ana Souza', { what: 'contact added' });
+    await post(envelope(appStateSyncChange({ items: [stateSyncContact({ action: 'remove', phoneNumber: '5511977776666', timestamp: 1_739_000_300 })] })));
+    await eventually(async () => (await book('5511977776666'))?.removed, { what: 'contact removed' });
+    // An older rename delivered late does not bring the contact back.
+    await post(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977776666', fullName: 'Ana S.', timestamp: 1_739_000_200 })] })));
+    await post(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977775555', fullName: 'Marker', timestamp: 1_739_000_400 })] })));
+    await eventually(async () => (await book('5511977775555'))?.saved_name === 'Marker', { what: 'later webhook applied' });
+    expect(await book('5511977776666')).toEqual({ saved_name: 'Ana Souza', removed: true });
+    await post(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977776666', fullName: 'Ana Lima', timestamp: 1_739_000_500 })] })));
+    await eventually(async () => (await book('5511977776666'))?.saved_name === 'Ana Lima', { what: 'contact added again' });
+    expect(await book('5511977776666')).toEqual({ saved_name: 'Ana Lima', removed: false });
+  });
+
+  it('takes a whole contact book in one webhook', async () => {
+    const items = Array.from({ length: 3_000 }, (_, i) => stateSyncContact({ phoneNumber: `55119${String(i).padStart(8, '0')}`, fullName: `Cliente ${i}`, timestamp: 1_739_000_000 }));
+    await post(envelope(appStateSyncChange({ items })));
+    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id LIKE '55119%' AND cc.saved_name LIKE 'Cliente %'")).rows[0].n === 3_000, { what: '3,000 contacts saved' });
   });
 
   it('keeps a history webhook for a number no channel serves, unrouted, instead of dropping it', async () => {
@@ -180,8 +277,8 @@ describe('echoes, contact-book sync and a declined history', () => {
   });
 
   it('records a declined history (2593109) instead of dropping it', async () => {
-    expect((await postWebhook(app.url, JSON.stringify(envelope(historyErrorChange())))).status).toBe(200);
-    const run = await eventually(async () => (await db.pool.query('SELECT status, error_code FROM sync_runs')).rows[0], { what: 'sync run recorded' });
+    await post(envelope(historyErrorChange()));
+    const run = await eventually(async () => (await db.pool.query("SELECT status, error_code FROM sync_runs WHERE status = 'declined'")).rows[0], { what: 'sync run recorded' });
     expect(run).toEqual({ status: 'declined', error_code: 2593109 });
   });
 });

@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { HistoryMetrics } from '../../metrics/registry.js';
 import type { ChannelResolver } from '../../store/channels.js';
-import { applyHistoryChunk, applyStateSync, noteChunksReceived, recordSyncFailure, storeEchoes } from '../../store/coexistence-store.js';
+import { applyHistoryChunk, applyStateSync, noteChunksReceived, recordChunkFailure, recordSyncError, storeEchoes } from '../../store/coexistence-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { COEXISTENCE_FIELDS, parseEchoes, parseHistory, parseStateSync } from '../../sync/coexistence.js';
 import type { OtherChange } from '../../whatsapp/parse.js';
@@ -61,19 +61,17 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
     if (change.field === 'history') {
       const items = Array.isArray(value.history) ? value.history : [];
       for (const [i, chunk] of parseHistory(change).entries()) {
-        if (chunk.errors.length > 0 && chunk.rows.length === 0) {
-          const e = chunk.errors[0]!;
-          await recordSyncFailure(deps.pool, channelId, { code: e.code, message: e.message });
+        for (const e of chunk.errors) {
+          await recordSyncError(deps.pool, channelId, e);
           deps.log.warn({ channelId, code: e.code, err: e.message }, 'history sync reported an error');
-          continue;
         }
+        if (chunk.errors.length > 0 && chunk.rows.length === 0) continue;
         const one = { ...value, history: [items[i]] };
-        const digest = createHash('sha256').update(JSON.stringify(items[i])).digest('hex').slice(0, 16);
         jobs.push({
           name: HISTORY_CHUNK,
           data: { channelId, value: one },
           opts: {
-            jobId: `h-${channelId}-${chunk.phase}-${chunk.chunkOrder}-${digest}`,
+            jobId: `h-${channelId}-${chunk.phase}-${chunk.chunkOrder}-${chunkDigest(items[i]).toString('hex').slice(0, 16)}`,
             attempts: deps.attempts, backoff: { type: 'exponential', delay: 2_000 },
             removeOnComplete: { age: 3_600, count: 1_000 }, removeOnFail: false,
           },
@@ -86,7 +84,7 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
       deps.metrics.echoes.inc(r.inserted);
     } else if (change.field === 'smb_app_state_sync') {
       const { rows } = parseStateSync(change);
-      deps.metrics.stateSync.inc(await applyStateSync(deps.pool, rows));
+      deps.metrics.stateSync.inc(await applyStateSync(deps.pool, channelId, rows));
     }
   }
   if (jobs.length > 0) await deps.historyQueue.addBulk(await fairPriorities(deps.historyQueue, deps.redis, jobs));
@@ -95,6 +93,26 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
 }
 
 const HISTORY_CHUNK = 'history-chunk';
+
+/** What tells two deliveries of a chunk slot apart: the chunk object's bytes. */
+function chunkDigest(item: unknown): Buffer {
+  return createHash('sha256').update(JSON.stringify(item)).digest();
+}
+
+const chunkOf = (data: HistoryChunkJobData) => parseHistory({ field: 'history', wabaId: null, value: data.value as Json })[0];
+
+/**
+ * A chunk job that failed for good (dead-lettered): its slot is kept as failed, so the run shows
+ * `failed` and counts it until a replay from the dead-letter queue applies it.
+ */
+export async function recordDeadChunk(deps: Pick<CoexistenceDeps, 'pool' | 'metrics' | 'log'>, job: Job<HistoryJobData>, err: Error): Promise<void> {
+  if (job.name !== HISTORY_CHUNK) return;
+  const data = job.data as HistoryChunkJobData;
+  const chunk = chunkOf(data);
+  deps.metrics.chunks.inc({ result: 'failed' });
+  if (!chunk) return;
+  await recordChunkFailure(deps.pool, data.channelId, chunk, err.message).catch((e: Error) => deps.log.warn({ jobId: job.id, err: e.message }, 'failed chunk not recorded'));
+}
 
 /** BullMQ's highest priority number (lower runs first). */
 const MAX_PRIORITY = 2 ** 21 - 1;
@@ -145,20 +163,23 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
   return async function processHistory(job: Job<HistoryJobData>, token?: string): Promise<{ inserted: number; applied: boolean }> {
     if (job.name !== HISTORY_CHUNK) return { inserted: 0, applied: await fanOut(job as Job<InboundJobData>) };
     const data = job.data as HistoryChunkJobData;
-    const chunk = parseHistory({ field: 'history', wabaId: null, value: data.value as Json })[0];
+    const chunk = chunkOf(data);
     if (!chunk) return { inserted: 0, applied: false };
+    const value = data.value as { history?: unknown[] };
+    const digest = chunkDigest(value.history?.[0]);
     const t0 = performance.now();
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          const r = await applyHistoryChunk(deps.pool, data.channelId, chunk);
+          const r = await applyHistoryChunk(deps.pool, data.channelId, chunk, digest);
           deps.metrics.chunkSeconds.observe((performance.now() - t0) / 1000);
-          deps.metrics.chunks.inc({ result: r.applied ? 'applied' : 'repeated' });
+          deps.metrics.chunks.inc({ result: r.outcome === 'repeat' ? 'repeated' : r.outcome });
           deps.metrics.messages.inc(r.inserted);
-          if (r.applied) {
-            deps.publish?.({ type: 'history.chunk', channelId: data.channelId, phase: chunk.phase, chunkOrder: chunk.chunkOrder, progress: chunk.progress, messages: r.messages, inserted: r.inserted, conversations: r.conversations });
+          deps.metrics.mediaFilled.inc(r.mediaFilled);
+          if (r.outcome !== 'repeat') {
+            deps.publish?.({ type: 'history.chunk', channelId: data.channelId, phase: chunk.phase, chunkOrder: chunk.chunkOrder, progress: chunk.progress, messages: r.messages, inserted: r.inserted, mediaFilled: r.mediaFilled, conversations: r.conversations });
           }
-          return { inserted: r.inserted, applied: r.applied };
+          return { inserted: r.inserted, applied: r.outcome !== 'repeat' };
         } catch (err) {
           const code = (err as { code?: string }).code;
           if ((code === '40P01' || code === '40001') && attempt < 3) continue;
