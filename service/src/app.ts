@@ -16,6 +16,7 @@ import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.
 import { createHistoryProcessor, handleCoexistence, recordDeadChunk, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
 import { IngestProducer } from './queue/ingest-producer.js';
+import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
 import { migrate } from './store/migrate.js';
@@ -159,12 +160,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
       onBatch: (events) => metrics.webhook.batchSize.observe(events),
     });
-    // The same durability (AOF, WAIT for a replica) for history webhooks, into their own queue.
+    // The same durability (AOF, WAIT for a replica) for history webhooks, into their own queue:
+    // one job per webhook, ordered fairly between numbers, applied straight from there.
     historyProducer = new IngestProducer(historyQueue as unknown as Queue<InboundJobData>, redis, {
       attempts: config.INBOUND_ATTEMPTS,
       replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
       waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
-      maxEvents: 20,
+      fairness: { counterKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId) },
     });
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
@@ -297,6 +299,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const channels = new ChannelResolver(pool);
     const coex: CoexistenceDeps = {
       pool, channels, historyQueue, inboundQueue, redis, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
+      sequenceKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId),
       publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
     };
     historyWorker = startHistoryWorker(coex);

@@ -91,8 +91,11 @@ export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, 
         answer(400, 'malformed', errorBody('malformed_payload', err instanceof SyntaxError ? 'body is not valid JSON' : (err as Error).message));
         return;
       }
-      const producer = deps.historyProducer && isHistoryOnly(envelope) ? deps.historyProducer : deps.producer;
-      producer.enqueue({ body: text, receivedAt: Date.now() }).then(
+      const history = deps.historyProducer ? historyNumber(envelope) : null;
+      const enqueued = history !== null
+        ? deps.historyProducer!.enqueue({ body: text, receivedAt: Date.now() }, history)
+        : deps.producer.enqueue({ body: text, receivedAt: Date.now() });
+      enqueued.then(
         () => answer(200, 'accepted', OK_BODY),
         (err: Error) => {
           metrics.webhook.enqueueFailures.inc();
@@ -127,18 +130,23 @@ export function verifyHandshake(verifyToken: string, metrics: Metrics): RequestH
   };
 }
 
-/** True when every change of the envelope is a `history` chunk (how Meta sends coexistence history). */
-export function isHistoryOnly(envelope: unknown): boolean {
+/**
+ * When every change of the envelope is a `history` chunk (how Meta sends coexistence history):
+ * the phone_number_id of the first one (its number's chunks are ordered fairly against other
+ * numbers'), else null.
+ */
+export function historyNumber(envelope: unknown): string | null {
   const entries = (envelope as { entry?: unknown }).entry;
-  if (!Array.isArray(entries) || entries.length === 0) return false;
-  let any = false;
+  if (!Array.isArray(entries) || entries.length === 0) return null;
+  let number: string | null = null;
   for (const e of entries) {
     const changes = (e as { changes?: unknown } | null)?.changes;
-    if (!Array.isArray(changes)) return false;
+    if (!Array.isArray(changes)) return null;
     for (const c of changes) {
-      if ((c as { field?: unknown } | null)?.field !== 'history') return false;
-      any = true;
+      const change = c as { field?: unknown; value?: { metadata?: { phone_number_id?: unknown } } } | null;
+      if (change?.field !== 'history') return null;
+      number ??= String(change.value?.metadata?.phone_number_id ?? '');
     }
   }
-  return any;
+  return number;
 }

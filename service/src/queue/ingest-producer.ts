@@ -3,6 +3,7 @@
 // each request is answered only after that job is stored. Failure rejects them all.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { fairPriorities } from './fair-priority.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from './names.js';
 
 export interface IngestProducerOptions {
@@ -22,6 +23,12 @@ export interface IngestProducerOptions {
   readonly maxBytes?: number;
   readonly attempts: number;
   readonly onBatch?: (events: number, jobs: number) => void;
+  /**
+   * For a queue shared by several numbers: one job per event, each with the priority of its
+   * position among its key's jobs (see fair-priority.ts), the key being given to enqueue().
+   * @defaultValue none (events batched, no priority)
+   */
+  readonly fairness?: { readonly counterKey: (key: string) => string };
 }
 
 export class EnqueueError extends Error {
@@ -30,6 +37,7 @@ export class EnqueueError extends Error {
 
 interface Pending {
   readonly event: RawWebhookEvent;
+  readonly fairKey: string;
   readonly bytes: number;
   resolve(): void;
   reject(err: Error): void;
@@ -48,10 +56,11 @@ export class IngestProducer {
     private readonly opts: IngestProducerOptions,
   ) {}
 
-  enqueue(event: RawWebhookEvent): Promise<void> {
+  /** `fairKey`: the event's source (its number) when the producer is fair. */
+  enqueue(event: RawWebhookEvent, fairKey = ''): Promise<void> {
     if (this.closed) return Promise.reject(new EnqueueError('shutting down'));
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ event, bytes: event.body.length, resolve, reject });
+      this.pending.push({ event, fairKey, bytes: event.body.length, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -79,7 +88,7 @@ export class IngestProducer {
   }
 
   private async write(batch: Pending[]): Promise<void> {
-    const maxEvents = this.opts.maxEvents ?? 200;
+    const maxEvents = this.opts.fairness ? 1 : (this.opts.maxEvents ?? 200);
     const maxBytes = this.opts.maxBytes ?? 4 * 1024 * 1024;
     const groups: Pending[][] = [];
     let cur: Pending[] = [];
@@ -104,7 +113,10 @@ export class IngestProducer {
     } as const;
     try {
       const name = JOBS.webhookBatch;
-      if (groups.length === 1) {
+      if (this.opts.fairness) {
+        const priorities = await fairPriorities(this.redis, this.opts.fairness.counterKey, groups.map((g) => g[0]!.fairKey));
+        await this.queue.addBulk(groups.map((g, i) => ({ name, data: { events: g.map((p) => p.event) }, opts: { ...jobOpts, priority: priorities[i]! } })));
+      } else if (groups.length === 1) {
         await this.queue.add(name, { events: groups[0]!.map((p) => p.event) }, jobOpts);
       } else {
         await this.queue.addBulk(groups.map((g) => ({ name, data: { events: g.map((p) => p.event) }, opts: jobOpts })));
