@@ -85,10 +85,9 @@ export async function historyBench(stack: BenchStack, total = 50_000): Promise<B
   }
   const postedSeconds = (performance.now() - t0) / 1000;
   const deadline = Date.now() + Number(process.env.BENCH_HISTORY_TIMEOUT_S ?? 180) * 1000;
-  let stored = 0;
   while (Date.now() < deadline && (await committed()) < total) await sleep(20);
   const seconds = (performance.now() - t0) / 1000;
-  stored = await count();
+  const stored = await count();
   liveOn = false;
   await live;
   await sleep(1_000);
