@@ -21,7 +21,7 @@ export interface SimulatorConfig {
   serverErrorRate: number;
   /** While true, every send answers 503 with code 2 (service unavailable). */
   outage: boolean;
-  /** Recipient → error code forced for sends to it (e.g. 131026 undeliverable, 131047 window closed). */
+  /** Recipient (number or BSUID) → error code forced for sends to it (e.g. 131026 undeliverable, 131047 window closed, 131062 not for a BSUID). */
   forcedErrors: Record<string, number>;
   /** Where status webhooks go; none are sent when empty. */
   webhookUrl: string;
@@ -70,6 +70,7 @@ const ERRORS: Record<number, { status: number; type: string; message: string }> 
   131048: { status: 400, type: 'OAuthException', message: 'Spam rate limit hit' },
   131049: { status: 400, type: 'OAuthException', message: 'This message was not delivered to maintain healthy ecosystem engagement.' },
   131056: { status: 400, type: 'OAuthException', message: '(Business Account, Consumer Account) pair rate limit hit' },
+  131062: { status: 400, type: 'OAuthException', message: 'Business-scoped User ID recipients are not supported for this message' },
   132001: { status: 400, type: 'OAuthException', message: 'Template name does not exist in the translation' },
 };
 
@@ -83,7 +84,9 @@ export interface SimulatorStats {
 export interface SentMessage {
   readonly wamid: string;
   readonly phoneNumberId: string;
+  /** The phone number, or the business-scoped user id when sent by `recipient`. */
   readonly to: string;
+  readonly byUserId: boolean;
   readonly body: Record<string, unknown>;
   readonly at: number;
 }
@@ -162,7 +165,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     const ts = () => String(Math.floor(Date.now() / 1000));
     const status = (s: string, extra: Record<string, unknown> = {}) => ({
       object: 'whatsapp_business_account',
-      entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: m.phoneNumberId }, statuses: [{ id: m.wamid, status: s, timestamp: ts(), recipient_id: m.to, ...extra }] } }] }],
+      entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: m.phoneNumberId }, statuses: [{ id: m.wamid, status: s, timestamp: ts(), ...(m.byUserId ? { recipient_user_id: m.to } : { recipient_id: m.to }), ...extra }] } }] }],
     });
     const seq = failure
       ? [status('sent'), status('failed', { errors: [{ code: failure, title: ERRORS[failure]?.message ?? 'failed', message: ERRORS[failure]?.message ?? 'failed', error_data: { details: ERRORS[failure]?.message ?? 'failed' } }] })]
@@ -213,10 +216,14 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       if (!expected || token !== expected) return fail(190);
       const body = (await readJson(req)) as Record<string, unknown>;
       if (config.outage) return fail(2);
-      if (body.messaging_product !== 'whatsapp' || typeof body.to !== 'string' || typeof body.type !== 'string' || !(body.type in body)) {
-        return fail(100, 'messaging_product, to, type and the object named by type are required');
+      // `to` (a phone number) wins over `recipient` (a business-scoped user id), as at Meta.
+      const input = typeof body.to === 'string' ? body.to : typeof body.recipient === 'string' ? body.recipient : null;
+      if (body.messaging_product !== 'whatsapp' || input === null || typeof body.type !== 'string' || !(body.type in body)) {
+        return fail(100, 'messaging_product, to or recipient, type and the object named by type are required');
       }
-      const to = body.to.replace(/^\+/, '');
+      const byUserId = typeof body.to !== 'string';
+      if (byUserId && !/^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/.test(input)) return fail(100, 'recipient is not a business-scoped user id');
+      const to = input.replace(/^\+/, '');
       const now = Date.now();
       // A one-second burst of the number's rate, refilled continuously (a new bucket when the rate is reconfigured).
       const tbKey = `${phoneNumberId}:${config.messagesPerSecond}`;
@@ -230,13 +237,13 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       if (Math.random() < config.serverErrorRate) return fail(131000);
       const forced = config.forcedErrors[to];
       if (forced && forced !== 131026) return fail(forced);
-      const m: SentMessage = { wamid: wamid(), phoneNumberId, to, body, at: now };
+      const m: SentMessage = { wamid: wamid(), phoneNumberId, to, byUserId, body, at: now };
       sent.push(m);
       stats.accepted++;
       // 131026 (undeliverable) is accepted by the API and reported as a failed status.
       statusWebhooks(m, forced === 131026 ? 131026 : undefined);
       if (config.responseDelayMs > 0) await new Promise((r) => setTimeout(r, config.responseDelayMs));
-      send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input: body.to, wa_id: to }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
+      send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input, ...(byUserId ? { user_id: to } : { wa_id: to }) }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
     } catch (err) {
       send(res, 400, errorBody(100, err instanceof Error ? err.message : String(err)).body);
     }

@@ -37,11 +37,13 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   const unique = new Map<string, InboundEventRecord>();
   for (const e of events) unique.set(e.sha256.toString('hex'), e);
 
-  const people: { channel_id: number; wa_id: string; profile_name: string | null }[] = [];
+  const people: Person[] = [];
   for (const e of unique.values()) {
     for (const m of e.parsed.messages) {
       const channelId = channels.get(m.phoneNumberId);
-      if (channelId !== undefined) people.push({ channel_id: channelId, wa_id: m.from, profile_name: e.parsed.contacts.get(m.from) ?? null });
+      if (channelId === undefined) continue;
+      const c = e.parsed.contacts.get(m.from);
+      people.push({ channel_id: channelId, wa_id: m.from, profile_name: c?.name ?? null, user_id: c?.userId ?? m.fromUserId, username: c?.username ?? null });
     }
   }
   const conversations = people.length > 0 ? await upsertPeople(pool, people) : new Map<string, { conversationId: number; contactId: number }>();
@@ -100,13 +102,26 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
 
 const pairKey = (channelId: number, waId: string) => `${channelId}:${waId}`;
 
+/** A message's sender: its contact key (number, or BSUID without one) and what Meta told of it. */
+interface Person {
+  readonly channel_id: number;
+  readonly wa_id: string;
+  readonly profile_name: string | null;
+  readonly user_id: string | null;
+  readonly username: string | null;
+}
+
 /**
  * (channel, wa_id) → conversation and contact ids, creating what is missing and refreshing
  * changed profile names. A row another transaction inserted after our snapshot is neither
  * returned nor visible in the same statement, so those few are asked again (new snapshot).
  */
-async function upsertPeople(pool: Pool, people: readonly { channel_id: number; wa_id: string; profile_name: string | null }[]): Promise<Map<string, { conversationId: number; contactId: number }>> {
+async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<string, { conversationId: number; contactId: number }>> {
   const out = new Map<string, { conversationId: number; contactId: number }>();
+  // A user first met by BSUID alone (number withheld) whose number is now given: the contact is
+  // re-keyed to the number, keeping its conversations, unless the number already has a contact.
+  const rekey = people.filter((p) => p.user_id !== null && p.user_id !== p.wa_id);
+  if (rekey.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(rekey.map((p) => ({ wa_id: p.wa_id, user_id: p.user_id })))]);
   let todo = people;
   for (let round = 0; round < 3 && todo.length > 0; round++) {
     const { rows } = await pool.query<{ conversation_id: number; channel_id: number; contact_id: number; wa_id: string }>(PEOPLE_SQL, [JSON.stringify(todo)]);
@@ -117,14 +132,28 @@ async function upsertPeople(pool: Pool, people: readonly { channel_id: number; w
   return out;
 }
 
+// Only where the BSUID is still the key and no contact has the number yet (a concurrent insert of
+// the number makes this statement fail on the unique key, and the job's retry finds it done).
+const REKEY_SQL = `
+UPDATE contacts c SET wa_id = r.wa_id, user_id = r.user_id, updated_at = now()
+FROM (SELECT DISTINCT ON (user_id) wa_id, user_id FROM json_to_recordset($1::json) AS x(wa_id text, user_id text) ORDER BY user_id, wa_id) r
+WHERE c.wa_id = r.user_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = r.wa_id)`;
+
 // Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
 const PEOPLE_SQL = `
-WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text)),
-ct_in AS (SELECT DISTINCT ON (wa_id) wa_id, profile_name FROM input ORDER BY wa_id, profile_name NULLS LAST),
+WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
+ct_in AS (
+  SELECT wa_id, (array_agg(profile_name) FILTER (WHERE profile_name IS NOT NULL))[1] AS profile_name,
+         (array_agg(user_id) FILTER (WHERE user_id IS NOT NULL))[1] AS user_id,
+         (array_agg(username) FILTER (WHERE username IS NOT NULL))[1] AS username
+  FROM input GROUP BY wa_id),
 ct_ins AS (
-  INSERT INTO contacts (wa_id, profile_name) SELECT wa_id, profile_name FROM ct_in ORDER BY wa_id
-  ON CONFLICT (wa_id) DO UPDATE SET profile_name = EXCLUDED.profile_name, updated_at = now()
-    WHERE EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name
+  INSERT INTO contacts (wa_id, profile_name, user_id, username) SELECT wa_id, profile_name, user_id, username FROM ct_in ORDER BY wa_id
+  ON CONFLICT (wa_id) DO UPDATE SET profile_name = COALESCE(EXCLUDED.profile_name, contacts.profile_name),
+      user_id = COALESCE(EXCLUDED.user_id, contacts.user_id), username = COALESCE(EXCLUDED.username, contacts.username), updated_at = now()
+    WHERE (EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name)
+       OR (EXCLUDED.user_id IS NOT NULL AND contacts.user_id IS DISTINCT FROM EXCLUDED.user_id)
+       OR (EXCLUDED.username IS NOT NULL AND contacts.username IS DISTINCT FROM EXCLUDED.username)
   RETURNING id, wa_id),
 ct AS (
   SELECT id, wa_id FROM ct_ins

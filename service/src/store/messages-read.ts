@@ -6,7 +6,8 @@ export interface MessageView {
   wamid: string | null;
   channelId: number;
   conversationId: number;
-  contact: { id: number; waId: string; profileName: string | null };
+  /** `waId`: the phone number, or the BSUID when Meta withholds the number of a username user. */
+  contact: { id: number; waId: string; profileName: string | null; userId: string | null; username: string | null };
   direction: 'inbound' | 'outbound';
   source: string;
   type: string;
@@ -41,7 +42,7 @@ function toView(r: Row, statuses: Row[]): MessageView {
     wamid: r.wamid,
     channelId: r.channel_id as number,
     conversationId: r.conversation_id as number,
-    contact: { id: r.contact_id as number, waId: r.wa_id as string, profileName: r.profile_name as string | null },
+    contact: { id: r.contact_id as number, waId: r.wa_id as string, profileName: r.profile_name as string | null, userId: r.user_id as string | null, username: r.username as string | null },
     direction: r.direction as 'inbound' | 'outbound',
     source: r.source as string,
     type: r.type as string,
@@ -76,7 +77,7 @@ function toView(r: Row, statuses: Row[]): MessageView {
 export async function findMessage(pool: Pool, by: { id: number } | { wamid: string }): Promise<MessageView | null> {
   const where = 'id' in by ? 'm.id = $1' : 'm.wamid = $1';
   const { rows } = await pool.query<Row>(
-    `SELECT m.*, c.wa_id, c.profile_name FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE ${where}`,
+    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE ${where}`,
     ['id' in by ? by.id : by.wamid],
   );
   const row = rows[0];

@@ -6,7 +6,9 @@ import { withTransaction, type Pool } from './pool.js';
 
 export interface NewOutbound {
   readonly channelId: number;
+  /** The contact key: a phone number, or a business-scoped user id (`toUserId`). */
   readonly to: string;
+  readonly toUserId?: boolean;
   readonly type: string;
   readonly body: string | null;
   readonly replyToWamid: string | null;
@@ -27,8 +29,13 @@ export interface OutboundRef {
  */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
   const { rows } = await pool.query<{ id: number; channel_id: number }>(
-    `WITH ct AS (
-       INSERT INTO contacts (wa_id) VALUES ($2) ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
+    `WITH known AS (
+       -- Sent to a BSUID: the contact Meta gave that id, whatever its key (its number if we have it).
+       SELECT id FROM contacts WHERE $8 AND (wa_id = $2 OR user_id = $2) ORDER BY wa_id = $2 DESC, id LIMIT 1),
+     ct_new AS (
+       INSERT INTO contacts (wa_id, user_id) SELECT $2, CASE WHEN $8 THEN $2 END WHERE NOT EXISTS (SELECT 1 FROM known)
+       ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
+     ct AS (SELECT id FROM known UNION ALL SELECT id FROM ct_new),
      cv AS (
        INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
        ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
@@ -42,7 +49,7 @@ export async function createOutbound(pool: Pool, m: NewOutbound): Promise<Outbou
        UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
        FROM ins WHERE c.id = ins.conversation_id)
      SELECT id, channel_id FROM ins`,
-    [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey],
+    [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey, m.toUserId === true],
   );
   if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, created: true };
   // The Idempotency-Key was used before: the original message is the answer.

@@ -39,6 +39,7 @@ export function classifyGraphError(e: Pick<GraphError, 'httpStatus' | 'code'>): 
 export function errorHint(code: number | null): string | undefined {
   if (code === 131047) return 'more than 24 hours since the customer last wrote: send an approved template instead';
   if (code === 131026) return 'the recipient cannot receive this message (not on WhatsApp, old app, or has not accepted terms)';
+  if (code === 131062) return 'this message cannot go to a business-scoped user id (e.g. one-tap, zero-tap and copy-code authentication templates): send it to the phone number';
   if (code !== null && code >= 132000 && code < 133000) return 'the template or its parameters do not match an approved template';
   return undefined;
 }

@@ -9,7 +9,13 @@ type Json = Record<string, unknown>;
 export interface InboundMessage {
   readonly phoneNumberId: string;
   readonly wamid: string;
+  /**
+   * Who sent it, the key of its contact: the phone number (`from`), or the business-scoped user
+   * id (`from_user_id`) when Meta withholds the number of a user with a username.
+   */
   readonly from: string;
+  /** The sender's business-scoped user id (BSUID) when Meta sends one. */
+  readonly fromUserId: string | null;
   readonly profileName: string | null;
   readonly type: string;
   readonly timestamp: Date;
@@ -35,7 +41,9 @@ export interface InboundStatus {
   readonly status: string;
   readonly rank: number;
   readonly timestamp: Date;
+  /** The recipient's phone number, or its BSUID when Meta withholds the number. */
   readonly recipientId: string | null;
+  readonly recipientUserId: string | null;
   readonly errorCode: number | null;
   readonly errorTitle: string | null;
   readonly errorDetails: string | null;
@@ -54,11 +62,19 @@ export interface InvalidItem {
   readonly reason: string;
 }
 
+/** What `contacts[]` says of a user. */
+export interface ContactInfo {
+  readonly name: string | null;
+  /** Business-scoped user id (2026): present whether or not the phone number is. */
+  readonly userId: string | null;
+  readonly username: string | null;
+}
+
 export interface ParsedEvent {
   readonly messages: InboundMessage[];
   readonly statuses: InboundStatus[];
-  /** wa_id → profile name, from `contacts[]` of every change. */
-  readonly contacts: Map<string, string | null>;
+  /** Contact key (wa_id, or user_id when Meta withholds the number) → what `contacts[]` says. */
+  readonly contacts: Map<string, ContactInfo>;
   readonly phoneNumberIds: string[];
   readonly fields: string[];
   readonly other: OtherChange[];
@@ -146,16 +162,18 @@ function messageContent(type: string, m: Json): Pick<InboundMessage, 'body' | 'm
   return out;
 }
 
-function parseMessage(m: unknown, phoneNumberId: string, contacts: Map<string, string | null>, path: string, invalid: InvalidItem[]): InboundMessage | null {
+function parseMessage(m: unknown, phoneNumberId: string, contacts: ReadonlyMap<string, ContactInfo>, path: string, invalid: InvalidItem[]): InboundMessage | null {
   if (!isObj(m)) {
     invalid.push({ path, reason: 'message is not an object' });
     return null;
   }
   const wamid = str(m.id);
-  const from = str(m.from);
+  const fromUserId = str(m.from_user_id);
+  // A username user's number is omitted unless the business knows it: the BSUID keys them then.
+  const from = str(m.from) ?? fromUserId;
   const type = str(m.type);
   const timestamp = unixSeconds(m.timestamp);
-  const missing = [!wamid && 'id', !from && 'from', !type && 'type', !timestamp && 'timestamp'].filter(Boolean);
+  const missing = [!wamid && 'id', !from && 'from (or from_user_id)', !type && 'type', !timestamp && 'timestamp'].filter(Boolean);
   if (missing.length > 0 || !wamid || !from || !type || !timestamp) {
     invalid.push({ path, reason: `message lacks ${missing.join(', ')}` });
     return null;
@@ -165,7 +183,8 @@ function parseMessage(m: unknown, phoneNumberId: string, contacts: Map<string, s
     phoneNumberId,
     wamid,
     from,
-    profileName: contacts.get(from) ?? null,
+    fromUserId,
+    profileName: (contacts.get(from) ?? (fromUserId !== null ? contacts.get(fromUserId) : undefined))?.name ?? null,
     type,
     timestamp,
     ...messageContent(type, m),
@@ -205,12 +224,19 @@ function parseStatus(s: unknown, phoneNumberId: string, path: string, invalid: I
     status,
     rank: statusRank(status),
     timestamp,
-    recipientId: str(s.recipient_id),
+    recipientId: str(s.recipient_id) ?? str(s.recipient_user_id),
+    recipientUserId: str(s.recipient_user_id),
     errorCode: err ? num(err.code) : null,
     errorTitle: err ? (str(err.title) ?? str(err.message)) : null,
     errorDetails: errData ? str(errData.details) : err ? str(err.message) : null,
     raw: s,
   };
+}
+
+/** What two mentions of one user say together: the newer value of each field Meta sent. */
+function mergeContact(a: ContactInfo | undefined, b: ContactInfo): ContactInfo {
+  if (!a) return b;
+  return { name: b.name ?? a.name, userId: b.userId ?? a.userId, username: b.username ?? a.username };
 }
 
 /** Every entry, every change, every message and status: nothing past the first is skipped. */
@@ -248,20 +274,25 @@ export function parseEvent(body: unknown): ParsedEvent {
         return;
       }
       phoneIds.add(phoneNumberId);
-      const localContacts = new Map<string, string | null>();
+      const localContacts = new Map<string, ContactInfo>();
       for (const c of arr(value.contacts)) {
         if (!isObj(c)) continue;
-        const waId = str(c.wa_id);
-        if (!waId) continue;
-        const name = isObj(c.profile) ? str(c.profile.name) : null;
-        localContacts.set(waId, name);
-        if (name !== null || !out.contacts.has(waId)) out.contacts.set(waId, name);
+        const userId = str(c.user_id);
+        const key = str(c.wa_id) ?? userId;
+        if (!key) continue;
+        const profile = isObj(c.profile) ? c.profile : {};
+        const info: ContactInfo = { name: str(profile.name), userId, username: str(profile.username) };
+        localContacts.set(key, info);
+        // A message keyed on its number still finds the contact by its BSUID, and the reverse.
+        if (userId !== null && userId !== key) localContacts.set(userId, info);
+        out.contacts.set(key, mergeContact(out.contacts.get(key), info));
       }
       arr(value.messages).forEach((m, mi) => {
         const msg = parseMessage(m, phoneNumberId, localContacts, `${path}.value.messages[${mi}]`, out.invalid);
         if (msg) {
           out.messages.push(msg);
-          if (!out.contacts.has(msg.from)) out.contacts.set(msg.from, null);
+          const known = localContacts.get(msg.from) ?? (msg.fromUserId !== null ? localContacts.get(msg.fromUserId) : undefined);
+          out.contacts.set(msg.from, mergeContact(out.contacts.get(msg.from), known ?? { name: null, userId: msg.fromUserId, username: null }));
         }
       });
       arr(value.statuses).forEach((s, si) => {

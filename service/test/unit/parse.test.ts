@@ -1,4 +1,5 @@
 // Every inbound type of Meta's messages webhook reference, normalized.
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkEnvelope, EnvelopeError, parseEvent } from '../../src/whatsapp/parse.js';
 import { allTypeMessages, base, FROM } from '../helpers/meta-samples.js';
@@ -77,6 +78,36 @@ describe('parseEvent', () => {
       { path: 'entry[0].changes[0].value.messages[0]', reason: 'message lacks id' },
       { path: 'entry[0].changes[0].value.statuses[0]', reason: 'status lacks status' },
     ]);
+  });
+});
+
+describe('business-scoped user ids (2026)', () => {
+  const example = (name: string) => parseEvent(JSON.parse(fs.readFileSync(new URL(`../fixtures/docs-examples/${name}.json`, import.meta.url), 'utf8')));
+
+  it('keys a username user without a phone number on the BSUID, with name and username', () => {
+    const p = example('bsuid-text');
+    expect(p.invalid).toEqual([]);
+    expect(p.messages).toEqual([expect.objectContaining({ from: 'US.13491208655302741918', fromUserId: 'US.13491208655302741918', profileName: 'Sheena Nelson', body: 'Hi, I found you on Instagram' })]);
+    expect(p.contacts.get('US.13491208655302741918')).toEqual({ name: 'Sheena Nelson', userId: 'US.13491208655302741918', username: '@sheena.nelson' });
+  });
+
+  it('keeps the phone number as the key when Meta sends both, with the BSUID beside it', () => {
+    const p = parseEvent({
+      object: 'whatsapp_business_account',
+      entry: [{ id: '1', changes: [{ field: 'messages', value: { metadata: { phone_number_id: '1' }, contacts: [{ profile: { name: 'Ana' }, wa_id: FROM, user_id: 'BR.8812' }], messages: [{ from: FROM, from_user_id: 'BR.8812', id: 'wamid.both', timestamp: '1749416383', type: 'text', text: { body: 'oi' } }] } }] }],
+    });
+    expect(p.messages[0]).toMatchObject({ from: FROM, fromUserId: 'BR.8812', profileName: 'Ana' });
+    expect(p.contacts.get(FROM)).toEqual({ name: 'Ana', userId: 'BR.8812', username: null });
+  });
+
+  it('reads a status sent to a BSUID', () => {
+    const p = example('bsuid-status-delivered');
+    expect(p.statuses).toEqual([expect.objectContaining({ status: 'delivered', recipientId: 'US.13491208655302741918', recipientUserId: 'US.13491208655302741918' })]);
+  });
+
+  it('reports a message with neither from nor from_user_id', () => {
+    const p = parseEvent({ object: 'whatsapp_business_account', entry: [{ id: '1', changes: [{ field: 'messages', value: { metadata: { phone_number_id: '1' }, messages: [{ id: 'wamid.nobody', timestamp: '1', type: 'text', text: { body: '?' } }] } }] }] });
+    expect(p.invalid).toEqual([{ path: 'entry[0].changes[0].value.messages[0]', reason: 'message lacks from (or from_user_id)' }]);
   });
 });
 

@@ -11,12 +11,19 @@ const media = z
   .object({ id: z.string().min(1).optional(), link: z.url().optional(), caption: z.string().max(1024).optional(), filename: z.string().max(240).optional() })
   .refine((m) => Boolean(m.id) !== Boolean(m.link), 'give exactly one of id or link');
 
+const PHONE = /^\+?\d{6,20}$/;
+/** A business-scoped user id: country code, '.', alphanumerics (a parent BSUID has `ENT.` inside). */
+export const BSUID = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+
 const sendSchema = z
   .object({
     /** Our channel id, or Meta's phone_number_id; optional when one channel is configured. */
     channelId: z.number().int().positive().optional(),
     phoneNumberId: z.string().regex(/^\d+$/).optional(),
-    to: z.string().regex(/^\+?\d{6,20}$/, 'an international phone number, digits only (a leading + is allowed)'),
+    /** The phone number; a BSUID is accepted here too and sent as Meta's `recipient`. */
+    to: z.string().refine((v) => PHONE.test(v) || BSUID.test(v), 'an international phone number, digits only (a leading + is allowed), or a business-scoped user id like US.13491208655302741918').optional(),
+    /** Meta's field for a business-scoped user id (a user whose number we do not have). `to` wins when both are given, as at Meta. */
+    recipient: z.string().regex(BSUID, 'a business-scoped user id like US.13491208655302741918').optional(),
     type: z.enum(['text', 'template', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts', 'interactive', 'reaction']),
     text: z.object({ body: z.string().min(1).max(4096), preview_url: z.boolean().optional() }).optional(),
     template: z.object({ name: z.string().min(1), language: z.object({ code: z.string().min(2) }), components: z.array(z.record(z.string(), z.unknown())).optional() }).optional(),
@@ -33,6 +40,7 @@ const sendSchema = z
     bizOpaqueCallbackData: z.string().max(400).optional(),
   })
   .superRefine((b, ctx) => {
+    if (b.to === undefined && b.recipient === undefined) ctx.addIssue({ code: 'custom', path: ['to'], message: 'give to (a phone number) or recipient (a business-scoped user id)' });
     if (b[b.type] === undefined) ctx.addIssue({ code: 'custom', path: [b.type], message: `type is ${b.type}: the ${b.type} object is required` });
   });
 
@@ -64,11 +72,12 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
     if (channelId === null) throw new HttpError(422, 'unknown_channel', 'no such channel: give channelId or phoneNumberId of a configured channel');
     const key = req.get('Idempotency-Key');
     if (key !== undefined && (key.length === 0 || key.length > 255)) throw new HttpError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
-    const to = b.to.replace(/^\+/, '');
-    const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', to, type: b.type, [b.type]: b[b.type] };
+    const to = (b.to ?? b.recipient!).replace(/^\+/, '');
+    const toUserId = BSUID.test(to);
+    const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: b[b.type] };
     if (b.context) payload.context = b.context;
     if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
-    const ref = await createOutbound(deps.pool, { channelId, to, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotencyKey: key ?? null });
+    const ref = await createOutbound(deps.pool, { channelId, to, toUserId, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotencyKey: key ?? null });
     if (ref.created) {
       // The fast path; if it fails, the outbox relay enqueues the message a moment later.
       try {
