@@ -118,12 +118,12 @@ interface Person {
  */
 async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<string, { conversationId: number; contactId: number }>> {
   const out = new Map<string, { conversationId: number; contactId: number }>();
-  // A user first met by BSUID alone (number withheld) whose number is now given: the contact is
-  // re-keyed to the number, keeping its conversations, unless the number already has a contact.
-  const rekey = people.filter((p) => p.user_id !== null && p.user_id !== p.wa_id);
-  if (rekey.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(rekey.map((p) => ({ wa_id: p.wa_id, user_id: p.user_id })))]);
   let todo = people;
   for (let round = 0; round < 3 && todo.length > 0; round++) {
+    // A user first met by BSUID alone whose number is now given is left out by PEOPLE_SQL: the
+    // contact is re-keyed to the number here (keeping its conversations), then resolved.
+    const moved = round > 0 ? todo.filter((p) => p.user_id !== null && p.user_id !== p.wa_id) : [];
+    if (moved.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(moved.map((p) => ({ wa_id: p.wa_id, user_id: p.user_id })))]);
     const { rows } = await pool.query<{ conversation_id: number; channel_id: number; contact_id: number; wa_id: string }>(PEOPLE_SQL, [JSON.stringify(todo)]);
     for (const r of rows) out.set(pairKey(r.channel_id, r.wa_id), { conversationId: r.conversation_id, contactId: r.contact_id });
     todo = todo.filter((p) => !out.has(pairKey(p.channel_id, p.wa_id)));
@@ -142,11 +142,14 @@ WHERE c.wa_id = r.user_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id
 // Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
 const PEOPLE_SQL = `
 WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
+-- Numbers whose contact is still keyed on their BSUID: left to REKEY_SQL and the next round.
+moved AS (
+  SELECT DISTINCT i.wa_id FROM input i JOIN contacts c ON c.wa_id = i.user_id
+  WHERE i.user_id <> i.wa_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = i.wa_id)),
 ct_in AS (
-  SELECT wa_id, (array_agg(profile_name) FILTER (WHERE profile_name IS NOT NULL))[1] AS profile_name,
-         (array_agg(user_id) FILTER (WHERE user_id IS NOT NULL))[1] AS user_id,
-         (array_agg(username) FILTER (WHERE username IS NOT NULL))[1] AS username
-  FROM input GROUP BY wa_id),
+  SELECT DISTINCT ON (wa_id) wa_id, profile_name, user_id, username FROM input
+  WHERE wa_id NOT IN (SELECT wa_id FROM moved)
+  ORDER BY wa_id, profile_name NULLS LAST, user_id NULLS LAST, username NULLS LAST),
 ct_ins AS (
   INSERT INTO contacts (wa_id, profile_name, user_id, username) SELECT wa_id, profile_name, user_id, username FROM ct_in ORDER BY wa_id
   ON CONFLICT (wa_id) DO UPDATE SET profile_name = COALESCE(EXCLUDED.profile_name, contacts.profile_name),
