@@ -84,8 +84,10 @@ export function parseHistory(change: OtherChange): HistoryChunk[] {
         const ctx = isObj(raw.history_context) ? raw.history_context : {};
         // Meta marks the business's own messages with `to` (its reference) or
         // history_context.from_me (seen in partners' captures); the sender's number says it too.
-        const fromBusiness = ctx.from_me === true || str(raw.to) !== null || (business !== '' && digits(msg.from) === business);
-        const customer = waId ?? (fromBusiness ? str(raw.to) : msg.from);
+        // A username user's number may be withheld: `to_user_id` (their BSUID) stands for `to`.
+        const to = str(raw.to) ?? str(raw.to_user_id);
+        const fromBusiness = ctx.from_me === true || to !== null || (business !== '' && digits(msg.from) === business);
+        const customer = waId ?? (fromBusiness ? to : msg.from);
         if (!customer) {
           invalid.push({ path, reason: 'no thread id to tell the customer' });
           return;
@@ -118,10 +120,11 @@ export function parseEchoes(change: OtherChange): { phoneNumberId: string; rows:
   arr(value.message_echoes).forEach((e, i) => {
     const msg = parseMessageObject(e, phoneNumberId, `message_echoes[${i}]`, invalid);
     const raw = isObj(e) ? e : {};
-    const to = str(raw.to);
+    // The BSUID when Meta withholds the number of a user with a username.
+    const to = str(raw.to) ?? str(raw.to_user_id);
     if (!msg) return;
     if (!to) {
-      invalid.push({ path: `message_echoes[${i}]`, reason: 'echo lacks to' });
+      invalid.push({ path: `message_echoes[${i}]`, reason: 'echo lacks to (or to_user_id)' });
       return;
     }
     rows.push({ message: msg, waId: to, change: changeOf(msg) });

@@ -58,6 +58,14 @@ describe('parseEchoes', () => {
       { kind: 'revoke', targetWamid: 'wamid.ORIG', body: null },
     ]);
   });
+
+  it('takes the BSUID in `to_user_id` as the customer when Meta withholds their number', () => {
+    const echo = { from: '15550783881', to_user_id: 'US.13491208655302741918', id: 'wamid.ECHO_BSUID', timestamp: '1749416383', type: 'text', text: { body: 'Hello @sheena' } };
+    const value = { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' }, message_echoes: [echo, { ...echo, id: 'wamid.NOBODY', to_user_id: undefined }] };
+    const { rows, invalid } = parseEchoes({ field: 'smb_message_echoes', wabaId: null, value });
+    expect(rows.map((r) => r.waId)).toEqual(['US.13491208655302741918']);
+    expect(invalid).toEqual([{ path: 'message_echoes[1]', reason: 'echo lacks to (or to_user_id)' }]);
+  });
 });
 
 describe('parseStateSync', () => {
