@@ -97,6 +97,8 @@ export interface GraphSimulator {
   readonly stats: SimulatorStats;
   /** Every accepted send, in order. */
   readonly sent: SentMessage[];
+  /** Read receipts received (`status: "read"` with `message_id`), in order. */
+  readonly reads: { phoneNumberId: string; wamid: string; at: number }[];
   /** phone_number_id → the token it accepts. */
   readonly tokens: Map<string, string>;
   configure(patch: Partial<SimulatorConfig>): void;
@@ -130,6 +132,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
   const tokens = new Map(Object.entries(opts.tokens ?? {}));
   const stats: SimulatorStats = { requests: 0, accepted: 0, errors: {}, webhooksSent: 0 };
   const sent: SentMessage[] = [];
+  const reads: GraphSimulator['reads'] = [];
   const throughput = new Map<string, TokenBucket>();
   const pairs = new Map<string, TokenBucket>();
   const media = new Map<string, { bytes: Buffer; mime: string }>();
@@ -216,6 +219,12 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       if (!expected || token !== expected) return fail(190);
       const body = (await readJson(req)) as Record<string, unknown>;
       if (config.outage) return fail(2);
+      // A read receipt for a message the user sent: `{ success: true }`, not a send.
+      if (body.messaging_product === 'whatsapp' && body.status === 'read') {
+        if (typeof body.message_id !== 'string' || body.message_id === '') return fail(100, 'message_id is required');
+        reads.push({ phoneNumberId, wamid: body.message_id, at: Date.now() });
+        return send(res, 200, { success: true });
+      }
       // `to` (a phone number) wins over `recipient` (a business-scoped user id), as at Meta.
       const input = typeof body.to === 'string' ? body.to : typeof body.recipient === 'string' ? body.recipient : null;
       if (body.messaging_product !== 'whatsapp' || input === null || typeof body.type !== 'string' || !(body.type in body)) {
@@ -256,6 +265,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     config,
     stats,
     sent,
+    reads,
     tokens,
     configure(patch) {
       Object.assign(config, patch);

@@ -38,6 +38,12 @@ import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from '.
 import { takeUnroutedEvents } from './store/channels.js';
 import { GraphClient } from './whatsapp/graph-client.js';
 import { JOBS } from './queue/names.js';
+import { Redis as IORedis } from 'ioredis';
+import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
+import { redisOptions } from './queue/redis.js';
+import { tokenChecker } from './http/auth.js';
+import { conversationRoutes } from './http/routes/conversations.js';
+import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -93,6 +99,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const redis: Redis = createRedis(config, runsWeb ? 'producer' : 'client');
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
+  const publish = createPublisher(redis, config.QUEUE_PREFIX, log);
   const inboundQueue = new Queue<InboundJobData>(QUEUES.inbound, { connection: redis, prefix: config.QUEUE_PREFIX });
   inboundQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => inboundQueue.close());
@@ -152,6 +159,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
 
   let producer: IngestProducer | undefined;
   let historyProducer: IngestProducer | undefined;
+  let realtime: RealtimeClients | undefined;
   const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
     producer = new IngestProducer(inboundQueue, redis, {
@@ -178,7 +186,31 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const syncBoard = () => bullBoard.replaceQueues(queues().map((q) => new BullMQAdapter(q)));
     const outbox = new OutboxCleaner(pool, (err) => log.warn({ err: err.message }, 'outbox cleanup failed; the relay will catch up'));
     closers.push(() => outbox.flush());
-    v1.use(outboundRoutes({ pool, queues: outboundQueues, outbox, log, resolveChannel: (by) => resolveChannel(pool, channelsNow, by) }));
+    // Realtime: one subscription per web process, fanned out to SSE and WebSocket clients. The
+    // token may come as ?access_token= there (browsers' EventSource and WebSocket set no headers).
+    const subscriber = new IORedis({ ...redisOptions(config, 'client'), lazyConnect: true, connectionName: 'wa-router:events' });
+    subscriber.on('error', (err) => log.warn({ err: err.message }, 'events subscriber error'));
+    const hub = new EventHub(subscriber, eventsChannel(config.QUEUE_PREFIX), log);
+    closers.push(() => hub.close());
+    realtime = new RealtimeClients(hub);
+    const live = realtime;
+    scrapeGauge(metrics.registry, 'wa_router_realtime_clients', 'Open SSE and WebSocket event streams of this process', [], async (set) => set({}, live.count));
+    app.use('/v1', realtime.router(bearerAuth(config.API_TOKEN, { allowQuery: true })));
+    const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
+    v1.use(
+      conversationRoutes({
+        pool,
+        publish,
+        sendReadReceipt: async (channelId, wamid) => {
+          if (!channelsNow.has(channelId)) await refreshChannels();
+          const ch = channelsNow.get(channelId);
+          if (!ch?.accessToken) return 'the channel has no access token';
+          const r = await graph.markRead(ch.phoneNumberId, ch.accessToken, wamid);
+          return r.ok ? null : `${r.error.code ?? r.error.httpStatus}: ${r.error.title}`;
+        },
+      }),
+    );
+    v1.use(outboundRoutes({ pool, queues: outboundQueues, outbox, log, publish, resolveChannel: (by) => resolveChannel(pool, channelsNow, by) }));
     v1.use(
       channelRoutes({
         pool,
@@ -212,6 +244,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   // Longer than common load balancer idle timeouts, so they close first and never hit a dead socket.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
+  if (realtime) attachUpgrade(server, realtime, '/v1/events', tokenChecker(config.API_TOKEN, { allowQuery: true }));
 
   let worker: Worker<InboundJobData> | undefined;
   let historyWorker: Worker<HistoryJobData> | undefined;
@@ -237,7 +270,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         const processor = createOutboundProcessor({
           pool, graph, circuit, gate, log, metrics,
           channel: () => channelsNow.get(ch.id),
-          publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
+          publish,
         });
         const w = new Worker<OutboundJobData>(outboundQueueName(ch.id), processor, {
           connection: createRedis(config, 'worker'),
@@ -300,10 +333,10 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const coex: CoexistenceDeps = {
       pool, channels, historyQueue, inboundQueue, redis, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
       sequenceKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId),
-      publish: (event) => void redis.publish(`${config.QUEUE_PREFIX}:events`, JSON.stringify(event)).catch(() => undefined),
+      publish,
     };
     historyWorker = startHistoryWorker(coex);
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes) });
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes), onStored: (result) => publish(storedEvents(result)) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,
@@ -359,6 +392,8 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     async stop() {
       accepting = false;
       clearTimeout(bootstrapTimer);
+      // Event streams never end by themselves: close them so the server can.
+      realtime?.closeAll();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await closed;

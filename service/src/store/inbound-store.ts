@@ -20,7 +20,8 @@ export interface InboundStoreResult {
   readonly unroutedEvents: number;
   readonly messagesInserted: number;
   readonly statusesInserted: number;
-  readonly newMessages: { id: number; wamid: string; conversationId: number }[];
+  readonly newMessages: { id: number; wamid: string; conversationId: number; channelId: number; type: string }[];
+  readonly statusChanges: StatusChange[];
 }
 
 /**
@@ -89,7 +90,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     );
   }
   // Statuses only concern messages the business sent; a user's inbound message never has one.
-  if (applyWamids.size > 0) await applyStatuses(pool, [...applyWamids]);
+  const statusChanges = applyWamids.size > 0 ? await applyStatuses(pool, [...applyWamids]) : [];
   return {
     events: unique.size,
     duplicateEvents: unique.size - r.fresh,
@@ -97,6 +98,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     messagesInserted: r.new_messages.length,
     statusesInserted: r.statuses_inserted,
     newMessages: r.new_messages,
+    statusChanges,
   };
 }
 
@@ -205,7 +207,7 @@ ins AS (
     reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, 'received', 0
   FROM msg
   ON CONFLICT (wamid) DO NOTHING
-  RETURNING id, wamid, conversation_id, wa_timestamp),
+  RETURNING id, wamid, conversation_id, channel_id, type, wa_timestamp),
 agg AS (
   SELECT DISTINCT ON (conversation_id) conversation_id, id AS last_id, wa_timestamp AS last_at,
          count(*) OVER (PARTITION BY conversation_id) AS n
@@ -231,7 +233,7 @@ SELECT
   (SELECT count(*) FROM ev_ins)::int AS fresh,
   (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins))::int AS unrouted,
   (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
-  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id)), '[]'::json) FROM ins) AS new_messages`;
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages`;
 
 function messageRow(ev: string, m: InboundMessage, channelId: number, conversationId: number, contactId: number) {
   return {
@@ -279,8 +281,17 @@ function statusRow(ev: string, s: InboundStatus) {
  * (failed is terminal), each timestamp is the first report of that status. Order of
  * arrival cannot matter, and running it twice changes nothing.
  */
-export async function applyStatuses(db: Pick<Pool, 'query'>, wamids: readonly string[]): Promise<number> {
-  const res = await db.query(
+/** A message whose status moved: what realtime clients are told. */
+export interface StatusChange {
+  readonly messageId: number;
+  readonly wamid: string;
+  readonly conversationId: number;
+  readonly channelId: number;
+  readonly status: string;
+}
+
+export async function applyStatuses(db: Pick<Pool, 'query'>, wamids: readonly string[]): Promise<StatusChange[]> {
+  const res = await db.query<StatusChange>(
     `WITH agg AS (
        SELECT wamid,
               max(status_rank) AS rank,
@@ -311,8 +322,9 @@ export async function applyStatuses(db: Pick<Pool, 'query'>, wamids: readonly st
          OR (m.sent_at IS NULL AND agg.sent_at IS NOT NULL)
          OR (m.delivered_at IS NULL AND agg.delivered_at IS NOT NULL)
          OR (m.read_at IS NULL AND agg.read_at IS NOT NULL)
-         OR (m.failed_at IS NULL AND agg.failed_at IS NOT NULL))`,
+         OR (m.failed_at IS NULL AND agg.failed_at IS NOT NULL))
+     RETURNING m.id AS "messageId", m.wamid, m.conversation_id AS "conversationId", m.channel_id AS "channelId", m.status`,
     [wamids],
   );
-  return res.rowCount ?? 0;
+  return res.rows;
 }

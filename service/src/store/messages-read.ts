@@ -33,9 +33,9 @@ export interface MessageView {
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-type Row = Record<string, unknown> & { id: number; wamid: string | null };
+export type Row = Record<string, unknown> & { id: number; wamid: string | null };
 
-function toView(r: Row, statuses: Row[]): MessageView {
+export function toView(r: Row, statuses: Row[]): MessageView {
   const d = (k: string) => r[k] as Date | null;
   return {
     id: r.id,

@@ -1,7 +1,7 @@
 // Outbound messages: written 'pending' with an outbox row in one transaction before
 // anything is sent, then claimed, marked accepted (wamid) or failed by the sender.
 import type { GraphError } from '../whatsapp/errors.js';
-import { applyStatuses } from './inbound-store.js';
+import { applyStatuses, type StatusChange } from './inbound-store.js';
 import { withTransaction, type Pool } from './pool.js';
 
 export interface NewOutbound {
@@ -20,6 +20,7 @@ export interface NewOutbound {
 export interface OutboundRef {
   readonly id: number;
   readonly channelId: number;
+  readonly conversationId: number;
   readonly created: boolean;
 }
 
@@ -28,7 +29,7 @@ export interface OutboundRef {
  * statement, so they commit together or not at all (and in one round trip).
  */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
-  const { rows } = await pool.query<{ id: number; channel_id: number }>(
+  const { rows } = await pool.query<{ id: number; channel_id: number; conversation_id: number }>(
     `WITH known AS (
        -- Sent to a BSUID: the contact Meta gave that id, whatever its key (its number if we have it).
        SELECT id FROM contacts WHERE $8 AND (wa_id = $2 OR user_id = $2) ORDER BY wa_id = $2 DESC, id LIMIT 1),
@@ -48,13 +49,13 @@ export async function createOutbound(pool: Pool, m: NewOutbound): Promise<Outbou
      upd AS (
        UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
        FROM ins WHERE c.id = ins.conversation_id)
-     SELECT id, channel_id FROM ins`,
+     SELECT id, channel_id, conversation_id FROM ins`,
     [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey, m.toUserId === true],
   );
-  if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, created: true };
+  if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, conversationId: rows[0].conversation_id, created: true };
   // The Idempotency-Key was used before: the original message is the answer.
-  const prior = await pool.query<{ id: number; channel_id: number }>('SELECT id, channel_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
-  return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, created: false };
+  const prior = await pool.query<{ id: number; channel_id: number; conversation_id: number }>('SELECT id, channel_id, conversation_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
+  return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, conversationId: prior.rows[0]!.conversation_id, created: false };
 }
 
 /**
@@ -134,10 +135,11 @@ export async function checkForSend(pool: Pool, id: number): Promise<SendCheck> {
 }
 
 /** Meta accepted it: keep the wamid, then apply any status that arrived before it. */
-export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<void> {
+/** Returns the status changes that statuses already received made (reported before the answer). */
+export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<StatusChange[]> {
   await pool.query('UPDATE messages SET wamid = $2, accepted_at = now(), updated_at = now() WHERE id = $1 AND (wamid IS NULL OR wamid = $2)', [id, wamid]);
   // A new statement (new snapshot) sees statuses committed while we were sending.
-  await applyStatuses(pool, [wamid]);
+  return applyStatuses(pool, [wamid]);
 }
 
 export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {

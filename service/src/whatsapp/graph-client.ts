@@ -15,6 +15,25 @@ export class GraphClient {
   constructor(private readonly opts: GraphClientOptions) {}
 
   async sendMessage(phoneNumberId: string, accessToken: string, payload: Record<string, unknown>): Promise<SendResult> {
+    const answer = await this.post(phoneNumberId, accessToken, payload);
+    if (!answer.ok) return answer;
+    const { res, body } = answer;
+    if (res.ok) {
+      const id = (body as { messages?: { id?: unknown }[] } | null)?.messages?.[0]?.id;
+      if (typeof id === 'string') return { ok: true, wamid: id };
+      return { ok: false, error: { httpStatus: res.status, code: null, subcode: null, title: 'Graph API answered without messages[0].id', details: null, fbtraceId: null } };
+    }
+    return { ok: false, error: parseGraphError(res.status, body) };
+  }
+
+  /** Meta's read receipt: the message (and every earlier one) shows read, blue ticks. */
+  async markRead(phoneNumberId: string, accessToken: string, wamid: string): Promise<{ ok: true } | { ok: false; error: GraphError }> {
+    const answer = await this.post(phoneNumberId, accessToken, { messaging_product: 'whatsapp', status: 'read', message_id: wamid });
+    if (!answer.ok) return answer;
+    return answer.res.ok ? { ok: true } : { ok: false, error: parseGraphError(answer.res.status, answer.body) };
+  }
+
+  private async post(phoneNumberId: string, accessToken: string, payload: Record<string, unknown>): Promise<{ ok: true; res: Response; body: unknown } | { ok: false; error: GraphError }> {
     const url = `${this.opts.baseUrl.replace(/\/$/, '')}/${this.opts.version}/${encodeURIComponent(phoneNumberId)}/messages`;
     let res: Response;
     try {
@@ -28,12 +47,6 @@ export class GraphClient {
       // Timeouts and connection failures: status 0, retried like a 5xx.
       return { ok: false, error: { httpStatus: 0, code: null, subcode: null, title: err instanceof Error ? err.message : String(err), details: null, fbtraceId: null } };
     }
-    const body: unknown = await res.json().catch(() => null);
-    if (res.ok) {
-      const id = (body as { messages?: { id?: unknown }[] } | null)?.messages?.[0]?.id;
-      if (typeof id === 'string') return { ok: true, wamid: id };
-      return { ok: false, error: { httpStatus: res.status, code: null, subcode: null, title: 'Graph API answered without messages[0].id', details: null, fbtraceId: null } };
-    }
-    return { ok: false, error: parseGraphError(res.status, body) };
+    return { ok: true, res, body: await res.json().catch(() => null) };
   }
 }

@@ -5,6 +5,7 @@ import type { OutboundQueues } from '../../queue/outbound.js';
 import { createOutbound, type OutboxCleaner } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { HttpError } from '../errors.js';
+import type { Publish } from '../../events/hub.js';
 import type { Logger } from '../../log.js';
 
 const media = z
@@ -59,6 +60,7 @@ export interface OutboundRouteDeps {
   readonly queues: OutboundQueues;
   readonly outbox: OutboxCleaner;
   readonly log: Logger;
+  readonly publish?: Publish;
   readonly resolveChannel: (by: { channelId?: number | undefined; phoneNumberId?: string | undefined }) => Promise<number | null>;
 }
 
@@ -79,6 +81,10 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
     if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
     const ref = await createOutbound(deps.pool, { channelId, to, toUserId, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotencyKey: key ?? null });
     if (ref.created) {
+      deps.publish?.([
+        { type: 'message.created', messageId: ref.id, conversationId: ref.conversationId, channelId: ref.channelId, direction: 'outbound', messageType: b.type },
+        { type: 'conversation.updated', conversationId: ref.conversationId, channelId: ref.channelId },
+      ]);
       // The fast path; if it fails, the outbox relay enqueues the message a moment later.
       try {
         await deps.queues.enqueue([{ messageId: ref.id, channelId: ref.channelId, to }]);

@@ -5,6 +5,7 @@
 // that came that way gets a job of its own on the history queue (its id derived from the chunk,
 // so a repeated delivery does not queue twice).
 import { createHash } from 'node:crypto';
+import type { Publish } from '../../events/hub.js';
 import { DelayedError, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
@@ -30,7 +31,7 @@ export interface CoexistenceDeps {
   readonly log: Logger;
   readonly attempts: number;
   /** One summary event per applied chunk (never one per message). */
-  readonly publish?: (event: Record<string, unknown>) => void;
+  readonly publish?: Publish;
 }
 
 type Json = Record<string, unknown>;

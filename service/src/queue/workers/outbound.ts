@@ -5,6 +5,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics/registry.js';
+import { storedEvents, type Publish } from '../../events/hub.js';
 import { checkForSend, markAccepted, markFailed, pauseChannel, type ChannelForSend } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { callbackData } from '../../whatsapp/callback-data.js';
@@ -23,7 +24,7 @@ export interface OutboundDeps {
   readonly metrics: Metrics;
   /** The channel as it is now (token, pause), refreshed by the caller. */
   readonly channel: () => ChannelForSend | undefined;
-  readonly publish?: (event: Record<string, unknown>) => void;
+  readonly publish?: Publish;
 }
 
 /** Slots further ahead than this go back to the queue (delayed) instead of waiting in the worker. */
@@ -73,7 +74,8 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     const res = await graph.sendMessage(channel.phoneNumberId, channel.accessToken, payload);
     metrics.outbound.graphDuration.observe({ outcome: res.ok ? 'ok' : String(res.error.code ?? res.error.httpStatus) }, (performance.now() - t0) / 1000);
     if (res.ok) {
-      await markAccepted(pool, job.data.messageId, res.wamid);
+      const changes = await markAccepted(pool, job.data.messageId, res.wamid);
+      deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid: res.wamid, channelId: channel.id, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: changes })]);
       if (verdict.failures > 0) await circuit.success(channel.id);
       metrics.outbound.sent.inc({ result: 'accepted' });
       return res.wamid;
@@ -85,7 +87,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     metrics.outbound.sent.inc({ result: action });
     if (action === 'permanent') {
       if (await markFailed(pool, job.data.messageId, e, errorHint(e.code))) {
-        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, status: 'failed', error: { code: e.code, title: e.title } });
+        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId: channel.id, status: 'failed', error: { code: e.code, title: e.title } });
       }
       log.warn({ messageId: job.data.messageId, code: e.code, title: e.title }, 'message failed permanently');
       return 'failed';

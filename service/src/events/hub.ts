@@ -1,0 +1,105 @@
+// Realtime events for agents. Workers (and the web process, for what it writes itself) publish
+// batches of events on one Redis pub/sub channel, one PUBLISH per stored batch rather than per
+// message; every web process subscribes once and fans them out to its SSE and WebSocket clients.
+// Delivery is at most once, as pub/sub is: a client that reconnects reloads through the API
+// (conversations are ordered by latest activity, so the first page shows what it missed).
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+
+export interface RealtimeEvent {
+  readonly type: string;
+  readonly [key: string]: unknown;
+}
+
+export type Publish = (events: RealtimeEvent | readonly RealtimeEvent[]) => void;
+
+export const eventsChannel = (queuePrefix: string) => `${queuePrefix}:events`;
+
+/** Publishes on `redis`; a failure is logged and dropped (events are hints, the database is the truth). */
+export function createPublisher(redis: Redis, queuePrefix: string, log: Logger, onPublished?: (n: number) => void): Publish {
+  const channel = eventsChannel(queuePrefix);
+  return (events) => {
+    const list = Array.isArray(events) ? events : [events as RealtimeEvent];
+    if (list.length === 0) return;
+    redis.publish(channel, JSON.stringify(list)).then(
+      () => onPublished?.(list.length),
+      (err: Error) => log.debug({ err: err.message }, 'event not published'),
+    );
+  };
+}
+
+export type Listener = (events: readonly (RealtimeEvent & { id: number })[]) => void;
+
+/** One subscription per process, shared by all of its clients. */
+export class EventHub {
+  private readonly listeners = new Set<Listener>();
+  private seq = 0;
+  private started = false;
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly channel: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Subscribes on first use, so a process nobody listens to never holds a subscription. */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.channel) return;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(message);
+      } catch {
+        return;
+      }
+      const list = (Array.isArray(parsed) ? parsed : [parsed]).filter((e): e is RealtimeEvent => typeof e === 'object' && e !== null && typeof (e as RealtimeEvent).type === 'string');
+      if (list.length === 0) return;
+      const numbered = list.map((e) => ({ ...e, id: ++this.seq }));
+      for (const l of this.listeners) l(numbered);
+    });
+    // ioredis re-subscribes by itself after a reconnect.
+    this.subscriber.subscribe(this.channel).catch((err: Error) => this.log.warn({ err: err.message }, 'events subscription failed; retried on reconnect'));
+  }
+
+  listen(listener: Listener): () => void {
+    this.start();
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get clients(): number {
+    return this.listeners.size;
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.subscriber.disconnect();
+  }
+}
+
+/** `types=message.created,message.status` → a filter; empty means every type. */
+export function typeFilter(types: unknown): (type: string) => boolean {
+  const wanted = typeof types === 'string' && types.trim() !== '' ? new Set(types.split(',').map((t) => t.trim()).filter(Boolean)) : null;
+  return wanted ? (t) => wanted.has(t) : () => true;
+}
+
+/** What a stored batch tells realtime clients: new messages, moved statuses, touched conversations. */
+export function storedEvents(result: {
+  readonly newMessages: readonly { id: number; wamid: string; conversationId: number; channelId: number; type: string }[];
+  readonly statusChanges: readonly { messageId: number; wamid: string; conversationId: number; channelId: number; status: string }[];
+}): RealtimeEvent[] {
+  const out: RealtimeEvent[] = [];
+  const conversations = new Map<number, number>();
+  for (const m of result.newMessages) {
+    out.push({ type: 'message.created', messageId: m.id, wamid: m.wamid, conversationId: m.conversationId, channelId: m.channelId, direction: 'inbound', messageType: m.type });
+    conversations.set(m.conversationId, m.channelId);
+  }
+  for (const s of result.statusChanges) {
+    out.push({ type: 'message.status', messageId: s.messageId, wamid: s.wamid, conversationId: s.conversationId, channelId: s.channelId, status: s.status });
+    conversations.set(s.conversationId, s.channelId);
+  }
+  for (const [conversationId, channelId] of conversations) out.push({ type: 'conversation.updated', conversationId, channelId });
+  return out;
+}

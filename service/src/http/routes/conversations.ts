@@ -1,0 +1,87 @@
+// Agent API: the inbox (conversations by latest activity), a conversation's messages, and
+// marking it read (optionally with a WhatsApp read receipt for the customer's last message).
+import { Router } from 'express';
+import { z } from 'zod';
+import type { Publish } from '../../events/hub.js';
+import { CursorError, decodeCursor, findConversation, listConversationMessages, listConversations, markConversationRead } from '../../store/conversations.js';
+import type { Pool } from '../../store/pool.js';
+import { HttpError } from '../errors.js';
+
+const page = {
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(512).optional(),
+};
+const listQuery = z.object({
+  ...page,
+  channelId: z.coerce.number().int().positive().optional(),
+  unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+});
+const pageQuery = z.object(page);
+const readBody = z.object({ readReceipt: z.boolean().default(false) }).strict();
+const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+export interface ConversationRouteDeps {
+  readonly pool: Pool;
+  readonly publish: Publish;
+  /** Sends Meta's read receipt for a message; resolves to an error text when Meta refused it. */
+  readonly sendReadReceipt: (channelId: number, wamid: string) => Promise<string | null>;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, code: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new HttpError(400, code, 'the request is not valid', r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+  return r.data;
+}
+
+function cursorOf(raw: string | undefined) {
+  try {
+    return decodeCursor(raw);
+  } catch (err) {
+    if (err instanceof CursorError) throw new HttpError(400, 'invalid_cursor', err.message);
+    throw err;
+  }
+}
+
+function conversationId(raw: string | undefined): number {
+  const r = idParam.safeParse(raw);
+  if (!r.success) throw new HttpError(404, 'not_found', `no conversation ${raw}`);
+  return r.data;
+}
+
+export function conversationRoutes(deps: ConversationRouteDeps): Router {
+  const r = Router();
+  r.get('/conversations', async (req, res) => {
+    const q = parse(listQuery, req.query, 'invalid_query');
+    res.json(await listConversations(deps.pool, { limit: q.limit, cursor: cursorOf(q.cursor), channelId: q.channelId, unread: q.unread }));
+  });
+  r.get('/conversations/:id', async (req, res) => {
+    const conv = await findConversation(deps.pool, conversationId(req.params.id));
+    if (!conv) throw new HttpError(404, 'not_found', `no conversation ${req.params.id}`);
+    res.json(conv);
+  });
+  r.get('/conversations/:id/messages', async (req, res) => {
+    const id = conversationId(req.params.id);
+    const q = parse(pageQuery, req.query, 'invalid_query');
+    const cursor = cursorOf(q.cursor);
+    if (cursor?.t === null) throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API gave out');
+    const result = await listConversationMessages(deps.pool, id, { limit: q.limit, cursor });
+    if (result.data.length === 0 && !(await findConversation(deps.pool, id))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    res.json(result);
+  });
+  r.post('/conversations/:id/read', async (req, res) => {
+    const id = conversationId(req.params.id);
+    const body = parse(readBody, req.body ?? {}, 'invalid_request');
+    const marked = await markConversationRead(deps.pool, id);
+    if (!marked) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    deps.publish({ type: 'conversation.updated', conversationId: id, channelId: marked.channelId, unreadCount: 0 });
+    let readReceipt: { sent: boolean; wamid: string | null; error?: string } | undefined;
+    if (body.readReceipt) {
+      // Meta marks everything up to that message read; failing to is reported, the unread count stays cleared.
+      const wamid = marked.lastInboundWamid;
+      const error = wamid ? await deps.sendReadReceipt(marked.channelId, wamid) : 'the conversation has no inbound message';
+      readReceipt = { sent: error === null, wamid, ...(error !== null ? { error } : {}) };
+    }
+    res.json({ id, unreadCount: 0, ...(readReceipt ? { readReceipt } : {}) });
+  });
+  return r;
+}

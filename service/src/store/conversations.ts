@@ -1,0 +1,168 @@
+// The agent API's read side: conversations by latest activity and their messages, both
+// keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
+import { toView, type MessageView } from './messages-read.js';
+import type { Pool } from './pool.js';
+
+export interface MessageSummary {
+  id: number;
+  wamid: string | null;
+  direction: 'inbound' | 'outbound';
+  type: string;
+  body: string | null;
+  status: string;
+  timestamp: string;
+}
+
+export interface ConversationView {
+  id: number;
+  channelId: number;
+  contact: { id: number; waId: string; profileName: string | null; userId: string | null; username: string | null };
+  lastMessage: MessageSummary | null;
+  lastAgentMessage: MessageSummary | null;
+  unreadCount: number;
+  lastMessageAt: string | null;
+  /** The 24-hour customer-service window runs from here. */
+  lastInboundAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Page<T> {
+  data: T[];
+  /** Give it back as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
+/** Where a page stopped: the sort key of its last row. Opaque to callers (base64url JSON). */
+interface Position {
+  readonly t: string | null;
+  readonly id: number;
+}
+
+export class CursorError extends Error {
+  override readonly name = 'CursorError';
+}
+
+const encode = (p: Position) => Buffer.from(JSON.stringify(p)).toString('base64url');
+
+export function decodeCursor(cursor: string | undefined): Position | null {
+  if (cursor === undefined || cursor === '') return null;
+  try {
+    const p = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<Position>;
+    if (typeof p.id === 'number' && Number.isSafeInteger(p.id) && (p.t === null || (typeof p.t === 'string' && !Number.isNaN(Date.parse(p.t))))) return { t: p.t, id: p.id };
+  } catch {
+    // reported below
+  }
+  throw new CursorError('cursor is not one this API gave out');
+}
+
+const iso = (d: unknown): string | null => (d instanceof Date ? d.toISOString() : null);
+
+function summary(r: Record<string, unknown>, prefix: string): MessageSummary | null {
+  if (r[`${prefix}_id`] === null) return null;
+  return {
+    id: r[`${prefix}_id`] as number,
+    wamid: r[`${prefix}_wamid`] as string | null,
+    direction: r[`${prefix}_direction`] as 'inbound' | 'outbound',
+    type: r[`${prefix}_type`] as string,
+    body: r[`${prefix}_body`] as string | null,
+    status: r[`${prefix}_status`] as string,
+    timestamp: iso(r[`${prefix}_ts`])!,
+  };
+}
+
+const CONVERSATION_SELECT = `
+SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
+       ct.wa_id, ct.profile_name, ct.user_id, ct.username,
+       lm.id AS lm_id, lm.wamid AS lm_wamid, lm.direction AS lm_direction, lm.type AS lm_type, lm.body AS lm_body, lm.status AS lm_status, lm.wa_timestamp AS lm_ts,
+       la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts
+FROM conversations c
+JOIN contacts ct ON ct.id = c.contact_id
+LEFT JOIN messages lm ON lm.id = c.last_message_id
+LEFT JOIN messages la ON la.id = c.last_agent_message_id`;
+
+function conversationView(r: Record<string, unknown>): ConversationView {
+  return {
+    id: r.id as number,
+    channelId: r.channel_id as number,
+    contact: { id: r.contact_id as number, waId: r.wa_id as string, profileName: r.profile_name as string | null, userId: r.user_id as string | null, username: r.username as string | null },
+    lastMessage: summary(r, 'lm'),
+    lastAgentMessage: summary(r, 'la'),
+    unreadCount: r.unread_count as number,
+    lastMessageAt: iso(r.last_message_at),
+    lastInboundAt: iso(r.last_inbound_at),
+    createdAt: iso(r.created_at)!,
+    updatedAt: iso(r.updated_at)!,
+  };
+}
+
+/**
+ * Newest activity first (`last_message_at DESC NULLS LAST, id DESC`, the order of
+ * conversations_activity_idx); conversations without a message yet come last.
+ */
+export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null; channelId?: number | undefined; unread?: boolean | undefined }): Promise<Page<ConversationView>> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const p = (v: unknown) => `$${params.push(v)}`;
+  if (q.cursor) {
+    if (q.cursor.t === null) where.push(`(c.last_message_at IS NULL AND c.id < ${p(q.cursor.id)})`);
+    else {
+      const t = p(q.cursor.t);
+      where.push(`(c.last_message_at < ${t}::timestamptz OR (c.last_message_at = ${t}::timestamptz AND c.id < ${p(q.cursor.id)}) OR c.last_message_at IS NULL)`);
+    }
+  }
+  if (q.channelId !== undefined) where.push(`c.channel_id = ${p(q.channelId)}`);
+  if (q.unread) where.push('c.unread_count > 0');
+  const { rows } = await pool.query(
+    `${CONVERSATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT ${p(q.limit + 1)}`,
+    params,
+  );
+  const more = rows.length > q.limit;
+  const data = rows.slice(0, q.limit).map(conversationView);
+  const last = data[data.length - 1];
+  return { data, nextCursor: more && last ? encode({ t: last.lastMessageAt, id: last.id }) : null };
+}
+
+export async function findConversation(pool: Pool, id: number): Promise<ConversationView | null> {
+  const { rows } = await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1`, [id]);
+  return rows[0] ? conversationView(rows[0]) : null;
+}
+
+/** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
+export async function listConversationMessages(pool: Pool, conversationId: number, q: { limit: number; cursor: Position | null }): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
+  const params: unknown[] = [conversationId, q.limit + 1];
+  let after = '';
+  if (q.cursor) {
+    params.push(q.cursor.t, q.cursor.id);
+    after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
+  }
+  const { rows } = await pool.query(
+    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
+     WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
+    params,
+  );
+  const more = rows.length > q.limit;
+  const data = rows.slice(0, q.limit).map((r) => {
+    const { raw: _raw, statuses: _statuses, ...view } = toView(r as Parameters<typeof toView>[0], []);
+    return view;
+  });
+  const last = data[data.length - 1];
+  return { data, nextCursor: more && last ? encode({ t: last.timestamp, id: last.id }) : null };
+}
+
+/**
+ * Clears the unread count. Returns the conversation's channel and the last inbound message's
+ * wamid (for a read receipt), or null when there is no such conversation.
+ */
+export async function markConversationRead(pool: Pool, id: number): Promise<{ channelId: number; lastInboundWamid: string | null } | null> {
+  const { rows } = await pool.query<{ channel_id: number; wamid: string | null }>(
+    `UPDATE conversations c SET unread_count = 0, updated_at = CASE WHEN c.unread_count > 0 THEN now() ELSE c.updated_at END
+     WHERE c.id = $1
+     RETURNING c.channel_id,
+       (SELECT m.wamid FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'inbound' AND m.wamid IS NOT NULL
+        ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT 1) AS wamid`,
+    [id],
+  );
+  return rows[0] ? { channelId: rows[0].channel_id, lastInboundWamid: rows[0].wamid } : null;
+}

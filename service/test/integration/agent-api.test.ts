@@ -1,0 +1,228 @@
+// The agent API against real Postgres and Redis and the Graph API simulator: the inbox by latest
+// activity, a conversation's messages, marking read (with Meta's read receipt), realtime events
+// over SSE and WebSocket.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+
+let db: TestDb;
+let sim: GraphSimulator;
+let app: RunningApp;
+const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+const get = async (path: string) => {
+  const res = await fetch(`${app.url}${path}`, { headers: auth });
+  return { status: res.status, body: await json(res) };
+};
+
+let seq = 0;
+const wamid = () => `wamid.AGENT${Date.now().toString(36)}${(seq++).toString(36).padStart(4, '0')}`;
+const base = 1_780_000_000;
+function inbound(from: string, at: number, id = wamid(), body = `hello at ${at}`): string {
+  return JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+      contacts: [{ profile: { name: `Customer ${from.slice(-3)}` }, wa_id: from }],
+      messages: [{ from, id, timestamp: String(base + at), type: 'text', text: { body } }],
+    } }] }],
+  });
+}
+const conversationOf = async (waId: string) => (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [waId])).rows[0]?.id as number | undefined;
+
+/** An SSE client on fetch: collects parsed events until closed. */
+function openSse(query: string) {
+  const events: { id: string; event: string; data: Record<string, unknown> }[] = [];
+  const ctrl = new AbortController();
+  const ready = (async () => {
+    const res = await fetch(`${app.url}/v1/events${query}`, { signal: ctrl.signal });
+    return res;
+  })();
+  const pump = ready.then(async (res) => {
+    if (res.status !== 200 || !res.body) return;
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
+          if (fields.data) events.push({ id: fields.id!, event: fields.event!, data: JSON.parse(fields.data) });
+        }
+      }
+    } catch {
+      // aborted
+    }
+  });
+  return { events, ready, close: async () => { ctrl.abort(); await pump; } };
+}
+
+beforeAll(async () => {
+  db = await createTestDb();
+  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url });
+  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
+});
+afterAll(async () => {
+  await app?.stop();
+  await sim?.close();
+  await db?.drop();
+});
+
+describe('GET /v1/conversations', () => {
+  it('pages the inbox newest activity first, with contact, last message and unread count, without gaps or repeats', async () => {
+    const people = ['5511900000101', '5511900000102', '5511900000103', '5511900000104', '5511900000105'];
+    // Activity order (oldest → newest): 101, 102, 103, 104, 105; 102 writes twice, last of all.
+    for (const [i, p] of people.entries()) expect((await postWebhook(app.url, inbound(p, 10 + i))).status).toBe(200);
+    expect((await postWebhook(app.url, inbound('5511900000102', 100, wamid(), 'newest'))).status).toBe(200);
+    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE body LIKE 'hello at %' OR body = 'newest'")).rows[0].n >= 6);
+
+    const seen: { contact: { waId: string }; unreadCount: number; lastMessage: { body: string; direction: string } | null }[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const r = await get(`/v1/conversations?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(r.status).toBe(200);
+      expect(r.body.data.length).toBeLessThanOrEqual(2);
+      seen.push(...r.body.data);
+      cursor = r.body.nextCursor;
+      if (!cursor) break;
+    }
+    const ours = seen.filter((c) => people.includes(c.contact.waId));
+    expect(ours.map((c) => c.contact.waId)).toEqual(['5511900000102', '5511900000105', '5511900000104', '5511900000103', '5511900000101']);
+    expect(new Set(seen.map((c) => (c as unknown as { id: number }).id)).size).toBe(seen.length);
+    expect(ours[0]).toMatchObject({ unreadCount: 2, lastMessage: { body: 'newest', direction: 'inbound' }, contact: { profileName: 'Customer 102' } });
+    expect(ours[1]).toMatchObject({ unreadCount: 1, lastMessage: { body: 'hello at 14' } });
+
+    const unread = await get('/v1/conversations?unread=true&limit=200');
+    expect(unread.body.data.every((c: { unreadCount: number }) => c.unreadCount > 0)).toBe(true);
+  });
+
+  it('refuses a cursor it did not give out and a bad limit', async () => {
+    expect((await get('/v1/conversations?cursor=not-a-cursor')).body.error.code).toBe('invalid_cursor');
+    const r = await get('/v1/conversations?limit=0');
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('invalid_query');
+  });
+
+  it('needs the bearer token', async () => {
+    expect((await fetch(`${app.url}/v1/conversations`)).status).toBe(401);
+  });
+});
+
+describe('GET /v1/conversations/:id/messages', () => {
+  it('pages a conversation newest first', async () => {
+    const who = '5511900000201';
+    for (let i = 0; i < 5; i++) await postWebhook(app.url, inbound(who, 200 + i));
+    const id = await eventually(async () => {
+      const cid = await conversationOf(who);
+      const n = cid ? (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [cid])).rows[0].n : 0;
+      return n === 5 ? cid : null;
+    });
+    const bodies: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 5; page++) {
+      const r = await get(`/v1/conversations/${id}/messages?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(r.status).toBe(200);
+      bodies.push(...r.body.data.map((m: { body: string }) => m.body));
+      expect(r.body.data[0]).not.toHaveProperty('raw');
+      cursor = r.body.nextCursor;
+      if (!cursor) break;
+    }
+    expect(bodies).toEqual(['hello at 204', 'hello at 203', 'hello at 202', 'hello at 201', 'hello at 200']);
+    expect((await get('/v1/conversations/999999999/messages')).status).toBe(404);
+    expect((await get('/v1/conversations/abc/messages')).status).toBe(404);
+  });
+});
+
+describe('POST /v1/conversations/:id/read', () => {
+  it('clears the unread count and sends Meta a read receipt for the last inbound message', async () => {
+    const who = '5511900000301';
+    const last = wamid();
+    await postWebhook(app.url, inbound(who, 300));
+    await postWebhook(app.url, inbound(who, 301, last));
+    const id = await eventually(async () => {
+      const cid = await conversationOf(who);
+      const r = cid ? (await get(`/v1/conversations/${cid}`)).body : null;
+      return r?.unreadCount === 2 ? cid : null;
+    });
+    const res = await fetch(`${app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth, body: JSON.stringify({ readReceipt: true }) });
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ id, unreadCount: 0, readReceipt: { sent: true, wamid: last } });
+    expect(sim.reads.map((r) => r.wamid)).toContain(last);
+    expect((await get(`/v1/conversations/${id}`)).body.unreadCount).toBe(0);
+
+    const plain = await fetch(`${app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth });
+    expect(await json(plain)).toEqual({ id, unreadCount: 0 });
+    expect((await fetch(`${app.url}/v1/conversations/999999999/read`, { method: 'POST', headers: auth })).status).toBe(404);
+  });
+});
+
+describe('GET /v1/events', () => {
+  it('streams message.created, conversation.updated and message.status over SSE', async () => {
+    expect((await fetch(`${app.url}/v1/events`)).status).toBe(401);
+    const sse = openSse(`?access_token=${API_TOKEN}`);
+    expect((await sse.ready).headers.get('content-type')).toMatch(/^text\/event-stream/);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const who = '5511900000401';
+      const id = wamid();
+      await postWebhook(app.url, inbound(who, 400, id));
+      const created = await eventually(async () => sse.events.find((e) => e.event === 'message.created' && e.data.wamid === id));
+      expect(created.data).toMatchObject({ type: 'message.created', direction: 'inbound', messageType: 'text' });
+      const conversationId = created.data.conversationId;
+      await eventually(async () => sse.events.find((e) => e.event === 'conversation.updated' && e.data.conversationId === conversationId));
+
+      const send = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: who, type: 'text', text: { body: 'on it' } }) });
+      const { id: messageId } = await json(send);
+      await eventually(async () => sse.events.find((e) => e.event === 'message.created' && e.data.messageId === messageId && e.data.direction === 'outbound'));
+      await eventually(async () => sse.events.find((e) => e.event === 'message.status' && e.data.messageId === messageId && e.data.status === 'read'), { what: 'read status event' });
+      expect(Number(sse.events.at(-1)!.id)).toBeGreaterThan(Number(sse.events[0]!.id));
+    } finally {
+      await sse.close();
+    }
+  });
+
+  it('filters by type', async () => {
+    const sse = openSse(`?access_token=${API_TOKEN}&types=conversation.updated`);
+    await sse.ready;
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      await postWebhook(app.url, inbound('5511900000402', 401));
+      await eventually(async () => sse.events.length > 0);
+      expect(new Set(sse.events.map((e) => e.event))).toEqual(new Set(['conversation.updated']));
+    } finally {
+      await sse.close();
+    }
+  });
+
+  it('speaks WebSocket on the same path, with the bearer header', async () => {
+    const refused = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events`);
+    const code = await new Promise<number>((resolve) => {
+      refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      refused.on('error', () => resolve(-1));
+    });
+    expect(code).toBe(401);
+
+    const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=message.created`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const got: Record<string, unknown>[] = [];
+    ws.on('message', (data) => got.push(JSON.parse(String(data))));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    try {
+      const id = wamid();
+      await postWebhook(app.url, inbound('5511900000403', 402, id));
+      const e = await eventually(async () => got.find((x) => x.wamid === id));
+      expect(e).toMatchObject({ type: 'message.created', direction: 'inbound' });
+      expect(got.every((x) => x.type === 'message.created')).toBe(true);
+    } finally {
+      ws.close();
+    }
+  });
+});
