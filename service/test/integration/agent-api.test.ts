@@ -226,3 +226,15 @@ describe('GET /v1/events', () => {
     }
   });
 });
+
+describe('a graceful stop', () => {
+  it('ends open event streams instead of waiting on them', async () => {
+    const web = await startApp(db, 'web', { GRAPH_API_BASE_URL: sim.url });
+    const res = await fetch(`${web.url}/v1/events?access_token=${API_TOKEN}`);
+    expect(res.status).toBe(200);
+    const t0 = Date.now();
+    await web.stop();
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    await res.body?.cancel().catch(() => undefined);
+  });
+});
