@@ -156,6 +156,8 @@ describe('POST /v1/conversations/:id/read', () => {
     expect(sim.reads.map((r) => r.wamid)).toContain(last);
     expect((await get(`/v1/conversations/${id}`)).body.unreadCount).toBe(0);
 
+    const viaQuery = await fetch(`${app.url}/v1/conversations/${id}/read?sendReadReceipts=true`, { method: 'POST', headers: auth });
+    expect((await json(viaQuery)).readReceipt).toEqual({ sent: true, wamid: last });
     const plain = await fetch(`${app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth });
     expect(await json(plain)).toEqual({ id, unreadCount: 0 });
     expect((await fetch(`${app.url}/v1/conversations/999999999/read`, { method: 'POST', headers: auth })).status).toBe(404);

@@ -17,7 +17,9 @@ const listQuery = z.object({
   unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
 });
 const pageQuery = z.object(page);
-const readBody = z.object({ readReceipt: z.boolean().default(false) }).strict();
+const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional();
+/** `readReceipt` (also spelled `readReceipts`, `sendReadReceipt(s)`), in the body or the query. */
+const readOptions = z.object({ readReceipt: flag, readReceipts: flag, sendReadReceipt: flag, sendReadReceipts: flag });
 const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
 export interface ConversationRouteDeps {
@@ -70,12 +72,13 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
   });
   r.post('/conversations/:id/read', async (req, res) => {
     const id = conversationId(req.params.id);
-    const body = parse(readBody, req.body ?? {}, 'invalid_request');
+    const o = { ...parse(readOptions, req.query, 'invalid_query'), ...parse(readOptions, req.body ?? {}, 'invalid_request') };
+    const wantReceipt = (o.readReceipt ?? o.readReceipts ?? o.sendReadReceipt ?? o.sendReadReceipts) === true;
     const marked = await markConversationRead(deps.pool, id);
     if (!marked) throw new HttpError(404, 'not_found', `no conversation ${id}`);
     deps.publish({ type: 'conversation.updated', conversationId: id, channelId: marked.channelId, unreadCount: 0 });
     let readReceipt: { sent: boolean; wamid: string | null; error?: string } | undefined;
-    if (body.readReceipt) {
+    if (wantReceipt) {
       // Meta marks everything up to that message read; failing to is reported, the unread count stays cleared.
       const wamid = marked.lastInboundWamid;
       const error = wamid ? await deps.sendReadReceipt(marked.channelId, wamid) : 'the conversation has no inbound message';
