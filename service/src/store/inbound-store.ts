@@ -89,6 +89,10 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
       [JSON.stringify([...links].map(([id, wamid]) => ({ id, wamid })))],
     );
   }
+  // A customer who changed number (or BSUID): their contact follows, so agents' replies go to the
+  // new one and never to a number that may belong to someone else by now.
+  const moves = identityChanges([...unique.values()].flatMap((e) => e.parsed.messages.filter((m) => channels.has(m.phoneNumberId))));
+  if (moves.length > 0) await pool.query(IDENTITY_SQL, [JSON.stringify(moves)]);
   // Statuses only concern messages the business sent; a user's inbound message never has one.
   const statusChanges = applyWamids.size > 0 ? await applyStatuses(pool, [...applyWamids]) : [];
   return {
@@ -101,6 +105,37 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     statusChanges,
   };
 }
+
+/**
+ * `system` messages `user_changed_number` (system.wa_id: the new number) and
+ * `user_changed_user_id` (system.user_id: the new BSUID), as contact moves.
+ */
+function identityChanges(messages: readonly InboundMessage[]): { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] {
+  const out: { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] = [];
+  for (const m of messages) {
+    if (m.type !== 'system') continue;
+    const sys = m.raw.system as { type?: unknown; wa_id?: unknown; user_id?: unknown } | undefined;
+    const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : null);
+    const newWaId = sys?.type === 'user_changed_number' ? text(sys.wa_id) : null;
+    const newUserId = sys?.type === 'user_changed_user_id' || sys?.type === 'user_changed_number' ? text(sys?.user_id) : null;
+    if (newWaId !== null || newUserId !== null) out.push({ old_key: m.from, new_wa_id: newWaId !== m.from ? newWaId : null, new_user_id: newUserId });
+  }
+  return out;
+}
+
+// Idempotent: a re-run finds the old key gone. A new number that already has a contact (the
+// customer wrote from it before this webhook) keeps its own; the old contact gets the BSUID only.
+const IDENTITY_SQL = `
+UPDATE contacts c SET
+  wa_id = CASE
+    WHEN x.new_wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = x.new_wa_id) THEN x.new_wa_id
+    -- Keyed on its BSUID (no number known): the key is the new BSUID.
+    WHEN x.new_wa_id IS NULL AND x.new_user_id IS NOT NULL AND c.wa_id = c.user_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = x.new_user_id) THEN x.new_user_id
+    ELSE c.wa_id END,
+  user_id = COALESCE(x.new_user_id, c.user_id),
+  updated_at = now()
+FROM json_to_recordset($1::json) AS x(old_key text, new_wa_id text, new_user_id text)
+WHERE c.wa_id = x.old_key AND (x.new_wa_id IS NOT NULL OR x.new_user_id IS DISTINCT FROM c.user_id)`;
 
 const pairKey = (channelId: number, waId: string) => `${channelId}:${waId}`;
 

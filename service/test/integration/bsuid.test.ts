@@ -125,3 +125,27 @@ describe('sending to a BSUID', () => {
     sim.configure({ forcedErrors: {} });
   });
 });
+
+describe('a customer who changes number or BSUID', () => {
+  const system = (from: string, sys: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    webhook({ messages: [{ from, id: wamid(), timestamp: ts(), type: 'system', system: { body: 'User changed', ...sys }, ...extra }] });
+
+  it('keeps the conversation and moves the contact to the new number (user_changed_number)', async () => {
+    const before = wamid();
+    await postWebhook(app.url, webhook({ contacts: [{ profile: { name: 'Mover' }, wa_id: '16505551001' }], messages: [{ from: '16505551001', id: before, timestamp: ts(), type: 'text', text: { body: 'old number' } }] }));
+    const a = await messageRow(before);
+    expect((await postWebhook(app.url, system('16505551001', { wa_id: '16505551002', type: 'user_changed_number' }))).status).toBe(200);
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM contacts WHERE id = $1 AND wa_id = $2', [a.contact_id, '16505551002'])).rowCount === 1, { what: 're-keyed' });
+    const after = wamid();
+    await postWebhook(app.url, webhook({ contacts: [{ profile: { name: 'Mover' }, wa_id: '16505551002' }], messages: [{ from: '16505551002', id: after, timestamp: ts(), type: 'text', text: { body: 'new number' } }] }));
+    expect(await messageRow(after)).toMatchObject({ conversation_id: a.conversation_id, wa_id: '16505551002' });
+  });
+
+  it('learns the new BSUID (user_changed_user_id), re-keying a contact known only by it', async () => {
+    const first = wamid();
+    await postWebhook(app.url, inbound({ userId: 'US.OLD1', id: first }));
+    const a = await messageRow(first);
+    await postWebhook(app.url, system('', { user_id: 'US.NEW1', type: 'user_changed_user_id' }, { from: undefined, from_user_id: 'US.OLD1' }));
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM contacts WHERE id = $1 AND wa_id = $2 AND user_id = $2', [a.contact_id, 'US.NEW1'])).rowCount === 1, { what: 'new BSUID' });
+  });
+});
