@@ -97,6 +97,18 @@ describe('sending to a BSUID', () => {
     expect(m.statuses[0].recipientId).toBe(userId);
   });
 
+  it('sends to the number instead when the BSUID belongs to a contact whose number is known', async () => {
+    const id = wamid();
+    await postWebhook(app.url, inbound({ userId: 'US.777', phone: '16505557777', id }));
+    const conv = (await messageRow(id)).conversation_id;
+    const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ recipient: 'US.777', type: 'text', text: { body: 'by number' } }) });
+    const { id: messageId } = await json(res);
+    const sent = await eventually(async () => sim.sent.find((s) => (s.body as { text?: { body?: string } }).text?.body === 'by number'));
+    expect(sent.body).toMatchObject({ to: '16505557777' });
+    expect(sent.body).not.toHaveProperty('recipient');
+    expect((await db.pool.query('SELECT conversation_id FROM messages WHERE id = $1', [messageId])).rows[0].conversation_id).toBe(conv);
+  });
+
   it('takes a BSUID given as `to` too, and refuses what is neither a number nor a BSUID', async () => {
     const ok = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: 'BR.77aa', type: 'text', text: { body: 'oi' } }) });
     expect(ok.status).toBe(202);

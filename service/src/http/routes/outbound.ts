@@ -74,8 +74,16 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
     if (channelId === null) throw new HttpError(422, 'unknown_channel', 'no such channel: give channelId or phoneNumberId of a configured channel');
     const key = req.get('Idempotency-Key');
     if (key !== undefined && (key.length === 0 || key.length > 255)) throw new HttpError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
-    const to = (b.to ?? b.recipient!).replace(/^\+/, '');
-    const toUserId = BSUID.test(to);
+    let to = (b.to ?? b.recipient!).replace(/^\+/, '');
+    let toUserId = BSUID.test(to);
+    if (toUserId) {
+      // Meta's advice: send to the number when it is known, so webhooks keep carrying it.
+      const known = await deps.pool.query<{ wa_id: string }>(`SELECT wa_id FROM contacts WHERE user_id = $1 AND wa_id ~ '^[0-9]+$' ORDER BY updated_at DESC LIMIT 1`, [to]);
+      if (known.rows[0]) {
+        to = known.rows[0].wa_id;
+        toUserId = false;
+      }
+    }
     const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: b[b.type] };
     if (b.context) payload.context = b.context;
     if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
