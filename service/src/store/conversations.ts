@@ -33,7 +33,11 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
-/** Where a page stopped: the sort key of its last row. Opaque to callers (base64url JSON). */
+/**
+ * Where a page stopped: the sort key of its last row. Opaque to callers (base64url JSON). The time
+ * is Postgres's own text of it, microseconds included: a JavaScript Date keeps milliseconds, and two
+ * rows within one millisecond would otherwise make a page skip one of them.
+ */
 interface Position {
   readonly t: string | null;
   readonly id: number;
@@ -43,13 +47,15 @@ export class CursorError extends Error {
   override readonly name = 'CursorError';
 }
 
+const PG_TIME = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$/;
+
 const encode = (p: Position) => Buffer.from(JSON.stringify(p)).toString('base64url');
 
 export function decodeCursor(cursor: string | undefined): Position | null {
   if (cursor === undefined || cursor === '') return null;
   try {
     const p = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<Position>;
-    if (typeof p.id === 'number' && Number.isSafeInteger(p.id) && (p.t === null || (typeof p.t === 'string' && !Number.isNaN(Date.parse(p.t))))) return { t: p.t, id: p.id };
+    if (typeof p.id === 'number' && Number.isSafeInteger(p.id) && (p.t === null || (typeof p.t === 'string' && PG_TIME.test(p.t)))) return { t: p.t, id: p.id };
   } catch {
     // reported below
   }
@@ -72,7 +78,7 @@ function summary(r: Record<string, unknown>, prefix: string): MessageSummary | n
 }
 
 const CONVERSATION_SELECT = `
-SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
+SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.last_message_at, c.last_message_at::text AS cursor_t, c.last_inbound_at, c.created_at, c.updated_at,
        ct.wa_id, ct.profile_name, ct.user_id, ct.username,
        lm.id AS lm_id, lm.wamid AS lm_wamid, lm.direction AS lm_direction, lm.type AS lm_type, lm.body AS lm_body, lm.status AS lm_status, lm.wa_timestamp AS lm_ts,
        la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts
@@ -119,9 +125,9 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
     params,
   );
   const more = rows.length > q.limit;
-  const data = rows.slice(0, q.limit).map(conversationView);
-  const last = data[data.length - 1];
-  return { data, nextCursor: more && last ? encode({ t: last.lastMessageAt, id: last.id }) : null };
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return { data: page.map(conversationView), nextCursor: more && last ? encode({ t: last.cursor_t as string | null, id: last.id as number }) : null };
 }
 
 export async function findConversation(pool: Pool, id: number): Promise<ConversationView | null> {
@@ -138,17 +144,18 @@ export async function listConversationMessages(pool: Pool, conversationId: numbe
     after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
   }
   const { rows } = await pool.query(
-    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
+    `SELECT m.*, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
      WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
     params,
   );
   const more = rows.length > q.limit;
-  const data = rows.slice(0, q.limit).map((r) => {
+  const page = rows.slice(0, q.limit);
+  const data = page.map((r) => {
     const { raw: _raw, statuses: _statuses, ...view } = toView(r as Parameters<typeof toView>[0], []);
     return view;
   });
-  const last = data[data.length - 1];
-  return { data, nextCursor: more && last ? encode({ t: last.timestamp, id: last.id }) : null };
+  const last = page[page.length - 1];
+  return { data, nextCursor: more && last ? encode({ t: last.cursor_t as string, id: last.id as number }) : null };
 }
 
 /**

@@ -102,6 +102,24 @@ describe('GET /v1/conversations', () => {
     expect(unread.body.data.every((c: { unreadCount: number }) => c.unreadCount > 0)).toBe(true);
   });
 
+  it('pages through rows whose activity differs by microseconds (cursor precision)', async () => {
+    const { rows: [ch] } = await db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
+    const ids: number[] = [];
+    for (const us of ['401', '402', '403']) {
+      const { rows: [c] } = await db.pool.query("INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id", [`55119000009${us}`]);
+      const { rows: [cv] } = await db.pool.query(`INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, '2099-01-01 00:00:00.123${us}+00') RETURNING id`, [ch.id, c.id]);
+      ids.push(cv.id);
+    }
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`/v1/conversations?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(r.body.data[0].id);
+      cursor = r.body.nextCursor;
+    }
+    expect(seen).toEqual([...ids].reverse());
+  });
+
   it('refuses a cursor it did not give out and a bad limit', async () => {
     expect((await get('/v1/conversations?cursor=not-a-cursor')).body.error.code).toBe('invalid_cursor');
     const r = await get('/v1/conversations?limit=0');
