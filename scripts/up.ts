@@ -144,6 +144,11 @@ Send a message (it goes to ${simulatorUrl ? 'the simulator, whose status webhook
 
   . .data/env && curl -sS -X POST ${base}/v1/messages -H "Authorization: Bearer $API_TOKEN" -H 'content-type: application/json' -d '{"to":"16505551234","type":"text","text":{"body":"Hello from wa-router"}}'
 
+The inbox, and its realtime events (another terminal):
+
+  . .data/env && curl -sS -H "Authorization: Bearer $API_TOKEN" '${base}/v1/conversations?limit=20'
+  . .data/env && curl -sN "${base}/v1/events?access_token=$API_TOKEN"
+
 Stop everything with: make down
 `);
 }
