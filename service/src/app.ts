@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { Queue, Worker, UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -38,7 +38,6 @@ import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from '.
 import { takeUnroutedEvents } from './store/channels.js';
 import { GraphClient } from './whatsapp/graph-client.js';
 import { JOBS } from './queue/names.js';
-import { Redis as IORedis } from 'ioredis';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
 import { tokenChecker } from './http/auth.js';
@@ -188,7 +187,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     closers.push(() => outbox.flush());
     // Realtime: one subscription per web process, fanned out to SSE and WebSocket clients. The
     // token may come as ?access_token= there (browsers' EventSource and WebSocket set no headers).
-    const subscriber = new IORedis({ ...redisOptions(config, 'client'), lazyConnect: true, connectionName: 'wa-router:events' });
+    const subscriber = new Redis({ ...redisOptions(config, 'client'), lazyConnect: true, connectionName: 'wa-router:events' });
     subscriber.on('error', (err) => log.warn({ err: err.message }, 'events subscriber error'));
     const hub = new EventHub(subscriber, eventsChannel(config.QUEUE_PREFIX), log);
     closers.push(() => hub.close());

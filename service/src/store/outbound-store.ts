@@ -6,7 +6,7 @@ import { withTransaction, type Pool } from './pool.js';
 
 export interface NewOutbound {
   readonly channelId: number;
-  /** The contact key: a phone number, or a business-scoped user id (`toUserId`). */
+  /** The contact key: a phone number, or a business-scoped user id (`toUserId`) when no number is known. */
   readonly to: string;
   readonly toUserId?: boolean;
   readonly type: string;
@@ -30,13 +30,9 @@ export interface OutboundRef {
  */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
   const { rows } = await pool.query<{ id: number; channel_id: number; conversation_id: number }>(
-    `WITH known AS (
-       -- Sent to a BSUID: the contact Meta gave that id, whatever its key (its number if we have it).
-       SELECT id FROM contacts WHERE $8 AND (wa_id = $2 OR user_id = $2) ORDER BY wa_id = $2 DESC, id LIMIT 1),
-     ct_new AS (
-       INSERT INTO contacts (wa_id, user_id) SELECT $2, CASE WHEN $8 THEN $2 END WHERE NOT EXISTS (SELECT 1 FROM known)
+    `WITH ct AS (
+       INSERT INTO contacts (wa_id, user_id) VALUES ($2, CASE WHEN $8 THEN $2 END)
        ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
-     ct AS (SELECT id FROM known UNION ALL SELECT id FROM ct_new),
      cv AS (
        INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
        ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
