@@ -92,7 +92,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   // A customer who changed number (or BSUID): their contact follows, so agents' replies go to the
   // new one and never to a number that may belong to someone else by now.
   const moves = identityChanges([...unique.values()].flatMap((e) => e.parsed.messages.filter((m) => channels.has(m.phoneNumberId))));
-  if (moves.length > 0) await pool.query(IDENTITY_SQL, [JSON.stringify(moves)]);
+  if (moves.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(moves)]);
   // Statuses only concern messages the business sent; a user's inbound message never has one.
   const statusChanges = applyWamids.size > 0 ? await applyStatuses(pool, [...applyWamids]) : [];
   return {
@@ -110,12 +110,13 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
  * `system` messages `user_changed_number` (system.wa_id: the new number) and
  * `user_changed_user_id` (system.user_id: the new BSUID), as contact moves.
  */
+const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
 function identityChanges(messages: readonly InboundMessage[]): { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] {
   const out: { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] = [];
   for (const m of messages) {
     if (m.type !== 'system') continue;
     const sys = m.raw.system as { type?: unknown; wa_id?: unknown; user_id?: unknown } | undefined;
-    const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : null);
     const newWaId = sys?.type === 'user_changed_number' ? text(sys.wa_id) : null;
     const newUserId = sys?.type === 'user_changed_user_id' || sys?.type === 'user_changed_number' ? text(sys?.user_id) : null;
     if (newWaId !== null || newUserId !== null) out.push({ old_key: m.from, new_wa_id: newWaId !== m.from ? newWaId : null, new_user_id: newUserId });
@@ -123,9 +124,11 @@ function identityChanges(messages: readonly InboundMessage[]): { old_key: string
   return out;
 }
 
-// Idempotent: a re-run finds the old key gone. A new number that already has a contact (the
-// customer wrote from it before this webhook) keeps its own; the old contact gets the BSUID only.
-const IDENTITY_SQL = `
+// Moves a contact from its old key to a new number (or, keyed on its BSUID, to a new BSUID): a
+// number change, or a user first met by BSUID alone whose number is now given. Idempotent: a re-run
+// finds the old key gone. A new number that already has a contact keeps its own (the old contact
+// gets the BSUID only); a concurrent insert of it fails this statement and the job's retry settles.
+const REKEY_SQL = `
 UPDATE contacts c SET
   wa_id = CASE
     WHEN x.new_wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = x.new_wa_id) THEN x.new_wa_id
@@ -160,7 +163,7 @@ async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<
     // A user first met by BSUID alone whose number is now given is left out by PEOPLE_SQL: the
     // contact is re-keyed to the number here (keeping its conversations), then resolved.
     const moved = round > 0 ? todo.filter((p) => p.user_id !== null && p.user_id !== p.wa_id) : [];
-    if (moved.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(moved.map((p) => ({ wa_id: p.wa_id, user_id: p.user_id })))]);
+    if (moved.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(moved.map((p) => ({ old_key: p.user_id, new_wa_id: p.wa_id, new_user_id: p.user_id })))]);
     const { rows } = await pool.query<{ conversation_id: number; channel_id: number; contact_id: number; wa_id: string }>(PEOPLE_SQL, [JSON.stringify(todo)]);
     for (const r of rows) out.set(pairKey(r.channel_id, r.wa_id), { conversationId: r.conversation_id, contactId: r.contact_id });
     todo = todo.filter((p) => !out.has(pairKey(p.channel_id, p.wa_id)));
@@ -169,17 +172,10 @@ async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<
   return out;
 }
 
-// Only where the BSUID is still the key and no contact has the number yet (a concurrent insert of
-// the number makes this statement fail on the unique key, and the job's retry finds it done).
-const REKEY_SQL = `
-UPDATE contacts c SET wa_id = r.wa_id, user_id = r.user_id, updated_at = now()
-FROM (SELECT DISTINCT ON (user_id) wa_id, user_id FROM json_to_recordset($1::json) AS x(wa_id text, user_id text) ORDER BY user_id, wa_id) r
-WHERE c.wa_id = r.user_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = r.wa_id)`;
-
 // Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
 const PEOPLE_SQL = `
 WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
--- Numbers whose contact is still keyed on their BSUID: left to REKEY_SQL and the next round.
+-- Numbers whose contact is still keyed on their BSUID: re-keyed by REKEY_SQL, resolved next round.
 moved AS (
   SELECT DISTINCT i.wa_id FROM input i JOIN contacts c ON c.wa_id = i.user_id
   WHERE i.user_id <> i.wa_id AND NOT EXISTS (SELECT 1 FROM contacts n WHERE n.wa_id = i.wa_id)),
@@ -311,11 +307,6 @@ function statusRow(ev: string, s: InboundStatus) {
   };
 }
 
-/**
- * Derives each message's status from its whole status history: the highest rank wins
- * (failed is terminal), each timestamp is the first report of that status. Order of
- * arrival cannot matter, and running it twice changes nothing.
- */
 /** A message whose status moved: what realtime clients are told. */
 export interface StatusChange {
   readonly messageId: number;
@@ -325,6 +316,11 @@ export interface StatusChange {
   readonly status: string;
 }
 
+/**
+ * Derives each message's status from its whole status history: the highest rank wins
+ * (failed is terminal), each timestamp is the first report of that status. Order of
+ * arrival cannot matter, and running it twice changes nothing.
+ */
 export async function applyStatuses(db: Pick<Pool, 'query'>, wamids: readonly string[]): Promise<StatusChange[]> {
   const res = await db.query<StatusChange>(
     `WITH agg AS (
