@@ -33,7 +33,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Builds the binaries once (cached in .cache/k8s/v<version>/) and returns their folder. */
+/** Builds the binaries once (cached in ~/.cache/wa-router/k8s-<version>/, see build.sh) and returns their folder. */
 export function controlPlaneBinaries(): string {
   return execFileSync(path.join(ROOT, 'scripts', 'controlplane', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 45 * 60_000 }).trim();
 }

@@ -1,4 +1,4 @@
-// Starts the local control plane (built once from the Go module proxy, cached in .cache/k8s), or
+// Starts the local control plane (built once from the Go module proxy, cached in ~/.cache/wa-router), or
 // uses the cluster of the kubeconfig file named by K8S_TESTS_KUBECONFIG. An explicit variable, not
 // KUBECONFIG itself: that one often points at a real cluster, and the suite creates namespaces.
 import fs from 'node:fs';

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the Kubernetes control plane the k8s-tests run against: kube-apiserver,
 # kube-controller-manager, kube-scheduler (and kubectl) from the Go module proxy, cached per version in
-# .cache/k8s/v<version>/. k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
+# $WA_ROUTER_CACHE/k8s-<version>/ (default ~/.cache/wa-router, outside the clone, so every clone and
+# CI run on a machine reuses one build). k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
 # so we build from a module of ours that requires it and replaces each staging module with its
 # published v0.<minor>.<patch>. Prints the binaries' folder on stdout.
 #   K8S_VERSION=1.37.2 (default: the newest the proxy serves, as of writing; it serves 1.34 to 1.37,
@@ -10,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 K8S_VERSION=${K8S_VERSION:-1.37.2}
-OUT=$ROOT/.cache/k8s/v$K8S_VERSION
+CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
+OUT=$CACHE/k8s-$K8S_VERSION
 # kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
@@ -19,13 +21,13 @@ if have_all; then echo "$OUT"; exit 0; fi
 
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [ -x "$GO" ] || { echo "controlplane: Go not found (set GO=/path/to/go); it is needed once to build the Kubernetes control plane" >&2; exit 1; }
-export GOPATH=$ROOT/.cache/go GOMODCACHE=$ROOT/.cache/go/mod GOCACHE=$ROOT/.cache/go/build
+export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
 
 # The module: committed for the default version (go.sum pins every dependency), generated for others.
 MOD=$ROOT/k8s-tests/controlplane
 if [ "$K8S_VERSION" != "$(sed -n 's/^require k8s.io\/kubernetes v//p' "$MOD/go.mod" 2>/dev/null)" ]; then
-  MOD=$ROOT/.cache/k8s/module-v$K8S_VERSION
+  MOD=$CACHE/k8s-module-$K8S_VERSION
   mkdir -p "$MOD" && rm -f "$MOD/go.mod" "$MOD/go.sum"
   # The staging modules are the ones k8s.io/kubernetes itself replaces with ./staging/ folders; the
   # list grows between minors (1.37 adds k8s.io/streaming and k8s.io/cri-streaming), so read it there.
@@ -49,7 +51,7 @@ fi
 mkdir -p "$OUT.partial"
 start=$SECONDS
 for b in "${BINARIES[@]}"; do
-  echo "controlplane: building $b v$K8S_VERSION (first time only; cached in .cache/k8s)" >&2
+  echo "controlplane: building $b v$K8S_VERSION (first time only; cached in $OUT)" >&2
   (cd "$MOD" && nice -n 5 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/$b" "k8s.io/kubernetes/cmd/$b") >&2
 done
 rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
