@@ -9,7 +9,7 @@ import type { ChannelResolver } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
-import { EnvelopeError, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
+import { EnvelopeError, parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
 export interface InboundProcessorDeps {
@@ -22,7 +22,7 @@ export interface InboundProcessorDeps {
   /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
-  readonly coexistence?: (changes: OtherChange[]) => Promise<unknown>;
+  readonly coexistence?: (changes: OtherChange[], delivery: Buffer) => Promise<unknown>;
 }
 
 /** Thrown for an event we can never store as it is (bad JSON, an item without an id). */
@@ -32,10 +32,11 @@ export class InvalidEventError extends UnrecoverableError {
 
 const DEADLOCK_RETRIES = 3;
 
-function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
+function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics): InboundEventRecord {
   let body: unknown;
+  let repaired: number;
   try {
-    body = JSON.parse(ev.body);
+    ({ body, repaired } = parseBody(ev.body));
   } catch {
     throw new InvalidEventError('body is not valid JSON');
   }
@@ -46,7 +47,9 @@ function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
     if (err instanceof EnvelopeError) throw new InvalidEventError(err.message);
     throw err;
   }
-  return { sha256: createHash('sha256').update(ev.body).digest(), receivedAt: new Date(ev.receivedAt), raw: ev.body, parsed, force };
+  metrics.repairedStrings.inc(repaired);
+  // The hash stays the one of the bytes Meta signed, so a redelivery is still recognized.
+  return { sha256: createHash('sha256').update(ev.body).digest(), receivedAt: new Date(ev.receivedAt), raw: repaired > 0 ? JSON.stringify(body) : ev.body, parsed, force };
 }
 
 export function createInboundProcessor(deps: InboundProcessorDeps) {
@@ -93,7 +96,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
   }
 
   /** Stores the batch; if the database refuses it, finds the culprits by storing events one by one. */
-  async function run(job: Job<InboundJobData>, records: InboundEventRecord[], rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
+  async function run(job: Job<InboundJobData>, records: InboundEventRecord[], sources: ReadonlyMap<InboundEventRecord, RawWebhookEvent>, rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
     try {
       if (records.length > 0) await store(records);
     } catch (err) {
@@ -104,7 +107,8 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
           await storeNow([rec]);
         } catch (e) {
           if (isTransientDbError(e)) throw e;
-          rejected.set(rec.raw, { ev: { body: rec.raw, receivedAt: rec.receivedAt.getTime() }, reason: e instanceof Error ? e.message : String(e) });
+          const ev = sources.get(rec)!;
+          rejected.set(ev.body, { ev, reason: e instanceof Error ? e.message : String(e) });
         }
       }
     }
@@ -114,11 +118,13 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     const force = job.data.force === true;
     const single = job.name === JOBS.webhookEvent || job.data.events.length === 1;
     const records: InboundEventRecord[] = [];
+    const sources = new Map<InboundEventRecord, RawWebhookEvent>();
     const rejected = new Map<string, { ev: RawWebhookEvent; reason: string }>();
     for (const ev of job.data.events) {
       try {
-        const rec = toRecord(ev, force);
+        const rec = toRecord(ev, force, metrics);
         records.push(rec);
+        sources.set(rec, ev);
         // What is valid is stored now; the event still goes the dead-letter way with the reason.
         if (rec.parsed.invalid.length > 0) rejected.set(ev.body, { ev, reason: rec.parsed.invalid.map((i) => `${i.path}: ${i.reason}`).join('; ') });
       } catch (err) {
@@ -127,11 +133,8 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
       }
     }
     try {
-      await run(job, records, rejected);
-      if (deps.coexistence) {
-        const other = records.flatMap((r) => r.parsed.other);
-        if (other.length > 0) await deps.coexistence(other);
-      }
+      await run(job, records, sources, rejected);
+      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, r.sha256);
     } catch (err) {
       if (!isTransientDbError(err)) throw err;
       // The database is away: wait without spending attempts, so an outage of any length
