@@ -335,7 +335,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       publish,
     };
     historyWorker = startHistoryWorker(coex);
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes), onStored: (result) => publish(storedEvents(result)) });
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => publish(storedEvents(result)) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,
