@@ -15,7 +15,7 @@ import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
 import { createHistoryProcessor, handleCoexistence, recordDeadChunk, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
-import { IngestProducer } from './queue/ingest-producer.js';
+import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
@@ -161,20 +161,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   let realtime: RealtimeClients | undefined;
   const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
-    producer = new IngestProducer(inboundQueue, redis, {
-      attempts: config.INBOUND_ATTEMPTS,
-      replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
-      waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
-      onBatch: (events) => metrics.webhook.batchSize.observe(events),
-    });
-    // The same durability (AOF, WAIT for a replica) for history webhooks, into their own queue:
-    // one job per webhook, ordered fairly between numbers, applied straight from there.
-    historyProducer = new IngestProducer(historyQueue as unknown as Queue<InboundJobData>, redis, {
-      attempts: config.INBOUND_ATTEMPTS,
-      replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
-      waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
-      fairness: { counterKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId) },
-    });
+    ({ producer, historyProducer } = createIngestProducers(config, { inbound: inboundQueue, history: historyQueue }, redis, metrics));
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();

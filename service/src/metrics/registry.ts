@@ -17,6 +17,12 @@ export function createMetrics() {
       registers: [registry],
     }),
     enqueueFailures: new client.Counter({ name: 'wa_router_enqueue_failures_total', help: 'Webhook bodies that could not be durably enqueued (answered 503)', registers: [registry] }),
+    enqueueRejections: new client.Counter({
+      name: 'wa_router_enqueue_rejections_total',
+      help: 'Webhooks answered 503 because Redis did not confirm within ENQUEUE_TIMEOUT_MS (timeout) or INGEST_MAX_PENDING_BYTES were already waiting (overloaded)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     batchSize: new client.Histogram({
       name: 'wa_router_ingest_batch_events',
       help: 'Webhook bodies coalesced into one enqueue',
