@@ -35,9 +35,8 @@ import { SendGate } from './queue/send-gate.js';
 import { createOutboundProcessor } from './queue/workers/outbound.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
 import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
-import { takeUnroutedEvents } from './store/channels.js';
+import { followSavedChannels, replaySavedChannel } from './channels/unrouted-replay.js';
 import { GraphClient } from './whatsapp/graph-client.js';
-import { JOBS } from './queue/names.js';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
 import { tokenChecker } from './http/auth.js';
@@ -203,9 +202,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         onSaved: async (ch) => {
           outboundQueues.get(ch.id);
           syncBoard();
-          // Events kept while no channel served this number are stored now.
-          const events = await takeUnroutedEvents(pool, ch.phoneNumberId);
-          if (events.length > 0) await inboundQueue.addBulk(events.map((ev) => ({ name: JOBS.webhookEvent, data: { events: [ev], force: true }, opts: { attempts: config.INBOUND_ATTEMPTS, backoff: { type: 'exponential', delay: 2_000 }, removeOnFail: false } })));
+          await replaySavedChannel({ redis, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }, ch.phoneNumberId);
         },
       }),
     );
@@ -322,6 +319,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       publish,
     };
     historyWorker = startHistoryWorker(coex);
+    closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
     const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => publish(storedEvents(result)) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),

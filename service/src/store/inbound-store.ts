@@ -52,7 +52,8 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   const doc = { events: [] as unknown[], messages: [] as unknown[], statuses: [] as unknown[] };
   const applyWamids = new Set<string>();
   for (const [sha, e] of unique) {
-    doc.events.push({ sha, received_at: e.receivedAt.toISOString(), fields: e.parsed.fields, phone_number_ids: e.parsed.phoneNumberIds, unrouted: e.parsed.phoneNumberIds.some((p) => !channels.has(p)), payload: e.raw, force: e.force === true });
+    const ids = e.parsed.phoneNumberIds;
+    doc.events.push({ sha, received_at: e.receivedAt.toISOString(), fields: e.parsed.fields, phone_number_ids: ids, unrouted: ids.some((p) => !channels.has(p)), routed: ids.some((p) => channels.has(p)), payload: e.raw, force: e.force === true });
     for (const m of e.parsed.messages) {
       const channelId = channels.get(m.phoneNumberId);
       if (channelId === undefined) continue;
@@ -209,17 +210,21 @@ SELECT cv.id AS conversation_id, cv.channel_id, cv.contact_id, ct.wa_id FROM cv 
 
 // One statement, so the event log, the messages, their conversations and the statuses
 // commit together or not at all: a retried job finds the event and skips its rows.
+// An event kept unrouted is stored like a new one by whichever delivery first finds a channel for
+// it (a replay, Meta's redelivery): its flag is cleared in the same statement that stores its rows,
+// and the row lock makes a concurrent second delivery see it cleared.
 const STORE_SQL = `
 WITH ev_in AS (
   SELECT * FROM json_to_recordset($1::json)
-    AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, payload text, force boolean)),
+    AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, routed boolean, payload text, force boolean)),
 ev_ins AS (
-  INSERT INTO inbound_events (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
+  INSERT INTO inbound_events AS e (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
   SELECT decode(sha, 'hex'), received_at, ARRAY(SELECT json_array_elements_text(fields)),
          ARRAY(SELECT json_array_elements_text(phone_number_ids)), unrouted, payload::json
   FROM ev_in
-  ON CONFLICT (body_sha256) DO NOTHING
-  RETURNING encode(body_sha256, 'hex') AS sha),
+  ON CONFLICT (body_sha256) DO UPDATE SET unrouted = EXCLUDED.unrouted, processed_at = now()
+    WHERE e.unrouted AND (SELECT routed FROM ev_in WHERE ev_in.sha = encode(e.body_sha256, 'hex'))
+  RETURNING encode(body_sha256, 'hex') AS sha, (xmax = 0) AS inserted),
 ev_new AS (SELECT sha FROM ev_ins UNION SELECT sha FROM ev_in WHERE force),
 msg AS (
   SELECT m.* FROM json_to_recordset($2::json) AS m(
@@ -262,7 +267,7 @@ st_ins AS (
   RETURNING 1)
 SELECT
   (SELECT count(*) FROM ev_ins)::int AS fresh,
-  (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins))::int AS unrouted,
+  (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins WHERE inserted))::int AS unrouted,
   (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
   (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages`;
 

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { InboundMetrics } from '../../metrics/registry.js';
-import type { ChannelResolver } from '../../store/channels.js';
+import { routableUnroutedEvents, type ChannelResolver } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
@@ -114,7 +114,44 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     }
   }
 
+  /**
+   * Stores the unrouted events a channel now serves, page by page, under their stored hashes (so
+   * the flag of that very row is cleared). Caches are refreshed first; if an event still finds no
+   * channel the job fails and is retried with backoff, since its events would stay unrouted.
+   */
+  async function replayUnrouted(phoneNumberId: string | null): Promise<{ events: number; isolated: number }> {
+    let afterId = 0;
+    let events = 0;
+    let stranded = 0;
+    for (;;) {
+      const page = await routableUnroutedEvents(pool, phoneNumberId, afterId, 200);
+      if (page.length === 0) break;
+      afterId = page[page.length - 1]!.id;
+      const pids = new Set(page.flatMap((e) => e.phoneNumberIds));
+      for (const pid of pids) channels.forget(pid);
+      const served = await channels.resolve(pids);
+      const records: InboundEventRecord[] = [];
+      for (const e of page) {
+        if (!e.phoneNumberIds.some((p) => served.has(p))) {
+          stranded++;
+          continue;
+        }
+        try {
+          records.push({ ...toRecord(e, false, metrics), sha256: e.sha256 });
+        } catch (err) {
+          log.warn({ eventId: e.id, err: (err as Error).message }, 'unrouted event no longer parses; left unrouted');
+        }
+      }
+      if (records.length > 0) await storeNow(records);
+      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, r.sha256);
+      events += records.length;
+    }
+    if (stranded > 0) throw new Error(`${stranded} unrouted events found no channel yet; retrying`);
+    return { events, isolated: 0 };
+  }
+
   return async function processInbound(job: Job<InboundJobData>, token?: string): Promise<{ events: number; isolated: number }> {
+    if (job.name === JOBS.replayUnrouted) return replayUnrouted(job.data.replayFor ?? null);
     const force = job.data.force === true;
     const single = job.name === JOBS.webhookEvent || job.data.events.length === 1;
     const records: InboundEventRecord[] = [];
