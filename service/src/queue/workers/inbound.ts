@@ -63,9 +63,11 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
         observe(result);
         return result;
       } catch (err) {
-        // A deadlock or serialization failure is resolved by running the batch again now.
+        // A deadlock or serialization failure is resolved by running the batch again now; so is a
+        // row a concurrent batch changed under it (a contact merged by a number change: foreign
+        // key; a contact re-keyed onto a number just inserted: unique key), resolved anew.
         const code = (err as { code?: string }).code;
-        if ((code === '40P01' || code === '40001') && attempt < DEADLOCK_RETRIES) continue;
+        if ((code === '40P01' || code === '40001' || code === '23503' || code === '23505') && attempt < DEADLOCK_RETRIES) continue;
         throw err;
       }
     }
