@@ -13,7 +13,7 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
 import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
-import { createHistoryProcessor, handleCoexistence, recordDeadChunk, type CoexistenceDeps } from './queue/workers/coexistence.js';
+import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
 import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
@@ -289,28 +289,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     relay();
   };
   let bootstrapTimer: NodeJS.Timeout | undefined;
-  const startHistoryWorker = (coex: CoexistenceDeps) => {
-    const w = new Worker<HistoryJobData>(QUEUES.history, createHistoryProcessor(coex), {
-      connection: createRedis(config, 'worker'),
-      prefix: config.QUEUE_PREFIX,
-      concurrency: config.HISTORY_CONCURRENCY,
-      maxStalledCount: 10,
-      // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
-      // a killed worker's chunk is picked up again within a lock period.
-      lockDuration: config.WORKER_LOCK_MS,
-      stalledInterval: config.WORKER_LOCK_MS,
-    });
-    w.on('completed', (job) => metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
-    w.on('failed', (job, err) => {
-      if (!job) return;
-      const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-      metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-      if (final) void recordDeadChunk(coex, job, err);
-      (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
-    });
-    w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));
-    return w;
-  };
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
     const coex: CoexistenceDeps = {
@@ -318,7 +296,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       sequenceKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId),
       publish,
     };
-    historyWorker = startHistoryWorker(coex);
+    historyWorker = startHistoryWorker(coex, { connection: createRedis(config, 'worker'), prefix: config.QUEUE_PREFIX, concurrency: config.HISTORY_CONCURRENCY, lockMs: config.WORKER_LOCK_MS, jobs: metrics.jobs });
     closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
     const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => publish(storedEvents(result)) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {

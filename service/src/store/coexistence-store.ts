@@ -245,7 +245,7 @@ export async function applyHistoryChunk(pool: Pool, channelId: number, chunk: Hi
   });
 }
 
-/** Chunk deliveries seen, before they are applied: a chunk of one webhook body counts once, however often its job runs. */
+/** Chunk deliveries seen, before they are applied: a delivery counts once, however often its job runs. */
 export async function noteChunksReceived(pool: Pool, channelId: number, deliveries: readonly Buffer[]): Promise<void> {
   await pool.query(
     `WITH fresh AS (

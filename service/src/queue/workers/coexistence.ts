@@ -6,17 +6,18 @@
 // so a repeated delivery does not queue twice).
 import { createHash } from 'node:crypto';
 import type { Publish } from '../../events/hub.js';
-import { DelayedError, type Job, type Queue } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
-import type { HistoryMetrics } from '../../metrics/registry.js';
+import type { HistoryMetrics, Metrics } from '../../metrics/registry.js';
 import type { ChannelResolver } from '../../store/channels.js';
 import { applyHistoryChunk, applyStateSync, noteChunksReceived, recordChunkFailure, recordSyncError, storeEchoes } from '../../store/coexistence-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { COEXISTENCE_FIELDS, parseEchoes, parseHistory, parseStateSync, type HistoryChunk } from '../../sync/coexistence.js';
 import { parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { fairPriorities } from '../fair-priority.js';
-import { JOBS, type HistoryChunkJobData, type HistoryJobData, type InboundJobData } from '../names.js';
+import { deliveryOf } from './inbound.js';
+import { JOBS, QUEUES, type HistoryChunkJobData, type HistoryJobData, type InboundJobData } from '../names.js';
 
 export interface CoexistenceDeps {
   readonly pool: Pool;
@@ -92,7 +93,7 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
   const channelIds = await deps.channels.resolve(relevant.map(phoneNumberIdOf).filter(Boolean));
   const jobs: { name: string; data: HistoryChunkJobData; opts: Record<string, unknown>; number: string }[] = [];
   const toApply: { channelId: number; chunk: HistoryChunk; digest: Buffer }[] = [];
-  // Each chunk of this webhook body is counted as received once, however often a job retries it.
+  // Each chunk of this delivery is counted as received once, however often its job runs.
   const received = new Map<number, Buffer[]>();
   for (const [ci, change] of relevant.entries()) {
     const pid = phoneNumberIdOf(change);
@@ -184,7 +185,7 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
    * unrouted until a channel does.
    */
   async function applyWebhooks(job: Job<InboundJobData>): Promise<void> {
-    for (const ev of job.data.events) {
+    for (const [i, ev] of job.data.events.entries()) {
       let changes: OtherChange[];
       try {
         const { body, repaired } = parseBody(ev.body);
@@ -194,8 +195,7 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
         deps.log.warn({ jobId: job.id, err: (err as Error).message }, 'history webhook not parseable; handed to the inbound path');
         changes = [];
       }
-      const delivery = createHash('sha256').update(ev.body).digest();
-      const unrouted = changes.length > 0 ? await handleCoexistence(deps, changes, { inline: true, delivery }) : ['?'];
+      const unrouted = changes.length > 0 ? await handleCoexistence(deps, changes, { inline: true, delivery: deliveryOf(job, String(i)) }) : ['?'];
       if (unrouted.length > 0 && deps.inboundQueue) await deps.inboundQueue.add(JOBS.webhookEvent, { events: [ev], force: true }, jobOptions(deps.attempts));
     }
   }
@@ -219,4 +219,29 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
       throw new DelayedError();
     }
   };
+}
+
+/** The history queue's worker: chunks applied `concurrency` at once, dead-lettered ones recorded as failed. */
+export function startHistoryWorker(deps: CoexistenceDeps, opts: { connection: Redis; prefix: string; concurrency: number; lockMs: number; jobs: Metrics['jobs'] }): Worker<HistoryJobData> {
+  const { log } = deps;
+  const w = new Worker<HistoryJobData>(QUEUES.history, createHistoryProcessor(deps), {
+    connection: opts.connection,
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+    maxStalledCount: 10,
+    // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
+    // a killed worker's chunk is picked up again within a lock period.
+    lockDuration: opts.lockMs,
+    stalledInterval: opts.lockMs,
+  });
+  w.on('completed', (job) => opts.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
+  w.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    opts.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
+    if (final) void recordDeadChunk(deps, job, err);
+    (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
+  });
+  w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));
+  return w;
 }

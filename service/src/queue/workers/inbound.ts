@@ -22,6 +22,7 @@ export interface InboundProcessorDeps {
   /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
+  /** `delivery`: see deliveryOf. */
   readonly coexistence?: (changes: OtherChange[], delivery: Buffer) => Promise<unknown>;
 }
 
@@ -31,6 +32,15 @@ export class InvalidEventError extends UnrecoverableError {
 }
 
 const DEADLOCK_RETRIES = 3;
+
+/**
+ * What one delivery of a webhook's coexistence changes is, for counting history chunks received:
+ * the job that carries it and its place there. A retry of the job is the same delivery; Meta
+ * delivering the body again is a new one.
+ */
+export function deliveryOf(job: Job, place: string): Buffer {
+  return createHash('sha256').update(`${job.queueName}:${job.id}:${place}`).digest();
+}
 
 function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics): InboundEventRecord {
   let body: unknown;
@@ -121,7 +131,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
    * the flag of that very row is cleared). Caches are refreshed first; if an event still finds no
    * channel the job fails and is retried with backoff, since its events would stay unrouted.
    */
-  async function replayUnrouted(phoneNumberId: string | null): Promise<{ events: number; isolated: number }> {
+  async function replayUnrouted(job: Job<InboundJobData>, phoneNumberId: string | null): Promise<{ events: number; isolated: number }> {
     let afterId = 0;
     let events = 0;
     let stranded = 0;
@@ -145,7 +155,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
         }
       }
       if (records.length > 0) await storeNow(records);
-      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, r.sha256);
+      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, r.sha256.toString('hex')));
       events += records.length;
     }
     if (stranded > 0) throw new Error(`${stranded} unrouted events found no channel yet; retrying`);
@@ -153,7 +163,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
   }
 
   return async function processInbound(job: Job<InboundJobData>, token?: string): Promise<{ events: number; isolated: number }> {
-    if (job.name === JOBS.replayUnrouted) return replayUnrouted(job.data.replayFor ?? null);
+    if (job.name === JOBS.replayUnrouted) return replayUnrouted(job, job.data.replayFor ?? null);
     const force = job.data.force === true;
     const single = job.name === JOBS.webhookEvent || job.data.events.length === 1;
     const records: InboundEventRecord[] = [];
@@ -173,7 +183,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     }
     try {
       await run(job, records, sources, rejected);
-      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, r.sha256);
+      if (deps.coexistence) for (const [i, r] of records.entries()) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, String(i)));
     } catch (err) {
       if (!isTransientDbError(err)) throw err;
       // The database is away: wait without spending attempts, so an outage of any length

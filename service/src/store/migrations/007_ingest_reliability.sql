@@ -1,5 +1,5 @@
--- Each history chunk delivery (a webhook body and the chunk's place in it) counted once in
--- sync_runs.chunks_received, however often a job retries it.
+-- Each history chunk delivery (the job that carried it and the chunk's place there) counted once
+-- in sync_runs.chunks_received, however often the job runs.
 CREATE TABLE sync_chunk_deliveries (
   channel_id  bigint NOT NULL REFERENCES channels (id),
   delivery    bytea NOT NULL,
