@@ -295,7 +295,8 @@ ev_ins AS (
   INSERT INTO inbound_events AS e (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
   SELECT decode(sha, 'hex'), received_at, ARRAY(SELECT json_array_elements_text(fields)),
          ARRAY(SELECT json_array_elements_text(phone_number_ids)), unrouted, payload::json
-  FROM ev_in
+  -- Sorted: batches sharing events lock their rows in one global order.
+  FROM ev_in ORDER BY sha
   ON CONFLICT (body_sha256) DO UPDATE SET unrouted = EXCLUDED.unrouted, processed_at = now()
     WHERE e.unrouted AND (SELECT routed FROM ev_in WHERE ev_in.sha = encode(e.body_sha256, 'hex'))
   RETURNING encode(body_sha256, 'hex') AS sha, (xmax = 0) AS inserted),
