@@ -13,9 +13,9 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
 import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
-import { createHistoryProcessor, handleCoexistence, recordDeadChunk, type CoexistenceDeps } from './queue/workers/coexistence.js';
+import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
-import { IngestProducer } from './queue/ingest-producer.js';
+import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
@@ -35,9 +35,8 @@ import { SendGate } from './queue/send-gate.js';
 import { createOutboundProcessor } from './queue/workers/outbound.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
 import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
-import { takeUnroutedEvents } from './store/channels.js';
+import { followSavedChannels, replaySavedChannel } from './channels/unrouted-replay.js';
 import { GraphClient } from './whatsapp/graph-client.js';
-import { JOBS } from './queue/names.js';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
 import { tokenChecker } from './http/auth.js';
@@ -161,20 +160,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   let realtime: RealtimeClients | undefined;
   const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
-    producer = new IngestProducer(inboundQueue, redis, {
-      attempts: config.INBOUND_ATTEMPTS,
-      replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
-      waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
-      onBatch: (events) => metrics.webhook.batchSize.observe(events),
-    });
-    // The same durability (AOF, WAIT for a replica) for history webhooks, into their own queue:
-    // one job per webhook, ordered fairly between numbers, applied straight from there.
-    historyProducer = new IngestProducer(historyQueue as unknown as Queue<InboundJobData>, redis, {
-      attempts: config.INBOUND_ATTEMPTS,
-      replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
-      waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
-      fairness: { counterKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId) },
-    });
+    ({ producer, historyProducer } = createIngestProducers(config, { inbound: inboundQueue, history: historyQueue }, redis, metrics));
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();
@@ -216,9 +202,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         onSaved: async (ch) => {
           outboundQueues.get(ch.id);
           syncBoard();
-          // Events kept while no channel served this number are stored now.
-          const events = await takeUnroutedEvents(pool, ch.phoneNumberId);
-          if (events.length > 0) await inboundQueue.addBulk(events.map((ev) => ({ name: JOBS.webhookEvent, data: { events: [ev], force: true }, opts: { attempts: config.INBOUND_ATTEMPTS, backoff: { type: 'exponential', delay: 2_000 }, removeOnFail: false } })));
+          await replaySavedChannel({ redis, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }, ch.phoneNumberId);
         },
       }),
     );
@@ -305,28 +289,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     relay();
   };
   let bootstrapTimer: NodeJS.Timeout | undefined;
-  const startHistoryWorker = (coex: CoexistenceDeps) => {
-    const w = new Worker<HistoryJobData>(QUEUES.history, createHistoryProcessor(coex), {
-      connection: createRedis(config, 'worker'),
-      prefix: config.QUEUE_PREFIX,
-      concurrency: config.HISTORY_CONCURRENCY,
-      maxStalledCount: 10,
-      // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
-      // a killed worker's chunk is picked up again within a lock period.
-      lockDuration: config.WORKER_LOCK_MS,
-      stalledInterval: config.WORKER_LOCK_MS,
-    });
-    w.on('completed', (job) => metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
-    w.on('failed', (job, err) => {
-      if (!job) return;
-      const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-      metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-      if (final) void recordDeadChunk(coex, job, err);
-      (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
-    });
-    w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));
-    return w;
-  };
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
     const coex: CoexistenceDeps = {
@@ -334,8 +296,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       sequenceKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId),
       publish,
     };
-    historyWorker = startHistoryWorker(coex);
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes), onStored: (result) => publish(storedEvents(result)) });
+    historyWorker = startHistoryWorker(coex, { connection: createRedis(config, 'worker'), prefix: config.QUEUE_PREFIX, concurrency: config.HISTORY_CONCURRENCY, lockMs: config.WORKER_LOCK_MS, jobs: metrics.jobs });
+    closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => publish(storedEvents(result)) });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,

@@ -46,6 +46,15 @@ export const envSchema = z
     ACK_WAIT_TIMEOUT_MS: int(10, 60_000).default(500),
     /** Largest webhook body accepted; Meta's payloads stay far below. */
     WEBHOOK_MAX_BYTES: int(1024, 50 * 1024 * 1024).default(3 * 1024 * 1024),
+    /**
+     * A webhook whose enqueue Redis has not confirmed by then answers 503 (Meta retries). Meta
+     * publishes no exact webhook timeout; 2 s stays under the shortest budget commonly cited for it
+     * (3 s) with room for the network, and far above a healthy enqueue (milliseconds, or
+     * ACK_WAIT_TIMEOUT_MS at most in replicated mode).
+     */
+    ENQUEUE_TIMEOUT_MS: int(100, 30_000).default(2_000),
+    /** Bytes of webhook bodies allowed to wait for Redis at once; past it, 503 at once. */
+    INGEST_MAX_PENDING_BYTES: int(1024, 2 ** 31 - 1).default(32 * 1024 * 1024),
 
     WORKER_CONCURRENCY: int(1, 1000).default(25),
     /** History chunks applied at once per worker process (each is a bulk transaction). */
@@ -78,6 +87,12 @@ export const envSchema = z
     }
     if (env.REDIS_URL && env.REDIS_SENTINELS) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINELS'], message: 'set either REDIS_URL or REDIS_SENTINELS, not both' });
+    }
+    if (env.ACK_DURABILITY === 'replicated' && env.ENQUEUE_TIMEOUT_MS <= env.ACK_WAIT_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['ENQUEUE_TIMEOUT_MS'], message: `must exceed ACK_WAIT_TIMEOUT_MS (${env.ACK_WAIT_TIMEOUT_MS}), or every replicated ack times out` });
+    }
+    if (env.INGEST_MAX_PENDING_BYTES < env.WEBHOOK_MAX_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['INGEST_MAX_PENDING_BYTES'], message: `must be at least WEBHOOK_MAX_BYTES (${env.WEBHOOK_MAX_BYTES}), or the largest webhook is always refused` });
     }
     if (env.WHATSAPP_PHONE_NUMBER_ID && !env.WHATSAPP_ACCESS_TOKEN) {
       ctx.addIssue({ code: 'custom', path: ['WHATSAPP_ACCESS_TOKEN'], message: 'required with WHATSAPP_PHONE_NUMBER_ID (the bootstrap channel)' });

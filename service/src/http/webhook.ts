@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/registry.js';
-import type { IngestProducer } from '../queue/ingest-producer.js';
+import { EnqueueTimeoutError, IngestOverloadedError, type IngestProducer } from '../queue/ingest-producer.js';
 import { verifySignature } from '../whatsapp/signature.js';
 import { checkEnvelope } from '../whatsapp/parse.js';
 import { errorBody, sendJson } from './errors.js';
@@ -99,8 +99,11 @@ export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, 
         () => answer(200, 'accepted', OK_BODY),
         (err: Error) => {
           metrics.webhook.enqueueFailures.inc();
-          log.error({ err: err.message }, 'webhook not enqueued; answered 503 so Meta retries');
-          answer(503, 'unavailable', errorBody('unavailable', 'the event could not be stored durably; retry later'), { 'retry-after': '5' });
+          const reason = err instanceof IngestOverloadedError ? 'overloaded' : err instanceof EnqueueTimeoutError ? 'timeout' : null;
+          if (reason) metrics.webhook.enqueueRejections.inc({ reason });
+          // A stall or an overload is one line per request otherwise: warn, the metrics count them.
+          (reason ? log.warn.bind(log) : log.error.bind(log))({ err: err.message }, 'webhook not enqueued; answered 503 so Meta retries');
+          answer(503, reason ?? 'unavailable', errorBody('unavailable', 'the event could not be stored durably; retry later'), { 'retry-after': '5' });
         },
       );
     });

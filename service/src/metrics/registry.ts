@@ -17,6 +17,12 @@ export function createMetrics() {
       registers: [registry],
     }),
     enqueueFailures: new client.Counter({ name: 'wa_router_enqueue_failures_total', help: 'Webhook bodies that could not be durably enqueued (answered 503)', registers: [registry] }),
+    enqueueRejections: new client.Counter({
+      name: 'wa_router_enqueue_rejections_total',
+      help: 'Webhooks answered 503 because Redis did not confirm within ENQUEUE_TIMEOUT_MS (timeout) or INGEST_MAX_PENDING_BYTES were already waiting (overloaded)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     batchSize: new client.Histogram({
       name: 'wa_router_ingest_batch_events',
       help: 'Webhook bodies coalesced into one enqueue',
@@ -43,6 +49,7 @@ export function createMetrics() {
     unroutedEvents: new client.Counter({ name: 'wa_router_unrouted_events_total', help: 'Webhook bodies for a phone_number_id no channel serves (kept, not routed)', registers: [registry] }),
     isolatedEvents: new client.Counter({ name: 'wa_router_isolated_events_total', help: 'Webhook bodies split out of their batch after a failure', registers: [registry] }),
     transientDelays: new client.Counter({ name: 'wa_router_transient_delays_total', help: 'Jobs delayed because the database was unavailable', registers: [registry] }),
+    repairedStrings: new client.Counter({ name: 'wa_router_unstorable_strings_repaired_total', help: 'Webhook strings Postgres cannot hold (NUL, lone surrogates) made storable before storing', registers: [registry] }),
   };
 
   const outbound = {
@@ -64,6 +71,7 @@ export function createMetrics() {
     echoes: new client.Counter({ name: 'wa_router_echo_messages_stored_total', help: 'Messages the business sent from the WhatsApp Business app (smb_message_echoes) stored', registers: [registry] }),
     stateSync: new client.Counter({ name: 'wa_router_app_state_sync_contacts_total', help: 'Contact changes from the Business app (smb_app_state_sync) applied', registers: [registry] }),
     chunkSeconds: new client.Histogram({ name: 'wa_router_history_chunk_duration_seconds', help: 'Time to apply one history chunk', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers: [registry] }),
+    repairedStrings: inbound.repairedStrings,
   };
 
   return { registry, webhook, jobs, inbound, outbound, history };

@@ -3,8 +3,10 @@
 // each request is answered only after that job is stored. Failure rejects them all.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { fairPriorities } from './fair-priority.js';
-import { JOBS, type InboundJobData, type RawWebhookEvent } from './names.js';
+import type { Config } from '../config/env.js';
+import { scrapeGauge, type Metrics } from '../metrics/registry.js';
+import { fairPriorities, historySequenceKey } from './fair-priority.js';
+import { JOBS, type HistoryJobData, type InboundJobData, type RawWebhookEvent } from './names.js';
 
 export interface IngestProducerOptions {
   /**
@@ -29,10 +31,50 @@ export interface IngestProducerOptions {
    * @defaultValue none (events batched, no priority)
    */
   readonly fairness?: { readonly counterKey: (key: string) => string };
+  /**
+   * Past this long an enqueue is answered as failed (the webhook answers 503 and Meta retries),
+   * whether or not Redis stores the job later: a late job only duplicates the retry, which
+   * deduplication absorbs.
+   * @defaultValue none (waits for Redis)
+   */
+  readonly timeoutMs?: number;
+  /** Shared cap on the bytes of bodies waiting for Redis. @defaultValue none */
+  readonly budget?: PendingBudget;
 }
 
 export class EnqueueError extends Error {
-  override readonly name = 'EnqueueError';
+  override readonly name: string = 'EnqueueError';
+}
+
+/** Redis did not confirm the write within the deadline; the job may still be written later. */
+export class EnqueueTimeoutError extends EnqueueError {
+  override readonly name = 'EnqueueTimeoutError';
+}
+
+/** Too many bytes already wait for Redis: refused before holding this body too. */
+export class IngestOverloadedError extends EnqueueError {
+  override readonly name = 'IngestOverloadedError';
+}
+
+/**
+ * The bytes of webhook bodies accepted but not yet written to Redis (or failed), across the
+ * producers that share it. A body stays counted until Redis answers for it, even after its
+ * request timed out: until then the process still holds it.
+ */
+export class PendingBudget {
+  private used = 0;
+  constructor(readonly maxBytes: number) {}
+  get bytes(): number {
+    return this.used;
+  }
+  take(n: number): boolean {
+    if (this.used + n > this.maxBytes) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
 }
 
 interface Pending {
@@ -59,8 +101,18 @@ export class IngestProducer {
   /** `fairKey`: the event's source (its number) when the producer is fair. */
   enqueue(event: RawWebhookEvent, fairKey = ''): Promise<void> {
     if (this.closed) return Promise.reject(new EnqueueError('shutting down'));
+    const bytes = Buffer.byteLength(event.body);
+    const budget = this.opts.budget;
+    if (budget && !budget.take(bytes)) return Promise.reject(new IngestOverloadedError(`${budget.bytes} bytes already wait for Redis (cap ${budget.maxBytes})`));
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ event, fairKey, bytes: event.body.length, resolve, reject });
+      const ms = this.opts.timeoutMs;
+      const timer = ms === undefined ? undefined : setTimeout(() => reject(new EnqueueTimeoutError(`Redis did not confirm within ${ms} ms`)), ms);
+      const done = () => clearTimeout(timer);
+      this.pending.push({
+        event, fairKey, bytes,
+        resolve: () => (done(), resolve()),
+        reject: (err) => (done(), reject(err)),
+      });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -83,7 +135,10 @@ export class IngestProducer {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    const p = this.write(batch).finally(() => this.inFlight.delete(p));
+    const p = this.write(batch).finally(() => {
+      this.inFlight.delete(p);
+      for (const e of batch) this.opts.budget?.give(e.bytes);
+    });
     this.inFlight.add(p);
   }
 
@@ -134,4 +189,28 @@ export class IngestProducer {
       for (const p of batch) p.reject(e);
     }
   }
+}
+
+/**
+ * The web process's two producers with the configured durability, deadline and byte cap: live
+ * webhooks batched per tick into the inbound queue; history webhooks one job each into their own
+ * queue, ordered fairly between numbers. One byte budget for both: it bounds the process.
+ */
+export function createIngestProducers(config: Config, queues: { inbound: Queue<InboundJobData>; history: Queue<HistoryJobData> }, redis: Redis, metrics: Metrics): { producer: IngestProducer; historyProducer: IngestProducer } {
+  const budget = new PendingBudget(config.INGEST_MAX_PENDING_BYTES);
+  scrapeGauge(metrics.registry, 'wa_router_ingest_pending_bytes', 'Bytes of webhook bodies waiting for Redis to confirm their enqueue', [], (set) => set({}, budget.bytes));
+  const common = {
+    attempts: config.INBOUND_ATTEMPTS,
+    replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
+    waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
+    timeoutMs: config.ENQUEUE_TIMEOUT_MS,
+    budget,
+  };
+  return {
+    producer: new IngestProducer(queues.inbound, redis, { ...common, onBatch: (events) => metrics.webhook.batchSize.observe(events) }),
+    historyProducer: new IngestProducer(queues.history as unknown as Queue<InboundJobData>, redis, {
+      ...common,
+      fairness: { counterKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId) },
+    }),
+  };
 }

@@ -14,6 +14,8 @@ export const JOBS = {
   webhookBatch: 'webhook-batch',
   /** One webhook body, split out of a batch because it failed there. */
   webhookEvent: 'webhook-event',
+  /** Stores the events kept unrouted that a channel now serves (no events of its own). */
+  replayUnrouted: 'replay-unrouted',
 } as const;
 
 export interface RawWebhookEvent {
@@ -29,6 +31,8 @@ export interface InboundJobData {
   readonly force?: boolean;
   /** Why this event was split out of its batch. */
   readonly isolatedBecause?: string;
+  /** A replay-unrouted job: one number's events, or (null) those of every number served now. */
+  readonly replayFor?: string | null;
 }
 
 export interface HistoryChunkJobData {

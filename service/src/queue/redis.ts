@@ -27,6 +27,10 @@ export function redisOptions(config: Config, purpose: RedisPurpose): RedisOption
       name: config.REDIS_MASTER_NAME,
       password: config.REDIS_PASSWORD,
       sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+      // A master that stalls (fork, fsync, CLIENT PAUSE) while Sentinel promotes a replica never
+      // answers READONLY until Sentinel converts it, seconds after the stall: the webhook path
+      // follows +switch-master at once instead of queueing every enqueue behind the stalled one.
+      failoverDetector: purpose === 'producer',
     };
   }
   const url = new URL(config.REDIS_URL!);

@@ -70,11 +70,28 @@ export class ChannelResolver {
   }
 }
 
-/** Raw events kept unrouted for this number, to store now that a channel serves it. */
-export async function takeUnroutedEvents(pool: Pool, phoneNumberId: string): Promise<{ body: string; receivedAt: number }[]> {
-  const { rows } = await pool.query<{ payload: string; received_at: Date }>(
-    `UPDATE inbound_events SET unrouted = false WHERE unrouted AND $1 = ANY(phone_number_ids) RETURNING payload::text AS payload, received_at`,
-    [phoneNumberId],
+/** An event kept unrouted, as stored: its hash is the key a replay must store it under. */
+export interface UnroutedEvent {
+  readonly id: number;
+  readonly sha256: Buffer;
+  readonly body: string;
+  readonly receivedAt: number;
+  readonly phoneNumberIds: readonly string[];
+}
+
+/**
+ * Events still unrouted of which a channel now serves a number (of `phoneNumberId` only, when
+ * given), by id after `afterId`. Reading does not clear the flag: storing the event does.
+ * An event stored well after its channel existed (a minute: far beyond any cache or statement)
+ * is unrouted only for its other numbers, and is not taken again.
+ */
+export async function routableUnroutedEvents(pool: Pool, phoneNumberId: string | null, afterId: number, limit: number): Promise<UnroutedEvent[]> {
+  const { rows } = await pool.query<{ id: string; body_sha256: Buffer; payload: string; received_at: Date; phone_number_ids: string[] }>(
+    `SELECT id, body_sha256, payload::text AS payload, received_at, phone_number_ids FROM inbound_events
+     WHERE unrouted AND id > $2 AND ($1::text IS NULL OR $1 = ANY(phone_number_ids))
+       AND EXISTS (SELECT 1 FROM channels c WHERE c.phone_number_id = ANY(phone_number_ids) AND c.created_at > processed_at - interval '1 minute')
+     ORDER BY id LIMIT $3`,
+    [phoneNumberId, afterId, limit],
   );
-  return rows.map((r) => ({ body: r.payload, receivedAt: r.received_at.getTime() }));
+  return rows.map((r) => ({ id: Number(r.id), sha256: r.body_sha256, body: r.payload, receivedAt: r.received_at.getTime(), phoneNumberIds: r.phone_number_ids }));
 }

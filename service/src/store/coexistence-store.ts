@@ -245,12 +245,16 @@ export async function applyHistoryChunk(pool: Pool, channelId: number, chunk: Hi
   });
 }
 
-/** Chunk deliveries seen by the inbound path (repeats included), before they are applied. */
-export async function noteChunksReceived(pool: Pool, channelId: number, count: number): Promise<void> {
+/** Chunk deliveries seen, before they are applied: a delivery counts once, however often its job runs. */
+export async function noteChunksReceived(pool: Pool, channelId: number, deliveries: readonly Buffer[]): Promise<void> {
   await pool.query(
-    `INSERT INTO sync_runs (channel_id, chunks_received) VALUES ($1::bigint, $2::int)
-     ON CONFLICT (channel_id) DO UPDATE SET chunks_received = sync_runs.chunks_received + $2::int, updated_at = now()`,
-    [channelId, count],
+    `WITH fresh AS (
+       INSERT INTO sync_chunk_deliveries (channel_id, delivery) SELECT $1::bigint, d FROM unnest($2::bytea[]) AS d
+       ON CONFLICT DO NOTHING RETURNING 1),
+     n AS (SELECT count(*)::int AS n FROM fresh)
+     INSERT INTO sync_runs (channel_id, chunks_received) SELECT $1::bigint, n FROM n WHERE n > 0
+     ON CONFLICT (channel_id) DO UPDATE SET chunks_received = sync_runs.chunks_received + EXCLUDED.chunks_received, updated_at = now()`,
+    [channelId, deliveries],
   );
 }
 

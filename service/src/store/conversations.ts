@@ -47,7 +47,21 @@ export class CursorError extends Error {
   override readonly name = 'CursorError';
 }
 
-const PG_TIME = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)?$/;
+const PG_TIME = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(?:([+-])(\d{2})(?::?(\d{2}))?|Z)?$/;
+
+/**
+ * The shape alone lets through dates Postgres refuses (month 13, February 30, offset +99), which
+ * would fail the query: every field is checked against the calendar too.
+ */
+function isPgTime(t: string): boolean {
+  const m = PG_TIME.exec(t);
+  if (!m) return false;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  const calendar = y >= 1 && day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d;
+  const offsetOk = m[8] === undefined || (Number(m[9]) <= 15 && Number(m[10] ?? 0) < 60);
+  return calendar && h < 24 && mi < 60 && s < 60 && offsetOk;
+}
 
 const encode = (p: Position) => Buffer.from(JSON.stringify(p)).toString('base64url');
 
@@ -55,7 +69,7 @@ export function decodeCursor(cursor: string | undefined): Position | null {
   if (cursor === undefined || cursor === '') return null;
   try {
     const p = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<Position>;
-    if (typeof p.id === 'number' && Number.isSafeInteger(p.id) && (p.t === null || (typeof p.t === 'string' && PG_TIME.test(p.t)))) return { t: p.t, id: p.id };
+    if (typeof p.id === 'number' && Number.isSafeInteger(p.id) && (p.t === null || (typeof p.t === 'string' && isPgTime(p.t)))) return { t: p.t, id: p.id };
   } catch {
     // reported below
   }

@@ -1,7 +1,7 @@
 // Persists verified webhook events in bulk: one transaction and a handful of set-based
 // statements per batch, whatever the number of events, messages and statuses in it.
 import type { InboundMessage, InboundStatus, ParsedEvent } from '../whatsapp/parse.js';
-import type { Pool } from './pool.js';
+import { withTransaction, type Pool, type PoolClient } from './pool.js';
 import { messageIdFromCallback } from '../whatsapp/callback-data.js';
 
 export interface InboundEventRecord {
@@ -52,7 +52,8 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   const doc = { events: [] as unknown[], messages: [] as unknown[], statuses: [] as unknown[] };
   const applyWamids = new Set<string>();
   for (const [sha, e] of unique) {
-    doc.events.push({ sha, received_at: e.receivedAt.toISOString(), fields: e.parsed.fields, phone_number_ids: e.parsed.phoneNumberIds, unrouted: e.parsed.phoneNumberIds.some((p) => !channels.has(p)), payload: e.raw, force: e.force === true });
+    const ids = e.parsed.phoneNumberIds;
+    doc.events.push({ sha, received_at: e.receivedAt.toISOString(), fields: e.parsed.fields, phone_number_ids: ids, unrouted: ids.some((p) => !channels.has(p)), routed: ids.some((p) => channels.has(p)), payload: e.raw, force: e.force === true });
     for (const m of e.parsed.messages) {
       const channelId = channels.get(m.phoneNumberId);
       if (channelId === undefined) continue;
@@ -92,7 +93,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   // A customer who changed number (or BSUID): their contact follows, so agents' replies go to the
   // new one and never to a number that may belong to someone else by now.
   const moves = identityChanges([...unique.values()].flatMap((e) => e.parsed.messages.filter((m) => channels.has(m.phoneNumberId))));
-  if (moves.length > 0) await pool.query(REKEY_SQL, [JSON.stringify(moves)]);
+  if (moves.length > 0) await applyIdentityChanges(pool, moves);
   // Statuses only concern messages the business sent; a user's inbound message never has one.
   const statusChanges = applyWamids.size > 0 ? await applyStatuses(pool, [...applyWamids]) : [];
   return {
@@ -112,16 +113,90 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
  */
 const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
 
-function identityChanges(messages: readonly InboundMessage[]): { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] {
-  const out: { old_key: string; new_wa_id: string | null; new_user_id: string | null }[] = [];
+interface IdentityChange {
+  readonly old_key: string;
+  readonly new_wa_id: string | null;
+  readonly new_user_id: string | null;
+  /** When the change happened (the system message's timestamp). */
+  readonly at: Date;
+}
+
+function identityChanges(messages: readonly InboundMessage[]): IdentityChange[] {
+  const out: IdentityChange[] = [];
   for (const m of messages) {
     if (m.type !== 'system') continue;
     const sys = m.raw.system as { type?: unknown; wa_id?: unknown; user_id?: unknown } | undefined;
     const newWaId = sys?.type === 'user_changed_number' ? text(sys.wa_id) : null;
     const newUserId = sys?.type === 'user_changed_user_id' || sys?.type === 'user_changed_number' ? text(sys?.user_id) : null;
-    if (newWaId !== null || newUserId !== null) out.push({ old_key: m.from, new_wa_id: newWaId !== m.from ? newWaId : null, new_user_id: newUserId });
+    if (newWaId !== null || newUserId !== null) out.push({ old_key: m.from, new_wa_id: newWaId !== m.from ? newWaId : null, new_user_id: newUserId, at: m.timestamp });
   }
   return out;
+}
+
+/**
+ * Re-keys contacts to their new identity. Meta may deliver the new number's first message before
+ * the change (or in the same batch), so a contact for the new number can exist already: when all
+ * it has is from the change on (give or take clock skew), it is that same customer, and it is merged into the old contact
+ * (its conversations and messages joined to the old ones) before the re-key. A contact with
+ * anything older belongs to the number's previous owner and stays apart.
+ * In one transaction: a concurrent batch that still holds the merged conversation's id fails
+ * on its foreign key and runs again (see the inbound processor), resolving the contact anew.
+ */
+async function applyIdentityChanges(pool: Pool, moves: readonly IdentityChange[]): Promise<void> {
+  await withTransaction(pool, async (client) => {
+    for (const m of moves) if (m.new_wa_id !== null) await mergeEarlyContact(client, m.old_key, m.new_wa_id, m.at);
+    await client.query(REKEY_SQL, [JSON.stringify(moves)]);
+  });
+}
+
+async function mergeEarlyContact(client: PoolClient, oldKey: string, newWaId: string, at: Date): Promise<void> {
+  const { rows: people } = await client.query<{ id: string; wa_id: string }>('SELECT id, wa_id FROM contacts WHERE wa_id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[oldKey, newWaId]]);
+  const keep = people.find((p) => p.wa_id === oldKey)?.id;
+  const gone = people.find((p) => p.wa_id === newWaId)?.id;
+  if (keep === undefined || gone === undefined) return;
+  const { rows: older } = await client.query(
+    // Five minutes of slack for clocks: a number passes to a new owner after months, not minutes.
+    `SELECT 1 FROM conversations c JOIN messages m ON m.conversation_id = c.id WHERE c.contact_id = $1 AND m.wa_timestamp < $2::timestamptz - interval '5 minutes' LIMIT 1`,
+    [gone, at],
+  );
+  if (older.length > 0) return;
+  const { rows: convs } = await client.query<{ id: string; channel_id: string; contact_id: string }>(
+    'SELECT id, channel_id, contact_id FROM conversations WHERE contact_id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
+    [[keep, gone]],
+  );
+  for (const g of convs.filter((c) => c.contact_id === gone)) {
+    const k = convs.find((c) => c.contact_id === keep && c.channel_id === g.channel_id);
+    if (!k) {
+      await client.query('UPDATE conversations SET contact_id = $1, updated_at = now() WHERE id = $2', [keep, g.id]);
+      await client.query('UPDATE messages SET contact_id = $1 WHERE conversation_id = $2', [keep, g.id]);
+      continue;
+    }
+    await client.query('UPDATE messages SET conversation_id = $1, contact_id = $2 WHERE conversation_id = $3', [k.id, keep, g.id]);
+    await client.query(
+      `UPDATE conversations k SET unread_count = k.unread_count + g.unread_count,
+         last_message_id = CASE WHEN k.last_message_at IS NULL OR g.last_message_at > k.last_message_at THEN g.last_message_id ELSE k.last_message_id END,
+         last_message_at = GREATEST(k.last_message_at, g.last_message_at),
+         last_inbound_at = GREATEST(k.last_inbound_at, g.last_inbound_at),
+         last_agent_message_id = GREATEST(k.last_agent_message_id, g.last_agent_message_id),
+         updated_at = now()
+       FROM conversations g WHERE k.id = $1 AND g.id = $2`,
+      [k.id, g.id],
+    );
+    await client.query('DELETE FROM conversations WHERE id = $1', [g.id]);
+  }
+  await client.query(
+    `UPDATE channel_contacts SET contact_id = $1 WHERE contact_id = $2
+       AND channel_id NOT IN (SELECT channel_id FROM channel_contacts WHERE contact_id = $1)`,
+    [keep, gone],
+  );
+  await client.query('DELETE FROM channel_contacts WHERE contact_id = $1', [gone]);
+  await client.query(
+    `UPDATE contacts k SET profile_name = COALESCE(g.profile_name, k.profile_name), user_id = COALESCE(g.user_id, k.user_id),
+       username = COALESCE(g.username, k.username), updated_at = now()
+     FROM contacts g WHERE k.id = $1 AND g.id = $2`,
+    [keep, gone],
+  );
+  await client.query('DELETE FROM contacts WHERE id = $1', [gone]);
 }
 
 // Moves a contact from its old key to a new number (or, keyed on its BSUID, to a new BSUID): a
@@ -209,17 +284,22 @@ SELECT cv.id AS conversation_id, cv.channel_id, cv.contact_id, ct.wa_id FROM cv 
 
 // One statement, so the event log, the messages, their conversations and the statuses
 // commit together or not at all: a retried job finds the event and skips its rows.
+// An event kept unrouted is stored like a new one by whichever delivery first finds a channel for
+// it (a replay, Meta's redelivery): its flag is cleared in the same statement that stores its rows,
+// and the row lock makes a concurrent second delivery see it cleared.
 const STORE_SQL = `
 WITH ev_in AS (
   SELECT * FROM json_to_recordset($1::json)
-    AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, payload text, force boolean)),
+    AS r(sha text, received_at timestamptz, fields json, phone_number_ids json, unrouted boolean, routed boolean, payload text, force boolean)),
 ev_ins AS (
-  INSERT INTO inbound_events (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
+  INSERT INTO inbound_events AS e (body_sha256, received_at, fields, phone_number_ids, unrouted, payload)
   SELECT decode(sha, 'hex'), received_at, ARRAY(SELECT json_array_elements_text(fields)),
          ARRAY(SELECT json_array_elements_text(phone_number_ids)), unrouted, payload::json
-  FROM ev_in
-  ON CONFLICT (body_sha256) DO NOTHING
-  RETURNING encode(body_sha256, 'hex') AS sha),
+  -- Sorted: batches sharing events lock their rows in one global order.
+  FROM ev_in ORDER BY sha
+  ON CONFLICT (body_sha256) DO UPDATE SET unrouted = EXCLUDED.unrouted, processed_at = now()
+    WHERE e.unrouted AND (SELECT routed FROM ev_in WHERE ev_in.sha = encode(e.body_sha256, 'hex'))
+  RETURNING encode(body_sha256, 'hex') AS sha, (xmax = 0) AS inserted),
 ev_new AS (SELECT sha FROM ev_ins UNION SELECT sha FROM ev_in WHERE force),
 msg AS (
   SELECT m.* FROM json_to_recordset($2::json) AS m(
@@ -262,7 +342,7 @@ st_ins AS (
   RETURNING 1)
 SELECT
   (SELECT count(*) FROM ev_ins)::int AS fresh,
-  (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins))::int AS unrouted,
+  (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins WHERE inserted))::int AS unrouted,
   (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
   (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages`;
 

@@ -306,3 +306,34 @@ export function parseEvent(body: unknown): ParsedEvent {
   out.fields.push(...fields);
   return out;
 }
+
+// Postgres text and jsonb hold neither NUL nor a lone UTF-16 surrogate, and one such string
+// fails the whole statement. In a body that passed JSON.parse they can only come from escapes
+// (raw control characters are invalid JSON, and the bytes were decoded as well-formed UTF-8),
+// so a body without such an escape skips the walk.
+const UNSTORABLE_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+// eslint-disable-next-line no-control-regex -- NUL is exactly what has to go
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * JSON.parse, then every string (keys too) made storable: NUL removed, a lone surrogate replaced
+ * with U+FFFD. `repaired` counts the strings changed; when it is 0, `body` is what JSON.parse gave.
+ */
+export function parseBody(text: string): { body: unknown; repaired: number } {
+  const body: unknown = JSON.parse(text);
+  if (!UNSTORABLE_ESCAPE.test(text)) return { body, repaired: 0 };
+  let repaired = 0;
+  const fix = (s: string): string => {
+    const out = s.replace(UNSTORABLE, (c) => (c === '\u0000' ? '' : '\ufffd'));
+    if (out !== s) repaired++;
+    return out;
+  };
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return fix(v);
+    if (Array.isArray(v)) return v.map(walk);
+    // fromEntries defines own properties: a "__proto__" key stays data, never a prototype.
+    if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [fix(k), walk(x)]));
+    return v;
+  };
+  return { body: walk(body), repaired };
+}

@@ -6,17 +6,18 @@
 // so a repeated delivery does not queue twice).
 import { createHash } from 'node:crypto';
 import type { Publish } from '../../events/hub.js';
-import { DelayedError, type Job, type Queue } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
-import type { HistoryMetrics } from '../../metrics/registry.js';
+import type { HistoryMetrics, Metrics } from '../../metrics/registry.js';
 import type { ChannelResolver } from '../../store/channels.js';
 import { applyHistoryChunk, applyStateSync, noteChunksReceived, recordChunkFailure, recordSyncError, storeEchoes } from '../../store/coexistence-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { COEXISTENCE_FIELDS, parseEchoes, parseHistory, parseStateSync, type HistoryChunk } from '../../sync/coexistence.js';
-import { parseEvent, type OtherChange } from '../../whatsapp/parse.js';
+import { parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { fairPriorities } from '../fair-priority.js';
-import { JOBS, type HistoryChunkJobData, type HistoryJobData, type InboundJobData } from '../names.js';
+import { deliveryOf } from './inbound.js';
+import { JOBS, QUEUES, type HistoryChunkJobData, type HistoryJobData, type InboundJobData } from '../names.js';
 
 export interface CoexistenceDeps {
   readonly pool: Pool;
@@ -85,15 +86,16 @@ async function applyChunk(deps: CoexistenceDeps, channelId: number, chunk: Histo
  * applied here when `inline` (the history queue's own jobs), else queued as chunk jobs.
  * Returns the phone_number_ids no channel serves (their changes were skipped).
  */
-export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly OtherChange[], opts: { inline?: boolean } = {}): Promise<string[]> {
+export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly OtherChange[], opts: { inline?: boolean; delivery: Buffer }): Promise<string[]> {
   const relevant = changes.filter((c) => COEXISTENCE_FIELDS.has(c.field));
   if (relevant.length === 0) return [];
   const unrouted = new Set<string>();
   const channelIds = await deps.channels.resolve(relevant.map(phoneNumberIdOf).filter(Boolean));
   const jobs: { name: string; data: HistoryChunkJobData; opts: Record<string, unknown>; number: string }[] = [];
   const toApply: { channelId: number; chunk: HistoryChunk; digest: Buffer }[] = [];
-  const received = new Map<number, number>();
-  for (const change of relevant) {
+  // Each chunk of this delivery is counted as received once, however often its job runs.
+  const received = new Map<number, Buffer[]>();
+  for (const [ci, change] of relevant.entries()) {
     const pid = phoneNumberIdOf(change);
     const channelId = channelIds.get(pid);
     // No channel serves the number: the raw event is kept unrouted and replayed when one does.
@@ -102,13 +104,14 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
       continue;
     }
     if (change.field === 'history') {
-      for (const { chunk, digest, value } of chunksOf(change)) {
+      for (const [hi, { chunk, digest, value }] of chunksOf(change).entries()) {
         for (const e of chunk.errors) {
           await recordSyncError(deps.pool, channelId, e);
           deps.log.warn({ channelId, code: e.code, err: e.message }, 'history sync reported an error');
         }
         if (chunk.errors.length > 0 && chunk.rows.length === 0) continue;
-        received.set(channelId, (received.get(channelId) ?? 0) + 1);
+        const delivery = createHash('sha256').update(opts.delivery).update(`${ci}.${hi}`).digest();
+        received.set(channelId, [...(received.get(channelId) ?? []), delivery]);
         if (opts.inline) {
           toApply.push({ channelId, chunk, digest });
         } else {
@@ -131,7 +134,7 @@ export async function handleCoexistence(deps: CoexistenceDeps, changes: readonly
     const priorities = await fairPriorities(deps.redis, deps.sequenceKey, jobs.map((j) => j.number));
     await deps.historyQueue.addBulk(jobs.map((j, i) => ({ name: j.name, data: j.data, opts: { ...j.opts, priority: priorities[i]! } })));
   }
-  for (const [channelId, n] of received) await noteChunksReceived(deps.pool, channelId, n);
+  for (const [channelId, deliveries] of received) await noteChunksReceived(deps.pool, channelId, deliveries);
   for (const a of toApply) await applyChunk(deps, a.channelId, a.chunk, a.digest);
   return [...unrouted];
 }
@@ -146,7 +149,7 @@ async function jobChunks(deps: Pick<CoexistenceDeps, 'channels'>, job: Job<Histo
   for (const ev of (job.data as InboundJobData).events ?? []) {
     let changes: OtherChange[];
     try {
-      changes = parseEvent(JSON.parse(ev.body)).other.filter((c) => c.field === 'history');
+      changes = parseEvent(parseBody(ev.body).body).other.filter((c) => c.field === 'history');
     } catch {
       continue;
     }
@@ -182,15 +185,17 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
    * unrouted until a channel does.
    */
   async function applyWebhooks(job: Job<InboundJobData>): Promise<void> {
-    for (const ev of job.data.events) {
+    for (const [i, ev] of job.data.events.entries()) {
       let changes: OtherChange[];
       try {
-        changes = parseEvent(JSON.parse(ev.body)).other;
+        const { body, repaired } = parseBody(ev.body);
+        changes = parseEvent(body).other;
+        deps.metrics.repairedStrings.inc(repaired);
       } catch (err) {
         deps.log.warn({ jobId: job.id, err: (err as Error).message }, 'history webhook not parseable; handed to the inbound path');
         changes = [];
       }
-      const unrouted = changes.length > 0 ? await handleCoexistence(deps, changes, { inline: true }) : ['?'];
+      const unrouted = changes.length > 0 ? await handleCoexistence(deps, changes, { inline: true, delivery: deliveryOf(job, String(i)) }) : ['?'];
       if (unrouted.length > 0 && deps.inboundQueue) await deps.inboundQueue.add(JOBS.webhookEvent, { events: [ev], force: true }, jobOptions(deps.attempts));
     }
   }
@@ -214,4 +219,29 @@ export function createHistoryProcessor(deps: CoexistenceDeps) {
       throw new DelayedError();
     }
   };
+}
+
+/** The history queue's worker: chunks applied `concurrency` at once, dead-lettered ones recorded as failed. */
+export function startHistoryWorker(deps: CoexistenceDeps, opts: { connection: Redis; prefix: string; concurrency: number; lockMs: number; jobs: Metrics['jobs'] }): Worker<HistoryJobData> {
+  const { log } = deps;
+  const w = new Worker<HistoryJobData>(QUEUES.history, createHistoryProcessor(deps), {
+    connection: opts.connection,
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+    maxStalledCount: 10,
+    // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
+    // a killed worker's chunk is picked up again within a lock period.
+    lockDuration: opts.lockMs,
+    stalledInterval: opts.lockMs,
+  });
+  w.on('completed', (job) => opts.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
+  w.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    opts.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
+    if (final) void recordDeadChunk(deps, job, err);
+    (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, final ? 'history chunk dead-lettered' : 'history chunk failed; will retry');
+  });
+  w.on('error', (err) => log.warn({ err: err.message }, 'history worker error'));
+  return w;
 }

@@ -5,11 +5,11 @@ import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { InboundMetrics } from '../../metrics/registry.js';
-import type { ChannelResolver } from '../../store/channels.js';
+import { routableUnroutedEvents, type ChannelResolver } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
-import { EnvelopeError, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
+import { EnvelopeError, parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
 export interface InboundProcessorDeps {
@@ -22,7 +22,8 @@ export interface InboundProcessorDeps {
   /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
-  readonly coexistence?: (changes: OtherChange[]) => Promise<unknown>;
+  /** `delivery`: see deliveryOf. */
+  readonly coexistence?: (changes: OtherChange[], delivery: Buffer) => Promise<unknown>;
 }
 
 /** Thrown for an event we can never store as it is (bad JSON, an item without an id). */
@@ -32,10 +33,20 @@ export class InvalidEventError extends UnrecoverableError {
 
 const DEADLOCK_RETRIES = 3;
 
-function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
+/**
+ * What one delivery of a webhook's coexistence changes is, for counting history chunks received:
+ * the job that carries it and its place there. A retry of the job is the same delivery; Meta
+ * delivering the body again is a new one.
+ */
+export function deliveryOf(job: Job, place: string): Buffer {
+  return createHash('sha256').update(`${job.queueName}:${job.id}:${place}`).digest();
+}
+
+function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics): InboundEventRecord {
   let body: unknown;
+  let repaired: number;
   try {
-    body = JSON.parse(ev.body);
+    ({ body, repaired } = parseBody(ev.body));
   } catch {
     throw new InvalidEventError('body is not valid JSON');
   }
@@ -46,7 +57,9 @@ function toRecord(ev: RawWebhookEvent, force: boolean): InboundEventRecord {
     if (err instanceof EnvelopeError) throw new InvalidEventError(err.message);
     throw err;
   }
-  return { sha256: createHash('sha256').update(ev.body).digest(), receivedAt: new Date(ev.receivedAt), raw: ev.body, parsed, force };
+  metrics.repairedStrings.inc(repaired);
+  // The hash stays the one of the bytes Meta signed, so a redelivery is still recognized.
+  return { sha256: createHash('sha256').update(ev.body).digest(), receivedAt: new Date(ev.receivedAt), raw: repaired > 0 ? JSON.stringify(body) : ev.body, parsed, force };
 }
 
 export function createInboundProcessor(deps: InboundProcessorDeps) {
@@ -60,9 +73,11 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
         observe(result);
         return result;
       } catch (err) {
-        // A deadlock or serialization failure is resolved by running the batch again now.
+        // A deadlock or serialization failure is resolved by running the batch again now; so is a
+        // row a concurrent batch changed under it (a contact merged by a number change: foreign
+        // key; a contact re-keyed onto a number just inserted: unique key), resolved anew.
         const code = (err as { code?: string }).code;
-        if ((code === '40P01' || code === '40001') && attempt < DEADLOCK_RETRIES) continue;
+        if ((code === '40P01' || code === '40001' || code === '23503' || code === '23505') && attempt < DEADLOCK_RETRIES) continue;
         throw err;
       }
     }
@@ -93,7 +108,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
   }
 
   /** Stores the batch; if the database refuses it, finds the culprits by storing events one by one. */
-  async function run(job: Job<InboundJobData>, records: InboundEventRecord[], rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
+  async function run(job: Job<InboundJobData>, records: InboundEventRecord[], sources: ReadonlyMap<InboundEventRecord, RawWebhookEvent>, rejected: Map<string, { ev: RawWebhookEvent; reason: string }>): Promise<void> {
     try {
       if (records.length > 0) await store(records);
     } catch (err) {
@@ -104,21 +119,61 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
           await storeNow([rec]);
         } catch (e) {
           if (isTransientDbError(e)) throw e;
-          rejected.set(rec.raw, { ev: { body: rec.raw, receivedAt: rec.receivedAt.getTime() }, reason: e instanceof Error ? e.message : String(e) });
+          const ev = sources.get(rec)!;
+          rejected.set(ev.body, { ev, reason: e instanceof Error ? e.message : String(e) });
         }
       }
     }
   }
 
+  /**
+   * Stores the unrouted events a channel now serves, page by page, under their stored hashes (so
+   * the flag of that very row is cleared). Caches are refreshed first; if an event still finds no
+   * channel the job fails and is retried with backoff, since its events would stay unrouted.
+   */
+  async function replayUnrouted(job: Job<InboundJobData>, phoneNumberId: string | null): Promise<{ events: number; isolated: number }> {
+    let afterId = 0;
+    let events = 0;
+    let stranded = 0;
+    for (;;) {
+      const page = await routableUnroutedEvents(pool, phoneNumberId, afterId, 200);
+      if (page.length === 0) break;
+      afterId = page[page.length - 1]!.id;
+      const pids = new Set(page.flatMap((e) => e.phoneNumberIds));
+      for (const pid of pids) channels.forget(pid);
+      const served = await channels.resolve(pids);
+      const records: InboundEventRecord[] = [];
+      for (const e of page) {
+        if (!e.phoneNumberIds.some((p) => served.has(p))) {
+          stranded++;
+          continue;
+        }
+        try {
+          records.push({ ...toRecord(e, false, metrics), sha256: e.sha256 });
+        } catch (err) {
+          log.warn({ eventId: e.id, err: (err as Error).message }, 'unrouted event no longer parses; left unrouted');
+        }
+      }
+      if (records.length > 0) await storeNow(records);
+      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, r.sha256.toString('hex')));
+      events += records.length;
+    }
+    if (stranded > 0) throw new Error(`${stranded} unrouted events found no channel yet; retrying`);
+    return { events, isolated: 0 };
+  }
+
   return async function processInbound(job: Job<InboundJobData>, token?: string): Promise<{ events: number; isolated: number }> {
+    if (job.name === JOBS.replayUnrouted) return replayUnrouted(job, job.data.replayFor ?? null);
     const force = job.data.force === true;
     const single = job.name === JOBS.webhookEvent || job.data.events.length === 1;
     const records: InboundEventRecord[] = [];
+    const sources = new Map<InboundEventRecord, RawWebhookEvent>();
     const rejected = new Map<string, { ev: RawWebhookEvent; reason: string }>();
     for (const ev of job.data.events) {
       try {
-        const rec = toRecord(ev, force);
+        const rec = toRecord(ev, force, metrics);
         records.push(rec);
+        sources.set(rec, ev);
         // What is valid is stored now; the event still goes the dead-letter way with the reason.
         if (rec.parsed.invalid.length > 0) rejected.set(ev.body, { ev, reason: rec.parsed.invalid.map((i) => `${i.path}: ${i.reason}`).join('; ') });
       } catch (err) {
@@ -127,11 +182,8 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
       }
     }
     try {
-      await run(job, records, rejected);
-      if (deps.coexistence) {
-        const other = records.flatMap((r) => r.parsed.other);
-        if (other.length > 0) await deps.coexistence(other);
-      }
+      await run(job, records, sources, rejected);
+      if (deps.coexistence) for (const [i, r] of records.entries()) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, String(i)));
     } catch (err) {
       if (!isTransientDbError(err)) throw err;
       // The database is away: wait without spending attempts, so an outage of any length
