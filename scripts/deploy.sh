@@ -22,6 +22,11 @@ kubectl version --request-timeout=10s >/dev/null || { echo "deploy: the cluster 
 
 dry=()
 [ "${DRY_RUN:-0}" = 1 ] && dry=(--dry-run=server)
+# A first deploy's dry run has no namespace to put anything in: the server refuses namespaced
+# objects (even as a dry run) in a namespace that does not exist. Then the namespace is checked
+# by the server and the rest against the server's schemas only (kubectl's client dry run).
+first_dry_run=0
+if [ "${DRY_RUN:-0}" = 1 ] && ! kubectl get namespace "$NAMESPACE" >/dev/null 2>&1; then first_dry_run=1; fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 npm run -s synth -w @wa-router/cdk8s -- --preset "$PRESET" --namespace "$NAMESPACE" --image "$IMAGE" ${OVERRIDES:+--overrides "$OVERRIDES"} --out "$out"
@@ -32,6 +37,11 @@ has_secret() { kubectl -n "$NAMESPACE" get secret "$1" >/dev/null 2>&1; }
 create_secret() { # name, then --from-literal=... arguments
   local name=$1; shift
   if has_secret "$name"; then echo "secret/$name exists: kept"; return; fi
+  if [ "$first_dry_run" = 1 ]; then
+    kubectl -n "$NAMESPACE" create secret generic "$name" "$@" --dry-run=client -o name >/dev/null
+    echo "secret/$name would be created"
+    return
+  fi
   kubectl -n "$NAMESPACE" create secret generic "$name" "$@" --dry-run=client -o yaml \
     | kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" -f - >/dev/null
   echo "secret/$name created"
@@ -65,6 +75,11 @@ prune=()
 if [ "${PRUNE:-0}" = 1 ]; then
   export KUBECTL_APPLYSET=true
   prune=(--prune --applyset="configmaps/wa-router-applyset" -n "$NAMESPACE")
+fi
+if [ "$first_dry_run" = 1 ]; then
+  kubectl apply --dry-run=client --validate=strict -f "$manifest"
+  echo "dry run: nothing changed (namespace $NAMESPACE does not exist yet: its objects were checked against the server's schemas, not by its admission)"
+  exit 0
 fi
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }

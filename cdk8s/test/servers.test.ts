@@ -5,12 +5,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { presets, renderPostgresConf, renderRedisConf } from '../src/index.js';
-import { freePort, LOOPBACK } from '../../scripts/stack/proc.js';
+import { presets, synthManifests } from '../src/index.js';
+import { confMap, type Json } from './helpers.js';
+import { freePort, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from '../../scripts/stack/proc.js';
 import { postgresBinDir, startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
 import { startPgBouncer } from '../../scripts/stack/pgbouncer.js';
-import { startRedis } from '../../scripts/stack/redis.js';
-import { startSentinel } from '../../scripts/stack/sentinel.js';
 
 const PASSWORD = 'tuning-test-password';
 let dir: string;
@@ -31,17 +30,21 @@ describe('Postgres and PgBouncer', () => {
   let pg: PostgresHandle | undefined;
   afterAll(async () => pg?.stop());
 
-  it.each(['minimal', 'standard', 'premium'] as const)('Postgres starts with %s\'s postgresql.conf and reports its values', async (name) => {
+  it.each(['minimal', 'standard', 'premium'] as const)('Postgres starts with %s\'s postgresql.conf and runs every line of it', async (name) => {
     await pg?.stop();
-    pg = await startPostgres({ dir: path.join(dir, 'pg'), port: await freePort(), password: PASSWORD, conf: renderPostgresConf(presets[name]) });
+    // The chart's file; the local harness adds only listen_addresses, port and the socket dir.
+    const rendered = configMapFile(name, 'postgresql.conf');
+    pg = await startPostgres({ dir: path.join(dir, 'pg'), port: await freePort(), password: PASSWORD, conf: rendered });
     const show = (k: string) => psql(pg!.url, `SHOW ${k}`);
     const p = presets[name];
     expect(show('max_connections')).toBe(String(p.postgres.maxConnections));
-    // Postgres 15+ reports wal_compression = on as the method it picked.
-    const shown: Record<string, string> = { on: 'pglz' };
-    for (const [key, value] of Object.entries(p.postgres.settings)) {
-      expect(show(key), key).toBe(key === 'wal_compression' ? (shown[String(value)] ?? String(value)) : String(value));
+    let checked = 0;
+    for (const [key, value] of confMap(rendered, '=')) {
+      if (key === 'listen_addresses' || key === 'port') continue;
+      expect(pgValue(show(key)), key).toBe(pgValue(key === 'wal_compression' && value === 'on' ? 'pglz' : value));
+      checked++;
     }
+    expect(checked).toBeGreaterThan(20);
     expect(show('password_encryption')).toBe('scram-sha-256');
   }, 120_000);
 
@@ -66,38 +69,125 @@ describe('Postgres and PgBouncer', () => {
   }, 60_000);
 });
 
-describe('Redis and Sentinel', () => {
-  it('Redis runs the rendered redis.conf: noeviction, AOF everysec, the preset\'s maxmemory', async () => {
+/** A file of the chart's ConfigMaps, byte for byte what the cluster mounts. */
+function configMapFile(preset: 'minimal' | 'standard' | 'premium', key: string): string {
+  const cm = synthManifests(preset).find((m) => m.kind === 'ConfigMap' && (m as Json).data?.[key] !== undefined);
+  if (!cm) throw new Error(`no ConfigMap holds ${key}`);
+  return (cm as Json).data[key] as string;
+}
+
+/** A postgresql.conf value as Postgres compares it: quotes off, memory in kB, time in ms (Postgres 15+ shows wal_compression = on as the method it picked). */
+function pgValue(v: string): string {
+  const t = v.replace(/^'(.*)'$/, '$1');
+  const m = /^(\d+(?:\.\d+)?)\s*(kB|MB|GB|TB|ms|s|min|h|d)$/.exec(t);
+  if (!m) return t;
+  const unit = { kB: 1, MB: 1024, GB: 1024 ** 2, TB: 1024 ** 3, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'kB'];
+  return `${Number(m[1]) * unit}${/B$/.test(m[2]!) ? 'kB' : 'ms'}`;
+}
+
+/** Bytes of a redis.conf memory value (`4gb`, `256mb`, `1073741824`): Redis's 1k = 1024. */
+function redisBytes(v: string): string {
+  const m = /^(\d+)(kb|mb|gb)?$/i.exec(v);
+  if (!m) return v;
+  const unit = { kb: 2 ** 10, mb: 2 ** 20, gb: 2 ** 30 }[(m[2] ?? '').toLowerCase() as 'kb' | 'mb' | 'gb'] ?? 1;
+  return String(Number(m[1]) * unit);
+}
+
+/**
+ * Writes the pod's copy of a rendered file: the lines its start script appends (from the Secret),
+ * and the one line a test on this host cannot keep: `dir` (Redis enters it while reading the file,
+ * before any command-line option, and /data is not ours). Nothing else changes.
+ */
+function podCopy(rendered: string, workDir: string, appended: string): string {
+  const lines = rendered.split('\n');
+  const at = lines.findIndex((l) => l.startsWith('dir '));
+  expect(at).toBeGreaterThanOrEqual(0);
+  lines[at] = `dir ${workDir}`;
+  return `${lines.join('\n')}${appended}`;
+}
+
+/** Starts a Redis server process on `file`, with a free loopback port as the only overrides. */
+async function serveFile(cmd: 'redis-server' | 'redis-sentinel', file: string, port: number, workDir: string): Promise<() => Promise<void>> {
+  const logFile = path.join(workDir, `${cmd}.log`);
+  const proc = spawnDaemon(cmd, [file, '--port', String(port), '--bind', LOOPBACK], { logFile });
+  await waitFor(cmd, () => portOpen(port), { pid: proc.pid, logFile, timeoutMs: 30_000 });
+  return () => stopPid(proc.pid, 10_000, 'SIGTERM');
+}
+
+describe('Redis and Sentinel run the chart\'s own files', () => {
+  const overridden = new Set(['port', 'bind', 'dir']);
+
+  it.each(['minimal', 'premium'] as const)('Redis runs %s\'s redis.conf as rendered: every line is what CONFIG GET reports', async (name) => {
+    const work = path.join(dir, `redis-${name}`);
+    fs.mkdirSync(work, { recursive: true });
+    const rendered = configMapFile(name, 'redis.conf');
+    // What the pod's start script adds to its copy, from the Secret.
+    const file = path.join(work, 'redis.conf');
+    fs.writeFileSync(file, podCopy(rendered, work, `requirepass ${PASSWORD}\nmasterauth ${PASSWORD}\n`));
     const port = await freePort();
-    const conf = renderRedisConf(presets.premium, { scaleTo: { cpuCores: 2, memoryGiB: 5 } });
-    const redis = await startRedis({ dir: path.join(dir, 'redis'), port, password: PASSWORD, conf, maxmemory: presets.premium.redis.maxmemory });
+    const stop = await serveFile('redis-server', file, port, work);
     try {
-      const get = (k: string) => redisCli(port, '-a', PASSWORD, 'CONFIG', 'GET', k).split('\n')[1];
+      const get = (k: string) => redisCli(port, '-a', PASSWORD, 'CONFIG', 'GET', k).split('\n')[1] ?? '';
+      // The invariants the queue relies on, now from the rendered file alone.
       expect(get('maxmemory-policy')).toBe('noeviction');
       expect(get('appendonly')).toBe('yes');
       expect(get('appendfsync')).toBe('everysec');
-      expect(get('maxmemory')).toBe(String(4 * 2 ** 30));
-      expect(get('client-output-buffer-limit')).toContain('slave 1073741824 268435456 60');
-      expect(get('slowlog-log-slower-than')).toBe('10000');
+      expect(get('maxmemory')).toBe(redisBytes(presets[name].redis.maxmemory));
+      let checked = 0;
+      for (const line of rendered.split('\n')) {
+        const t = line.trim();
+        if (!t || t.startsWith('#')) continue;
+        const [key, ...rest] = t.split(/\s+/);
+        if (overridden.has(key!)) continue;
+        const value = rest.join(' ');
+        if (key === 'client-output-buffer-limit') {
+          // One setting per class, reported together; Redis still names replicas `slave`.
+          const [cls, ...limits] = rest;
+          expect(get(key), line).toContain(`${cls === 'replica' ? 'slave' : cls} ${limits.map(redisBytes).join(' ')}`);
+        } else {
+          expect(get(key!), line).toBe(key === 'maxmemory' || key === 'repl-backlog-size' ? redisBytes(value) : value);
+        }
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(15);
     } finally {
-      await redis.stop();
+      await stop();
     }
   }, 60_000);
 
-  it('a Sentinel with the rendered sentinel.conf monitors the master with quorum 2', async () => {
+  it('a Sentinel runs the chart\'s sentinel.conf: quorum, down-after and failover timeout as rendered', async () => {
+    const work = path.join(dir, 'sentinel');
+    fs.mkdirSync(work, { recursive: true });
+    const masterFile = path.join(work, 'redis.conf');
+    fs.writeFileSync(masterFile, podCopy(configMapFile('standard', 'redis.conf'), work, `requirepass ${PASSWORD}\nmasterauth ${PASSWORD}\n`));
+    const masterPort = await freePort();
+    const stopMaster = await serveFile('redis-server', masterFile, masterPort, work);
+    const rendered = configMapFile('standard', 'sentinel.conf');
+    const monitor = /^sentinel monitor (\S+) __MASTER_HOST__ (\d+) (\d+)$/m.exec(rendered);
+    expect(monitor).not.toBeNull();
+    const [, masterName, , quorum] = monitor!;
+    // The pod's start script puts the master's address in and adds the password; the master's
+    // port differs here only because this host runs it on a free port.
+    const file = path.join(work, 'sentinel.conf');
+    fs.writeFileSync(file, podCopy(rendered.replace(/__MASTER_HOST__ \d+/, `${LOOPBACK} ${masterPort}`), path.join(work, 'sentinel-dir'), `sentinel auth-pass ${masterName} ${PASSWORD}\n`));
+    fs.mkdirSync(path.join(work, 'sentinel-dir'));
     const port = await freePort();
-    const redis = await startRedis({ dir: path.join(dir, 'redis-m'), port, password: PASSWORD, conf: renderRedisConf(presets.standard, { scaleTo: { cpuCores: 2, memoryGiB: 1 } }) });
-    const sentinel = await startSentinel({ dir: path.join(dir, 'sentinel'), port: await freePort(), masterPort: port, password: PASSWORD, downAfterMs: 1000, failoverTimeoutMs: 5000 });
+    const stopSentinel = await serveFile('redis-sentinel', file, port, work);
     try {
-      expect(redisCli(sentinel.port, 'SENTINEL', 'get-master-addr-by-name', 'wa-router').split('\n')).toEqual([LOOPBACK, String(port)]);
-      const master = redisCli(sentinel.port, 'SENTINEL', 'master', 'wa-router').split('\n');
-      const field = (k: string) => master[master.indexOf(k) + 1];
-      expect(field('quorum')).toBe('2');
-      expect(field('down-after-milliseconds')).toBe('1000');
-      expect(field('flags')).toBe('master');
+      const field = (reply: string[], k: string) => reply[reply.indexOf(k) + 1];
+      const master = redisCli(port, 'SENTINEL', 'master', masterName!).split('\n');
+      const setting = (k: string) => new RegExp(`^sentinel ${k} ${masterName} (\\d+)$`, 'm').exec(rendered)?.[1];
+      expect(field(master, 'quorum')).toBe(quorum);
+      expect(quorum).toBe(String(presets.standard.redis.sentinel.quorum));
+      expect(field(master, 'down-after-milliseconds')).toBe(setting('down-after-milliseconds'));
+      expect(field(master, 'down-after-milliseconds')).toBe(String(presets.standard.redis.sentinel.downAfterMs));
+      expect(field(master, 'failover-timeout')).toBe(setting('failover-timeout'));
+      expect(field(master, 'parallel-syncs')).toBe(setting('parallel-syncs'));
+      // It reached the master with the password and sees it as a healthy master.
+      await waitFor('sentinel sees the master', () => field(redisCli(port, 'SENTINEL', 'master', masterName!).split('\n'), 'flags') === 'master', { timeoutMs: 20_000 });
     } finally {
-      await sentinel.stop();
-      await redis.stop();
+      await stopSentinel();
+      await stopMaster();
     }
   }, 60_000);
 });

@@ -6,7 +6,6 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { Manifest } from '@wa-router/cdk8s';
 
 export const FIELD_MANAGER = 'wa-router';
-export const MANAGED_BY = 'app.kubernetes.io/managed-by=wa-router';
 
 export interface KubeResponse<T = unknown> {
   readonly status: number;
@@ -110,11 +109,8 @@ export class Kube {
     return this.request<KubeObject>('PATCH', `${await this.objectPath(m)}?${q}`, m, 'application/apply-patch+yaml');
   }
 
-  /**
-   * Applies every manifest in order. With `prune`, objects of the same kinds in the same
-   * namespaces that carry our managed-by label but are no longer in the set are deleted.
-   */
-  async applyAll(manifests: readonly (Manifest | KubeObject)[], opts: { prune?: boolean; dryRun?: boolean } = {}): Promise<{ objects: KubeObject[]; warnings: string[]; pruned: string[] }> {
+  /** Applies every manifest in order (pruning is `make deploy PRUNE=1`'s, tested through it). */
+  async applyAll(manifests: readonly (Manifest | KubeObject)[], opts: { dryRun?: boolean } = {}): Promise<{ objects: KubeObject[]; warnings: string[] }> {
     const objects: KubeObject[] = [];
     const warnings: string[] = [];
     for (const m of manifests) {
@@ -123,23 +119,7 @@ export class Kube {
       objects.push(r.body);
       warnings.push(...r.warnings.map((w) => `${m.kind}/${m.metadata.name}: ${w}`));
     }
-    const pruned: string[] = [];
-    if (opts.prune) {
-      const keep = new Set(manifests.map((m) => `${m.apiVersion}/${m.kind}/${m.metadata.namespace ?? ''}/${m.metadata.name}`));
-      const kinds = new Map(manifests.map((m) => [`${m.apiVersion}/${m.kind}/${m.metadata.namespace ?? ''}`, m]));
-      for (const m of kinds.values()) {
-        const { path } = await this.collectionPath(m.apiVersion, m.kind, m.metadata.namespace);
-        const list = await this.request<{ items: KubeObject[] }>('GET', `${path}?labelSelector=${encodeURIComponent(MANAGED_BY)}`);
-        for (const item of list.body.items ?? []) {
-          const key = `${m.apiVersion}/${m.kind}/${item.metadata.namespace ?? ''}/${item.metadata.name}`;
-          if (keep.has(key)) continue;
-          const d = await this.request('DELETE', `${path}/${item.metadata.name}?propagationPolicy=Background${opts.dryRun ? '&dryRun=All' : ''}`);
-          if (d.status >= 300 && d.status !== 404) throw new Error(`prune ${key} failed: ${d.status}`);
-          pruned.push(`${m.kind}/${item.metadata.name}`);
-        }
-      }
-    }
-    return { objects, warnings, pruned };
+    return { objects, warnings };
   }
 
   async get<T = KubeObject>(path: string): Promise<T | undefined> {

@@ -1,49 +1,100 @@
-// `make deploy` (scripts/deploy.sh) against the API server: it creates the four Secrets the
-// manifests read, applies server-side as our field manager, and never overwrites a Secret.
+// `make deploy` (scripts/deploy.sh) against the API server, as a user runs it: a dry run on a
+// first deploy, the four Secrets the manifests read (never overwritten), server-side apply with
+// our field manager alone on every object, and PRUNE=1 deleting what the preset no longer has.
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { synthManifests } from '@wa-router/cdk8s';
 import { deleteNamespace } from '../src/cluster.js';
 import { FIELD_MANAGER, Kube, type KubeObject } from '../src/kube.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kube = new Kube(inject('kubeconfig'));
 const NAMESPACE = 'wa-deploy';
+const IMAGE = 'registry.example/wa-router:test';
 
 type Secret = KubeObject & { data: Record<string, string> };
 const secret = async (name: string) => kube.get<Secret>(`/api/v1/namespaces/${NAMESPACE}/secrets/${name}`);
 const decode = (s: Secret | undefined, key: string) => Buffer.from(s?.data[key] ?? '', 'base64').toString('utf8');
 
 function deploy(extra: Record<string, string>): string {
-  return execFileSync(path.join(ROOT, 'scripts', 'deploy.sh'), {
-    cwd: ROOT, encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'),
-      PRESET: 'minimal', NAMESPACE, IMAGE: 'registry.example/wa-router:test', WAIT: '0', ...extra,
-    },
-  });
+  try {
+    return execFileSync(path.join(ROOT, 'scripts', 'deploy.sh'), {
+      cwd: ROOT, encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'),
+        PRESET: 'minimal', NAMESPACE, IMAGE, WAIT: '0', ...extra,
+      },
+    });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`make deploy failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
+  }
+}
+
+/** The field managers that applied an object, and any kubectl that wrote it outside them. */
+async function writers(m: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }) {
+  const o = await kube.get<KubeObject>(await kube.objectPath(m));
+  const fields = o?.metadata.managedFields ?? [];
+  return { exists: !!o, apply: fields.filter((f) => f.operation === 'Apply').map((f) => f.manager), kubectl: fields.filter((f) => /kubectl/.test(f.manager)).map((f) => `${f.manager}/${f.operation}`) };
 }
 
 describe.runIf(inject('binDir'))('make deploy', () => {
   afterAll(async () => deleteNamespace(kube, NAMESPACE));
 
-  it('creates the Secrets, applies the preset server-side, and keeps existing Secrets on a second run', async () => {
-    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password' });
+  it('DRY_RUN=1 on a first deploy (no namespace yet) checks everything and changes nothing', async () => {
+    expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+    const out = deploy({ DRY_RUN: '1', WHATSAPP_APP_SECRET: 'dry-app-secret' });
+    expect(out).toMatch(/secret\/wa-router-app would be created/);
+    expect(out).toMatch(/dry run: nothing changed/);
+    expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+  });
+
+  it('creates the Secrets, applies every object as our field manager alone, and keeps existing Secrets on a second run', async () => {
+    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password', PRUNE: '1' });
     const app = await secret('wa-router-app');
     expect(decode(app, 'WHATSAPP_APP_SECRET')).toBe('first-app-secret');
     expect(decode(app, 'API_TOKEN')).toMatch(/^[0-9a-f]{48}$/);
     expect(decode(await secret('wa-router-postgres'), 'password')).toBe('first0db0password');
     expect(decode(await secret('wa-router-pgbouncer'), 'userlist.txt')).toBe('"wa_router" "first0db0password"');
     expect(decode(await secret('wa-router-redis'), 'password')).toMatch(/^[0-9a-f]{48}$/);
-    const web = await kube.get<KubeObject>(`/apis/apps/v1/namespaces/${NAMESPACE}/deployments/wa-router-web`);
-    expect(web?.metadata.managedFields?.filter((f) => f.operation === 'Apply').map((f) => f.manager)).toEqual([FIELD_MANAGER]);
     const ns = await kube.get<KubeObject>(`/api/v1/namespaces/${NAMESPACE}`);
     expect(ns?.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    // Every object the preset has, and the Secrets: applied by wa-router and by nobody else.
+    const objects = [
+      ...synthManifests('minimal', { namespace: NAMESPACE, image: IMAGE }),
+      ...['wa-router-app', 'wa-router-postgres', 'wa-router-redis', 'wa-router-pgbouncer'].map((name) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NAMESPACE } })),
+    ];
+    for (const m of objects) {
+      expect(await writers(m), `${m.kind}/${m.metadata.name}`).toEqual({ exists: true, apply: [FIELD_MANAGER], kubectl: [] });
+    }
 
-    const out = deploy({ WHATSAPP_APP_SECRET: 'second-app-secret', DB_PASSWORD: 'second0password' });
+    const out = deploy({ WHATSAPP_APP_SECRET: 'second-app-secret', DB_PASSWORD: 'second0password', PRUNE: '1' });
     expect(out).toMatch(/secret\/wa-router-postgres exists: kept/);
     expect(decode(await secret('wa-router-app'), 'WHATSAPP_APP_SECRET')).toBe('first-app-secret');
     expect(decode(await secret('wa-router-pgbouncer'), 'userlist.txt')).toBe('"wa_router" "first0db0password"');
-  }, 240_000);
+  }, 300_000);
+
+  it('PRUNE=1 deletes what the preset no longer has, and only that', async () => {
+    // An external Postgres: the chart drops its StatefulSet, Services, ConfigMap, PDB and policy.
+    const overrides = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wa-deploy-')), 'external-db.yaml');
+    fs.writeFileSync(overrides, 'postgres: { mode: external, external: { host: db.internal, port: 5432, database: wa_router } }\n');
+    const full = synthManifests('minimal', { namespace: NAMESPACE, image: IMAGE });
+    const external = synthManifests('minimal', { namespace: NAMESPACE, image: IMAGE, overrides: { postgres: { mode: 'external', external: { host: 'db.internal', port: 5432, database: 'wa_router' } } } });
+    const kept = new Set(external.map((m) => `${m.kind}/${m.metadata.name}`));
+    const gone = full.filter((m) => !kept.has(`${m.kind}/${m.metadata.name}`));
+    expect(gone.map((m) => `${m.kind}/${m.metadata.name}`)).toContain('StatefulSet/wa-router-postgres');
+
+    deploy({ PRUNE: '1', OVERRIDES: overrides });
+    for (const m of gone) expect((await writers(m)).exists, `${m.kind}/${m.metadata.name} pruned`).toBe(false);
+    for (const m of external) expect((await writers(m)).exists, `${m.kind}/${m.metadata.name} kept`).toBe(true);
+    // The Secrets are not part of the chart's apply set: never pruned.
+    expect(await secret('wa-router-postgres')).toBeDefined();
+
+    deploy({ PRUNE: '1' });
+    for (const m of gone) expect((await writers(m)).exists, `${m.kind}/${m.metadata.name} back`).toBe(true);
+  }, 300_000);
 });

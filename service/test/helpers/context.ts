@@ -16,12 +16,13 @@ export interface TestDb {
   drop(): Promise<void>;
 }
 
-export async function createTestDb(): Promise<TestDb> {
+/** A database of its own, migrated (a clone of the template), or `empty` (what a first deploy meets). */
+export async function createTestDb(opts: { empty?: boolean } = {}): Promise<TestDb> {
   const adminUrl = inject('pgAdminUrl');
   const name = `t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject('pgTemplate')}`);
+  await admin.query(`CREATE DATABASE ${name} TEMPLATE ${opts.empty ? 'template0' : inject('pgTemplate')}`);
   await admin.end();
   const url = adminUrl.replace(/\/[^/]+$/, `/${name}`);
   const pool = new pg.Pool({ connectionString: url, max: 4 });

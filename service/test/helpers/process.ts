@@ -7,6 +7,8 @@ const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 export interface ServiceProcess {
   readonly child: ChildProcess;
   readonly output: () => string;
+  /** Resolves with the exit code when the process ends by itself (null when a signal ended it). */
+  readonly exited: Promise<number | null>;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -22,6 +24,7 @@ export function spawnService(role: string, env: Record<string, string>): Service
   return {
     child,
     output: () => out,
+    exited,
     async kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

@@ -1,11 +1,15 @@
 // The agent API against real Postgres and Redis and the Graph API simulator: the inbox by latest
 // activity, a conversation's messages, marking read (with Meta's read receipt), realtime events
 // over SSE and WebSocket.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { envelope, historyChange, historyThread } from '../fixtures/payloads.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { openSse as openSseAt } from '../helpers/events.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -32,35 +36,7 @@ function inbound(from: string, at: number, id = wamid(), body = `hello at ${at}`
 }
 const conversationOf = async (waId: string) => (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [waId])).rows[0]?.id as number | undefined;
 
-/** An SSE client on fetch: collects parsed events until closed. */
-function openSse(query: string) {
-  const events: { id: string; event: string; data: Record<string, unknown> }[] = [];
-  const ctrl = new AbortController();
-  const ready = (async () => {
-    const res = await fetch(`${app.url}/v1/events${query}`, { signal: ctrl.signal });
-    return res;
-  })();
-  const pump = ready.then(async (res) => {
-    if (res.status !== 200 || !res.body) return;
-    const decoder = new TextDecoder();
-    let buf = '';
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':') && l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]));
-          if (fields.data) events.push({ id: fields.id!, event: fields.event!, data: JSON.parse(fields.data) });
-        }
-      }
-    } catch {
-      // aborted
-    }
-  });
-  return { events, ready, close: async () => { ctrl.abort(); await pump; } };
-}
+const openSse = (query: string) => openSseAt(app.url, query);
 
 beforeAll(async () => {
   db = await createTestDb();
@@ -98,8 +74,16 @@ describe('GET /v1/conversations', () => {
     expect(ours[0]).toMatchObject({ unreadCount: 2, lastMessage: { body: 'newest', direction: 'inbound' }, contact: { profileName: 'Customer 102' } });
     expect(ours[1]).toMatchObject({ unreadCount: 1, lastMessage: { body: 'hello at 14' } });
 
+    // Read one of them: the filter must leave exactly that one out, not just return unread rows.
+    const readOne = await conversationOf('5511900000101');
+    expect((await fetch(`${app.url}/v1/conversations/${readOne}/read`, { method: 'POST', headers: auth })).status).toBe(200);
     const unread = await get('/v1/conversations?unread=true&limit=200');
-    expect(unread.body.data.every((c: { unreadCount: number }) => c.unreadCount > 0)).toBe(true);
+    expect(unread.status).toBe(200);
+    const unreadOurs = unread.body.data.filter((c: { contact: { waId: string } }) => people.includes(c.contact.waId));
+    expect(unreadOurs.map((c: { contact: { waId: string }; unreadCount: number }) => [c.contact.waId, c.unreadCount])).toEqual([
+      ['5511900000102', 2], ['5511900000105', 1], ['5511900000104', 1], ['5511900000103', 1],
+    ]);
+    expect(unread.body.data.filter((c: { unreadCount: number }) => c.unreadCount === 0)).toEqual([]);
   });
 
   it('pages through rows whose activity differs by microseconds (cursor precision)', async () => {
@@ -244,6 +228,99 @@ describe('GET /v1/events', () => {
     } finally {
       ws.close();
     }
+  });
+});
+
+describe('realtime: history summaries, the clients gauge and slow clients', () => {
+  const gauge = async () => Number((await (await fetch(`${app.url}/metrics`)).text()).match(/^wa_router_realtime_clients (\d+)$/m)?.[1]);
+
+  it('sends one history.chunk summary per applied chunk, no per-message events, none for a repeat', async () => {
+    const sse = openSse(`?access_token=${API_TOKEN}`);
+    await sse.ready;
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const thread = historyThread({ waId: '5511900000501', count: 3 });
+      const body = JSON.stringify(envelope(historyChange({ phase: 0, chunkOrder: 41, progress: 30, threads: [thread] })));
+      expect((await postWebhook(app.url, body)).status).toBe(200);
+      const chunk = await eventually(async () => sse.events.find((e) => e.event === 'history.chunk' && e.data.chunkOrder === 41), { what: 'history.chunk event' });
+      expect(chunk.data).toMatchObject({ phase: 0, progress: 30, messages: 3, inserted: 3, conversations: 1 });
+      // The same bytes again are a repeat: applied nowhere, announced nowhere.
+      expect((await postWebhook(app.url, body)).status).toBe(200);
+      const ch = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+      await eventually(async () => (await get(`/v1/channels/${ch}/sync`)).body.chunksReceived === 2, { what: 'repeat received' });
+      await new Promise((r) => setTimeout(r, 300));
+      const wamids = new Set(thread.messages.map((m) => m.id));
+      expect(sse.events.filter((e) => e.event === 'history.chunk' && e.data.chunkOrder === 41)).toHaveLength(1);
+      expect(sse.events.filter((e) => wamids.has(e.data.wamid as string))).toEqual([]);
+    } finally {
+      await sse.close();
+    }
+  });
+
+  it('counts open streams in wa_router_realtime_clients and cuts off a client 4 MB behind, not a reading one', async () => {
+    // Earlier tests' streams are closed by now; the count starts from none.
+    await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
+    const reading = openSse(`?access_token=${API_TOKEN}&types=test.padding`);
+    await reading.ready;
+    // A client that stops reading: a raw socket whose reads are paused after the headers.
+    const slow = net.connect(Number(new URL(app.url).port), '127.0.0.1');
+    slow.setNoDelay(true);
+    await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
+    slow.write(`GET /v1/events?access_token=${API_TOKEN} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
+    await new Promise<void>((resolve) => slow.once('data', () => resolve()));
+    slow.pause();
+    await eventually(async () => (await gauge()) === 2, { what: 'gauge counts both streams' });
+
+    // Events as a worker publishes them, 256 KB each: far more than the socket buffers hold.
+    const redis = new Redis(inject('redisUrl'));
+    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
+    const padding = 'x'.repeat(256 * 1024);
+    try {
+      let published = 0;
+      for (; published < 400 && (await gauge()) === 2; published++) {
+        await redis.publish(channel, JSON.stringify([{ type: 'test.padding', n: published, padding }]));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(await gauge()).toBe(1);
+      // The cut-off client reads again: its connection is gone and the backlog was dropped, not
+      // kept in the server for it (8 MB came, then nothing, while the connection stayed open,
+      // when the server only called end()).
+      let received = 0;
+      const outcome = new Promise<string>((resolve) => {
+        slow.on('data', (d: Buffer) => (received += d.length));
+        slow.once('end', () => resolve('end'));
+        slow.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      });
+      slow.resume();
+      const how = await Promise.race([outcome, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+      expect(how).not.toBe('still open');
+      expect(received).toBeLessThan(4 * 1024 * 1024);
+      // The reading client was never cut: it got every event published.
+      await eventually(async () => reading.events.length === published, { what: 'reader got every event' });
+      expect(reading.events.map((e) => e.data.n)).toEqual(reading.events.map((_, i) => i));
+    } finally {
+      redis.disconnect();
+      slow.destroy();
+      await reading.close();
+    }
+    await eventually(async () => (await gauge()) === 0, { what: 'gauge back to none' });
+  });
+});
+
+describe('/admin/queues (Bull Board)', () => {
+  it('needs the bearer token and shows the queues with it', async () => {
+    const anonymous = await fetch(`${app.url}/admin/queues`);
+    expect(anonymous.status).toBe(401);
+    expect((await json(anonymous)).error.code).toBeDefined();
+    expect((await fetch(`${app.url}/admin/queues`, { headers: { authorization: 'Bearer not-the-token-0123456789' } })).status).toBe(401);
+    const page = await fetch(`${app.url}/admin/queues`, { headers: auth });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/<html/i);
+    const api = await fetch(`${app.url}/admin/queues/api/queues`, { headers: auth });
+    expect(api.status).toBe(200);
+    const names = ((await json(api)).queues as { name: string }[]).map((q) => q.name);
+    expect(names).toEqual(expect.arrayContaining(['inbound', 'history']));
+    expect((await fetch(`${app.url}/admin/queues/api/queues`)).status).toBe(401);
   });
 });
 

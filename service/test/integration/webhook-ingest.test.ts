@@ -1,7 +1,8 @@
 // The front door against real Postgres and Redis: what is acked is stored, once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDb, PHONE_NUMBER_ID, VERIFY_TOKEN, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, VERIFY_TOKEN, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { openSse } from '../helpers/events.js';
 import { allTypeMessages, FROM } from '../helpers/meta-samples.js';
 
 let seq = 0;
@@ -29,6 +30,20 @@ afterAll(async () => {
 });
 
 const count = async (sql: string, params: unknown[] = []) => Number((await db.pool.query(sql, params)).rows[0].n);
+const unreadOf = async (waId: string) => (await db.pool.query('SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', [waId])).rows[0]?.unread_count as number | undefined;
+const lastMessageOf = async (waId: string) => (await db.pool.query('SELECT c.last_message_id, c.last_message_at, c.last_inbound_at FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', [waId])).rows[0];
+/** A counter of this process's /metrics (0 before its first increment). */
+async function metric(name: string): Promise<number> {
+  const line = (await (await fetch(`${app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+/** Waits until the inbound queue has nothing waiting, running or delayed. */
+async function settled(): Promise<void> {
+  await eventually(async () => {
+    const q = (await json(await fetch(`${app.url}/readyz`))).queues.inbound as Record<string, number>;
+    return (q.waiting ?? 0) + (q.active ?? 0) + (q.delayed ?? 0) + (q.prioritized ?? 0) === 0;
+  }, { what: 'inbound queue drained' });
+}
 
 describe('GET /webhooks/whatsapp', () => {
   it('answers the challenge for the right token', async () => {
@@ -109,39 +124,77 @@ describe('POST /webhooks/whatsapp', () => {
     expect(rows.get('text')!.raw).toMatchObject({ text: { body: 'Does it come in another color?' } });
   });
 
-  it('stores a webhook delivered 5 times once', async () => {
+  it('stores a webhook delivered 5 times at once once: one row\'s worth of unread, metric and events', async () => {
     const id = wamid();
     const body = envelope({ changes: [change({ contacts: [{ profile: { name: 'Dora' }, wa_id: '5511900000020' }], messages: [text('5511900000020', id)] })] });
-    const results = await Promise.all(Array.from({ length: 5 }, () => postWebhook(app.url, body)));
-    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
-    await eventually(async () => (await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])) === 1);
-    // Give the later copies time to be processed too, then check nothing doubled.
-    await eventually(async () => (await count("SELECT count(*) AS n FROM inbound_events WHERE payload::text LIKE '%' || $1 || '%'", [id])) === 1);
-    await new Promise((r) => setTimeout(r, 500));
-    expect(await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])).toBe(1);
-    const conv = await db.pool.query('SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', ['5511900000020']);
-    expect(conv.rows[0].unread_count).toBe(1);
+    const stored0 = await metric('wa_router_inbound_messages_stored_total');
+    const sse = openSse(app.url, `?access_token=${API_TOKEN}&types=message.created`);
+    await sse.ready;
+    try {
+      const results = await Promise.all(Array.from({ length: 5 }, () => postWebhook(app.url, body)));
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      await eventually(async () => (await count('SELECT count(*) AS n FROM messages WHERE wamid = $1', [id])) === 1);
+      await settled();
+      expect(await unreadOf('5511900000020')).toBe(1);
+      expect((await metric('wa_router_inbound_messages_stored_total')) - stored0).toBe(1);
+      expect(sse.events.filter((e) => e.data.wamid === id)).toHaveLength(1);
+    } finally {
+      await sse.close();
+    }
+  });
+
+  // Meta's real pattern: the copy comes back later (its 200 was lost or slow), after the first was
+  // stored, and is not always the same bytes; only the wamid says it is the same message.
+  it('a redelivery after the first copy was stored, byte-identical or re-serialized, changes nothing', async () => {
+    const id = wamid();
+    const value = { contacts: [{ profile: { name: 'Rita' }, wa_id: '5511900000021' }], messages: [text('5511900000021', id, 'only once')] };
+    const body = envelope({ changes: [change(value)] });
+    const sse = openSse(app.url, `?access_token=${API_TOKEN}`);
+    await sse.ready;
+    try {
+      expect((await postWebhook(app.url, body)).status).toBe(200);
+      await eventually(async () => (await unreadOf('5511900000021')) === 1, { what: 'first copy stored' });
+      await settled();
+      const stored0 = await metric('wa_router_inbound_messages_stored_total');
+      const duplicates0 = await metric('wa_router_duplicate_events_total');
+      const conversation0 = await lastMessageOf('5511900000021');
+
+      expect((await postWebhook(app.url, body)).status).toBe(200);
+      // Same content, other bytes: keys in another order and indented, as a re-serializing sender does.
+      const reserialized = JSON.stringify({ entry: [{ changes: [{ value: { ...value, metadata: { phone_number_id: PHONE_NUMBER_ID, display_phone_number: '15550001111' }, messaging_product: 'whatsapp' }, field: 'messages' }], id: '102290129340398' }], object: 'whatsapp_business_account' }, null, 2);
+      expect(reserialized).not.toBe(body);
+      expect((await postWebhook(app.url, reserialized)).status).toBe(200);
+      // The identical copy is known by its body hash; the other one is a new event, stored as such.
+      await eventually(async () => (await metric('wa_router_duplicate_events_total')) - duplicates0 === 1, { what: 'identical copy seen' });
+      await eventually(async () => (await count("SELECT count(*) AS n FROM inbound_events WHERE payload::text LIKE '%' || $1 || '%'", [id])) === 2, { what: 're-serialized copy processed' });
+      await settled();
+
+      expect(await unreadOf('5511900000021')).toBe(1);
+      expect((await metric('wa_router_inbound_messages_stored_total')) - stored0).toBe(0);
+      expect(await lastMessageOf('5511900000021')).toEqual(conversation0);
+      expect(sse.events.filter((e) => e.event === 'message.created' && e.data.wamid === id)).toHaveLength(1);
+    } finally {
+      await sse.close();
+    }
   });
 });
 
 describe('statuses', () => {
-  // Outbound messages are sent by a later issue; here we plant one as the sender would.
-  async function plantOutbound(id: string): Promise<void> {
-    const { rows } = await db.pool.query(
-      `WITH ch AS (SELECT id FROM channels WHERE phone_number_id = $2),
-       ct AS (INSERT INTO contacts (wa_id) VALUES ('5511999990000') ON CONFLICT (wa_id) DO UPDATE SET updated_at = now() RETURNING id),
-       cv AS (INSERT INTO conversations (channel_id, contact_id) SELECT ch.id, ct.id FROM ch, ct ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, channel_id, contact_id)
-       INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status, status_rank)
-       SELECT $1, cv.channel_id, cv.id, cv.contact_id, 'outbound', 'api', 'text', 'hi', '{}'::jsonb, now(), 'pending', 0 FROM cv RETURNING id`,
-      [id, PHONE_NUMBER_ID],
-    );
-    expect(rows).toHaveLength(1);
+  // An outbound message lands the way the WhatsApp Business app's messages do: an echo webhook
+  // (smb_message_echoes) through the normal path, not planted by SQL.
+  const echoBody = (id: string) => JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '102290129340398', changes: [{ field: 'smb_message_echoes', value: {
+    messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+    message_echoes: [{ from: '15550001111', to: '5511999990000', id, timestamp: ts(1), type: 'text', text: { body: 'hi' } }],
+  } }] }] });
+  async function landOutbound(id: string): Promise<void> {
+    expect((await postWebhook(app.url, echoBody(id))).status).toBe(200);
+    await eventually(async () => (await count("SELECT count(*) AS n FROM messages WHERE wamid = $1 AND direction = 'outbound'", [id])) === 1, { what: 'echo stored' });
   }
   const statusOf = async (id: string) => (await db.pool.query('SELECT status, sent_at, delivered_at, read_at, failed_at, error_code, error_title FROM messages WHERE wamid = $1', [id])).rows[0];
 
   it('keeps read when delivered arrives after it', async () => {
     const id = wamid();
-    await plantOutbound(id);
+    await landOutbound(id);
     expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'read', 20)] })] }))).status).toBe(200);
     await eventually(async () => (await statusOf(id))?.status === 'read');
     expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'delivered', 10)] })] }))).status).toBe(200);
@@ -156,16 +209,18 @@ describe('statuses', () => {
     const id = wamid();
     expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'delivered', 5), status(id, 'sent', 3)] })] }))).status).toBe(200);
     await eventually(async () => (await count('SELECT count(*) AS n FROM message_statuses WHERE wamid = $1', [id])) === 2);
-    await plantOutbound(id);
-    // The sender applies the waiting history when it saves the wamid; so does any later status.
-    expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'sent', 3)] })] }))).status).toBe(200);
+    // The message lands afterwards; nothing else arrives: the kept history applies on landing.
+    await landOutbound(id);
     await eventually(async () => (await statusOf(id))?.status === 'delivered', { what: 'delivered applied' });
-    expect((await statusOf(id)).sent_at.getTime()).toBe(1_760_000_003_000);
+    const s = await statusOf(id);
+    expect(s.sent_at.getTime()).toBe(1_760_000_003_000);
+    expect(s.delivered_at.getTime()).toBe(1_760_000_005_000);
+    expect(await count('SELECT count(*) AS n FROM message_statuses WHERE wamid = $1', [id])).toBe(2);
   });
 
   it('keeps failed terminal with its error', async () => {
     const id = wamid();
-    await plantOutbound(id);
+    await landOutbound(id);
     const failed = status(id, 'failed', 7, { errors: [{ code: 131047, title: 'Re-engagement message', message: 'Re-engagement message', error_data: { details: 'Message failed to send because more than 24 hours have passed' } }] });
     expect((await postWebhook(app.url, envelope({ changes: [change({ statuses: [status(id, 'sent', 6), failed] })] }))).status).toBe(200);
     await eventually(async () => (await statusOf(id))?.status === 'failed');

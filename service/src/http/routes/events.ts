@@ -51,7 +51,13 @@ export class RealtimeClients {
       let chunk = '';
       for (const e of events) if (wanted(e.type)) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
       if (chunk === '') return;
-      if (res.writableLength > MAX_BUFFERED_BYTES) return end();
+      if (res.writableLength > MAX_BUFFERED_BYTES) {
+        // end() would queue the close behind the megabytes the client is not reading, so the
+        // connection and its backlog would stay; a reset drops both now (the client reconnects).
+        end();
+        res.socket?.resetAndDestroy();
+        return;
+      }
       res.write(chunk);
     });
     const beat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
