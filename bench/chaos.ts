@@ -70,8 +70,8 @@ interface Scenario {
 /** One answer: when its request was sent and answered (epoch ms), what it carried. */
 interface Answer { at: number; sentAt: number; status: number; d: Delivery }
 
-/** Load in the background while `fault` runs; returns the load report and the answer timeline. */
-async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: number; copies?: number; shuffle?: boolean; varyCopies?: boolean; deadlineMs?: number }, fault: (t0: number) => Promise<void>) {
+/** Load in the background while `fault` runs (seeing the answers so far); returns the load report and the answer timeline. */
+async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: number; copies?: number; shuffle?: boolean; varyCopies?: boolean; deadlineMs?: number }, fault: (t0: number, answers: readonly Answer[]) => Promise<void>) {
   const timeline: Answer[] = [];
   const t0 = Date.now();
   const load = runLoad({
@@ -79,7 +79,7 @@ async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: n
     copies: opts.copies, shuffle: opts.shuffle, varyCopies: opts.varyCopies, deadlineMs: opts.deadlineMs ?? 180_000, concurrency: 32,
     onAnswer: (at, status, d, sentAt) => timeline.push({ at: t0 + at, sentAt: t0 + sentAt, status, d }),
   });
-  await fault(t0);
+  await fault(t0, timeline);
   const report = await load;
   return { report, timeline };
 }
@@ -158,7 +158,7 @@ const postgresStop: Scenario = {
     const outage = 30_000 * Math.max(ctx.scale, 0.5);
     const deliveries = webhookSet({ count: Math.round(ctx.rate * (outage / 1000 + 15 * ctx.scale)), phoneNumberId: stack.secrets.phoneNumberId });
     let recovery: number | null = null;
-    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async () => {
+    const { report } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, timeline) => {
       await sleep(5_000 * ctx.scale);
       const stoppedAt = Date.now();
       await stack.postgres.stop();
