@@ -5,20 +5,10 @@ import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
 import { historyBench } from './history.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
-import { startBenchStack } from './lib/stack.js';
+import { settle, startBenchStack } from './lib/stack.js';
 
 const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-
-/**
- * Between benchmarks: the previous one's writes (WAL, dead tuples, dirty pages) must not be paid
- * by the next one, on a 2-core machine least of all.
- */
-async function settle(stack: Awaited<ReturnType<typeof startBenchStack>>): Promise<void> {
-  await stack.pool.query('VACUUM ANALYZE');
-  await stack.pool.query('CHECKPOINT');
-  await new Promise((r) => setTimeout(r, 2_000));
-}
 
 async function main(): Promise<void> {
   const results: BenchResult[] = [];

@@ -10,6 +10,8 @@ export interface Delivery {
   /** The wamid this body carries (a message, or the message a status is about). */
   readonly wamid: string;
   readonly kind: 'message' | 'status';
+  /** For a status webhook: the status it reports. */
+  readonly status?: 'sent' | 'delivered' | 'read';
   readonly body: string;
 }
 
@@ -20,7 +22,12 @@ export interface WebhookSetOptions {
   readonly prefix?: string;
   /** Distinct customers the messages come from. @default 200 */
   readonly contacts?: number;
-  /** Add a `delivered` and a `read` status webhook per message. @default false */
+  /**
+   * Per message, also the business's reply from the WhatsApp Business app (an
+   * `smb_message_echoes` webhook, stored as an outbound message) and a `delivered` and a `read`
+   * status webhook for that reply: statuses only ever concern messages the business sent.
+   * @default false
+   */
   readonly statuses?: boolean;
   /** @default 640 (a typical Meta text webhook) */
   readonly size?: number;
@@ -31,9 +38,9 @@ export function webhookSet(opts: WebhookSetOptions): Delivery[] {
   const prefix = opts.prefix ?? randomBytes(4).toString('hex').toUpperCase();
   const out: Delivery[] = [];
   const meta = { display_phone_number: '15550783881', phone_number_id: opts.phoneNumberId };
-  const envelope = (value: Record<string, unknown>) => JSON.stringify({
+  const envelope = (value: Record<string, unknown>, field = 'messages') => JSON.stringify({
     object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: meta, ...value } }] }],
+    entry: [{ id: '102290129340398', changes: [{ field, value: { messaging_product: 'whatsapp', metadata: meta, ...value } }] }],
   });
   for (let i = 0; i < opts.count; i++) {
     const waId = `5511${String(i % (opts.contacts ?? 200)).padStart(9, '0')}`;
@@ -46,10 +53,15 @@ export function webhookSet(opts: WebhookSetOptions): Delivery[] {
     const pad = Math.max(0, (opts.size ?? 640) - build('').length);
     out.push({ wamid, kind: 'message', body: build('Oi, meu pedido chegou? '.repeat(Math.ceil(pad / 23)).slice(0, pad)) });
     if (opts.statuses) {
+      const reply = `wamid.CHAOS${prefix}R${String(i).padStart(9, '0')}`;
+      out.push({
+        wamid: reply, kind: 'message',
+        body: envelope({ message_echoes: [{ from: meta.display_phone_number, to: waId, id: reply, timestamp: String(Number(ts) + 1), type: 'text', text: { body: `Chegou sim, pedido ${i}` } }] }, 'smb_message_echoes'),
+      });
       for (const status of ['delivered', 'read'] as const) {
         out.push({
-          wamid, kind: 'status',
-          body: envelope({ statuses: [{ id: wamid, status, timestamp: String(Number(ts) + (status === 'read' ? 2 : 1)), recipient_id: waId }] }),
+          wamid: reply, kind: 'status', status,
+          body: envelope({ statuses: [{ id: reply, status, timestamp: String(Number(ts) + (status === 'read' ? 3 : 2)), recipient_id: waId }] }),
         });
       }
     }
@@ -70,6 +82,11 @@ export interface LoadOptions {
   readonly copies?: number;
   /** Shuffle the copies (statuses may then arrive before their message). @default false */
   readonly shuffle?: boolean;
+  /**
+   * Make every copy after the first a different byte string of the same JSON (other
+   * whitespace), so only the wamid can tell it is a copy, not the body's hash. @default false
+   */
+  readonly varyCopies?: boolean;
   /** Redelivery backoff: base, doubling, capped. @default 200 / 2000 ms */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
@@ -77,8 +94,8 @@ export interface LoadOptions {
   readonly deadlineMs?: number;
   /** Per-request timeout. @default 10 s */
   readonly timeoutMs?: number;
-  /** Called with every answer (ms since start, HTTP status or 0 for a network error). */
-  readonly onAnswer?: (atMs: number, status: number, d: Delivery) => void;
+  /** Called with every answer (ms since start, HTTP status or 0 for a network error, the request's own send time in ms since start). */
+  readonly onAnswer?: (atMs: number, status: number, d: Delivery, sentAtMs: number) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -93,6 +110,8 @@ export interface LoadReport {
   readonly retried: number;
   /** Message wamids answered 200 at least once. */
   readonly ackedMessages: ReadonlySet<string>;
+  /** Status webhooks answered 200 at least once (any copy): wamid → statuses. */
+  readonly ackedStatuses: ReadonlyMap<string, ReadonlySet<string>>;
   /** Bodies (message or status) never answered 200 before the deadline. */
   readonly unacked: number;
   readonly answers: Readonly<Record<string, number>>;
@@ -131,11 +150,20 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const url = new URL(opts.url);
   const concurrency = opts.concurrency ?? 32;
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const signatures = new Map(opts.deliveries.map((d) => [d.body, sign(opts.appSecret, d.body)]));
   const initial: { d: Delivery; attempt: number }[] = [];
-  for (let c = 0; c < (opts.copies ?? 1); c++) for (const d of opts.deliveries) initial.push({ d, attempt: 0 });
+  // Every copy's body → the webhook it copies: one copy acked counts for all of them.
+  const original = new Map<string, string>();
+  for (let c = 0; c < (opts.copies ?? 1); c++) {
+    for (const d of opts.deliveries) {
+      const copy = c > 0 && opts.varyCopies ? { ...d, body: JSON.stringify(JSON.parse(d.body), null, c) } : d;
+      original.set(copy.body, d.body);
+      initial.push({ d: copy, attempt: 0 });
+    }
+  }
+  const signatures = new Map(initial.map(({ d }) => [d.body, sign(opts.appSecret, d.body)]));
   const ready = opts.shuffle ? shuffled(initial) : initial;
   const acked = new Set<string>();
+  const ackedStatuses = new Map<string, Set<string>>();
   const ackedBodies = new Set<string>();
   const answers: Record<string, number> = {};
   const latencies: number[] = [];
@@ -162,15 +190,18 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
       const wait = slot - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const t0 = performance.now();
+      const sentAt = Date.now() - start;
       const status = await post(agent, url, item.d.body, signatures.get(item.d.body)!, opts.timeoutMs ?? 10_000);
       latencies.push(performance.now() - t0);
       requests++;
       answers[String(status)] = (answers[String(status)] ?? 0) + 1;
-      opts.onAnswer?.(Date.now() - start, status, item.d);
+      opts.onAnswer?.(Date.now() - start, status, item.d, sentAt);
+      const key = original.get(item.d.body)!;
       if (status === 200) {
-        ackedBodies.add(item.d.body);
+        ackedBodies.add(key);
         if (item.d.kind === 'message') acked.add(item.d.wamid);
-      } else if (!ackedBodies.has(item.d.body)) {
+        else if (item.d.status) ackedStatuses.set(item.d.wamid, (ackedStatuses.get(item.d.wamid) ?? new Set()).add(item.d.status));
+      } else if (!ackedBodies.has(key)) {
         retried++;
         waitingRetries++;
         const delay = Math.min(opts.retryMaxMs ?? 2_000, (opts.retryBaseMs ?? 200) * 2 ** item.attempt);
@@ -194,6 +225,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     requests,
     retried,
     ackedMessages: acked,
+    ackedStatuses,
     unacked: opts.deliveries.filter((d) => !ackedBodies.has(d.body)).length,
     answers,
     seconds: (Date.now() - start) / 1000,
@@ -206,40 +238,81 @@ export interface VerifyReport {
   readonly stored: number;
   /** Acked (answered 200) but not in Postgres: lost. */
   readonly missing: number;
-  /** wamids stored more than once. */
+  /**
+   * Messages counted twice where no UNIQUE index protects: the conversations' unread counts
+   * above the inbound messages they hold (nobody reads during a run, so they must be equal).
+   */
   readonly duplicated: number;
-  /** Seconds until every acked message was in Postgres (or the timeout). */
+  /** Unread counts below the inbound messages stored (an increment lost). */
+  readonly unreadShort: number;
+  /** Stored messages whose status is not the highest one acked for them. */
+  readonly statusMismatches: number;
+  /** Acked (wamid, status) pairs with no row in message_statuses. */
+  readonly statusRowsMissing: number;
+  /** Seconds until every acked message was in Postgres with its statuses (or the timeout). */
   readonly drainSeconds: number;
   /** Epoch ms when every acked message was found (or the timeout hit). */
   readonly doneAt: number;
   readonly missingSample: string[];
 }
 
+const RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3 };
+
 /**
- * Waits until every acked message is stored (bounded), then counts. Connects to Postgres
- * directly, so the answer does not depend on PgBouncer.
+ * Waits until every acked message is stored with its acked statuses applied (bounded), then
+ * counts. Connects to Postgres directly, so the answer does not depend on PgBouncer.
  */
-export async function verifyStored(databaseUrl: string, allWamids: readonly string[], acked: ReadonlySet<string>, opts: { timeoutMs?: number } = {}): Promise<VerifyReport> {
+export async function verifyStored(
+  databaseUrl: string, allWamids: readonly string[], acked: ReadonlySet<string>,
+  opts: {
+    timeoutMs?: number;
+    /** Give up early once no acked message has appeared for this long (a run expected to lose some). */
+    stallMs?: number | undefined;
+    statuses?: ReadonlyMap<string, ReadonlySet<string>>;
+  } = {},
+): Promise<VerifyReport> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   const start = Date.now();
   try {
     const ackedList = [...acked];
+    const expected = new Map([...(opts.statuses ?? new Map<string, ReadonlySet<string>>())].map(([w, set]) => [w, [...set].sort((a, b) => RANK[b]! - RANK[a]!)[0]!]));
+    const statusPairs = [...(opts.statuses ?? new Map<string, ReadonlySet<string>>())].flatMap(([w, set]) => [...set].map((st) => `${w} ${st}`));
+    const countStatuses = async () => {
+      const { rows } = await client.query<{ wamid: string; status: string }>('SELECT wamid, status FROM messages WHERE wamid = ANY($1)', [[...expected.keys()]]);
+      const mismatches = rows.filter((r) => r.status !== expected.get(r.wamid)).length;
+      const present = (await client.query<{ n: number }>("SELECT count(*)::int AS n FROM message_statuses WHERE wamid || ' ' || status = ANY($1)", [statusPairs])).rows[0]!.n;
+      return { mismatches, rowsMissing: statusPairs.length - present };
+    };
     const deadline = start + (opts.timeoutMs ?? 120_000);
-    let found = 0;
+    let st = { mismatches: 0, rowsMissing: 0 };
+    let last = { found: -1, at: start };
     while (Date.now() < deadline) {
-      const r = await client.query<{ n: number }>('SELECT count(DISTINCT wamid)::int AS n FROM messages WHERE wamid = ANY($1)', [ackedList]);
-      found = r.rows[0]!.n;
-      if (found >= ackedList.length) break;
+      const found = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM messages WHERE wamid = ANY($1)', [ackedList])).rows[0]!.n;
+      if (found !== last.found) last = { found, at: Date.now() };
+      else if (opts.stallMs !== undefined && Date.now() - last.at > opts.stallMs) break;
+      if (found >= ackedList.length) {
+        st = await countStatuses();
+        if (st.mismatches === 0 && st.rowsMissing === 0) break;
+      }
       await new Promise((res) => setTimeout(res, 250));
     }
     const doneAt = Date.now();
-    const drainSeconds = (doneAt - start) / 1000;
-    const stored = (await client.query<{ n: number }>('SELECT count(DISTINCT wamid)::int AS n FROM messages WHERE wamid = ANY($1)', [allWamids])).rows[0]!.n;
-    const dup = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM (SELECT wamid FROM messages WHERE wamid = ANY($1) GROUP BY wamid HAVING count(*) > 1) d', [allWamids])).rows[0]!.n;
+    st = await countStatuses();
+    const stored = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM messages WHERE wamid = ANY($1)', [allWamids])).rows[0]!.n;
+    const unread = (await client.query<{ unread: number; inbound: number }>(
+      `WITH conv AS (SELECT DISTINCT conversation_id AS id FROM messages WHERE wamid = ANY($1))
+       SELECT (SELECT coalesce(sum(unread_count), 0)::int FROM conversations WHERE id IN (SELECT id FROM conv)) AS unread,
+              (SELECT count(*)::int FROM messages WHERE conversation_id IN (SELECT id FROM conv) AND direction = 'inbound' AND source = 'live') AS inbound`,
+      [allWamids],
+    )).rows[0]!;
     const present = new Set((await client.query<{ wamid: string }>('SELECT wamid FROM messages WHERE wamid = ANY($1)', [ackedList])).rows.map((r) => r.wamid));
     const missing = ackedList.filter((w) => !present.has(w));
-    return { stored, missing: missing.length, duplicated: dup, drainSeconds, doneAt, missingSample: missing.slice(0, 5) };
+    return {
+      stored, missing: missing.length, duplicated: Math.max(0, unread.unread - unread.inbound), unreadShort: Math.max(0, unread.inbound - unread.unread),
+      statusMismatches: st.mismatches, statusRowsMissing: st.rowsMissing,
+      drainSeconds: (doneAt - start) / 1000, doneAt, missingSample: missing.slice(0, 5),
+    };
   } finally {
     await client.end();
   }

@@ -171,7 +171,7 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
   const rssBounded = peak.stall <= peak.before + 3 * capBytes;
   return {
     sent: deliveries.length,
-    acked: firstPassAcked.size,
+    acked: acked.size,
     stored: v.stored,
     missing: v.missing,
     duplicated: v.duplicated,
@@ -182,9 +182,9 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
     answers: byStatus,
     drainSeconds: Math.round(v.drainSeconds * 10) / 10,
     doneAt: v.doneAt,
-    ok: late === 0 && rssBounded && v.stored === deliveries.length,
+    checks: { answeredWithinDeadline: late === 0, webRssBounded: rssBounded, allStoredAfterRedelivery: v.stored === deliveries.length },
     stall: {
-      pauseMs, deadlineMs, sentDuringStall: duringStall.length, answered503DuringStall: duringStall.filter((a) => a.status === 503).length,
+      pauseMs, deadlineMs, ackedFirstPass: firstPassAcked.size, sentDuringStall: duringStall.length, answered503DuringStall: duringStall.filter((a) => a.status === 503).length,
       slowestAnswerMs: slowest, answersOverDeadlinePlus500ms: late, serverAnswersOverDeadlinePlus500ms: serverSlow, storedAfterRedelivery: v.stored,
       webRssMiB: { before: mib(peak.before), stall: mib(peak.stall), after: mib(peak.after) }, rssBounded,
       timeline: [...timeline.values()].sort((a, b) => a.t - b.t),

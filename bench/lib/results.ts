@@ -15,13 +15,17 @@ export interface BenchResult {
   /** Whether `target` is a floor (value must reach it) or a ceiling. */
   readonly targetKind?: 'min' | 'max';
   readonly met: boolean | null;
-  readonly note?: string;
+  /** What the figure includes: what is timed, at what load, on what. */
+  readonly note: string;
+  /** Why the figure does not count (errors during its run): `met` is then false. */
+  readonly failed?: string;
 }
 
 export function result(r: Omit<BenchResult, 'ratio' | 'met'> & { ratio?: number | null }): BenchResult {
   const ratio = r.ratio !== undefined ? r.ratio : r.baseline ? r.value / r.baseline : null;
   const kind = r.targetKind ?? 'min';
-  const met = r.target === null ? null : kind === 'min' ? r.value >= r.target : r.value <= r.target;
+  const reached = r.target === null ? null : kind === 'min' ? r.value >= r.target : r.value <= r.target;
+  const met = r.failed ? false : reached;
   return { ...r, ratio: ratio === null ? null : Math.round(ratio * 1000) / 1000, value: Math.round(r.value * 100) / 100, baseline: r.baseline === null ? null : Math.round(r.baseline * 100) / 100, targetKind: kind, met };
 }
 
@@ -45,9 +49,12 @@ export function table(results: readonly BenchResult[], style: 'text' | 'md' = 't
     r.baseline === null ? '-' : `${r.baseline}${r.baselineName ? ` (${r.baselineName})` : ''}`,
     r.ratio === null ? '-' : String(r.ratio),
     r.target === null ? '-' : `${r.targetKind === 'max' ? '≤' : '≥'} ${r.target}`,
-    r.met === null ? '-' : r.met ? 'yes' : 'NO',
+    r.met === null ? '-' : r.met ? 'yes' : r.failed ? `NO (${r.failed})` : 'NO',
   ]);
-  if (style === 'md') return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  if (style === 'md') {
+    const md = (h: string[], rs: string[][]) => [`| ${h.join(' | ')} |`, `|${h.map(() => '---').join('|')}|`, ...rs.map((r) => `| ${r.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`)];
+    return [...md(head, rows), '', ...md(['benchmark', 'includes'], results.map((r) => [r.name, r.note]))].join('\n');
+  }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');

@@ -68,6 +68,16 @@ export async function startBenchStack(): Promise<BenchStack> {
   };
 }
 
+/**
+ * Between benchmarks and before a baseline: the previous run's writes (WAL, dead tuples, dirty
+ * pages) must not be paid by the next one, on a 2-core machine least of all.
+ */
+export async function settle(stack: BenchStack): Promise<void> {
+  await stack.pool.query('VACUUM ANALYZE');
+  await stack.pool.query('CHECKPOINT');
+  await sleep(2_000);
+}
+
 export function runRole(role: string, env: Record<string, string>): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [MAIN, role], { env, stdio: ['ignore', 'ignore', 'inherit'] });
