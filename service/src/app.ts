@@ -43,6 +43,7 @@ import { redisOptions } from './queue/redis.js';
 import { tokenChecker } from './http/auth.js';
 import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
+import { createRouterFeature } from './router/index.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -99,6 +100,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
   const publish = createPublisher(redis, config.QUEUE_PREFIX, log);
+  const router = createRouterFeature({ config, pool, log, registry: metrics.registry });
   const inboundQueue = new Queue<InboundJobData>(QUEUES.inbound, { connection: redis, prefix: config.QUEUE_PREFIX });
   inboundQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => inboundQueue.close());
@@ -225,6 +227,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     v1.use(messageRoutes(pool));
     v1.use(syncRoutes({ pool, historyQueue }));
     v1.use(deadLetterRoutes(queues));
+    v1.use(router.routes());
     app.use('/v1', v1);
     webStartHooks.push(async () => {
       await refreshChannels().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
@@ -378,6 +381,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         await tryBootstrap();
         worker = startWorker();
         await startSenders();
+        router.startWorker();
       } else {
         void tryBootstrap();
       }
@@ -399,6 +403,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await producer?.close();
       await historyProducer?.close();
       clearTimeout(relayTimer);
+      await router.stop();
       clearTimeout(refreshTimer);
       for (const w of [worker, historyWorker, ...senders.values()]) {
         if (!w) continue;
