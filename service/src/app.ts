@@ -100,7 +100,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
   const publish = createPublisher(redis, config.QUEUE_PREFIX, log);
-  const router = createRouterFeature({ config, pool, log, registry: metrics.registry });
   const inboundQueue = new Queue<InboundJobData>(QUEUES.inbound, { connection: redis, prefix: config.QUEUE_PREFIX });
   inboundQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => inboundQueue.close());
@@ -109,6 +108,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   closers.push(() => historyQueue.close());
   const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS });
   closers.push(() => outboundQueues.close());
+  const router = createRouterFeature({ config, pool, redis, log, registry: metrics.registry, enqueueOutbound: (rows) => outboundQueues.enqueue(rows) });
   const queues = (): Queue[] => [inboundQueue, historyQueue, ...outboundQueues.all()];
   const circuit = new CircuitBreaker(redis, { threshold: config.CIRCUIT_THRESHOLD, resetMs: config.CIRCUIT_RESET_MS, prefix: config.QUEUE_PREFIX });
   const channelsNow = new Map<number, ChannelForSend>();
@@ -338,7 +338,10 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       publish,
     };
     historyWorker = startHistoryWorker(coex);
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes), onStored: (result) => publish(storedEvents(result)) });
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes) => handleCoexistence(coex, changes), onStored: (result) => {
+      publish(storedEvents(result));
+      router.onStored(result);
+    } });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,

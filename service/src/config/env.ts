@@ -91,6 +91,9 @@ export const envSchema = z
     FORWARD_CIRCUIT_RESET_MS: int(100, 3_600_000).default(30_000),
     /** How long the previous secret still signs after a rotation. */
     SECRET_ROTATION_GRACE_SECONDS: int(0, 30 * 86_400).default(86_400),
+    /** Anti-loop: automated messages per conversation within the window, then quiet. */
+    ROUTER_LOOP_LIMIT: int(1, 1000).default(5),
+    ROUTER_LOOP_WINDOW_SECONDS: int(1, 86_400).default(30),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_SENTINELS) {

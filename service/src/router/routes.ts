@@ -12,6 +12,8 @@ import { listDeliveries, recordPing, replayDelivery } from './forwarding/deliver
 import { parseBody, pathId } from './http-util.js';
 import { checkWebhookUrl, UnsafeUrlError } from './ssrf.js';
 import { assignConversation, releaseConversation } from './routing/assignments.js';
+import { areaRefs, menuSchema } from './menus/schema.js';
+import { latestMenu, saveMenu } from './menus/store.js';
 
 export interface RouterRouteDeps {
   readonly pool: Pool;
@@ -114,6 +116,24 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
   r.post('/conversations/:id/release', async (req, res) => {
     const id = pathId(req.params.id, 'conversation');
     res.json({ id, route: await releaseConversation(pool, id) });
+  });
+
+  r.put('/channels/:id/menu', async (req, res) => {
+    const channelId = pathId(req.params.id, 'channel');
+    const menu = parseBody(menuSchema, req.body, 'invalid_menu');
+    const channel = await pool.query('SELECT 1 FROM channels WHERE id = $1', [channelId]);
+    if (channel.rowCount === 0) throw new HttpError(404, 'not_found', `no channel ${channelId}`);
+    const refs = areaRefs(menu);
+    const { rows } = await pool.query<{ id: number }>('SELECT id FROM areas WHERE id = ANY ($1::bigint[])', [refs.map((x) => x.areaId)]);
+    const missing = refs.filter((x) => !rows.some((row) => row.id === x.areaId));
+    if (missing.length) throw new HttpError(400, 'invalid_menu', `invalid ${missing.map((m) => m.field).join(', ')}`, missing.map((m) => ({ field: m.field, message: `no area ${m.areaId}` })));
+    res.json(await saveMenu(pool, channelId, menu));
+  });
+  r.get('/channels/:id/menu', async (req, res) => {
+    const channelId = pathId(req.params.id, 'channel');
+    const menu = await latestMenu(pool, channelId);
+    if (!menu) throw new HttpError(404, 'not_found', `channel ${channelId} has no menu`);
+    res.json(menu);
   });
   return r;
 }

@@ -65,7 +65,8 @@ export async function releaseConversation(pool: Pool, conversationId: number): P
     const route: RouteView = { state: 'menu', areaId: null, assignedAt: null };
     await c.query(
       `INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu')
-       ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL, updated_at = now()`,
+       ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()`,
       [conversationId],
     );
     if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
