@@ -180,7 +180,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();
-    v1.use(auth, express.json({ limit: '1mb' }));
+    v1.use(router.apiLimit, auth, express.json({ limit: '1mb' }));
     const board = new ExpressAdapter();
     board.setBasePath('/admin/queues');
     const bullBoard = createBullBoard({ queues: queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
@@ -233,14 +233,14 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await refreshChannels().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
       syncBoard();
     });
-    app.use('/admin/queues', auth, board.getRouter());
+    app.use('/admin/queues', router.apiLimit, auth, board.getRouter());
   }
   app.use(notFound);
   app.use(errorHandler(log));
 
   const webhook = producer ? createWebhookHandler({ appSecret: config.WHATSAPP_APP_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES, producer, historyProducer, metrics, log }) : undefined;
   const server = http.createServer((req, res) => {
-    if (webhook && isWebhookPost(req)) webhook(req, res);
+    if (webhook && isWebhookPost(req)) router.webhookLimit(req, res, () => webhook(req, res));
     else app(req, res);
   });
   // Longer than common load balancer idle timeouts, so they close first and never hit a dead socket.

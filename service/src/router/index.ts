@@ -17,11 +17,18 @@ import { WebhookClient } from './forwarding/http-client.js';
 import { backlog } from './forwarding/outbox.js';
 import { createRouterMetrics, type RouterMetrics } from './metrics.js';
 import { routerRoutes } from './routes.js';
+import { apiRateLimit, webhookRateLimit } from './rate-limits.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestHandler } from 'express';
 
 export interface RouterFeature {
   readonly metrics: RouterMetrics;
   /** Mounted under /v1 (behind auth and the JSON body parser). */
   routes(): Router;
+  /** Per token and IP on /v1 and /admin, shared by every replica through Redis. */
+  readonly apiLimit: RequestHandler;
+  /** In front of the raw webhook handler: unsigned and badly signed requests only, per IP. */
+  readonly webhookLimit: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
   /** Starts delivering to areas (worker role). */
   startWorker(): void;
   /** The inbound path's hook, called once per stored batch (worker role). */
@@ -83,8 +90,11 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
       for (const id of circuits.known()) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[circuits.state(id)]);
     });
   };
+  const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
   return {
     metrics,
+    apiLimit: apiRateLimit(limits),
+    webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();
       return routerRoutes({ pool, client, allowPrivate: config.FORWARD_ALLOW_PRIVATE, rotationGraceSeconds: config.SECRET_ROTATION_GRACE_SECONDS });

@@ -122,6 +122,10 @@ describe('forwarding', () => {
     const conv = await conversation('5511911110001', ['before assignment']);
     const assigned = await api('POST', `/v1/conversations/${conv}/assign`, { areaId: a.id });
     expect(assigned.body.route).toMatchObject({ state: 'assigned', areaId: a.id });
+    const shown = await api('GET', `/v1/conversations/${conv}`);
+    expect(shown.body.route).toEqual({ state: 'assigned', areaId: a.id, assignedAt: assigned.body.route.assignedAt });
+    expect((await api('GET', `/v1/conversations?areaId=${a.id}`)).body.data.map((c: { id: number }) => c.id)).toEqual([conv]);
+    expect((await api('GET', `/v1/conversations?areaId=${b.id}`)).body.data).toEqual([]);
     const texts = Array.from({ length: 12 }, (_, i) => `m${i}`);
     // Several webhook posts, several messages each: order must survive batching.
     for (let i = 0; i < texts.length; i += 3) expect((await postWebhook(app.url, inbound('5511911110001', texts.slice(i, i + 3)))).status).toBe(200);

@@ -36,7 +36,7 @@ export interface EngineDeps {
 
 type Inbound = {
   id: number; conversation_id: number; channel_id: number; type: string; body: string | null; interactive_reply_id: string | null;
-  reply_to_wamid: string | null; wa_timestamp: Date; wa_id: string; user_id: string | null;
+  context_message_id: number | null; wa_timestamp: Date; wa_id: string; user_id: string | null;
 };
 
 type Reply = { kind: 'menu' | 'invalid' | 'stale' | 'away'; level?: Level; text: string; buttonLabel?: string };
@@ -61,7 +61,8 @@ export class RoutingEngine {
     const ids = newMessages.filter((m) => menus.has(m.channelId)).map((m) => m.id);
     if (ids.length === 0) return;
     const { rows } = await this.d.pool.query<Inbound>(
-      `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.reply_to_wamid, m.wa_timestamp, c.wa_id, c.user_id
+      `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.wa_timestamp, c.wa_id, c.user_id,
+              (SELECT cm.id FROM messages cm WHERE cm.wamid = m.reply_to_wamid) AS context_message_id
        FROM messages m JOIN contacts c ON c.id = m.contact_id
        LEFT JOIN conversation_routes r ON r.conversation_id = m.conversation_id
        WHERE m.id = ANY ($1::bigint[]) AND m.direction = 'inbound' AND m.source = 'live'
@@ -122,10 +123,9 @@ export class RoutingEngine {
   /** Moves the conversation through its messages; returns the replies to send after commit. */
   private async decide(c: PoolClient, conversationId: number, channelId: number, msgs: Inbound[]): Promise<Reply[]> {
     await c.query("INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu') ON CONFLICT (conversation_id) DO NOTHING", [conversationId]);
-    const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_wamid: string | null }>(
-      `SELECT r.state, r.menu_version, r.menu_node, r.invalid_count, r.last_answer_at, mm.wamid AS menu_wamid
-       FROM conversation_routes r LEFT JOIN messages mm ON mm.id = r.menu_message_id
-       WHERE r.conversation_id = $1 FOR UPDATE OF r`,
+    const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_message_id: number | null }>(
+      `SELECT state, menu_version, menu_node, invalid_count, last_answer_at, menu_message_id
+       FROM conversation_routes WHERE conversation_id = $1 FOR UPDATE`,
       [conversationId],
     );
     const r = rows[0]!;
@@ -166,8 +166,9 @@ export class RoutingEngine {
         replies.push({ kind: 'menu', level: back, text: back.body, buttonLabel: menu.buttonLabel });
         continue;
       }
-      // A tap on a menu message other than the last one sent: never route by a stale choice.
-      if (replyId !== null && m.reply_to_wamid !== null && r.menu_wamid !== null && m.reply_to_wamid !== r.menu_wamid && replies.length === 0) {
+      // A tap on one of our messages other than the last menu sent: never route by a stale choice.
+      // (A context we do not know yet is the current menu, whose wamid is still on its way.)
+      if (replyId !== null && m.context_message_id !== null && r.menu_message_id !== null && m.context_message_id !== r.menu_message_id && replies.length === 0) {
         replies.push({ kind: 'stale', level, text: level.body, buttonLabel: menu.buttonLabel });
         continue;
       }
