@@ -331,9 +331,9 @@ const routerForwardKills: Scenario = {
       const stored = Number((await db.query("SELECT count(DISTINCT wamid) AS n FROM messages WHERE wamid LIKE 'wamid.CHAOSRFWD%'")).rows[0].n);
       const missing = acked.filter((w) => !firstOk.has(w)).length;
       const duplicated = [...idsOf.values()].filter((ids) => ids.size > 1).length;
-      // Order: per conversation, first successful deliveries follow the outbox order.
-      const { rows } = await db.query<{ webhook_id: string; id: string; conversation_id: string }>("SELECT webhook_id, id, conversation_id FROM forward_events WHERE type = 'message.received'");
-      const seqOf = new Map(rows.map((r) => [r.webhook_id, Number(r.id)]));
+      // Order: per conversation, first successful deliveries follow the outbox order (message time, then arrival).
+      const { rows } = await db.query<{ webhook_id: string; seq: string }>("SELECT webhook_id, row_number() OVER (ORDER BY sort_at, id) AS seq FROM forward_events WHERE type = 'message.received'");
+      const seqOf = new Map(rows.map((r) => [r.webhook_id, Number(r.seq)]));
       const lastSeq = new Map<number, number>();
       let outOfOrder = 0;
       const seen = new Set<string>();

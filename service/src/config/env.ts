@@ -85,7 +85,9 @@ export const envSchema = z
     /** Deliveries in flight per worker process. */
     FORWARD_CONCURRENCY: int(1, 2_000).default(200),
     /** How often an idle forwarding worker looks for due events. */
-    FORWARD_POLL_MS: int(5, 60_000).default(50),
+    FORWARD_POLL_MS: int(5, 60_000).default(20),
+    /** A stored event waits this long for earlier messages of its conversation stored a moment later. */
+    FORWARD_ORDER_SETTLE_MS: int(0, 10_000).default(30),
     /** Consecutive failures that open an area's circuit, and how long it stays open. */
     FORWARD_CIRCUIT_THRESHOLD: int(1, 1000).default(5),
     FORWARD_CIRCUIT_RESET_MS: int(100, 3_600_000).default(30_000),

@@ -107,6 +107,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
         concurrency: config.FORWARD_CONCURRENCY,
         pollMs: config.FORWARD_POLL_MS,
         leaseMs: config.FORWARD_TIMEOUT_MS + 15_000,
+        settleMs: config.FORWARD_ORDER_SETTLE_MS,
       });
       forwarder.start();
     },

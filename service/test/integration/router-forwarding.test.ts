@@ -18,15 +18,16 @@ const api = async (method: string, path: string, body?: unknown) => {
 
 let seq = 0;
 const wamid = () => `wamid.ROUTER${Date.now().toString(36)}${(seq++).toString(36).padStart(4, '0')}`;
-const base = Math.floor(Date.now() / 1000) - 60;
-function inbound(from: string, texts: string[]): string {
+const base = Math.floor(Date.now() / 1000) - 600;
+let tick = 0;
+function inbound(from: string, texts: string[], at?: number): string {
   return JSON.stringify({
     object: 'whatsapp_business_account',
     entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
       messaging_product: 'whatsapp',
       metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
       contacts: [{ profile: { name: `Customer ${from.slice(-3)}` }, wa_id: from }],
-      messages: texts.map((body, i) => ({ from, id: wamid(), timestamp: String(base + seq + i), type: 'text', text: { body } })),
+      messages: texts.map((body) => ({ from, id: wamid(), timestamp: String(at ?? base + tick++), type: 'text', text: { body } })),
     } }] }],
   });
 }
@@ -61,6 +62,9 @@ beforeAll(async () => {
     FORWARD_POLL_MS: '20',
     FORWARD_TIMEOUT_MS: '1500',
     FORWARD_CIRCUIT_THRESHOLD: '1000',
+    // Webhooks posted back to back are stored by concurrent jobs; on a loaded test machine a
+    // later one can be stored well after an earlier one.
+    FORWARD_ORDER_SETTLE_MS: '200',
   });
   sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
 });
@@ -131,6 +135,12 @@ describe('forwarding', () => {
     for (let i = 0; i < texts.length; i += 3) expect((await postWebhook(app.url, inbound('5511911110001', texts.slice(i, i + 3)))).status).toBe(200);
     await eventually(async () => bodies(a.receiver).length === texts.length, { what: 'all messages forwarded' });
     expect(bodies(a.receiver)).toEqual(texts);
+    // Webhooks arrive out of order (Meta does not promise order): the area still gets the customer's order.
+    const now = Math.floor(Date.now() / 1000);
+    await postWebhook(app.url, inbound('5511911110001', ['second'], now + 2));
+    await postWebhook(app.url, inbound('5511911110001', ['first'], now + 1));
+    await eventually(async () => bodies(a.receiver).length === texts.length + 2, { what: 'out-of-order webhooks forwarded' });
+    expect(bodies(a.receiver).slice(-2)).toEqual(['first', 'second']);
     const first = a.receiver.delivered()[0]!;
     expect(first.body.type).toBe('conversation.assigned');
     expect(first.body.data).toMatchObject({ conversationId: conv, areaId: a.id, contact: { waId: '5511911110001' } });

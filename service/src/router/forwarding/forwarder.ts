@@ -27,6 +27,8 @@ export interface ForwarderOptions {
   readonly pollMs: number;
   /** How long a claim is ours; must exceed the delivery timeout. */
   readonly leaseMs: number;
+  /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
+  readonly settleMs: number;
 }
 
 interface AreaTarget {
@@ -110,7 +112,7 @@ export class Forwarder {
     const free = this.o.concurrency - this.inflight;
     if (free <= 0) return 0;
     const full = [...this.perArea].filter(([, n]) => n >= this.perAreaCap).map(([id]) => id);
-    const events = await claimDue(this.o.pool, free, this.o.leaseMs, [...this.o.circuits.open(), ...full]);
+    const events = await claimDue(this.o.pool, free, this.o.leaseMs, [...this.o.circuits.open(), ...full], this.o.settleMs);
     if (events.length === 0) return 0;
     // One claim may take more of an area than its cap: the surplus goes straight back.
     const taken: ClaimedEvent[] = [];

@@ -19,7 +19,12 @@ export interface ClaimedEvent {
 
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
 
-export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipAreas: readonly number[]): Promise<ClaimedEvent[]> {
+/**
+ * Claims due head events. An event is a head when no pending event of its conversation sorts
+ * before it (by its message's time, then id); it becomes claimable `settleMs` after it was
+ * stored, so an earlier message stored a moment later by another worker still goes first.
+ */
+export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipAreas: readonly number[], settleMs: number): Promise<ClaimedEvent[]> {
   const { rows } = await pool.query<ClaimRow>(
     `UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
      FROM (
@@ -27,15 +32,16 @@ export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipA
        JOIN areas a ON a.id = f.area_id AND a.disabled_at IS NULL
        WHERE f.status = 'pending' AND f.next_attempt_at <= now()
          AND (f.locked_until IS NULL OR f.locked_until < now())
+         AND f.created_at <= now() - make_interval(secs => $4::float8 / 1000)
          AND NOT (f.area_id = ANY ($3::bigint[]))
          AND (f.conversation_id IS NULL OR NOT EXISTS (
-           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND p.id < f.id))
+           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND (p.sort_at, p.id) < (f.sort_at, f.id)))
        ORDER BY f.next_attempt_at, f.id
        LIMIT $1
        FOR UPDATE OF f SKIP LOCKED) c
      WHERE e.id = c.id
      RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at`,
-    [limit, leaseMs, skipAreas],
+    [limit, leaseMs, skipAreas, settleMs],
   );
   return rows.map((r) => ({ id: r.id, webhookId: r.webhook_id, areaId: r.area_id, conversationId: r.conversation_id, type: r.type, messageId: r.message_id, data: r.data, body: r.body, attempts: r.attempts, createdAt: r.created_at }));
 }
