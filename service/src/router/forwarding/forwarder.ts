@@ -21,7 +21,7 @@ export interface ForwarderOptions {
   readonly schedule: readonly number[];
   /** @defaultValue 200 */
   readonly concurrency: number;
-  /** Deliveries in flight to one area at most. @defaultValue a quarter of `concurrency` */
+  /** Deliveries in flight to one area at most. @defaultValue half of `concurrency` */
   readonly perAreaConcurrency?: number;
   /** @defaultValue 50 */
   readonly pollMs: number;
@@ -82,7 +82,7 @@ export class Forwarder {
   }
 
   private get perAreaCap(): number {
-    return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 4));
+    return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 2));
   }
 
   private async loop(): Promise<void> {

@@ -10,7 +10,8 @@ export async function findMessagesForForwarding(pool: Pool, ids: readonly number
     'SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE m.id = ANY ($1::bigint[])',
     [[...new Set(ids)]],
   );
-  const wamids = rows.flatMap((r) => (r.wamid ? [r.wamid] : []));
+  // Statuses exist only for our outbound messages: a forwarded customer message needs no second query.
+  const wamids = rows.flatMap((r) => (r.wamid && r.direction === 'outbound' ? [r.wamid] : []));
   const statuses = wamids.length
     ? (await pool.query<Row>('SELECT * FROM message_statuses WHERE wamid = ANY ($1::text[]) ORDER BY wa_timestamp, status_rank, id', [wamids])).rows
     : [];

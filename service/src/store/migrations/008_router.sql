@@ -104,7 +104,8 @@ CREATE TRIGGER router_forward_messages AFTER INSERT ON messages
 CREATE FUNCTION router_forward_statuses() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, data)
-  SELECT r.area_id, m.conversation_id, 'message.status', m.id, GREATEST(n.wa_timestamp, r.assigned_at),
+  -- Statuses of one second (sent, delivered, read often are) keep their rank's order.
+  SELECT r.area_id, m.conversation_id, 'message.status', m.id, GREATEST(n.wa_timestamp, r.assigned_at) + n.status_rank * interval '1 microsecond',
          jsonb_build_object('status', n.status, 'timestamp', n.wa_timestamp)
   FROM new_rows n
   JOIN messages m ON m.wamid = n.wamid
