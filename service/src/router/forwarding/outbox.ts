@@ -21,8 +21,7 @@ type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_
 
 /**
  * Claims due head events. An event is a head when no pending event of its conversation sorts
- * before it (by its message's time, then id; pings never wait: they are delivered by the API);
- * it becomes claimable `settleMs` after it was
+ * before it (by its message's time, then id); it becomes claimable `settleMs` after it was
  * stored, so an earlier message stored a moment later by another worker still goes first.
  */
 export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipAreas: readonly number[], settleMs: number): Promise<ClaimedEvent[]> {
@@ -31,15 +30,12 @@ export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipA
      FROM (
        SELECT f.id FROM forward_events f
        JOIN areas a ON a.id = f.area_id AND a.disabled_at IS NULL
-       -- One walk of the pending index finds every conversation's head, however deep the backlog.
-       WHERE f.id IN (
-           SELECT DISTINCT ON (conversation_id) id FROM forward_events
-           WHERE status = 'pending' AND conversation_id IS NOT NULL
-           ORDER BY conversation_id, sort_at, id)
-         AND f.status = 'pending' AND f.next_attempt_at <= now()
+       WHERE f.status = 'pending' AND f.next_attempt_at <= now()
          AND (f.locked_until IS NULL OR f.locked_until < now())
          AND f.created_at <= now() - make_interval(secs => $4::float8 / 1000)
          AND NOT (f.area_id = ANY ($3::bigint[]))
+         AND (f.conversation_id IS NULL OR NOT EXISTS (
+           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND (p.sort_at, p.id) < (f.sort_at, f.id)))
        ORDER BY f.next_attempt_at, f.id
        LIMIT $1
        FOR UPDATE OF f SKIP LOCKED) c
