@@ -332,7 +332,7 @@ const routerForwardKills: Scenario = {
       const missing = acked.filter((w) => !firstOk.has(w)).length;
       const duplicated = [...idsOf.values()].filter((ids) => ids.size > 1).length;
       // Order: per conversation, first successful deliveries follow the outbox order (message time, then arrival).
-      const { rows } = await db.query<{ webhook_id: string; seq: string }>("SELECT webhook_id, row_number() OVER (ORDER BY sort_at, id) AS seq FROM forward_events WHERE type = 'message.received'");
+      const { rows } = await db.query<{ webhook_id: string; seq: string }>("SELECT webhook_id, row_number() OVER (ORDER BY sort_at, sort_seq, id) AS seq FROM forward_events WHERE type = 'message.received'");
       const seqOf = new Map(rows.map((r) => [r.webhook_id, Number(r.seq)]));
       const lastSeq = new Map<number, number>();
       let outOfOrder = 0;

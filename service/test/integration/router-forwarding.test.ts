@@ -141,6 +141,11 @@ describe('forwarding', () => {
     await postWebhook(app.url, inbound('5511911110001', ['first'], now + 1));
     await eventually(async () => bodies(a.receiver).length === texts.length + 2, { what: 'out-of-order webhooks forwarded' });
     expect(bodies(a.receiver).slice(-2)).toEqual(['first', 'second']);
+    // The same for messages stamped before the hand-off (a customer's phone queued them).
+    await postWebhook(app.url, inbound('5511911110001', ['old second'], base + 501));
+    await postWebhook(app.url, inbound('5511911110001', ['old first'], base + 500));
+    await eventually(async () => bodies(a.receiver).length === texts.length + 4, { what: 'old out-of-order webhooks forwarded' });
+    expect(bodies(a.receiver).slice(-2)).toEqual(['old first', 'old second']);
     const first = a.receiver.delivered()[0]!;
     expect(first.body.type).toBe('conversation.assigned');
     expect(first.body.data).toMatchObject({ conversationId: conv, areaId: a.id, contact: { waId: '5511911110001' } });

@@ -21,7 +21,7 @@ type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_
 
 /**
  * Claims due head events. An event is a head when no pending event of its conversation sorts
- * before it (by its message's time, then id); it becomes claimable `settleMs` after it was
+ * before it (see forward_events.sort_at); it becomes claimable `settleMs` after it was
  * stored, so an earlier message stored a moment later by another worker still goes first.
  */
 export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipAreas: readonly number[], settleMs: number): Promise<ClaimedEvent[]> {
@@ -35,7 +35,7 @@ export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipA
          AND f.created_at <= now() - make_interval(secs => $4::float8 / 1000)
          AND NOT (f.area_id = ANY ($3::bigint[]))
          AND (f.conversation_id IS NULL OR NOT EXISTS (
-           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND (p.sort_at, p.id) < (f.sort_at, f.id)))
+           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND (p.sort_at, p.sort_seq, p.id) < (f.sort_at, f.sort_seq, f.id)))
        ORDER BY f.next_attempt_at, f.id
        LIMIT $1
        FOR UPDATE OF f SKIP LOCKED) c

@@ -49,10 +49,13 @@ CREATE TABLE forward_events (
   conversation_id bigint,
   type            text NOT NULL,
   message_id      bigint,
-  -- Order within the conversation: the message's (or status's) own time, but never before the
-  -- assignment (Meta's timestamps are whole seconds); else the event's. Webhooks stored a
-  -- moment apart by concurrent workers still leave in the customer's order.
+  -- Order within the conversation: (sort_at, sort_seq, id). sort_at is the message's (or
+  -- status's) own time but never before the assignment (Meta's timestamps are whole seconds,
+  -- a message may look older than the hand-off it follows); sort_seq, its own time, orders
+  -- the messages that assignment time gathered. Webhooks stored a moment apart by concurrent
+  -- workers still leave in the customer's order.
   sort_at         timestamptz NOT NULL DEFAULT now(),
+  sort_seq        timestamptz NOT NULL DEFAULT '-infinity',
   data            jsonb,
   body            text,
   status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'dead')),
@@ -66,7 +69,7 @@ CREATE TABLE forward_events (
   finished_at     timestamptz
 );
 -- The head of each conversation's queue, and the due events.
-CREATE INDEX forward_events_pending_conv_idx ON forward_events (conversation_id, sort_at, id) WHERE status = 'pending';
+CREATE INDEX forward_events_pending_conv_idx ON forward_events (conversation_id, sort_at, sort_seq, id) WHERE status = 'pending';
 CREATE INDEX forward_events_due_idx ON forward_events (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX forward_events_area_idx ON forward_events (area_id, id DESC);
 
@@ -87,8 +90,8 @@ CREATE INDEX forward_attempts_event_idx ON forward_attempts (event_id, id);
 -- and ingest needs no extra round trip. Statement-level, so a bulk insert costs one join.
 CREATE FUNCTION router_forward_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at)
-  SELECT r.area_id, n.conversation_id, 'message.received', n.id, GREATEST(n.wa_timestamp, r.assigned_at)
+  INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, sort_seq)
+  SELECT r.area_id, n.conversation_id, 'message.received', n.id, GREATEST(n.wa_timestamp, r.assigned_at), n.wa_timestamp
   FROM new_rows n
   JOIN conversation_routes r ON r.conversation_id = n.conversation_id AND r.state = 'assigned'
   JOIN areas a ON a.id = r.area_id
@@ -103,9 +106,10 @@ CREATE TRIGGER router_forward_messages AFTER INSERT ON messages
 
 CREATE FUNCTION router_forward_statuses() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, data)
+  INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, sort_seq, data)
   -- Statuses of one second (sent, delivered, read often are) keep their rank's order.
   SELECT r.area_id, m.conversation_id, 'message.status', m.id, GREATEST(n.wa_timestamp, r.assigned_at) + n.status_rank * interval '1 microsecond',
+         n.wa_timestamp + n.status_rank * interval '1 microsecond',
          jsonb_build_object('status', n.status, 'timestamp', n.wa_timestamp)
   FROM new_rows n
   JOIN messages m ON m.wamid = n.wamid
