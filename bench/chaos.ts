@@ -331,18 +331,26 @@ const routerForwardKills: Scenario = {
       const stored = Number((await db.query("SELECT count(DISTINCT wamid) AS n FROM messages WHERE wamid LIKE 'wamid.CHAOSRFWD%'")).rows[0].n);
       const missing = acked.filter((w) => !firstOk.has(w)).length;
       const duplicated = [...idsOf.values()].filter((ids) => ids.size > 1).length;
-      // Order: per conversation, first successful deliveries follow the outbox order (message time, then arrival).
-      const { rows } = await db.query<{ webhook_id: string; seq: string }>("SELECT webhook_id, row_number() OVER (ORDER BY sort_at, sort_seq, id) AS seq FROM forward_events WHERE type = 'message.received'");
-      const seqOf = new Map(rows.map((r) => [r.webhook_id, Number(r.seq)]));
-      const lastSeq = new Map<number, number>();
-      let outOfOrder = 0;
+      // Order: a conversation's event may not succeed before an event that sorts earlier and was
+      // already stored (a second of margin) — later-stored earlier messages (Meta's redeliveries)
+      // legitimately go after what had already left.
+      const { rows } = await db.query<{ webhook_id: string; seq: string; stored_ms: number }>(
+        "SELECT webhook_id, row_number() OVER (ORDER BY sort_at, sort_seq, id) AS seq, extract(epoch FROM created_at) * 1000 AS stored_ms FROM forward_events WHERE type = 'message.received'",
+      );
+      const eventOf = new Map(rows.map((r) => [r.webhook_id, { seq: Number(r.seq), storedMs: Number(r.stored_ms) }]));
+      const byConversation = new Map<number, { seq: number; storedMs: number; at: number }[]>();
       const seen = new Set<string>();
       for (const d of delivered) {
-        if (seen.has(d.webhookId)) continue;
+        const ev = eventOf.get(d.webhookId);
+        if (seen.has(d.webhookId) || !ev) continue;
         seen.add(d.webhookId);
-        const seq = seqOf.get(d.webhookId) ?? 0;
-        if (seq < (lastSeq.get(d.conversationId) ?? 0)) outOfOrder++;
-        lastSeq.set(d.conversationId, seq);
+        byConversation.set(d.conversationId, [...(byConversation.get(d.conversationId) ?? []), { ...ev, at: d.at }]);
+      }
+      let outOfOrder = 0;
+      for (const list of byConversation.values()) {
+        list.forEach((later, j) => {
+          if (list.slice(0, j).some((earlier) => later.seq < earlier.seq && later.storedMs < earlier.at - 1_000)) outOfOrder++;
+        });
       }
       const recovered = faultAt ? delivered.find((d) => d.at > faultAt + 1_000) : undefined;
       return {
