@@ -6,6 +6,8 @@
 //   CHAOS_ONLY=redis-master-kill,duplicates   run a subset
 //   CHAOS_SCALE=0.5                            shorten every phase (CI)
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -349,7 +351,127 @@ const redisStall: Scenario = {
   run: (stack, ctx) => runRedisStall(stack, { rate: ctx.rate, scale: ctx.scale }),
 };
 
-export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, redisStall];
+/**
+ * Forwarding to areas while their receivers fail and the workers are SIGKILLed: every message
+ * of an assigned conversation reaches its area, never twice under different webhook-ids, and
+ * each conversation's events arrive in order (first successful delivery of each).
+ */
+const routerForwardKills: Scenario = {
+  name: 'router-forward-kills',
+  description: 'Area receivers answer 500 (15%) or hang past the timeout (3%) while every worker is SIGKILLed twice; forwarding must finish complete, without duplicate ids, in order',
+  ackDurability: 'local',
+  stack: { env: { FORWARD_ALLOW_PRIVATE: 'true', FORWARD_TIMEOUT_MS: '2000', FORWARD_RETRY_SCHEDULE: '0.5,1,1,2,2,2,2,2,2,2,2,2', FORWARD_CIRCUIT_THRESHOLD: '1000', RATE_LIMIT_PER_MINUTE: '0' } },
+  async run(stack, ctx) {
+    type Got = { webhookId: string; conversationId: number; wamid: string | null; at: number };
+    const delivered: Got[] = [];
+    const servers: http.Server[] = [];
+    const receiver = async () => {
+      const server = http.createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const roll = Math.random();
+          if (roll < 0.03) return; // hangs: the forwarder times out and retries
+          if (roll < 0.18) {
+            res.writeHead(500).end();
+            return;
+          }
+          const body = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { conversationId: number; message?: { wamid: string } } };
+          if (body.type === 'message.received') delivered.push({ webhookId: String(req.headers['webhook-id']), conversationId: body.data.conversationId, wamid: body.data.message?.wamid ?? null, at: Date.now() });
+          res.writeHead(200).end('ok');
+        });
+      });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    };
+    const api = async (method: string, p: string, body?: unknown) => {
+      const res = await fetch(`${stack.url}${p}`, { method, headers: { authorization: `Bearer ${stack.secrets.apiToken}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      if (res.status >= 300) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as { id: number };
+    };
+    const db = new pg.Client({ connectionString: stack.directDatabaseUrl });
+    await db.connect();
+    try {
+      const areas = [await api('POST', '/v1/areas', { name: 'A', webhookUrl: await receiver(), events: ['message.received'] }), await api('POST', '/v1/areas', { name: 'B', webhookUrl: await receiver(), events: ['message.received'] })];
+      const contacts = 100;
+      const warm = webhookSet({ count: contacts, phoneNumberId: stack.secrets.phoneNumberId, contacts, prefix: 'RWARM' });
+      await runLoad({ url: `${stack.url}/webhooks/whatsapp`, appSecret: stack.secrets.appSecret, deliveries: warm, rate: 200 });
+      const warmDeadline = Date.now() + 60_000;
+      while (Date.now() < warmDeadline && Number((await db.query("SELECT count(*) AS n FROM messages WHERE wamid LIKE 'wamid.CHAOSRWARM%'")).rows[0].n) < contacts) await sleep(200);
+      for (const { id } of (await db.query<{ id: number }>('SELECT id FROM conversations ORDER BY id')).rows) await api('POST', `/v1/conversations/${id}/assign`, { areaId: areas[Number(id) % 2]!.id });
+
+      const deliveries = webhookSet({ count: Math.round(ctx.rate * 20 * ctx.scale), phoneNumberId: stack.secrets.phoneNumberId, contacts, prefix: 'RFWD' });
+      let faultAt = 0;
+      const { report } = await underLoad(stack, deliveries, { rate: ctx.rate }, async () => {
+        for (let round = 0; round < 2; round++) {
+          await sleep(5_000 * ctx.scale);
+          if (!faultAt) faultAt = Date.now();
+          await Promise.all(stack.workers.map((w) => w.kill()));
+          await sleep(1_000);
+          await Promise.all(stack.workers.map((w) => w.start()));
+        }
+      });
+      const acked = [...report.ackedMessages];
+      const firstOk = new Map<string, Got>();
+      const idsOf = new Map<string, Set<string>>();
+      const tally = () => {
+        for (const d of delivered) {
+          if (!d.wamid) continue;
+          if (!firstOk.has(d.wamid)) firstOk.set(d.wamid, d);
+          idsOf.set(d.wamid, (idsOf.get(d.wamid) ?? new Set()).add(d.webhookId));
+        }
+      };
+      const deadline = Date.now() + 240_000;
+      while (Date.now() < deadline) {
+        firstOk.clear();
+        tally();
+        if (acked.every((w) => firstOk.has(w))) break;
+        await sleep(500);
+      }
+      const stored = Number((await db.query("SELECT count(DISTINCT wamid) AS n FROM messages WHERE wamid LIKE 'wamid.CHAOSRFWD%'")).rows[0].n);
+      const missing = acked.filter((w) => !firstOk.has(w)).length;
+      const duplicated = [...idsOf.values()].filter((ids) => ids.size > 1).length;
+      // Order: a conversation's event may not succeed before an event that sorts earlier and was
+      // already stored (a second of margin) — later-stored earlier messages (Meta's redeliveries)
+      // legitimately go after what had already left.
+      const { rows } = await db.query<{ webhook_id: string; seq: string; stored_ms: number }>(
+        "SELECT webhook_id, row_number() OVER (ORDER BY sort_at, sort_seq, id) AS seq, extract(epoch FROM created_at) * 1000 AS stored_ms FROM forward_events WHERE type = 'message.received'",
+      );
+      const eventOf = new Map(rows.map((r) => [r.webhook_id, { seq: Number(r.seq), storedMs: Number(r.stored_ms) }]));
+      const byConversation = new Map<number, { seq: number; storedMs: number; at: number }[]>();
+      const seen = new Set<string>();
+      for (const d of delivered) {
+        const ev = eventOf.get(d.webhookId);
+        if (seen.has(d.webhookId) || !ev) continue;
+        seen.add(d.webhookId);
+        byConversation.set(d.conversationId, [...(byConversation.get(d.conversationId) ?? []), { ...ev, at: d.at }]);
+      }
+      let outOfOrder = 0;
+      for (const list of byConversation.values()) {
+        list.forEach((later, j) => {
+          if (list.slice(0, j).some((earlier) => later.seq < earlier.seq && later.storedMs < earlier.at - 1_000)) outOfOrder++;
+        });
+      }
+      const recovered = faultAt ? delivered.find((d) => d.at > faultAt + 1_000) : undefined;
+      return {
+        sent: report.messages, acked: acked.length, stored, missing, duplicated: duplicated + outOfOrder,
+        retried: report.retried, requests: report.requests, answers: { ...report.answers }, drainSeconds: 0, doneAt: Date.now(),
+        recoverySeconds: recovered ? Math.round((recovered.at - faultAt - 1_000) / 100) / 10 : null,
+        recoveredWhen: 'first forwarded event after the workers restarted',
+        notes: `${delivered.length} successful deliveries for ${firstOk.size} messages; ${duplicated} messages under more than one webhook-id; ${outOfOrder} out of order (both counted in duplicated)`,
+      };
+    } finally {
+      await db.end();
+      for (const s of servers) {
+        s.closeAllConnections();
+        s.close();
+      }
+    }
+  },
+};
+
+export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, redisStall, routerForwardKills];
 
 /** Share of the messages sent that must end answered 200 (redelivery runs until the deadline). */
 const ACKED_SHARE = 0.99;

@@ -4,10 +4,11 @@ import { e2eBench } from './e2e.js';
 import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
 import { historyBench } from './history.js';
+import { routerBench } from './router.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { settle, startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -41,6 +42,11 @@ async function main(): Promise<void> {
       await settle(stack);
       console.log('outbound: POST /v1/messages → Graph API simulator');
       results.push(...(await outboundBench(stack, Number(process.env.BENCH_OUTBOUND_MESSAGES ?? 10_000))));
+    }
+    if (only.has('router')) {
+      await settle(stack);
+      console.log('router: webhook → signed forward to areas');
+      results.push(...(await routerBench(stack, seconds)));
     }
   } finally {
     await stack.stop();

@@ -51,6 +51,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
     WHATSAPP_ACCESS_TOKEN: 'bench-token',
     API_TOKEN: 'bench-api-token-0123456789',
+    RATE_LIMIT_PER_MINUTE: '0',
     ...extra,
   });
   await runRole('migrate', env());

@@ -66,6 +66,8 @@ export function serviceEnv(s: LocalSettings, pgUrl: string, redisUrl: string): R
     WHATSAPP_ACCESS_TOKEN: s.accessToken,
     API_TOKEN: s.apiToken,
     ACK_DURABILITY: 'local',
+    // Areas' webhooks on this machine (a local CRM, a test receiver) are the point of a local stack.
+    FORWARD_ALLOW_PRIVATE: 'true',
   };
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(generated)) out[k] = process.env[k] ?? v;

@@ -42,6 +42,7 @@ import { redisOptions } from './queue/redis.js';
 import { tokenChecker } from './http/auth.js';
 import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
+import { createRouterFeature } from './router/index.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -106,6 +107,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   closers.push(() => historyQueue.close());
   const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS });
   closers.push(() => outboundQueues.close());
+  const router = createRouterFeature({ config, pool, redis, log, registry: metrics.registry, enqueueOutbound: (rows) => outboundQueues.enqueue(rows) });
   const queues = (): Queue[] => [inboundQueue, historyQueue, ...outboundQueues.all()];
   const circuit = new CircuitBreaker(redis, { threshold: config.CIRCUIT_THRESHOLD, resetMs: config.CIRCUIT_RESET_MS, prefix: config.QUEUE_PREFIX });
   const channelsNow = new Map<number, ChannelForSend>();
@@ -164,7 +166,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();
-    v1.use(auth, express.json({ limit: '1mb' }));
+    v1.use(router.apiLimit, auth, express.json({ limit: '1mb' }));
     const board = new ExpressAdapter();
     board.setBasePath('/admin/queues');
     const bullBoard = createBullBoard({ queues: queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
@@ -209,19 +211,20 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     v1.use(messageRoutes(pool));
     v1.use(syncRoutes({ pool, historyQueue }));
     v1.use(deadLetterRoutes(queues));
+    v1.use(router.routes());
     app.use('/v1', v1);
     webStartHooks.push(async () => {
       await refreshChannels().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
       syncBoard();
     });
-    app.use('/admin/queues', auth, board.getRouter());
+    app.use('/admin/queues', router.apiLimit, auth, board.getRouter());
   }
   app.use(notFound);
   app.use(errorHandler(log));
 
   const webhook = producer ? createWebhookHandler({ appSecret: config.WHATSAPP_APP_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES, producer, historyProducer, metrics, log }) : undefined;
   const server = http.createServer((req, res) => {
-    if (webhook && isWebhookPost(req)) webhook(req, res);
+    if (webhook && isWebhookPost(req)) router.webhookLimit(req, res, () => webhook(req, res));
     else app(req, res);
   });
   // Longer than common load balancer idle timeouts, so they close first and never hit a dead socket.
@@ -298,7 +301,10 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     };
     historyWorker = startHistoryWorker(coex, { connection: createRedis(config, 'worker'), prefix: config.QUEUE_PREFIX, concurrency: config.HISTORY_CONCURRENCY, lockMs: config.WORKER_LOCK_MS, jobs: metrics.jobs });
     closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => publish(storedEvents(result)) });
+    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => {
+      publish(storedEvents(result));
+      router.onStored(result);
+    } });
     const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
       connection: createRedis(config, 'worker'),
       prefix: config.QUEUE_PREFIX,
@@ -341,6 +347,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         await tryBootstrap();
         worker = startWorker();
         await startSenders();
+        router.startWorker();
       } else {
         void tryBootstrap();
       }
@@ -362,6 +369,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await producer?.close();
       await historyProducer?.close();
       clearTimeout(relayTimer);
+      await router.stop();
       clearTimeout(refreshTimer);
       for (const w of [worker, historyWorker, ...senders.values()]) {
         if (!w) continue;

@@ -80,6 +80,33 @@ export const envSchema = z
     /** Meta's pair rate: a burst to one recipient, then one message per interval. */
     PAIR_BURST: int(1, 1000).default(45),
     PAIR_INTERVAL_MS: int(1, 600_000).default(6_000),
+
+    /** Lets areas' webhook URLs point at private or loopback addresses (local stacks, tests). */
+    FORWARD_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+    /** Seconds between forwarding attempts (Svix's schedule); its length is the number of retries. */
+    FORWARD_RETRY_SCHEDULE: z
+      .string()
+      .default('5,300,1800,7200,18000,36000,36000')
+      .transform((s) => s.split(',').map((x) => Number(x.trim())))
+      .pipe(z.array(z.number().nonnegative().max(7 * 86_400)).min(1)),
+    /** How long a receiver may take to answer one delivery. */
+    FORWARD_TIMEOUT_MS: int(100, 120_000).default(15_000),
+    /** Deliveries in flight per worker process. */
+    FORWARD_CONCURRENCY: int(1, 2_000).default(200),
+    /** How often an idle forwarding worker looks for due events. */
+    FORWARD_POLL_MS: int(5, 60_000).default(20),
+    /** A stored event waits this long for earlier messages of its conversation stored a moment later. */
+    FORWARD_ORDER_SETTLE_MS: int(0, 10_000).default(30),
+    /** Consecutive failures that open an area's circuit, and how long it stays open. */
+    FORWARD_CIRCUIT_THRESHOLD: int(1, 1000).default(5),
+    FORWARD_CIRCUIT_RESET_MS: int(100, 3_600_000).default(30_000),
+    /** How long the previous secret still signs after a rotation. */
+    SECRET_ROTATION_GRACE_SECONDS: int(0, 30 * 86_400).default(86_400),
+    /** Anti-loop: automated messages per conversation within the window, then quiet. */
+    ROUTER_LOOP_LIMIT: int(1, 1000).default(5),
+    ROUTER_LOOP_WINDOW_SECONDS: int(1, 86_400).default(30),
+    /** Requests a minute per token and IP on /v1 and /admin, and unsigned webhook POSTs per IP; 0 turns it off. */
+    RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(100),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_SENTINELS) {

@@ -23,6 +23,8 @@ export interface ConversationView {
   lastMessageAt: string | null;
   /** The 24-hour customer-service window runs from here. */
   lastInboundAt: string | null;
+  /** The router's hand-off: `assigned` to an area, or `menu` (not assigned). */
+  route: { state: string; areaId: number | null; assignedAt: string | null };
   createdAt: string;
   updatedAt: string;
 }
@@ -95,11 +97,13 @@ const CONVERSATION_SELECT = `
 SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.last_message_at, c.last_message_at::text AS cursor_t, c.last_inbound_at, c.created_at, c.updated_at,
        ct.wa_id, ct.profile_name, ct.user_id, ct.username,
        lm.id AS lm_id, lm.wamid AS lm_wamid, lm.direction AS lm_direction, lm.type AS lm_type, lm.body AS lm_body, lm.status AS lm_status, lm.wa_timestamp AS lm_ts,
-       la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts
+       la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts,
+       rt.state AS rt_state, rt.area_id AS rt_area_id, rt.assigned_at AS rt_assigned_at
 FROM conversations c
 JOIN contacts ct ON ct.id = c.contact_id
 LEFT JOIN messages lm ON lm.id = c.last_message_id
-LEFT JOIN messages la ON la.id = c.last_agent_message_id`;
+LEFT JOIN messages la ON la.id = c.last_agent_message_id
+LEFT JOIN conversation_routes rt ON rt.conversation_id = c.id`;
 
 function conversationView(r: Record<string, unknown>): ConversationView {
   return {
@@ -111,6 +115,7 @@ function conversationView(r: Record<string, unknown>): ConversationView {
     unreadCount: r.unread_count as number,
     lastMessageAt: iso(r.last_message_at),
     lastInboundAt: iso(r.last_inbound_at),
+    route: { state: (r.rt_state as string | null) ?? 'menu', areaId: (r.rt_area_id as number | null) ?? null, assignedAt: iso(r.rt_assigned_at ?? null) },
     createdAt: iso(r.created_at)!,
     updatedAt: iso(r.updated_at)!,
   };
@@ -120,7 +125,7 @@ function conversationView(r: Record<string, unknown>): ConversationView {
  * Newest activity first (`last_message_at DESC NULLS LAST, id DESC`, the order of
  * conversations_activity_idx); conversations without a message yet come last.
  */
-export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null; channelId?: number | undefined; unread?: boolean | undefined }): Promise<Page<ConversationView>> {
+export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null; channelId?: number | undefined; unread?: boolean | undefined; areaId?: number | undefined }): Promise<Page<ConversationView>> {
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => `$${params.push(v)}`;
@@ -133,6 +138,7 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   }
   if (q.channelId !== undefined) where.push(`c.channel_id = ${p(q.channelId)}`);
   if (q.unread) where.push('c.unread_count > 0');
+  if (q.areaId !== undefined) where.push(`rt.state = 'assigned' AND rt.area_id = ${p(q.areaId)}`);
   const { rows } = await pool.query(
     `${CONVERSATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT ${p(q.limit + 1)}`,

@@ -59,6 +59,8 @@ export function testEnv(db: TestDb, overrides: Record<string, string> = {}): Rec
     WHATSAPP_ACCESS_TOKEN: 'test-access-token',
     API_TOKEN,
     WORKER_CONCURRENCY: '8',
+    // The limit has its own test; elsewhere tests send faster than people do.
+    RATE_LIMIT_PER_MINUTE: '0',
     ...overrides,
   };
 }

@@ -14,6 +14,7 @@ const page = {
 const listQuery = z.object({
   ...page,
   channelId: z.coerce.number().int().positive().optional(),
+  areaId: z.coerce.number().int().positive().optional(),
   unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
 });
 const pageQuery = z.object(page);
@@ -54,7 +55,7 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
   const r = Router();
   r.get('/conversations', async (req, res) => {
     const q = parse(listQuery, req.query, 'invalid_query');
-    res.json(await listConversations(deps.pool, { limit: q.limit, cursor: cursorOf(q.cursor), channelId: q.channelId, unread: q.unread }));
+    res.json(await listConversations(deps.pool, { limit: q.limit, cursor: cursorOf(q.cursor), channelId: q.channelId, unread: q.unread, areaId: q.areaId }));
   });
   r.get('/conversations/:id', async (req, res) => {
     const conv = await findConversation(deps.pool, conversationId(req.params.id));

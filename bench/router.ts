@@ -1,0 +1,205 @@
+// The router: forwarding to areas' webhooks, each figure beside a baseline from the same run.
+//  - forwarded events/s, webhook POST → receiver 2xx, one worker; baseline: raw keep-alive POSTs
+//    of the same number of bodies from this process to the same receiver;
+//  - p95 webhook POST → receiver at 500 msg/s; baseline: p95 POST → row committed, same messages;
+//  - the same p95 while another area's endpoint is down; baseline: the healthy run;
+//  - inbound e2e msg/s with the router on (menus configured, conversations assigned);
+//    baseline: the same run with the router off.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent, request } from 'undici';
+import { runLoad, webhookSet, type Delivery } from './lib/loadgen.js';
+import { result, type BenchResult } from './lib/results.js';
+import { APP_SECRET, PHONE_NUMBER_ID, startRole, type BenchStack, type Proc } from './lib/stack.js';
+import { sleep } from '../scripts/stack/proc.js';
+
+const API_TOKEN = 'bench-api-token-0123456789';
+const CONTACTS = 200;
+
+interface Receiver {
+  readonly url: string;
+  /** wamid → arrival time (performance.now() of this process). */
+  readonly arrivals: Map<string, number>;
+  close(): Promise<void>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const arrivals = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const at = performance.now();
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { message?: { wamid?: string } } };
+        const wamid = body.data.message?.wamid;
+        if (body.type === 'message.received' && wamid && !arrivals.has(wamid)) arrivals.set(wamid, at);
+      } catch {
+        // a body that is not ours; answered anyway
+      }
+      res.writeHead(200, { 'content-length': '2' });
+      res.end('ok');
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    arrivals,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+const percentile = (values: number[], p: number) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+};
+
+async function api(port: number, method: string, path: string, body?: unknown): Promise<{ id: number }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: number };
+}
+
+/** Sends at `rate` per second, recording when each POST started; bounded by count. */
+async function paced(url: string, deliveries: readonly Delivery[], rate: number): Promise<Map<string, number>> {
+  const { createHmac } = await import('node:crypto');
+  const agent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
+  const sentAt = new Map<string, number>();
+  const t0 = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < deliveries.length; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    const d = deliveries[i]!;
+    sentAt.set(d.wamid, performance.now());
+    inflight.push(
+      request(url, { method: 'POST', dispatcher: agent, body: d.body, headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=' + createHmac('sha256', APP_SECRET).update(d.body).digest('hex') } })
+        .then((r) => r.body.dump()).catch(() => undefined),
+    );
+  }
+  await Promise.all(inflight);
+  await agent.close();
+  return sentAt;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, seconds: number): Promise<boolean> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await sleep(25);
+  }
+  return false;
+}
+
+/** Raw keep-alive POSTs of `n` bodies to the receiver, 50 at a time: the ceiling for forwarding. */
+async function rawPosts(url: string, bodies: readonly string[]): Promise<number> {
+  const agent = new Agent({ connections: 50, keepAliveTimeout: 30_000 });
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: 50 }, async () => {
+    while (next < bodies.length) {
+      const body = bodies[next++]!;
+      const r = await request(url, { method: 'POST', dispatcher: agent, body, headers: { 'content-type': 'application/json', 'webhook-id': 'msg_x', 'webhook-timestamp': '0', 'webhook-signature': 'v1,x' } });
+      await r.body.dump();
+    }
+  }));
+  const rate = bodies.length / ((performance.now() - t0) / 1000);
+  await agent.close();
+  return rate;
+}
+
+export async function routerBench(stack: BenchStack, seconds: number): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const a = await startReceiver();
+  const b = await startReceiver();
+  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-router', FORWARD_ALLOW_PRIVATE: 'true', RATE_LIMIT_PER_MINUTE: '0' });
+  let web: Proc | undefined;
+  let worker: Proc | undefined;
+  try {
+    web = await startRole('web', env);
+    worker = await startRole('worker', env);
+    const webhookUrl = `http://127.0.0.1:${web.port}/webhooks/whatsapp`;
+    const areaA = await api(web.port, 'POST', '/v1/areas', { name: 'A', webhookUrl: a.url, events: ['message.received'] });
+    const areaB = await api(web.port, 'POST', '/v1/areas', { name: 'B', webhookUrl: b.url, events: ['message.received'] });
+    // Every customer writes once, then half the conversations go to A, half to B.
+    const warm = webhookSet({ count: CONTACTS, phoneNumberId: PHONE_NUMBER_ID, prefix: 'RTWARM', contacts: CONTACTS });
+    await runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: warm, rate: 2_000 });
+    await waitFor(async () => Number((await stack.pool.query("SELECT count(*) AS n FROM messages WHERE wamid LIKE 'wamid.CHAOSRTWARM%'")).rows[0].n) === CONTACTS, 60);
+    await stack.pool.query(
+      `INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by)
+       SELECT id, 'assigned', CASE WHEN id % 2 = 0 THEN $1::bigint ELSE $2::bigint END, now(), 'api' FROM conversations
+       ON CONFLICT (conversation_id) DO UPDATE SET state = 'assigned', area_id = EXCLUDED.area_id`,
+      [areaA.id, areaB.id],
+    );
+    const areaOf = new Map((await stack.pool.query<{ wa_id: string; area_id: number }>('SELECT c.wa_id, r.area_id FROM conversation_routes r JOIN conversations cv ON cv.id = r.conversation_id JOIN contacts c ON c.id = cv.contact_id')).rows.map((r) => [r.wa_id, Number(r.area_id)]));
+    const waIdOf = (d: Delivery) => (JSON.parse(d.body) as { entry: { changes: { value: { messages: { from: string }[] } }[] }[] }).entry[0]!.changes[0]!.value.messages[0]!.from;
+    const arrived = () => a.arrivals.size + b.arrivals.size;
+
+    // 1. Throughput: every event of N webhooks forwarded, first POST → last 2xx.
+    const n = Number(process.env.BENCH_ROUTER_EVENTS ?? 20_000);
+    const burst = webhookSet({ count: n, phoneNumberId: PHONE_NUMBER_ID, prefix: 'RTTPUT', contacts: CONTACTS });
+    a.arrivals.clear();
+    b.arrivals.clear();
+    const t0 = performance.now();
+    void runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: burst, rate: 50_000, concurrency: 50 });
+    const complete = await waitFor(() => arrived() >= n, 180);
+    const tput = arrived() / ((performance.now() - t0) / 1000);
+    const rawRate = await rawPosts(a.url, burst.map((d) => d.body));
+    console.log(`  forwarded ${arrived()}/${n} events at ${Math.round(tput)}/s; raw keep-alive POSTs ${Math.round(rawRate)}/s`);
+    out.push(result({ name: 'router.forwarded_events_per_s', value: complete ? tput : 0, unit: 'events/s', baseline: rawRate, baselineName: 'raw keep-alive POSTs to the receiver', target: 2_000, note: `${n} webhooks, 1 web + 1 worker, webhook POST → receiver 2xx, ${CONTACTS} conversations over 2 areas` }));
+
+    // 2. Latency at 500 msg/s.
+    const latency = async (prefix: string, onlyA: boolean) => {
+      const set = webhookSet({ count: 500 * seconds, phoneNumberId: PHONE_NUMBER_ID, prefix, contacts: CONTACTS });
+      a.arrivals.clear();
+      b.arrivals.clear();
+      const sentAt = await paced(webhookUrl, set, 500);
+      const mine = set.filter((d) => !onlyA || areaOf.get(waIdOf(d)) === areaA.id);
+      await waitFor(() => mine.every((d) => a.arrivals.has(d.wamid) || b.arrivals.has(d.wamid)), 60);
+      const lat = mine.map((d) => (a.arrivals.get(d.wamid) ?? b.arrivals.get(d.wamid) ?? Infinity) - sentAt.get(d.wamid)!);
+      return { p95: percentile(lat, 95), set, sentAt };
+    };
+    const healthy = await latency('RTLAT', false);
+    // Baseline: the same messages from POST to row committed (created_at is the insert's transaction time).
+    const { rows } = await stack.pool.query<{ wamid: string; ms: number }>(
+      "SELECT wamid, (extract(epoch FROM created_at) * 1000)::float8 AS ms FROM messages WHERE wamid LIKE 'wamid.CHAOSRTLAT%'",
+    );
+    const wallOffset = Date.now() - performance.now();
+    const stored = rows.map((r) => r.ms - wallOffset - healthy.sentAt.get(r.wamid)!);
+    const storeP95 = percentile(stored, 95);
+    console.log(`  p95 webhook → receiver at 500 msg/s: ${healthy.p95.toFixed(1)} ms; webhook → row committed ${storeP95.toFixed(1)} ms`);
+    out.push(result({ name: 'router.p95_webhook_to_receiver_ms', value: healthy.p95, unit: 'ms', baseline: storeP95, baselineName: 'p95 webhook → row committed', target: 100, targetKind: 'max', note: `${500 * seconds} messages paced at 500/s over 2 areas` }));
+
+    // 3. The same with area B's endpoint down (connection refused): only A's messages are timed.
+    await b.close();
+    const down = await latency('RTDOWN', true);
+    console.log(`  p95 with another area down: ${down.p95.toFixed(1)} ms (healthy ${healthy.p95.toFixed(1)} ms)`);
+    out.push(result({ name: 'router.p95_other_area_down_ms', value: down.p95, unit: 'ms', baseline: healthy.p95, baselineName: 'healthy run p95', target: healthy.p95 * 1.2, targetKind: 'max', note: 'area B refuses connections; p95 of area A only; target 1.2 × healthy' }));
+    await api(web.port, 'PATCH', `/v1/areas/${areaB.id}`, { webhookUrl: a.url });
+
+    // 4. Inbound e2e with the router on against off, same run.
+    const e2e = async (prefix: string) => {
+      const set = webhookSet({ count: n, phoneNumberId: PHONE_NUMBER_ID, prefix, contacts: CONTACTS });
+      const start = performance.now();
+      void runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: set, rate: 50_000, concurrency: 50 });
+      const ok = await waitFor(async () => Number((await stack.pool.query('SELECT count(*) AS n FROM messages WHERE wamid LIKE $1', [`wamid.CHAOS${prefix}%`])).rows[0].n) >= n, 180);
+      return ok ? n / ((performance.now() - start) / 1000) : 0;
+    };
+    await stack.pool.query("UPDATE conversation_routes SET state = 'menu', area_id = NULL");
+    const off = await e2e('RTOFF');
+    await api(web.port, 'PUT', '/v1/channels/1/menu', { greeting: 'Hi', options: [{ id: 'a', title: 'A', areaId: areaA.id }, { id: 'b', title: 'B', areaId: areaB.id }] });
+    await stack.pool.query("UPDATE conversation_routes SET state = 'assigned', area_id = CASE WHEN conversation_id % 2 = 0 THEN $1::bigint ELSE $2::bigint END", [areaA.id, areaB.id]);
+    await sleep(2_500);
+    const on = await e2e('RTON');
+    console.log(`  inbound e2e: router on ${Math.round(on)} msg/s, off ${Math.round(off)} msg/s`);
+    out.push(result({ name: 'router.e2e_router_on_ratio', value: off ? on / off : 0, unit: 'ratio', baseline: null, ratio: off ? on / off : null, target: 0.8, note: `router on ${Math.round(on)} msg/s vs off ${Math.round(off)} msg/s (same run, ${n} webhooks each)` }));
+  } finally {
+    await worker?.stop();
+    await web?.stop();
+    await a.close();
+    await b.close().catch(() => undefined);
+  }
+  return out;
+}

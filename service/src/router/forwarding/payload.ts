@@ -1,0 +1,26 @@
+// The message inside a forwarded event has the shape of GET /v1/messages/:id.
+import { toView, type MessageView, type Row } from '../../store/messages-read.js';
+import type { Pool } from '../../store/pool.js';
+
+/** Messages with their status history, by id, in two queries whatever their number. */
+export async function findMessagesForForwarding(pool: Pool, ids: readonly number[]): Promise<Map<number, MessageView>> {
+  const out = new Map<number, MessageView>();
+  if (ids.length === 0) return out;
+  const { rows } = await pool.query<Row>(
+    'SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE m.id = ANY ($1::bigint[])',
+    [[...new Set(ids)]],
+  );
+  // Statuses exist only for our outbound messages: a forwarded customer message needs no second query.
+  const wamids = rows.flatMap((r) => (r.wamid && r.direction === 'outbound' ? [r.wamid] : []));
+  const statuses = wamids.length
+    ? (await pool.query<Row>('SELECT * FROM message_statuses WHERE wamid = ANY ($1::text[]) ORDER BY wa_timestamp, status_rank, id', [wamids])).rows
+    : [];
+  const byWamid = new Map<string, Row[]>();
+  for (const s of statuses) {
+    const list = byWamid.get(s.wamid!) ?? [];
+    list.push(s);
+    byWamid.set(s.wamid!, list);
+  }
+  for (const r of rows) out.set(r.id, toView(r, r.wamid ? (byWamid.get(r.wamid) ?? []) : []));
+  return out;
+}

@@ -1,0 +1,20 @@
+// The router's metrics, registered on the process registry.
+import client from 'prom-client';
+import type { Registry } from '../metrics/registry.js';
+
+export function createRouterMetrics(registry: Registry) {
+  return {
+    deliveries: new client.Counter({ name: 'wa_router_forward_deliveries_total', help: 'Delivery attempts to areas by result (success, retry, dead, gone)', labelNames: ['area', 'result'] as const, registers: [registry] }),
+    latency: new client.Histogram({
+      name: 'wa_router_forward_latency_seconds',
+      help: "Receivers' answer time per delivery attempt",
+      labelNames: ['area'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15],
+      registers: [registry],
+    }),
+    botReplies: new client.Counter({ name: 'wa_router_bot_replies_total', help: 'Automated messages sent by the router, by kind', labelNames: ['kind'] as const, registers: [registry] }),
+    loopLimited: new client.Counter({ name: 'wa_router_loop_limit_hits_total', help: 'Automated replies withheld because a conversation reached the anti-loop limit', registers: [registry] }),
+  };
+}
+
+export type RouterMetrics = ReturnType<typeof createRouterMetrics>;

@@ -1,0 +1,81 @@
+// Assigning a conversation to an area and releasing it back to the menu, with the events
+// the areas are told, in one transaction.
+import type { Pool, PoolClient } from '../../store/pool.js';
+import { withTransaction } from '../../store/pool.js';
+import { HttpError } from '../../http/errors.js';
+
+export interface RouteView {
+  state: 'menu' | 'assigned' | 'closed';
+  areaId: number | null;
+  assignedAt: string | null;
+}
+
+type Conv = { id: number; channel_id: number; contact: Record<string, unknown>; state: RouteView['state'] | null; area_id: number | null };
+
+async function lockConversation(c: PoolClient, id: number): Promise<Conv> {
+  const { rows } = await c.query<Conv>(
+    `SELECT cv.id, cv.channel_id, r.state, r.area_id,
+            jsonb_build_object('id', ct.id, 'waId', ct.wa_id, 'profileName', ct.profile_name, 'userId', ct.user_id, 'username', ct.username) AS contact
+     FROM conversations cv JOIN contacts ct ON ct.id = cv.contact_id
+     LEFT JOIN conversation_routes r ON r.conversation_id = cv.id
+     WHERE cv.id = $1 FOR UPDATE OF cv`,
+    [id],
+  );
+  if (!rows[0]) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+  return rows[0];
+}
+
+/** Queues an event for the area if it wants that type (and serves the channel). */
+async function enqueue(c: PoolClient, conv: Conv, areaId: number, type: string, route: RouteView): Promise<void> {
+  await c.query(
+    `INSERT INTO forward_events (area_id, conversation_id, type, data)
+     SELECT a.id, $2, $3, $4::jsonb FROM areas a
+     WHERE a.id = $1 AND (a.events IS NULL OR $3 = ANY (a.events)) AND (a.channel_ids IS NULL OR $5::bigint = ANY (a.channel_ids))`,
+    [areaId, conv.id, type, JSON.stringify({ conversationId: conv.id, channelId: conv.channel_id, contact: conv.contact, route }), conv.channel_id],
+  );
+}
+
+export async function assignConversation(pool: Pool, conversationId: number, areaId: number, by: 'menu' | 'api', db?: PoolClient): Promise<RouteView> {
+  const run = async (c: PoolClient) => {
+    const conv = await lockConversation(c, conversationId);
+    const area = await c.query<{ id: number }>('SELECT id FROM areas WHERE id = $1', [areaId]);
+    if (!area.rows[0]) throw new HttpError(400, 'invalid_request', `no area ${areaId}`, [{ field: 'areaId', message: `no area ${areaId}` }]);
+    if (conv.state === 'assigned' && conv.area_id === areaId) {
+      const { rows } = await c.query<{ assigned_at: Date }>('SELECT assigned_at FROM conversation_routes WHERE conversation_id = $1', [conversationId]);
+      return { state: 'assigned' as const, areaId, assignedAt: rows[0]!.assigned_at.toISOString() };
+    }
+    const { rows } = await c.query<{ assigned_at: Date }>(
+      `INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by) VALUES ($1, 'assigned', $2, now(), $3)
+       ON CONFLICT (conversation_id) DO UPDATE SET state = 'assigned', area_id = $2, assigned_at = now(), assigned_by = $3, updated_at = now()
+       RETURNING assigned_at`,
+      [conversationId, areaId, by],
+    );
+    const route: RouteView = { state: 'assigned', areaId, assignedAt: rows[0]!.assigned_at.toISOString() };
+    if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
+    await enqueue(c, conv, areaId, 'conversation.assigned', route);
+    return route;
+  };
+  return db ? run(db) : withTransaction(pool, run);
+}
+
+/** Back to the menu: the area is told, the next customer message starts the menu again. */
+export async function releaseConversation(pool: Pool, conversationId: number): Promise<RouteView> {
+  return withTransaction(pool, async (c) => {
+    const conv = await lockConversation(c, conversationId);
+    const route: RouteView = { state: 'menu', areaId: null, assignedAt: null };
+    await c.query(
+      `INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu')
+       ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()`,
+      [conversationId],
+    );
+    if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
+    return route;
+  });
+}
+
+export async function routeOf(pool: Pool, conversationId: number): Promise<RouteView> {
+  const { rows } = await pool.query<{ state: RouteView['state']; area_id: number | null; assigned_at: Date | null }>('SELECT state, area_id, assigned_at FROM conversation_routes WHERE conversation_id = $1', [conversationId]);
+  const r = rows[0];
+  return r ? { state: r.state, areaId: r.area_id, assignedAt: r.assigned_at?.toISOString() ?? null } : { state: 'menu', areaId: null, assignedAt: null };
+}

@@ -1,0 +1,216 @@
+// The menu state machine. After a batch of inbound messages is stored, each conversation
+// that is not assigned moves through its menu: greeting and menu, sub-menus, an area. Runs
+// once per stored batch (one query for the whole batch; none when no channel has a menu),
+// serialized per conversation by a row lock, so two workers never answer the same message.
+import type { Logger } from '../../log.js';
+import type { InboundStoreResult } from '../../store/inbound-store.js';
+import { withTransaction, type Pool, type PoolClient } from '../../store/pool.js';
+import type { BusinessHours } from '../areas/schema.js';
+import type { RouterMetrics } from '../metrics.js';
+import { matchOption, normalize } from '../menus/match.js';
+import { interactiveFor, levelAt, type Level } from '../menus/render.js';
+import type { MenuCache } from '../menus/store.js';
+import type { LoopGuard } from './anti-loop.js';
+import { assignConversation } from './assignments.js';
+import { isOpen } from './hours.js';
+
+/** An automated message for one customer; `send` persists it first and enqueues it (the API's path). */
+export interface BotMessage {
+  readonly channelId: number;
+  readonly to: string;
+  readonly toUserId: boolean;
+  readonly type: 'text' | 'interactive';
+  readonly preview: string;
+  readonly content: Record<string, unknown>;
+}
+
+export interface EngineDeps {
+  readonly pool: Pool;
+  readonly log: Logger;
+  readonly metrics: RouterMetrics;
+  readonly menus: MenuCache;
+  readonly guard: LoopGuard;
+  /** Returns the new message's id. */
+  readonly send: (m: BotMessage) => Promise<number>;
+}
+
+type Inbound = {
+  id: number; conversation_id: number; channel_id: number; type: string; body: string | null; interactive_reply_id: string | null;
+  context_message_id: number | null; wa_timestamp: Date; wa_id: string; user_id: string | null;
+};
+
+type Reply = { kind: 'menu' | 'invalid' | 'stale' | 'away'; level?: Level; text: string; buttonLabel?: string };
+
+// Reactions and system notices are not answers to a menu.
+const IGNORED_TYPES = new Set(['reaction', 'system', 'unsupported', 'errors', 'request_welcome']);
+
+export class RoutingEngine {
+  private readonly chains = new Map<number, Promise<void>>();
+
+  constructor(private readonly d: EngineDeps) {}
+
+  /** The inbound path's hook: never throws, never delays the batch. */
+  onStored(result: Pick<InboundStoreResult, 'newMessages'>): void {
+    if (result.newMessages.length === 0) return;
+    void this.route(result.newMessages).catch((err: Error) => this.d.log.warn({ err: err.message }, 'router: batch not routed'));
+  }
+
+  /** Routes a stored batch; resolves when every conversation in it has been handled. */
+  async route(newMessages: readonly { id: number; channelId: number }[]): Promise<void> {
+    const menus = await this.d.menus.current();
+    const ids = newMessages.filter((m) => menus.has(m.channelId)).map((m) => m.id);
+    if (ids.length === 0) return;
+    const { rows } = await this.d.pool.query<Inbound>(
+      `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.wa_timestamp, c.wa_id, c.user_id,
+              (SELECT cm.id FROM messages cm WHERE cm.wamid = m.reply_to_wamid) AS context_message_id
+       FROM messages m JOIN contacts c ON c.id = m.contact_id
+       LEFT JOIN conversation_routes r ON r.conversation_id = m.conversation_id
+       WHERE m.id = ANY ($1::bigint[]) AND m.direction = 'inbound' AND m.source = 'live'
+         AND m.wa_timestamp > now() - interval '24 hours'
+         AND r.state IS DISTINCT FROM 'assigned'
+       ORDER BY m.conversation_id, m.wa_timestamp, m.id`,
+      [ids],
+    );
+    const byConversation = new Map<number, Inbound[]>();
+    for (const r of rows) {
+      if (IGNORED_TYPES.has(r.type)) continue;
+      byConversation.set(r.conversation_id, [...(byConversation.get(r.conversation_id) ?? []), r]);
+    }
+    await Promise.all([...byConversation].map(([id, msgs]) => this.serialized(id, () => this.conversation(id, msgs))));
+  }
+
+  // In-process ordering per conversation; the row lock orders it across processes.
+  private serialized(id: number, fn: () => Promise<void>): Promise<void> {
+    const next = (this.chains.get(id) ?? Promise.resolve()).then(fn).catch((err: Error) => this.d.log.warn({ conversationId: id, err: err.message }, 'router: conversation not routed'));
+    this.chains.set(id, next);
+    void next.finally(() => {
+      if (this.chains.get(id) === next) this.chains.delete(id);
+    });
+    return next;
+  }
+
+  private async conversation(conversationId: number, msgs: Inbound[]): Promise<void> {
+    const first = msgs[0]!;
+    const replies = await withTransaction(this.d.pool, (c) => this.decide(c, conversationId, first.channel_id, msgs));
+    if (replies.length === 0) return;
+    const to = { channelId: first.channel_id, to: first.wa_id, toUserId: first.user_id !== null && first.user_id === first.wa_id };
+    let menuMessageId: number | null = null;
+    let limited = false;
+    for (const r of replies) {
+      if (!(await this.d.guard.take(conversationId))) {
+        this.d.metrics.loopLimited.inc();
+        limited = true;
+        continue;
+      }
+      const id = await this.d.send(
+        r.level
+          ? { ...to, type: 'interactive', preview: r.text, content: interactiveFor(r.level, r.text, r.buttonLabel ?? 'Options') }
+          : { ...to, type: 'text', preview: r.text, content: { body: r.text } },
+      );
+      this.d.metrics.botReplies.inc({ kind: r.kind });
+      if (r.level) menuMessageId = id;
+    }
+    if (menuMessageId !== null || limited) {
+      await this.d.pool.query(
+        `UPDATE conversation_routes SET menu_message_id = COALESCE($2, menu_message_id),
+                loop_limited_at = CASE WHEN $3 THEN now() ELSE loop_limited_at END, updated_at = now()
+         WHERE conversation_id = $1`,
+        [conversationId, menuMessageId, limited],
+      );
+    }
+  }
+
+  /** Moves the conversation through its messages; returns the replies to send after commit. */
+  private async decide(c: PoolClient, conversationId: number, channelId: number, msgs: Inbound[]): Promise<Reply[]> {
+    await c.query("INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu') ON CONFLICT (conversation_id) DO NOTHING", [conversationId]);
+    const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_message_id: number | null }>(
+      `SELECT state, menu_version, menu_node, invalid_count, last_answer_at, menu_message_id
+       FROM conversation_routes WHERE conversation_id = $1 FOR UPDATE`,
+      [conversationId],
+    );
+    const r = rows[0]!;
+    if (r.state === 'assigned') return [];
+    let version = r.state === 'menu' ? r.menu_version : null;
+    let node = r.menu_node;
+    let invalid = r.invalid_count;
+    let lastAnswer = r.last_answer_at;
+    const replies: Reply[] = [];
+    let assignTo: number | null = null;
+    const latest = (await this.d.menus.current()).get(channelId);
+    for (const m of msgs) {
+      let menu = version !== null ? await this.d.menus.version(channelId, version) : null;
+      const timedOut = menu !== null && lastAnswer !== null && m.wa_timestamp.getTime() - lastAnswer.getTime() > menu.timeoutSeconds * 1000;
+      lastAnswer = m.wa_timestamp;
+      if (menu === null || timedOut) {
+        if (!latest) return [];
+        ({ version, menu } = latest);
+        node = null;
+        invalid = 0;
+        replies.push({ kind: 'menu', level: levelAt(menu, null)!, text: menu.greeting, buttonLabel: menu.buttonLabel });
+        continue;
+      }
+      const level = levelAt(menu, node) ?? levelAt(menu, null)!;
+      const text = m.type === 'text' ? m.body : null;
+      const replyId = m.type === 'interactive' || m.type === 'button' ? m.interactive_reply_id : null;
+      const said = text !== null ? normalize(text) : null;
+      if (said !== null && menu.restartWords.some((w) => normalize(w) === said)) {
+        node = null;
+        invalid = 0;
+        replies.push({ kind: 'menu', level: levelAt(menu, null)!, text: menu.greeting, buttonLabel: menu.buttonLabel });
+        continue;
+      }
+      if (said === '0') {
+        node = level.parent;
+        invalid = 0;
+        const back = levelAt(menu, node)!;
+        replies.push({ kind: 'menu', level: back, text: back.body, buttonLabel: menu.buttonLabel });
+        continue;
+      }
+      // A tap on one of our messages other than the last menu sent: never route by a stale choice.
+      // (A context we do not know yet is the current menu, whose wamid is still on its way.)
+      if (replyId !== null && m.context_message_id !== null && r.menu_message_id !== null && m.context_message_id !== r.menu_message_id && replies.length === 0) {
+        replies.push({ kind: 'stale', level, text: level.body, buttonLabel: menu.buttonLabel });
+        continue;
+      }
+      const option = matchOption(level.options, { replyId, text });
+      if (!option) {
+        invalid++;
+        if (invalid >= menu.maxInvalid) {
+          invalid = 0;
+          if (menu.fallbackAreaId !== undefined) {
+            assignTo = menu.fallbackAreaId;
+            break;
+          }
+          node = null;
+          replies.push({ kind: 'menu', level: levelAt(menu, null)!, text: menu.greeting, buttonLabel: menu.buttonLabel });
+        } else {
+          replies.push({ kind: 'invalid', level, text: menu.invalidReply, buttonLabel: menu.buttonLabel });
+        }
+        continue;
+      }
+      invalid = 0;
+      if (option.options) {
+        node = option.id;
+        const sub = levelAt(menu, node)!;
+        replies.push({ kind: 'menu', level: sub, text: sub.body, buttonLabel: menu.buttonLabel });
+        continue;
+      }
+      assignTo = option.areaId!;
+      break;
+    }
+    await c.query(
+      'UPDATE conversation_routes SET menu_version = $2, menu_node = $3, invalid_count = $4, last_answer_at = $5, updated_at = now() WHERE conversation_id = $1',
+      [conversationId, version, node, invalid, lastAnswer],
+    );
+    if (assignTo === null) return replies;
+    const area = await c.query<{ hours: BusinessHours | null }>('SELECT hours FROM areas WHERE id = $1', [assignTo]);
+    if (!area.rows[0]) {
+      this.d.log.warn({ conversationId, areaId: assignTo }, 'router: the menu names a deleted area; the conversation stays in the menu');
+      return replies;
+    }
+    await assignConversation(this.d.pool, conversationId, assignTo, 'menu', c);
+    const hours = area.rows[0].hours;
+    if (hours && !isOpen(hours, new Date())) replies.push({ kind: 'away', text: hours.awayMessage });
+    return replies;
+  }
+}

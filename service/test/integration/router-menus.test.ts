@@ -1,0 +1,297 @@
+// Menus and routing as a customer meets them: greeting and menu (buttons or list by the
+// option count), answers by tap, number or typed title, sub-menus, stale taps, timeouts,
+// fallback, business hours, hand-off, release and the anti-loop limit. Real Postgres, Redis,
+// the Graph API simulator (what the customer receives) and receivers verifying signatures.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGraphSimulator, type GraphSimulator, type SentMessage } from '../../../scripts/graph-sim/server.js';
+import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
+
+let db: TestDb;
+let sim: GraphSimulator;
+let app: RunningApp;
+let channelId: number;
+const receivers: Receiver[] = [];
+const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+const api = async (method: string, path: string, body?: unknown) => {
+  const res = await fetch(`${app.url}${path}`, { method, headers: auth, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: res.status, body: res.status === 204 ? null : await json(res) };
+};
+
+let seq = 0;
+const wamid = () => `wamid.MENU${Date.now().toString(36)}${(seq++).toString(36).padStart(4, '0')}`;
+const clock = new Map<string, number>();
+/** Customer timestamps: each message a second after the previous one of that customer, unless told. */
+const at = (who: string, skipSeconds = 1) => {
+  const t = (clock.get(who) ?? Math.floor(Date.now() / 1000) - 3_600) + skipSeconds;
+  clock.set(who, t);
+  return String(t);
+};
+function envelope(from: string, messages: Record<string, unknown>[]): string {
+  return JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
+      messages,
+    } }] }],
+  });
+}
+const say = async (from: string, body: string, skipSeconds = 1) => {
+  expect((await postWebhook(app.url, envelope(from, [{ from, id: wamid(), timestamp: at(from, skipSeconds), type: 'text', text: { body } }]))).status).toBe(200);
+};
+const tap = async (from: string, menu: SentMessage, id: string) => {
+  const kind = (menu.body.interactive as { type: string }).type === 'list' ? 'list_reply' : 'button_reply';
+  const message = { from, id: wamid(), timestamp: at(from), type: 'interactive', context: { from: '15550001111', id: menu.wamid }, interactive: { type: kind, [kind]: { id, title: id } } };
+  expect((await postWebhook(app.url, envelope(from, [message]))).status).toBe(200);
+};
+const sentTo = (who: string) => sim.sent.filter((s) => s.to === who);
+/** Waits for the customer's `n`-th bot message and returns it. */
+const nth = (who: string, n: number) => eventually(async () => sentTo(who)[n - 1], { what: `bot message ${n} to ${who}` });
+const interactive = (m: SentMessage) => m.body.interactive as { type: string; body: { text: string }; action: { buttons?: { reply: { id: string; title: string } }[]; button?: string; sections?: { rows: { id: string; title: string }[] }[] } };
+const optionIds = (m: SentMessage) => {
+  const i = interactive(m);
+  return i.type === 'button' ? i.action.buttons!.map((b) => b.reply.id) : i.action.sections![0]!.rows.map((r) => r.id);
+};
+const routeOf = async (who: string) => {
+  const { rows } = await db.pool.query('SELECT r.state, r.area_id FROM conversation_routes r JOIN conversations cv ON cv.id = r.conversation_id JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [who]);
+  return rows[0] as { state: string; area_id: number | null } | undefined;
+};
+const assignedTo = (who: string, areaId: number) => eventually(async () => (await routeOf(who))?.area_id === areaId && (await routeOf(who))?.state === 'assigned', { what: `${who} assigned to ${areaId}` });
+
+const areas: Record<string, { id: number; receiver: Receiver }> = {};
+async function area(name: string, extra: Record<string, unknown> = {}) {
+  const receiver = await startReceiver();
+  receivers.push(receiver);
+  const res = await api('POST', '/v1/areas', { name, webhookUrl: receiver.url, ...extra });
+  expect(res.status).toBe(201);
+  receiver.secrets.push(res.body.secret);
+  areas[name] = { id: res.body.id, receiver };
+  return areas[name]!;
+}
+
+const tomorrow = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'][(new Date().getUTCDay() + 1) % 7];
+
+beforeAll(async () => {
+  db = await createTestDb();
+  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1, statusDelayMs: 10, deliverAndRead: false } });
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', FORWARD_POLL_MS: '20' });
+  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
+  channelId = (await db.pool.query('SELECT id FROM channels LIMIT 1')).rows[0].id;
+  await area('Ventas');
+  await area('Soporte técnico');
+  await area('Cuentas');
+  await area('Devoluciones');
+  await area('Envíos');
+  await area('Fallback');
+  await area('Nocturno', { hours: { timeZone: 'UTC', intervals: [{ day: tomorrow, from: '09:00', to: '10:00' }], awayMessage: 'We open tomorrow at 9.' } });
+  const menu = {
+    greeting: 'Hello! How can we help?',
+    options: [
+      { id: 'sales', title: 'Ventas', areaId: areas.Ventas!.id },
+      { id: 'help', title: 'Ayuda', prompt: 'What do you need help with?', options: [
+        { id: 'tech', title: 'Soporte técnico', description: 'Something does not work', areaId: areas['Soporte técnico']!.id },
+        { id: 'accounts', title: 'Cuentas', areaId: areas.Cuentas!.id },
+        { id: 'returns', title: 'Devoluciones', areaId: areas.Devoluciones!.id },
+        { id: 'shipping', title: 'Envíos', areaId: areas['Envíos']!.id },
+      ] },
+      { id: 'night', title: 'Facturación', areaId: areas.Nocturno!.id },
+    ],
+    timeoutSeconds: 60,
+    maxInvalid: 3,
+    fallbackAreaId: areas.Fallback!.id,
+  };
+  const saved = await api('PUT', `/v1/channels/${channelId}/menu`, menu);
+  expect(saved.status).toBe(200);
+  expect(saved.body.version).toBe(1);
+});
+afterAll(async () => {
+  await app?.stop();
+  await sim?.close();
+  for (const r of receivers) await r.close();
+  await db?.drop();
+});
+
+describe('PUT /v1/channels/:id/menu', () => {
+  it('refuses a menu beyond Meta’s interactive limits, naming each field', async () => {
+    const area = areas.Ventas!.id;
+    const bad = {
+      greeting: 'x'.repeat(1025),
+      options: [
+        { id: 'a', title: 'A title of twenty-one', areaId: area },
+        { id: 'a', title: 'B', areaId: 999999 },
+        { id: 'c', title: 'C', options: [] },
+      ],
+      fallbackAreaId: 999998,
+    };
+    const r = await api('PUT', `/v1/channels/${channelId}/menu`, bad);
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('invalid_menu');
+    const fields = r.body.error.details.map((d: { field: string }) => d.field);
+    expect(fields).toEqual(expect.arrayContaining(['greeting', 'options.0.title', 'options.1.id', 'options.2.options']));
+    const list = { greeting: 'g', options: Array.from({ length: 11 }, (_, i) => ({ id: `o${i}`, title: `Option ${i}`, description: i === 4 ? 'd'.repeat(73) : undefined, areaId: area })) };
+    const r2 = await api('PUT', `/v1/channels/${channelId}/menu`, list);
+    expect(r2.body.error.details.map((d: { field: string }) => d.field)).toEqual(expect.arrayContaining(['options', 'options.4.description']));
+    const longRow = { greeting: 'g', options: Array.from({ length: 4 }, (_, i) => ({ id: `o${i}`, title: i === 2 ? 'y'.repeat(25) : `Option ${i}`, areaId: area })) };
+    expect((await api('PUT', `/v1/channels/${channelId}/menu`, longRow)).body.error.details[0].field).toBe('options.2.title');
+    const missingArea = await api('PUT', `/v1/channels/${channelId}/menu`, { greeting: 'g', options: [{ id: 'x', title: 'X', areaId: 999999 }], fallbackAreaId: 999998 });
+    expect(missingArea.body.error.details.map((d: { field: string }) => d.field)).toEqual(['options.0.areaId', 'fallbackAreaId']);
+    expect((await api('GET', `/v1/channels/${channelId}/menu`)).body.version).toBe(1);
+  });
+});
+
+describe('routing a conversation', () => {
+  it('greets with reply buttons, then a sub-menu as a list, then routes the tap to its area', async () => {
+    const who = '5511922220001';
+    await say(who, 'hi');
+    const first = await nth(who, 1);
+    expect(interactive(first)).toMatchObject({ type: 'button', body: { text: 'Hello! How can we help?' } });
+    expect(optionIds(first)).toEqual(['sales', 'help', 'night']);
+    await tap(who, first, 'help');
+    const sub = await nth(who, 2);
+    expect(interactive(sub)).toMatchObject({ type: 'list', body: { text: 'What do you need help with?' }, action: { button: 'Options' } });
+    expect(optionIds(sub)).toEqual(['tech', 'accounts', 'returns', 'shipping']);
+    await tap(who, sub, 'returns');
+    await assignedTo(who, areas.Devoluciones!.id);
+    const got = await eventually(async () => areas.Devoluciones!.receiver.delivered().find((x) => x.body.type === 'conversation.assigned'));
+    expect(got.verified).toBe(true);
+    // From now on the area gets the messages and the bot is quiet.
+    await say(who, 'my parcel is broken');
+    await eventually(async () => areas.Devoluciones!.receiver.delivered().some((x) => (x.body.data.message as { body?: string } | undefined)?.body === 'my parcel is broken'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sentTo(who)).toHaveLength(2);
+  });
+
+  it('accepts the option number and the title typed without case or accents', async () => {
+    await say('5511922220002', 'hello');
+    await nth('5511922220002', 1);
+    await say('5511922220002', '1');
+    await assignedTo('5511922220002', areas.Ventas!.id);
+
+    await say('5511922220003', 'hello');
+    await nth('5511922220003', 1);
+    await say('5511922220003', '  ayuda ');
+    await nth('5511922220003', 2);
+    await say('5511922220003', 'ENVIOS');
+    await assignedTo('5511922220003', areas['Envíos']!.id);
+  });
+
+  it('re-sends the current menu for a tap on an older menu message, and 0 goes back', async () => {
+    const who = '5511922220004';
+    await say(who, 'hi');
+    const first = await nth(who, 1);
+    await tap(who, first, 'help');
+    const sub = await nth(who, 2);
+    // A tap on the first (stale) menu: not routed to sales, the current menu comes again.
+    await tap(who, first, 'sales');
+    const again = await nth(who, 3);
+    expect(optionIds(again)).toEqual(optionIds(sub));
+    expect(interactive(again).body.text).toBe('What do you need help with?');
+    expect((await routeOf(who))?.state).toBe('menu');
+    await say(who, '0');
+    expect(optionIds(await nth(who, 4))).toEqual(['sales', 'help', 'night']);
+    await say(who, 'MENU');
+    expect(optionIds(await nth(who, 5))).toEqual(['sales', 'help', 'night']);
+  });
+
+  it('a stale tap is not routed even when its option is in the current menu', async () => {
+    const who = '5511922220011';
+    await say(who, 'hi');
+    const first = await nth(who, 1);
+    await say(who, 'pizza');
+    await nth(who, 2);
+    // 'sales' is in the current level too, but the tap came from the older message.
+    await tap(who, first, 'sales');
+    expect(interactive(await nth(who, 3)).body.text).toBe('Hello! How can we help?');
+    expect((await routeOf(who))?.state).toBe('menu');
+  });
+
+  it('starts over after the timeout', async () => {
+    const who = '5511922220005';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, 'ayuda');
+    await nth(who, 2);
+    await say(who, 'cuentas', 61);
+    const restarted = await nth(who, 3);
+    expect(interactive(restarted).body.text).toBe('Hello! How can we help?');
+    expect((await routeOf(who))?.state).toBe('menu');
+  });
+
+  it('sends the invalid reply, then the fallback area after maxInvalid answers', async () => {
+    const who = '5511922220006';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, 'pizza');
+    const invalid = await nth(who, 2);
+    expect(interactive(invalid).body.text).toMatch(/did not understand/);
+    expect(optionIds(invalid)).toEqual(['sales', 'help', 'night']);
+    await say(who, 'pasta');
+    await nth(who, 3);
+    await say(who, 'salad');
+    await assignedTo(who, areas.Fallback!.id);
+  });
+
+  it('outside the area’s business hours sends the away message', async () => {
+    const who = '5511922220007';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, 'facturacion');
+    await assignedTo(who, areas.Nocturno!.id);
+    const away = await nth(who, 2);
+    expect(away.body).toMatchObject({ type: 'text', text: { body: 'We open tomorrow at 9.' } });
+  });
+
+  it('release returns the conversation to the menu', async () => {
+    const who = '5511922220008';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, '1');
+    await assignedTo(who, areas.Ventas!.id);
+    const conv = (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [who])).rows[0].id;
+    expect((await api('POST', `/v1/conversations/${conv}/release`)).body.route.state).toBe('menu');
+    await say(who, 'back again');
+    expect(interactive(await nth(who, 2)).body.text).toBe('Hello! How can we help?');
+  });
+
+  it('a new menu version applies to new conversations; one part-way keeps its version', async () => {
+    const v2 = await api('PUT', `/v1/channels/${channelId}/menu`, {
+      greeting: 'Version two',
+      options: [{ id: 'accounts2', title: 'Cuentas', areaId: areas.Cuentas!.id }, { id: 'sales2', title: 'Ventas', areaId: areas.Ventas!.id }],
+      maxInvalid: 20,
+      fallbackAreaId: areas.Fallback!.id,
+    });
+    expect(v2.body.version).toBe(2);
+    expect((await api('GET', `/v1/channels/${channelId}/menu`)).body.menu.greeting).toBe('Version two');
+    await new Promise((r) => setTimeout(r, 2_100));
+    // 5511922220004 stopped at the top level of version 1, where 1 is sales.
+    await say('5511922220004', '1');
+    await assignedTo('5511922220004', areas.Ventas!.id);
+    await say('5511922220010', 'hi');
+    expect(interactive(await nth('5511922220010', 1)).body.text).toBe('Version two');
+  });
+
+  it('a customer flooding 30 messages in 10 s gets at most 5 bot messages; all 30 are stored', async () => {
+    const who = '5511922220009';
+    for (let i = 0; i < 30; i++) {
+      await say(who, `spam ${i}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE c.wa_id = $1 AND m.direction = 'inbound'", [who])).rows[0].n === 30, { what: '30 stored' });
+    await eventually(async () => (await db.pool.query('SELECT r.loop_limited_at FROM conversation_routes r JOIN conversations cv ON cv.id = r.conversation_id JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [who])).rows[0]?.loop_limited_at, { what: 'loop flag' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo(who).length).toBeLessThanOrEqual(5);
+    expect(sentTo(who).length).toBeGreaterThan(0);
+    // After maxInvalid (20) answers the customer went to the fallback area: what they write from then on reaches it.
+    await assignedTo(who, areas.Fallback!.id);
+    await say(who, 'still there?');
+    const forwarded = () => areas.Fallback!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the flood forwarded' });
+    const bodies = forwarded();
+    expect(bodies.slice(0, -1).every((b) => /^spam \d+$/.test(b))).toBe(true);
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    expect(metrics).toMatch(/wa_router_loop_limit_hits_total [1-9]/);
+  });
+});
