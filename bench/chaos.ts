@@ -11,6 +11,7 @@ import { startHaStack, type HaStack, type HaStackOptions } from '../scripts/stac
 import { sleep } from '../scripts/stack/proc.js';
 import pg from 'pg';
 import { historyChunks } from './lib/history.js';
+import { graphTimeouts, GRAPH_TIMEOUTS_ENV } from './lib/graph-timeouts.js';
 import { runLoad, verifyStored, webhookSet, type Delivery, type LoadReport } from './lib/loadgen.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -248,7 +249,14 @@ const saturation: Scenario = {
   },
 };
 
-export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation];
+const graphTimeoutsScenario: Scenario = {
+  name: 'graph-timeouts',
+  description: 'Sends at 40/s while the Graph API simulator leaves 10% of accepted sends unanswered (timeouts) and a worker is SIGKILLed: each message accepted once at the simulator, none left pending',
+  stack: { env: GRAPH_TIMEOUTS_ENV },
+  run: (stack, ctx) => graphTimeouts(stack, ctx),
+};
+
+export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, graphTimeoutsScenario];
 
 export async function runScenario(s: Scenario, ctx: Context): Promise<ScenarioResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `wa-chaos-${s.name}-`));
