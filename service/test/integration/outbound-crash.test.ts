@@ -9,8 +9,11 @@ import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
 
 const LOCK_MS = 2_000;
-/** Slower than the lock: a stalled job runs again before the status could tell the wamid. */
-const STATUS_DELAY_MS = 3_500;
+/**
+ * Slower than the lock plus a worker's restart and two stalled checks: the job runs again
+ * before the status could tell the wamid.
+ */
+const STATUS_DELAY_MS = 10_000;
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -57,7 +60,7 @@ it('a worker killed while Meta holds the answer: sent once, ends sent', async ()
   const m = await eventually(async () => {
     const v = await json(await fetch(`${web.url}/v1/messages/${id}`, { headers: auth }));
     return v.status === 'sent' ? v : null;
-  }, { timeoutMs: 30_000, what: 'sent' });
+  }, { timeoutMs: 40_000, what: 'sent' });
   expect(m.wamid).toBe(sim.sent.find((s) => s.body.biz_opaque_callback_data === `wr:${id}`)!.wamid);
   // The re-run job met the marker after the lock; give it time to (wrongly) send again.
   await new Promise((r) => setTimeout(r, 3_000));
@@ -82,7 +85,10 @@ it('a worker SIGKILLed while sends wait for their slot at 80 msg/s: each message
   await eventually(async () => {
     const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM messages WHERE id = ANY($1::bigint[]) AND (status = 'pending' OR wamid IS NULL)", [ids]);
     return rows[0]!.n === 0;
-  }, { timeoutMs: 60_000, what: 'no message left pending' });
+  }, { timeoutMs: 120_000, what: 'no message left pending' }).catch(async (e) => {
+    const { rows } = await db.pool.query("SELECT id, status, wamid IS NOT NULL AS has_wamid FROM messages WHERE id = ANY($1::bigint[]) AND (status = 'pending' OR wamid IS NULL) LIMIT 5", [ids]);
+    throw new Error(`${e.message}: ${JSON.stringify(rows.map((r) => ({ ...r, posts: posts(Number(r.id)) })))}\n${workers.at(-1)!.output().slice(-3000)}`);
+  });
   const counts = ids.map(posts);
   expect(counts.filter((c) => c !== 1).length, `sent more than once or never: ${ids.filter((id) => posts(id) !== 1).slice(0, 5).join(', ')}`).toBe(0);
-});
+}, 180_000);
