@@ -20,6 +20,26 @@ async function send(to: string, body: string): Promise<number> {
 const message = async (id: number) => json(await fetch(`${app.url}/v1/messages/${id}`, { headers: auth }));
 const posts = (id: number) => sim.acceptedByCallback().get(`wr:${id}`) ?? 0;
 const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`${app.url}/metrics`)).text())?.[1] ?? NaN);
+/** message.status events from the realtime stream, collected until `stop`. */
+function statusEvents() {
+  const events: { messageId: number; status: string; error?: { code: number | null } }[] = [];
+  const ctrl = new AbortController();
+  const done = (async () => {
+    const res = await fetch(`${app.url}/v1/events?access_token=${API_TOKEN}&types=message.status`, { signal: ctrl.signal });
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.startsWith('data: ')) events.push(JSON.parse(line.slice(6)));
+      }
+    }
+  })().catch(() => undefined);
+  return { events, stop: () => (ctrl.abort(), done) };
+}
 let n = 0;
 const recipient = () => `55218${String(Date.now() % 1e6).padStart(6, '0')}${String(n++).padStart(2, '0')}`;
 
@@ -91,6 +111,8 @@ describe('retries exhausted', () => {
   it('the message becomes failed with its error, the next one to the customer is sent; replay sends it', async () => {
     const to = recipient();
     sim.configure({ failFirst: { [to]: { code: 131000, times: 3 } } });
+    const stream = statusEvents();
+    await new Promise((r) => setTimeout(r, 300));
     const first = await send(to, 'will run out of retries');
     const next = await send(to, 'must not wait forever');
     const failed = await eventually(async () => {
@@ -119,6 +141,12 @@ describe('retries exhausted', () => {
     }, { timeoutMs: 10_000, what: 'sent after replay' });
     expect(m.error ?? null).toBeNull();
     expect(posts(first)).toBe(1);
+    await eventually(async () => stream.events.some((e) => e.messageId === first && e.status === 'accepted'), { what: 'accepted event' });
+    await stream.stop();
+    // Listeners saw it fail with the error, come back as pending on replay, then leave.
+    const ours = stream.events.filter((e) => e.messageId === first).map((e) => e.status);
+    expect(ours.slice(0, 2)).toEqual(['failed', 'pending']);
+    expect(stream.events.find((e) => e.messageId === first && e.status === 'failed')!.error).toMatchObject({ code: 131000 });
   });
 });
 
