@@ -10,11 +10,18 @@ import { freePort, sleep } from '../../scripts/stack/proc.js';
 /** The simulator's port, known before the stack starts so its processes can be pointed at it. */
 export const GRAPH_SIM_PORT = await freePort();
 
+/**
+ * Statuses come this long after the accept: later than a timed-out call's retry would come
+ * (timeout + backoff), so a sender that retried blindly would send twice.
+ */
+const STATUS_DELAY_MS = 6_000;
+
 /** What the service processes run with in this scenario: short timeouts so it ends in minutes. */
 export const GRAPH_TIMEOUTS_ENV: Record<string, string> = {
   GRAPH_API_BASE_URL: `http://127.0.0.1:${GRAPH_SIM_PORT}`,
   GRAPH_TIMEOUT_MS: '1000',
-  OUTBOUND_UNKNOWN_OUTCOME_GRACE_MS: '5000',
+  OUTBOUND_BACKOFF_MS: '1000',
+  OUTBOUND_UNKNOWN_OUTCOME_GRACE_MS: '10000',
   WORKER_LOCK_MS: '5000',
 };
 
@@ -24,7 +31,7 @@ export async function graphTimeouts(stack: HaStack, ctx: { scale: number }) {
     tokens: { [stack.secrets.phoneNumberId]: stack.secrets.accessToken },
     config: {
       webhookUrl: `${stack.url}/webhooks/whatsapp`, appSecret: stack.secrets.appSecret,
-      latencyMs: 5, jitterMs: 10, statusDelayMs: 1_000, deliverAndRead: false,
+      latencyMs: 5, jitterMs: 10, statusDelayMs: STATUS_DELAY_MS, deliverAndRead: false,
       dropResponseRate: 0.1, dropMode: 'hang',
     },
   });
