@@ -1,6 +1,7 @@
 // Sends that go wrong after Meta may have the message, against the Graph API simulator and
 // real Postgres and Redis: an answer that never comes (timeout, reset), retries that run out,
 // a database that cannot take the wamid. Counted at the simulator: one accepted POST per message.
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
@@ -94,16 +95,30 @@ describe('an unknown outcome is never re-sent blindly', () => {
     expect((await message(id)).status).toBe('read');
   });
 
-  it('no status webhook within the grace: sent again after it, not before', async () => {
+  it('no status webhook within the grace: sent again after it, not before; the next message waits without spinning', async () => {
     sim.configure({ dropResponseRate: 1, statusDelayMs: 60_000 });
+    const to = recipient();
     const t0 = Date.now();
-    const id = await send(recipient(), 'truly lost');
+    const id = await send(to, 'truly lost');
     await eventually(async () => posts(id) === 1, { what: 'accepted by the simulator' });
     sim.configure({ dropResponseRate: 0 });
+    const next = await send(to, 'after the lost one');
     await eventually(async () => posts(id) === 2, { timeoutMs: GRACE_MS + 8_000, what: 'sent again after the grace' });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE_MS);
     const second = sim.sent.filter((s) => s.body.biz_opaque_callback_data === `wr:${id}`)[1]!;
     await eventually(async () => (await message(id)).wamid === second.wamid, { what: 'the answered wamid saved' });
+    await eventually(async () => posts(next) === 1, { what: 'the next message sent after it' });
+    expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(['truly lost', 'truly lost', 'after the lost one']);
+    // It waited ~6 s behind the earlier message: checked with backoff (about 30 runs),
+    // not every 50 ms (over 100).
+    const queue = new Queue(`outbound-${(await message(next)).channelId}`, { connection: { url: app.app.config.REDIS_URL! }, prefix: app.app.config.QUEUE_PREFIX });
+    try {
+      const job = await queue.getJob(`msg-${next}`);
+      expect(job!.attemptsStarted).toBeGreaterThan(3);
+      expect(job!.attemptsStarted).toBeLessThan(45);
+    } finally {
+      await queue.close();
+    }
   });
 });
 
