@@ -16,6 +16,7 @@ import { sleep } from '../scripts/stack/proc.js';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { historyChunks } from './lib/history.js';
+import { graphTimeouts, GRAPH_TIMEOUTS_ENV } from './lib/graph-timeouts.js';
 import { runLoad, verifyStored, webhookSet, type Delivery, type LoadReport } from './lib/loadgen.js';
 import { runRedisStall } from './lib/redis-stall.js';
 
@@ -471,7 +472,14 @@ const routerForwardKills: Scenario = {
   },
 };
 
-export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, redisStall, routerForwardKills];
+const graphTimeoutsScenario: Scenario = {
+  name: 'graph-timeouts',
+  description: 'Sends at 40/s while the Graph API simulator leaves 10% of accepted sends unanswered (timeouts) and a worker is SIGKILLed: each message accepted once at the simulator, none left pending',
+  stack: { env: GRAPH_TIMEOUTS_ENV },
+  run: (stack, ctx) => graphTimeouts(stack, ctx),
+};
+
+export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, redisStall, graphTimeoutsScenario, routerForwardKills];
 
 /** Share of the messages sent that must end answered 200 (redelivery runs until the deadline). */
 const ACKED_SHARE = 0.99;

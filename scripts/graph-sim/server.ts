@@ -2,7 +2,11 @@
 // and benchmarks: POST /{version}/{phone-number-id}/messages answers wamids or Meta's error
 // bodies (throughput 130429, pair rate 131056, token 190, configured failures), with latency
 // and outages; it then sends the signed status webhooks (sent, delivered, read or failed),
-// sometimes duplicated or out of order. GET /{version}/{media-id} and the media download too.
+// sometimes duplicated or out of order, each carrying the send's biz_opaque_callback_data as
+// Meta's do. It can accept a send and then lose the answer (a timeout or a reset after the
+// request was written) and counts accepted sends per callback data, so a test can prove a
+// message reached "Meta" once. GET /{version}/{media-id} and the media download too.
+// Standalone, GET /_sim/accepted reports those counts and POST /_sim/config changes the config.
 import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -35,6 +39,11 @@ export interface SimulatorConfig {
   deliverAndRead: boolean;
   /** Hold the answer of an accepted send this long (its webhooks still go): a client that dies meanwhile never learns the wamid. @default 0 */
   responseDelayMs: number;
+  /** Probability that an accepted send (its webhooks still go) gets no answer: `hang` until the client gives up, or `reset` the connection. @default 0 / 'hang' */
+  dropResponseRate: number;
+  dropMode: 'hang' | 'reset';
+  /** Recipient → the next `times` sends to it fail with `code` (then it is accepted again). */
+  failFirst: Record<string, { code: number; times: number }>;
 }
 
 export const DEFAULT_CONFIG: SimulatorConfig = {
@@ -53,6 +62,9 @@ export const DEFAULT_CONFIG: SimulatorConfig = {
   reorderRate: 0,
   deliverAndRead: true,
   responseDelayMs: 0,
+  dropResponseRate: 0,
+  dropMode: 'hang',
+  failFirst: {},
 };
 
 /** Meta's title and HTTP status for the codes the simulator produces. */
@@ -79,6 +91,8 @@ export interface SimulatorStats {
   accepted: number;
   errors: Record<string, number>;
   webhooksSent: number;
+  /** Accepted sends whose answer was dropped. */
+  dropped: number;
 }
 
 export interface SentMessage {
@@ -97,6 +111,8 @@ export interface GraphSimulator {
   readonly stats: SimulatorStats;
   /** Every accepted send, in order. */
   readonly sent: SentMessage[];
+  /** Accepted sends per biz_opaque_callback_data (the router puts its message id there). */
+  acceptedByCallback(): Map<string, number>;
   /** Read receipts received (`status: "read"` with `message_id`), in order. */
   readonly reads: { phoneNumberId: string; wamid: string; at: number }[];
   /** phone_number_id → the token it accepts. */
@@ -130,7 +146,7 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
 export async function startGraphSimulator(opts: { port?: number; config?: Partial<SimulatorConfig>; tokens?: Record<string, string> } = {}): Promise<GraphSimulator> {
   const config: SimulatorConfig = { ...DEFAULT_CONFIG, ...opts.config };
   const tokens = new Map(Object.entries(opts.tokens ?? {}));
-  const stats: SimulatorStats = { requests: 0, accepted: 0, errors: {}, webhooksSent: 0 };
+  const stats: SimulatorStats = { requests: 0, accepted: 0, errors: {}, webhooksSent: 0, dropped: 0 };
   const sent: SentMessage[] = [];
   const reads: GraphSimulator['reads'] = [];
   const throughput = new Map<string, TokenBucket>();
@@ -186,10 +202,27 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     });
   };
 
+  const acceptedByCallback = () => {
+    const counts = new Map<string, number>();
+    for (const m of sent) {
+      const cb = m.body.biz_opaque_callback_data;
+      if (typeof cb === 'string') counts.set(cb, (counts.get(cb) ?? 0) + 1);
+    }
+    return counts;
+  };
+
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://sim');
     const parts = url.pathname.split('/').filter(Boolean);
     try {
+      if (parts[0] === '_sim') {
+        if (req.method === 'GET' && parts[1] === 'accepted') return send(res, 200, { stats, byCallback: Object.fromEntries(acceptedByCallback()) });
+        if (req.method === 'POST' && parts[1] === 'config') {
+          Object.assign(config, (await readJson(req)) as Partial<SimulatorConfig>);
+          return send(res, 200, config);
+        }
+        return send(res, 404, errorBody(100, `unknown path ${url.pathname}`).body);
+      }
       if (req.method === 'GET' && parts[0] === '_media' && parts[1]) {
         const m = media.get(parts[1]);
         if (!m) return send(res, 404, errorBody(100, 'unknown media').body);
@@ -244,6 +277,11 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       if (!pb) pairs.set(pairKey, (pb = new TokenBucket(config.pairBurst, 1 / config.pairIntervalMs, now)));
       if (!pb.take(now)) return fail(131056);
       if (Math.random() < config.serverErrorRate) return fail(131000);
+      const first = config.failFirst[to];
+      if (first && first.times > 0) {
+        first.times--;
+        return fail(first.code);
+      }
       const forced = config.forcedErrors[to];
       if (forced && forced !== 131026) return fail(forced);
       const m: SentMessage = { wamid: wamid(), phoneNumberId, to, byUserId, body, at: now };
@@ -251,6 +289,12 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       stats.accepted++;
       // 131026 (undeliverable) is accepted by the API and reported as a failed status.
       statusWebhooks(m, forced === 131026 ? 131026 : undefined);
+      if (Math.random() < config.dropResponseRate) {
+        stats.dropped++;
+        // Meta has the message; the caller never hears so. A hung answer ends when the caller gives up.
+        if (config.dropMode === 'reset') req.socket.destroy();
+        return;
+      }
       if (config.responseDelayMs > 0) await new Promise((r) => setTimeout(r, config.responseDelayMs));
       send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input, ...(byUserId ? { user_id: to } : { wa_id: to }) }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
     } catch (err) {
@@ -267,6 +311,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     sent,
     reads,
     tokens,
+    acceptedByCallback,
     configure(patch) {
       Object.assign(config, patch);
     },

@@ -30,11 +30,10 @@ import { deadLetterRoutes } from './http/routes/dead-letters.js';
 import { outboundRoutes } from './http/routes/outbound.js';
 import { channelRoutes } from './http/routes/channels.js';
 import { syncRoutes } from './http/routes/sync.js';
-import { OutboundQueues, outboundQueueName, type OutboundJobData } from './queue/outbound.js';
-import { SendGate } from './queue/send-gate.js';
-import { createOutboundProcessor } from './queue/workers/outbound.js';
+import { OutboundQueues, replayOutbound } from './queue/outbound.js';
+import { startSenders, type Senders } from './queue/senders.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
-import { loadChannels, OutboxCleaner, relayOutbox, type ChannelForSend } from './store/outbound-store.js';
+import { loadChannels, OutboxCleaner, type ChannelForSend } from './store/outbound-store.js';
 import { followSavedChannels, replaySavedChannel } from './channels/unrouted-replay.js';
 import { GraphClient } from './whatsapp/graph-client.js';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
@@ -210,7 +209,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     );
     v1.use(messageRoutes(pool));
     v1.use(syncRoutes({ pool, historyQueue }));
-    v1.use(deadLetterRoutes(queues));
+    v1.use(deadLetterRoutes(queues, { beforeReplay: replayOutbound(pool, publish) }));
     v1.use(router.routes());
     app.use('/v1', v1);
     webStartHooks.push(async () => {
@@ -234,63 +233,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
 
   let worker: Worker<InboundJobData> | undefined;
   let historyWorker: Worker<HistoryJobData> | undefined;
-  const senders = new Map<number, Worker<OutboundJobData>>();
-  let relayTimer: NodeJS.Timeout | undefined;
-  let refreshTimer: NodeJS.Timeout | undefined;
-  const startSenders = async () => {
-    const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
-    const gate = new SendGate(redis, {
-      prefix: config.QUEUE_PREFIX,
-      circuitResetMs: config.CIRCUIT_RESET_MS,
-      pairBurst: config.PAIR_BURST,
-      pairIntervalMs: config.PAIR_INTERVAL_MS,
-      // A burst of a tenth of a second's worth at most: Meta's own bucket never runs dry.
-      rateBurst: 8,
-      // After a crash mid-call, Meta's status webhook usually brings the wamid within this.
-      inFlightGraceMs: Math.min(10_000, config.WORKER_LOCK_MS),
-    });
-    const ensure = async () => {
-      await refreshChannels();
-      for (const ch of channelsNow.values()) {
-        if (senders.has(ch.id)) continue;
-        const processor = createOutboundProcessor({
-          pool, graph, circuit, gate, log, metrics,
-          channel: () => channelsNow.get(ch.id),
-          publish,
-        });
-        const w = new Worker<OutboundJobData>(outboundQueueName(ch.id), processor, {
-          connection: createRedis(config, 'worker'),
-          prefix: config.QUEUE_PREFIX,
-          concurrency: config.OUTBOUND_CONCURRENCY,
-          lockDuration: config.WORKER_LOCK_MS,
-          stalledInterval: config.WORKER_LOCK_MS,
-        });
-        w.on('failed', (job, err) => {
-          if (!job) return;
-          const final = job.attemptsMade >= (job.opts.attempts ?? 1);
-          metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-          log.warn({ jobId: job.id, queue: job.queueName, attemptsMade: job.attemptsMade, err: err.message }, final ? 'send dead-lettered' : 'send failed; will retry');
-        });
-        w.on('completed', (job) => metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
-        w.on('error', (err) => log.warn({ err: err.message }, 'sender error'));
-        senders.set(ch.id, w);
-      }
-    };
-    const loop = () => {
-      refreshTimer = setTimeout(() => void ensure().catch((err: Error) => log.warn({ err: err.message }, 'channel refresh failed')).finally(loop), 5_000);
-    };
-    await ensure().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
-    loop();
-    // The outbox relay: messages persisted but never enqueued (web crashed in between).
-    const relay = () => {
-      relayTimer = setTimeout(() => {
-        relayOutbox(pool, 2_000, 500, (rows) => outboundQueues.enqueue(rows))
-          .catch((err: Error) => log.warn({ err: err.message }, 'outbox relay failed'))
-          .finally(relay);
-      }, 1_000);
-    };
-    relay();
-  };
+  let senders: Senders | undefined;
   let bootstrapTimer: NodeJS.Timeout | undefined;
   const startWorker = () => {
     const channels = new ChannelResolver(pool);
@@ -346,7 +289,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       if (runsWorker) {
         await tryBootstrap();
         worker = startWorker();
-        await startSenders();
+        senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow });
         router.startWorker();
       } else {
         void tryBootstrap();
@@ -368,10 +311,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await closed;
       await producer?.close();
       await historyProducer?.close();
-      clearTimeout(relayTimer);
+      await senders?.close();
       await router.stop();
-      clearTimeout(refreshTimer);
-      for (const w of [worker, historyWorker, ...senders.values()]) {
+      for (const w of [worker, historyWorker]) {
         if (!w) continue;
         await w.close();
         await w.disconnect().catch(() => undefined);

@@ -74,6 +74,12 @@ export const envSchema = z
     /** Messages in flight per channel per worker process (the rate limit is shared by all). */
     OUTBOUND_CONCURRENCY: int(1, 500).default(20),
     GRAPH_TIMEOUT_MS: int(100, 120_000).default(10_000),
+    /**
+     * A send whose outcome is unknown (a timeout or a reset after the request was written, a
+     * worker killed mid-call) is not repeated before this long after the call could have
+     * ended: Meta's status webhook, which names our message, usually links it meanwhile.
+     */
+    OUTBOUND_UNKNOWN_OUTCOME_GRACE_MS: int(0, 3_600_000).default(60_000),
     /** Consecutive retryable failures that open a channel's circuit, and how long it stays open. */
     CIRCUIT_THRESHOLD: int(1, 1000).default(10),
     CIRCUIT_RESET_MS: int(100, 3_600_000).default(120_000),

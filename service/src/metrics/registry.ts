@@ -62,6 +62,8 @@ export function createMetrics() {
       registers: [registry],
     }),
     circuitWaits: new client.Counter({ name: 'wa_router_circuit_waits_total', help: 'Sends postponed because the channel circuit was open', registers: [registry] }),
+    unknownOutcome: new client.Counter({ name: 'wa_router_outbound_unknown_outcome_total', help: 'Graph API sends whose outcome is unknown (timeout or reset after the request was written); not repeated before the grace', registers: [registry] }),
+    exhausted: new client.Counter({ name: 'wa_router_outbound_exhausted_total', help: 'Sends whose retries ran out (or that stalled too often), marked failed', registers: [registry] }),
   };
 
   const history = {

@@ -1,6 +1,9 @@
 // Outbound queues: one per channel, so one number's rate limit, circuit or paused token
 // never holds up another's.
-import { Queue, type ConnectionOptions } from 'bullmq';
+import { Queue, type ConnectionOptions, type Job } from 'bullmq';
+import type { Publish } from '../events/hub.js';
+import { reopenFailed } from '../store/outbound-store.js';
+import type { Pool } from '../store/pool.js';
 
 export const outboundQueueName = (channelId: number) => `outbound-${channelId}`;
 
@@ -10,9 +13,28 @@ export interface OutboundJobData {
   readonly to: string;
   /** The throughput slot this job reserved before it was delayed to it (epoch ms). */
   readonly slot?: number;
+  /** Calls whose outcome stayed unknown (no answer, no status webhook within the grace). */
+  readonly unknownOutcomes?: number;
+  /** Why the last of them got no answer. */
+  readonly lastUnknown?: string;
 }
 
 export const outboundJobId = (messageId: number) => `msg-${messageId}`;
+
+/**
+ * Before a dead letter of an outbound queue runs again: its message, failed when the
+ * retries ran out, is pending again (and said so to listeners), and the job forgets the
+ * calls of unknown outcome it counted.
+ */
+export function replayOutbound(pool: Pool, publish: Publish) {
+  return async (queueName: string, job: Job): Promise<void> => {
+    if (!queueName.startsWith('outbound-')) return;
+    const data = job.data as OutboundJobData;
+    await job.updateData({ messageId: data.messageId, to: data.to } satisfies OutboundJobData);
+    const reopened = await reopenFailed(pool, data.messageId);
+    if (reopened) publish({ type: 'message.status', messageId: data.messageId, conversationId: reopened.conversationId, channelId: reopened.channelId, status: 'pending' });
+  };
+}
 
 /** Producer side: a Queue per channel, made on first use. */
 export class OutboundQueues {

@@ -1,23 +1,34 @@
-// Every check a send needs from Redis, in one round trip: a possibly unfinished earlier
-// call for this message (its worker died: wait for Meta's status webhook before sending
-// again), the channel's circuit breaker (half-open lets one probe through), Meta's pair
-// rate to this recipient (a token bucket) and a slot in the channel's throughput schedule
-// (GCRA: messages leave evenly at the number's rate, across every worker process).
-// A "go" marks the message in flight until its outcome is known.
+// Every check a send needs from Redis, in one round trip: an earlier call for this message
+// whose outcome is unknown (a timeout, a reset, a worker that died mid-call: wait for Meta's
+// status webhook before sending again) or whose wamid is held unsaved, the channel's circuit
+// breaker (half-open lets one probe through), Meta's pair rate to this recipient (a token
+// bucket) and a slot in the channel's throughput schedule (GCRA: messages leave evenly at the
+// number's rate, across every worker process). A "go" for a call made from this process
+// marks the message in flight, before the call, whatever the wait for the slot.
 import type { Redis } from 'ioredis';
 
-// KEYS: circuit hash, pair hash, rate key, in-flight marker of this message.
-// ARGV: now, resetMs, pairBurst, pairIntervalMs, rateIntervalMs, rateBurst, slotReserved (0/1), graceMs.
-// Returns {verdict, value, failures}: 0 go (value = slot), 1 circuit wait, 2 pair wait, 3 in-flight wait.
+// KEYS: circuit hash, pair hash, rate key, send marker hash of this message (`until`: no new
+// call before then; `wamid`: Meta's answer, kept until the database has it).
+// ARGV: now, resetMs, pairBurst, pairIntervalMs, rateIntervalMs, rateBurst, slotReserved (0/1),
+// graceMs, callTimeoutMs, inProcessWaitMs.
+// Returns {verdict, value, failures}: 0 go (value = slot), 1 circuit wait, 2 pair wait,
+// 3 in-flight wait, 4 held wamid (value = wamid).
 const GATE = `
 local now = tonumber(ARGV[1])
-local inflight = tonumber(redis.call('GET', KEYS[4]) or '0')
-if now - inflight < tonumber(ARGV[8]) then return {3, inflight + tonumber(ARGV[8]) - now, 0} end
+local marker = redis.call('HMGET', KEYS[4], 'until', 'wamid')
+if marker[2] then return {4, marker[2], 0} end
+local until_ = tonumber(marker[1] or '0')
+if now < until_ then return {3, math.ceil(until_ - now), 0} end
+local function mark(slot)
+  local u = slot + tonumber(ARGV[9]) + tonumber(ARGV[8])
+  redis.call('HSET', KEYS[4], 'until', tostring(u))
+  redis.call('PEXPIRE', KEYS[4], math.ceil(u - now) + 60000)
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
 if state == 'open' or state == 'half_open' then
-  local until_ = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-  if now < until_ then return {1, until_ - now, failures} end
+  local cuntil = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+  if now < cuntil then return {1, cuntil - now, failures} end
   if redis.call('HSETNX', KEYS[1], 'probe', now) == 0 then
     local probe = tonumber(redis.call('HGET', KEYS[1], 'probe'))
     if now - probe <= tonumber(ARGV[2]) then return {1, 1000, failures} end
@@ -26,7 +37,7 @@ if state == 'open' or state == 'half_open' then
   redis.call('HSET', KEYS[1], 'state', 'half_open')
 end
 if ARGV[7] == '1' then
-  redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[8]) + 60000)
+  mark(now)
   return {0, now, failures}
 end
 local burst = tonumber(ARGV[3])
@@ -49,13 +60,15 @@ if tat < floor then tat = floor end
 local slot = tat
 if slot < now then slot = now end
 redis.call('SET', KEYS[3], tostring(tat + t), 'PX', math.ceil(tat + t - now) + 60000)
-if slot <= now + 2 then redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[8]) + 60000) end
+if slot <= now + tonumber(ARGV[10]) then mark(slot) end
 return {0, math.ceil(slot), failures}
 `;
 
 export type GateVerdict =
   | { readonly go: true; readonly slot: number; readonly failures: number }
-  | { readonly go: false; readonly reason: 'circuit' | 'pair' | 'in_flight'; readonly waitMs: number };
+  | { readonly go: false; readonly reason: 'circuit' | 'pair' | 'in_flight'; readonly waitMs: number }
+  /** Meta accepted the message earlier but its wamid is not saved yet: save it, never send again. */
+  | { readonly go: false; readonly reason: 'held'; readonly wamid: string };
 
 export interface SendGateOptions {
   readonly prefix: string;
@@ -64,8 +77,12 @@ export interface SendGateOptions {
   readonly pairIntervalMs: number;
   /** Messages a channel may send at once before the even schedule applies. @defaultValue 8 */
   readonly rateBurst?: number;
-  /** How long an unfinished call blocks a new one for the same message. */
-  readonly inFlightGraceMs: number;
+  /** How long after its call could have ended a send of unknown outcome blocks a new call. */
+  readonly unknownOutcomeGraceMs: number;
+  /** The longest a Graph call lasts (the client's timeout). */
+  readonly callTimeoutMs: number;
+  /** Slots at most this far ahead are waited for in the worker, so they are marked in flight now. */
+  readonly inProcessWaitMs: number;
 }
 
 export class SendGate {
@@ -73,6 +90,10 @@ export class SendGate {
     private readonly redis: Redis,
     private readonly opts: SendGateOptions,
   ) {}
+
+  private marker(messageId: number): string {
+    return `${this.opts.prefix}:send:${messageId}`;
+  }
 
   /**
    * `slotReserved`: the job was delayed to a slot this gate gave it (pair token and rate
@@ -86,7 +107,7 @@ export class SendGate {
       `${p}:circuit:${channelId}`,
       `${p}:pair:${channelId}:${to}`,
       `${p}:rate:${channelId}`,
-      `${p}:inflight:${messageId}`,
+      this.marker(messageId),
       Date.now(),
       this.opts.circuitResetMs,
       this.opts.pairBurst,
@@ -94,14 +115,35 @@ export class SendGate {
       1000 / messagesPerSecond,
       this.opts.rateBurst ?? 8,
       slotReserved ? '1' : '0',
-      this.opts.inFlightGraceMs,
-    )) as [number, number, number];
-    if (verdict === 0) return { go: true, slot: value, failures };
-    return { go: false, reason: verdict === 1 ? 'circuit' : verdict === 2 ? 'pair' : 'in_flight', waitMs: value };
+      this.opts.unknownOutcomeGraceMs,
+      this.opts.callTimeoutMs,
+      this.opts.inProcessWaitMs,
+    )) as [number, number | string, number];
+    if (verdict === 0) return { go: true, slot: Number(value), failures };
+    if (verdict === 4) return { go: false, reason: 'held', wamid: String(value) };
+    return { go: false, reason: verdict === 1 ? 'circuit' : verdict === 2 ? 'pair' : 'in_flight', waitMs: Number(value) };
   }
 
-  /** The call ended with a known outcome (an error answer): the message is no longer in flight. */
+  /** The outcome is known and saved (or known not to have been sent): the message is no longer in flight. */
   async done(messageId: number): Promise<void> {
-    await this.redis.del(`${this.opts.prefix}:inflight:${messageId}`);
+    await this.redis.del(this.marker(messageId));
   }
+
+  /** The call may have reached Meta: no new call for the grace, counted from now. Returns when it ends. */
+  async unknownOutcome(messageId: number): Promise<number> {
+    const until = Date.now() + this.opts.unknownOutcomeGraceMs;
+    settled(await this.redis.multi().hset(this.marker(messageId), 'until', String(until)).pexpire(this.marker(messageId), this.opts.unknownOutcomeGraceMs + 60_000).exec());
+    return until;
+  }
+
+  /** Meta answered with a wamid the database could not take yet: kept (no expiry) until it is saved. */
+  async hold(messageId: number, wamid: string): Promise<void> {
+    settled(await this.redis.multi().hset(this.marker(messageId), 'wamid', wamid).persist(this.marker(messageId)).exec());
+  }
+}
+
+/** A MULTI answers each command's error in its result instead of rejecting. */
+function settled(results: [Error | null, unknown][] | null): void {
+  const err = results === null ? new Error('transaction aborted') : results.find(([e]) => e)?.[0];
+  if (err) throw err;
 }

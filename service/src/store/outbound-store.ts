@@ -26,30 +26,46 @@ export interface OutboundRef {
 
 /**
  * Persist first: the message, its outbox row, its contact and conversation go in one
- * statement, so they commit together or not at all (and in one round trip).
+ * statement, so they commit together or not at all (and in one round trip). The message
+ * id is drawn first so the conversation row is written once, already pointing at it: a
+ * second change to the same row in another CTE would be silently dropped (one snapshot).
  */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
-  const { rows } = await pool.query<{ id: number; channel_id: number; conversation_id: number }>(
-    `WITH ct AS (
+  const { rows } = await pool.query<{ id: number | null; channel_id: number; conversation_id: number; planned_id: number }>(
+    `WITH mid AS (SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, now() AS at),
+     ct AS (
        INSERT INTO contacts (wa_id, user_id) VALUES ($2, CASE WHEN $8 THEN $2 END)
        ON CONFLICT (wa_id) DO UPDATE SET updated_at = contacts.updated_at RETURNING id),
      cv AS (
-       INSERT INTO conversations (channel_id, contact_id) SELECT $1, id FROM ct
-       ON CONFLICT (channel_id, contact_id) DO UPDATE SET updated_at = now() RETURNING id, contact_id),
+       INSERT INTO conversations (channel_id, contact_id, last_message_id, last_message_at, last_agent_message_id)
+       SELECT $1, ct.id, mid.id, mid.at, mid.id FROM ct, mid
+       ON CONFLICT (channel_id, contact_id) DO UPDATE SET
+         last_message_id = EXCLUDED.last_message_id, last_message_at = EXCLUDED.last_message_at,
+         last_agent_message_id = EXCLUDED.last_agent_message_id, updated_at = now()
+       RETURNING id, contact_id),
      ins AS (
-       INSERT INTO messages (channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
-       SELECT $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, now(), 'pending', 0, $7 FROM cv
+       INSERT INTO messages (id, channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
+       OVERRIDING SYSTEM VALUE
+       SELECT mid.id, $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, mid.at, 'pending', 0, $7 FROM cv, mid
        ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING id, channel_id, conversation_id, wa_timestamp),
-     ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins),
-     upd AS (
-       UPDATE conversations c SET last_message_id = ins.id, last_message_at = ins.wa_timestamp, last_agent_message_id = ins.id, updated_at = now()
-       FROM ins WHERE c.id = ins.conversation_id)
-     SELECT id, channel_id, conversation_id FROM ins`,
+       RETURNING id, channel_id, conversation_id),
+     ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins)
+     SELECT ins.id, $1::bigint AS channel_id, cv.id AS conversation_id, mid.id AS planned_id
+     FROM cv CROSS JOIN mid LEFT JOIN ins ON true`,
     [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey, m.toUserId === true],
   );
-  if (rows[0]) return { id: rows[0].id, channelId: rows[0].channel_id, conversationId: rows[0].conversation_id, created: true };
-  // The Idempotency-Key was used before: the original message is the answer.
+  const r = rows[0]!;
+  if (r.id !== null) return { id: r.id, channelId: r.channel_id, conversationId: r.conversation_id, created: true };
+  // The Idempotency-Key was used before (possibly by a request still in flight a moment
+  // ago): the conversation must not point at the message that was not created.
+  await pool.query(
+    `UPDATE conversations c SET last_message_id = l.id, last_message_at = l.wa_timestamp, last_agent_message_id = a.id
+     FROM (SELECT 1) one
+     LEFT JOIN LATERAL (SELECT id, wa_timestamp FROM messages WHERE conversation_id = $1 ORDER BY wa_timestamp DESC, id DESC LIMIT 1) l ON true
+     LEFT JOIN LATERAL (SELECT id FROM messages WHERE conversation_id = $1 AND direction = 'outbound' ORDER BY id DESC LIMIT 1) a ON true
+     WHERE c.id = $1 AND (c.last_message_id = $2 OR c.last_agent_message_id = $2)`,
+    [r.conversation_id, r.planned_id],
+  );
   const prior = await pool.query<{ id: number; channel_id: number; conversation_id: number }>('SELECT id, channel_id, conversation_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
   return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, conversationId: prior.rows[0]!.conversation_id, created: false };
 }
@@ -141,10 +157,21 @@ export async function markAccepted(pool: Pool, id: number, wamid: string): Promi
 export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {
   const res = await pool.query(
     `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), error_code = $2, error_title = $3, error_details = $4, updated_at = now()
-     WHERE id = $1 AND status <> 'failed'`,
+     WHERE id = $1 AND status <> 'failed' AND wamid IS NULL`,
     [id, e.code, e.title, [e.details, hint].filter(Boolean).join(' — ') || null],
   );
   return (res.rowCount ?? 0) > 0;
+}
+
+/** A replayed dead letter: the failed message is pending again (never one Meta has). */
+export async function reopenFailed(pool: Pool, id: number): Promise<{ conversationId: number; channelId: number } | null> {
+  const { rows } = await pool.query<{ conversation_id: number; channel_id: number }>(
+    `UPDATE messages SET status = 'pending', status_rank = 0, failed_at = NULL, error_code = NULL, error_title = NULL, error_details = NULL, updated_at = now()
+     WHERE id = $1 AND direction = 'outbound' AND wamid IS NULL AND status = 'failed'
+     RETURNING conversation_id, channel_id`,
+    [id],
+  );
+  return rows[0] ? { conversationId: rows[0].conversation_id, channelId: rows[0].channel_id } : null;
 }
 
 export interface ChannelForSend {

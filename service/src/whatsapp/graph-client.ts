@@ -9,7 +9,14 @@ export interface GraphClientOptions {
   readonly timeoutMs?: number;
 }
 
-export type SendResult = { ok: true; wamid: string } | { ok: false; error: GraphError };
+/**
+ * `outcomeUnknown`: the request may have reached Meta (a timeout, a reset after it was
+ * written, a success answer we could not read), so Meta may have accepted the message.
+ */
+export type SendResult = { ok: true; wamid: string } | { ok: false; error: GraphError; outcomeUnknown: boolean };
+
+// Failures before a connection existed: the request never left, so it is safe to send again.
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export class GraphClient {
   constructor(private readonly opts: GraphClientOptions) {}
@@ -21,9 +28,9 @@ export class GraphClient {
     if (res.ok) {
       const id = (body as { messages?: { id?: unknown }[] } | null)?.messages?.[0]?.id;
       if (typeof id === 'string') return { ok: true, wamid: id };
-      return { ok: false, error: { httpStatus: res.status, code: null, subcode: null, title: 'Graph API answered without messages[0].id', details: null, fbtraceId: null } };
+      return { ok: false, outcomeUnknown: true, error: { httpStatus: res.status, code: null, subcode: null, title: 'Graph API answered without messages[0].id', details: null, fbtraceId: null } };
     }
-    return { ok: false, error: parseGraphError(res.status, body) };
+    return { ok: false, outcomeUnknown: false, error: parseGraphError(res.status, body) };
   }
 
   /** Meta's read receipt: the message (and every earlier one) shows read, blue ticks. */
@@ -33,7 +40,7 @@ export class GraphClient {
     return answer.res.ok ? { ok: true } : { ok: false, error: parseGraphError(answer.res.status, answer.body) };
   }
 
-  private async post(phoneNumberId: string, accessToken: string, payload: Record<string, unknown>): Promise<{ ok: true; res: Response; body: unknown } | { ok: false; error: GraphError }> {
+  private async post(phoneNumberId: string, accessToken: string, payload: Record<string, unknown>): Promise<{ ok: true; res: Response; body: unknown } | { ok: false; error: GraphError; outcomeUnknown: boolean }> {
     const url = `${this.opts.baseUrl.replace(/\/$/, '')}/${this.opts.version}/${encodeURIComponent(phoneNumberId)}/messages`;
     let res: Response;
     try {
@@ -44,8 +51,14 @@ export class GraphClient {
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
       });
     } catch (err) {
-      // Timeouts and connection failures: status 0, retried like a 5xx.
-      return { ok: false, error: { httpStatus: 0, code: null, subcode: null, title: err instanceof Error ? err.message : String(err), details: null, fbtraceId: null } };
+      // Status 0. A refused connection never sent anything; a timeout or a reset may come
+      // after Meta took the request.
+      const code = (err as { cause?: { code?: unknown } }).cause?.code;
+      return {
+        ok: false,
+        outcomeUnknown: !(typeof code === 'string' && NOT_SENT.has(code)),
+        error: { httpStatus: 0, code: null, subcode: null, title: err instanceof Error ? err.message : String(err), details: null, fbtraceId: null },
+      };
     }
     return { ok: true, res, body: await res.json().catch(() => null) };
   }

@@ -163,7 +163,12 @@ describe('throttling and the dead-letter queue', () => {
       return list.items.find((i: { data: { messageId: number } }) => i.data.messageId === res.body.id);
     }, { timeoutMs: 20_000, what: 'dead letter' });
     expect(dl.reason).toMatch(/131000/);
-    expect((await message(res.body.id)).status).toBe('pending');
+    // Retries ran out: failed with the last error, no longer pending (it would block its conversation).
+    const failed = await eventually(async () => {
+      const v = await message(res.body.id);
+      return v.status === 'failed' ? v : null;
+    }, { what: 'failed' });
+    expect(failed.error.code).toBe(131000);
     sim.configure({ serverErrorRate: 0 });
     const replay = await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth });
     expect(replay.status).toBe(202);

@@ -1,7 +1,7 @@
 // The dead-letter queue is BullMQ's failed set of each queue (jobs keep their data, their
 // failure reason and their attempts). Ids are `<queue>:<jobId>`; replay retries the job.
 import { Router } from 'express';
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import { z } from 'zod';
 import { HttpError } from '../errors.js';
 
@@ -11,7 +11,12 @@ const listQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-export function deadLetterRoutes(queues: () => readonly Queue[]): Router {
+export interface DeadLetterOptions {
+  /** Runs before a dead letter is retried (e.g. to make its message pending again). */
+  readonly beforeReplay?: (queueName: string, job: Job) => Promise<void>;
+}
+
+export function deadLetterRoutes(queues: () => readonly Queue[], opts: DeadLetterOptions = {}): Router {
   const r = Router();
   r.get('/dead-letters', async (req, res) => {
     const byName = new Map(queues().map((q) => [q.name, q]));
@@ -47,6 +52,7 @@ export function deadLetterRoutes(queues: () => readonly Queue[]): Router {
     const job = queue ? await queue.getJob(jobId) : undefined;
     if (!queue || !job) throw new HttpError(404, 'not_found', `no dead letter ${req.params.id}`);
     if (!(await job.isFailed())) throw new HttpError(409, 'not_failed', `job ${req.params.id} is not in the dead-letter queue`);
+    await opts.beforeReplay?.(queue.name, job);
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
     res.status(202).json({ id: req.params.id, status: 'replayed' });
   });

@@ -1,15 +1,17 @@
 // The sender: one BullMQ worker per channel queue. For each message: still to send and
-// its turn in the conversation (one query)? circuit, pair rate and throughput slot (one
-// Redis call)? then the Graph call, and the outcome per Meta's error codes: throttle and
-// retry with backoff, fail for good, or pause the channel.
-import { DelayedError, type Job } from 'bullmq';
+// its turn in the conversation (one query)? an earlier call of unknown outcome, circuit,
+// pair rate and throughput slot (one Redis call)? then the Graph call, and the outcome per
+// Meta's error codes: throttle and retry with backoff, fail for good, or pause the channel.
+// A call whose outcome is unknown is not repeated before Meta's status webhook had time to
+// name the message; a wamid Meta returned is held until the database has it.
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { storedEvents, type Publish } from '../../events/hub.js';
 import { checkForSend, markAccepted, markFailed, pauseChannel, type ChannelForSend } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { callbackData } from '../../whatsapp/callback-data.js';
-import { classifyGraphError, errorHint } from '../../whatsapp/errors.js';
+import { classifyGraphError, errorHint, type GraphError } from '../../whatsapp/errors.js';
 import type { GraphClient } from '../../whatsapp/graph-client.js';
 import type { CircuitBreaker } from '../circuit-breaker.js';
 import type { OutboundJobData } from '../outbound.js';
@@ -28,7 +30,15 @@ export interface OutboundDeps {
 }
 
 /** Slots further ahead than this go back to the queue (delayed) instead of waiting in the worker. */
-const IN_PROCESS_WAIT_MS = 1_000;
+export const IN_PROCESS_WAIT_MS = 1_000;
+
+/** A retryable Graph API error: the attempt is spent; the last one is what a failed message shows. */
+export class GraphSendError extends Error {
+  constructor(readonly graph: GraphError) {
+    super(`Graph API ${graph.code ?? graph.httpStatus}: ${graph.title}`);
+    this.name = 'GraphSendError';
+  }
+}
 
 /** Tells BullMQ to run the job again at `at`, without spending an attempt. */
 async function waitUntil(job: Job, token: string | undefined, at: number): Promise<never> {
@@ -37,8 +47,31 @@ async function waitUntil(job: Job, token: string | undefined, at: number): Promi
   throw new DelayedError();
 }
 
+/**
+ * How long a message waits for an earlier one of its conversation: an eighth of its age,
+ * between 50 ms and 5 s, so a burst to one customer still leaves promptly while a message
+ * stuck behind a long wait (a throttle, an unknown outcome) re-checks rarely.
+ */
+const earlierPendingWaitMs = (job: Job) => Math.min(5_000, Math.max(50, (Date.now() - job.timestamp) / 8));
+
 export function createOutboundProcessor(deps: OutboundDeps) {
   const { pool, graph, circuit, gate, log, metrics } = deps;
+
+  /** Saves Meta's wamid; if the database cannot take it, holds it and tries again later (no attempt spent). */
+  async function accepted(job: Job<OutboundJobData>, token: string | undefined, channelId: number, wamid: string, held: boolean): Promise<string> {
+    let changes;
+    try {
+      changes = await markAccepted(pool, job.data.messageId, wamid);
+    } catch (err) {
+      if (!held) await gate.hold(job.data.messageId, wamid);
+      log.warn({ messageId: job.data.messageId, wamid, err: (err as Error).message }, 'wamid not saved yet; held until it is');
+      return waitUntil(job, token, Date.now() + 2_000);
+    }
+    deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid, channelId, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: changes })]);
+    await gate.done(job.data.messageId).catch((err: Error) => log.warn({ messageId: job.data.messageId, err: err.message }, 'send marker not cleared; it expires'));
+    return wamid;
+  }
+
   return async function send(job: Job<OutboundJobData>, token?: string): Promise<string> {
     const channel = deps.channel();
     if (!channel) return waitUntil(job, token, Date.now() + 5_000);
@@ -48,8 +81,16 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     }
     const check = await checkForSend(pool, job.data.messageId);
     if (!check.send) {
-      if (check.reason === 'not_pending') return 'not pending';
-      return waitUntil(job, token, Date.now() + 50);
+      if (check.reason === 'not_pending') {
+        await gate.done(job.data.messageId);
+        return 'not pending';
+      }
+      return waitUntil(job, token, Date.now() + earlierPendingWaitMs(job));
+    }
+    const unknowns = job.data.unknownOutcomes ?? 0;
+    if (unknowns >= (job.opts.attempts ?? 1)) {
+      // Each call's outcome stayed unknown and no status webhook came within the grace.
+      throw new UnrecoverableError(`Graph API outcome unknown after ${unknowns} calls (${job.data.lastUnknown ?? 'no answer'}); no status webhook named the message`);
     }
     // A slot this job was delayed to is used once, while fresh (a late wake reserves anew,
     // so jobs promoted together do not leave together).
@@ -57,6 +98,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     const reserved = job.data.slot !== undefined && now >= job.data.slot - 2 && now - job.data.slot < 100;
     const verdict = await gate.check(job.data.messageId, channel.id, job.data.to, channel.messagesPerSecond, reserved);
     if (!verdict.go) {
+      if (verdict.reason === 'held') return accepted(job, token, channel.id, verdict.wamid, true);
       if (verdict.reason === 'circuit') metrics.outbound.circuitWaits.inc();
       return waitUntil(job, token, Date.now() + verdict.waitMs);
     }
@@ -66,21 +108,31 @@ export function createOutboundProcessor(deps: OutboundDeps) {
       return waitUntil(job, token, verdict.slot);
     }
     // A near slot (the usual case under load: concurrency x the number's interval) is
-    // waited for here, which costs less than a round trip through the delayed set.
+    // waited for here, which costs less than a round trip through the delayed set; the
+    // gate marked the message in flight already.
     if (ahead > 1) await new Promise((r) => setTimeout(r, ahead));
 
     const payload = { ...check.payload, biz_opaque_callback_data: callbackData(job.data.messageId, check.payload.biz_opaque_callback_data) };
     const t0 = performance.now();
     const res = await graph.sendMessage(channel.phoneNumberId, channel.accessToken, payload);
-    metrics.outbound.graphDuration.observe({ outcome: res.ok ? 'ok' : String(res.error.code ?? res.error.httpStatus) }, (performance.now() - t0) / 1000);
+    metrics.outbound.graphDuration.observe({ outcome: res.ok ? 'ok' : res.outcomeUnknown ? 'unknown' : String(res.error.code ?? res.error.httpStatus) }, (performance.now() - t0) / 1000);
     if (res.ok) {
-      const changes = await markAccepted(pool, job.data.messageId, res.wamid);
-      deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid: res.wamid, channelId: channel.id, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: changes })]);
       if (verdict.failures > 0) await circuit.success(channel.id);
       metrics.outbound.sent.inc({ result: 'accepted' });
-      return res.wamid;
+      return accepted(job, token, channel.id, res.wamid, false);
     }
     const e = res.error;
+    if (res.outcomeUnknown) {
+      // Meta may have the message: never call again blindly. The marker stays; after the
+      // grace either a status webhook linked the wamid (not pending any more) or we retry.
+      metrics.outbound.unknownOutcome.inc();
+      metrics.outbound.sent.inc({ result: 'unknown' });
+      const until = await gate.unknownOutcome(job.data.messageId);
+      if (await circuit.failure(channel.id)) log.error({ channelId: channel.id }, 'circuit opened: Graph API failing for this channel');
+      log.warn({ messageId: job.data.messageId, err: e.title }, 'Graph API outcome unknown; waiting for a status webhook before any new call');
+      await job.updateData({ ...job.data, slot: undefined, unknownOutcomes: unknowns + 1, lastUnknown: e.title });
+      return waitUntil(job, token, until);
+    }
     // Meta answered: the outcome is known, the message is no longer in flight.
     await gate.done(job.data.messageId);
     const action = classifyGraphError(e);
@@ -102,6 +154,31 @@ export function createOutboundProcessor(deps: OutboundDeps) {
       return waitUntil(job, token, Date.now() + (e.code === 131056 ? 6_000 : 1_000));
     }
     if (await circuit.failure(channel.id)) log.error({ channelId: channel.id }, 'circuit opened: Graph API failing for this channel');
-    throw new Error(`Graph API ${e.code ?? e.httpStatus}: ${e.title}`);
+    throw new GraphSendError(e);
   };
+}
+
+/**
+ * A send that will not be tried again (retries ran out, stalled too often, outcome unknown
+ * every time) becomes `failed` with its last error, so it stops holding up its conversation
+ * and the agent sees why. Replaying its dead letter makes it pending again.
+ */
+export async function failExhausted(deps: Pick<OutboundDeps, 'pool' | 'log' | 'metrics' | 'publish'>, job: Job<OutboundJobData>, err: Error, channelId: number): Promise<void> {
+  const e: GraphError = err instanceof GraphSendError ? err.graph : { httpStatus: 0, code: null, subcode: null, title: err.message, details: null, fbtraceId: null };
+  // A database blip must not leave the message pending for good: a few tries, spaced out.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (await markFailed(deps.pool, job.data.messageId, e, 'retries exhausted; replay the dead letter to send it again')) {
+        deps.metrics.outbound.exhausted.inc();
+        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId, status: 'failed', error: { code: e.code, title: e.title } });
+      }
+      return;
+    } catch (dbErr) {
+      if (attempt >= 5) {
+        deps.log.error({ messageId: job.data.messageId, err: (dbErr as Error).message }, 'exhausted send not marked failed');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1_000 * 2 ** attempt));
+    }
+  }
 }
