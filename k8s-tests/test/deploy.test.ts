@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import YAML from 'yaml';
 import { synthManifests } from '@wa-router/cdk8s';
 import { deleteNamespace } from '../src/cluster.js';
 import { eventually, FIELD_MANAGER, Kube, type KubeObject } from '../src/kube.js';
@@ -51,6 +52,22 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     expect(out).toMatch(/secret\/wa-router-app would be created/);
     expect(out).toMatch(/dry run: nothing changed/);
     expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+  });
+
+  it('stops when the namespace cannot be looked up, instead of taking it for a first deploy', () => {
+    // A user the cluster knows nothing about: it may read /version but not namespaces (forbidden).
+    const config = YAML.parse(fs.readFileSync(inject('kubeconfig'), 'utf8')) as { users: { user: Record<string, unknown> }[] };
+    for (const u of config.users) u.user['as'] = 'wa-deploy-nobody';
+    const kubeconfig = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wa-deploy-')), 'kubeconfig');
+    fs.writeFileSync(kubeconfig, YAML.stringify(config), { mode: 0o600 });
+    let failure = '';
+    try {
+      deploy({ DRY_RUN: '1', WHATSAPP_APP_SECRET: 'dry-app-secret', KUBECONFIG: kubeconfig });
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    expect(failure).toMatch(/cannot look up namespace wa-deploy/);
+    expect(failure).toMatch(/forbidden/);
   });
 
   it('DRY_RUN=1 on a first deploy fails on what the server\'s admission denies, and leaves no namespace behind', async () => {
