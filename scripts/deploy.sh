@@ -7,7 +7,8 @@
 #   WHATSAPP_APP_SECRET (required), WHATSAPP_VERIFY_TOKEN, API_TOKEN,
 #   WHATSAPP_PHONE_NUMBER_ID + WHATSAPP_ACCESS_TOKEN (optional bootstrap channel),
 #   DB_PASSWORD, REDIS_PASSWORD.
-# DRY_RUN=1 sends everything with --dry-run=server; OVERRIDES=file.yaml changes preset fields;
+# DRY_RUN=1 sends everything with --dry-run=server (on a first deploy, the namespaced objects into
+# a stand-in namespace that lives only while the script runs); OVERRIDES=file.yaml changes preset fields;
 # PRUNE=1 also deletes objects this preset no longer has (kubectl ApplySet, alpha in kubectl).
 # WAIT=0 returns right after the apply (no wait for the migration Job and the rollouts).
 set -euo pipefail
@@ -22,14 +23,33 @@ kubectl version --request-timeout=10s >/dev/null || { echo "deploy: the cluster 
 
 dry=()
 [ "${DRY_RUN:-0}" = 1 ] && dry=(--dry-run=server)
-# A first deploy's dry run has no namespace to put anything in: the server refuses namespaced
-# objects (even as a dry run) in a namespace that does not exist. Then the namespace is checked
-# by the server and the rest against the server's schemas only (kubectl's client dry run).
+# Only a namespace the server reports as absent makes a first deploy; a lookup that fails
+# (timeout, forbidden) stops here rather than silently checking less.
+existing=$(kubectl get namespace "$NAMESPACE" --ignore-not-found -o name) \
+  || { echo "deploy: cannot look up namespace $NAMESPACE (see above)" >&2; exit 1; }
+# The server refuses namespaced objects, even as a dry run, in a namespace that does not exist.
+# So a first deploy's dry run puts them (as a server dry run too) into a stand-in namespace that
+# exists only while the script runs: the server's validation and admission see them as they would
+# see the real deploy.
+target=$NAMESPACE
+standin=
 first_dry_run=0
-if [ "${DRY_RUN:-0}" = 1 ] && ! kubectl get namespace "$NAMESPACE" >/dev/null 2>&1; then first_dry_run=1; fi
+if [ "${DRY_RUN:-0}" = 1 ] && [ -z "$existing" ]; then
+  first_dry_run=1
+  standin="${NAMESPACE:0:40}-dry-run-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  target=$standin
+fi
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-npm run -s synth -w @wa-router/cdk8s -- --preset "$PRESET" --namespace "$NAMESPACE" --image "$IMAGE" ${OVERRIDES:+--overrides "$OVERRIDES"} --out "$out"
+cleanup() {
+  rm -rf "$out"
+  if [ -n "$standin" ]; then
+    kubectl delete namespace "$standin" --ignore-not-found --wait=true --timeout=120s >/dev/null \
+      || echo "deploy: could not delete the stand-in namespace $standin: delete it yourself" >&2
+  fi
+}
+trap cleanup EXIT
+# The stand-in's objects name the stand-in namespace wherever the real ones name the real one.
+npm run -s synth -w @wa-router/cdk8s -- --preset "$PRESET" --namespace "$target" --image "$IMAGE" ${OVERRIDES:+--overrides "$OVERRIDES"} --out "$out"
 manifest="$out/wa-router.k8s.yaml"
 
 random() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -37,20 +57,23 @@ has_secret() { kubectl -n "$NAMESPACE" get secret "$1" >/dev/null 2>&1; }
 create_secret() { # name, then --from-literal=... arguments
   local name=$1; shift
   if has_secret "$name"; then echo "secret/$name exists: kept"; return; fi
-  if [ "$first_dry_run" = 1 ]; then
-    kubectl -n "$NAMESPACE" create secret generic "$name" "$@" --dry-run=client -o name >/dev/null
-    echo "secret/$name would be created"
-    return
-  fi
-  kubectl -n "$NAMESPACE" create secret generic "$name" "$@" --dry-run=client -o yaml \
+  kubectl -n "$target" create secret generic "$name" "$@" --dry-run=client -o yaml \
     | kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" -f - >/dev/null
-  echo "secret/$name created"
+  if [ "${DRY_RUN:-0}" = 1 ]; then echo "secret/$name would be created"; else echo "secret/$name created"; fi
 }
 
-# The namespace first (with its Pod Security label), so the Secrets have a home.
-kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml \
-  | kubectl label --local -f - pod-security.kubernetes.io/enforce=restricted -o yaml \
-  | kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" -f - >/dev/null
+namespace() { # name, then apply arguments: a namespace with its Pod Security label
+  local name=$1; shift
+  kubectl create namespace "$name" --dry-run=client -o yaml \
+    | kubectl label --local -f - pod-security.kubernetes.io/enforce=restricted -o yaml \
+    | kubectl apply --server-side --field-manager="$MANAGER" "$@" -f - >/dev/null
+}
+# The namespace first, so the Secrets have a home.
+namespace "$NAMESPACE" "${dry[@]}"
+if [ -n "$standin" ]; then
+  namespace "$standin"
+  echo "namespace/$NAMESPACE does not exist yet: checking its objects in the stand-in namespace $standin (deleted at the end)"
+fi
 
 if ! has_secret wa-router-app; then
   : "${WHATSAPP_APP_SECRET:?set WHATSAPP_APP_SECRET (your Meta app secret) for the first deploy}"
@@ -74,14 +97,13 @@ create_secret wa-router-pgbouncer --from-literal=userlist.txt="\"wa_router\" \"$
 prune=()
 if [ "${PRUNE:-0}" = 1 ]; then
   export KUBECTL_APPLYSET=true
-  prune=(--prune --applyset="configmaps/wa-router-applyset" -n "$NAMESPACE")
-fi
-if [ "$first_dry_run" = 1 ]; then
-  kubectl apply --dry-run=client --validate=strict -f "$manifest"
-  echo "dry run: nothing changed (namespace $NAMESPACE does not exist yet: its objects were checked against the server's schemas, not by its admission)"
-  exit 0
+  prune=(--prune --applyset="configmaps/wa-router-applyset" -n "$target")
 fi
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
+if [ "$first_dry_run" = 1 ]; then
+  echo "dry run: nothing changed (the server validated and admitted the namespace $NAMESPACE and, in the stand-in $standin, every object in it)"
+  exit 0
+fi
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }
 [ "${WAIT:-1}" = 0 ] && { echo "applied $PRESET to namespace $NAMESPACE (not waiting for rollouts)"; exit 0; }
 

@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import YAML from 'yaml';
 import { synthManifests } from '@wa-router/cdk8s';
 import { deleteNamespace } from '../src/cluster.js';
-import { FIELD_MANAGER, Kube, type KubeObject } from '../src/kube.js';
+import { eventually, FIELD_MANAGER, Kube, type KubeObject } from '../src/kube.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const kube = new Kube(inject('kubeconfig'));
@@ -51,6 +52,59 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     expect(out).toMatch(/secret\/wa-router-app would be created/);
     expect(out).toMatch(/dry run: nothing changed/);
     expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+  });
+
+  it('stops when the namespace cannot be looked up, instead of taking it for a first deploy', () => {
+    // A user the cluster knows nothing about: it may read /version but not namespaces (forbidden).
+    const config = YAML.parse(fs.readFileSync(inject('kubeconfig'), 'utf8')) as { users: { user: Record<string, unknown> }[] };
+    for (const u of config.users) u.user['as'] = 'wa-deploy-nobody';
+    const kubeconfig = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wa-deploy-')), 'kubeconfig');
+    fs.writeFileSync(kubeconfig, YAML.stringify(config), { mode: 0o600 });
+    let failure = '';
+    try {
+      deploy({ DRY_RUN: '1', WHATSAPP_APP_SECRET: 'dry-app-secret', KUBECONFIG: kubeconfig });
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    expect(failure).toMatch(/cannot look up namespace wa-deploy/);
+    expect(failure).toMatch(/forbidden/);
+  });
+
+  it('DRY_RUN=1 on a first deploy fails on what the server\'s admission denies, and leaves no namespace behind', async () => {
+    // A cluster policy this preset breaks: images only from a registry the chart does not use.
+    const policy = {
+      apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name: 'wa-deploy-trusted-images' },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [
+          { apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments', 'statefulsets'] },
+          { apiGroups: ['batch'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['jobs'] },
+        ] },
+        validations: [{ expression: "object.spec.template.spec.containers.all(c, c.image.startsWith('trusted.example/'))", message: 'images must come from trusted.example' }],
+      },
+    };
+    const binding = {
+      apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'wa-deploy-trusted-images' },
+      spec: { policyName: policy.metadata.name, validationActions: ['Deny'] },
+    };
+    const probe = {
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'wa-deploy-probe', namespace: 'default' },
+      spec: { selector: { matchLabels: { app: 'probe' } }, template: { metadata: { labels: { app: 'probe' } }, spec: { containers: [{ name: 'c', image: IMAGE }] } } },
+    };
+    try {
+      for (const m of [policy, binding]) expect((await kube.apply(m)).status).toBeLessThan(300);
+      // Policies take effect a moment after they are stored.
+      await eventually('the policy to deny', async () => (await kube.apply(probe, { dryRun: true })).status >= 400);
+      expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+      expect(() => deploy({ DRY_RUN: '1', WHATSAPP_APP_SECRET: 'dry-app-secret' })).toThrow(/images must come from trusted\.example/);
+      expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+      const left = (await kube.list<KubeObject>('/api/v1/namespaces')).map((n) => n.metadata.name).filter((n) => n.startsWith(NAMESPACE));
+      expect(left).toEqual([]);
+    } finally {
+      await kube.delete(await kube.objectPath(binding));
+      await kube.delete(await kube.objectPath(policy));
+    }
+    await eventually('the policy to be gone', async () => (await kube.apply(probe, { dryRun: true })).status < 300);
   });
 
   it('creates the Secrets, applies every object as our field manager alone, and keeps existing Secrets on a second run', async () => {

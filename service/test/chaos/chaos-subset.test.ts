@@ -1,5 +1,6 @@
 // The chaos suite's CI subset (`make chaos` runs all scenarios, longer): the HA stack on this
-// host, broken under load, must end with every message acked and every acked message stored once.
+// host, broken under load, must end with every message acked and every acked message stored once,
+// in its rows and in its side effects (unread counts, statuses, counters).
 import { describe, expect, it } from 'vitest';
 import { runScenario, SCENARIOS } from '../../../bench/chaos.js';
 
@@ -19,6 +20,11 @@ describe.each(selected)('chaos: $name', (scenario) => {
     expect(r.acked).toBe(r.sent);
     expect(r.missing).toBe(0);
     expect(r.stored).toBeGreaterThanOrEqual(r.acked);
+    // The harness's side-effect checks (a message counted twice in unread counts or counters,
+    // statuses not applied) must be among those judged, and none may fail.
+    expect(Object.keys(r.checks ?? {})).toEqual(expect.arrayContaining(['noDuplicateEffects', 'unreadNotShort', 'statusesApplied']));
+    expect(r.duplicated).toBe(0);
+    expect(r.failures, r.notes ?? r.name).toEqual([]);
     expect(r.passed, r.notes ?? r.name).toBe(true);
     if (scenario.name === 'redis-master-kill') {
       // Answered 503 while there is no master, 200 again well within 10 s of the kill.

@@ -1,6 +1,7 @@
 // The agent API against real Postgres and Redis and the Graph API simulator: the inbox by latest
 // activity, a conversation's messages, marking read (with Meta's read receipt), realtime events
 // over SSE and WebSocket.
+import fs from 'node:fs';
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -233,6 +234,24 @@ describe('GET /v1/events', () => {
 
 describe('realtime: history summaries, the clients gauge and slow clients', () => {
   const gauge = async () => Number((await (await fetch(`${app.url}/metrics`)).text()).match(/^wa_router_realtime_clients (\d+)$/m)?.[1]);
+  // Events as a worker publishes them, 256 KB each. A client that stops reading holds at most
+  // 4 MB in the server's buffer plus what the kernel buffers on both ends of a loopback socket
+  // (the send buffer grows up to tcp_wmem's maximum, an unread receive buffer stays near
+  // tcp_rmem's default), so it must be cut off within that many events.
+  const EVENT_BYTES = 256 * 1024;
+  const tcpMem = (name: string, field: number) => Number(fs.readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim().split(/\s+/)[field]);
+  const CUT_OFF_WITHIN = Math.ceil((4 * 1024 * 1024 + tcpMem('tcp_wmem', 2) + 2 * tcpMem('tcp_rmem', 1)) / EVENT_BYTES) + 4;
+  /** Publishes until the gauge drops below `open` (bounded far beyond the cut-off); the number published. */
+  async function publishUntilCut(redis: Redis, open: number): Promise<number> {
+    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
+    const padding = 'x'.repeat(EVENT_BYTES);
+    let published = 0;
+    for (; published < 4 * CUT_OFF_WITHIN && (await gauge()) === open; published++) {
+      await redis.publish(channel, JSON.stringify([{ type: 'test.padding', n: published, padding }]));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return published;
+  }
 
   it('sends one history.chunk summary per applied chunk, no per-message events, none for a repeat', async () => {
     const sse = openSse(`?access_token=${API_TOKEN}`);
@@ -271,16 +290,10 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
     slow.pause();
     await eventually(async () => (await gauge()) === 2, { what: 'gauge counts both streams' });
 
-    // Events as a worker publishes them, 256 KB each: far more than the socket buffers hold.
     const redis = new Redis(inject('redisUrl'));
-    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
-    const padding = 'x'.repeat(256 * 1024);
     try {
-      let published = 0;
-      for (; published < 400 && (await gauge()) === 2; published++) {
-        await redis.publish(channel, JSON.stringify([{ type: 'test.padding', n: published, padding }]));
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      const published = await publishUntilCut(redis, 2);
+      expect(published).toBeLessThanOrEqual(CUT_OFF_WITHIN);
       expect(await gauge()).toBe(1);
       // The cut-off client reads again: its connection is gone and the backlog was dropped, not
       // kept in the server for it (8 MB came, then nothing, while the connection stayed open,
@@ -304,6 +317,34 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
       await reading.close();
     }
     await eventually(async () => (await gauge()) === 0, { what: 'gauge back to none' });
+  });
+
+  it('cuts off a WebSocket client 4 MB behind: its socket is closed and the gauge drops', async () => {
+    await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
+    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=test.padding`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    let received = 0;
+    slow.on('message', () => received++);
+    const closed = new Promise<string>((resolve) => slow.once('close', () => resolve('closed')));
+    await new Promise<void>((resolve, reject) => {
+      slow.once('open', () => resolve());
+      slow.once('error', reject);
+    });
+    await eventually(async () => (await gauge()) === 1, { what: 'gauge counts the socket' });
+    // Stops reading: the socket's reads are paused, so the kernel buffers and then the server's fill.
+    slow.pause();
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      const published = await publishUntilCut(redis, 1);
+      expect(published).toBeLessThanOrEqual(CUT_OFF_WITHIN);
+      expect(await gauge()).toBe(0);
+      slow.resume();
+      const how = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+      expect(how).toBe('closed');
+      expect(received).toBeLessThan(published);
+    } finally {
+      redis.disconnect();
+      slow.terminate();
+    }
   });
 });
 
