@@ -58,7 +58,11 @@ it('reply → lastMessage and lastAgentMessage in GET /v1/conversations, convers
     } }] }],
   });
   expect((await postWebhook(app.url, body)).status).toBe(200);
-  const before = await eventually(() => inboxEntry(customer), { what: 'the customer in the inbox' });
+  // The conversation row is written just before its message (two statements), so wait for both.
+  const before = await eventually(async () => {
+    const c = await inboxEntry(customer);
+    return c?.lastMessage ? c : undefined;
+  }, { what: "the customer's message in the inbox" });
   expect(before.lastMessage.body).toBe('Hi, is my order on its way?');
   expect(before.lastAgentMessage).toBeNull();
 
