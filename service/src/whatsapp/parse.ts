@@ -95,12 +95,15 @@ const num = (v: unknown): number | null => {
   return Number.isFinite(n) ? n : null;
 };
 
-/** Meta sends unix seconds as a string. One past what a Date holds is reported, not thrown later. */
+// Past year 9999 toISOString writes "+010000-…", which Postgres refuses: the item is invalid, so
+// it cannot make the statement storing its valid neighbours fail.
+const LAST_STORABLE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/** Meta sends unix seconds as a string. One past what Postgres stores is reported, not thrown later. */
 function unixSeconds(v: unknown): Date | null {
   const n = num(v);
-  if (n === null || n <= 0) return null;
-  const d = new Date(n * 1000);
-  return Number.isNaN(d.getTime()) ? null : d;
+  if (n === null || n <= 0 || n * 1000 > LAST_STORABLE_MS) return null;
+  return new Date(n * 1000);
 }
 
 /** The cheap structural check the webhook does before acking: a WABA envelope with entries. */
