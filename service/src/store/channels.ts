@@ -95,3 +95,8 @@ export async function routableUnroutedEvents(pool: Pool, phoneNumberId: string |
   );
   return rows.map((r) => ({ id: Number(r.id), sha256: r.body_sha256, body: r.payload, receivedAt: r.received_at.getTime(), phoneNumberIds: r.phone_number_ids }));
 }
+
+/** Takes events the database refused to store out of the replays; they live on in the dead-letter queue. */
+export async function clearUnrouted(pool: Pool, ids: readonly number[]): Promise<void> {
+  await pool.query('UPDATE inbound_events SET unrouted = false WHERE id = ANY($1::bigint[])', [ids]);
+}

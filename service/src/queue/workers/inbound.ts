@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { InboundMetrics } from '../../metrics/registry.js';
-import { routableUnroutedEvents, type ChannelResolver } from '../../store/channels.js';
+import { clearUnrouted, routableUnroutedEvents, type ChannelResolver, type UnroutedEvent } from '../../store/channels.js';
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
@@ -135,6 +135,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     let afterId = 0;
     let events = 0;
     let stranded = 0;
+    let isolated = 0;
     for (;;) {
       const page = await routableUnroutedEvents(pool, phoneNumberId, afterId, 200);
       if (page.length === 0) break;
@@ -143,23 +144,59 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
       for (const pid of pids) channels.forget(pid);
       const served = await channels.resolve(pids);
       const records: InboundEventRecord[] = [];
+      const sources = new Map<InboundEventRecord, UnroutedEvent>();
       for (const e of page) {
         if (!e.phoneNumberIds.some((p) => served.has(p))) {
           stranded++;
           continue;
         }
         try {
-          records.push({ ...toRecord(e, false, metrics), sha256: e.sha256 });
+          const rec = { ...toRecord(e, false, metrics), sha256: e.sha256 };
+          records.push(rec);
+          sources.set(rec, e);
         } catch (err) {
           log.warn({ eventId: e.id, err: (err as Error).message }, 'unrouted event no longer parses; left unrouted');
         }
       }
-      if (records.length > 0) await storeNow(records);
-      if (deps.coexistence) for (const r of records) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, r.sha256.toString('hex')));
-      events += records.length;
+      const stored = await storeReplay(records, sources);
+      if (deps.coexistence) for (const r of stored) if (r.parsed.other.length > 0) await deps.coexistence(r.parsed.other, deliveryOf(job, r.sha256.toString('hex')));
+      events += stored.length;
+      isolated += records.length - stored.length;
     }
     if (stranded > 0) throw new Error(`${stranded} unrouted events found no channel yet; retrying`);
-    return { events, isolated: 0 };
+    return { events, isolated };
+  }
+
+  /**
+   * Stores a page of replayed events; if the database refuses it, stores them one by one as the
+   * live path does. One it refuses goes the dead-letter way and loses its unrouted flag, so it
+   * neither blocks its neighbours nor makes every later replay and sweep fail again.
+   */
+  async function storeReplay(records: InboundEventRecord[], sources: ReadonlyMap<InboundEventRecord, UnroutedEvent>): Promise<InboundEventRecord[]> {
+    if (records.length === 0) return records;
+    try {
+      await storeNow(records);
+      return records;
+    } catch (err) {
+      if (isTransientDbError(err)) throw err;
+      log.warn({ events: records.length, err: (err as Error).message }, 'replayed page refused; storing its events one by one');
+    }
+    const stored: InboundEventRecord[] = [];
+    const refused: { ev: UnroutedEvent; reason: string }[] = [];
+    for (const rec of records) {
+      try {
+        await storeNow([rec]);
+        stored.push(rec);
+      } catch (e) {
+        if (isTransientDbError(e)) throw e;
+        refused.push({ ev: sources.get(rec)!, reason: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    if (refused.length > 0) {
+      await isolate(refused.map(({ ev, reason }) => ({ ev: { body: ev.body, receivedAt: ev.receivedAt }, reason })));
+      await clearUnrouted(pool, refused.map(({ ev }) => ev.id));
+    }
+    return stored;
   }
 
   return async function processInbound(job: Job<InboundJobData>, token?: string): Promise<{ events: number; isolated: number }> {
