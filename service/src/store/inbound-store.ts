@@ -143,9 +143,20 @@ function identityChanges(messages: readonly InboundMessage[]): IdentityChange[] 
  * on its foreign key and runs again (see the inbound processor), resolving the contact anew.
  */
 async function applyIdentityChanges(pool: Pool, moves: readonly IdentityChange[]): Promise<void> {
+  // One move per statement, in the order they happened: two changes of one contact in one UPDATE
+  // would meet the same row twice, and Postgres applies only one of them.
+  const ordered = [...moves].sort((a, b) => a.at.getTime() - b.at.getTime());
   await withTransaction(pool, async (client) => {
-    for (const m of moves) if (m.new_wa_id !== null) await mergeEarlyContact(client, m.old_key, m.new_wa_id, m.at);
-    await client.query(REKEY_SQL, [JSON.stringify(moves)]);
+    for (const m of ordered) {
+      for (let attempt = 1; ; attempt++) {
+        if (m.new_wa_id !== null) await mergeEarlyContact(client, m.old_key, m.new_wa_id, m.at);
+        const { rows } = await client.query<{ wa_id: string }>(REKEY_SQL, [JSON.stringify([m])]);
+        // Not moved: the new number's contact was committed by a concurrent batch after the merge
+        // looked for it. Merging now settles it (the merge locks it); the second pass is final,
+        // since a contact the merge leaves apart (the number's previous owner) stays so.
+        if (attempt > 1 || m.new_wa_id === null || rows.every((r) => r.wa_id === m.new_wa_id)) break;
+      }
+    }
   });
 }
 
@@ -203,6 +214,7 @@ async function mergeEarlyContact(client: PoolClient, oldKey: string, newWaId: st
 // number change, or a user first met by BSUID alone whose number is now given. Idempotent: a re-run
 // finds the old key gone. A new number that already has a contact keeps its own (the old contact
 // gets the BSUID only); a concurrent insert of it fails this statement and the job's retry settles.
+// Returns each moved contact's key, so a caller sees whether the new number was taken meanwhile.
 const REKEY_SQL = `
 UPDATE contacts c SET
   wa_id = CASE
@@ -213,7 +225,8 @@ UPDATE contacts c SET
   user_id = COALESCE(x.new_user_id, c.user_id),
   updated_at = now()
 FROM json_to_recordset($1::json) AS x(old_key text, new_wa_id text, new_user_id text)
-WHERE c.wa_id = x.old_key AND (x.new_wa_id IS NOT NULL OR x.new_user_id IS DISTINCT FROM c.user_id)`;
+WHERE c.wa_id = x.old_key AND (x.new_wa_id IS NOT NULL OR x.new_user_id IS DISTINCT FROM c.user_id)
+RETURNING c.wa_id`;
 
 const pairKey = (channelId: number, waId: string) => `${channelId}:${waId}`;
 
