@@ -1,30 +1,43 @@
 // Regression (issue 14, defect 5): events for a number no channel served yet were lost when the
 // channel was created: the flag was cleared before the replay stored anything, a worker's cached
 // "no such channel" made the replay store nothing, and events processed while the channel was
-// being saved stayed unrouted. Here a separate web and worker process, a backlog of unrouted
-// events, and new ones arriving while the channel is created and saved again: each event is in the
-// inbox once, with unread counts that say so.
+// being saved stayed unrouted. Here a web process and two worker processes (each with its own
+// channel cache, so only the saved-channel message flushes the one that did not run the replay),
+// a backlog of unrouted events, and new ones arriving while the channel is created and saved
+// again: each event is in the inbox once, with unread counts that say so.
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { QUEUES } from '../../src/queue/names.js';
 import { contact, inboundEnvelope, textMessage } from '../fixtures/payloads.js';
 import { API_TOKEN, createTestDb, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { spawnService, type ServiceProcess } from '../helpers/process.js';
 
 const NEW_NUMBER = '109999999999001';
 const SENDERS = ['5511944440001', '5511944440002', '5511944440003'];
 let db: TestDb;
 let web: RunningApp;
-let worker: RunningApp;
+const workers: ServiceProcess[] = [];
 const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
 
 beforeAll(async () => {
   db = await createTestDb();
-  const env = testEnv(db);
+  // Low concurrency: both workers take part in storing the stream.
+  const env = testEnv(db, { WORKER_CONCURRENCY: '2' });
   web = await startApp(db, 'web', env);
-  worker = await startApp(db, 'worker', env);
+  workers.push(spawnService('worker', env), spawnService('worker', env));
+  const queue = new Queue(QUEUES.inbound, { connection: { url: env.REDIS_URL! }, prefix: env.QUEUE_PREFIX! });
+  try {
+    await eventually(async () => (await queue.getWorkersCount()) >= 2, { timeoutMs: 60_000, intervalMs: 250, what: 'two worker processes' }).catch((e: Error) => {
+      throw new Error(`${e.message}\n${workers.map((w) => w.output()).join('\n')}`);
+    });
+  } finally {
+    await queue.close();
+  }
 });
 afterAll(async () => {
+  for (const w of workers) await w.kill('SIGTERM');
   await web?.stop();
-  await worker?.stop();
   await db?.drop();
 });
 
