@@ -243,7 +243,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       publish,
     };
     historyWorker = startHistoryWorker(coex, { connection: createRedis(config, 'worker'), prefix: config.QUEUE_PREFIX, concurrency: config.HISTORY_CONCURRENCY, lockMs: config.WORKER_LOCK_MS, jobs: metrics.jobs });
-    closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
+    closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, pool, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
     const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => {
       publish(storedEvents(result));
       router.onStored(result);
