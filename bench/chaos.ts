@@ -18,6 +18,7 @@ import pg from 'pg';
 import { historyChunks } from './lib/history.js';
 import { runLoad, verifyStored, webhookSet, type Delivery, type LoadReport } from './lib/loadgen.js';
 import { runRedisStall } from './lib/redis-stall.js';
+import { keepNonFinite } from './lib/results.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -58,6 +59,15 @@ export interface ScenarioResult {
   failures?: string[];
   passed: boolean;
   notes?: string;
+}
+
+/** What a chaos.json was measured with: a figure is only comparable at the same scale and rate. */
+export interface ChaosParams {
+  readonly scale: number;
+  readonly rate: number;
+  readonly scenarios: readonly string[];
+  /** Every scenario of the suite ran. */
+  readonly allScenarios: boolean;
 }
 
 interface Context {
@@ -593,7 +603,8 @@ async function main(): Promise<void> {
   }
   const out = path.join(ROOT, 'bench', 'results', 'chaos.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ generatedAt: new Date().toISOString(), host: { cpus: os.availableParallelism() }, scenarios: results }, null, 2) + '\n');
+  const params: ChaosParams = { scale: ctx.scale, rate: ctx.rate, scenarios: results.map((r) => r.name), allScenarios: SCENARIOS.every((s) => results.some((r) => r.name === s.name)) };
+  fs.writeFileSync(out, JSON.stringify({ generatedAt: new Date().toISOString(), host: { cpus: os.availableParallelism() }, params, scenarios: results }, keepNonFinite, 2) + '\n');
   process.stderr.write(`chaos: wrote ${path.relative(process.cwd(), out)}\n`);
   if (results.some((r) => !r.passed)) process.exitCode = 1;
 }
