@@ -1,12 +1,14 @@
 // `npx tsx bench/figures.ts`: the README's figure tables, regenerated from the last `make bench`
 // (bench/results/latest.json) and `make chaos` (bench/results/chaos.json). The "old" column is
 // kept as written in the README (the figures from before a change of method, side by side with
-// the new ones); rows not re-measured stay as they were. Running it twice changes nothing more.
+// the new ones). Every new figure carries the date of its run (and the chaos scale when it was
+// not 1), so a row not re-measured keeps its own date instead of appearing under the new one.
+// Result files without their run parameters are refused. Running it twice changes nothing more.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchResult } from './lib/results.js';
-import type { ScenarioResult } from './chaos.js';
+import type { ChaosParams, ScenarioResult } from './chaos.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const README = path.join(ROOT, 'README.md');
@@ -27,22 +29,32 @@ function previous(block: string): Map<string, Row> {
   return rows;
 }
 
+/** A number as written by `keepNonFinite`: null was not measured, "Infinity" never ended, "NaN" could not be computed. */
+type Stored = number | 'Infinity' | '-Infinity' | 'NaN' | null;
+const shown = (v: Stored): string => (v === null ? 'not measured' : v === 'Infinity' ? '∞' : v === '-Infinity' ? '-∞' : v === 'NaN' ? 'NaN (not computable)' : String(v));
+
+type BenchFile = { generatedAt: string; params?: Record<string, unknown>; results: (Omit<BenchResult, 'value' | 'baseline' | 'ratio'> & { value: Stored; baseline: Stored; ratio: Stored })[] };
+type ChaosFile = { generatedAt: string; params?: ChaosParams; scenarios: ScenarioResult[] };
+
 /** name → [new, baseline, ratio, met] from the result files. */
-function fresh(bench?: { results: BenchResult[] }, chaos?: { scenarios: ScenarioResult[] }): Map<string, string[]> {
+function fresh(bench?: BenchFile, chaos?: ChaosFile): Map<string, string[]> {
   const out = new Map<string, string[]>();
+  const benchDate = bench?.generatedAt.slice(0, 10);
   for (const r of bench?.results ?? []) {
-    // JSON has no Infinity: a latency that never ended comes back as null.
-    const value = r.value === null ? '∞' : String(r.value);
-    const baseline = r.baseline === null ? '-' : `${r.baseline} (${r.baselineName ?? 'baseline'})`;
-    out.set(`\`${r.name}\``, [`${value} ${r.unit}`, baseline, r.ratio === null ? '-' : String(r.ratio), r.met === null ? '-' : r.met ? 'yes' : r.failed ? `NO (${r.failed})` : 'NO']);
+    const value = `${shown(r.value)} ${r.unit} (run ${benchDate})`;
+    const baseline = r.baseline === null ? '-' : `${shown(r.baseline)} (${r.baselineName ?? 'baseline'})`;
+    out.set(`\`${r.name}\``, [value, baseline, r.ratio === null ? '-' : shown(r.ratio), r.met === null ? '-' : r.met ? 'yes' : r.failed ? `NO (${r.failed})` : 'NO']);
   }
+  const run = chaos?.params && `run ${chaos.generatedAt.slice(0, 10)}${chaos.params.scale === 1 ? '' : `, scale ${chaos.params.scale} (not comparable to scale 1)`}, ${chaos.params.rate}/s`;
   for (const s of chaos?.scenarios ?? []) {
-    out.set(`\`chaos ${s.name}\``, [`acked ${s.acked}/${s.sent}, lost ${s.missing}, duplicated ${s.duplicated}, recovery ${s.recoverySeconds ?? '-'} s`, '-', '-', s.passed ? 'PASS' : `FAIL (${(s.failures ?? []).join(', ')})`]);
+    const recovery = s.recoverySeconds === null ? 'not measured' : `${s.recoverySeconds} s`;
+    const backlog = s.backlogStoredSeconds === undefined ? '' : `, backlog stored ${s.backlogStoredSeconds === null ? 'never' : `${s.backlogStoredSeconds} s`} after the return`;
+    out.set(`\`chaos ${s.name}\``, [`acked ${s.acked}/${s.sent}, lost ${s.missing}, duplicated ${s.duplicated}, recovery ${recovery}${backlog} (${run})`, '-', '-', s.passed ? 'PASS' : `FAIL (${(s.failures ?? []).join(', ')})`]);
   }
   return out;
 }
 
-function render(old: Map<string, Row>, bench?: { generatedAt: string; results: BenchResult[] }, chaos?: { generatedAt: string; scenarios: ScenarioResult[] }): string {
+function render(old: Map<string, Row>, bench?: BenchFile, chaos?: ChaosFile): string {
   const now = fresh(bench, chaos);
   const rows = [...new Set([...old.keys(), ...now.keys()])].map((n): Row => {
     const f = now.get(n);
@@ -52,7 +64,7 @@ function render(old: Map<string, Row>, bench?: { generatedAt: string; results: B
   });
   return [
     BEGIN,
-    `Bench run ${bench?.generatedAt ?? 'not re-run'}, chaos run ${chaos?.generatedAt ?? 'not re-run'} (regenerate: \`npx tsx bench/figures.ts\`).`,
+    'Each new figure names the run it comes from (regenerate: `npx tsx bench/figures.ts`).',
     '',
     '| figure | old | new | baseline (same run) | ratio | met |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -65,10 +77,11 @@ const text = fs.readFileSync(README, 'utf8');
 const from = text.indexOf(BEGIN);
 const to = text.indexOf(END);
 if (from < 0 || to < from) throw new Error(`README.md has no ${BEGIN} … ${END} block`);
-const block = render(
-  previous(text.slice(from, to)),
-  read(path.join(ROOT, 'bench', 'results', 'latest.json')),
-  read(path.join(ROOT, 'bench', 'results', 'chaos.json')),
-);
+const bench = read<BenchFile>(path.join(ROOT, 'bench', 'results', 'latest.json'));
+const chaos = read<ChaosFile>(path.join(ROOT, 'bench', 'results', 'chaos.json'));
+// Without its parameters a file cannot say what it measured (a subset, another scale): refused.
+if (bench && !bench.params) throw new Error('bench/results/latest.json has no run parameters: re-run `make bench`');
+if (chaos && !chaos.params) throw new Error('bench/results/chaos.json has no run parameters: re-run `make chaos`');
+const block = render(previous(text.slice(from, to)), bench, chaos);
 fs.writeFileSync(README, text.slice(0, from) + block + text.slice(to + END.length));
 console.log(`README.md: figures rewritten from bench/results/`);

@@ -51,7 +51,12 @@ async function main(): Promise<void> {
   } finally {
     await stack.stop();
   }
-  const files = writeResults(results);
+  const files = writeResults(results, {
+    only: [...only], seconds,
+    e2eMessages: Number(process.env.BENCH_E2E_MESSAGES ?? 30_000),
+    historyMessages: Number(process.env.BENCH_HISTORY_MESSAGES ?? 50_000),
+    outboundMessages: Number(process.env.BENCH_OUTBOUND_MESSAGES ?? 10_000),
+  });
   console.log('\n' + table(results) + `\n\nwritten: ${files.json}, ${files.md}`);
 }
 

@@ -112,6 +112,8 @@ export interface LoadReport {
   readonly ackedMessages: ReadonlySet<string>;
   /** Status webhooks answered 200 at least once (any copy): wamid → statuses. */
   readonly ackedStatuses: ReadonlyMap<string, ReadonlySet<string>>;
+  /** The delivered bodies (originals, not copies) answered 200 at least once. */
+  readonly ackedBodies: ReadonlySet<string>;
   /** Bodies (message or status) never answered 200 before the deadline. */
   readonly unacked: number;
   readonly answers: Readonly<Record<string, number>>;
@@ -226,6 +228,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     retried,
     ackedMessages: acked,
     ackedStatuses,
+    ackedBodies,
     unacked: opts.deliveries.filter((d) => !ackedBodies.has(d.body)).length,
     answers,
     seconds: (Date.now() - start) / 1000,
@@ -239,11 +242,12 @@ export interface VerifyReport {
   /** Acked (answered 200) but not in Postgres: lost. */
   readonly missing: number;
   /**
-   * Messages counted twice where no UNIQUE index protects: the conversations' unread counts
-   * above the inbound messages they hold (nobody reads during a run, so they must be equal).
+   * Messages counted twice where no UNIQUE index protects: per conversation, the unread count
+   * above the inbound messages it holds (nobody reads during a run, so they must be equal).
+   * Per conversation, so an excess in one cannot hide behind a shortfall in another.
    */
   readonly duplicated: number;
-  /** Unread counts below the inbound messages stored (an increment lost). */
+  /** Per conversation, unread counts below the inbound messages stored (an increment lost). */
   readonly unreadShort: number;
   /** Stored messages whose status is not the highest one acked for them. */
   readonly statusMismatches: number;
@@ -300,16 +304,18 @@ export async function verifyStored(
     const doneAt = Date.now();
     st = await countStatuses();
     const stored = (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM messages WHERE wamid = ANY($1)', [allWamids])).rows[0]!.n;
-    const unread = (await client.query<{ unread: number; inbound: number }>(
-      `WITH conv AS (SELECT DISTINCT conversation_id AS id FROM messages WHERE wamid = ANY($1))
-       SELECT (SELECT coalesce(sum(unread_count), 0)::int FROM conversations WHERE id IN (SELECT id FROM conv)) AS unread,
-              (SELECT count(*)::int FROM messages WHERE conversation_id IN (SELECT id FROM conv) AND direction = 'inbound' AND source = 'live') AS inbound`,
+    const unread = (await client.query<{ over: number; short: number }>(
+      `WITH conv AS (
+         SELECT c.id, c.unread_count AS unread,
+                (SELECT count(*)::int FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'inbound' AND m.source = 'live') AS inbound
+           FROM conversations c WHERE c.id IN (SELECT DISTINCT conversation_id FROM messages WHERE wamid = ANY($1)))
+       SELECT coalesce(sum(GREATEST(0, unread - inbound)), 0)::int AS over, coalesce(sum(GREATEST(0, inbound - unread)), 0)::int AS short FROM conv`,
       [allWamids],
     )).rows[0]!;
     const present = new Set((await client.query<{ wamid: string }>('SELECT wamid FROM messages WHERE wamid = ANY($1)', [ackedList])).rows.map((r) => r.wamid));
     const missing = ackedList.filter((w) => !present.has(w));
     return {
-      stored, missing: missing.length, duplicated: Math.max(0, unread.unread - unread.inbound), unreadShort: Math.max(0, unread.inbound - unread.unread),
+      stored, missing: missing.length, duplicated: unread.over, unreadShort: unread.short,
       statusMismatches: st.mismatches, statusRowsMissing: st.rowsMissing,
       drainSeconds: (doneAt - start) / 1000, doneAt, missingSample: missing.slice(0, 5),
     };

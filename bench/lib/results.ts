@@ -31,10 +31,17 @@ export function result(r: Omit<BenchResult, 'ratio' | 'met'> & { ratio?: number 
 
 const RESULTS_DIR = path.resolve(fileURLToPath(new URL('../results', import.meta.url)));
 
-export function writeResults(results: readonly BenchResult[], file = 'latest'): { json: string; md: string } {
+/**
+ * JSON turns Infinity and NaN into null, the value of "not measured": kept as strings instead,
+ * so a latency that never ended reads "Infinity", a figure that could not be computed "NaN".
+ */
+export const keepNonFinite = (_key: string, v: unknown): unknown => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
+
+/** Writes the results with the parameters of the run that produced them. */
+export function writeResults(results: readonly BenchResult[], params: Record<string, unknown>, file = 'latest'): { json: string; md: string } {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const json = path.join(RESULTS_DIR, `${file}.json`);
-  fs.writeFileSync(json, JSON.stringify({ generatedAt: new Date().toISOString(), results }, null, 2) + '\n');
+  fs.writeFileSync(json, JSON.stringify({ generatedAt: new Date().toISOString(), params, results }, keepNonFinite, 2) + '\n');
   const md = path.join(RESULTS_DIR, `${file}.md`);
   fs.writeFileSync(md, table(results, 'md') + '\n');
   return { json, md };

@@ -102,7 +102,10 @@ export interface SentMessage {
   readonly to: string;
   readonly byUserId: boolean;
   readonly body: Record<string, unknown>;
+  /** When the send was accepted (before any response delay). */
   readonly at: number;
+  /** When its answer was written, the same moment a client's round trip ends (minus the wire back). */
+  answeredAt?: number;
 }
 
 export interface GraphSimulator {
@@ -297,6 +300,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
       }
       if (config.responseDelayMs > 0) await new Promise((r) => setTimeout(r, config.responseDelayMs));
       send(res, 200, { messaging_product: 'whatsapp', contacts: [{ input, ...(byUserId ? { user_id: to } : { wa_id: to }) }], messages: [{ id: m.wamid, ...(body.type === 'template' ? { message_status: 'accepted' } : {}) }] });
+      m.answeredAt = Date.now();
     } catch (err) {
       send(res, 400, errorBody(100, err instanceof Error ? err.message : String(err)).body);
     }
