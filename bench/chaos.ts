@@ -175,7 +175,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
     const result = await finish(stack, deliveries, report, {
       recoverySeconds: lastFailureAfter(timeline, faultAt), recoveredWhen: 'last failed answer to a webhook sent after the cut-off',
       acksDuringOutage: cutOff.filter((e) => e.status === 200).length,
-      notes: `master ${before} → ${after}`,
+      notes: `master ${before} → ${after}; ${cutOff.length} messages sent while the replicas were cut off`,
       verifyStallMs: ackDurability === 'local' ? 30_000 : undefined,
     });
     // WHICH messages were lost: each one's first 200, against the window the master was alone.
@@ -197,8 +197,10 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
           lostAboutCutOffShare: lost.length >= 0.25 * expectedLoss && lost.length <= 2 * expectedLoss,
         }
         : {
-          // Replicated acks refuse (503) what no replica has seen, and never answer 200 for it.
-          refusedWhileCutOff: cutOff.some((e) => e.status !== 200) && result.acksDuringOutage === 0,
+          // Replicated acks never answer 200 for what no replica has seen. Under load every
+          // connection may already be waiting on WAIT when the cut-off starts, so the window can be
+          // empty: that is not a failure (the notes say how many were sent in it).
+          refusedWhileCutOff: result.acksDuringOutage === 0,
           nothingAckedInWindowLost: lost.length === 0,
         }),
     };
