@@ -223,6 +223,42 @@ describe('forwarding', () => {
     expect(dead.body.data[0]).toMatchObject({ type: 'conversation.assigned', lastStatusCode: 410 });
   });
 
+  it('a disabled area does not hold the conversation once it is reassigned', async () => {
+    const gone = await area('Gone before reassign');
+    const next = await area('Takes over');
+    const conv = await conversation('5511911110008');
+    gone.receiver.answer([410]);
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: gone.id });
+    await eventually(async () => (await api('GET', `/v1/areas/${gone.id}`)).body.disabled, { what: 'area disabled' });
+    await postWebhook(app.url, inbound('5511911110008', ['while disabled']));
+    await eventually(async () => (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [conv])).rows[0].n === 2, { what: 'stored while disabled' });
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: next.id });
+    await postWebhook(app.url, inbound('5511911110008', ['after reassign']));
+    const started = Date.now();
+    await eventually(async () => bodies(next.receiver).length === 1, { what: 'the new area receives', timeoutMs: 5_000 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(bodies(next.receiver)).toEqual(['after reassign']);
+    expect(gone.receiver.received).toHaveLength(1);
+    // Nothing piles up for the disabled area (the message, the release) to flood it when re-enabled.
+    expect((await api('GET', `/v1/areas/${gone.id}/deliveries?status=pending`)).body.data).toEqual([]);
+  });
+
+  it('a hanging area does not hold the conversation once it is reassigned', async () => {
+    const stuck = await area('Hangs before reassign');
+    const next = await area('Takes over from the hanging one');
+    stuck.receiver.answer([], 'hang');
+    const conv = await conversation('5511911110009');
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: stuck.id });
+    await postWebhook(app.url, inbound('5511911110009', ['to the hanging area']));
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: next.id });
+    await postWebhook(app.url, inbound('5511911110009', ['after reassign']));
+    const started = Date.now();
+    await eventually(async () => bodies(next.receiver).length === 1, { what: 'the new area receives', timeoutMs: 5_000 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(bodies(next.receiver)).toEqual(['after reassign']);
+    await api('PATCH', `/v1/areas/${stuck.id}`, { enabled: false });
+  });
+
   it('dead-letters after the schedule, lets the next event go, and replays with the same webhook-id', async () => {
     const a = await area('Broken');
     const conv = await conversation('5511911110006');
