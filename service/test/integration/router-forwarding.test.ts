@@ -105,7 +105,7 @@ describe('areas API', () => {
   it('refuses private and loopback webhook URLs unless FORWARD_ALLOW_PRIVATE=true', async () => {
     const strict = await startApp(db, 'web', { FORWARD_ALLOW_PRIVATE: 'false' });
     try {
-      for (const url of ['http://127.0.0.1:8080/x', 'http://10.1.2.3/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://localhost/x', 'http://[::ffff:192.168.0.1]/x']) {
+      for (const url of ['http://127.0.0.1:8080/x', 'http://10.1.2.3/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://localhost/x', 'http://[::ffff:192.168.0.1]/x', 'http://[::7f00:1]/x', 'http://[::a9fe:a9fe]/latest', 'http://[::]/x']) {
         const res = await fetch(`${strict.url}/v1/areas`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'x', webhookUrl: url }) });
         const body = await json(res);
         expect(res.status, url).toBe(400);
