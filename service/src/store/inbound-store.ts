@@ -3,6 +3,7 @@
 import type { InboundMessage, InboundStatus, ParsedEvent } from '../whatsapp/parse.js';
 import { withTransaction, type Pool, type PoolClient } from './pool.js';
 import { messageIdFromCallback } from '../whatsapp/callback-data.js';
+import { mergeConversationRouting } from '../router/routing/merge.js';
 
 export interface InboundEventRecord {
   readonly sha256: Buffer;
@@ -182,6 +183,7 @@ async function mergeEarlyContact(client: PoolClient, oldKey: string, newWaId: st
        FROM conversations g WHERE k.id = $1 AND g.id = $2`,
       [k.id, g.id],
     );
+    await mergeConversationRouting(client, g.id, k.id);
     await client.query('DELETE FROM conversations WHERE id = $1', [g.id]);
   }
   await client.query(

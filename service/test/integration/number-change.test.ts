@@ -9,6 +9,7 @@ import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph
 import { contact, envelope, change, systemMessage, textMessage } from '../fixtures/payloads.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { startReceiver } from '../helpers/receiver.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -19,7 +20,7 @@ const T = Math.floor(Date.now() / 1000) - 600;
 beforeAll(async () => {
   db = await createTestDb();
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, OUTBOUND_BACKOFF_MS: '50' });
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, OUTBOUND_BACKOFF_MS: '50', FORWARD_ALLOW_PRIVATE: 'true' });
 });
 afterAll(async () => {
   await app?.stop();
@@ -39,7 +40,7 @@ const stored = (...ids: string[]) =>
     return all.every(Boolean);
   }, { what: `stored: ${ids.join(', ')}` });
 
-interface Conversation { id: number; unreadCount: number; contact: { waId: string } }
+interface Conversation { id: number; unreadCount: number; contact: { waId: string }; route: { state: string; areaId: number | null } }
 const conversationsOf = async (...waIds: string[]): Promise<Conversation[]> =>
   ((await json(await fetch(`${app.url}/v1/conversations?limit=100`, { headers: auth }))).data as Conversation[]).filter((c) => waIds.includes(c.contact.waId));
 const wamidsOf = async (conversationId: number): Promise<string[]> =>
@@ -96,6 +97,28 @@ describe('a customer who changes number, in every arrival order', () => {
     expect(sent.to).toBe('5511933330012');
     expect((await json(await fetch(`${app.url}/v1/messages/${id}`, { headers: auth }))).conversationId).toBe(conv.id);
     expect(await conversationsOf('5511933330011', '5511933330012')).toHaveLength(1);
+  });
+
+  it("keeps the new number's assignment and moves its deliveries when the conversations merge", async () => {
+    const receiver = await startReceiver();
+    try {
+      const area = await json(await fetch(`${app.url}/v1/areas`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'Support', webhookUrl: receiver.url }) }));
+      receiver.secrets.push(area.secret);
+      const s = scenario('5511933330051', '5511933330052');
+      await post(s.before);
+      await post(s.after);
+      await stored(s.before.id!, s.after.id!);
+      const [early] = await conversationsOf('5511933330052');
+      expect((await fetch(`${app.url}/v1/conversations/${early!.id}/assign`, { method: 'POST', headers: auth, body: JSON.stringify({ areaId: area.id }) })).status).toBe(200);
+      await post(s.change);
+      const conv = await expectOneConversation('5511933330051', '5511933330052', s);
+      expect(conv.route).toMatchObject({ state: 'assigned', areaId: area.id });
+      const deliveries = (await json(await fetch(`${app.url}/v1/areas/${area.id}/deliveries`, { headers: auth }))).data as { conversationId: number }[];
+      expect(deliveries.length).toBeGreaterThan(0);
+      expect(deliveries.map((d) => d.conversationId)).toEqual(deliveries.map(() => conv.id));
+    } finally {
+      await receiver.close();
+    }
   });
 
   it.each([
