@@ -210,6 +210,41 @@ describe('forwarding', () => {
     await api('PATCH', `/v1/areas/${down.id}`, { enabled: false });
   });
 
+  it('hanging areas with many conversations leave slots for a healthy area', async () => {
+    // A worker with 4 slots: two hanging areas must not take them all. The timeout outlasts the
+    // test, so no failure is seen: the per-area cap alone must keep slots free.
+    // Its own database, so the suite's worker does not deliver these events.
+    const [main, mainDb] = [app, db];
+    db = await createTestDb();
+    app = await startApp(db, 'all', { FORWARD_ALLOW_PRIVATE: 'true', FORWARD_RETRY_SCHEDULE: '0.2,0.2,0.2', FORWARD_TIMEOUT_MS: '20000', FORWARD_CIRCUIT_THRESHOLD: '1000', FORWARD_ORDER_SETTLE_MS: '200', FORWARD_CONCURRENCY: '4' });
+    try {
+      const hanging = [await area('Hangs 1'), await area('Hangs 2')];
+      const healthy = await area('Healthy next to hanging ones');
+      for (const h of hanging) h.receiver.answer([], 'hang');
+      let n = 0;
+      for (const h of hanging) {
+        for (let i = 0; i < 3; i++) {
+          const who = `55119222200${n++}`;
+          const conv = await conversation(who);
+          await api('POST', `/v1/conversations/${conv}/assign`, { areaId: h.id });
+        }
+      }
+      await new Promise((r) => setTimeout(r, 400));
+      const conv = await conversation('5511922220099');
+      await api('POST', `/v1/conversations/${conv}/assign`, { areaId: healthy.id });
+      const started = Date.now();
+      await postWebhook(app.url, inbound('5511922220099', ['healthy 1']));
+      await eventually(async () => bodies(healthy.receiver).length === 1, { what: 'healthy area delivery', timeoutMs: 6_000 });
+      expect(Date.now() - started).toBeLessThan(1_500);
+      for (const h of hanging) await api('PATCH', `/v1/areas/${h.id}`, { enabled: false });
+      for (const h of hanging) await h.receiver.close();
+    } finally {
+      await app.stop();
+      await db.drop();
+      [app, db] = [main, mainDb];
+    }
+  });
+
   it('410 Gone disables the area', async () => {
     const a = await area('Gone');
     const conv = await conversation('5511911110005');
