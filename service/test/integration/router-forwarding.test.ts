@@ -285,6 +285,7 @@ describe('forwarding', () => {
     const conv = await conversation('5511911110009');
     await api('POST', `/v1/conversations/${conv}/assign`, { areaId: stuck.id });
     await postWebhook(app.url, inbound('5511911110009', ['to the hanging area']));
+    await eventually(async () => (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [conv])).rows[0].n === 2, { what: 'stored before the reassignment' });
     await api('POST', `/v1/conversations/${conv}/assign`, { areaId: next.id });
     await postWebhook(app.url, inbound('5511911110009', ['after reassign']));
     const started = Date.now();
