@@ -111,8 +111,10 @@ export const envSchema = z
     /** Anti-loop: automated messages per conversation within the window, then quiet. */
     ROUTER_LOOP_LIMIT: int(1, 1000).default(5),
     ROUTER_LOOP_WINDOW_SECONDS: int(1, 86_400).default(30),
-    /** Requests a minute per token and IP on /v1 and /admin, and unsigned webhook POSTs per IP; 0 turns it off. */
+    /** Requests a minute per IP that fail authentication on /v1 and /admin, and unsigned or badly signed webhook POSTs per IP; 0 turns it off. */
     RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(100),
+    /** Authenticated requests a minute per token on /v1 and /admin; 0 (default) does not limit them. */
+    RATE_LIMIT_PER_TOKEN_PER_MINUTE: int(0, 10_000_000).default(0),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_SENTINELS) {

@@ -33,9 +33,10 @@ export function isWebhookPost(req: IncomingMessage): boolean {
   return req.url === WEBHOOK_PATH || req.url.startsWith(WEBHOOK_PATH + '?') || req.url === WEBHOOK_PATH + '/';
 }
 
-export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, res: ServerResponse) => void {
+/** `limited`: the sender's address is past its limit for bad signatures; a bad one is then refused with 429. */
+export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, res: ServerResponse, limited?: { retryAfterSeconds: number }) => void {
   const { metrics, log } = deps;
-  return (req, res) => {
+  return (req, res, limited) => {
     const started = process.hrtime.bigint();
     let answered = false;
     const answer = (status: number, outcome: string, body: string, headers?: Record<string, string>) => {
@@ -79,6 +80,10 @@ export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, 
       if (answered) return;
       const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       if (!verifySignature(raw, req.headers['x-hub-signature-256'], deps.appSecret)) {
+        if (limited) {
+          answer(429, 'rate_limited', errorBody('rate_limited', 'too many badly signed webhook requests from this address'), { 'retry-after': String(limited.retryAfterSeconds) });
+          return;
+        }
         answer(401, 'bad_signature', errorBody('invalid_signature', 'X-Hub-Signature-256 is missing or does not match the body'));
         return;
       }

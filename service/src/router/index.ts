@@ -3,6 +3,7 @@
 import type { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
+import { tokenChecker } from '../http/auth.js';
 import type { Logger } from '../log.js';
 import { scrapeGauge, type Registry } from '../metrics/registry.js';
 import type { Pool } from '../store/pool.js';
@@ -17,7 +18,7 @@ import { WebhookClient } from './forwarding/http-client.js';
 import { backlog } from './forwarding/outbox.js';
 import { createRouterMetrics, type RouterMetrics } from './metrics.js';
 import { routerRoutes } from './routes.js';
-import { apiRateLimit, webhookRateLimit } from './rate-limits.js';
+import { apiRateLimit, webhookRateLimit, type WebhookNext } from './rate-limits.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 
@@ -25,10 +26,10 @@ export interface RouterFeature {
   readonly metrics: RouterMetrics;
   /** Mounted under /v1 (behind auth and the JSON body parser). */
   routes(): Router;
-  /** Per token and IP on /v1 and /admin, shared by every replica through Redis. */
+  /** /v1 and /admin: failed authentication per IP (and optionally per token), shared by every replica through Redis. */
   readonly apiLimit: RequestHandler;
   /** In front of the raw webhook handler: unsigned and badly signed requests only, per IP. */
-  readonly webhookLimit: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+  readonly webhookLimit: (req: IncomingMessage, res: ServerResponse, next: WebhookNext) => void;
   /** Starts delivering to areas (worker role). */
   startWorker(): void;
   /** The inbound path's hook, called once per stored batch (worker role). */
@@ -93,7 +94,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
   const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
   return {
     metrics,
-    apiLimit: apiRateLimit(limits),
+    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: tokenChecker(config.API_TOKEN) }),
     webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();

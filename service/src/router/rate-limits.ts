@@ -1,8 +1,9 @@
-// Request limits shared by every web replica through Redis. /v1 and /admin: per token and IP,
-// with the standard RateLimit headers and our JSON 429. The webhook: Meta has no fixed IPs and
-// a 429 starts its backoff, so a request with a valid signature is never limited; requests
-// without a signature, and those whose signature failed (counted after the fact), are limited
-// per IP.
+// Request limits shared by every web replica through Redis.
+// /v1 and /admin: requests that fail authentication are limited per IP (a client rotating bogus
+// tokens gets no fresh budget); authenticated ones are not limited unless a per-token limit is set
+// (an integration may send far more than 100 messages a minute: a channel allows 80 a second).
+// The webhook: Meta has no fixed IPs and a 429 starts its backoff, so a request with a valid
+// signature is never limited; unsigned and badly signed requests are limited per IP.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
@@ -14,69 +15,123 @@ import { errorBody, HttpError, sendJson } from '../http/errors.js';
 export interface RateLimitOptions {
   readonly redis: Redis;
   readonly prefix: string;
-  /** Requests per minute; 0 turns the limit off. */
+  /** Unauthenticated requests (and unsigned webhooks) per minute per IP; 0 turns the limit off. */
   readonly perMinute: number;
 }
 
-// The web's connection queues nothing while disconnected (a webhook must fail fast), so the
-// store waits for it to be ready rather than failing its first commands at boot.
-async function ready(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') return;
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('redis not ready')), 5_000);
-    redis.once('ready', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
+export interface ApiRateLimitOptions extends RateLimitOptions {
+  /** Authenticated requests per minute per token; 0 (the default) does not limit them. */
+  readonly perTokenPerMinute: number;
+  /** Whether the request carries a valid token (checked again, and answered, by the auth step). */
+  readonly authenticated: (req: IncomingMessage) => boolean;
 }
 
-const store = (o: RateLimitOptions, name: string) =>
-  new RedisStore({
+// Redis away must cost a request nothing (fail open at once, never wait for a reconnect), and a
+// store created before Redis is up must still work once it is: the scripts are kept here by
+// their SHA1 (what SCRIPT LOAD answers), so loading never touches Redis and a NOSCRIPT (fresh or
+// restarted Redis) falls back to EVAL.
+function store(o: RateLimitOptions, name: string): RedisStore {
+  const scripts = new Map<string, string>();
+  return new RedisStore({
     prefix: `${o.prefix}:ratelimit:${name}:`,
     sendCommand: async (command: string, ...args: string[]) => {
-      await ready(o.redis);
+      if (command.toUpperCase() === 'SCRIPT' && args[0]?.toUpperCase() === 'LOAD') {
+        const sha = createHash('sha1').update(args[1]!).digest('hex');
+        scripts.set(sha, args[1]!);
+        return sha;
+      }
+      if (o.redis.status !== 'ready') throw new Error('redis not ready');
+      if (command.toUpperCase() === 'EVALSHA') {
+        const [sha, ...rest] = args;
+        try {
+          return (await o.redis.call('EVALSHA', sha!, ...rest)) as RedisReply;
+        } catch (err) {
+          const script = scripts.get(sha!);
+          if (!script || !String((err as Error).message).startsWith('NOSCRIPT')) throw err;
+          return (await o.redis.call('EVAL', script, ...rest)) as RedisReply;
+        }
+      }
       return o.redis.call(command, ...args) as Promise<RedisReply>;
     },
   });
-
-const tokenKey = (authorization: string | undefined) => (authorization ? createHash('sha256').update(authorization).digest('base64url').slice(0, 16) : 'anonymous');
-
-export function apiRateLimit(o: RateLimitOptions): RequestHandler {
-  if (o.perMinute === 0) return (_req, _res, next) => next();
-  return rateLimit({
-    windowMs: 60_000,
-    limit: o.perMinute,
-    standardHeaders: 'draft-8',
-    legacyHeaders: false,
-    store: store(o, 'api'),
-    keyGenerator: (req) => `${ipKeyGenerator(req.ip ?? 'unknown')}|${tokenKey(req.headers.authorization)}`,
-    // Redis away: serve rather than refuse (the API works without the limiter).
-    passOnStoreError: true,
-    handler: (_req, _res, next, options) => next(new HttpError(options.statusCode, 'rate_limited', `more than ${o.perMinute} requests a minute; retry after the RateLimit reset`)),
-  });
 }
 
-/** Wraps the raw webhook handler: limits unsigned and badly signed requests per IP only. */
-export function webhookRateLimit(o: RateLimitOptions): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
-  if (o.perMinute === 0) return (_req, _res, next) => next();
+const tokenKey = (authorization: string | undefined) => createHash('sha256').update(authorization ?? '').digest('base64url').slice(0, 16);
+
+export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
+  const common = {
+    windowMs: 60_000,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    // Redis away: serve rather than refuse (the API works without the limiter).
+    passOnStoreError: true,
+  } as const;
+  const limiters: RequestHandler[] = [];
+  if (o.perMinute > 0) {
+    limiters.push(
+      rateLimit({
+        ...common,
+        limit: o.perMinute,
+        identifier: 'unauthenticated',
+        store: store(o, 'api-ip'),
+        skip: (req) => o.authenticated(req),
+        keyGenerator: (req) => ipKeyGenerator(req.ip ?? 'unknown'),
+        handler: (_req, _res, next) => next(new HttpError(429, 'rate_limited', `more than ${o.perMinute} unauthenticated requests a minute from this address; retry after the RateLimit reset`)),
+      }),
+    );
+  }
+  if (o.perTokenPerMinute > 0) {
+    limiters.push(
+      rateLimit({
+        ...common,
+        limit: o.perTokenPerMinute,
+        identifier: 'token',
+        store: store(o, 'api-token'),
+        skip: (req) => !o.authenticated(req),
+        keyGenerator: (req) => tokenKey(req.headers.authorization),
+        handler: (_req, _res, next) => next(new HttpError(429, 'rate_limited', `more than ${o.perTokenPerMinute} requests a minute with this token; retry after the RateLimit reset`)),
+      }),
+    );
+  }
+  return (req, res, next) => {
+    const run = (i: number): void => {
+      const limiter = limiters[i];
+      if (!limiter) return next();
+      void limiter(req, res, (err?: unknown) => (err ? next(err) : run(i + 1)));
+    };
+    run(0);
+  };
+}
+
+export type WebhookNext = (limited: { retryAfterSeconds: number } | undefined) => void;
+
+/**
+ * Wraps the raw webhook handler: limits unsigned and badly signed requests per IP only. A signed
+ * request from an address past its limit still goes to the handler, told so: it is served if its
+ * signature is valid and refused with 429 otherwise, so Meta behind a shared address is never
+ * limited by someone else's forgeries.
+ */
+export function webhookRateLimit(o: RateLimitOptions): (req: IncomingMessage, res: ServerResponse, next: WebhookNext) => void {
+  if (o.perMinute === 0) return (_req, _res, next) => next(undefined);
   const s = store(o, 'webhook');
-  s.init({ windowMs: 60_000 } as Parameters<RedisStore['init']>[0]);
-  const hit = (ip: string) => s.increment(ip).catch(() => ({ totalHits: 0, resetTime: undefined }));
+  void s.init({ windowMs: 60_000 } as Parameters<RedisStore['init']>[0]);
+  const none = { totalHits: 0, resetTime: undefined };
+  const hit = (ip: string) => s.increment(ip).catch(() => none);
+  const peek = (ip: string) => s.get(ip).then((r) => r ?? none, () => none);
+  const retryAfter = (resetTime: Date | undefined) => (resetTime ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000)) : 60);
   return (req, res, next) => {
     const ip = ipKeyGenerator(req.socket.remoteAddress ?? 'unknown');
     if (req.headers['x-hub-signature-256'] === undefined) {
       void hit(ip).then(({ totalHits, resetTime }) => {
-        if (totalHits <= o.perMinute) return next();
-        const retry = resetTime ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000)) : 60;
+        if (totalHits <= o.perMinute) return next(undefined);
         req.resume();
-        sendJson(res, 429, errorBody('rate_limited', 'too many unsigned webhook requests from this address'), { 'retry-after': String(retry) });
+        sendJson(res, 429, errorBody('rate_limited', 'too many unsigned webhook requests from this address'), { 'retry-after': String(retryAfter(resetTime)) });
       });
       return;
     }
     res.once('finish', () => {
       if (res.statusCode === 401) void hit(ip);
     });
-    next();
+    void peek(ip).then(({ totalHits, resetTime }) => next(totalHits >= o.perMinute ? { retryAfterSeconds: retryAfter(resetTime) } : undefined));
   };
 }

@@ -11,7 +11,12 @@ export class UnsafeUrlError extends Error {
 export function isPublicAddress(address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
   let ip = ipaddr.parse(address);
-  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
+  // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible form (::a.b.c.d, ::/96, which
+  // ipaddr.js calls unicast but stacks may still route to the IPv4 address) are judged as IPv4.
+  if (ip.kind() === 'ipv6') {
+    const bytes = ip.toByteArray();
+    if ((ip as ipaddr.IPv6).isIPv4MappedAddress() || bytes.slice(0, 12).every((b) => b === 0)) ip = ipaddr.fromByteArray(bytes.slice(12));
+  }
   return ip.range() === 'unicast';
 }
 

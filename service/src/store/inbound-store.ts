@@ -3,6 +3,7 @@
 import type { InboundMessage, InboundStatus, ParsedEvent } from '../whatsapp/parse.js';
 import { withTransaction, type Pool, type PoolClient } from './pool.js';
 import { messageIdFromCallback } from '../whatsapp/callback-data.js';
+import { mergeConversationRouting } from '../router/routing/merge.js';
 
 export interface InboundEventRecord {
   readonly sha256: Buffer;
@@ -193,13 +194,7 @@ async function mergeEarlyContact(client: PoolClient, oldKey: string, newWaId: st
        FROM conversations g WHERE k.id = $1 AND g.id = $2`,
       [k.id, g.id],
     );
-    // The router's state follows the customer: a route only the merged conversation had (its
-    // deletion would cascade it away) and its pending forwards move to the kept one.
-    await client.query(
-      'UPDATE conversation_routes SET conversation_id = $1 WHERE conversation_id = $2 AND NOT EXISTS (SELECT 1 FROM conversation_routes WHERE conversation_id = $1)',
-      [k.id, g.id],
-    );
-    await client.query('UPDATE forward_events SET conversation_id = $1 WHERE conversation_id = $2', [k.id, g.id]);
+    await mergeConversationRouting(client, g.id, k.id);
     await client.query('DELETE FROM conversations WHERE id = $1', [g.id]);
   }
   await client.query(

@@ -9,6 +9,7 @@ import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph
 import { contact, envelope, change, systemMessage, textMessage } from '../fixtures/payloads.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { startReceiver } from '../helpers/receiver.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -98,18 +99,26 @@ describe('a customer who changes number, in every arrival order', () => {
     expect(await conversationsOf('5511933330011', '5511933330012')).toHaveLength(1);
   });
 
-  it("keeps the area the new number's conversation was assigned to when it is merged", async () => {
-    const s = scenario('5511933330051', '5511933330052');
-    await post(s.before);
-    await post(s.after);
-    await stored(s.before.id!, s.after.id!);
-    const area = await json(await fetch(`${app.url}/v1/areas`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'Number change', webhookUrl: 'http://127.0.0.1:9/hook' }) }));
-    const [early] = await conversationsOf('5511933330052');
-    const assigned = await fetch(`${app.url}/v1/conversations/${early!.id}/assign`, { method: 'POST', headers: auth, body: JSON.stringify({ areaId: area.id }) });
-    expect(assigned.status).toBe(200);
-    await post(s.change);
-    const conv = await expectOneConversation('5511933330051', '5511933330052', s);
-    expect(conv.route).toMatchObject({ state: 'assigned', areaId: area.id });
+  it("keeps the new number's assignment and moves its deliveries when the conversations merge", async () => {
+    const receiver = await startReceiver();
+    try {
+      const area = await json(await fetch(`${app.url}/v1/areas`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'Support', webhookUrl: receiver.url }) }));
+      receiver.secrets.push(area.secret);
+      const s = scenario('5511933330051', '5511933330052');
+      await post(s.before);
+      await post(s.after);
+      await stored(s.before.id!, s.after.id!);
+      const [early] = await conversationsOf('5511933330052');
+      expect((await fetch(`${app.url}/v1/conversations/${early!.id}/assign`, { method: 'POST', headers: auth, body: JSON.stringify({ areaId: area.id }) })).status).toBe(200);
+      await post(s.change);
+      const conv = await expectOneConversation('5511933330051', '5511933330052', s);
+      expect(conv.route).toMatchObject({ state: 'assigned', areaId: area.id });
+      const deliveries = (await json(await fetch(`${app.url}/v1/areas/${area.id}/deliveries`, { headers: auth }))).data as { conversationId: number }[];
+      expect(deliveries.length).toBeGreaterThan(0);
+      expect(deliveries.map((d) => d.conversationId)).toEqual(deliveries.map(() => conv.id));
+    } finally {
+      await receiver.close();
+    }
   });
 
   it.each([

@@ -1,11 +1,19 @@
-// Request limits: /v1 per token and IP with RateLimit headers and the JSON 429; the webhook
-// limits unsigned and badly signed requests per IP, never one with a valid signature.
+// Request limits with the default budget (100 a minute): on /v1 only requests that fail
+// authentication are limited, per IP; an integration with a valid token is not. The webhook limits
+// unsigned and badly signed requests per IP, never one with a valid signature.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 
 let db: TestDb;
 let app: RunningApp;
+const webhookApps: RunningApp[] = [];
+// Each webhook check gets its own app, so its own per-IP counter.
+const webhookApp = async () => {
+  const a = await startApp(db, 'web', { RATE_LIMIT_PER_MINUTE: '5' });
+  webhookApps.push(a);
+  return a;
+};
 const body = (i: number) => JSON.stringify({
   object: 'whatsapp_business_account',
   entry: [{ id: '1', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '1', phone_number_id: PHONE_NUMBER_ID },
@@ -14,33 +22,58 @@ const body = (i: number) => JSON.stringify({
 
 beforeAll(async () => {
   db = await createTestDb();
-  app = await startApp(db, 'web', { RATE_LIMIT_PER_MINUTE: '5' });
+  // The test environment turns limits off; these run with the shipped default.
+  app = await startApp(db, 'web', { RATE_LIMIT_PER_MINUTE: '100' });
 });
 afterAll(async () => {
   await app?.stop();
+  for (const a of webhookApps) await a.stop();
   await db?.drop();
 });
 
+const send = (i: number, token = API_TOKEN) =>
+  fetch(`${app.url}/v1/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ to: `55119444${String(i).padStart(5, '0')}`, type: 'text', text: { body: `n${i}` } }),
+  });
+
 describe('rate limits', () => {
-  it('limits /v1 per token and IP with RateLimit headers and a JSON 429', async () => {
-    const get = (token = API_TOKEN) => fetch(`${app.url}/v1/areas`, { headers: { authorization: `Bearer ${token}` } });
-    const first = await get();
-    expect(first.status).toBe(200);
-    expect(String(first.headers.get('ratelimit-policy'))).toMatch(/q=5/);
-    expect(String(first.headers.get('ratelimit'))).toMatch(/r=4/);
-    for (let i = 0; i < 4; i++) expect((await get()).status).toBe(200);
-    const limited = await get();
+  it('accepts more than 100 authenticated sends a minute with one token', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 130; i++) statuses.push((await send(i)).status);
+    expect(statuses.filter((s) => s !== 202)).toEqual([]);
+  });
+
+  it('limits failed authentication per IP, however many tokens are tried, with RateLimit headers and a JSON 429', async () => {
+    const bogus = (i: number) => fetch(`${app.url}/v1/areas`, { headers: { authorization: `Bearer guess-${i}-0123456789` } });
+    const first = await bogus(0);
+    expect(first.status).toBe(401);
+    expect(String(first.headers.get('ratelimit-policy'))).toMatch(/q=100/);
+    for (let i = 1; i < 100; i++) expect((await bogus(i)).status).toBe(401);
+    const limited = await bogus(100);
     expect(limited.status).toBe(429);
     expect((await json(limited)).error.code).toBe('rate_limited');
-    // Another token from the same address has its own budget.
-    expect((await get('another-token-0123456789')).status).toBe(401);
+    expect((await bogus(101)).status).toBe(429);
+    // The valid token from the same address is still served.
+    expect((await fetch(`${app.url}/v1/areas`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).status).toBe(200);
   });
 
   it('never limits a validly signed webhook; limits unsigned ones per IP', async () => {
-    for (let i = 0; i < 5; i++) expect((await postWebhook(app.url, body(i), { signature: null })).status).toBe(401);
-    const blocked = await postWebhook(app.url, body(100), { signature: null });
+    const { url } = await webhookApp();
+    for (let i = 0; i < 5; i++) expect((await postWebhook(url, body(i), { signature: null })).status).toBe(401);
+    const blocked = await postWebhook(url, body(100), { signature: null });
     expect(blocked.status).toBe(429);
     expect(JSON.parse(blocked.body).error.code).toBe('rate_limited');
-    for (let i = 0; i < 10; i++) expect((await postWebhook(app.url, body(200 + i))).status).toBe(200);
+    for (let i = 0; i < 10; i++) expect((await postWebhook(url, body(200 + i))).status).toBe(200);
+  });
+
+  it('limits badly signed webhooks per IP; valid signatures from that IP are still served', async () => {
+    const { url } = await webhookApp();
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await postWebhook(url, body(300 + i), { signature: 'sha256=' + '0'.repeat(64) })).status);
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(statuses.slice(5).every((s) => s === 429)).toBe(true);
+    for (let i = 0; i < 5; i++) expect((await postWebhook(url, body(400 + i))).status).toBe(200);
   });
 });

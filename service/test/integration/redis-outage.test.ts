@@ -1,12 +1,12 @@
 // Redis down: the webhook answers 503 (never 200), and Meta's redelivery after Redis
-// returns is stored exactly once.
+// returns is stored exactly once; the API's request limits fail open at once.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
 import { freePort } from '../../../scripts/stack/proc.js';
-import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 
 let db: TestDb;
@@ -27,7 +27,7 @@ beforeAll(async () => {
   redisDir = path.join(inject('stackDir'), `redis-outage-${process.pid}`);
   port = await freePort();
   redis = await startRedis({ dir: redisDir, port, password });
-  app = await startApp(db, 'all', { REDIS_URL: redis.url });
+  app = await startApp(db, 'all', { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '100', RATE_LIMIT_PER_TOKEN_PER_MINUTE: '1000' });
 });
 afterAll(async () => {
   await app?.stop();
@@ -47,6 +47,15 @@ it('answers 503 while Redis is down and stores the redelivery once after', async
   expect(Date.now() - t0).toBeLessThan(5_000);
   const ready = await fetch(`${app.url}/readyz`);
   expect(ready.status).toBe(503);
+  // The limiters' counters live in Redis: while it is away they let requests through at once.
+  for (const [token, status] of [[API_TOKEN, 200], ['bogus-token-0123456789', 401]] as const) {
+    for (let i = 0; i < 3; i++) {
+      const t = Date.now();
+      const r = await fetch(`${app.url}/v1/conversations`, { headers: { authorization: `Bearer ${token}` } });
+      expect(r.status).toBe(status);
+      expect(Date.now() - t).toBeLessThan(200);
+    }
+  }
 
   redis = await startRedis({ dir: redisDir, port, password });
   // Meta retries with backoff; the first retries may still hit the reconnect.

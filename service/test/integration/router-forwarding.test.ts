@@ -105,7 +105,7 @@ describe('areas API', () => {
   it('refuses private and loopback webhook URLs unless FORWARD_ALLOW_PRIVATE=true', async () => {
     const strict = await startApp(db, 'web', { FORWARD_ALLOW_PRIVATE: 'false' });
     try {
-      for (const url of ['http://127.0.0.1:8080/x', 'http://10.1.2.3/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://localhost/x', 'http://[::ffff:192.168.0.1]/x']) {
+      for (const url of ['http://127.0.0.1:8080/x', 'http://10.1.2.3/x', 'http://169.254.169.254/latest', 'http://[::1]/x', 'http://localhost/x', 'http://[::ffff:192.168.0.1]/x', 'http://[::7f00:1]/x', 'http://[::a9fe:a9fe]/latest', 'http://[::]/x']) {
         const res = await fetch(`${strict.url}/v1/areas`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'x', webhookUrl: url }) });
         const body = await json(res);
         expect(res.status, url).toBe(400);
@@ -210,6 +210,41 @@ describe('forwarding', () => {
     await api('PATCH', `/v1/areas/${down.id}`, { enabled: false });
   });
 
+  it('hanging areas with many conversations leave slots for a healthy area', async () => {
+    // A worker with 4 slots: two hanging areas must not take them all. The timeout outlasts the
+    // test, so no failure is seen: the per-area cap alone must keep slots free.
+    // Its own database, so the suite's worker does not deliver these events.
+    const [main, mainDb] = [app, db];
+    db = await createTestDb();
+    app = await startApp(db, 'all', { FORWARD_ALLOW_PRIVATE: 'true', FORWARD_RETRY_SCHEDULE: '0.2,0.2,0.2', FORWARD_TIMEOUT_MS: '20000', FORWARD_CIRCUIT_THRESHOLD: '1000', FORWARD_ORDER_SETTLE_MS: '200', FORWARD_CONCURRENCY: '4' });
+    try {
+      const hanging = [await area('Hangs 1'), await area('Hangs 2')];
+      const healthy = await area('Healthy next to hanging ones');
+      for (const h of hanging) h.receiver.answer([], 'hang');
+      let n = 0;
+      for (const h of hanging) {
+        for (let i = 0; i < 3; i++) {
+          const who = `55119222200${n++}`;
+          const conv = await conversation(who);
+          await api('POST', `/v1/conversations/${conv}/assign`, { areaId: h.id });
+        }
+      }
+      await new Promise((r) => setTimeout(r, 400));
+      const conv = await conversation('5511922220099');
+      await api('POST', `/v1/conversations/${conv}/assign`, { areaId: healthy.id });
+      const started = Date.now();
+      await postWebhook(app.url, inbound('5511922220099', ['healthy 1']));
+      await eventually(async () => bodies(healthy.receiver).length === 1, { what: 'healthy area delivery', timeoutMs: 6_000 });
+      expect(Date.now() - started).toBeLessThan(1_500);
+      for (const h of hanging) await api('PATCH', `/v1/areas/${h.id}`, { enabled: false });
+      for (const h of hanging) await h.receiver.close();
+    } finally {
+      await app.stop();
+      await db.drop();
+      [app, db] = [main, mainDb];
+    }
+  });
+
   it('410 Gone disables the area', async () => {
     const a = await area('Gone');
     const conv = await conversation('5511911110005');
@@ -221,6 +256,43 @@ describe('forwarding', () => {
     expect(a.receiver.received).toHaveLength(1);
     const dead = await api('GET', `/v1/areas/${a.id}/deliveries?status=dead`);
     expect(dead.body.data[0]).toMatchObject({ type: 'conversation.assigned', lastStatusCode: 410 });
+  });
+
+  it('a disabled area does not hold the conversation once it is reassigned', async () => {
+    const gone = await area('Gone before reassign');
+    const next = await area('Takes over');
+    const conv = await conversation('5511911110008');
+    gone.receiver.answer([410]);
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: gone.id });
+    await eventually(async () => (await api('GET', `/v1/areas/${gone.id}`)).body.disabled, { what: 'area disabled' });
+    await postWebhook(app.url, inbound('5511911110008', ['while disabled']));
+    await eventually(async () => (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [conv])).rows[0].n === 2, { what: 'stored while disabled' });
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: next.id });
+    await postWebhook(app.url, inbound('5511911110008', ['after reassign']));
+    const started = Date.now();
+    await eventually(async () => bodies(next.receiver).length === 1, { what: 'the new area receives', timeoutMs: 5_000 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(bodies(next.receiver)).toEqual(['after reassign']);
+    expect(gone.receiver.received).toHaveLength(1);
+    // Nothing piles up for the disabled area (the message, the release) to flood it when re-enabled.
+    expect((await api('GET', `/v1/areas/${gone.id}/deliveries?status=pending`)).body.data).toEqual([]);
+  });
+
+  it('a hanging area does not hold the conversation once it is reassigned', async () => {
+    const stuck = await area('Hangs before reassign');
+    const next = await area('Takes over from the hanging one');
+    stuck.receiver.answer([], 'hang');
+    const conv = await conversation('5511911110009');
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: stuck.id });
+    await postWebhook(app.url, inbound('5511911110009', ['to the hanging area']));
+    await eventually(async () => (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [conv])).rows[0].n === 2, { what: 'stored before the reassignment' });
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: next.id });
+    await postWebhook(app.url, inbound('5511911110009', ['after reassign']));
+    const started = Date.now();
+    await eventually(async () => bodies(next.receiver).length === 1, { what: 'the new area receives', timeoutMs: 5_000 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(bodies(next.receiver)).toEqual(['after reassign']);
+    await api('PATCH', `/v1/areas/${stuck.id}`, { enabled: false });
   });
 
   it('dead-letters after the schedule, lets the next event go, and replays with the same webhook-id', async () => {

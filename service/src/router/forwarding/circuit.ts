@@ -1,6 +1,6 @@
 // A circuit breaker per area, in the worker's memory: after `threshold` consecutive failed
-// deliveries the area's events are left alone for `resetMs`; then one batch probes it
-// (half-open) and a success closes it. Each worker learns on its own, which costs at most
+// deliveries the area's events are left alone for `resetMs`; then one event probes it
+// (half-open: the forwarder allows one in flight) and a success closes it. Each worker learns on its own, which costs at most
 // `threshold` wasted attempts per worker.
 export type AreaCircuitState = 'closed' | 'open' | 'half_open';
 
@@ -28,6 +28,15 @@ export class AreaCircuits {
     const a = this.areas.get(areaId);
     if (!a || a.openUntil === 0) return 'closed';
     return a.openUntil > now ? 'open' : 'half_open';
+  }
+
+  /** Whether the area's last delivery failed (its circuit may still be closed). */
+  failing(areaId: number): boolean {
+    return this.areas.has(areaId);
+  }
+
+  failingAreas(): number[] {
+    return [...this.areas.keys()];
   }
 
   /** Areas whose events must not be attempted now. */

@@ -1,8 +1,9 @@
 // The forwarding worker: keeps up to `concurrency` deliveries in flight, claiming due events
 // from the outbox as slots free up, and records outcomes in batches. Order per conversation
 // comes from the outbox (only a conversation's head event is claimable); isolation between
-// areas from the per-area in-flight cap and circuit breaker, so a slow or dead receiver
-// holds a bounded share of the slots and never the others' events.
+// areas from a small per-area in-flight cap, a budget for failing areas (together at most half
+// the slots, so hanging receivers never take the slots healthy areas need) and the circuit
+// breaker (a half-open area gets one probe, not a batch).
 import type { Logger } from '../../log.js';
 import type { Pool } from '../../store/pool.js';
 import type { RouterMetrics } from '../metrics.js';
@@ -21,7 +22,7 @@ export interface ForwarderOptions {
   readonly schedule: readonly number[];
   /** @defaultValue 200 */
   readonly concurrency: number;
-  /** Deliveries in flight to one area at most. @defaultValue half of `concurrency` */
+  /** Deliveries in flight to one area at most. @defaultValue a tenth of `concurrency` (at least 1) */
   readonly perAreaConcurrency?: number;
   /** @defaultValue 50 */
   readonly pollMs: number;
@@ -81,8 +82,16 @@ export class Forwarder {
     }
   }
 
-  private get perAreaCap(): number {
-    return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 2));
+  private capOf(areaId: number): number {
+    if (this.o.circuits.state(areaId) === 'half_open') return 1;
+    return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 10));
+  }
+
+  /** In flight to areas whose last deliveries failed: together they may hold half the slots. */
+  private failingInflight(): number {
+    let n = 0;
+    for (const [id, k] of this.perArea) if (this.o.circuits.failing(id)) n += k;
+    return n;
   }
 
   private async loop(): Promise<void> {
@@ -111,8 +120,11 @@ export class Forwarder {
   private async claim(): Promise<number> {
     const free = this.o.concurrency - this.inflight;
     if (free <= 0) return 0;
-    const full = [...this.perArea].filter(([, n]) => n >= this.perAreaCap).map(([id]) => id);
-    const events = await claimDue(this.o.pool, free, this.o.leaseMs, [...this.o.circuits.open(), ...full], this.o.settleMs);
+    const failingBudget = Math.max(1, Math.floor(this.o.concurrency / 2));
+    let failing = this.failingInflight();
+    const full = [...this.perArea].filter(([id, n]) => n >= this.capOf(id)).map(([id]) => id);
+    const skip = [...this.o.circuits.open(), ...full, ...(failing >= failingBudget ? this.o.circuits.failingAreas() : [])];
+    const events = await claimDue(this.o.pool, free, this.o.leaseMs, skip, this.o.settleMs);
     if (events.length === 0) return 0;
     // One claim may take more of an area than its cap: the surplus goes straight back.
     const taken: ClaimedEvent[] = [];
@@ -120,9 +132,11 @@ export class Forwarder {
     const counts = new Map(this.perArea);
     for (const e of events) {
       const n = counts.get(e.areaId) ?? 0;
-      if (n >= this.perAreaCap) surplus.push(e.id);
+      const isFailing = this.o.circuits.failing(e.areaId);
+      if (n >= this.capOf(e.areaId) || (isFailing && failing >= failingBudget)) surplus.push(e.id);
       else {
         counts.set(e.areaId, n + 1);
+        if (isFailing) failing++;
         taken.push(e);
       }
     }

@@ -1,6 +1,8 @@
-// The forwarding outbox in Postgres: one ordered queue per conversation. A worker claims the
-// head event of each conversation with a lease (FOR UPDATE SKIP LOCKED, so workers never take
-// the same one); a later event of that conversation stays invisible until the head is done.
+// The forwarding outbox in Postgres: one ordered queue per conversation and area. A worker
+// claims the head event of each queue with a lease (FOR UPDATE SKIP LOCKED, so workers never
+// take the same one); a later event of that queue stays invisible until the head is done. An
+// area that is disabled or failing holds only its own queue, never the conversation's events
+// for the area it was reassigned to.
 import type { Pool } from '../../store/pool.js';
 import { findMessagesForForwarding } from './payload.js';
 
@@ -20,7 +22,7 @@ export interface ClaimedEvent {
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
 
 /**
- * Claims due head events. An event is a head when no pending event of its conversation sorts
+ * Claims due head events. An event is a head when no pending event of its conversation and area sorts
  * before it (see forward_events.sort_at); it becomes claimable `settleMs` after it was
  * stored, so an earlier message stored a moment later by another worker still goes first.
  */
@@ -35,7 +37,7 @@ export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipA
          AND f.created_at <= now() - make_interval(secs => $4::float8 / 1000)
          AND NOT (f.area_id = ANY ($3::bigint[]))
          AND (f.conversation_id IS NULL OR NOT EXISTS (
-           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.status = 'pending' AND (p.sort_at, p.sort_seq, p.id) < (f.sort_at, f.sort_seq, f.id)))
+           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.area_id = f.area_id AND p.status = 'pending' AND (p.sort_at, p.sort_seq, p.id) < (f.sort_at, f.sort_seq, f.id)))
        ORDER BY f.next_attempt_at, f.id
        LIMIT $1
        FOR UPDATE OF f SKIP LOCKED) c
