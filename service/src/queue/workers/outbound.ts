@@ -8,7 +8,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { storedEvents, type Publish } from '../../events/hub.js';
-import { checkForSend, markAccepted, markFailed, pauseChannel, type ChannelForSend } from '../../store/outbound-store.js';
+import { checkForSend, markAccepted, markFailed, pauseChannel, reopenFailed, type ChannelForSend } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { callbackData } from '../../whatsapp/callback-data.js';
 import { classifyGraphError, errorHint, type GraphError } from '../../whatsapp/errors.js';
@@ -83,6 +83,12 @@ export function createOutboundProcessor(deps: OutboundDeps) {
   }
 
   return async function send(job: Job<OutboundJobData>, token?: string): Promise<string> {
+    if (job.data.replay) {
+      // Only a message the sender failed (no wamid) is reopened: one Meta has stays as it is.
+      const reopened = await reopenFailed(pool, job.data.messageId);
+      if (reopened) deps.publish?.({ type: 'message.status', messageId: job.data.messageId, conversationId: reopened.conversationId, channelId: reopened.channelId, status: 'pending' });
+      await job.updateData({ ...job.data, replay: undefined });
+    }
     const channel = deps.channel();
     if (!channel) return waitUntil(job, token, Date.now() + 5_000);
     if (channel.pausedReason || !channel.accessToken) {
