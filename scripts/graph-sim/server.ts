@@ -37,6 +37,8 @@ export interface SimulatorConfig {
   reorderRate: number;
   /** Deliver and read statuses after sent. @default true */
   deliverAndRead: boolean;
+  /** Statuses carry the send's biz_opaque_callback_data (Meta includes it when the send had one). @default true */
+  statusCallbackData: boolean;
   /** Hold the answer of an accepted send this long (its webhooks still go): a client that dies meanwhile never learns the wamid. @default 0 */
   responseDelayMs: number;
   /** Probability that an accepted send (its webhooks still go) gets no answer: `hang` until the client gives up, or `reset` the connection. @default 0 / 'hang' */
@@ -61,6 +63,7 @@ export const DEFAULT_CONFIG: SimulatorConfig = {
   duplicateRate: 0,
   reorderRate: 0,
   deliverAndRead: true,
+  statusCallbackData: true,
   responseDelayMs: 0,
   dropResponseRate: 0,
   dropMode: 'hang',
@@ -195,7 +198,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
         ? [status('sent', { conversation: { id: 'conv', origin: { type: 'service' } }, pricing: { billable: true, pricing_model: 'PMP', category: 'service' } }), status('delivered'), status('read')]
         : [status('sent')];
     const callback = typeof m.body.biz_opaque_callback_data === 'string' ? m.body.biz_opaque_callback_data : undefined;
-    if (callback) for (const p of seq) (p.entry[0]!.changes[0]!.value.statuses[0] as Record<string, unknown>).biz_opaque_callback_data = callback;
+    if (callback && config.statusCallbackData) for (const p of seq) (p.entry[0]!.changes[0]!.value.statuses[0] as Record<string, unknown>).biz_opaque_callback_data = callback;
     if (Math.random() < config.reorderRate) seq.reverse();
     seq.forEach((p, i) => {
       later(config.statusDelayMs * (i + 1), () => {

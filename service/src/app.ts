@@ -209,7 +209,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     );
     v1.use(messageRoutes(pool));
     v1.use(syncRoutes({ pool, historyQueue }));
-    v1.use(deadLetterRoutes(queues, { beforeReplay: replayOutbound(pool, publish) }));
+    v1.use(deadLetterRoutes(queues, { beforeReplay: replayOutbound() }));
     v1.use(router.routes());
     app.use('/v1', v1);
     webStartHooks.push(async () => {

@@ -1,9 +1,6 @@
 // Outbound queues: one per channel, so one number's rate limit, circuit or paused token
 // never holds up another's.
 import { Queue, type ConnectionOptions, type Job } from 'bullmq';
-import type { Publish } from '../events/hub.js';
-import { reopenFailed } from '../store/outbound-store.js';
-import type { Pool } from '../store/pool.js';
 
 export const outboundQueueName = (channelId: number) => `outbound-${channelId}`;
 
@@ -17,22 +14,23 @@ export interface OutboundJobData {
   readonly unknownOutcomes?: number;
   /** Why the last of them got no answer. */
   readonly lastUnknown?: string;
+  /** A replayed dead letter: its message, failed by the sender, is to be reopened before anything else. */
+  readonly replay?: boolean;
 }
 
 export const outboundJobId = (messageId: number) => `msg-${messageId}`;
 
 /**
- * Before a dead letter of an outbound queue runs again: its message, failed when the
- * retries ran out, is pending again (and said so to listeners), and the job forgets the
- * calls of unknown outcome it counted.
+ * Before a dead letter of an outbound queue runs again: the job forgets the calls of
+ * unknown outcome it counted and is marked a replay; its first run reopens the failed
+ * message. Reopening here instead would leave the message pending behind a failed job
+ * whenever the retry itself did not happen.
  */
-export function replayOutbound(pool: Pool, publish: Publish) {
+export function replayOutbound() {
   return async (queueName: string, job: Job): Promise<void> => {
     if (!queueName.startsWith('outbound-')) return;
     const data = job.data as OutboundJobData;
-    await job.updateData({ messageId: data.messageId, to: data.to } satisfies OutboundJobData);
-    const reopened = await reopenFailed(pool, data.messageId);
-    if (reopened) publish({ type: 'message.status', messageId: data.messageId, conversationId: reopened.conversationId, channelId: reopened.channelId, status: 'pending' });
+    await job.updateData({ messageId: data.messageId, to: data.to, replay: true } satisfies OutboundJobData);
   };
 }
 

@@ -84,7 +84,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
   }
   if (links.size > 0) {
     await pool.query(
-      `UPDATE messages m SET wamid = l.wamid, accepted_at = COALESCE(m.accepted_at, now()), updated_at = now()
+      `UPDATE messages m SET wamid = l.wamid, ${REOPEN_SENDER_FAILED}
        FROM json_to_recordset($1::json) AS l(id bigint, wamid text)
        WHERE m.id = l.id AND m.direction = 'outbound' AND m.wamid IS NULL
          AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.wamid = l.wamid)`,
@@ -410,6 +410,20 @@ export interface StatusChange {
   readonly channelId: number;
   readonly status: string;
 }
+
+/**
+ * The rest of the SET list that gives outbound row `m` Meta's wamid. A row failed without a
+ * wamid was failed by our sender (retries ran out, the outcome stayed unknown), never by a
+ * Meta status: Meta has the message after all, so it is reopened (pending with its wamid,
+ * i.e. accepted), and the statuses applied next move it on instead of losing to rank 9.
+ */
+export const REOPEN_SENDER_FAILED = `accepted_at = COALESCE(m.accepted_at, now()), updated_at = now(),
+  status = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN 'pending' ELSE m.status END,
+  status_rank = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN 0 ELSE m.status_rank END,
+  failed_at = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN NULL ELSE m.failed_at END,
+  error_code = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN NULL ELSE m.error_code END,
+  error_title = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN NULL ELSE m.error_title END,
+  error_details = CASE WHEN m.wamid IS NULL AND m.status = 'failed' THEN NULL ELSE m.error_details END`;
 
 /**
  * Derives each message's status from its whole status history: the highest rank wins

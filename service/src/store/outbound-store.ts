@@ -1,7 +1,7 @@
 // Outbound messages: written 'pending' with an outbox row in one transaction before
 // anything is sent, then claimed, marked accepted (wamid) or failed by the sender.
 import type { GraphError } from '../whatsapp/errors.js';
-import { applyStatuses, type StatusChange } from './inbound-store.js';
+import { applyStatuses, REOPEN_SENDER_FAILED, type StatusChange } from './inbound-store.js';
 import { withTransaction, type Pool } from './pool.js';
 
 export interface NewOutbound {
@@ -146,10 +146,13 @@ export async function checkForSend(pool: Pool, id: number): Promise<SendCheck> {
   return { send: true, payload: r.raw };
 }
 
-/** Meta accepted it: keep the wamid, then apply any status that arrived before it. */
-/** Returns the status changes that statuses already received made (reported before the answer). */
+/**
+ * Meta accepted it: keep the wamid (reopening the message if the sender had given up on it),
+ * then apply any status that arrived before it. Returns the status changes that statuses
+ * already received made (reported before the answer).
+ */
 export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<StatusChange[]> {
-  await pool.query('UPDATE messages SET wamid = $2, accepted_at = now(), updated_at = now() WHERE id = $1 AND (wamid IS NULL OR wamid = $2)', [id, wamid]);
+  await pool.query(`UPDATE messages m SET wamid = $2, ${REOPEN_SENDER_FAILED} WHERE m.id = $1 AND (m.wamid IS NULL OR m.wamid = $2)`, [id, wamid]);
   // A new statement (new snapshot) sees statuses committed while we were sending.
   return applyStatuses(pool, [wamid]);
 }

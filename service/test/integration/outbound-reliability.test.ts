@@ -148,8 +148,6 @@ describe('retries exhausted', () => {
     }, { what: 'dead letter' });
     const replay = await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth });
     expect(replay.status).toBe(202);
-    const again = await message(first);
-    expect(again.wamid ?? again.status).not.toBe('failed');
     const m = await eventually(async () => {
       const v = await message(first);
       return v.wamid ? v : null;

@@ -12,7 +12,7 @@ const listQuery = z.object({
 });
 
 export interface DeadLetterOptions {
-  /** Runs before a dead letter is retried (e.g. to make its message pending again). */
+  /** Runs before a dead letter is retried (e.g. to mark the job a replay). */
   readonly beforeReplay?: (queueName: string, job: Job) => Promise<void>;
 }
 

@@ -8,7 +8,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics/registry.js';
 import { storedEvents, type Publish } from '../../events/hub.js';
-import { checkForSend, markAccepted, markFailed, pauseChannel, type ChannelForSend } from '../../store/outbound-store.js';
+import { checkForSend, markAccepted, markFailed, pauseChannel, reopenFailed, type ChannelForSend } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { callbackData } from '../../whatsapp/callback-data.js';
 import { classifyGraphError, errorHint, type GraphError } from '../../whatsapp/errors.js';
@@ -72,7 +72,23 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     return wamid;
   }
 
+  /**
+   * The job's last attempt fails: the message is marked failed first, so a crash before the
+   * worker's failed handler runs cannot leave it pending behind a failed job (the handler
+   * stays as the backstop, e.g. for a database error here or a job that stalled too often).
+   */
+  async function lastFailure(job: Job<OutboundJobData>, channelId: number, err: Error): Promise<never> {
+    await markExhausted(deps, job, err, channelId).catch((dbErr: Error) => log.warn({ messageId: job.data.messageId, err: dbErr.message }, 'exhausted send not marked failed yet; the failed handler retries'));
+    throw err;
+  }
+
   return async function send(job: Job<OutboundJobData>, token?: string): Promise<string> {
+    if (job.data.replay) {
+      // Only a message the sender failed (no wamid) is reopened: one Meta has stays as it is.
+      const reopened = await reopenFailed(pool, job.data.messageId);
+      if (reopened) deps.publish?.({ type: 'message.status', messageId: job.data.messageId, conversationId: reopened.conversationId, channelId: reopened.channelId, status: 'pending' });
+      await job.updateData({ ...job.data, replay: undefined });
+    }
     const channel = deps.channel();
     if (!channel) return waitUntil(job, token, Date.now() + 5_000);
     if (channel.pausedReason || !channel.accessToken) {
@@ -90,7 +106,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     const unknowns = job.data.unknownOutcomes ?? 0;
     if (unknowns >= (job.opts.attempts ?? 1)) {
       // Each call's outcome stayed unknown and no status webhook came within the grace.
-      throw new UnrecoverableError(`Graph API outcome unknown after ${unknowns} calls (${job.data.lastUnknown ?? 'no answer'}); no status webhook named the message`);
+      return lastFailure(job, channel.id, new UnrecoverableError(`Graph API outcome unknown after ${unknowns} calls (${job.data.lastUnknown ?? 'no answer'}); no status webhook named the message`));
     }
     // A slot this job was delayed to is used once, while fresh (a late wake reserves anew,
     // so jobs promoted together do not leave together).
@@ -154,7 +170,9 @@ export function createOutboundProcessor(deps: OutboundDeps) {
       return waitUntil(job, token, Date.now() + (e.code === 131056 ? 6_000 : 1_000));
     }
     if (await circuit.failure(channel.id)) log.error({ channelId: channel.id }, 'circuit opened: Graph API failing for this channel');
-    throw new GraphSendError(e);
+    const err = new GraphSendError(e);
+    if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return lastFailure(job, channel.id, err);
+    throw err;
   };
 }
 
@@ -164,15 +182,10 @@ export function createOutboundProcessor(deps: OutboundDeps) {
  * and the agent sees why. Replaying its dead letter makes it pending again.
  */
 export async function failExhausted(deps: Pick<OutboundDeps, 'pool' | 'log' | 'metrics' | 'publish'>, job: Job<OutboundJobData>, err: Error, channelId: number): Promise<void> {
-  const e: GraphError = err instanceof GraphSendError ? err.graph : { httpStatus: 0, code: null, subcode: null, title: err.message, details: null, fbtraceId: null };
   // A database blip must not leave the message pending for good: a few tries, spaced out.
   for (let attempt = 0; ; attempt++) {
     try {
-      if (await markFailed(deps.pool, job.data.messageId, e, 'retries exhausted; replay the dead letter to send it again')) {
-        deps.metrics.outbound.exhausted.inc();
-        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId, status: 'failed', error: { code: e.code, title: e.title } });
-      }
-      return;
+      return await markExhausted(deps, job, err, channelId);
     } catch (dbErr) {
       if (attempt >= 5) {
         deps.log.error({ messageId: job.data.messageId, err: (dbErr as Error).message }, 'exhausted send not marked failed');
@@ -180,5 +193,14 @@ export async function failExhausted(deps: Pick<OutboundDeps, 'pool' | 'log' | 'm
       }
       await new Promise((r) => setTimeout(r, 1_000 * 2 ** attempt));
     }
+  }
+}
+
+/** One try at marking an exhausted send failed; a message already failed (or accepted) stays as it is. */
+async function markExhausted(deps: Pick<OutboundDeps, 'pool' | 'metrics' | 'publish'>, job: Job<OutboundJobData>, err: Error, channelId: number): Promise<void> {
+  const e: GraphError = err instanceof GraphSendError ? err.graph : { httpStatus: 0, code: null, subcode: null, title: err.message, details: null, fbtraceId: null };
+  if (await markFailed(deps.pool, job.data.messageId, e, 'retries exhausted; replay the dead letter to send it again')) {
+    deps.metrics.outbound.exhausted.inc();
+    deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId, status: 'failed', error: { code: e.code, title: e.title } });
   }
 }
