@@ -14,7 +14,7 @@ import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js'
 import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
 import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
-import { syncRunFigures, type SyncRunFigures } from './store/coexistence-store.js';
+import { registerSyncGauges } from './sync/metrics.js';
 import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
@@ -125,25 +125,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     for (const [id, st] of Object.entries(await circuitStates())) set({ channel: id }, { closed: 0, half_open: 1, open: 2 }[(st as { state: 'closed' | 'half_open' | 'open' }).state]);
   });
   // One query per scrape for the three history gauges.
-  let runs: { at: number; figures: Promise<SyncRunFigures[]> } | undefined;
-  const syncFigures = () => {
-    if (!runs || Date.now() - runs.at > 1_000) runs = { at: Date.now(), figures: syncRunFigures(pool) };
-    return runs.figures;
-  };
-  scrapeGauge(metrics.registry, 'wa_router_history_sync_progress', 'Coexistence history sync progress per channel (0-100, as Meta reports it)', ['channel'], async (set) => {
-    for (const f of await syncFigures()) set({ channel: String(f.channelId) }, f.progress);
-  });
-  scrapeGauge(metrics.registry, 'wa_router_history_sync_chunks', 'History chunks per channel: received (deliveries), applied, failed (dead-lettered, not yet replayed)', ['channel', 'state'], async (set) => {
-    for (const f of await syncFigures()) {
-      const channel = String(f.channelId);
-      set({ channel, state: 'received' }, f.chunksReceived);
-      set({ channel, state: 'applied' }, f.chunksApplied);
-      set({ channel, state: 'failed' }, f.chunksFailed);
-    }
-  });
-  scrapeGauge(metrics.registry, 'wa_router_history_sync_messages', 'History messages stored per channel', ['channel'], async (set) => {
-    for (const f of await syncFigures()) set({ channel: String(f.channelId) }, f.messagesStored);
-  });
+  registerSyncGauges(metrics.registry, pool);
   scrapeGauge(metrics.registry, 'wa_router_queue_jobs', 'Jobs per queue and state', ['queue', 'state'], async (set) => {
     for (const q of queues()) {
       const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');

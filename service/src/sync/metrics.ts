@@ -1,0 +1,28 @@
+// The coexistence history-sync gauges: read from Postgres at scrape time, once a second at most
+// however many gauges ask (one query serves all three).
+import type { Registry } from 'prom-client';
+import { scrapeGauge } from '../metrics/registry.js';
+import { syncRunFigures, type SyncRunFigures } from '../store/coexistence-store.js';
+import type { Pool } from '../store/pool.js';
+
+export function registerSyncGauges(registry: Registry, pool: Pool): void {
+  let runs: { at: number; figures: Promise<SyncRunFigures[]> } | undefined;
+  const figures = () => {
+    if (!runs || Date.now() - runs.at > 1_000) runs = { at: Date.now(), figures: syncRunFigures(pool) };
+    return runs.figures;
+  };
+  scrapeGauge(registry, 'wa_router_history_sync_progress', 'Coexistence history sync progress per channel (0-100, as Meta reports it)', ['channel'], async (set) => {
+    for (const f of await figures()) set({ channel: String(f.channelId) }, f.progress);
+  });
+  scrapeGauge(registry, 'wa_router_history_sync_chunks', 'History chunks per channel: received (deliveries), applied, failed (dead-lettered, not yet replayed)', ['channel', 'state'], async (set) => {
+    for (const f of await figures()) {
+      const channel = String(f.channelId);
+      set({ channel, state: 'received' }, f.chunksReceived);
+      set({ channel, state: 'applied' }, f.chunksApplied);
+      set({ channel, state: 'failed' }, f.chunksFailed);
+    }
+  });
+  scrapeGauge(registry, 'wa_router_history_sync_messages', 'History messages stored per channel', ['channel'], async (set) => {
+    for (const f of await figures()) set({ channel: String(f.channelId) }, f.messagesStored);
+  });
+}
