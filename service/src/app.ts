@@ -42,6 +42,7 @@ import { tokenChecker } from './http/auth.js';
 import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
 import { createRouterFeature } from './router/index.js';
+import { apiDocsRoutes } from './openapi/index.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -57,6 +58,8 @@ export interface App {
   stop(): Promise<void>;
   /** The bound port once started (0 before). */
   port(): number;
+  /** The express app of a web role (its routes are checked against the API document). */
+  readonly http?: express.Express;
 }
 
 export interface BuildOptions {
@@ -145,6 +148,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   if (runsWeb) {
     ({ producer, historyProducer } = createIngestProducers(config, { inbound: inboundQueue, history: historyQueue }, redis, metrics));
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
+    app.use(apiDocsRoutes());
     const auth = bearerAuth(config.API_TOKEN);
     const v1 = express.Router();
     v1.use(router.apiLimit, auth, express.json({ limit: '1mb' }));
@@ -255,6 +259,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
 
   return {
     role, config, log, metrics,
+    ...(runsWeb ? { http: app } : {}),
     async start() {
       if (role === 'all') {
         const applied = await migrate(pool);

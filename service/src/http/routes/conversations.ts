@@ -6,6 +6,8 @@ import type { Publish } from '../../events/hub.js';
 import { CursorError, decodeCursor, findConversation, listConversationMessages, listConversations, markConversationRead } from '../../store/conversations.js';
 import type { Pool } from '../../store/pool.js';
 import { HttpError } from '../errors.js';
+import { conversationSchema, messageItemSchema, pageOf } from '../views.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
@@ -22,6 +24,23 @@ const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v 
 /** `readReceipt` (also spelled `readReceipts`, `sendReadReceipt(s)`), in the body or the query. */
 const readOptions = z.object({ readReceipt: flag, readReceipts: flag, sendReadReceipt: flag, sendReadReceipts: flag });
 const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const params = z.object({ id: idParam });
+const readAnswer = z.object({
+  id: z.number().int(),
+  unreadCount: z.literal(0),
+  readReceipt: z.object({ sent: z.boolean(), wamid: z.string().nullable(), error: z.string().optional().meta({ description: 'Why Meta refused it; the unread count is cleared all the same' }) }).optional(),
+});
+
+export const conversationOperations = defineOperations('Conversations', [
+  { method: 'get', path: '/v1/conversations', summary: 'The inbox: conversations, newest activity first', query: listQuery, responses: { 200: pageOf(conversationSchema, 'ConversationPage') } },
+  { method: 'get', path: '/v1/conversations/:id', summary: 'One conversation', params, responses: { 200: conversationSchema } },
+  { method: 'get', path: '/v1/conversations/:id/messages', summary: "A conversation's messages, newest first", params, query: pageQuery, responses: { 200: pageOf(messageItemSchema, 'MessagePage') } },
+  {
+    method: 'post', path: '/v1/conversations/:id/read', summary: 'Mark a conversation read', params, query: readOptions, body: readOptions, responses: { 200: readAnswer },
+    description: "Clears the unread count. With `readReceipt: true` (body or query) also sends Meta's read receipt for the customer's last message.",
+  },
+]);
 
 export interface ConversationRouteDeps {
   readonly pool: Pool;
