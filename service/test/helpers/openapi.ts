@@ -17,7 +17,7 @@ interface Layer {
   rawPath?: unknown;
 }
 
-const join = (prefix: string, path: string) => (path === '/' ? prefix || '/' : prefix + path);
+const join = (prefix: string, path: string) => prefix.replace(/\/$/, '') + (path === '/' ? '' : path) || '/';
 
 /** Every method and path express routes, through every mounted router. */
 export function expressRoutes(app: express.Express): RouteKey[] {
