@@ -21,6 +21,8 @@ import { defineOperations, type ApiOperation } from './operation.js';
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
 const SWAGGER_UI = path.dirname(require.resolve('swagger-ui-dist/package.json'));
+/** What the page loads; the package's other files (its demo page, source maps) are not served. */
+const ASSETS = new Set(['/swagger-ui.css', '/swagger-ui-bundle.js']);
 
 const docsOperations = defineOperations('Operations', [
   { method: 'get', path: '/openapi.json', summary: 'This document', auth: 'none', responses: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } } },
@@ -84,6 +86,6 @@ export function apiDocsRoutes(): Router {
   r.get('/docs', (_req, res) => {
     res.type('html').send(PAGE);
   });
-  r.use('/docs/assets', express.static(SWAGGER_UI, { index: false, maxAge: '1d' }));
+  r.use('/docs/assets', (req, _res, next) => next(ASSETS.has(req.path) ? undefined : 'router'), express.static(SWAGGER_UI, { index: false, maxAge: '1d' }));
   return r;
 }

@@ -60,6 +60,8 @@ describe('GET /openapi.json', () => {
     expect(bundle.status).toBe(200);
     expect(bundle.headers.get('content-type')).toMatch(/javascript/);
     expect((await bundle.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
+    // The package's demo page (it loads a public example API) is not served.
+    expect((await fetch(`${app.url}/docs/assets/index.html`)).status).toBe(404);
     expect((await call('/openapi.json')).body.openapi).toBe('3.1.0');
   });
 });

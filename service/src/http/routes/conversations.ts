@@ -11,13 +11,13 @@ import { defineOperations } from '../../openapi/operation.js';
 
 const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(512).optional(),
+  cursor: z.string().max(512).optional().meta({ description: "The previous page's `nextCursor`" }),
 };
 const listQuery = z.object({
   ...page,
-  channelId: z.coerce.number().int().positive().optional(),
-  areaId: z.coerce.number().int().positive().optional(),
-  unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  channelId: z.coerce.number().int().positive().optional().meta({ description: "Only this channel's conversations" }),
+  areaId: z.coerce.number().int().positive().optional().meta({ description: 'Only conversations assigned to this area' }),
+  unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional().meta({ description: '`true`: only conversations with unread messages' }),
 });
 const pageQuery = z.object(page);
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional();

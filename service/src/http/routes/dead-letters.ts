@@ -7,7 +7,7 @@ import { HttpError } from '../errors.js';
 import { defineOperations } from '../../openapi/operation.js';
 
 const listQuery = z.object({
-  queue: z.string().optional(),
+  queue: z.string().optional().meta({ description: 'One queue only (`inbound`, `history`, `outbound-<channel>`, ...)' }),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   offset: z.coerce.number().int().min(0).default(0),
 });
