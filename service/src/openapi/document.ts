@@ -52,7 +52,8 @@ function operation(op: ApiOperation): ZodOpenApiOperationObject {
     ...(op.description ? { description: op.description } : {}),
     tags: [op.tag],
     requestParams: { path, ...(op.query ? { query: op.query } : {}), ...(op.headers ? { header: op.headers } : {}) },
-    ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: op.body } } } } : {}),
+    // Handlers read a missing body as {}: the body is optional exactly when {} is valid.
+    ...(op.body ? { requestBody: { required: !op.body.safeParse({}).success, content: { 'application/json': { schema: op.body } } } } : {}),
     responses: responses(op),
     security: auth === 'none' ? [] : auth === 'bearer' ? [{ bearer: [...(op.scopes ?? [])] }] : [{ bearer: [...(op.scopes ?? [])] }, { accessToken: [...(op.scopes ?? [])] }],
   };

@@ -3,7 +3,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
 import { API_OPERATIONS, apiDocument } from '../../src/openapi/index.js';
 
-type Op = { operationId: string; security?: Record<string, string[]>[]; responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
+type Op = { operationId: string; requestBody?: { required: boolean }; security?: Record<string, string[]>[]; responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
 const doc = apiDocument() as { openapi: string; paths: Record<string, Record<string, Op>> };
 const ops = Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method, op })));
 
@@ -27,5 +27,12 @@ describe('the OpenAPI document', () => {
       expect(op.security?.some((s) => 'bearer' in s), `${method} ${path} security`).toBe(true);
       expect(op.responses['401']?.content?.['application/json']?.schema?.$ref, `${method} ${path} 401`).toBe('#/components/schemas/Error');
     }
+  });
+
+  it('requires a body only where an empty one is refused', () => {
+    expect(doc.paths['/v1/messages']!.post!.requestBody?.required).toBe(true);
+    expect(doc.paths['/v1/conversations/{id}/assign']!.post!.requestBody?.required).toBe(true);
+    expect(doc.paths['/v1/conversations/{id}/read']!.post!.requestBody?.required).toBe(false);
+    expect(doc.paths['/v1/areas/{id}']!.patch!.requestBody?.required).toBe(false);
   });
 });
