@@ -27,6 +27,7 @@ function errorStatuses(op: ApiOperation): number[] {
   if ((op.auth ?? 'bearer') !== 'none') {
     s.add(401);
     s.add(429);
+    if (op.scopes?.length) s.add(403);
   }
   return [...s].sort((a, b) => a - b);
 }

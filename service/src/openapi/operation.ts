@@ -23,7 +23,7 @@ export interface ApiOperation {
   readonly responses: Readonly<Record<number, ApiResponse>>;
   /**
    * Error statuses beyond the ones every such operation has (400 with a query or body, 404 with
-   * a path parameter, 401 and 429 when authenticated), all with the error shape.
+   * a path parameter, 401 and 429 when authenticated, 403 with scopes), all with the error shape.
    */
   readonly errors?: readonly number[];
   /**
@@ -31,7 +31,7 @@ export interface ApiOperation {
    * `?access_token=` (browsers' EventSource and WebSocket set no headers); `none`: public.
    */
   readonly auth?: 'bearer' | 'bearer-or-query' | 'none';
-  /** Token scopes that grant the operation (any one of them). */
+  /** Token scopes that grant the operation (any one of them); in the document as the bearer requirement's roles. */
   readonly scopes?: readonly string[];
   /** Answered by the raw node:http handler in front of express, so express's router does not list it. */
   readonly outsideExpress?: boolean;

@@ -1,6 +1,8 @@
 // The generated document is valid OpenAPI 3.1 and keeps the promises every client relies on.
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { buildDocument } from '../../src/openapi/document.js';
 import { API_OPERATIONS, apiDocument } from '../../src/openapi/index.js';
 
 type Op = { operationId: string; requestBody?: { required: boolean }; security?: Record<string, string[]>[]; responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> };
@@ -34,5 +36,18 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/v1/conversations/{id}/assign']!.post!.requestBody?.required).toBe(true);
     expect(doc.paths['/v1/conversations/{id}/read']!.post!.requestBody?.required).toBe(false);
     expect(doc.paths['/v1/areas/{id}']!.patch!.requestBody?.required).toBe(false);
+  });
+});
+
+describe('an operation with scopes', () => {
+  it('lists them on its bearer requirement and answers 403 without them', async () => {
+    const scoped = buildDocument({ title: 't', version: '1' }, [
+      { tag: 'T', method: 'get', path: '/v1/things', summary: 'things', scopes: ['things:read'], responses: { 200: z.object({ n: z.number() }) } },
+      { tag: 'T', method: 'get', path: '/v1/other', summary: 'other', responses: { 200: z.object({ n: z.number() }) } },
+    ]) as { paths: Record<string, { get: Op }> };
+    expect(scoped.paths['/v1/things']!.get.security).toEqual([{ bearer: ['things:read'] }]);
+    expect(Object.keys(scoped.paths['/v1/things']!.get.responses)).toContain('403');
+    expect(Object.keys(scoped.paths['/v1/other']!.get.responses)).not.toContain('403');
+    expect((await new Validator().validate(structuredClone(scoped))).valid).toBe(true);
   });
 });
