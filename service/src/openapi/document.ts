@@ -16,6 +16,13 @@ const REASONS: Record<number, string> = {
   503: 'Unavailable',
 };
 
+const retryAfter = z.object({ 'Retry-After': z.string().meta({ description: 'Seconds to wait before trying again' }) });
+const ERROR_HEADERS: Record<number, z.ZodObject> = {
+  401: z.object({ 'WWW-Authenticate': z.string().optional().meta({ example: 'Bearer realm="wa-router"' }) }),
+  429: retryAfter,
+  503: retryAfter,
+};
+
 /** `/v1/areas/:id` → `/v1/areas/{id}`. */
 export const openApiPath = (expressPath: string): string => expressPath.replace(/:(\w+)/g, '{$1}');
 const pathNames = (expressPath: string): string[] => [...expressPath.matchAll(/:(\w+)/g)].map((m) => m[1]!);
@@ -37,9 +44,17 @@ function responses(op: ApiOperation): ZodOpenApiResponsesObject {
   for (const [status, r] of Object.entries(op.responses)) {
     const reason = REASONS[Number(status)] ?? `HTTP ${status}`;
     if (r instanceof z.ZodType) out[status] = { description: reason, content: { 'application/json': { schema: r } } };
-    else out[status] = { description: r.description, ...(r.schema || r.contentType ? { content: { [r.contentType ?? 'application/json']: r.schema ? { schema: r.schema } : {} } } : {}) };
+    else {
+      out[status] = {
+        description: r.description ?? reason,
+        ...(r.headers ? { headers: r.headers } : {}),
+        ...(r.schema || r.contentType ? { content: { [r.contentType ?? 'application/json']: r.schema ? { schema: r.schema } : {} } } : {}),
+      };
+    }
   }
-  for (const status of errorStatuses(op)) out[String(status)] ??= { description: REASONS[status] ?? `HTTP ${status}`, content: { 'application/json': { schema: errorSchema } } };
+  for (const status of errorStatuses(op)) {
+    out[String(status)] ??= { description: REASONS[status] ?? `HTTP ${status}`, ...(ERROR_HEADERS[status] ? { headers: ERROR_HEADERS[status] } : {}), content: { 'application/json': { schema: errorSchema } } };
+  }
   return out as ZodOpenApiResponsesObject;
 }
 

@@ -4,8 +4,10 @@ import type { z } from 'zod';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
-/** A JSON answer's zod schema, or an answer of another kind (a stream, a page, no body). */
-export type ApiResponse = z.ZodType | { readonly description: string; readonly schema?: z.ZodType; readonly contentType?: string };
+/** A JSON answer's zod schema, or an answer of another kind (a stream, a page, no body) or with headers. */
+export type ApiResponse =
+  | z.ZodType
+  | { readonly description?: string; readonly schema?: z.ZodType; readonly contentType?: string; readonly headers?: z.ZodObject };
 
 export interface ApiOperation {
   readonly method: Method;

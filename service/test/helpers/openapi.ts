@@ -37,7 +37,7 @@ export function expressRoutes(app: express.Express): RouteKey[] {
   return out;
 }
 
-type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>> };
+type Doc = { paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema?: unknown }> }> }>> };
 
 export interface Checked {
   readonly status: number;
@@ -68,6 +68,9 @@ export function documentedFetch(document: unknown, baseUrl: string): (path: stri
     if (!template || !doc.paths[template]![method]) throw new Error(`${method.toUpperCase()} ${pathname} answered ${res.status} but the document has no such operation`);
     const response = doc.paths[template]![method]!.responses[String(res.status)];
     if (!response) throw new Error(`${method.toUpperCase()} ${template} answered ${res.status}, a status the document does not list`);
+    for (const [name, header] of Object.entries(response.headers ?? {})) {
+      if (header.required && !res.headers.has(name)) throw new Error(`${method.toUpperCase()} ${template} ${res.status}: the document requires header ${name}, the answer has none`);
+    }
     const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     // A stream does not end: its type is what can be checked.
     const text = type === 'text/event-stream' ? (await res.body?.cancel(), '') : await res.text();

@@ -62,7 +62,15 @@ export const outboundOperations = defineOperations('Messages', [
     method: 'post', path: '/v1/messages', summary: 'Send a message', body: sendSchema, errors: [413, 422],
     description: "Stored as `pending` before the answer, then sent through the channel's queue; follow it with `GET /v1/messages/{id}` or the `message.status` event. The body is Meta's send payload with `channelId`/`phoneNumberId` to pick the number.",
     headers: z.object({ 'Idempotency-Key': z.string().min(1).max(255).optional().meta({ description: 'A repeated key answers with the first message instead of sending again' }) }),
-    responses: { 202: z.object({ id: z.number().int().positive(), status: messageStatusSchema }).meta({ id: 'SendAccepted' }) },
+    responses: {
+      202: {
+        schema: z.object({ id: z.number().int().positive(), status: messageStatusSchema }).meta({ id: 'SendAccepted' }),
+        headers: z.object({
+          Location: z.string().meta({ example: '/v1/messages/42' }),
+          'Idempotent-Replayed': z.literal('true').optional().meta({ description: 'Present when the Idempotency-Key was seen before: the answer is the first message, as it is now' }),
+        }),
+      },
+    },
   },
 ]);
 
