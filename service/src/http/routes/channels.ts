@@ -35,7 +35,7 @@ const view = (r: Record<string, unknown>) => ({
 });
 
 const time = z.iso.datetime();
-const channelView = z
+export const channelViewSchema = z
   .object({
     id: z.number().int().positive(),
     phoneNumberId: z.string(),
@@ -52,9 +52,9 @@ const channelView = z
   .meta({ id: 'Channel' });
 
 export const channelOperations = defineOperations('Channels', [
-  { method: 'get', path: '/v1/channels', summary: 'The WhatsApp numbers served', responses: { 200: z.object({ items: z.array(channelView) }) } },
+  { method: 'get', path: '/v1/channels', summary: 'The WhatsApp numbers served', responses: { 200: z.object({ items: z.array(channelViewSchema) }) } },
   {
-    method: 'post', path: '/v1/channels', summary: 'Add a number, or update one (by phoneNumberId)', body: channelSchema, responses: { 200: channelView, 201: channelView },
+    method: 'post', path: '/v1/channels', summary: 'Add a number, or update one (by phoneNumberId)', body: channelSchema, responses: { 200: channelViewSchema, 201: channelViewSchema },
     description: 'The access token is stored and never shown again. Saving a token lifts a pause caused by the old one.',
   },
 ]);

@@ -26,7 +26,7 @@ const readOptions = z.object({ readReceipt: flag, readReceipts: flag, sendReadRe
 const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
 const params = z.object({ id: idParam });
-const readAnswer = z.object({
+export const readAnswerSchema = z.object({
   id: z.number().int(),
   unreadCount: z.literal(0),
   readReceipt: z.object({ sent: z.boolean(), wamid: z.string().nullable(), error: z.string().optional().meta({ description: 'Why Meta refused it; the unread count is cleared all the same' }) }).optional(),
@@ -37,7 +37,7 @@ export const conversationOperations = defineOperations('Conversations', [
   { method: 'get', path: '/v1/conversations/:id', summary: 'One conversation', params, responses: { 200: conversationSchema } },
   { method: 'get', path: '/v1/conversations/:id/messages', summary: "A conversation's messages, newest first", params, query: pageQuery, responses: { 200: pageOf(messageItemSchema, 'MessagePage') } },
   {
-    method: 'post', path: '/v1/conversations/:id/read', summary: 'Mark a conversation read', params, query: readOptions, body: readOptions, responses: { 200: readAnswer },
+    method: 'post', path: '/v1/conversations/:id/read', summary: 'Mark a conversation read', params, query: readOptions, body: readOptions, responses: { 200: readAnswerSchema },
     description: "Clears the unread count. With `readReceipt: true` (body or query) also sends Meta's read receipt for the customer's last message.",
   },
 ]);

@@ -12,7 +12,7 @@ const listQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-const deadLetter = z
+export const deadLetterSchema = z
   .object({
     id: z.string().meta({ description: '`<queue>:<jobId>`', example: 'inbound:42' }),
     queue: z.string(),
@@ -26,7 +26,7 @@ const deadLetter = z
   .meta({ id: 'DeadLetter' });
 
 export const deadLetterOperations = defineOperations('Dead letters', [
-  { method: 'get', path: '/v1/dead-letters', summary: 'Jobs that failed for good, of every queue or one', query: listQuery, responses: { 200: z.object({ total: z.number().int(), items: z.array(deadLetter) }) } },
+  { method: 'get', path: '/v1/dead-letters', summary: 'Jobs that failed for good, of every queue or one', query: listQuery, responses: { 200: z.object({ total: z.number().int(), items: z.array(deadLetterSchema) }) } },
   {
     method: 'post', path: '/v1/dead-letters/:id/replay', summary: 'Run a dead letter again, with fresh attempts', errors: [409],
     responses: { 202: z.object({ id: z.string(), status: z.literal('replayed') }) },

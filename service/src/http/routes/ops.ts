@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { defineOperations } from '../../openapi/operation.js';
 
 const check = z.object({ ok: z.boolean(), latencyMs: z.number().optional(), error: z.string().optional() });
-const readiness = z
+export const readinessSchema = z
   .object({
     status: z.enum(['ok', 'degraded', 'unavailable', 'shutting_down']),
     role: z.string(),
@@ -20,7 +20,7 @@ const readiness = z
 
 export const opsOperations = defineOperations('Operations', [
   { method: 'get', path: '/healthz', summary: 'Liveness', auth: 'none', responses: { 200: z.object({ status: z.literal('ok'), role: z.string() }) } },
-  { method: 'get', path: '/readyz', summary: 'Readiness: Postgres, Redis, queue depths', auth: 'none', responses: { 200: readiness, 503: readiness } },
+  { method: 'get', path: '/readyz', summary: 'Readiness: Postgres, Redis, queue depths', auth: 'none', responses: { 200: readinessSchema, 503: readinessSchema } },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', auth: 'none', responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain', schema: z.string() } } },
 ]);
 

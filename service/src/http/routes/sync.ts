@@ -8,7 +8,7 @@ import { HttpError } from '../errors.js';
 import { defineOperations } from '../../openapi/operation.js';
 
 const time = z.iso.datetime().nullable();
-const syncView = z
+export const syncStatusSchema = z
   .object({
     channelId: z.number().int().positive(),
     status: z.enum(['none', 'running', 'completed', 'declined', 'failed']),
@@ -29,7 +29,7 @@ const syncView = z
 
 export const syncOperations = defineOperations('Channels', [
   {
-    method: 'get', path: '/v1/channels/:id/sync', summary: "A channel's coexistence history sync", responses: { 200: syncView },
+    method: 'get', path: '/v1/channels/:id/sync', summary: "A channel's coexistence history sync", responses: { 200: syncStatusSchema },
     params: z.object({ id: z.coerce.number().int().positive() }), errors: [400],
   },
 ]);
