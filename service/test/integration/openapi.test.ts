@@ -56,6 +56,7 @@ describe('GET /openapi.json', () => {
     const page = await call('/docs');
     expect(page.body).toContain('docs/assets/swagger-ui-bundle.js');
     expect(page.body).not.toMatch(/https?:\/\//);
+    expect(page.body).toContain('validatorUrl: null');
     const bundle = await fetch(`${app.url}/docs/assets/swagger-ui-bundle.js`);
     expect(bundle.status).toBe(200);
     expect(bundle.headers.get('content-type')).toMatch(/javascript/);
