@@ -143,22 +143,18 @@ export interface ConversationFilter {
 const SEARCH_TEXT = `(coalesce(s.profile_name, '') || ' ' || s.wa_id || ' ' || coalesce(s.username, ''))`;
 const likeEscape = (q: string) => q.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
+/** The activity the inbox is ordered by, as conversations_recent_idx (012) indexes it: no message yet sorts last. */
+const RECENT = `coalesce(c.last_message_at, '-infinity'::timestamptz)`;
+
 /**
- * Newest activity first (`last_message_at DESC NULLS LAST, id DESC`, the order of
- * conversations_activity_idx and of the per-filter indexes of 012); conversations without a
- * message yet come last. Filters combine with AND.
+ * Newest activity first (RECENT DESC, id DESC: conversations_recent_idx and the per-filter
+ * indexes of 012), the cursor one row comparison on that order. Filters combine with AND.
  */
 export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null } & ConversationFilter): Promise<Page<ConversationView>> {
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => `$${params.push(v)}`;
-  if (q.cursor) {
-    if (q.cursor.t === null) where.push(`(c.last_message_at IS NULL AND c.id < ${p(q.cursor.id)})`);
-    else {
-      const t = p(q.cursor.t);
-      where.push(`(c.last_message_at < ${t}::timestamptz OR (c.last_message_at = ${t}::timestamptz AND c.id < ${p(q.cursor.id)}) OR c.last_message_at IS NULL)`);
-    }
-  }
+  if (q.cursor) where.push(`(${RECENT}, c.id) < (coalesce(${p(q.cursor.t)}::timestamptz, '-infinity'), ${p(q.cursor.id)})`);
   if (q.channelId !== undefined) where.push(`c.channel_id = ${p(q.channelId)}`);
   if (q.unread === true) where.push('c.unread_count > 0');
   if (q.unread === false) where.push('c.unread_count = 0');
@@ -169,7 +165,7 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   if (q.q !== undefined) where.push(`c.contact_id IN (SELECT s.id FROM contacts s WHERE ${SEARCH_TEXT} ILIKE ${p(`%${likeEscape(q.q)}%`)})`);
   const { rows } = await pool.query(
     `${CONVERSATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT ${p(q.limit + 1)}`,
+     ORDER BY ${RECENT} DESC, c.id DESC LIMIT ${p(q.limit + 1)}`,
     params,
   );
   const more = rows.length > q.limit;

@@ -46,7 +46,8 @@ export class RealtimeClients {
       });
     }
     let chain = Promise.resolve();
-    return this.hub.listen((events) => {
+    let stopped = false;
+    const unlisten = this.hub.listen((events) => {
       if (revoked(events)) return end();
       const candidates = events.filter((e) => typeof e.conversationId === 'number' && wanted(e.type));
       if (candidates.length === 0) return;
@@ -61,9 +62,14 @@ export class RealtimeClients {
         // A failed lookup drops the batch for these clients: events are hints, never a leak.
         const routed = await pending.catch(() => new Map<number, number>());
         const mine = candidates.filter((e) => areas.includes(routed.get(e.conversationId as number) ?? -1));
-        if (mine.length) deliver(mine);
+        // A lookup may finish after the client left: its stream is closed by then.
+        if (mine.length && !stopped) deliver(mine);
       });
     });
+    return () => {
+      stopped = true;
+      unlisten();
+    };
   }
 
   private track(close: () => void): () => void {
