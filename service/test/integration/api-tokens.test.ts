@@ -3,7 +3,8 @@
 // processes (and their open event streams), and a token limited to an area that neither reads,
 // writes nor hears of another area's conversation.
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
@@ -14,6 +15,7 @@ let sim: GraphSimulator;
 let app: RunningApp;
 /** A second web process on the same database and Redis. */
 let web2: RunningApp;
+const prefix = uniquePrefix();
 
 async function call(base: string, token: string | null, method: string, path: string, body?: unknown) {
   const headers: Record<string, string> = { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
@@ -46,10 +48,20 @@ async function write(from: string, at: number): Promise<number> {
   return eventually(async () => (await db.pool.query<{ id: number }>(`SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id JOIN messages m ON m.conversation_id = cv.id WHERE c.wa_id = $1 AND m.body = $2`, [from, `hi ${at}`])).rows[0]?.id, { what: `message from ${from}` });
 }
 
+/** Waits until `n` web processes hold their events subscription: a stream's first event may otherwise be published before it. */
+async function subscribed(prefix: string, n: number): Promise<void> {
+  const redis = new Redis(inject('redisUrl'));
+  try {
+    await eventually(async () => ((await redis.pubsub('NUMSUB', `${prefix}:events`)) as [string, number])[1] >= n, { what: 'events subscriptions' });
+  } finally {
+    redis.disconnect();
+  }
+}
+
 beforeAll(async () => {
   db = await createTestDb();
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: uniquePrefix() };
+  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix };
   app = await startApp(db, 'all', env);
   web2 = await startApp(db, 'web', env);
 });
@@ -140,6 +152,7 @@ describe('DELETE /v1/tokens/:id', () => {
     for (const s of streams) expect((await s.ready).status).toBe(200);
     const other = openSse(web2.url, `?access_token=${API_TOKEN}`);
     expect((await other.ready).status).toBe(200);
+    await subscribed(prefix, 2);
 
     expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(204);
     for (const base of [web2.url, app.url]) {
@@ -171,6 +184,8 @@ describe('a token limited to an area', () => {
     const sseArea = openSse(web2.url, `?access_token=${t}`);
     const sseAdmin = openSse(web2.url, `?access_token=${API_TOKEN}`);
     for (const s of [sseArea, sseAdmin]) expect((await s.ready).status).toBe(200);
+    // The streams are on web2: subscribed since the revocation test, or (run alone) the only subscriber.
+    await subscribed(prefix, 1);
 
     expect((await as('GET', '/v1/conversations')).body.data.map((c: { id: number }) => c.id)).toEqual([mine]);
     expect((await as('GET', `/v1/conversations?areaId=${areaB}`)).body.data).toEqual([]);

@@ -2,7 +2,8 @@
 // reopening one, and the list's filters and search, each page by page through the API, against
 // real Postgres and Redis; and every filter combination's plan served by indexes.
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listConversations } from '../../src/store/conversations.js';
 import type { Pool } from '../../src/store/pool.js';
 import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
@@ -38,6 +39,16 @@ async function write(from: string, name: string, at: number, username?: string):
   return (await conversationOf(from))!;
 }
 
+/** Waits until `n` web processes hold their events subscription: a stream's first event may otherwise be published before it. */
+async function subscribed(prefix: string, n: number): Promise<void> {
+  const redis = new Redis(inject('redisUrl'));
+  try {
+    await eventually(async () => ((await redis.pubsub('NUMSUB', `${prefix}:events`)) as [string, number])[1] >= n, { what: 'events subscriptions' });
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** Every page of a listing, following nextCursor; ids in page order. */
 async function allPages(query: string, limit = 2): Promise<number[]> {
   const ids: number[] = [];
@@ -70,6 +81,7 @@ describe('conversation lifecycle', () => {
 
     const sse = openSse(app.url, `?access_token=${API_TOKEN}&types=conversation.updated`);
     expect((await sse.ready).status).toBe(200);
+    await subscribed(app.app.config.QUEUE_PREFIX, 1);
     const closed = await api('PATCH', `/v1/conversations/${id}`, { status: 'closed', assignee: 'agent-7' });
     expect(closed.status).toBe(200);
     expect(closed.body).toMatchObject({ id, status: 'closed', assignee: 'agent-7', route: { state: 'assigned', areaId: area.body.id } });
