@@ -4,6 +4,7 @@
 // writes nor hears of another area's conversation.
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
@@ -134,6 +135,24 @@ describe('scopes', () => {
       expect(r.status).toBe(401);
       expect(r.body.error.code).toBe('unauthorized');
     }
+  });
+
+  it('the WebSocket upgrade obeys the same scopes', async () => {
+    const reader = await mint({ name: 'ws reader', scopes: ['conversations:read'] });
+    const sender = await mint({ name: 'ws sender', scopes: ['messages:send'] });
+    const upgrade = (token: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+        ws.on('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('error', () => undefined);
+      });
+    expect(await upgrade(reader.token)).toBe(101);
+    expect(await upgrade(sender.token)).toBe(403);
+    expect(await upgrade('war_unknown')).toBe(401);
   });
 
   it('an expired token is refused', async () => {
