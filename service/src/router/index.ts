@@ -3,7 +3,7 @@
 import type { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
-import { tokenChecker } from '../http/auth.js';
+import { principalOf } from '../tokens/principal.js';
 import type { Logger } from '../log.js';
 import { scrapeGauge, type Registry } from '../metrics/registry.js';
 import type { Pool } from '../store/pool.js';
@@ -94,7 +94,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
   const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
   return {
     metrics,
-    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: tokenChecker(config.API_TOKEN) }),
+    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: (req) => principalOf(req) !== null }),
     webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();
