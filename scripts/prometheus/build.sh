@@ -13,6 +13,11 @@ BINARIES=(prometheus promtool)
 
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi
+# Test files running in parallel may ask at once: one builds, the others wait for it.
+mkdir -p "$CACHE"
+exec 9>"$OUT.lock"
+flock 9
+if have_all; then echo "$OUT"; exit 0; fi
 
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [ -x "$GO" ] || { echo "prometheus: Go not found (set GO=/path/to/go); it is needed once to build prometheus and promtool" >&2; exit 1; }
