@@ -3,7 +3,8 @@
 # proxy (github.com/prometheus/prometheus; its Go module versions are v0.3MM.P for Prometheus 3.MM.P), cached
 # per version in $WA_ROUTER_CACHE/prometheus-<version>/ (default ~/.cache/wa-router, outside the clone, like
 # the Kubernetes control plane). Prints the binaries' folder on stdout. The web UI's assets are not built
-# (they need npm and a Go build tag); the tests use the HTTP API only.
+# (they need npm and a Go build tag) and only the file and HTTP service discoveries are in; the tests
+# use static targets and the HTTP API only.
 #   PROMETHEUS_VERSION=0.316.0 (Prometheus 3.16.0). Needs Go >= the go line of that module (1.26.7).
 set -euo pipefail
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-0.316.0}
@@ -30,7 +31,9 @@ app_version="$((minor / 100)).$((minor % 100)).$patch"
 rm -rf "$OUT.partial" && mkdir -p "$OUT.partial"
 start=$SECONDS
 echo "prometheus: building prometheus and promtool $app_version (module v$PROMETHEUS_VERSION; first time only; cached in $OUT)" >&2
-(cd "$OUT.partial" && GOBIN=$OUT.partial nice -n 5 "$GO" install -trimpath \
+# remove_all_sd leaves out the cloud service discoveries (AWS, Azure, GCE, Kubernetes, ...): the tests
+# scrape static targets, and those SDs are most of the build's CPU.
+(cd "$OUT.partial" && GOBIN=$OUT.partial nice -n 5 "$GO" install -trimpath -tags remove_all_sd \
   -ldflags "-s -w -X github.com/prometheus/common/version.Version=$app_version" \
   "github.com/prometheus/prometheus/cmd/prometheus@v$PROMETHEUS_VERSION" \
   "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_VERSION") >&2

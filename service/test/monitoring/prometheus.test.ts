@@ -43,12 +43,12 @@ async function query(expr: string): Promise<{ ok: boolean; error?: string; resul
   return { ok: body.status === 'success', error: body.error, result: body.data?.result ?? [] };
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+async function until<T>(what: string | (() => string), check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(1_000);
   }
 }
@@ -86,7 +86,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-monitoring-'));
   fs.chmodSync(dir, 0o755);
   receiver = await startReceiver();
-  sim = await startGraphSimulator({ tokens: {}, config: { forcedErrors: { [FAILING_RECIPIENT]: 131026 } } });
+  sim = await startGraphSimulator({ tokens: {}, config: { forcedErrors: { [FAILING_RECIPIENT]: 131047 } } });
   stack = await startHaStack({
     dir: path.join(dir, 'stack'),
     webs: 1,
@@ -129,8 +129,8 @@ beforeAll(async () => {
   await api('POST', '/v1/messages', { to: '5511977776666', type: 'text', text: { body: 'Seu pedido saiu para entrega.' } });
   await api('POST', '/v1/messages', { to: FAILING_RECIPIENT, type: 'text', text: { body: 'Este não chega.' } });
   expect(await postWebhook(envelope(historyChange({ phoneNumberId: stack.secrets.phoneNumberId, progress: 40 })))).toBe(200);
-  await until('sends and the history chunk done', async () => sim!.stats.accepted >= 1 && (sim!.stats.errors['131026'] ?? 0) >= 1
-    && (await count("SELECT count(*) AS n FROM sync_runs WHERE progress > 0")) >= 1, 60_000);
+  await until('the history chunk applied', async () => (await count('SELECT count(*) AS n FROM sync_runs WHERE progress > 0 AND chunks_applied > 0')) >= 1, 60_000);
+  await until(() => `one send accepted and one refused by Meta (131047, outside the 24 h window) (simulator: ${JSON.stringify(sim!.stats)})`, async () => sim!.stats.accepted >= 1 && (sim!.stats.errors['131047'] ?? 0) >= 1, 60_000);
   // Enough scrapes after the traffic for every rate() over a minute to have two samples of it.
   await sleep(5_000);
 }, 40 * 60_000);
