@@ -15,6 +15,7 @@ import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
 import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { registerSyncGauges } from './sync/metrics.js';
+import { registerQueueGauges } from './queue/metrics.js';
 import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
@@ -126,12 +127,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   });
   // One query per scrape for the three history gauges.
   registerSyncGauges(metrics.registry, pool);
-  scrapeGauge(metrics.registry, 'wa_router_queue_jobs', 'Jobs per queue and state', ['queue', 'state'], async (set) => {
-    for (const q of queues()) {
-      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
-      for (const [state, n] of Object.entries(counts)) set({ queue: q.name, state }, n);
-    }
-  });
+  registerQueueGauges({ registry: metrics.registry, redis, pool, queues });
 
   const app = express();
   app.disable('x-powered-by');

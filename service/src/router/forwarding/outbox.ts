@@ -128,11 +128,14 @@ export async function disableArea(pool: Pool, areaId: number, reason: string): P
   await pool.query('UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now() WHERE id = $1', [areaId, reason]);
 }
 
-/** Backlog per area: pending events and the age of the oldest, for the gauges. */
+/**
+ * Backlog per area: pending events and the age of the oldest, for the gauges. Every area has a row
+ * (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
+ */
 export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number }[]> {
   const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number }>(
-    `SELECT area_id, count(*)::int AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest
-     FROM forward_events WHERE status = 'pending' GROUP BY area_id`,
+    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest
+     FROM areas a LEFT JOIN forward_events e ON e.area_id = a.id AND e.status = 'pending' GROUP BY a.id`,
   );
   return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest }));
 }
