@@ -27,6 +27,8 @@ stage typecheck npm run -s typecheck
 stage build npm run -s build
 has_tests() { find "$1" -name '*.test.ts' -not -path '*/node_modules/*' | grep -q .; }
 
+# Built once per machine (minutes of CPU), then cached: the monitoring tests in the service suite run them.
+stage "prometheus build" scripts/prometheus/build.sh
 stage "service tests" vitest_json service service
 if has_tests cdk8s; then stage "cdk8s tests" vitest_json cdk8s cdk8s; fi
 stage "charts drift" npm run -s --if-present check-charts -w @wa-router/cdk8s

@@ -3,8 +3,8 @@
 // the Kubernetes schemas.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chartFile } from './charts-files.js';
-import { PRESET_NAMES } from './presets.js';
+import { chartFile, monitoringFiles } from './charts-files.js';
+import { PRESET_NAMES, presets } from './presets.js';
 import { schemaErrors } from './schema-check.js';
 import { synthManifests, type SynthOptions } from './synth.js';
 import { toYaml } from './yaml.js';
@@ -25,11 +25,17 @@ for (const preset of PRESET_NAMES) {
     const line = a.findIndex((l, i) => l !== b[i]);
     problems.push(`${path.relative(process.cwd(), file)} drifted from the code at line ${line + 1}: committed ${JSON.stringify(a[line] ?? '(end)')}, synthesized ${JSON.stringify(b[line] ?? '(end)')}; run make synth-all and commit`);
   }
+  for (const { file: extra, text } of monitoringFiles(presets[preset])) {
+    const rel = path.relative(process.cwd(), extra);
+    if (!fs.existsSync(extra)) problems.push(`${rel} is missing: run make synth-all and commit it`);
+    else if (fs.readFileSync(extra, 'utf8') !== text) problems.push(`${rel} drifted from the code; run make synth-all and commit`);
+  }
   const variants: [string, SynthOptions][] = [
     ['default', {}],
     ['peak', { atPeak: true }],
     ['keda', { overrides: { worker: { keda: { enabled: true } } } }],
     ['standby', { overrides: { postgres: { streamingReplica: true }, nodePool: { nodes: 2 } } }],
+    ['no-operator', { overrides: { monitoring: { prometheusOperator: false } } }],
     ['external', { overrides: { postgres: { mode: 'external', external: { host: 'db.example.internal', port: 5432, database: 'wa_router' } } } }],
   ];
   for (const [variant, opts] of variants) {

@@ -1,6 +1,6 @@
 // The toolkit's public surface: presets, their validation, the tuning functions and synthesis.
 export { presets, minimal, standard, premium, PRESET_NAMES, isPresetName } from './presets.js';
-export type { Preset, PresetName, NodePool, Resources, ResourceAmounts, AppTier, WorkerTier, RedisTier, PgBouncerTier, PostgresTier } from './presets.js';
+export type { Preset, PresetName, MonitoringSettings, NodePool, Resources, ResourceAmounts, AppTier, WorkerTier, RedisTier, PgBouncerTier, PostgresTier } from './presets.js';
 export { resolvePreset, validatePreset, mergeOverrides, peakPods, peakClientConnections, PresetValidationError } from './validate.js';
 export type { PresetOverrides, ValidationIssue } from './validate.js';
 export * from './tuning/index.js';
@@ -8,3 +8,8 @@ export { synthManifests, synthPreset, checkManifests, DEFAULT_IMAGE, DEFAULT_NAM
 export type { Manifest, SynthOptions } from './synth.js';
 export { toYaml } from './yaml.js';
 export { WaRouterChart } from './charts/wa-router-chart.js';
+export { alertGroups, RUNBOOK_BASE, SCRAPE_JOBS } from './monitoring/rules.js';
+export type { AlertRule, RuleGroup } from './monitoring/rules.js';
+export { dashboardRows, grafanaDashboard } from './monitoring/dashboard.js';
+export type { Panel, PanelRow, PanelQuery } from './monitoring/dashboard.js';
+export { monitoringFiles } from './charts-files.js';

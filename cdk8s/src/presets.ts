@@ -109,6 +109,21 @@ export interface Images {
   readonly pgbouncer: string;
 }
 
+/** Thresholds of the alerts (see the README's monitoring section) and what to synthesize for them. */
+export interface MonitoringSettings {
+  /**
+   * Synthesize ServiceMonitors and the PrometheusRule. Set false on clusters without the
+   * Prometheus Operator's CRDs; the dashboard ConfigMap is synthesized either way.
+   */
+  readonly prometheusOperator: boolean;
+  /** The oldest inbound job may wait this long before WaRouterInboundBacklogOld fires. */
+  readonly inboundBacklogSeconds: number;
+  /** Minutes without an applied chunk before an unfinished history sync counts as stalled. */
+  readonly historyStallMinutes: number;
+  /** The oldest undelivered event of an area may wait this long before WaRouterAreaBacklog fires. */
+  readonly areaBacklogSeconds: number;
+}
+
 export interface Preset {
   readonly name: string;
   /** Who it is for, in one line (the README's table). */
@@ -117,6 +132,8 @@ export interface Preset {
   readonly targets: {
     readonly webhooksPerSecond: number;
     readonly historySync: string;
+    /** Webhook answer time at the 99th percentile the preset is sized for; the latency alert's threshold. */
+    readonly webhookP99Ms: number;
   };
   readonly nodePool: NodePool;
   readonly web: AppTier;
@@ -125,6 +142,7 @@ export interface Preset {
   readonly pgbouncer: PgBouncerTier;
   readonly postgres: PostgresTier;
   readonly images: Images;
+  readonly monitoring: MonitoringSettings;
 }
 
 const images = {
@@ -132,6 +150,14 @@ const images = {
   redis: 'redis:7.4.6-bookworm',
   pgbouncer: 'edoburu/pgbouncer:v1.24.1-p1',
 } as const satisfies Images;
+
+// Alert thresholds every preset shares: what an inbox's users notice, not what the hardware allows.
+const monitoring = {
+  prometheusOperator: true,
+  inboundBacklogSeconds: 60,
+  historyStallMinutes: 30,
+  areaBacklogSeconds: 300,
+} as const satisfies MonitoringSettings;
 
 const sentinel = {
   replicas: 3,
@@ -156,7 +182,7 @@ const sentinel = {
 export const minimal = {
   name: 'minimal',
   purpose: 'A small support team (100-150 users) on one 4-core/8 GB node',
-  targets: { webhooksPerSecond: 500, historySync: '10,000 messages' },
+  targets: { webhooksPerSecond: 500, historySync: '10,000 messages', webhookP99Ms: 250 },
   nodePool: { nodes: 1, cpuCores: 4, memoryGiB: 8, allocatable: { cpuCores: 3.8, memoryGiB: 7 } },
   web: {
     replicas: 1,
@@ -203,6 +229,7 @@ export const minimal = {
     resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
   },
   images,
+  monitoring,
 } as const satisfies Preset;
 
 /**
@@ -218,7 +245,7 @@ export const minimal = {
 export const standard = {
   name: 'standard',
   purpose: 'A busy support inbox (several numbers, tens of agents) on one 8-core/16 GB node',
-  targets: { webhooksPerSecond: 2_000, historySync: '50,000 messages' },
+  targets: { webhooksPerSecond: 2_000, historySync: '50,000 messages', webhookP99Ms: 100 },
   nodePool: { nodes: 1, cpuCores: 8, memoryGiB: 16, allocatable: { cpuCores: 7.5, memoryGiB: 14.5 } },
   web: {
     replicas: 1,
@@ -276,6 +303,7 @@ export const standard = {
     resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '2', memory: '3Gi' } },
   },
   images,
+  monitoring,
 } as const satisfies Preset;
 
 /**
@@ -297,7 +325,7 @@ export const standard = {
 export const premium = {
   name: 'premium',
   purpose: '50,000-message history syncs and 10+ inboxes on one 24-core/32 GB node',
-  targets: { webhooksPerSecond: 10_000, historySync: '50,000 messages, several channels at once' },
+  targets: { webhooksPerSecond: 10_000, historySync: '50,000 messages, several channels at once', webhookP99Ms: 50 },
   nodePool: { nodes: 1, cpuCores: 24, memoryGiB: 32, allocatable: { cpuCores: 22, memoryGiB: 29.5 } },
   web: {
     replicas: 2,
@@ -366,6 +394,7 @@ export const premium = {
     resources: { requests: { cpu: '2', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
   },
   images,
+  monitoring,
 } as const satisfies Preset;
 
 export const presets = { minimal, standard, premium } as const;

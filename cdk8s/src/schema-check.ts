@@ -8,7 +8,7 @@ interface Validatable {
 type ModelClass = new (data: unknown) => Validatable;
 
 /** Kinds served by CRDs we do not ship schemas for; they are checked by the API server in k8s-tests. */
-const CRD_GROUPS = new Set(['keda.sh']);
+const CRD_GROUPS = new Set(['keda.sh', 'monitoring.coreos.com']);
 
 async function modelFor(apiVersion: string, kind: string): Promise<ModelClass | undefined> {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];

@@ -1,8 +1,9 @@
-// `make synth-all`: every preset with the defaults, into the committed charts/<preset>/.
+// `make synth-all`: every preset with the defaults, into the committed charts/<preset>/ and
+// charts/monitoring/<preset>/.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chartFile } from './charts-files.js';
-import { PRESET_NAMES } from './presets.js';
+import { chartFile, monitoringFiles } from './charts-files.js';
+import { PRESET_NAMES, presets } from './presets.js';
 import { synthManifests } from './synth.js';
 import { toYaml } from './yaml.js';
 
@@ -11,4 +12,9 @@ for (const preset of PRESET_NAMES) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, toYaml(synthManifests(preset)));
   process.stderr.write(`${preset}: wrote ${path.relative(process.cwd(), file)}\n`);
+  for (const { file: extra, text } of monitoringFiles(presets[preset])) {
+    fs.mkdirSync(path.dirname(extra), { recursive: true });
+    fs.writeFileSync(extra, text);
+    process.stderr.write(`${preset}: wrote ${path.relative(process.cwd(), extra)}\n`);
+  }
 }

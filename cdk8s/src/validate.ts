@@ -42,7 +42,7 @@ const appTier = {
 const presetSchema = z.strictObject({
   name: z.string().min(1),
   purpose: z.string(),
-  targets: z.strictObject({ webhooksPerSecond: z.number().positive(), historySync: z.string() }),
+  targets: z.strictObject({ webhooksPerSecond: z.number().positive(), historySync: z.string(), webhookP99Ms: z.number().positive() }),
   nodePool: z.strictObject({
     nodes: count(1, 1000),
     cpuCores: z.number().positive(),
@@ -92,6 +92,12 @@ const presetSchema = z.strictObject({
     resources,
   }),
   images: z.strictObject({ postgres: z.string().min(1), redis: z.string().min(1), pgbouncer: z.string().min(1) }),
+  monitoring: z.strictObject({
+    prometheusOperator: z.boolean(),
+    inboundBacklogSeconds: z.number().positive(),
+    historyStallMinutes: count(1, 24 * 60),
+    areaBacklogSeconds: z.number().positive(),
+  }),
 });
 
 function safe(fn: () => boolean): boolean {

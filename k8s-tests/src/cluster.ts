@@ -1,5 +1,10 @@
 // What a kubelet-less control plane needs to schedule a preset: Nodes with the preset's node-pool
 // capacity kept Ready, and PersistentVolumes for the StatefulSets' claims (no provisioner here).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import type { Manifest, Preset } from '@wa-router/cdk8s';
 import { eventually, type Kube, type KubeObject } from './kube.js';
 
@@ -101,4 +106,26 @@ export async function deleteNamespace(kube: Kube, namespace: string, timeoutMs =
   for (const pv of await kube.list<KubeObject>(`/api/v1/persistentvolumes?labelSelector=${encodeURIComponent(`${TEST_LABEL}=${namespace}`)}`)) {
     await kube.delete(`/api/v1/persistentvolumes/${pv.metadata.name}`);
   }
+}
+
+/**
+ * The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, as the operator publishes them
+ * (scripts/prometheus/operator-crds.sh), installed and established: the API server then checks our
+ * objects against the operator's own schemas.
+ */
+export async function installMonitoringCrds(kube: Kube): Promise<void> {
+  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../scripts/prometheus/operator-crds.sh');
+  const files = execFileSync(script, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n');
+  const crds = files.map((f) => parse(fs.readFileSync(f, 'utf8')) as KubeObject);
+  for (const crd of crds) {
+    const r = await kube.apply(crd, { force: true });
+    if (r.status >= 300) throw new Error(`installing CRD ${crd.metadata.name} failed: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  await eventually('monitoring CRDs established', async () => {
+    for (const crd of crds) {
+      const c = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+      if (!c?.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) return false;
+    }
+    return true;
+  });
 }

@@ -5,7 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { installMonitoringCrds } from '../src/cluster.js';
 import { startControlPlane, type ControlPlane } from '../src/controlplane.js';
+import { Kube } from '../src/kube.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -32,6 +34,8 @@ export async function setup(project: TestProject): Promise<void> {
   }
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-k8s-'));
   cp = await startControlPlane(dir);
+  // The charts carry ServiceMonitors and a PrometheusRule: a cluster with the Prometheus Operator.
+  await installMonitoringCrds(new Kube(cp.kubeconfig));
   project.provide('kubeconfig', cp.kubeconfig);
   project.provide('localControlPlane', true);
   project.provide('k8sVersion', cp.version);

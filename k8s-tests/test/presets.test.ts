@@ -115,3 +115,22 @@ describe.each(PRESET_NAMES)('%s', (name) => {
     expect(all.filter((p) => p.nodeName).length).toBeGreaterThan(0);
   });
 });
+
+describe.runIf(local)('the Prometheus Operator CRDs installed by the suite', () => {
+  it('are the real schemas: a PrometheusRule with a malformed for: is refused, the synthesized one accepted', async () => {
+    const namespace = 'wa-monitoring-crds';
+    const manifests = synthManifests('minimal', { namespace });
+    const rule = manifests.find((m) => m.kind === 'PrometheusRule')!;
+    await kube.applyAll(manifests.filter((m) => m.kind === 'Namespace'));
+    try {
+      expect((await kube.apply(rule, { dryRun: true })).status).toBeLessThan(300);
+      const bad = structuredClone(rule) as Manifest & { spec: { groups: { rules: { for?: string }[] }[] } };
+      bad.spec.groups[0]!.rules[0]!.for = 'five minutes';
+      const refused = await kube.apply(bad, { dryRun: true });
+      expect(refused.status).toBe(422);
+      expect(JSON.stringify(refused.body)).toMatch(/for/);
+    } finally {
+      await deleteNamespace(kube, namespace);
+    }
+  });
+});

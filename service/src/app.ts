@@ -15,13 +15,13 @@ import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
 import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { registerSyncGauges } from './sync/metrics.js';
+import { registerQueueGauges } from './queue/metrics.js';
 import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
 import { migrate } from './store/migrate.js';
 import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
-import { bearerAuth } from './http/auth.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } from './http/webhook.js';
 import { opsRoutes } from './http/routes/ops.js';
@@ -38,7 +38,8 @@ import { followSavedChannels, replaySavedChannel } from './channels/unrouted-rep
 import { GraphClient } from './whatsapp/graph-client.js';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
-import { tokenChecker } from './http/auth.js';
+import { createTokensFeature } from './tokens/index.js';
+import type { Principal } from './tokens/principal.js';
 import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
 import { createRouterFeature } from './router/index.js';
@@ -129,12 +130,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   });
   // One query per scrape for the three history gauges.
   registerSyncGauges(metrics.registry, pool);
-  scrapeGauge(metrics.registry, 'wa_router_queue_jobs', 'Jobs per queue and state', ['queue', 'state'], async (set) => {
-    for (const q of queues()) {
-      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
-      for (const [state, n] of Object.entries(counts)) set({ queue: q.name, state }, n);
-    }
-  });
+  registerQueueGauges({ registry: metrics.registry, redis, pool, queues });
 
   const app = express();
   app.disable('x-powered-by');
@@ -144,14 +140,15 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   let producer: IngestProducer | undefined;
   let historyProducer: IngestProducer | undefined;
   let realtime: RealtimeClients | undefined;
+  let upgradeAuth: ((req: http.IncomingMessage) => Promise<Principal | null>) | undefined;
   const webStartHooks: (() => Promise<void>)[] = [];
   if (runsWeb) {
     ({ producer, historyProducer } = createIngestProducers(config, { inbound: inboundQueue, history: historyQueue }, redis, metrics));
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
     app.use(apiDocsRoutes());
-    const auth = bearerAuth(config.API_TOKEN);
+    const tokens = createTokensFeature({ pool, apiToken: config.API_TOKEN, publish, log });
     const v1 = express.Router();
-    v1.use(router.apiLimit, auth, express.json({ limit: '1mb' }));
+    v1.use(tokens.identify(), router.apiLimit, tokens.require(), express.json({ limit: '1mb' }));
     const board = new ExpressAdapter();
     board.setBasePath('/admin/queues');
     const bullBoard = createBullBoard({ queues: queues().map((q) => new BullMQAdapter(q)), serverAdapter: board });
@@ -164,10 +161,11 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     subscriber.on('error', (err) => log.warn({ err: err.message }, 'events subscriber error'));
     const hub = new EventHub(subscriber, eventsChannel(config.QUEUE_PREFIX), log);
     closers.push(() => hub.close());
-    realtime = new RealtimeClients(hub);
+    realtime = new RealtimeClients(hub, tokens.areasOf);
     const live = realtime;
     scrapeGauge(metrics.registry, 'wa_router_realtime_clients', 'Open SSE and WebSocket event streams of this process', [], async (set) => set({}, live.count));
-    app.use('/v1', realtime.router(bearerAuth(config.API_TOKEN, { allowQuery: true })));
+    app.use('/v1', realtime.router([tokens.identify({ allowQuery: true }), router.apiLimit, tokens.require()]));
+    upgradeAuth = (req) => tokens.authorize(req);
     const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
     v1.use(
       conversationRoutes({
@@ -197,12 +195,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     v1.use(syncRoutes({ pool, historyQueue }));
     v1.use(deadLetterRoutes(queues, { beforeReplay: replayOutbound() }));
     v1.use(router.routes());
+    v1.use(tokens.routes());
     app.use('/v1', v1);
     webStartHooks.push(async () => {
       await refreshChannels().catch((err: Error) => log.warn({ err: err.message }, 'channels not loaded yet'));
       syncBoard();
     });
-    app.use('/admin/queues', router.apiLimit, auth, board.getRouter());
+    app.use('/admin/queues', tokens.identify(), router.apiLimit, tokens.require('admin'), board.getRouter());
   }
   app.use(notFound);
   app.use(errorHandler(log));
@@ -215,7 +214,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   // Longer than common load balancer idle timeouts, so they close first and never hit a dead socket.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-  if (realtime) attachUpgrade(server, realtime, '/v1/events', tokenChecker(config.API_TOKEN, { allowQuery: true }));
+  if (realtime && upgradeAuth) attachUpgrade(server, realtime, '/v1/events', upgradeAuth);
 
   let worker: Worker<InboundJobData> | undefined;
   let historyWorker: Worker<HistoryJobData> | undefined;

@@ -1,5 +1,6 @@
 // The whole topology for one preset: Redis with Sentinel, PgBouncer, Postgres (or an external
-// one), web and worker with their autoscalers, the migration Job, and the policies around them.
+// one), web and worker with their autoscalers, the migration Job, the policies around them, and
+// their monitoring (scrape targets, alerts, dashboard).
 import { Chart, type ChartProps } from 'cdk8s';
 import type { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
@@ -8,6 +9,7 @@ import { MIGRATE_RESOURCES } from '../validate.js';
 import { AppTierDeployment } from '../constructs/app-tier.js';
 import { APP, DATABASE, labels, nameOf, PORTS, SECRETS } from '../constructs/common.js';
 import { MigrationJob } from '../constructs/migration-job.js';
+import { Monitoring } from '../constructs/monitoring.js';
 import { NetworkPolicies } from '../constructs/network-policies.js';
 import { PgBouncer } from '../constructs/pgbouncer.js';
 import { Postgres } from '../constructs/postgres.js';
@@ -95,6 +97,7 @@ export class WaRouterChart extends Chart {
       keda: preset.worker.keda.enabled ? { redisSentinels: redis.sentinelAddresses, masterName: redis.masterName, listName: INBOUND_WAIT_LIST } : undefined,
     });
     new MigrationJob(this, 'migrate', { image: props.image, configMap, serviceAccount, env: dbEnv(1), resources: MIGRATE_RESOURCES });
+    new Monitoring(this, 'monitoring', { preset, namespace });
     new NetworkPolicies(this, 'network', {
       postgresInCluster: inCluster,
       postgresReplica: inCluster && preset.postgres.streamingReplica,

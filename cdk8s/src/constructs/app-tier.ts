@@ -79,12 +79,15 @@ export class AppTierDeployment extends Construct {
       },
     });
 
-    if (role === 'web') {
-      new k8s.KubeService(this, 'service', {
-        metadata: { name, labels: labels(role) },
-        spec: { selector: selectorLabels(role), ports: [{ name: 'http', port: PORTS.http, targetPort: str('http') }] },
-      });
-    }
+    // The worker's Service only names its pods for Prometheus (ServiceMonitor): nothing calls it.
+    new k8s.KubeService(this, 'service', {
+      metadata: { name, labels: labels(role) },
+      spec: {
+        selector: selectorLabels(role),
+        ...(role === 'worker' ? { clusterIp: 'None' } : {}),
+        ports: [{ name: 'http', port: PORTS.http, targetPort: str('http') }],
+      },
+    });
 
     new k8s.KubePodDisruptionBudget(this, 'pdb', {
       metadata: { name, labels: labels(role) },

@@ -34,6 +34,8 @@ export const conversationSchema = z
     lastMessage: messageSummarySchema.nullable(),
     lastAgentMessage: messageSummarySchema.nullable(),
     unreadCount: z.number().int().min(0),
+    status: z.enum(['open', 'closed']).meta({ description: 'A new customer message reopens a closed conversation' }),
+    assignee: z.string().nullable().meta({ description: 'The agent it is assigned to (an opaque id of yours)' }),
     lastMessageAt: time.nullable(),
     lastInboundAt: time.nullable(),
     route: routeSchema,

@@ -15,6 +15,8 @@ import { channelOperations } from '../http/routes/channels.js';
 import { syncOperations } from '../http/routes/sync.js';
 import { deadLetterOperations } from '../http/routes/dead-letters.js';
 import { routerOperations } from '../router/routes.js';
+import { tokenOperations } from '../tokens/routes.js';
+import { scopeFor } from '../tokens/principal.js';
 import { buildDocument } from './document.js';
 import { defineOperations, type ApiOperation } from './operation.js';
 
@@ -42,7 +44,8 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   ...syncOperations,
   ...deadLetterOperations,
   ...routerOperations,
-];
+  ...tokenOperations,
+].map((op) => (op.scopes || !op.path.startsWith('/v1/') ? op : { ...op, scopes: [...new Set(['admin', scopeFor(op.method.toUpperCase(), op.path.slice(3).replace(/:[^/]+/g, 'x'))])] }));
 
 export function apiDocument(): Record<string, unknown> {
   return buildDocument(

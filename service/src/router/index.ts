@@ -3,7 +3,7 @@
 import type { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
-import { tokenChecker } from '../http/auth.js';
+import { principalOf } from '../tokens/principal.js';
 import type { Logger } from '../log.js';
 import { scrapeGauge, type Registry } from '../metrics/registry.js';
 import type { Pool } from '../store/pool.js';
@@ -87,14 +87,15 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     scrapeGauge(deps.registry, 'wa_router_forward_oldest_seconds', 'Age of the oldest undelivered event, per area', ['area'], async (set) => {
       for (const r of await rows()) set({ area: String(r.areaId) }, r.oldestSeconds);
     });
-    scrapeGauge(deps.registry, 'wa_router_forward_circuit', "Area circuit state in this worker: 0 closed, 1 half-open, 2 open", ['area'], (set) => {
-      for (const id of circuits.known()) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[circuits.state(id)]);
+    scrapeGauge(deps.registry, 'wa_router_forward_circuit', "Area circuit state in this worker: 0 closed, 1 half-open, 2 open", ['area'], async (set) => {
+      const ids = new Set([...(await rows()).map((r) => r.areaId), ...circuits.known()]);
+      for (const id of ids) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[circuits.state(id)]);
     });
   };
   const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
   return {
     metrics,
-    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: tokenChecker(config.API_TOKEN) }),
+    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: (req) => principalOf(req) !== null }),
     webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();

@@ -22,7 +22,7 @@ export interface RateLimitOptions {
 export interface ApiRateLimitOptions extends RateLimitOptions {
   /** Authenticated requests per minute per token; 0 (the default) does not limit them. */
   readonly perTokenPerMinute: number;
-  /** Whether the request carries a valid token (checked again, and answered, by the auth step). */
+  /** Whether the request carries a valid token (identified before the limiter; refused after it). */
   readonly authenticated: (req: IncomingMessage) => boolean;
 }
 

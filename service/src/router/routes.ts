@@ -1,6 +1,8 @@
 // The router's HTTP surface under /v1: areas, their deliveries, and conversation hand-offs.
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import { Router, type Request } from 'express';
+import { inAreas } from '../store/conversations.js';
+import { areaLimit } from '../tokens/principal.js';
 import { z } from 'zod';
 import { HttpError } from '../http/errors.js';
 import type { Pool } from '../store/pool.js';
@@ -145,13 +147,21 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
     res.status(202).json(replayed);
   });
 
+  // A token limited to areas hands off only its areas' conversations, and only among its areas.
+  const handOff = async (req: Request) => {
+    const id = pathId(req.params.id as string | undefined, 'conversation');
+    if (!(await inAreas(pool, id, areaLimit(req)))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    return id;
+  };
   r.post('/conversations/:id/assign', async (req, res) => {
-    const id = pathId(req.params.id, 'conversation');
+    const id = await handOff(req);
     const { areaId } = parseBody(assignBody, req.body);
+    const areas = areaLimit(req);
+    if (areas && !areas.includes(areaId)) throw new HttpError(403, 'forbidden', `this token may not assign to area ${areaId}`, { allowedAreaIds: areas });
     res.json({ id, route: await assignConversation(pool, id, areaId, 'api') });
   });
   r.post('/conversations/:id/release', async (req, res) => {
-    const id = pathId(req.params.id, 'conversation');
+    const id = await handOff(req);
     res.json({ id, route: await releaseConversation(pool, id) });
   });
 

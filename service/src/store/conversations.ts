@@ -23,6 +23,10 @@ export interface ConversationView {
   lastMessageAt: string | null;
   /** The 24-hour customer-service window runs from here. */
   lastInboundAt: string | null;
+  /** `closed` by an agent; a new customer message reopens it. */
+  status: 'open' | 'closed';
+  /** An opaque agent id, or null. */
+  assignee: string | null;
   /** The router's hand-off: `assigned` to an area, or `menu` (not assigned). */
   route: { state: string; areaId: number | null; assignedAt: string | null };
   createdAt: string;
@@ -94,7 +98,7 @@ function summary(r: Record<string, unknown>, prefix: string): MessageSummary | n
 }
 
 const CONVERSATION_SELECT = `
-SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.last_message_at, c.last_message_at::text AS cursor_t, c.last_inbound_at, c.created_at, c.updated_at,
+SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.status, c.assignee, c.last_message_at, c.last_message_at::text AS cursor_t, c.last_inbound_at, c.created_at, c.updated_at,
        ct.wa_id, ct.profile_name, ct.user_id, ct.username,
        lm.id AS lm_id, lm.wamid AS lm_wamid, lm.direction AS lm_direction, lm.type AS lm_type, lm.body AS lm_body, lm.status AS lm_status, lm.wa_timestamp AS lm_ts,
        la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts,
@@ -115,33 +119,53 @@ function conversationView(r: Record<string, unknown>): ConversationView {
     unreadCount: r.unread_count as number,
     lastMessageAt: iso(r.last_message_at),
     lastInboundAt: iso(r.last_inbound_at),
+    status: r.status as 'open' | 'closed',
+    assignee: r.assignee as string | null,
     route: { state: (r.rt_state as string | null) ?? 'menu', areaId: (r.rt_area_id as number | null) ?? null, assignedAt: iso(r.rt_assigned_at ?? null) },
     createdAt: iso(r.created_at)!,
     updatedAt: iso(r.updated_at)!,
   };
 }
 
+export interface ConversationFilter {
+  readonly channelId?: number | undefined;
+  readonly unread?: boolean | undefined;
+  readonly areaId?: number | undefined;
+  readonly status?: 'open' | 'closed' | undefined;
+  readonly assignee?: string | undefined;
+  /** A substring of the contact's name, number or username (case-insensitive). */
+  readonly q?: string | undefined;
+  /** Only conversations assigned to one of these areas (an area-limited token); null: any. */
+  readonly areaIds?: readonly number[] | null | undefined;
+}
+
+/** The expression contacts_search_trgm_idx indexes, repeated exactly so the planner uses it. */
+const SEARCH_TEXT = `(coalesce(s.profile_name, '') || ' ' || s.wa_id || ' ' || coalesce(s.username, ''))`;
+const likeEscape = (q: string) => q.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+
+/** The activity the inbox is ordered by, as conversations_recent_idx (012) indexes it: no message yet sorts last. */
+const RECENT = `coalesce(c.last_message_at, '-infinity'::timestamptz)`;
+
 /**
- * Newest activity first (`last_message_at DESC NULLS LAST, id DESC`, the order of
- * conversations_activity_idx); conversations without a message yet come last.
+ * Newest activity first (RECENT DESC, id DESC: conversations_recent_idx and the per-filter
+ * indexes of 012), the cursor one row comparison on that order. Filters combine with AND.
  */
-export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null; channelId?: number | undefined; unread?: boolean | undefined; areaId?: number | undefined }): Promise<Page<ConversationView>> {
+export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null } & ConversationFilter): Promise<Page<ConversationView>> {
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => `$${params.push(v)}`;
-  if (q.cursor) {
-    if (q.cursor.t === null) where.push(`(c.last_message_at IS NULL AND c.id < ${p(q.cursor.id)})`);
-    else {
-      const t = p(q.cursor.t);
-      where.push(`(c.last_message_at < ${t}::timestamptz OR (c.last_message_at = ${t}::timestamptz AND c.id < ${p(q.cursor.id)}) OR c.last_message_at IS NULL)`);
-    }
-  }
+  if (q.cursor) where.push(`(${RECENT}, c.id) < (coalesce(${p(q.cursor.t)}::timestamptz, '-infinity'), ${p(q.cursor.id)})`);
   if (q.channelId !== undefined) where.push(`c.channel_id = ${p(q.channelId)}`);
-  if (q.unread) where.push('c.unread_count > 0');
+  if (q.unread === true) where.push('c.unread_count > 0');
+  if (q.unread === false) where.push('c.unread_count = 0');
+  if (q.status !== undefined) where.push(`c.status = ${p(q.status)}`);
+  if (q.assignee !== undefined) where.push(`c.assignee = ${p(q.assignee)}`);
   if (q.areaId !== undefined) where.push(`rt.state = 'assigned' AND rt.area_id = ${p(q.areaId)}`);
+  if (q.areaIds) where.push(`rt.state = 'assigned' AND rt.area_id = ANY (${p(q.areaIds)}::bigint[])`);
+  if (q.q !== undefined) where.push(`c.contact_id IN (SELECT s.id FROM contacts s WHERE ${SEARCH_TEXT} ILIKE ${p(`%${likeEscape(q.q)}%`)})`);
   const { rows } = await pool.query(
     `${CONVERSATION_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT ${p(q.limit + 1)}`,
+     ORDER BY ${RECENT} DESC, c.id DESC LIMIT ${p(q.limit + 1)}`,
     params,
   );
   const more = rows.length > q.limit;
@@ -150,9 +174,31 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   return { data: page.map(conversationView), nextCursor: more && last ? encode({ t: last.cursor_t as string | null, id: last.id as number }) : null };
 }
 
-export async function findConversation(pool: Pool, id: number): Promise<ConversationView | null> {
-  const { rows } = await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1`, [id]);
+/** One conversation; with `areaIds`, only when it is assigned to one of them. */
+export async function findConversation(pool: Pool, id: number, areaIds: readonly number[] | null = null): Promise<ConversationView | null> {
+  const { rows } = areaIds
+    ? await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1 AND rt.state = 'assigned' AND rt.area_id = ANY ($2::bigint[])`, [id, areaIds])
+    : await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1`, [id]);
   return rows[0] ? conversationView(rows[0]) : null;
+}
+
+export interface ConversationPatch {
+  readonly status?: 'open' | 'closed' | undefined;
+  /** null clears it; undefined leaves it. */
+  readonly assignee?: string | null | undefined;
+}
+
+/**
+ * Sets the lifecycle fields; the router's route is left as it is (closing is the agents'
+ * bookkeeping, not a hand-off). Returns the channel, or null when there is no such conversation.
+ */
+export async function patchConversation(pool: Pool, id: number, patch: ConversationPatch): Promise<{ channelId: number; status: string; assignee: string | null } | null> {
+  const { rows } = await pool.query<{ channel_id: number; status: string; assignee: string | null }>(
+    `UPDATE conversations SET status = COALESCE($2, status), assignee = CASE WHEN $3 THEN $4 ELSE assignee END, updated_at = now()
+     WHERE id = $1 RETURNING channel_id, status, assignee`,
+    [id, patch.status ?? null, patch.assignee !== undefined, patch.assignee ?? null],
+  );
+  return rows[0] ? { channelId: rows[0].channel_id, status: rows[0].status, assignee: rows[0].assignee } : null;
 }
 
 /** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
@@ -192,4 +238,26 @@ export async function markConversationRead(pool: Pool, id: number): Promise<{ ch
     [id],
   );
   return rows[0] ? { channelId: rows[0].channel_id, lastInboundWamid: rows[0].wamid } : null;
+}
+
+/** The area each of these conversations is assigned to; unassigned ones are absent. */
+export async function assignedAreas(pool: Pool, conversationIds: readonly number[]): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ conversation_id: number; area_id: number }>(
+    "SELECT conversation_id, area_id FROM conversation_routes WHERE conversation_id = ANY ($1::bigint[]) AND state = 'assigned' AND area_id IS NOT NULL",
+    [conversationIds],
+  );
+  return new Map(rows.map((r) => [r.conversation_id, r.area_id]));
+}
+
+/** Whether a conversation is assigned to one of `areaIds` (null: no limit, always true). */
+export async function inAreas(pool: Pool, conversationId: number, areaIds: readonly number[] | null): Promise<boolean> {
+  if (!areaIds) return true;
+  const areas = await assignedAreas(pool, [conversationId]);
+  return areaIds.includes(areas.get(conversationId) ?? -1);
+}
+
+/** The conversation of (channel, recipient key), if any: where a send to them lands. */
+export async function conversationWith(pool: Pool, channelId: number, waId: string): Promise<number | null> {
+  const { rows } = await pool.query<{ id: number }>('SELECT c.id FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE c.channel_id = $1 AND ct.wa_id = $2', [channelId, waId]);
+  return rows[0]?.id ?? null;
 }

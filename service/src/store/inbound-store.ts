@@ -339,9 +339,12 @@ agg AS (
          count(*) OVER (PARTITION BY conversation_id) AS n
   FROM ins ORDER BY conversation_id, wa_timestamp DESC, id DESC),
 upd AS (
-  -- Only rows really inserted count, so a redelivery never bumps unread twice.
+  -- Only rows really inserted count, so a redelivery never bumps unread twice. A new customer
+  -- message reopens a closed conversation, here and not in another statement or CTE: one
+  -- statement changes a row once (a second change of the same row would be silently dropped).
   UPDATE conversations c SET
     unread_count = c.unread_count + agg.n,
+    status = 'open',
     last_message_id = CASE WHEN c.last_message_at IS NULL OR agg.last_at >= c.last_message_at THEN agg.last_id ELSE c.last_message_id END,
     last_message_at = GREATEST(c.last_message_at, agg.last_at),
     last_inbound_at = GREATEST(c.last_inbound_at, agg.last_at),

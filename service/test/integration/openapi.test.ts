@@ -114,6 +114,21 @@ describe('real answers match the document', () => {
     expect(delivered.body.wamid).toMatch(/^wamid\./);
     expect((await send('POST', `/v1/conversations/${conversationId}/read`, { readReceipt: true })).body.readReceipt.sent).toBe(true);
     expect((await send('GET', `/v1/conversations/${conversationId}`)).body.unreadCount).toBe(0);
+    const closed = await send('PATCH', `/v1/conversations/${conversationId}`, { status: 'closed', assignee: 'agent-7' });
+    expect([closed.body.status, closed.body.assignee]).toEqual(['closed', 'agent-7']);
+    expect((await send('GET', '/v1/conversations?status=closed&assignee=agent-7&q=' + customer.slice(-6))).body.data.map((c: { id: number }) => c.id)).toEqual([conversationId]);
+  });
+
+  it('tokens: created once, listed without the secret, revoked', async () => {
+    const created = await send('POST', '/v1/tokens', { name: 'crm', scopes: ['conversations:read'] });
+    expect(created.status).toBe(201);
+    expect(created.body.token).toEqual(expect.any(String));
+    const listed = await send('GET', '/v1/tokens');
+    expect(listed.body.data.map((t: { id: number }) => t.id)).toContain(created.body.id);
+    expect(listed.body.data[0]).not.toHaveProperty('token');
+    const readOnly = await call('/v1/messages', { method: 'POST', headers: { authorization: `Bearer ${created.body.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: customer, type: 'text', text: { body: 'x' } }) });
+    expect(readOnly.status).toBe(403);
+    expect((await send('DELETE', `/v1/tokens/${created.body.id}`)).status).toBe(204);
   });
 
   it('channels, their sync and menus; areas, deliveries and hand-offs', async () => {

@@ -1,10 +1,13 @@
-// Agent API: the inbox (conversations by latest activity), a conversation's messages, and
-// marking it read (optionally with a WhatsApp read receipt for the customer's last message).
-import { Router } from 'express';
+// Agent API: the inbox (conversations by latest activity, filtered and searched), a
+// conversation's messages, its lifecycle (open/closed, assignee), and marking it read (optionally
+// with a WhatsApp read receipt for the customer's last message). A token limited to areas sees
+// only conversations assigned to them: any other is not found.
+import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { Publish } from '../../events/hub.js';
-import { CursorError, decodeCursor, findConversation, listConversationMessages, listConversations, markConversationRead } from '../../store/conversations.js';
+import { CursorError, decodeCursor, findConversation, inAreas, listConversationMessages, listConversations, markConversationRead, patchConversation } from '../../store/conversations.js';
 import type { Pool } from '../../store/pool.js';
+import { areaLimit } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import { conversationSchema, messageItemSchema, pageOf } from '../views.js';
 import { defineOperations } from '../../openapi/operation.js';
@@ -13,12 +16,21 @@ const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(512).optional().meta({ description: "The previous page's `nextCursor`" }),
 };
-const listQuery = z.object({
+export const conversationStatusSchema = z.enum(['open', 'closed']);
+export const listConversationsQuery = z.object({
   ...page,
   channelId: z.coerce.number().int().positive().optional().meta({ description: "Only this channel's conversations" }),
   areaId: z.coerce.number().int().positive().optional().meta({ description: 'Only conversations assigned to this area' }),
   unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional().meta({ description: '`true`: only conversations with unread messages' }),
+  status: conversationStatusSchema.optional().meta({ description: 'Only open or only closed conversations' }),
+  assignee: z.string().min(1).max(200).optional().meta({ description: "Exact match on the assignee (an opaque agent id)" }),
+  q: z.string().trim().min(1).max(100).optional().meta({ description: "A substring of the contact's name, number or username, case-insensitive" }),
 });
+/** `assignee: null` clears it; a field left out is left as it is. */
+export const patchConversationSchema = z
+  .object({ status: conversationStatusSchema.optional(), assignee: z.string().min(1).max(200).nullable().optional() })
+  .strict()
+  .refine((b) => b.status !== undefined || b.assignee !== undefined, 'give status, assignee or both');
 const pageQuery = z.object(page);
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional();
 /** `readReceipt` (also spelled `readReceipts`, `sendReadReceipt(s)`), in the body or the query. */
@@ -33,8 +45,13 @@ export const readAnswerSchema = z.object({
 });
 
 export const conversationOperations = defineOperations('Conversations', [
-  { method: 'get', path: '/v1/conversations', summary: 'The inbox: conversations, newest activity first', query: listQuery, responses: { 200: pageOf(conversationSchema, 'ConversationPage') } },
+  { method: 'get', path: '/v1/conversations', summary: 'The inbox: conversations, newest activity first', query: listConversationsQuery, responses: { 200: pageOf(conversationSchema, 'ConversationPage') } },
   { method: 'get', path: '/v1/conversations/:id', summary: 'One conversation', params, responses: { 200: conversationSchema } },
+  {
+    method: 'patch', path: '/v1/conversations/:id', summary: 'Close, reopen or (un)assign a conversation to an agent', params, body: patchConversationSchema,
+    description: '`assignee: null` clears the assignee; a field left out stays as it is. Fires `conversation.updated`.',
+    responses: { 200: conversationSchema },
+  },
   { method: 'get', path: '/v1/conversations/:id/messages', summary: "A conversation's messages, newest first", params, query: pageQuery, responses: { 200: pageOf(messageItemSchema, 'MessagePage') } },
   {
     method: 'post', path: '/v1/conversations/:id/read', summary: 'Mark a conversation read', params, query: readOptions, body: readOptions, responses: { 200: readAnswerSchema },
@@ -72,17 +89,32 @@ function conversationId(raw: string | undefined): number {
 
 export function conversationRoutes(deps: ConversationRouteDeps): Router {
   const r = Router();
+  /** The path's conversation id, when the request's token may see it; otherwise not found. */
+  const visible = async (req: Request): Promise<number> => {
+    const id = conversationId(req.params.id as string | undefined);
+    if (!(await inAreas(deps.pool, id, areaLimit(req)))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    return id;
+  };
   r.get('/conversations', async (req, res) => {
-    const q = parse(listQuery, req.query, 'invalid_query');
-    res.json(await listConversations(deps.pool, { limit: q.limit, cursor: cursorOf(q.cursor), channelId: q.channelId, unread: q.unread, areaId: q.areaId }));
+    const q = parse(listConversationsQuery, req.query, 'invalid_query');
+    const { cursor, ...filter } = q;
+    res.json(await listConversations(deps.pool, { ...filter, cursor: cursorOf(cursor), areaIds: areaLimit(req) }));
   });
   r.get('/conversations/:id', async (req, res) => {
-    const conv = await findConversation(deps.pool, conversationId(req.params.id));
+    const conv = await findConversation(deps.pool, conversationId(req.params.id), areaLimit(req));
     if (!conv) throw new HttpError(404, 'not_found', `no conversation ${req.params.id}`);
     res.json(conv);
   });
+  r.patch('/conversations/:id', async (req, res) => {
+    const id = await visible(req);
+    const patch = parse(patchConversationSchema, req.body ?? {}, 'invalid_request');
+    const done = await patchConversation(deps.pool, id, patch);
+    if (!done) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    deps.publish({ type: 'conversation.updated', conversationId: id, channelId: done.channelId, status: done.status, assignee: done.assignee });
+    res.json(await findConversation(deps.pool, id));
+  });
   r.get('/conversations/:id/messages', async (req, res) => {
-    const id = conversationId(req.params.id);
+    const id = await visible(req);
     const q = parse(pageQuery, req.query, 'invalid_query');
     const cursor = cursorOf(q.cursor);
     if (cursor?.t === null) throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API gave out');
@@ -91,7 +123,7 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     res.json(result);
   });
   r.post('/conversations/:id/read', async (req, res) => {
-    const id = conversationId(req.params.id);
+    const id = await visible(req);
     const o = { ...parse(readOptions, req.query, 'invalid_query'), ...parse(readOptions, req.body ?? {}, 'invalid_request') };
     const wantReceipt = (o.readReceipt ?? o.readReceipts ?? o.sendReadReceipt ?? o.sendReadReceipts) === true;
     const marked = await markConversationRead(deps.pool, id);

@@ -1,11 +1,13 @@
 // GET /v1/events: realtime events as Server-Sent Events, or as WebSocket messages on the same
 // path. Each event is JSON `{ id, type, ... }`; `types=a,b` picks some. Events are at most once:
-// a client that reconnects reloads what it shows through the API.
+// a client that reconnects reloads what it shows through the API. A token limited to areas gets
+// only the events of conversations assigned to its areas; a revoked token's streams end.
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { typeFilter, type EventHub } from '../../events/hub.js';
+import { typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
+import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
 import { z } from 'zod';
 import { defineOperations } from '../../openapi/operation.js';
 
@@ -22,14 +24,64 @@ export const eventOperations = defineOperations('Events', [
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 15_000;
 
+type Numbered = RealtimeEvent & { id: number };
+/** The area each conversation is assigned to (absent: not assigned). */
+export type AreasOf = (conversationIds: readonly number[]) => Promise<ReadonlyMap<number, number>>;
+
+/** Told to every web process, never to clients: streams opened with that token end. */
+export const TOKEN_REVOKED = 'token.revoked';
+
 export class RealtimeClients {
   private readonly closers = new Set<() => void>();
   readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  // One lookup per published batch, shared by every area-limited client of this process.
+  private readonly batchAreas = new WeakMap<readonly Numbered[], Promise<ReadonlyMap<number, number>>>();
 
   constructor(
     private readonly hub: EventHub,
+    private readonly areasOf: AreasOf,
     private readonly onCount?: (n: number) => void,
   ) {}
+
+  /**
+   * Listens for `p`'s client: `deliver` gets the events it may see, in order; `end` runs when its
+   * token is revoked. Clients of unlimited tokens stay on the synchronous path (no lookup).
+   */
+  private listen(p: Principal, wanted: (type: string) => boolean, deliver: (events: Numbered[]) => void, end: () => void): () => void {
+    const revoked = (events: readonly Numbered[]) => p.tokenId !== null && events.some((e) => e.type === TOKEN_REVOKED && e.tokenId === p.tokenId);
+    const areas = p.areaIds;
+    if (!areas) {
+      return this.hub.listen((events) => {
+        if (revoked(events)) return end();
+        deliver(events.filter((e) => e.type !== TOKEN_REVOKED && wanted(e.type)));
+      });
+    }
+    let chain = Promise.resolve();
+    let stopped = false;
+    const unlisten = this.hub.listen((events) => {
+      if (revoked(events)) return end();
+      const candidates = events.filter((e) => typeof e.conversationId === 'number' && wanted(e.type));
+      if (candidates.length === 0) return;
+      let lookup = this.batchAreas.get(events);
+      if (!lookup) {
+        lookup = this.areasOf([...new Set(candidates.map((e) => e.conversationId as number))]);
+        this.batchAreas.set(events, lookup);
+      }
+      const pending = lookup;
+      // Chained, so a slow lookup never lets a later batch overtake an earlier one.
+      chain = chain.then(async () => {
+        // A failed lookup drops the batch for these clients: events are hints, never a leak.
+        const routed = await pending.catch(() => new Map<number, number>());
+        const mine = candidates.filter((e) => areas.includes(routed.get(e.conversationId as number) ?? -1));
+        // A lookup may finish after the client left: its stream is closed by then.
+        if (mine.length && !stopped) deliver(mine);
+      });
+    });
+    return () => {
+      stopped = true;
+      unlisten();
+    };
+  }
 
   private track(close: () => void): () => void {
     this.closers.add(close);
@@ -41,13 +93,14 @@ export class RealtimeClients {
   }
 
   /** The SSE route, to mount under /v1 with its own auth (a header or `access_token`). */
-  router(auth: RequestHandler): Router {
+  router(auth: RequestHandler[]): Router {
     const r = Router();
-    r.get('/events', auth, (req, res) => this.serveSse(req, res));
+    r.get('/events', ...auth, (req, res) => this.serveSse(req, res));
     return r;
   }
 
   private serveSse(req: IncomingMessage & { query?: unknown }, res: Response): void {
+    const principal = principalOf(req)!;
     const wanted = typeFilter(new URL(req.url ?? '/', 'http://x').searchParams.get('types'));
     res.status(200).set({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.flushHeaders();
@@ -58,9 +111,9 @@ export class RealtimeClients {
       untrack();
       if (!res.writableEnded) res.end();
     };
-    const stop = this.hub.listen((events) => {
+    const stop = this.listen(principal, wanted, (events) => {
       let chunk = '';
-      for (const e of events) if (wanted(e.type)) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+      for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
       if (chunk === '') return;
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         // end() would queue the close behind the megabytes the client is not reading, so the
@@ -70,7 +123,7 @@ export class RealtimeClients {
         return;
       }
       res.write(chunk);
-    });
+    }, () => end());
     const beat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
     beat.unref();
     const untrack = this.track(end);
@@ -78,19 +131,24 @@ export class RealtimeClients {
   }
 
   /** Answers an upgrade on `path`; false when the request is not for it (another handler's). */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, authorized: (req: IncomingMessage) => boolean): boolean {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, authorize: (req: IncomingMessage) => Promise<Principal | null>): boolean {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== path) return false;
-    if (!authorized(req)) {
-      socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":{"code":"unauthorized","message":"a valid bearer token is required"}}');
-      return true;
-    }
-    const wanted = typeFilter(url.searchParams.get('types'));
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.serveWebSocket(ws, wanted));
+    const refuse = (status: string, code: string, message: string) =>
+      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code, message } })}`);
+    authorize(req).then(
+      (p) => {
+        if (!p) return refuse('401 Unauthorized', 'unauthorized', 'a valid bearer token is required');
+        if (!hasScope(p, 'conversations:read')) return refuse('403 Forbidden', 'forbidden', 'this token lacks the conversations:read scope');
+        const wanted = typeFilter(url.searchParams.get('types'));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serveWebSocket(ws, p, wanted));
+      },
+      () => refuse('503 Service Unavailable', 'unavailable', 'the token could not be checked; retry'),
+    );
     return true;
   }
 
-  private serveWebSocket(ws: WebSocket, wanted: (type: string) => boolean): void {
+  private serveWebSocket(ws: WebSocket, principal: Principal, wanted: (type: string) => boolean): void {
     let alive = true;
     const end = () => {
       clearInterval(beat);
@@ -98,10 +156,10 @@ export class RealtimeClients {
       untrack();
       ws.terminate();
     };
-    const stop = this.hub.listen((events) => {
+    const stop = this.listen(principal, wanted, (events) => {
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return end();
-      for (const e of events) if (wanted(e.type)) ws.send(JSON.stringify(e));
-    });
+      for (const e of events) ws.send(JSON.stringify(e));
+    }, () => end());
     // Pings find dead peers that never closed (a NAT that forgot them).
     const beat = setInterval(() => {
       if (!alive) return end();
@@ -126,8 +184,8 @@ export class RealtimeClients {
   }
 }
 
-export function attachUpgrade(server: Server, clients: RealtimeClients, path: string, authorized: (req: IncomingMessage) => boolean): void {
+export function attachUpgrade(server: Server, clients: RealtimeClients, path: string, authorize: (req: IncomingMessage) => Promise<Principal | null>): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (!clients.handleUpgrade(req, socket, head, path, authorized)) socket.destroy();
+    if (!clients.handleUpgrade(req, socket, head, path, authorize)) socket.destroy();
   });
 }

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import type { OutboundQueues } from '../../queue/outbound.js';
 import { createOutbound, type OutboxCleaner } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
+import { conversationWith, inAreas } from '../../store/conversations.js';
+import { areaLimit } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import type { Publish } from '../../events/hub.js';
 import type { Logger } from '../../log.js';
@@ -102,6 +104,12 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
         to = known.rows[0].wa_id;
         toUserId = false;
       }
+    }
+    const areas = areaLimit(req);
+    if (areas) {
+      // A token limited to areas writes only into its areas' conversations, never starts one.
+      const conv = await conversationWith(deps.pool, channelId, to);
+      if (conv === null || !(await inAreas(deps.pool, conv, areas))) throw new HttpError(404, 'not_found', 'no conversation with this recipient in the areas of this token');
     }
     const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: b[b.type] };
     if (b.context) payload.context = b.context;

@@ -96,22 +96,30 @@ export interface Outcome {
   readonly response: string | null;
 }
 
-/** Records a batch of attempts and their events' new state in one statement. */
+/**
+ * Records a batch of attempts and their events' new state in one statement. An event can be in a
+ * batch twice (its lease ran out while its first outcome waited, and it was delivered again): an
+ * UPDATE changes a row once however many source rows join it, so the batch is folded to each
+ * event's last outcome, counting all of its attempts.
+ */
 export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[]): Promise<void> {
   if (outcomes.length === 0) return;
   const col = <T>(f: (o: Outcome) => T) => outcomes.map(f);
   await pool.query(
     `WITH r AS (
        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
-         AS r(id, area_id, body, status, next_at, code, latency, error, response)),
+         WITH ORDINALITY AS r(id, area_id, body, status, next_at, code, latency, error, response, n)),
      att AS (
        INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
-       SELECT id, area_id, code, latency, error, response FROM r)
+       SELECT id, area_id, code, latency, error, response FROM r ORDER BY n),
+     last AS (
+       SELECT DISTINCT ON (id) id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
+       FROM r ORDER BY id, n DESC)
      UPDATE forward_events e SET
-       status = r.status, attempts = e.attempts + 1, next_attempt_at = r.next_at, locked_until = NULL,
-       last_status = r.code, last_error = r.error, body = COALESCE(e.body, r.body),
-       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END
-     FROM r WHERE e.id = r.id`,
+       status = last.status, attempts = e.attempts + last.tries, next_attempt_at = last.next_at, locked_until = NULL,
+       last_status = last.code, last_error = last.error, body = COALESCE(e.body, last.body),
+       finished_at = CASE WHEN last.status = 'pending' THEN NULL ELSE now() END
+     FROM last WHERE e.id = last.id`,
     [col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response)],
   );
 }
@@ -120,11 +128,14 @@ export async function disableArea(pool: Pool, areaId: number, reason: string): P
   await pool.query('UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now() WHERE id = $1', [areaId, reason]);
 }
 
-/** Backlog per area: pending events and the age of the oldest, for the gauges. */
+/**
+ * Backlog per area: pending events and the age of the oldest, for the gauges. Every area has a row
+ * (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
+ */
 export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number }[]> {
   const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number }>(
-    `SELECT area_id, count(*)::int AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest
-     FROM forward_events WHERE status = 'pending' GROUP BY area_id`,
+    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest
+     FROM areas a LEFT JOIN forward_events e ON e.area_id = a.id AND e.status = 'pending' GROUP BY a.id`,
   );
   return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest }));
 }

@@ -1,0 +1,247 @@
+// Scoped API tokens as an integrator meets them, over HTTP against real Postgres and Redis: the
+// token shown once and kept hashed, 403 for a missing scope, revocation seen at once by two web
+// processes (and their open event streams), and a token limited to an area that neither reads,
+// writes nor hears of another area's conversation.
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
+import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { openSse, type SseClient } from '../helpers/events.js';
+
+let db: TestDb;
+let sim: GraphSimulator;
+let app: RunningApp;
+/** A second web process on the same database and Redis. */
+let web2: RunningApp;
+const prefix = uniquePrefix();
+
+async function call(base: string, token: string | null, method: string, path: string, body?: unknown) {
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const text = await res.text();
+  return { status: res.status, text, body: text ? JSON.parse(text) : null };
+}
+const admin = (method: string, path: string, body?: unknown) => call(app.url, API_TOKEN, method, path, body);
+async function mint(body: Record<string, unknown>): Promise<{ id: number; token: string }> {
+  const r = await admin('POST', '/v1/tokens', body);
+  expect(r.status, r.text).toBe(201);
+  return r.body;
+}
+
+let seq = 0;
+const base = 1_780_000_000;
+function inbound(from: string, at: number): string {
+  return JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+      contacts: [{ profile: { name: `Customer ${from.slice(-2)}` }, wa_id: from }],
+      messages: [{ from, id: `wamid.TOK${Date.now().toString(36)}${(seq++).toString(36).padStart(4, '0')}`, timestamp: String(base + at), type: 'text', text: { body: `hi ${at}` } }],
+    } }] }],
+  });
+}
+async function write(from: string, at: number): Promise<number> {
+  expect((await postWebhook(app.url, inbound(from, at))).status).toBe(200);
+  return eventually(async () => (await db.pool.query<{ id: number }>(`SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id JOIN messages m ON m.conversation_id = cv.id WHERE c.wa_id = $1 AND m.body = $2`, [from, `hi ${at}`])).rows[0]?.id, { what: `message from ${from}` });
+}
+
+/** Waits until `n` web processes hold their events subscription: a stream's first event may otherwise be published before it. */
+async function subscribed(prefix: string, n: number): Promise<void> {
+  const redis = new Redis(inject('redisUrl'));
+  try {
+    await eventually(async () => ((await redis.pubsub('NUMSUB', `${prefix}:events`)) as [string, number])[1] >= n, { what: 'events subscriptions' });
+  } finally {
+    redis.disconnect();
+  }
+}
+
+beforeAll(async () => {
+  db = await createTestDb();
+  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
+  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix };
+  app = await startApp(db, 'all', env);
+  web2 = await startApp(db, 'web', env);
+});
+afterAll(async () => {
+  await web2?.stop();
+  await app?.stop();
+  await sim?.close();
+  await db?.drop();
+});
+
+describe('POST/GET /v1/tokens', () => {
+  it('shows the token once, keeps only its SHA-256, lists tokens without secrets and with their last use', async () => {
+    const created = await mint({ name: 'crm', scopes: ['conversations:read', 'conversations:read'] });
+    expect(created.token).toMatch(/^war_[A-Za-z0-9_-]{43}$/);
+    expect(created).toMatchObject({ name: 'crm', scopes: ['conversations:read'], areaIds: null, lastUsedAt: null, revokedAt: null });
+    const { rows } = await db.pool.query<{ row: string; hash: Buffer }>('SELECT row_to_json(t)::text AS row, token_hash AS hash FROM api_tokens t WHERE id = $1', [created.id]);
+    expect(rows[0]!.hash.equals(createHash('sha256').update(created.token).digest())).toBe(true);
+    expect(rows[0]!.row).not.toContain(created.token.slice(4));
+
+    const list = await admin('GET', '/v1/tokens');
+    expect(list.text).not.toContain(created.token.slice(4));
+    expect(list.body.data.find((t: { id: number }) => t.id === created.id)).not.toHaveProperty('token');
+
+    expect((await call(app.url, created.token, 'GET', '/v1/conversations')).status).toBe(200);
+    await eventually(async () => (await admin('GET', '/v1/tokens')).body.data.find((t: { id: number; lastUsedAt: string | null }) => t.id === created.id && t.lastUsedAt !== null), { what: 'lastUsedAt' });
+  });
+
+  it('refuses bad tokens to create with the JSON error', async () => {
+    const area = await admin('POST', '/v1/areas', { name: 'Tokens', webhookUrl: 'http://127.0.0.1:9/t' });
+    for (const body of [
+      { name: 'x', scopes: ['root'] },
+      { name: 'x', scopes: [] },
+      { name: '', scopes: ['admin'] },
+      { name: 'x', scopes: ['admin'], areaIds: [area.body.id] },
+      { name: 'x', scopes: ['conversations:read'], areaIds: [987654] },
+      { name: 'x', scopes: ['conversations:read'], expiresAt: '2020-01-01T00:00:00Z' },
+    ]) {
+      const r = await admin('POST', '/v1/tokens', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.code).toBe('invalid_request');
+    }
+  });
+});
+
+describe('scopes', () => {
+  it('answers 403 with the JSON error when the scope is missing, 401 without a valid token', async () => {
+    const reader = await mint({ name: 'reader', scopes: ['conversations:read'] });
+    const sender = await mint({ name: 'sender', scopes: ['messages:send'] });
+    const conv = await write('5511966000001', 1);
+    const forbidden = [
+      [reader.token, 'POST', '/v1/messages', { to: '5511966000001', type: 'text', text: { body: 'no' } }],
+      [reader.token, 'PATCH', `/v1/conversations/${conv}`, { status: 'closed' }],
+      [reader.token, 'POST', `/v1/conversations/${conv}/read`, {}],
+      [reader.token, 'GET', '/v1/areas', undefined],
+      [reader.token, 'GET', '/v1/tokens', undefined],
+      [reader.token, 'GET', '/v1/dead-letters', undefined],
+      [reader.token, 'GET', '/admin/queues', undefined],
+      [sender.token, 'GET', '/v1/conversations', undefined],
+      [sender.token, 'GET', '/v1/events', undefined],
+    ] as const;
+    for (const [token, method, path, body] of forbidden) {
+      const r = await call(app.url, token, method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.body.error).toMatchObject({ code: 'forbidden', details: { requiredScope: expect.any(String) } });
+    }
+    expect((await call(app.url, reader.token, 'GET', `/v1/conversations/${conv}`)).status).toBe(200);
+    expect((await call(app.url, sender.token, 'POST', '/v1/messages', { to: '5511966000001', type: 'text', text: { body: 'yes' } })).status).toBe(202);
+    for (const token of [null, 'war_unknown', `${reader.token}x`]) {
+      const r = await call(app.url, token, 'GET', '/v1/conversations');
+      expect(r.status).toBe(401);
+      expect(r.body.error.code).toBe('unauthorized');
+    }
+  });
+
+  it('the WebSocket upgrade obeys the same scopes', async () => {
+    const reader = await mint({ name: 'ws reader', scopes: ['conversations:read'] });
+    const sender = await mint({ name: 'ws sender', scopes: ['messages:send'] });
+    const upgrade = (token: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+        ws.on('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('error', () => undefined);
+      });
+    expect(await upgrade(reader.token)).toBe(101);
+    expect(await upgrade(sender.token)).toBe(403);
+    expect(await upgrade('war_unknown')).toBe(401);
+  });
+
+  it('an expired token is refused', async () => {
+    const t = await mint({ name: 'brief', scopes: ['conversations:read'], expiresAt: new Date(Date.now() + 1_500).toISOString() });
+    expect((await call(app.url, t.token, 'GET', '/v1/conversations')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_600));
+    expect((await call(app.url, t.token, 'GET', '/v1/conversations')).status).toBe(401);
+  });
+});
+
+describe('DELETE /v1/tokens/:id', () => {
+  it('a revoked token gets 401 on the very next request on both web processes, and its event streams end', async () => {
+    const t = await mint({ name: 'revoked', scopes: ['conversations:read'] });
+    for (const base of [app.url, web2.url]) expect((await call(base, t.token, 'GET', '/v1/conversations')).status).toBe(200);
+    const streams: SseClient[] = [openSse(app.url, `?access_token=${t.token}`), openSse(web2.url, `?access_token=${t.token}`)];
+    for (const s of streams) expect((await s.ready).status).toBe(200);
+    const other = openSse(web2.url, `?access_token=${API_TOKEN}`);
+    expect((await other.ready).status).toBe(200);
+    await subscribed(prefix, 2);
+
+    expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(204);
+    for (const base of [web2.url, app.url]) {
+      const r = await call(base, t.token, 'GET', '/v1/conversations');
+      expect(r.status, base).toBe(401);
+      expect(r.body.error.code).toBe('unauthorized');
+    }
+    await Promise.race([Promise.all(streams.map((s) => s.ended)), new Promise((_, reject) => setTimeout(() => reject(new Error('a revoked stream stayed open')), 5_000))]);
+    // Other tokens' streams go on.
+    await write('5511966000002', 2);
+    await eventually(async () => other.events.find((e) => e.event === 'message.created'), { what: 'event on the admin stream' });
+    await other.close();
+    expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(404);
+    expect((await admin('GET', '/v1/tokens')).body.data.find((x: { id: number }) => x.id === t.id).revokedAt).not.toBeNull();
+  });
+});
+
+describe('a token limited to an area', () => {
+  it('sees, changes, answers and hears only the conversations assigned to its area', async () => {
+    const areaA = (await admin('POST', '/v1/areas', { name: 'Area A', webhookUrl: 'http://127.0.0.1:9/a' })).body.id as number;
+    const areaB = (await admin('POST', '/v1/areas', { name: 'Area B', webhookUrl: 'http://127.0.0.1:9/b' })).body.id as number;
+    const mine = await write('5511955000001', 10);
+    const theirs = await write('5511955000002', 11);
+    expect((await admin('POST', `/v1/conversations/${mine}/assign`, { areaId: areaA })).status).toBe(200);
+    expect((await admin('POST', `/v1/conversations/${theirs}/assign`, { areaId: areaB })).status).toBe(200);
+    const t = (await mint({ name: 'team A', scopes: ['conversations:read', 'conversations:write', 'messages:send'], areaIds: [areaA] })).token;
+    const as = (method: string, path: string, body?: unknown) => call(app.url, t, method, path, body);
+
+    const sseArea = openSse(web2.url, `?access_token=${t}`);
+    const sseAdmin = openSse(web2.url, `?access_token=${API_TOKEN}`);
+    for (const s of [sseArea, sseAdmin]) expect((await s.ready).status).toBe(200);
+    // The streams are on web2: subscribed since the revocation test, or (run alone) the only subscriber.
+    await subscribed(prefix, 1);
+
+    expect((await as('GET', '/v1/conversations')).body.data.map((c: { id: number }) => c.id)).toEqual([mine]);
+    expect((await as('GET', `/v1/conversations?areaId=${areaB}`)).body.data).toEqual([]);
+    const theirMessage = (await db.pool.query<{ id: number; wamid: string }>('SELECT id, wamid FROM messages WHERE conversation_id = $1 LIMIT 1', [theirs])).rows[0]!;
+    for (const [method, path, body] of [
+      ['GET', `/v1/conversations/${theirs}`, undefined],
+      ['GET', `/v1/conversations/${theirs}/messages`, undefined],
+      ['PATCH', `/v1/conversations/${theirs}`, { status: 'closed' }],
+      ['POST', `/v1/conversations/${theirs}/read`, {}],
+      ['POST', `/v1/conversations/${theirs}/assign`, { areaId: areaA }],
+      ['POST', `/v1/conversations/${theirs}/release`, {}],
+      ['GET', `/v1/messages/${theirMessage.id}`, undefined],
+      ['GET', `/v1/messages?wamid=${theirMessage.wamid}`, undefined],
+      ['POST', '/v1/messages', { to: '5511955000002', type: 'text', text: { body: 'not mine' } }],
+      ['POST', '/v1/messages', { to: '5511955000999', type: 'text', text: { body: 'a new customer' } }],
+    ] as const) {
+      const r = await as(method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(r.body.error.code).toBe('not_found');
+    }
+    expect((await as('POST', `/v1/conversations/${mine}/assign`, { areaId: areaB })).status).toBe(403);
+    expect((await as('GET', `/v1/conversations/${mine}/messages`)).status).toBe(200);
+    expect((await as('PATCH', `/v1/conversations/${mine}`, { assignee: 'ana' })).body).toMatchObject({ id: mine, assignee: 'ana' });
+    expect((await as('POST', '/v1/messages', { to: '5511955000001', type: 'text', text: { body: 'mine' } })).status).toBe(202);
+
+    // Events: both customers write, the admin changes the other one; the area's stream hears only its own.
+    await write('5511955000002', 12);
+    await write('5511955000001', 13);
+    expect((await admin('PATCH', `/v1/conversations/${theirs}`, { status: 'closed' })).status).toBe(200);
+    await eventually(async () => sseAdmin.events.some((e) => e.data.conversationId === theirs && e.data.status === 'closed') && sseAdmin.events.some((e) => e.event === 'message.created' && e.data.conversationId === mine), { what: 'admin events' });
+    await eventually(async () => sseArea.events.some((e) => e.event === 'message.created' && e.data.conversationId === mine), { what: 'area events' });
+    expect(sseAdmin.events.filter((e) => e.data.conversationId === theirs).length).toBeGreaterThan(1);
+    expect(sseArea.events.filter((e) => e.data.conversationId !== mine)).toEqual([]);
+    await Promise.all([sseArea.close(), sseAdmin.close()]);
+
+    // Released: it left the area, so the area's token no longer sees it.
+    expect((await as('POST', `/v1/conversations/${mine}/release`, {})).status).toBe(200);
+    expect((await as('GET', `/v1/conversations/${mine}`)).status).toBe(404);
+  });
+});
