@@ -43,6 +43,7 @@ import type { Principal } from './tokens/principal.js';
 import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
 import { createRouterFeature } from './router/index.js';
+import { apiDocsRoutes } from './openapi/index.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -58,6 +59,8 @@ export interface App {
   stop(): Promise<void>;
   /** The bound port once started (0 before). */
   port(): number;
+  /** The express app of a web role (its routes are checked against the API document). */
+  readonly http?: express.Express;
 }
 
 export interface BuildOptions {
@@ -142,6 +145,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   if (runsWeb) {
     ({ producer, historyProducer } = createIngestProducers(config, { inbound: inboundQueue, history: historyQueue }, redis, metrics));
     app.get(WEBHOOK_PATH, verifyHandshake(config.WHATSAPP_VERIFY_TOKEN, metrics));
+    app.use(apiDocsRoutes());
     const tokens = createTokensFeature({ pool, apiToken: config.API_TOKEN, publish, log });
     const v1 = express.Router();
     v1.use(tokens.identify(), router.apiLimit, tokens.require(), express.json({ limit: '1mb' }));
@@ -254,6 +258,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
 
   return {
     role, config, log, metrics,
+    ...(runsWeb ? { http: app } : {}),
     async start() {
       if (role === 'all') {
         const applied = await migrate(pool);

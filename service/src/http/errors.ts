@@ -1,7 +1,13 @@
 // One error shape for the whole HTTP surface: { "error": { "code", "message", "details"? } }.
 import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { z } from 'zod';
 import type { Logger } from '../log.js';
+
+/** What every error answer looks like; `details` names the fields at fault when there are some. */
+export const errorSchema = z
+  .object({ error: z.object({ code: z.string().meta({ example: 'not_found' }), message: z.string(), details: z.unknown().optional() }) })
+  .meta({ id: 'Error', description: 'An error: a stable `code` to branch on, a `message` for people, and `details` (for a bad request, one entry per field)' });
 
 export class HttpError extends Error {
   constructor(

@@ -10,6 +10,8 @@ import { EnqueueTimeoutError, IngestOverloadedError, type IngestProducer } from 
 import { verifySignature } from '../whatsapp/signature.js';
 import { checkEnvelope } from '../whatsapp/parse.js';
 import { errorBody, sendJson } from './errors.js';
+import { z } from 'zod';
+import { defineOperations } from '../openapi/operation.js';
 
 export const WEBHOOK_PATH = '/webhooks/whatsapp';
 
@@ -27,6 +29,21 @@ export interface WebhookDeps {
 }
 
 const OK_BODY = '{"status":"queued"}';
+
+export const webhookOperations = defineOperations('Webhook', [
+  {
+    method: 'get', path: WEBHOOK_PATH, summary: "Meta's subscription handshake", auth: 'none', errors: [403],
+    query: z.object({ 'hub.mode': z.literal('subscribe'), 'hub.verify_token': z.string(), 'hub.challenge': z.string() }),
+    responses: { 200: { description: 'The challenge, echoed', contentType: 'text/plain', schema: z.string() } },
+  },
+  {
+    method: 'post', path: WEBHOOK_PATH, summary: "Meta's webhook events", auth: 'none', outsideExpress: true, errors: [401, 413, 429, 503],
+    description: 'Answers 200 only once the event is stored durably; 503 when it could not be, so Meta retries. Signed with the app secret; nothing is stored without a valid signature.',
+    headers: z.object({ 'X-Hub-Signature-256': z.string().meta({ description: '`sha256=` and the HMAC-SHA256 of the raw body, keyed with the app secret' }) }),
+    body: z.looseObject({ object: z.string(), entry: z.array(z.unknown()) }).meta({ description: "A WhatsApp Business Account webhook envelope, as Meta sends it" }),
+    responses: { 200: z.object({ status: z.literal('queued') }) },
+  },
+]);
 
 export function isWebhookPost(req: IncomingMessage): boolean {
   if (req.method !== 'POST' || !req.url) return false;

@@ -6,7 +6,7 @@ import { areaLimit } from '../tokens/principal.js';
 import { z } from 'zod';
 import { HttpError } from '../http/errors.js';
 import type { Pool } from '../store/pool.js';
-import { createAreaSchema, patchAreaSchema } from './areas/schema.js';
+import { areaViewSchema, createAreaSchema, createdAreaSchema, deliverySchema, patchAreaSchema } from './areas/schema.js';
 import { createArea, deleteArea, findArea, listAreas, liveSecrets, patchArea, rotateSecret } from './areas/store.js';
 import { signedHeaders } from './forwarding/forwarder.js';
 import type { WebhookClient } from './forwarding/http-client.js';
@@ -14,8 +14,10 @@ import { listDeliveries, recordPing, replayDelivery } from './forwarding/deliver
 import { parseBody, pathId } from './http-util.js';
 import { checkWebhookUrl, UnsafeUrlError } from './ssrf.js';
 import { assignConversation, releaseConversation } from './routing/assignments.js';
-import { areaRefs, menuSchema } from './menus/schema.js';
+import { areaRefs, menuSchema, menuVersionSchema } from './menus/schema.js';
 import { latestMenu, saveMenu } from './menus/store.js';
+import { routeSchema } from '../http/views.js';
+import { defineOperations } from '../openapi/operation.js';
 
 export interface RouterRouteDeps {
   readonly pool: Pool;
@@ -29,6 +31,42 @@ const deliveriesQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   before: z.coerce.number().int().positive().optional(),
 });
+
+const assignBody = z.object({ areaId: z.number().int().positive() }).strict();
+const id = z.coerce.number().int().positive();
+const params = z.object({ id });
+const routed = z.object({ id: z.number().int(), route: routeSchema });
+
+export const routerOperations = [
+  ...defineOperations('Areas', [
+    { method: 'post', path: '/v1/areas', summary: 'Create an area (a team and the webhook it receives conversations at)', body: createAreaSchema, responses: { 201: createdAreaSchema } },
+    { method: 'get', path: '/v1/areas', summary: 'All areas', responses: { 200: z.object({ data: z.array(areaViewSchema) }) } },
+    { method: 'get', path: '/v1/areas/:id', summary: 'One area', params, responses: { 200: areaViewSchema } },
+    { method: 'patch', path: '/v1/areas/:id', summary: 'Change an area; `enabled: true` re-enables one disabled by a 410', params, body: patchAreaSchema, responses: { 200: areaViewSchema } },
+    { method: 'delete', path: '/v1/areas/:id', summary: 'Delete an area', params, responses: { 204: { description: 'Deleted' } } },
+    {
+      method: 'post', path: '/v1/areas/:id/rotate-secret', summary: 'A new signing secret; the old one keeps signing for a grace period', params,
+      responses: { 200: z.object({ secret: z.string(), previousExpiresAt: z.iso.datetime() }) },
+    },
+    {
+      method: 'post', path: '/v1/areas/:id/test', summary: "Send a signed `ping` to the area's webhook", params,
+      responses: { 200: z.object({ delivered: z.boolean(), webhookId: z.string(), statusCode: z.number().int().nullable(), latencyMs: z.number(), error: z.string().nullable(), response: z.string().nullable() }) },
+    },
+    { method: 'get', path: '/v1/areas/:id/deliveries', summary: "The area's deliveries with their attempts, newest first", params, query: deliveriesQuery, responses: { 200: z.object({ data: z.array(deliverySchema), nextCursor: z.string().nullable().meta({ description: 'Give it back as `before`' }) }) } },
+    {
+      method: 'post', path: '/v1/areas/:id/deliveries/:deliveryId/replay', summary: 'Deliver a dead-lettered event again (same webhook-id)', params: z.object({ id, deliveryId: id }),
+      responses: { 202: z.object({ id: z.number().int(), webhookId: z.string(), status: z.string() }) },
+    },
+  ]),
+  ...defineOperations('Conversations', [
+    { method: 'post', path: '/v1/conversations/:id/assign', summary: 'Assign a conversation to an area', params, body: assignBody, responses: { 200: routed } },
+    { method: 'post', path: '/v1/conversations/:id/release', summary: 'Return a conversation to the menu', params, responses: { 200: routed } },
+  ]),
+  ...defineOperations('Menus', [
+    { method: 'put', path: '/v1/channels/:id/menu', summary: "Save a channel's menu (a new version)", params, body: menuSchema, responses: { 200: menuVersionSchema } },
+    { method: 'get', path: '/v1/channels/:id/menu', summary: "A channel's current menu", params, responses: { 200: menuVersionSchema } },
+  ]),
+];
 
 export function routerRoutes(deps: RouterRouteDeps): Router {
   const { pool } = deps;
@@ -109,7 +147,6 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
     res.status(202).json(replayed);
   });
 
-  const assignBody = z.object({ areaId: z.number().int().positive() }).strict();
   // A token limited to areas hands off only its areas' conversations, and only among its areas.
   const handOff = async (req: Request) => {
     const id = pathId(req.params.id as string | undefined, 'conversation');

@@ -7,6 +7,7 @@ import { parseBody, pathId } from '../router/http-util.js';
 import type { Pool } from '../store/pool.js';
 import { SCOPES } from './principal.js';
 import { createToken, listTokens, revokeToken } from './store.js';
+import { defineOperations } from '../openapi/operation.js';
 
 export const scopeSchema = z.enum(SCOPES);
 
@@ -38,6 +39,19 @@ export const tokenSchema = z.object({
 /** The create answer: the only time the token itself is shown. */
 export const createdTokenSchema = tokenSchema.extend({ token: z.string() });
 export const tokenListSchema = z.object({ data: z.array(tokenSchema) });
+
+export const tokenOperations = defineOperations('Tokens', [
+  {
+    method: 'post', path: '/v1/tokens', summary: 'Create a scoped API token (shown once in the answer)', body: createTokenSchema,
+    description: 'Stored as a SHA-256 hash: the `token` field of this answer is the only time it is shown.',
+    responses: { 201: createdTokenSchema },
+  },
+  { method: 'get', path: '/v1/tokens', summary: 'The API tokens (never their secrets)', responses: { 200: tokenListSchema } },
+  {
+    method: 'delete', path: '/v1/tokens/:id', summary: 'Revoke a token, at once on every web process',
+    params: z.object({ id: z.coerce.number().int().positive() }), responses: { 204: { description: 'Revoked' } },
+  },
+]);
 
 export interface TokenRouteDeps {
   readonly pool: Pool;

@@ -3,6 +3,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Pool } from '../../store/pool.js';
 import { HttpError } from '../errors.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 const channelSchema = z.object({
   phoneNumberId: z.string().regex(/^\d+$/),
@@ -32,6 +33,31 @@ const view = (r: Record<string, unknown>) => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
+
+const time = z.iso.datetime();
+export const channelViewSchema = z
+  .object({
+    id: z.number().int().positive(),
+    phoneNumberId: z.string(),
+    wabaId: z.string().nullable(),
+    displayPhoneNumber: z.string().nullable(),
+    name: z.string().nullable(),
+    messagesPerSecond: z.number().int(),
+    paused: z.boolean(),
+    pausedReason: z.string().nullable().meta({ description: 'Why sending is paused (an invalid token, a blocked number), until a new token is saved' }),
+    hasToken: z.boolean(),
+    createdAt: time,
+    updatedAt: time,
+  })
+  .meta({ id: 'Channel' });
+
+export const channelOperations = defineOperations('Channels', [
+  { method: 'get', path: '/v1/channels', summary: 'The WhatsApp numbers served', responses: { 200: z.object({ items: z.array(channelViewSchema) }) } },
+  {
+    method: 'post', path: '/v1/channels', summary: 'Add a number, or update one (by phoneNumberId)', body: channelSchema, responses: { 200: channelViewSchema, 201: channelViewSchema },
+    description: 'The access token is stored and never shown again. Saving a token lifts a pause caused by the old one.',
+  },
+]);
 
 export function channelRoutes(deps: ChannelRouteDeps): Router {
   const r = Router();

@@ -9,22 +9,22 @@ import { CursorError, decodeCursor, findConversation, inAreas, listConversationM
 import type { Pool } from '../../store/pool.js';
 import { areaLimit } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
+import { conversationSchema, messageItemSchema, pageOf } from '../views.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(512).optional(),
+  cursor: z.string().max(512).optional().meta({ description: "The previous page's `nextCursor`" }),
 };
 export const conversationStatusSchema = z.enum(['open', 'closed']);
 export const listConversationsQuery = z.object({
   ...page,
-  channelId: z.coerce.number().int().positive().optional(),
-  areaId: z.coerce.number().int().positive().optional(),
-  unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
-  status: conversationStatusSchema.optional(),
-  /** Exact match on the opaque agent id. */
-  assignee: z.string().min(1).max(200).optional(),
-  /** A substring of the contact's name, number or username, case-insensitive. */
-  q: z.string().trim().min(1).max(100).optional(),
+  channelId: z.coerce.number().int().positive().optional().meta({ description: "Only this channel's conversations" }),
+  areaId: z.coerce.number().int().positive().optional().meta({ description: 'Only conversations assigned to this area' }),
+  unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional().meta({ description: '`true`: only conversations with unread messages' }),
+  status: conversationStatusSchema.optional().meta({ description: 'Only open or only closed conversations' }),
+  assignee: z.string().min(1).max(200).optional().meta({ description: "Exact match on the assignee (an opaque agent id)" }),
+  q: z.string().trim().min(1).max(100).optional().meta({ description: "A substring of the contact's name, number or username, case-insensitive" }),
 });
 /** `assignee: null` clears it; a field left out is left as it is. */
 export const patchConversationSchema = z
@@ -36,6 +36,28 @@ const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v 
 /** `readReceipt` (also spelled `readReceipts`, `sendReadReceipt(s)`), in the body or the query. */
 const readOptions = z.object({ readReceipt: flag, readReceipts: flag, sendReadReceipt: flag, sendReadReceipts: flag });
 const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const params = z.object({ id: idParam });
+export const readAnswerSchema = z.object({
+  id: z.number().int(),
+  unreadCount: z.literal(0),
+  readReceipt: z.object({ sent: z.boolean(), wamid: z.string().nullable(), error: z.string().optional().meta({ description: 'Why Meta refused it; the unread count is cleared all the same' }) }).optional(),
+});
+
+export const conversationOperations = defineOperations('Conversations', [
+  { method: 'get', path: '/v1/conversations', summary: 'The inbox: conversations, newest activity first', query: listConversationsQuery, responses: { 200: pageOf(conversationSchema, 'ConversationPage') } },
+  { method: 'get', path: '/v1/conversations/:id', summary: 'One conversation', params, responses: { 200: conversationSchema } },
+  {
+    method: 'patch', path: '/v1/conversations/:id', summary: 'Close, reopen or (un)assign a conversation to an agent', params, body: patchConversationSchema,
+    description: '`assignee: null` clears the assignee; a field left out stays as it is. Fires `conversation.updated`.',
+    responses: { 200: conversationSchema },
+  },
+  { method: 'get', path: '/v1/conversations/:id/messages', summary: "A conversation's messages, newest first", params, query: pageQuery, responses: { 200: pageOf(messageItemSchema, 'MessagePage') } },
+  {
+    method: 'post', path: '/v1/conversations/:id/read', summary: 'Mark a conversation read', params, query: readOptions, body: readOptions, responses: { 200: readAnswerSchema },
+    description: "Clears the unread count. With `readReceipt: true` (body or query) also sends Meta's read receipt for the customer's last message.",
+  },
+]);
 
 export interface ConversationRouteDeps {
   readonly pool: Pool;

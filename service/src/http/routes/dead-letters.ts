@@ -4,12 +4,34 @@ import { Router } from 'express';
 import type { Job, Queue } from 'bullmq';
 import { z } from 'zod';
 import { HttpError } from '../errors.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 const listQuery = z.object({
-  queue: z.string().optional(),
+  queue: z.string().optional().meta({ description: 'One queue only (`inbound`, `history`, `outbound-<channel>`, ...)' }),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   offset: z.coerce.number().int().min(0).default(0),
 });
+
+export const deadLetterSchema = z
+  .object({
+    id: z.string().meta({ description: '`<queue>:<jobId>`', example: 'inbound:42' }),
+    queue: z.string(),
+    name: z.string(),
+    reason: z.string().meta({ description: 'The last failure' }),
+    attemptsMade: z.number().int(),
+    createdAt: z.iso.datetime(),
+    failedAt: z.iso.datetime().nullable(),
+    data: z.unknown().meta({ description: "The job's data, as queued" }),
+  })
+  .meta({ id: 'DeadLetter' });
+
+export const deadLetterOperations = defineOperations('Dead letters', [
+  { method: 'get', path: '/v1/dead-letters', summary: 'Jobs that failed for good, of every queue or one', query: listQuery, responses: { 200: z.object({ total: z.number().int(), items: z.array(deadLetterSchema) }) } },
+  {
+    method: 'post', path: '/v1/dead-letters/:id/replay', summary: 'Run a dead letter again, with fresh attempts', errors: [409],
+    responses: { 202: z.object({ id: z.string(), status: z.literal('replayed') }) },
+  },
+]);
 
 export interface DeadLetterOptions {
   /** Runs before a dead letter is retried (e.g. to mark the job a replay). */

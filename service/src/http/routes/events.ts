@@ -8,6 +8,17 @@ import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
+import { z } from 'zod';
+import { defineOperations } from '../../openapi/operation.js';
+
+export const eventOperations = defineOperations('Events', [
+  {
+    method: 'get', path: '/v1/events', summary: 'Realtime events (Server-Sent Events, or a WebSocket on the same path)', auth: 'bearer-or-query',
+    description: 'Each event is JSON `{ id, type, ... }` of type `message.created`, `message.status` or `conversation.updated`. At most once: a client that reconnects reloads what it shows through the API.',
+    query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive', example: 'message.created,message.status' }) }),
+    responses: { 200: { description: 'An event stream', contentType: 'text/event-stream', schema: z.string() } },
+  },
+]);
 
 /** A client further behind than this is cut off (it reconnects and reloads) instead of growing memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;

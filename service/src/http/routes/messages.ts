@@ -6,6 +6,8 @@ import { findMessage, type MessageView } from '../../store/messages-read.js';
 import type { Pool } from '../../store/pool.js';
 import { areaLimit } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
+import { messageSchema } from '../views.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 /** A token limited to areas sees only the messages of its areas' conversations. */
 async function visible(pool: Pool, req: Request, msg: MessageView | null): Promise<MessageView | null> {
@@ -13,6 +15,14 @@ async function visible(pool: Pool, req: Request, msg: MessageView | null): Promi
 }
 
 const byWamid = z.object({ wamid: z.string().min(1).max(256) });
+
+export const messageOperations = defineOperations('Messages', [
+  { method: 'get', path: '/v1/messages', summary: 'Find a message by its wamid', query: byWamid, responses: { 200: messageSchema } },
+  {
+    method: 'get', path: '/v1/messages/:id', summary: 'One message with its status history', responses: { 200: messageSchema },
+    params: z.object({ id: z.string().meta({ description: "Our numeric id, or Meta's wamid" }) }),
+  },
+]);
 
 export function messageRoutes(pool: Pool): Router {
   const r = Router();

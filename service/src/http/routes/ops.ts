@@ -4,6 +4,25 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Registry } from '../../metrics/registry.js';
 import type { Pool } from '../../store/pool.js';
+import { z } from 'zod';
+import { defineOperations } from '../../openapi/operation.js';
+
+const check = z.object({ ok: z.boolean(), latencyMs: z.number().optional(), error: z.string().optional() });
+export const readinessSchema = z
+  .object({
+    status: z.enum(['ok', 'degraded', 'unavailable', 'shutting_down']),
+    role: z.string(),
+    checks: z.record(z.string(), check),
+    queues: z.record(z.string(), z.record(z.string(), z.number().int())),
+  })
+  .catchall(z.unknown())
+  .meta({ id: 'Readiness', description: 'More state may follow (circuit breakers per channel, ...)' });
+
+export const opsOperations = defineOperations('Operations', [
+  { method: 'get', path: '/healthz', summary: 'Liveness', auth: 'none', responses: { 200: z.object({ status: z.literal('ok'), role: z.string() }) } },
+  { method: 'get', path: '/readyz', summary: 'Readiness: Postgres, Redis, queue depths', auth: 'none', responses: { 200: readinessSchema, 503: readinessSchema } },
+  { method: 'get', path: '/metrics', summary: 'Prometheus metrics', auth: 'none', responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain', schema: z.string() } } },
+]);
 
 export interface OpsDeps {
   readonly role: string;

@@ -9,6 +9,8 @@ import { areaLimit } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import type { Publish } from '../../events/hub.js';
 import type { Logger } from '../../log.js';
+import { messageStatusSchema } from '../views.js';
+import { defineOperations } from '../../openapi/operation.js';
 
 const media = z
   .object({ id: z.string().min(1).optional(), link: z.url().optional(), caption: z.string().max(1024).optional(), filename: z.string().max(240).optional() })
@@ -56,6 +58,23 @@ function preview(b: SendRequest): string | null {
   if (b.type === 'reaction') return b.reaction!.emoji;
   return m && typeof m === 'object' && 'caption' in m ? (m.caption ?? null) : null;
 }
+
+export const outboundOperations = defineOperations('Messages', [
+  {
+    method: 'post', path: '/v1/messages', summary: 'Send a message', body: sendSchema, errors: [413, 422],
+    description: "Stored as `pending` before the answer, then sent through the channel's queue; follow it with `GET /v1/messages/{id}` or the `message.status` event. The body is Meta's send payload with `channelId`/`phoneNumberId` to pick the number.",
+    headers: z.object({ 'Idempotency-Key': z.string().min(1).max(255).optional().meta({ description: 'A repeated key answers with the first message instead of sending again' }) }),
+    responses: {
+      202: {
+        schema: z.object({ id: z.number().int().positive(), status: messageStatusSchema }).meta({ id: 'SendAccepted' }),
+        headers: z.object({
+          Location: z.string().meta({ example: '/v1/messages/42' }),
+          'Idempotent-Replayed': z.literal('true').optional().meta({ description: 'Present when the Idempotency-Key was seen before: the answer is the first message, as it is now' }),
+        }),
+      },
+    },
+  },
+]);
 
 export interface OutboundRouteDeps {
   readonly pool: Pool;

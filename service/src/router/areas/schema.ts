@@ -48,5 +48,38 @@ export const patchAreaSchema = z
   })
   .strict();
 
+const time = z.iso.datetime();
+export const areaViewSchema = z
+  .object({
+    id: z.number().int().positive(),
+    name: z.string(),
+    webhookUrl: z.string(),
+    channelIds: z.array(z.number().int()).nullable().meta({ description: "null: every channel's conversations" }),
+    events: z.array(z.enum(AREA_EVENTS)).nullable().meta({ description: 'null: every event type' }),
+    hours: hoursSchema.nullable(),
+    disabled: z.object({ at: time, reason: z.string().nullable() }).nullable(),
+    createdAt: time,
+    updatedAt: time,
+  })
+  .meta({ id: 'Area' });
+
+export const createdAreaSchema = areaViewSchema.extend({ secret: z.string().meta({ description: 'The signing secret (`whsec_…`), shown this once' }) }).meta({ id: 'CreatedArea' });
+
+export const deliverySchema = z
+  .object({
+    id: z.number().int().positive(),
+    webhookId: z.string(),
+    type: z.string(),
+    conversationId: z.number().int().nullable(),
+    status: z.string().meta({ description: '`pending`, `succeeded` or `dead`' }),
+    attempts: z.array(z.object({ at: z.iso.datetime({ offset: true }), statusCode: z.number().int().nullable(), latencyMs: z.number(), error: z.string().nullable(), response: z.string().nullable() })),
+    nextAttemptAt: time.nullable(),
+    lastStatusCode: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    createdAt: time,
+    finishedAt: time.nullable(),
+  })
+  .meta({ id: 'Delivery' });
+
 export type CreateArea = z.output<typeof createAreaSchema>;
 export type PatchArea = z.output<typeof patchAreaSchema>;

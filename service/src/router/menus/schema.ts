@@ -29,7 +29,8 @@ const optionSchema: z.ZodType<MenuOption> = z.lazy(() =>
       areaId: z.number().int().positive().optional(),
       options: z.array(optionSchema).optional(),
     })
-    .strict(),
+    .strict()
+    .meta({ id: 'MenuOption', description: 'Leads to an area (`areaId`) or to a sub-menu (`options`)' }),
 );
 
 export const menuSchema = z
@@ -72,6 +73,10 @@ export const menuSchema = z
   });
 
 export type Menu = z.output<typeof menuSchema>;
+
+export const menuVersionSchema = z
+  .object({ channelId: z.number().int().positive(), version: z.number().int().positive(), menu: menuSchema, createdAt: z.iso.datetime() })
+  .meta({ id: 'MenuVersion', description: 'Each save is a new version; conversations in the menu move to it at their next message' });
 
 /** Every areaId the menu names, with its field path, for the existence check. */
 export function areaRefs(menu: Menu): { areaId: number; field: string }[] {
