@@ -7,7 +7,8 @@ import type { Preset } from '../presets.js';
 import { renderRedisConf } from '../tuning/redis.js';
 import { renderSentinelConf } from '../tuning/sentinel.js';
 import {
-  containerSecurity, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, REDIS_MASTER_NAME, SECRETS, selectorLabels, tmpVolume,
+  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, REDIS_MASTER_NAME, SECRETS,
+  selectorLabels, tmpVolume,
 } from './common.js';
 
 export interface RedisSentinelProps {
@@ -98,16 +99,17 @@ export class RedisSentinel extends Construct {
     const sentinelDomain = `${sentinelHeadless}.${namespace}.svc.${domain}`;
     this.sentinelAddresses = Array.from({ length: r.sentinel.replicas }, (_, i) => `${sentinelName}-${i}.${sentinelDomain}:${PORTS.sentinel}`);
 
-    new k8s.KubeConfigMap(this, 'config', {
-      metadata: { name: redisName, labels: labels('redis') },
-      data: {
-        'redis.conf': renderRedisConf(preset, { port: PORTS.redis, dir: '/data' }),
-        'sentinel.conf': renderSentinelConf(preset, { masterHost: '__MASTER_HOST__', masterPort: PORTS.redis, masterName: REDIS_MASTER_NAME, port: PORTS.sentinel, dir: '/run/sentinel', announceHostname: '__SELF__' })
-          .split('\n').filter((l) => !l.startsWith('sentinel announce-ip')).join('\n'),
-        'start-redis.sh': START_REDIS,
-        'start-sentinel.sh': START_SENTINEL,
-      },
-    });
+    const config = {
+      'redis.conf': renderRedisConf(preset, { port: PORTS.redis, dir: '/data' }),
+      'sentinel.conf': renderSentinelConf(preset, { masterHost: '__MASTER_HOST__', masterPort: PORTS.redis, masterName: REDIS_MASTER_NAME, port: PORTS.sentinel, dir: '/run/sentinel', announceHostname: '__SELF__' })
+        .split('\n').filter((l) => !l.startsWith('sentinel announce-ip')).join('\n'),
+      'start-redis.sh': START_REDIS,
+      'start-sentinel.sh': START_SENTINEL,
+    };
+    new k8s.KubeConfigMap(this, 'config', { metadata: { name: redisName, labels: labels('redis') }, data: config });
+    // Both start scripts copy their file once: only a new pod reads a changed one.
+    const redisHash = { [CONFIG_HASH_ANNOTATION]: configHash(config['redis.conf'], config['start-redis.sh']) };
+    const sentinelHash = { [CONFIG_HASH_ANNOTATION]: configHash(config['sentinel.conf'], config['start-sentinel.sh']) };
 
     const passwordEnv: k8s.EnvVar = { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: secret, key: 'password' } } };
     const podName: k8s.EnvVar = { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } };
@@ -144,7 +146,7 @@ export class RedisSentinel extends Construct {
         selector: { matchLabels: selectorLabels('redis') },
         updateStrategy: { type: 'RollingUpdate' },
         template: {
-          metadata: { labels: labels('redis') },
+          metadata: { labels: labels('redis'), annotations: redisHash },
           spec: {
             securityContext: podSecurity(REDIS_UID),
             automountServiceAccountToken: false,
@@ -195,7 +197,7 @@ export class RedisSentinel extends Construct {
         podManagementPolicy: 'Parallel',
         selector: { matchLabels: selectorLabels('sentinel') },
         template: {
-          metadata: { labels: labels('sentinel') },
+          metadata: { labels: labels('sentinel'), annotations: sentinelHash },
           spec: {
             securityContext: podSecurity(REDIS_UID),
             automountServiceAccountToken: false,
@@ -227,14 +229,8 @@ export class RedisSentinel extends Construct {
       },
     });
 
-    new k8s.KubePodDisruptionBudget(this, 'redis-pdb', {
-      metadata: { name: redisName, labels: labels('redis') },
-      spec: { maxUnavailable: int(1), selector: { matchLabels: selectorLabels('redis') } },
-    });
-    new k8s.KubePodDisruptionBudget(this, 'sentinel-pdb', {
-      metadata: { name: sentinelName, labels: labels('sentinel') },
-      // A failover needs a majority of Sentinels: a drain may never take that away.
-      spec: { minAvailable: int(r.sentinel.quorum), selector: { matchLabels: selectorLabels('sentinel') } },
-    });
+    disruptionBudget(this, 'redis-pdb', preset, 'redis', { maxUnavailable: int(1) });
+    // A failover needs a majority of Sentinels: a drain of one node among several may not take it away.
+    disruptionBudget(this, 'sentinel-pdb', preset, 'sentinel', { minAvailable: int(r.sentinel.quorum) });
   }
 }
