@@ -19,7 +19,7 @@ import { createIngestProducers, type IngestProducer } from './queue/ingest-produ
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
-import { migrate } from './store/migrate.js';
+import { migrate, waitForSchema } from './store/migrate.js';
 import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
 import { bearerAuth } from './http/auth.js';
 import { errorHandler, notFound } from './http/errors.js';
@@ -61,6 +61,8 @@ export interface App {
 
 export interface BuildOptions {
   readonly log?: Logger;
+  /** `migrate` only waits until the schema holds this code's migrations (`migrate check`). */
+  readonly migrateCheck?: boolean;
 }
 
 export async function buildApp(config: Config, role: Role, options: BuildOptions = {}): Promise<App> {
@@ -83,6 +85,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     return {
       role, config, log, metrics,
       async start() {
+        if (options.migrateCheck) return waitForSchema(pool, { onWait: (missing) => log.info({ missing: missing instanceof Error ? missing.message : missing }, 'waiting for the schema') });
         const applied = await migrate(pool);
         log.info({ applied }, applied.length ? 'migrations applied' : 'schema up to date');
         await bootstrapChannel(config, pool);
