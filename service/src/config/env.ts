@@ -44,6 +44,12 @@ export const envSchema = z
     /** Replicas that must confirm with WAIT when ACK_DURABILITY=replicated. */
     ACK_REPLICAS: int(1, 10).default(1),
     ACK_WAIT_TIMEOUT_MS: int(10, 60_000).default(500),
+    /**
+     * `replicated` with fewer than ACK_REPLICAS replicas online (one restarting or resyncing, or
+     * not back yet after a failover): `none` answers 503 (Meta retries), `local` acks on the
+     * master's AOF alone and counts it in wa_router_ack_local_fallback_total.
+     */
+    ACK_REPLICA_FALLBACK: z.enum(['none', 'local']).default('none'),
     /** Largest webhook body accepted; Meta's payloads stay far below. */
     WEBHOOK_MAX_BYTES: int(1024, 50 * 1024 * 1024).default(3 * 1024 * 1024),
     /**
