@@ -265,6 +265,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       }
       // Best effort: a web process whose Redis is down still starts, answers 503 and reports unready.
       await Promise.race([redis.ping().catch(() => undefined), new Promise((r) => setTimeout(r, 5_000))]);
+      // Listening before anything that queries Postgres: while it is away (PgBouncer queueing the
+      // queries), liveness answers, readiness tells, and web acks webhooks (Redis only).
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.PORT, config.HOST, () => resolve());
+      });
+      log.info({ port: (server.address() as AddressInfo).port }, 'listening');
       // The bootstrap channel from the environment; retried in the background while Postgres is away.
       const tryBootstrap = () =>
         bootstrapChannel(config, pool).catch((err: Error) => {
@@ -280,11 +287,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         void tryBootstrap();
       }
       for (const hook of webStartHooks) await hook();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.PORT, config.HOST, () => resolve());
-      });
-      log.info({ port: (server.address() as AddressInfo).port }, 'listening');
     },
     async stop() {
       accepting = false;

@@ -17,6 +17,12 @@ export const envSchema = z
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'expected postgres://user:pass@host:port/db'),
     /** Connections per process; PgBouncer multiplexes them (transaction mode). */
     DB_POOL_MAX: int(1, 500).default(10),
+    /**
+     * Client-side bound on one query, waiting in PgBouncer's queue included (PgBouncer holds a
+     * query up to its query_wait_timeout, 120 s, while Postgres is away). Above the server's
+     * 60 s statement_timeout, so it only cuts what the server could not.
+     */
+    DB_QUERY_TIMEOUT_MS: int(1_000, 600_000).default(65_000),
 
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'expected redis://[:password@]host:port[/db]' }).optional(),
     REDIS_SENTINELS: z
