@@ -81,18 +81,25 @@ describe.runIf(inject('localControlPlane'))('standard on its one-node pool', () 
       const list = await podsOf(kube, namespace);
       return list.length >= expected && list.every((p) => p.nodeName);
     }, 120_000, 1_000);
-    // A new image for web and worker and a PgBouncer config change, in one apply.
-    const next = synthManifests('standard', { namespace, atPeak: true, image: 'ghcr.io/wa-router/wa-router@sha256:' + '1'.repeat(64), overrides: { pgbouncer: { serverIdleTimeout: 300 } } });
-    await kube.applyAll(next);
-    type Deployment = KubeObject & { spec: { replicas: number }; status: { updatedReplicas?: number; replicas?: number; readyReplicas?: number } };
-    const done = await eventually('every Deployment rolled out', async () => {
-      await kubelet();
-      const pending = (await podsOf(kube, namespace)).filter((p) => !p.nodeName && /Insufficient/.test(p.unschedulable ?? ''));
-      if (pending.length) throw new Error(`rollout stalled, pod Pending: ${JSON.stringify(pending)}`);
-      const list = await Promise.all(['web', 'worker', 'pgbouncer'].map((d) => kube.get<Deployment>(`/apis/apps/v1/namespaces/${namespace}/deployments/wa-router-${d}`)));
-      return list.every((d) => d && d.status.updatedReplicas === d.spec.replicas && d.status.replicas === d.spec.replicas && d.status.readyReplicas === d.spec.replicas) ? list : false;
-    }, 180_000, 1_000);
-    expect(done.map((d) => `${d!.metadata.name}:${d!.status.updatedReplicas}`)).toEqual([`wa-router-web:${preset.web.maxReplicas}`, `wa-router-worker:${preset.worker.maxReplicas}`, `wa-router-pgbouncer:${preset.pgbouncer.replicas}`]);
+    type Deployment = KubeObject & { spec: { replicas: number; template: unknown }; status: { updatedReplicas?: number; replicas?: number; readyReplicas?: number } };
+    const rollout = async (what: string, next: ReturnType<typeof synthManifests>) => {
+      await kube.applyAll(next);
+      return eventually(`${what} rolled out`, async () => {
+        await kubelet();
+        const pending = (await podsOf(kube, namespace)).filter((p) => !p.nodeName && /Insufficient/.test(p.unschedulable ?? ''));
+        if (pending.length) throw new Error(`rollout stalled, pod Pending: ${JSON.stringify(pending)}`);
+        const list = await Promise.all(['web', 'worker', 'pgbouncer'].map((d) => kube.get<Deployment>(`/apis/apps/v1/namespaces/${namespace}/deployments/wa-router-${d}`)));
+        return list.every((d) => d && d.status.updatedReplicas === d.spec.replicas && d.status.replicas === d.spec.replicas && d.status.readyReplicas === d.spec.replicas) ? list : false;
+      }, 180_000, 1_000);
+    };
+    // First what only web and PgBouncer read, so both surge pods must fit beside everything else
+    // (a worker rolling in place at the same moment would free room).
+    const surge = await rollout('web and PgBouncer', synthManifests('standard', { namespace, atPeak: true, overrides: { web: { dbPoolMax: 12 }, pgbouncer: { serverIdleTimeout: 300 } } }));
+    expect(surge.map((d) => `${d!.metadata.name}:${d!.status.updatedReplicas}`)).toEqual([`wa-router-web:${preset.web.maxReplicas}`, `wa-router-worker:${preset.worker.maxReplicas}`, `wa-router-pgbouncer:${preset.pgbouncer.replicas}`]);
+    // Then a new image for web and worker, in one apply.
+    const image = 'ghcr.io/wa-router/wa-router@sha256:' + '1'.repeat(64);
+    const done = await rollout('the new image', synthManifests('standard', { namespace, atPeak: true, image, overrides: { web: { dbPoolMax: 12 }, pgbouncer: { serverIdleTimeout: 300 } } }));
+    for (const d of done.slice(0, 2)) expect(JSON.stringify(d!.spec.template)).toContain(image);
   }, 300_000);
 
   it('draining the only node completes: no budget refuses an eviction (the documented procedure; issue: it hung on the Sentinel PDB)', async () => {
