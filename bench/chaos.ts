@@ -267,6 +267,46 @@ const pgbouncerRestart: Scenario = {
   },
 };
 
+const replicaRestart = (fallback: 'local' | 'none'): Scenario => ({
+  name: `redis-replica-restart${fallback === 'none' ? '-no-fallback' : ''}`,
+  description: `Restart the only Redis replica under load (the presets' topology, ACK_DURABILITY=replicated, ACK_REPLICA_FALLBACK=${fallback}); ${fallback === 'local' ? 'acks rest on the master\'s AOF meanwhile instead of answering 503' : 'the control: every webhook meanwhile answers 503 and is redelivered'}`,
+  stack: { redisReplicas: 1, env: { ACK_REPLICA_FALLBACK: fallback } },
+  async run(stack, ctx) {
+    const deliveries = webhookSet({ count: Math.round(ctx.rate * 25 * ctx.scale), phoneNumberId: stack.secrets.phoneNumberId });
+    let stoppedAt = 0;
+    let onlineAt = 0;
+    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async () => {
+      await sleep(5_000 * ctx.scale);
+      const replica = (await stack.master()).index === 0 ? 1 : 0;
+      stoppedAt = Date.now();
+      // SIGTERM, as a pod restart sends; down as long as a pod takes to come back.
+      await stack.redis[replica]!.stop();
+      await sleep(8_000 * ctx.scale);
+      await stack.startRedis(replica);
+      const c = new Redis(stack.redis[replica]!.url, { maxRetriesPerRequest: 1 });
+      try {
+        const deadline = Date.now() + 60_000;
+        while (Date.now() < deadline && !/master_link_status:up/.test(await c.info('replication'))) await sleep(100);
+      } finally {
+        c.disconnect();
+      }
+      onlineAt = Date.now();
+    });
+    const away = timeline.filter((e) => e.sentAt >= stoppedAt && e.sentAt <= onlineAt);
+    const refused = away.filter((e) => e.status !== 200).length;
+    const localAcks = await sumMetric(stack, 'wa_router_ack_local_fallback_total');
+    return finish(stack, deliveries, report, {
+      recoverySeconds: lastFailureAfter(timeline, stoppedAt), recoveredWhen: 'last failed answer to a webhook sent after the replica stopped (0: none failed)',
+      acksDuringOutage: away.length - refused,
+      notes: `replica away ${((onlineAt - stoppedAt) / 1000).toFixed(1)} s (stop to in sync); ${refused} of ${away.length} answers meanwhile not 200; ${localAcks} events acked on the master alone`,
+      checks: fallback === 'local'
+        ? { noRefusalStorm: away.length > 0 && refused <= 0.01 * away.length, localAcksCounted: localAcks > 0 }
+        // Without the fallback the same restart refuses (nearly) every webhook: what the check above rules out.
+        : { refusalStorm: away.length > 0 && refused >= 0.5 * away.length, noLocalAcks: localAcks === 0 },
+    });
+  },
+});
+
 const processKills: Scenario = {
   name: 'process-kills',
   description: 'SIGKILL a web and a worker process under load, SIGTERM the other web (graceful), then start them again',
@@ -588,7 +628,7 @@ const graphTimeoutsScenario: Scenario = {
   run: (stack, ctx) => graphTimeouts(stack, ctx),
 };
 
-export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, processKills, duplicates, historyKill, saturation, redisStall, graphTimeoutsScenario, routerForwardKills];
+export const SCENARIOS: Scenario[] = [masterKill('replicated'), masterKill('local'), postgresStop, pgbouncerRestart, replicaRestart('local'), replicaRestart('none'), processKills, duplicates, historyKill, saturation, redisStall, graphTimeoutsScenario, routerForwardKills];
 
 /** Share of the messages, and of all webhook bodies, sent that must end answered 200 (redelivery runs until the deadline). */
 const ACKED_SHARE = 0.99;

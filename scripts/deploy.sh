@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make deploy PRESET=… NAMESPACE=… IMAGE=…`: creates the Secrets the manifests read (once; an
 # existing Secret is never overwritten), then `kubectl apply --server-side` of the synthesized preset,
-# then waits for the migration Job and the rollouts.
+# then waits for the migration Job and the rollouts. On an upgrade the migration Job of the new image
+# runs (and is waited for) before the new web and worker are applied; their init container waits for
+# the schema either way. With a mutable tag (no @sha256: digest) the Job is re-run on every deploy.
 #
 # Secrets come from the environment when set, otherwise they are generated:
 #   WHATSAPP_APP_SECRET (required), WHATSAPP_VERIFY_TOKEN, API_TOKEN,
@@ -18,6 +20,16 @@ PRESET=${PRESET:-standard}
 NAMESPACE=${NAMESPACE:-wa-router}
 IMAGE=${IMAGE:-ghcr.io/wa-router/wa-router:latest}
 MANAGER=wa-router
+
+# Passwords go unescaped into DATABASE_URL (Kubernetes expands $(DB_PASSWORD) into it), PgBouncer's
+# quoted userlist and redis.conf's requirepass: only characters all three read literally.
+check_password() { # variable name, value
+  [[ $2 =~ ^[A-Za-z0-9._~-]{12,}$ ]] && return
+  echo "deploy: $1 must be at least 12 characters of letters, digits and . _ ~ - only (it is written unescaped into DATABASE_URL, PgBouncer's userlist and redis.conf); leave it unset to have one generated" >&2
+  exit 2
+}
+[ -n "${DB_PASSWORD:-}" ] && check_password DB_PASSWORD "$DB_PASSWORD"
+[ -n "${REDIS_PASSWORD:-}" ] && check_password REDIS_PASSWORD "$REDIS_PASSWORD"
 command -v kubectl >/dev/null || { echo "deploy: kubectl not found (install it and point KUBECONFIG at your cluster)" >&2; exit 1; }
 kubectl version --request-timeout=10s >/dev/null || { echo "deploy: the cluster in KUBECONFIG does not answer" >&2; exit 1; }
 
@@ -89,6 +101,7 @@ fi
 db_password=${DB_PASSWORD:-$(random)}
 if has_secret wa-router-postgres; then
   db_password=$(kubectl -n "$NAMESPACE" get secret wa-router-postgres -o jsonpath='{.data.password}' | base64 -d)
+  check_password "the password in secret/wa-router-postgres" "$db_password"
 fi
 create_secret wa-router-postgres --from-literal=username=wa_router --from-literal=password="$db_password"
 create_secret wa-router-redis --from-literal=password="${REDIS_PASSWORD:-$(random)}"
@@ -99,6 +112,21 @@ if [ "${PRUNE:-0}" = 1 ]; then
   export KUBECTL_APPLYSET=true
   prune=(--prune --applyset="configmaps/wa-router-applyset" -n "$target")
 fi
+# The migration Job alone, as it appears in the manifest.
+job_doc=$(awk '/^---$/ { if (job) printf "%s", buf; buf = ""; job = 0; next } { buf = buf $0 "\n" } /^kind: Job$/ { job = 1 } END { if (job) printf "%s", buf }' "$manifest")
+job_name=$(printf '%s' "$job_doc" | sed -n 's/^  name: //p' | head -1)
+if [ "${DRY_RUN:-0}" != 1 ] && [ -n "$job_name" ]; then
+  if [[ $IMAGE != *@sha256:* ]]; then
+    # A tag names no build: the Job of the same name may have run for an older one.
+    echo "deploy: $IMAGE is a tag, not a digest: re-running the migration Job (pin IMAGE=repo@sha256:… to run it once per build)"
+    kubectl -n "$NAMESPACE" delete job "$job_name" --ignore-not-found --wait=true >/dev/null
+  fi
+  # An upgrade: the new schema first, while the old pods keep serving, then the new code.
+  if [ "${WAIT:-1}" != 0 ] && kubectl -n "$NAMESPACE" get deployment wa-router-web >/dev/null 2>&1; then
+    printf '%s' "$job_doc" | kubectl apply --server-side --field-manager="$MANAGER" -f -
+    kubectl -n "$NAMESPACE" wait --for=condition=complete "job/$job_name" --timeout=15m
+  fi
+fi
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
 if [ "$first_dry_run" = 1 ]; then
   echo "dry run: nothing changed (the server validated and admitted the namespace $NAMESPACE and, in the stand-in $standin, every object in it)"
@@ -107,8 +135,7 @@ fi
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }
 [ "${WAIT:-1}" = 0 ] && { echo "applied $PRESET to namespace $NAMESPACE (not waiting for rollouts)"; exit 0; }
 
-job=$(kubectl -n "$NAMESPACE" get -f "$manifest" -o name 2>/dev/null | grep '^job' || true)
-[ -n "$job" ] && kubectl -n "$NAMESPACE" wait --for=condition=complete "$job" --timeout=15m
+[ -n "$job_name" ] && kubectl -n "$NAMESPACE" wait --for=condition=complete "job/$job_name" --timeout=15m
 for d in wa-router-pgbouncer wa-router-web wa-router-worker; do
   kubectl -n "$NAMESPACE" rollout status "deployment/$d" --timeout=10m
 done

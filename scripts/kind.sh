@@ -8,6 +8,7 @@ PRESET=${PRESET:-standard}
 NAME=wa-router-$PRESET
 IMAGE=${IMAGE:-wa-router:kind}
 KUBECONFIG_FILE=.cache/kind/$NAME.kubeconfig
+METRICS_SERVER=${METRICS_SERVER:-v0.7.2}
 for tool in kind kubectl docker; do
   command -v "$tool" >/dev/null || { echo "kind.sh: $tool not found (kind needs Docker or Podman: https://kind.sigs.k8s.io)" >&2; exit 1; }
 done
@@ -25,6 +26,11 @@ case "${1:-}" in
       for _ in $(seq 1 "$nodes"); do echo "- role: worker"; done
     } > ".cache/kind/$NAME.yaml"
     kind get clusters | grep -qx "$NAME" || kind create cluster --name "$NAME" --config ".cache/kind/$NAME.yaml" --kubeconfig "$KUBECONFIG_FILE"
+    # The HPAs scale on CPU from the metrics API; kind ships no metrics-server, so without this
+    # they never scale. Its kubelets serve self-signed certificates, hence --kubelet-insecure-tls.
+    KUBECONFIG=$KUBECONFIG_FILE kubectl apply -f "https://github.com/kubernetes-sigs/metrics-server/releases/download/$METRICS_SERVER/components.yaml"
+    KUBECONFIG=$KUBECONFIG_FILE kubectl -n kube-system patch deployment metrics-server --type=json \
+      -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
     docker build -t "$IMAGE" .
     kind load docker-image "$IMAGE" --name "$NAME"
     echo "kind cluster $NAME is up; KUBECONFIG=$KUBECONFIG_FILE"

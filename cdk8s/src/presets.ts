@@ -22,6 +22,11 @@ export interface NodePool {
   readonly memoryGiB: number;
   /** What is left for our pods per node after the OS and kubelet reservations. */
   readonly allocatable: { readonly cpuCores: number; readonly memoryGiB: number };
+  /**
+   * What the cluster's own DaemonSets (kube-proxy, the CNI agent, log and metrics agents)
+   * request on every node, out of `allocatable`.
+   */
+  readonly daemonSets: ResourceAmounts;
 }
 
 export interface AppTier {
@@ -158,6 +163,8 @@ const monitoring = {
   historyStallMinutes: 30,
   areaBacklogSeconds: 300,
 } as const satisfies MonitoringSettings;
+// kube-proxy (100m) plus a CNI agent and a node exporter at their usual requests; set yours.
+const daemonSets = { cpu: '200m', memory: '256Mi' } as const satisfies ResourceAmounts;
 
 const sentinel = {
   replicas: 3,
@@ -178,18 +185,20 @@ const sentinel = {
  * Deviations: Redis runs `noeviction` (the documents' `allkeys-lru` would evict queued jobs),
  * with a replica and 3 Sentinels, and PgBouncer sits in front of Postgres, as in every preset:
  * a pod restart must not lose acked webhooks, and connection counts must be bounded.
+ * Day 2: Redis gets 1.75 GiB (maxmemory + the replica's output buffer + 50% for the fork of an
+ * AOF rewrite), and web requests 384 MiB so its rollout surge pod fits beside the DaemonSets.
  */
 export const minimal = {
   name: 'minimal',
   purpose: 'A small support team (100-150 users) on one 4-core/8 GB node',
   targets: { webhooksPerSecond: 500, historySync: '10,000 messages', webhookP99Ms: 250 },
-  nodePool: { nodes: 1, cpuCores: 4, memoryGiB: 8, allocatable: { cpuCores: 3.8, memoryGiB: 7 } },
+  nodePool: { nodes: 1, cpuCores: 4, memoryGiB: 8, allocatable: { cpuCores: 3.8, memoryGiB: 7 }, daemonSets },
   web: {
     replicas: 1,
     maxReplicas: 2,
     targetCpuUtilization: 70,
     dbPoolMax: 10,
-    resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '1500m', memory: '1536Mi' } },
+    resources: { requests: { cpu: '250m', memory: '384Mi' }, limits: { cpu: '1500m', memory: '1536Mi' } },
   },
   worker: {
     replicas: 1,
@@ -206,7 +215,7 @@ export const minimal = {
     ioThreads: 1,
     outputBuffers: { replica: '256mb 64mb 60', pubsub: '32mb 8mb 60' },
     replBacklogSize: '64mb',
-    resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '1536Mi' } },
+    resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '1792Mi' } },
     sentinel,
   },
   pgbouncer: {
@@ -240,19 +249,24 @@ export const minimal = {
  * (requests 1/2 GiB) with max_connections 200 and the settings pinned below.
  *
  * Deviations: `noeviction`, a Redis replica with 3 Sentinels, and PgBouncer (its pool is ours:
- * 30 + 10 reserve per pod, 2 pods so a restart never cuts every connection).
+ * 30 + 10 reserve per pod, 2 pods so a restart never cuts every connection). Day 2: web requests
+ * 0.5 core, not 1, so a rollout at the HPA ceilings (one surge web pod) fits the 7.5 cores
+ * beside the DaemonSets; ingest is one Redis round trip per tick, and the HPA scales at 70% of
+ * the request, so web scales out sooner rather than running short. Redis gets 3.5 GiB
+ * (2 GB + the 512 MB replica buffer + 1 GB fork headroom): at 2.5 GiB a rewrite under writes
+ * was OOM-killed before `noeviction` could answer.
  */
 export const standard = {
   name: 'standard',
   purpose: 'A busy support inbox (several numbers, tens of agents) on one 8-core/16 GB node',
   targets: { webhooksPerSecond: 2_000, historySync: '50,000 messages', webhookP99Ms: 100 },
-  nodePool: { nodes: 1, cpuCores: 8, memoryGiB: 16, allocatable: { cpuCores: 7.5, memoryGiB: 14.5 } },
+  nodePool: { nodes: 1, cpuCores: 8, memoryGiB: 16, allocatable: { cpuCores: 7.5, memoryGiB: 14.5 }, daemonSets },
   web: {
     replicas: 1,
     maxReplicas: 2,
     targetCpuUtilization: 70,
     dbPoolMax: 10,
-    resources: { requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
+    resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
   },
   worker: {
     replicas: 1,
@@ -269,7 +283,7 @@ export const standard = {
     ioThreads: 2,
     outputBuffers: { replica: '512mb 128mb 60', pubsub: '64mb 16mb 60' },
     replBacklogSize: '128mb',
-    resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2560Mi' } },
+    resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '3584Mi' } },
     sentinel,
   },
   pgbouncer: {
@@ -321,18 +335,20 @@ export const standard = {
  * must fit: limits may overcommit, requests may not); 2 PgBouncer pods so a restart never cuts
  * every connection, hence max_connections 250 to hold both pods' max_db_connections.
  * The HPA ceilings (web 4, worker 3) are the most that still fits the allotment by requests.
+ * Day 2: web requests 1.5 GiB, not 2, so the rollout surge pod fits the 29.5 GB beside the
+ * DaemonSets; Redis gets 7 GiB (4 GB + the 1 GB replica buffer + 2 GB fork headroom), not 5.
  */
 export const premium = {
   name: 'premium',
   purpose: '50,000-message history syncs and 10+ inboxes on one 24-core/32 GB node',
   targets: { webhooksPerSecond: 10_000, historySync: '50,000 messages, several channels at once', webhookP99Ms: 50 },
-  nodePool: { nodes: 1, cpuCores: 24, memoryGiB: 32, allocatable: { cpuCores: 22, memoryGiB: 29.5 } },
+  nodePool: { nodes: 1, cpuCores: 24, memoryGiB: 32, allocatable: { cpuCores: 22, memoryGiB: 29.5 }, daemonSets },
   web: {
     replicas: 2,
     maxReplicas: 4,
     targetCpuUtilization: 70,
     dbPoolMax: 20,
-    resources: { requests: { cpu: '1500m', memory: '2Gi' }, limits: { cpu: '3', memory: '3Gi' } },
+    resources: { requests: { cpu: '1500m', memory: '1536Mi' }, limits: { cpu: '3', memory: '3Gi' } },
   },
   worker: {
     replicas: 2,
@@ -349,7 +365,7 @@ export const premium = {
     ioThreads: 4,
     outputBuffers: { replica: '1gb 256mb 60', pubsub: '128mb 32mb 60' },
     replBacklogSize: '256mb',
-    resources: { requests: { cpu: '1500m', memory: '3Gi' }, limits: { cpu: '3', memory: '5Gi' } },
+    resources: { requests: { cpu: '1500m', memory: '3Gi' }, limits: { cpu: '3', memory: '7Gi' } },
     sentinel,
   },
   pgbouncer: {

@@ -1,8 +1,9 @@
 // A preset (or a user's overrides of one) is checked before anything is synthesized: first its
 // shape, then whether its numbers agree with each other. Every problem names the field to change.
 import { z } from 'zod';
-import { cpuMillis, GiB, memoryBytes, pgBytes, redisBytes } from './quantity.js';
+import { cpuMillis, GiB, memoryBytes, MiB, pgBytes, redisBytes } from './quantity.js';
 import { isPresetName, presets, PRESET_NAMES, type Preset, type PresetName, type Resources } from './presets.js';
+import { ROLLOUT } from './rollout.js';
 
 export interface ValidationIssue {
   /** Dotted path of the preset field to change, e.g. `pgbouncer.maxClientConn`. */
@@ -48,6 +49,7 @@ const presetSchema = z.strictObject({
     cpuCores: z.number().positive(),
     memoryGiB: z.number().positive(),
     allocatable: z.strictObject({ cpuCores: z.number().positive(), memoryGiB: z.number().positive() }),
+    daemonSets: amounts,
   }),
   web: z.strictObject({ ...appTier, dbPoolMax: count(1, 500) }),
   worker: z.strictObject({
@@ -136,8 +138,56 @@ export function peakPods(p: Preset): { component: string; count: number; resourc
   return pods;
 }
 
+/**
+ * The extra pods a rollout adds at the HPA ceilings: each Deployment's `maxSurge` (ROLLOUT), all
+ * at once, since one apply can change web, worker and PgBouncer together. `make deploy` waits for
+ * the migration Job before it applies the Deployments, so the Job and the surge never overlap.
+ */
+export function surgePods(p: Preset): { component: string; count: number; resources: Resources; field: string }[] {
+  return [
+    { component: 'web', count: ROLLOUT.web.maxSurge, resources: p.web.resources, field: 'web.resources' },
+    { component: 'worker', count: ROLLOUT.worker.maxSurge, resources: p.worker.resources, field: 'worker.resources' },
+    { component: 'pgbouncer', count: ROLLOUT.pgbouncer.maxSurge, resources: p.pgbouncer.resources, field: 'pgbouncer.resources' },
+  ].filter((s) => s.count > 0);
+}
+
+/** Requests the pool must hold at the HPA ceilings during a rollout, DaemonSets included (millicores, bytes). */
+export function rolloutDemand(p: Preset): { cpu: number; memory: number; explain: string } {
+  const sum = (pods: { count: number; resources: Resources }[]) => pods.reduce(
+    (acc, pod) => ({ cpu: acc.cpu + pod.count * cpuMillis(pod.resources.requests.cpu), memory: acc.memory + pod.count * memoryBytes(pod.resources.requests.memory) }),
+    { cpu: 0, memory: 0 },
+  );
+  const steady = sum(peakPods(p).filter((pod) => pod.component !== 'migrate'));
+  const migrate = sum([{ count: 1, resources: MIGRATE_RESOURCES }]);
+  const surge = sum(surgePods(p));
+  const ds = p.nodePool.daemonSets;
+  return {
+    cpu: steady.cpu + Math.max(migrate.cpu, surge.cpu) + p.nodePool.nodes * cpuMillis(ds.cpu),
+    memory: steady.memory + Math.max(migrate.memory, surge.memory) + p.nodePool.nodes * memoryBytes(ds.memory),
+    explain: 'every pod at the HPA ceilings, the rollout surge (or the migration Job before it) and the DaemonSets on every node',
+  };
+}
+
 /** The migration Job is short and light; a fixed size keeps presets focused on what runs. */
 export const MIGRATE_RESOURCES: Resources = { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } };
+
+/**
+ * Memory Redis needs beyond `maxmemory`, as a fraction of it: the fork of an AOF rewrite or RDB
+ * save copies every page written while it runs (Redis documents up to 2× under heavy writes;
+ * BullMQ rewrites a fraction of its keys in the seconds a rewrite takes), plus allocator
+ * fragmentation. The replicas' output buffers come on top.
+ */
+export const REDIS_FORK_HEADROOM = 0.5;
+
+/** The smallest Redis memory limit at which Redis answers `noeviction` before the kernel OOM-kills it. */
+export function redisMemoryFloor(p: Preset): { bytes: number; explain: string } {
+  const maxmem = redisBytes(p.redis.maxmemory);
+  const buffer = p.redis.outputBuffers.replica.split(' ')[0]!;
+  return {
+    bytes: maxmem + p.redis.replicas * redisBytes(buffer) + Math.ceil(maxmem * REDIS_FORK_HEADROOM),
+    explain: `maxmemory ${p.redis.maxmemory} + ${p.redis.replicas} × replica output buffer ${buffer} + ${REDIS_FORK_HEADROOM * 100}% for fork copy-on-write and fragmentation`,
+  };
+}
 
 /** Client connections PgBouncer must accept when every tier is at its HPA ceiling. */
 export function peakClientConnections(p: Preset): { total: number; explain: string } {
@@ -181,10 +231,9 @@ function consistency(p: Preset): ValidationIssue[] {
     add('pgbouncer.maxDbConnections', `${b.replicas} pods × max_db_connections ${b.maxDbConnections} exceed the ${usable} connections Postgres can give (max_connections ${p.postgres.maxConnections} − ${p.postgres.reservedConnections} reserved)`);
   }
 
-  const maxmem = redisBytes(p.redis.maxmemory);
-  const redisLimit = memoryBytes(p.redis.resources.limits.memory);
-  if (maxmem > redisLimit * 0.8) {
-    add('redis.maxmemory', `maxmemory ${p.redis.maxmemory} is more than 80% of the Redis memory limit ${p.redis.resources.limits.memory}: fork (AOF rewrite, RDB) and replication buffers need the rest, or the pod is OOM-killed`);
+  const redisFloor = redisMemoryFloor(p);
+  if (memoryBytes(p.redis.resources.limits.memory) < redisFloor.bytes) {
+    add('redis.resources.limits.memory', `the Redis memory limit ${p.redis.resources.limits.memory} is below ${Math.ceil(redisFloor.bytes / MiB)}Mi (${redisFloor.explain}): a fork under writes would OOM-kill the master instead of Redis answering noeviction; raise the limit or lower redis.maxmemory`);
   }
   if (p.redis.replicas < 1) {
     add('redis.replicas', 'at least 1 replica: Sentinel has nothing to promote without one, and replicated acks (WAIT) would never be confirmed');
@@ -206,23 +255,20 @@ function consistency(p: Preset): ValidationIssue[] {
     if (key in pg.settings) add(`postgres.settings.${key}`, `${key} is set by the toolkit${key === 'max_connections' ? ' from postgres.maxConnections' : ''}; do not pin it in settings`);
   }
 
-  let cpu = 0;
-  let mem = 0;
   const node = p.nodePool.allocatable;
-  for (const pod of peakPods(p)) {
-    const c = cpuMillis(pod.resources.requests.cpu);
-    const m = memoryBytes(pod.resources.requests.memory);
-    if (c > node.cpuCores * 1000) add(`${pod.field}.requests.cpu`, `one ${pod.component} pod requests ${pod.resources.requests.cpu} CPU, more than a node's allocatable ${node.cpuCores}`);
-    if (m > node.memoryGiB * GiB) add(`${pod.field}.requests.memory`, `one ${pod.component} pod requests ${pod.resources.requests.memory}, more than a node's allocatable ${node.memoryGiB} GiB`);
-    cpu += c * pod.count;
-    mem += m * pod.count;
-  }
   const pool = p.nodePool;
-  if (cpu > pool.nodes * node.cpuCores * 1000) {
-    add('nodePool.allocatable.cpuCores', `the pods request ${(cpu / 1000).toFixed(2)} CPU at the HPA ceilings but the pool has ${pool.nodes} × ${node.cpuCores} allocatable`);
+  const ds = pool.daemonSets;
+  const free = { cpu: node.cpuCores * 1000 - cpuMillis(ds.cpu), memory: node.memoryGiB * GiB - memoryBytes(ds.memory) };
+  for (const pod of peakPods(p)) {
+    if (cpuMillis(pod.resources.requests.cpu) > free.cpu) add(`${pod.field}.requests.cpu`, `one ${pod.component} pod requests ${pod.resources.requests.cpu} CPU, more than a node's allocatable ${node.cpuCores} less its DaemonSets' ${ds.cpu}`);
+    if (memoryBytes(pod.resources.requests.memory) > free.memory) add(`${pod.field}.requests.memory`, `one ${pod.component} pod requests ${pod.resources.requests.memory}, more than a node's allocatable ${node.memoryGiB} GiB less its DaemonSets' ${ds.memory}`);
   }
-  if (mem > pool.nodes * node.memoryGiB * GiB) {
-    add('nodePool.allocatable.memoryGiB', `the pods request ${(mem / GiB).toFixed(2)} GiB at the HPA ceilings but the pool has ${pool.nodes} × ${node.memoryGiB} GiB allocatable`);
+  const demand = rolloutDemand(p);
+  if (demand.cpu > pool.nodes * node.cpuCores * 1000) {
+    add('nodePool.allocatable.cpuCores', `the pods request ${(demand.cpu / 1000).toFixed(2)} CPU (${demand.explain}) but the pool has ${pool.nodes} × ${node.cpuCores} allocatable: a rollout at the ceilings would stall with its surge pod Pending`);
+  }
+  if (demand.memory > pool.nodes * node.memoryGiB * GiB) {
+    add('nodePool.allocatable.memoryGiB', `the pods request ${(demand.memory / GiB).toFixed(2)} GiB (${demand.explain}) but the pool has ${pool.nodes} × ${node.memoryGiB} GiB allocatable: a rollout at the ceilings would stall with its surge pod Pending`);
   }
   if (node.cpuCores > pool.cpuCores) add('nodePool.allocatable.cpuCores', `allocatable ${node.cpuCores} exceeds the node's ${pool.cpuCores} cores`);
   if (node.memoryGiB > pool.memoryGiB) add('nodePool.allocatable.memoryGiB', `allocatable ${node.memoryGiB} GiB exceeds the node's ${pool.memoryGiB} GiB`);

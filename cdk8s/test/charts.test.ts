@@ -54,7 +54,7 @@ describe('CLI', () => {
     fs.writeFileSync(overrides, JSON.stringify({ redis: { maxmemory: '5gb' } }));
     const r = tsx(['--preset', 'premium', '--overrides', overrides, '--out', dir]);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/redis\.maxmemory: maxmemory 5gb is more than 80%/);
+    expect(r.stderr).toMatch(/redis\.resources\.limits\.memory: the Redis memory limit 7Gi is below 8704Mi/);
     expect(fs.existsSync(path.join(dir, 'wa-router.k8s.yaml'))).toBe(false);
     fs.rmSync(dir, { recursive: true, force: true });
   });

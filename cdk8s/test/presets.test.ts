@@ -9,9 +9,9 @@ const byPreset = Object.fromEntries(PRESET_NAMES.map((p) => [p, synthManifests(p
 describe('premium lands the documents\' numbers', () => {
   const m = byPreset['premium']!;
 
-  it('web: 2 × 3 CPU/3 GiB with requests 1.5/2 GiB, scaled by an HPA from 2', () => {
+  it('web: 2 × 3 CPU/3 GiB with requests 1.5/1.5 GiB (the rollout surge pod must fit), scaled by an HPA from 2', () => {
     const web = find(m, 'Deployment', 'wa-router-web');
-    expect(container(web).resources).toEqual({ requests: { cpu: '1500m', memory: '2Gi' }, limits: { cpu: '3', memory: '3Gi' } });
+    expect(container(web).resources).toEqual({ requests: { cpu: '1500m', memory: '1536Mi' }, limits: { cpu: '3', memory: '3Gi' } });
     expect(container(web).args).toEqual(['web']);
     const hpa = find(m, 'HorizontalPodAutoscaler', 'wa-router-web') as Json;
     expect(hpa.apiVersion).toBe('autoscaling/v2');
@@ -51,10 +51,10 @@ describe('premium lands the documents\' numbers', () => {
     expect(container(sts).readinessProbe.exec.command.join(' ')).toContain('pg_isready');
   });
 
-  it('Redis: maxmemory 4 GB never evicting, 3 CPU/5 GiB, io-threads 4, a replica and 3 Sentinels with quorum 2', () => {
+  it('Redis: maxmemory 4 GB never evicting, 3 CPU/7 GiB (fork headroom), io-threads 4, a replica and 3 Sentinels with quorum 2', () => {
     const redis = find(m, 'StatefulSet', 'wa-router-redis') as Json;
     expect(redis.spec.replicas).toBe(2);
-    expect(container(redis).resources).toEqual({ requests: { cpu: '1500m', memory: '3Gi' }, limits: { cpu: '3', memory: '5Gi' } });
+    expect(container(redis).resources).toEqual({ requests: { cpu: '1500m', memory: '3Gi' }, limits: { cpu: '3', memory: '7Gi' } });
     expect(redis.spec.volumeClaimTemplates[0].metadata.name).toBe('data');
     const data = (find(m, 'ConfigMap', 'wa-router-redis') as Json).data;
     const conf = confMap(data['redis.conf'], ' ');
@@ -67,13 +67,13 @@ describe('premium lands the documents\' numbers', () => {
     expect(data['redis.conf']).toMatch(/^client-output-buffer-limit pubsub 128mb 32mb 60$/m);
     expect(data['sentinel.conf']).toMatch(/^sentinel monitor wa-router __MASTER_HOST__ 6379 2$/m);
     expect((find(m, 'StatefulSet', 'wa-router-sentinel') as Json).spec.replicas).toBe(3);
-    expect((find(m, 'PodDisruptionBudget', 'wa-router-sentinel') as Json).spec.minAvailable).toBe(2);
   });
 
-  it('the documents\' limits add up to the 22 cores and 29.5 GB allotted (one Redis, one PgBouncer)', () => {
+  it('the documents\' limits add up to the 22 cores and 29.5 GB allotted (one Redis at the documents\' 5 GiB, one PgBouncer)', () => {
     const p = presets.premium;
+    const documentedRedis = { ...p.redis.resources, limits: { ...p.redis.resources.limits, memory: '5Gi' } };
     const parts = [
-      [p.web.resources, p.web.replicas], [p.worker.resources, p.worker.replicas], [p.postgres.resources, 1], [p.redis.resources, 1], [p.pgbouncer.resources, 1],
+      [p.web.resources, p.web.replicas], [p.worker.resources, p.worker.replicas], [p.postgres.resources, 1], [documentedRedis, 1], [p.pgbouncer.resources, 1],
     ] as const;
     expect(parts.reduce((s, [r, n]) => s + cpuMillis(r.limits.cpu) * n, 0)).toBe(22_000);
     expect(parts.reduce((s, [r, n]) => s + memoryBytes(r.limits.memory) * n, 0) / GiB).toBe(29.5);
@@ -81,13 +81,13 @@ describe('premium lands the documents\' numbers', () => {
 });
 
 describe('standard and minimal land theirs', () => {
-  it('standard: web 2 CPU/2 GiB (1/1), worker 3/3 (1.5/2) × 25, Redis 2 GB in 2/2.5 GiB (0.5/1), Postgres 2/3 (1/2) with max_connections 200', () => {
+  it('standard: web 2 CPU/2 GiB (0.5/1), worker 3/3 (1.5/2) × 25, Redis 2 GB in 2/3.5 GiB (0.5/1), Postgres 2/3 (1/2) with max_connections 200', () => {
     const m = byPreset['standard']!;
-    expect(container(find(m, 'Deployment', 'wa-router-web')).resources).toEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } });
+    expect(container(find(m, 'Deployment', 'wa-router-web')).resources).toEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } });
     const worker = find(m, 'Deployment', 'wa-router-worker');
     expect(container(worker).resources).toEqual({ requests: { cpu: '1500m', memory: '2Gi' }, limits: { cpu: '3', memory: '3Gi' } });
     expect(envOf(worker)['WORKER_CONCURRENCY']).toBe('25');
-    expect(container(find(m, 'StatefulSet', 'wa-router-redis')).resources).toEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2560Mi' } });
+    expect(container(find(m, 'StatefulSet', 'wa-router-redis')).resources).toEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '3584Mi' } });
     expect(container(find(m, 'StatefulSet', 'wa-router-postgres')).resources).toEqual({ requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '2', memory: '3Gi' } });
     const conf = confMap((find(m, 'ConfigMap', 'wa-router-postgres') as Json).data['postgresql.conf'], '=');
     expect(Object.fromEntries(['max_connections', 'shared_buffers', 'effective_cache_size', 'maintenance_work_mem', 'work_mem', 'wal_buffers', 'min_wal_size', 'max_wal_size', 'checkpoint_completion_target', 'random_page_cost', 'effective_io_concurrency'].map((k) => [k, conf.get(k)]))).toEqual({
@@ -97,13 +97,13 @@ describe('standard and minimal land theirs', () => {
     expect(confMap((find(m, 'ConfigMap', 'wa-router-redis') as Json).data['redis.conf'], ' ').get('maxmemory')).toBe('2gb');
   });
 
-  it('minimal: web 1.5 CPU/1.5 GiB, worker 2/2 × 15, Redis 1 GB in 1 CPU/1.5 GiB', () => {
+  it('minimal: web 1.5 CPU/1.5 GiB, worker 2/2 × 15, Redis 1 GB in 1 CPU/1.75 GiB', () => {
     const m = byPreset['minimal']!;
     expect(container(find(m, 'Deployment', 'wa-router-web')).resources.limits).toEqual({ cpu: '1500m', memory: '1536Mi' });
     const worker = find(m, 'Deployment', 'wa-router-worker');
     expect(container(worker).resources.limits).toEqual({ cpu: '2', memory: '2Gi' });
     expect(envOf(worker)['WORKER_CONCURRENCY']).toBe('15');
-    expect(container(find(m, 'StatefulSet', 'wa-router-redis')).resources.limits).toEqual({ cpu: '1', memory: '1536Mi' });
+    expect(container(find(m, 'StatefulSet', 'wa-router-redis')).resources.limits).toEqual({ cpu: '1', memory: '1792Mi' });
     expect(confMap((find(m, 'ConfigMap', 'wa-router-redis') as Json).data['redis.conf'], ' ').get('maxmemory')).toBe('1gb');
   });
 });
@@ -160,12 +160,12 @@ describe.each(PRESET_NAMES)('%s: the topology a production cluster expects', (na
     expect(from('wa-router-redis')).toEqual(expect.arrayContaining(['web', 'worker', 'sentinel']));
   });
 
-  it('a migration Job named after the image, PDBs for every long-running component', () => {
+  it('a migration Job named after the image and config; no PDB on the one-node pool, where any budget would hang `kubectl drain`', () => {
     const job = m.find((x) => x.kind === 'Job') as Json;
     expect(job.metadata.name).toMatch(/^wa-router-migrate-[0-9a-f]{8}$/);
     expect(job.spec.template.spec.containers[0].args).toEqual(['migrate']);
-    const pdbs = m.filter((x) => x.kind === 'PodDisruptionBudget').map((x) => x.metadata.name).sort();
-    expect(pdbs).toEqual(['wa-router-pgbouncer', 'wa-router-postgres', 'wa-router-redis', 'wa-router-sentinel', 'wa-router-web', 'wa-router-worker']);
+    expect(presets[name].nodePool.nodes).toBe(1);
+    expect(m.filter((x) => x.kind === 'PodDisruptionBudget')).toEqual([]);
   });
 
   it('at its HPA ceilings the preset fits its node pool by requests, and would not fit one 25% smaller', () => {
@@ -216,5 +216,84 @@ describe('options', () => {
     expect(container(replica).command).toEqual(['sh', '/etc/postgresql/start-replica.sh']);
     const np = find(m, 'NetworkPolicy', 'wa-router-postgres') as Json;
     expect(np.spec.ingress[0].from.map((f: Json) => f.podSelector.matchLabels['app.kubernetes.io/component'])).toEqual(['pgbouncer', 'postgres-replica']);
+  });
+});
+
+describe('day 2: rollouts, config changes, migrations, drains', () => {
+  const hashOf = (m: Manifest[], kind: string, name: string) => (find(m, kind, name) as Json).spec.template.metadata.annotations['wa-router.io/config-hash'] as string;
+  const base = synthManifests('standard');
+
+  it('a config change changes the pod template of exactly the pods that read it (issue: nothing rolled, files copied once)', () => {
+    const targets = [['Deployment', 'wa-router-web'], ['Deployment', 'wa-router-worker'], ['Deployment', 'wa-router-pgbouncer'], ['StatefulSet', 'wa-router-redis'], ['StatefulSet', 'wa-router-sentinel'], ['StatefulSet', 'wa-router-postgres']] as const;
+    for (const [kind, name] of targets) expect(hashOf(base, kind, name), name).toMatch(/^[0-9a-f]{16}$/);
+    const changed = (overrides: Record<string, unknown>) => {
+      const m = synthManifests('standard', { overrides });
+      return targets.filter(([kind, name]) => hashOf(m, kind, name) !== hashOf(base, kind, name)).map(([, name]) => name);
+    };
+    expect(changed({ pgbouncer: { defaultPoolSize: 25 } })).toEqual(['wa-router-pgbouncer']);
+    expect(changed({ redis: { ioThreads: 3 } })).toEqual(['wa-router-redis']);
+    expect(changed({ redis: { sentinel: { downAfterMs: 6_000 } } })).toEqual(['wa-router-sentinel']);
+    expect(changed({ postgres: { settings: { work_mem: '16MB' } } })).toEqual(['wa-router-postgres']);
+    expect(changed({ worker: { concurrency: 20 } })).toEqual(['wa-router-worker']);
+    expect(changed({}), 'same preset, same hashes').toEqual([]);
+  });
+
+  it('no subPath mount anywhere: a ConfigMap update reaches the mounted directory', () => {
+    expect(JSON.stringify(base)).not.toContain('subPath');
+    const bouncer = container(find(base, 'Deployment', 'wa-router-pgbouncer'));
+    expect(bouncer.command).toEqual(['pgbouncer', '/etc/pgbouncer/config/pgbouncer.ini']);
+    expect(bouncer.volumeMounts).toContainEqual({ name: 'config', mountPath: '/etc/pgbouncer/config', readOnly: true });
+  });
+
+  it('the migration Job name changes with the image digest and the config, not otherwise (issue: one name for every :latest build)', () => {
+    const jobName = (m: Manifest[]) => m.find((x) => x.kind === 'Job')!.metadata.name;
+    const a = synthManifests('standard', { image: 'registry.example/wa@sha256:' + 'a'.repeat(64) });
+    const b = synthManifests('standard', { image: 'registry.example/wa@sha256:' + 'b'.repeat(64) });
+    expect(jobName(a)).not.toBe(jobName(b));
+    expect(jobName(a)).toBe(jobName(synthManifests('standard', { image: 'registry.example/wa@sha256:' + 'a'.repeat(64) })));
+    expect(jobName(synthManifests('standard', { overrides: { worker: { concurrency: 20 } } }))).toBe(jobName(base));
+    expect(jobName(synthManifests('standard', { namespace: 'other' }))).not.toBe(jobName(base));
+  });
+
+  it('web and worker wait in an init container until the schema holds their migrations (issue: new code met the old schema)', () => {
+    for (const role of ['web', 'worker']) {
+      const spec = podSpec(find(base, 'Deployment', `wa-router-${role}`));
+      expect(spec.initContainers).toHaveLength(1);
+      const init = spec.initContainers[0];
+      expect(init.args).toEqual(['migrate', 'check']);
+      expect(init.image).toBe(container(find(base, 'Deployment', `wa-router-${role}`)).image);
+      expect(init.env.find((e: Json) => e.name === 'DATABASE_URL').value).toContain('@wa-router-pgbouncer:6432/');
+      expect(init.resources.requests).toEqual({ cpu: '100m', memory: '256Mi' });
+    }
+  });
+
+  it('rollouts: web surges one pod, the worker rolls in place (issue: 25% surge that no longer fit)', () => {
+    const strategy = (name: string) => (find(base, 'Deployment', name) as Json).spec.strategy.rollingUpdate;
+    expect(strategy('wa-router-web')).toEqual({ maxSurge: 1, maxUnavailable: 0 });
+    expect(strategy('wa-router-worker')).toEqual({ maxSurge: 0, maxUnavailable: 1 });
+    expect(strategy('wa-router-pgbouncer')).toEqual({ maxSurge: 1, maxUnavailable: 0 });
+  });
+
+  it('PgBouncer stops with SIGINT (wait for servers, not clients) and waits for the exit within its grace period (issue: SIGTERM waited for clients, then SIGKILL)', () => {
+    const dep = find(base, 'Deployment', 'wa-router-pgbouncer');
+    const hook = container(dep).lifecycle.preStop.exec.command.join(' ');
+    expect(hook).toMatch(/kill -INT 1/);
+    expect(hook).toMatch(/while kill -0 1/);
+    expect(hook).not.toMatch(/-TERM/);
+    expect(podSpec(dep).terminationGracePeriodSeconds).toBeGreaterThanOrEqual(5 + 60);
+  });
+
+  it('on a pool of several nodes every long-running component has a budget a drain can honour', () => {
+    const m = synthManifests('standard', { overrides: { nodePool: { nodes: 2 } } });
+    const pdbs = m.filter((x) => x.kind === 'PodDisruptionBudget') as Json[];
+    expect(pdbs.map((x) => x.metadata.name).sort()).toEqual(['wa-router-pgbouncer', 'wa-router-postgres', 'wa-router-redis', 'wa-router-sentinel', 'wa-router-web', 'wa-router-worker']);
+    for (const pdb of pdbs) expect(pdb.spec.unhealthyPodEvictionPolicy).toBe('AlwaysAllow');
+    expect(pdbs.find((x) => x.metadata.name === 'wa-router-sentinel').spec.minAvailable).toBe(2);
+  });
+
+  it('replicated acks fall back to the master alone while no replica is connected (issue: 503 for every webhook during a replica restart)', () => {
+    const cfg = (find(base, 'ConfigMap', 'wa-router-config') as Json).data;
+    expect(cfg.ACK_DURABILITY).toBe('replicated');
+    expect(cfg.ACK_REPLICA_FALLBACK).toBe('local');
   });
 });

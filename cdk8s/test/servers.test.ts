@@ -10,6 +10,7 @@ import { confMap, type Json } from './helpers.js';
 import { freePort, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from '../../scripts/stack/proc.js';
 import { postgresBinDir, startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
 import { startPgBouncer } from '../../scripts/stack/pgbouncer.js';
+import { startRedis } from '../../scripts/stack/redis.js';
 
 const PASSWORD = 'tuning-test-password';
 let dir: string;
@@ -190,4 +191,37 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
       await stopMaster();
     }
   }, 60_000);
+  it('a master that stops hands over first: the chart\'s pre-stop asks Sentinel for a failover and returns once it is a replica (issue: 503s for down-after + failover on every Redis roll)', async () => {
+    const work = path.join(dir, 'handover');
+    fs.mkdirSync(work, { recursive: true });
+    const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
+    const master = await startRedis({ dir: path.join(work, 'master'), port: masterPort, password: PASSWORD });
+    const replica = await startRedis({ dir: path.join(work, 'replica'), port: replicaPort, password: PASSWORD, replicaOf: { host: LOOPBACK, port: masterPort } });
+    const conf = path.join(work, 'sentinel.conf');
+    fs.writeFileSync(conf, [`dir ${work}`, `sentinel monitor wa-router ${LOOPBACK} ${masterPort} 1`, `sentinel auth-pass wa-router ${PASSWORD}`,
+      'sentinel down-after-milliseconds wa-router 5000', 'sentinel failover-timeout wa-router 10000', ''].join('\n'));
+    const stopSentinel = await serveFile('redis-sentinel', conf, sentinelPort, work);
+    const role = (port: number) => redisCli(port, '-a', PASSWORD, 'ROLE').split('\n')[0];
+    try {
+      await waitFor('the Sentinel to know the replica', () => /flags\nslave\n/.test(redisCli(sentinelPort, 'SENTINEL', 'replicas', 'wa-router')) && /master_link_status:up/.test(redisCli(replicaPort, '-a', PASSWORD, 'INFO', 'replication')), { timeoutMs: 30_000 });
+      const script = path.join(work, 'pre-stop-redis.sh');
+      fs.writeFileSync(script, configMapFile('standard', 'pre-stop-redis.sh').replaceAll(`-p ${6379}`, `-h ${LOOPBACK} -p ${masterPort}`));
+      const env = { PATH: process.env['PATH'] ?? '', REDIS_PASSWORD: PASSWORD, SENTINELS: `${LOOPBACK}:${sentinelPort}`, MASTER_NAME: 'wa-router' };
+      // On a replica it does nothing.
+      const onReplica = fs.readFileSync(script, 'utf8').replaceAll(`-p ${masterPort}`, `-p ${replicaPort}`);
+      fs.writeFileSync(`${script}.replica`, onReplica);
+      execFileSync('sh', [`${script}.replica`], { env, timeout: 30_000 });
+      expect(role(masterPort)).toBe('master');
+      const t0 = Date.now();
+      execFileSync('sh', [script], { env, timeout: 40_000 });
+      expect(role(masterPort)).toBe('slave');
+      expect(role(replicaPort)).toBe('master');
+      // Well inside the grace period, and sooner than down-after alone.
+      expect(Date.now() - t0).toBeLessThan(20_000);
+    } finally {
+      await stopSentinel();
+      await replica.stop();
+      await master.stop();
+    }
+  }, 90_000);
 });

@@ -1,6 +1,9 @@
 // Inconsistent presets are refused before synthesis, each problem naming the field to change.
 import { describe, expect, it } from 'vitest';
-import { checkManifests, PresetValidationError, resolvePreset, synthManifests, type Manifest } from '../src/index.js';
+import { checkManifests, peakPods, PRESET_NAMES, presets, PresetValidationError, resolvePreset, synthManifests, type Manifest } from '../src/index.js';
+import { cpuMillis, memoryBytes } from '../src/quantity.js';
+import { ROLLOUT } from '../src/rollout.js';
+import { redisMemoryFloor, rolloutDemand } from '../src/validate.js';
 
 function issuesOf(fn: () => unknown): { field: string; message: string }[] {
   try {
@@ -30,9 +33,25 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
     expect(rejects({ pgbouncer: { reservePoolSize: 60 } })).toContainEqual(expect.objectContaining({ field: 'pgbouncer.reservePoolSize' }));
   });
 
-  it('Redis maxmemory above ~80% of its memory limit', () => {
-    expect(rejects({ redis: { maxmemory: '5gb' } })).toContainEqual(expect.objectContaining({ field: 'redis.maxmemory', message: expect.stringContaining('80%') }));
-    expect(rejects({ redis: { resources: { limits: { memory: '4Gi' } } } })).toContainEqual(expect.objectContaining({ field: 'redis.maxmemory' }));
+  it('a Redis memory limit below maxmemory + the replicas\' output buffers + 50% fork headroom (issue: OOM-killed at exactly 4 GB + 1 GB = 5 Gi)', () => {
+    const limit = { field: 'redis.resources.limits.memory', message: expect.stringMatching(/below 7168Mi \(maxmemory 4gb \+ 1 × replica output buffer 1gb \+ 50%/) };
+    expect(rejects({ redis: { resources: { limits: { memory: '5Gi' } } } })).toContainEqual(limit);
+    expect(rejects({ redis: { resources: { limits: { memory: '7167Mi' } } } })).toContainEqual(limit);
+    expect(() => resolvePreset('premium', { redis: { resources: { limits: { memory: '7Gi' } } } })).not.toThrow();
+    expect(rejects({ redis: { maxmemory: '5gb' } })).toContainEqual(expect.objectContaining({ field: 'redis.resources.limits.memory' }));
+    // Every preset as shipped holds its own floor.
+    for (const p of PRESET_NAMES) expect(memoryBytes(presets[p].redis.resources.limits.memory), p).toBeGreaterThanOrEqual(redisMemoryFloor(presets[p]).bytes);
+  });
+
+  it('the fit counts the rollout surge and the DaemonSets (issue: standard at 7.45 of 7.5 cores, no room for the surge pod)', () => {
+    // The standard preset as it was: web requesting 1 core, one surge pod of it on top.
+    expect(rejects({ web: { resources: { requests: { cpu: '1' } } } }, 'standard')).toContainEqual(expect.objectContaining({ field: 'nodePool.allocatable.cpuCores', message: expect.stringContaining('rollout surge') }));
+    const p = presets.standard;
+    const demand = rolloutDemand(p);
+    const steady = peakPods(p).filter((x) => x.component !== 'migrate').reduce((s, x) => s + x.count * cpuMillis(x.resources.requests.cpu), 0);
+    expect(demand.cpu).toBe(steady + ROLLOUT.web.maxSurge * 500 + ROLLOUT.pgbouncer.maxSurge * 100 + 200);
+    expect(rejects({ nodePool: { daemonSets: { cpu: '600m' } } }, 'standard')).toContainEqual(expect.objectContaining({ field: 'nodePool.allocatable.cpuCores' }));
+    expect(rejects({ nodePool: { daemonSets: { memory: '1Gi' } } }, 'minimal')).toContainEqual(expect.objectContaining({ field: 'nodePool.allocatable.memoryGiB' }));
   });
 
   it('requests that do not fit the node pool at the HPA ceilings', () => {
@@ -74,8 +93,8 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
 
   it('every problem at once, not one per run', () => {
     const issues = rejects({ worker: { concurrency: 200 }, redis: { maxmemory: '5gb' }, web: { replicas: 5 } });
-    expect(issues.map((i) => i.field)).toEqual(expect.arrayContaining(['pgbouncer.maxClientConn', 'redis.maxmemory', 'web.replicas']));
-    expect(() => synthManifests('premium', { overrides: { redis: { maxmemory: '5gb' } } })).toThrow(/redis\.maxmemory/);
+    expect(issues.map((i) => i.field)).toEqual(expect.arrayContaining(['pgbouncer.maxClientConn', 'redis.resources.limits.memory', 'web.replicas']));
+    expect(() => synthManifests('premium', { overrides: { redis: { maxmemory: '5gb' } } })).toThrow(/redis\.resources\.limits\.memory/);
   });
 
   it('a consistent override passes and lands', () => {

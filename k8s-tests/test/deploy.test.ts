@@ -107,6 +107,13 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     await eventually('the policy to be gone', async () => (await kube.apply(probe, { dryRun: true })).status < 300);
   });
 
+  it('refuses a password DATABASE_URL, the userlist or requirepass cannot carry, naming the variable, before touching the cluster', async () => {
+    for (const [name, value] of [['DB_PASSWORD', 'p@ss/word#1?x'], ['DB_PASSWORD', 'has a space in it'], ['REDIS_PASSWORD', 'quote"inside-it'], ['DB_PASSWORD', 'short']]) {
+      expect(() => deploy({ WHATSAPP_APP_SECRET: 'x-app-secret', [name!]: value! }), `${name}=${value}`).toThrow(new RegExp(`${name} must be at least 12 characters of letters, digits and \\. _ ~ - only`));
+    }
+    expect(await kube.get(`/api/v1/namespaces/${NAMESPACE}`)).toBeUndefined();
+  });
+
   it('creates the Secrets, applies every object as our field manager alone, and keeps existing Secrets on a second run', async () => {
     deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password', PRUNE: '1' });
     const app = await secret('wa-router-app');

@@ -45,8 +45,9 @@ describe.each(PRESET_NAMES)('%s', (name) => {
     const { objects, warnings } = await kube.applyAll(manifests);
     expect(warnings).toEqual([]);
     expect(objects.map(key)).toEqual(manifests.map(key));
-    // HPAs, PDBs, NetworkPolicies and the migration Job are among what the server accepted.
-    for (const kind of ['HorizontalPodAutoscaler', 'PodDisruptionBudget', 'NetworkPolicy', 'Job', 'StatefulSet', 'Deployment']) {
+    // HPAs, NetworkPolicies and the migration Job are among what the server accepted (PDBs only
+    // on pools of several nodes: see the multi-node case below).
+    for (const kind of ['HorizontalPodAutoscaler', 'NetworkPolicy', 'Job', 'StatefulSet', 'Deployment']) {
       expect(objects.some((o) => o.kind === kind), kind).toBe(true);
     }
   });
@@ -78,6 +79,14 @@ describe.each(PRESET_NAMES)('%s', (name) => {
     const { objects, warnings } = await kube.applyAll(keda.filter((m) => m.apiVersion.startsWith('keda.sh/')), { dryRun: true });
     expect(warnings).toEqual([]);
     expect(objects.map((o) => o.kind).sort()).toEqual(['ScaledObject', 'TriggerAuthentication']);
+  });
+
+  it('on a pool of two nodes the PodDisruptionBudgets are accepted too', async () => {
+    const two = synthManifests(name, { namespace, overrides: { nodePool: { nodes: 2 } } }).filter((m) => m.kind === 'PodDisruptionBudget');
+    expect(two.length).toBeGreaterThan(0);
+    const { objects, warnings } = await kube.applyAll(two, { dryRun: true });
+    expect(warnings).toEqual([]);
+    expect(objects.map(key)).toEqual(two.map(key));
   });
 
   it('an invalid override never reaches the server', () => {

@@ -20,7 +20,7 @@ import { createIngestProducers, type IngestProducer } from './queue/ingest-produ
 import { historySequenceKey } from './queue/fair-priority.js';
 import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
-import { migrate } from './store/migrate.js';
+import { migrate, waitForSchema } from './store/migrate.js';
 import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } from './http/webhook.js';
@@ -65,6 +65,8 @@ export interface App {
 
 export interface BuildOptions {
   readonly log?: Logger;
+  /** `migrate` only waits until the schema holds this code's migrations (`migrate check`). */
+  readonly migrateCheck?: boolean;
 }
 
 export async function buildApp(config: Config, role: Role, options: BuildOptions = {}): Promise<App> {
@@ -87,6 +89,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     return {
       role, config, log, metrics,
       async start() {
+        if (options.migrateCheck) return waitForSchema(pool, { onWait: (missing) => log.info({ missing: missing instanceof Error ? missing.message : missing }, 'waiting for the schema') });
         const applied = await migrate(pool);
         log.info({ applied }, applied.length ? 'migrations applied' : 'schema up to date');
         await bootstrapChannel(config, pool);
@@ -266,6 +269,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       }
       // Best effort: a web process whose Redis is down still starts, answers 503 and reports unready.
       await Promise.race([redis.ping().catch(() => undefined), new Promise((r) => setTimeout(r, 5_000))]);
+      // Listening before anything that queries Postgres: while it is away (PgBouncer queueing the
+      // queries), liveness answers, readiness tells, and web acks webhooks (Redis only).
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.PORT, config.HOST, () => resolve());
+      });
+      log.info({ port: (server.address() as AddressInfo).port }, 'listening');
       // The bootstrap channel from the environment; retried in the background while Postgres is away.
       const tryBootstrap = () =>
         bootstrapChannel(config, pool).catch((err: Error) => {
@@ -281,11 +291,6 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         void tryBootstrap();
       }
       for (const hook of webStartHooks) await hook();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.PORT, config.HOST, () => resolve());
-      });
-      log.info({ port: (server.address() as AddressInfo).port }, 'listening');
     },
     async stop() {
       accepting = false;

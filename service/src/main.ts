@@ -4,8 +4,9 @@ import { buildApp, ROLES, type Role } from './app.js';
 import { ConfigError, loadConfig } from './config/env.js';
 
 const role = process.argv[2] as Role | undefined;
-if (!role || !ROLES.includes(role)) {
-  console.error(`usage: wa-router <${ROLES.join('|')}>`);
+const check = process.argv[3] === 'check';
+if (!role || !ROLES.includes(role) || (process.argv[3] !== undefined && !(check && role === 'migrate'))) {
+  console.error(`usage: wa-router <${ROLES.join('|')}> | wa-router migrate check`);
   process.exit(2);
 }
 
@@ -20,7 +21,7 @@ try {
   throw err;
 }
 
-const app = await buildApp(config, role);
+const app = await buildApp(config, role, { migrateCheck: check });
 const deadline = config.SHUTDOWN_TIMEOUT_MS;
 let stopping = false;
 const shutdown = (signal: string) => {

@@ -7,7 +7,7 @@ import { k8s } from 'cdk8s-plus-27';
 import type { Preset } from '../presets.js';
 import { MIGRATE_RESOURCES } from '../validate.js';
 import { AppTierDeployment } from '../constructs/app-tier.js';
-import { APP, DATABASE, labels, nameOf, PORTS, SECRETS } from '../constructs/common.js';
+import { APP, configHash, DATABASE, labels, nameOf, PORTS, SECRETS } from '../constructs/common.js';
 import { MigrationJob } from '../constructs/migration-job.js';
 import { Monitoring } from '../constructs/monitoring.js';
 import { NetworkPolicies } from '../constructs/network-policies.js';
@@ -68,19 +68,22 @@ export class WaRouterChart extends Chart {
     });
 
     const configMap = nameOf('config');
-    new k8s.KubeConfigMap(this, 'config', {
-      metadata: { name: configMap, labels: labels('app') },
-      data: {
-        NODE_ENV: 'production',
-        PORT: String(PORTS.http),
-        LOG_LEVEL: 'info',
-        REDIS_SENTINELS: redis.sentinelAddresses.join(','),
-        REDIS_MASTER_NAME: redis.masterName,
-        // A replica (kept by Sentinel) holds every acked webhook before Meta gets its 200.
-        ACK_DURABILITY: 'replicated',
-        QUEUE_PREFIX: 'wa',
-      },
-    });
+    const appConfig = {
+      NODE_ENV: 'production',
+      PORT: String(PORTS.http),
+      LOG_LEVEL: 'info',
+      REDIS_SENTINELS: redis.sentinelAddresses.join(','),
+      REDIS_MASTER_NAME: redis.masterName,
+      // A replica (kept by Sentinel) holds every acked webhook before Meta gets its 200 ...
+      ACK_DURABILITY: 'replicated',
+      // ... while one is connected. With the only replica restarting, resyncing, or not yet back
+      // after a failover, acks rest on the master's AOF alone (counted in
+      // wa_router_ack_local_fallback_total) instead of every webhook answering 503.
+      ACK_REPLICA_FALLBACK: 'local',
+      QUEUE_PREFIX: 'wa',
+    };
+    new k8s.KubeConfigMap(this, 'config', { metadata: { name: configMap, labels: labels('app') }, data: appConfig });
+    const appConfigHash = configHash(appConfig);
     // Kubernetes expands $(VAR) from earlier entries: the URL is built from the database Secret.
     const dbEnv = (poolMax: number): k8s.EnvVar[] => [
       { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: SECRETS.redis, key: 'password' } } },
@@ -90,13 +93,14 @@ export class WaRouterChart extends Chart {
       { name: 'DB_POOL_MAX', value: String(poolMax) },
     ];
 
-    new AppTierDeployment(this, 'web', { preset, role: 'web', image: props.image, configMap, serviceAccount, atPeak: props.atPeak, env: dbEnv(preset.web.dbPoolMax) });
+    const common = { preset, image: props.image, configMap, serviceAccount, atPeak: props.atPeak, configHash: appConfigHash, schemaCheck: { env: dbEnv(1), resources: MIGRATE_RESOURCES } };
+    new AppTierDeployment(this, 'web', { ...common, role: 'web', env: dbEnv(preset.web.dbPoolMax) });
     new AppTierDeployment(this, 'worker', {
-      preset, role: 'worker', image: props.image, configMap, serviceAccount, atPeak: props.atPeak,
+      ...common, role: 'worker',
       env: [...dbEnv(preset.worker.concurrency), { name: 'WORKER_CONCURRENCY', value: String(preset.worker.concurrency) }],
       keda: preset.worker.keda.enabled ? { redisSentinels: redis.sentinelAddresses, masterName: redis.masterName, listName: INBOUND_WAIT_LIST } : undefined,
     });
-    new MigrationJob(this, 'migrate', { image: props.image, configMap, serviceAccount, env: dbEnv(1), resources: MIGRATE_RESOURCES });
+    new MigrationJob(this, 'migrate', { image: props.image, configMap, serviceAccount, env: dbEnv(1), resources: MIGRATE_RESOURCES, configHash: appConfigHash });
     new Monitoring(this, 'monitoring', { preset, namespace });
     new NetworkPolicies(this, 'network', {
       postgresInCluster: inCluster,

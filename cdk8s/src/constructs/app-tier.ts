@@ -2,8 +2,11 @@
 import { Construct } from 'constructs';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
-import type { AppTier, Preset, WorkerTier } from '../presets.js';
-import { containerSecurity, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, SECRETS, selectorLabels, str, tmpVolume } from './common.js';
+import type { AppTier, Preset, Resources, WorkerTier } from '../presets.js';
+import { ROLLOUT } from '../rollout.js';
+import {
+  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, SECRETS, selectorLabels, str, tmpVolume,
+} from './common.js';
 
 export interface AppTierProps {
   readonly preset: Preset;
@@ -14,6 +17,13 @@ export interface AppTierProps {
   readonly serviceAccount: string;
   /** Environment for this role only (pool sizes, concurrency). */
   readonly env: k8s.EnvVar[];
+  /** Hash of the shared ConfigMap's data: a change of it rolls the pods. */
+  readonly configHash: string;
+  /**
+   * The init container that waits until the database holds every migration of this image
+   * (`migrate check`), with the environment it connects with and its size.
+   */
+  readonly schemaCheck: { readonly env: k8s.EnvVar[]; readonly resources: Resources };
   /**
    * Set `spec.replicas` to the HPA ceiling and the HPA's floor to it too: the whole preset at its
    * peak, for fit tests. Normally the HPA owns the replica count and the manifest leaves it out.
@@ -45,11 +55,14 @@ export class AppTierDeployment extends Construct {
         replicas: props.atPeak ? tier.maxReplicas : undefined,
         selector: { matchLabels: selectorLabels(role) },
         revisionHistoryLimit: 5,
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: int(0), maxSurge: str('25%') } },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: int(ROLLOUT[role].maxUnavailable), maxSurge: int(ROLLOUT[role].maxSurge) } },
         template: {
           metadata: {
             labels: labels(role),
-            annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.http), 'prometheus.io/path': '/metrics' },
+            annotations: {
+              'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.http), 'prometheus.io/path': '/metrics',
+              [CONFIG_HASH_ANNOTATION]: configHash(props.configHash, props.env),
+            },
           },
           spec: {
             serviceAccountName: props.serviceAccount,
@@ -58,6 +71,18 @@ export class AppTierDeployment extends Construct {
             affinity: preferSpread(role),
             // The service drains within 30 s of SIGTERM (in-flight requests and jobs), after the pre-stop pause.
             terminationGracePeriodSeconds: 30 + PRE_STOP_SECONDS + 5,
+            // New code never meets an older schema: the pod starts only once the migration Job of
+            // its image (or a later one) has run. `make deploy` runs that Job first.
+            initContainers: [{
+              name: 'schema',
+              image: props.image,
+              args: ['migrate', 'check'],
+              envFrom: [{ configMapRef: { name: props.configMap } }, { secretRef: { name: SECRETS.app } }],
+              env: props.schemaCheck.env,
+              resources: k8sResources(props.schemaCheck.resources),
+              securityContext: containerSecurity,
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            }],
             containers: [{
               name: role,
               image: props.image,
@@ -89,10 +114,7 @@ export class AppTierDeployment extends Construct {
       },
     });
 
-    new k8s.KubePodDisruptionBudget(this, 'pdb', {
-      metadata: { name, labels: labels(role) },
-      spec: { maxUnavailable: int(1), selector: { matchLabels: selectorLabels(role) } },
-    });
+    disruptionBudget(this, 'pdb', preset, role, { maxUnavailable: int(1) });
 
     const minReplicas = props.atPeak ? tier.maxReplicas : tier.replicas;
     const behavior: k8s.HorizontalPodAutoscalerBehaviorV2 = {

@@ -1,6 +1,8 @@
 // What every component shares: names, labels, the restricted security posture, resources.
+import { createHash } from 'node:crypto';
+import type { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
-import type { Resources } from '../presets.js';
+import type { Preset, Resources } from '../presets.js';
 
 export const APP = 'wa-router';
 
@@ -82,3 +84,32 @@ export const SECRETS = {
 export const PORTS = { http: 3000, redis: 6379, sentinel: 26379, pgbouncer: 6432, postgres: 5432 } as const;
 export const DATABASE = 'wa_router';
 export const REDIS_MASTER_NAME = 'wa-router';
+
+/**
+ * Pod-template annotation holding a hash of what the pods read from ConfigMaps and the manifest:
+ * a change of it rolls the pods, so a config change reaches running processes (files copied at
+ * start, `subPath` mounts and environment variables are otherwise never refreshed).
+ */
+export const CONFIG_HASH_ANNOTATION = 'wa-router.io/config-hash';
+
+export function configHash(...parts: unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
+}
+
+/**
+ * A PodDisruptionBudget, only where a drain can honour it. On a one-node pool every replacement
+ * pod is Pending on the cordoned node, so any budget that keeps a pod stops `kubectl drain` for
+ * good; there, draining the node is a planned outage (README, "Day 2") and no budget is written.
+ */
+export function disruptionBudget(scope: Construct, id: string, preset: Preset, component: string, budget: Pick<k8s.PodDisruptionBudgetSpec, 'maxUnavailable' | 'minAvailable'>): void {
+  if (preset.nodePool.nodes < 2) return;
+  new k8s.KubePodDisruptionBudget(scope, id, {
+    metadata: { name: nameOf(component), labels: labels(component) },
+    spec: {
+      ...budget,
+      selector: { matchLabels: selectorLabels(component) },
+      // A pod that is running but not ready protects nothing; let a drain take it.
+      unhealthyPodEvictionPolicy: 'AlwaysAllow',
+    },
+  });
+}

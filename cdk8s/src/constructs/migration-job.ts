@@ -1,10 +1,11 @@
-// Schema migrations as a Job named after the image: a new image runs its migrations once; applying
-// the same image again is a no-op (a Job's template is immutable, so the name must change with it).
-import { createHash } from 'node:crypto';
+// Schema migrations as a Job named after the image and the configuration it runs with: a new image
+// runs its migrations once; applying the same again is a no-op (a Job's template is immutable, so
+// the name must change with it). A mutable tag (`:latest`) names no build: pin images by digest
+// (`repo@sha256:…`), or `make deploy` re-runs the Job on every deploy (migrations are idempotent).
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
 import type { Resources } from '../presets.js';
-import { containerSecurity, k8sResources, labels, nameOf, podSecurity, SECRETS, tmpVolume } from './common.js';
+import { configHash, containerSecurity, k8sResources, labels, nameOf, podSecurity, SECRETS, tmpVolume } from './common.js';
 
 export interface MigrationJobProps {
   readonly image: string;
@@ -12,6 +13,8 @@ export interface MigrationJobProps {
   readonly serviceAccount: string;
   readonly env: k8s.EnvVar[];
   readonly resources: Resources;
+  /** Hash of the shared ConfigMap's data. */
+  readonly configHash: string;
 }
 
 export class MigrationJob extends Construct {
@@ -19,7 +22,7 @@ export class MigrationJob extends Construct {
 
   constructor(scope: Construct, id: string, props: MigrationJobProps) {
     super(scope, id);
-    this.jobName = `${nameOf('migrate')}-${createHash('sha256').update(props.image).digest('hex').slice(0, 8)}`;
+    this.jobName = `${nameOf('migrate')}-${configHash(props.image, props.configHash, props.env).slice(0, 8)}`;
     new k8s.KubeJob(this, 'job', {
       metadata: { name: this.jobName, labels: labels('migrate') },
       spec: {

@@ -5,7 +5,9 @@ import { k8s } from 'cdk8s-plus-27';
 import type { Preset } from '../presets.js';
 import { memoryBytes, MiB } from '../quantity.js';
 import { renderPostgresConf } from '../tuning/postgres.js';
-import { containerSecurity, DATABASE, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, SECRETS, selectorLabels, tmpVolume } from './common.js';
+import {
+  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, DATABASE, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, SECRETS, selectorLabels, tmpVolume,
+} from './common.js';
 
 export interface PostgresProps {
   readonly preset: Preset;
@@ -56,14 +58,13 @@ export class Postgres extends Construct {
     const pg = preset.postgres;
     const name = nameOf('postgres');
     const secret = props.credentialsSecret ?? SECRETS.postgres;
-    new k8s.KubeConfigMap(this, 'config', {
-      metadata: { name, labels: labels('postgres') },
-      data: {
-        'postgresql.conf': renderPostgresConf(preset, { port: PORTS.postgres, listenAddresses: '*' }),
-        'pg_hba.conf': HBA,
-        'start-replica.sh': START_REPLICA,
-      },
-    });
+    const config = {
+      'postgresql.conf': renderPostgresConf(preset, { port: PORTS.postgres, listenAddresses: '*' }),
+      'pg_hba.conf': HBA,
+      'start-replica.sh': START_REPLICA,
+    };
+    new k8s.KubeConfigMap(this, 'config', { metadata: { name, labels: labels('postgres') }, data: config });
+    // Several settings (shared_buffers, max_connections) take effect only at a restart: a change rolls the pod.
 
     // Parallel queries and hash joins use dynamic shared memory in /dev/shm; a container's default is 64 MB.
     const shm = `${Math.max(64, Math.floor(memoryBytes(pg.resources.limits.memory) / 4 / MiB))}Mi`;
@@ -83,7 +84,7 @@ export class Postgres extends Construct {
           replicas: 1,
           selector: { matchLabels: selectorLabels(component) },
           template: {
-            metadata: { labels: labels(component) },
+            metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: configHash(config) } },
             spec: {
               securityContext: podSecurity(POSTGRES_UID),
               automountServiceAccountToken: false,
@@ -136,10 +137,7 @@ export class Postgres extends Construct {
       statefulSet('postgres-replica', ['sh', '/etc/postgresql/start-replica.sh'], undefined, [{ name: 'PRIMARY_HOST', value: name }]);
       this.service('postgres-replica');
     }
-    new k8s.KubePodDisruptionBudget(this, 'pdb', {
-      metadata: { name, labels: labels('postgres') },
-      spec: { maxUnavailable: int(1), selector: { matchLabels: selectorLabels('postgres') } },
-    });
+    disruptionBudget(this, 'pdb', preset, 'postgres', { maxUnavailable: int(1) });
   }
 
   private service(component: string): void {

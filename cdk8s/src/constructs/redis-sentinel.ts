@@ -7,7 +7,8 @@ import type { Preset } from '../presets.js';
 import { renderRedisConf } from '../tuning/redis.js';
 import { renderSentinelConf } from '../tuning/sentinel.js';
 import {
-  containerSecurity, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, REDIS_MASTER_NAME, SECRETS, selectorLabels, tmpVolume,
+  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, REDIS_MASTER_NAME, SECRETS,
+  selectorLabels, tmpVolume,
 } from './common.js';
 
 export interface RedisSentinelProps {
@@ -79,6 +80,21 @@ sed "s/__MASTER_HOST__/$master/" /config/sentinel.conf > "$conf"
 exec redis-sentinel "$conf"
 `;
 
+// A master that is stopping (a rolling update, a config change, a drain) hands over first: a
+// Sentinel-led failover to an in-sync replica takes about a second, while a master that just
+// disappears is noticed only after down-after-milliseconds and then failed over. Replicas and
+// Sentinels that cannot help leave the stop as it was.
+const PRE_STOP_REDIS = `#!/bin/sh
+role() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning -p ${PORTS.redis} role 2>/dev/null | head -1; }
+[ "$(role)" = master ] || exit 0
+for s in $SENTINELS; do
+  if timeout 3 redis-cli -h "\${s%:*}" -p "\${s##*:}" sentinel failover "$MASTER_NAME" 2>/dev/null | grep -q OK; then break; fi
+done
+i=0
+while [ "$(role)" = master ] && [ "$i" -lt 20 ]; do sleep 1; i=$((i + 1)); done
+exit 0
+`;
+
 export class RedisSentinel extends Construct {
   /** `host:port` of every Sentinel, for the service's REDIS_SENTINELS. */
   readonly sentinelAddresses: string[];
@@ -98,16 +114,18 @@ export class RedisSentinel extends Construct {
     const sentinelDomain = `${sentinelHeadless}.${namespace}.svc.${domain}`;
     this.sentinelAddresses = Array.from({ length: r.sentinel.replicas }, (_, i) => `${sentinelName}-${i}.${sentinelDomain}:${PORTS.sentinel}`);
 
-    new k8s.KubeConfigMap(this, 'config', {
-      metadata: { name: redisName, labels: labels('redis') },
-      data: {
-        'redis.conf': renderRedisConf(preset, { port: PORTS.redis, dir: '/data' }),
-        'sentinel.conf': renderSentinelConf(preset, { masterHost: '__MASTER_HOST__', masterPort: PORTS.redis, masterName: REDIS_MASTER_NAME, port: PORTS.sentinel, dir: '/run/sentinel', announceHostname: '__SELF__' })
-          .split('\n').filter((l) => !l.startsWith('sentinel announce-ip')).join('\n'),
-        'start-redis.sh': START_REDIS,
-        'start-sentinel.sh': START_SENTINEL,
-      },
-    });
+    const config = {
+      'redis.conf': renderRedisConf(preset, { port: PORTS.redis, dir: '/data' }),
+      'sentinel.conf': renderSentinelConf(preset, { masterHost: '__MASTER_HOST__', masterPort: PORTS.redis, masterName: REDIS_MASTER_NAME, port: PORTS.sentinel, dir: '/run/sentinel', announceHostname: '__SELF__' })
+        .split('\n').filter((l) => !l.startsWith('sentinel announce-ip')).join('\n'),
+      'start-redis.sh': START_REDIS,
+      'start-sentinel.sh': START_SENTINEL,
+      'pre-stop-redis.sh': PRE_STOP_REDIS,
+    };
+    new k8s.KubeConfigMap(this, 'config', { metadata: { name: redisName, labels: labels('redis') }, data: config });
+    // Both start scripts copy their file once: only a new pod reads a changed one.
+    const redisHash = { [CONFIG_HASH_ANNOTATION]: configHash(config['redis.conf'], config['start-redis.sh'], config['pre-stop-redis.sh']) };
+    const sentinelHash = { [CONFIG_HASH_ANNOTATION]: configHash(config['sentinel.conf'], config['start-sentinel.sh']) };
 
     const passwordEnv: k8s.EnvVar = { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: secret, key: 'password' } } };
     const podName: k8s.EnvVar = { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } };
@@ -144,12 +162,13 @@ export class RedisSentinel extends Construct {
         selector: { matchLabels: selectorLabels('redis') },
         updateStrategy: { type: 'RollingUpdate' },
         template: {
-          metadata: { labels: labels('redis') },
+          metadata: { labels: labels('redis'), annotations: redisHash },
           spec: {
             securityContext: podSecurity(REDIS_UID),
             automountServiceAccountToken: false,
             affinity: preferSpread('redis'),
-            terminationGracePeriodSeconds: 30,
+            // The pre-stop handover (at most ~30 s), then Redis' own shutdown (AOF fsync, RDB save).
+            terminationGracePeriodSeconds: 60,
             containers: [{
               name: 'redis',
               image: preset.images.redis,
@@ -166,6 +185,7 @@ export class RedisSentinel extends Construct {
               startupProbe: { ...redisCli('ping'), periodSeconds: 5, failureThreshold: 60, timeoutSeconds: 3 },
               readinessProbe: { ...redisCli('ping | grep -q PONG'), periodSeconds: 5, timeoutSeconds: 3 },
               livenessProbe: { ...redisCli('ping'), periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+              lifecycle: { preStop: { exec: { command: ['sh', '/config/pre-stop-redis.sh'] } } },
               volumeMounts: [
                 { name: 'data', mountPath: '/data' },
                 { name: 'config', mountPath: '/config' },
@@ -195,7 +215,7 @@ export class RedisSentinel extends Construct {
         podManagementPolicy: 'Parallel',
         selector: { matchLabels: selectorLabels('sentinel') },
         template: {
-          metadata: { labels: labels('sentinel') },
+          metadata: { labels: labels('sentinel'), annotations: sentinelHash },
           spec: {
             securityContext: podSecurity(REDIS_UID),
             automountServiceAccountToken: false,
@@ -227,14 +247,8 @@ export class RedisSentinel extends Construct {
       },
     });
 
-    new k8s.KubePodDisruptionBudget(this, 'redis-pdb', {
-      metadata: { name: redisName, labels: labels('redis') },
-      spec: { maxUnavailable: int(1), selector: { matchLabels: selectorLabels('redis') } },
-    });
-    new k8s.KubePodDisruptionBudget(this, 'sentinel-pdb', {
-      metadata: { name: sentinelName, labels: labels('sentinel') },
-      // A failover needs a majority of Sentinels: a drain may never take that away.
-      spec: { minAvailable: int(r.sentinel.quorum), selector: { matchLabels: selectorLabels('sentinel') } },
-    });
+    disruptionBudget(this, 'redis-pdb', preset, 'redis', { maxUnavailable: int(1) });
+    // A failover needs a majority of Sentinels: a drain of one node among several may not take it away.
+    disruptionBudget(this, 'sentinel-pdb', preset, 'sentinel', { minAvailable: int(r.sentinel.quorum) });
   }
 }

@@ -17,6 +17,12 @@ export const envSchema = z
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'expected postgres://user:pass@host:port/db'),
     /** Connections per process; PgBouncer multiplexes them (transaction mode). */
     DB_POOL_MAX: int(1, 500).default(10),
+    /**
+     * Client-side bound on one query, waiting in PgBouncer's queue included (PgBouncer holds a
+     * query up to its query_wait_timeout, 120 s, while Postgres is away). Above the server's
+     * 60 s statement_timeout, so it only cuts what the server could not.
+     */
+    DB_QUERY_TIMEOUT_MS: int(1_000, 600_000).default(65_000),
 
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'expected redis://[:password@]host:port[/db]' }).optional(),
     REDIS_SENTINELS: z
@@ -44,6 +50,12 @@ export const envSchema = z
     /** Replicas that must confirm with WAIT when ACK_DURABILITY=replicated. */
     ACK_REPLICAS: int(1, 10).default(1),
     ACK_WAIT_TIMEOUT_MS: int(10, 60_000).default(500),
+    /**
+     * `replicated` with fewer than ACK_REPLICAS replicas online (one restarting or resyncing, or
+     * not back yet after a failover): `none` answers 503 (Meta retries), `local` acks on the
+     * master's AOF alone and counts it in wa_router_ack_local_fallback_total.
+     */
+    ACK_REPLICA_FALLBACK: z.enum(['none', 'local']).default('none'),
     /** Largest webhook body accepted; Meta's payloads stay far below. */
     WEBHOOK_MAX_BYTES: int(1024, 50 * 1024 * 1024).default(3 * 1024 * 1024),
     /**

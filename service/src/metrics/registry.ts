@@ -16,6 +16,11 @@ export function createMetrics() {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    localAcks: new client.Counter({
+      name: 'wa_router_ack_local_fallback_total',
+      help: 'Webhook bodies acked on the Redis master alone (ACK_REPLICA_FALLBACK=local) because fewer than ACK_REPLICAS replicas were online',
+      registers: [registry],
+    }),
     enqueueFailures: new client.Counter({ name: 'wa_router_enqueue_failures_total', help: 'Webhook bodies that could not be durably enqueued (answered 503)', registers: [registry] }),
     enqueueRejections: new client.Counter({
       name: 'wa_router_enqueue_rejections_total',

@@ -17,6 +17,14 @@ export interface IngestProducerOptions {
   /** @defaultValue 500 */
   readonly waitTimeoutMs?: number;
   /**
+   * While fewer replicas than `replicas` are connected and in sync (one restarting, resyncing,
+   * or not yet back after a failover), ack on the master's AOF alone instead of answering 503,
+   * telling `onLocalAck` how many events were acked so. A connected replica that does not
+   * confirm in time still fails the write.
+   * @defaultValue none (no replica, no ack)
+   */
+  readonly localFallback?: { readonly onLocalAck: (events: number) => void };
+  /**
    * Largest batch, in events and in body bytes; above it the tick's events split into
    * several jobs added in one round trip.
    * @defaultValue 200 events, 4 MiB
@@ -77,6 +85,14 @@ export class PendingBudget {
   }
 }
 
+/** How often, at most, the master is asked whether its replicas are back while acks fall back. */
+const REPLICA_RECHECK_MS = 1_000;
+
+/** Replicas the master reports connected and in sync (`state=online`), from INFO replication. */
+export function onlineReplicas(info: string): number {
+  return info.split('\n').filter((l) => /^slave\d+:.*\bstate=online\b/.test(l)).length;
+}
+
 interface Pending {
   readonly event: RawWebhookEvent;
   readonly fairKey: string;
@@ -90,6 +106,10 @@ export class IngestProducer {
   private scheduled = false;
   private inFlight = new Set<Promise<void>>();
   private closed = false;
+  /** Too few replicas online at the last look: acks skip WAIT, which could only time out. */
+  private replicasShort = false;
+  private replicasCheckedAt = 0;
+  private replicaCheck: Promise<boolean> | undefined;
 
   constructor(
     private readonly queue: Queue<InboundJobData>,
@@ -176,18 +196,47 @@ export class IngestProducer {
       } else {
         await this.queue.addBulk(groups.map((g) => ({ name, data: { events: g.map((p) => p.event) }, opts: jobOpts })));
       }
-      const replicas = this.opts.replicas ?? 0;
-      if (replicas > 0) {
-        // WAIT covers every write this connection made before it: one call for the whole tick.
-        const acked = await this.redis.wait(replicas, this.opts.waitTimeoutMs ?? 500);
-        if (acked < replicas) throw new EnqueueError(`only ${acked} of ${replicas} replicas confirmed the write`);
-      }
+      await this.confirm(batch.length);
       this.opts.onBatch?.(batch.length, groups.length);
       for (const p of batch) p.resolve();
     } catch (err) {
       const e = err instanceof EnqueueError ? err : new EnqueueError(err instanceof Error ? err.message : String(err));
       for (const p of batch) p.reject(e);
     }
+  }
+
+  /** The replicated part of the ack: WAIT, or the local fallback while too few replicas are online. */
+  private async confirm(events: number): Promise<void> {
+    const replicas = this.opts.replicas ?? 0;
+    if (replicas === 0) return;
+    const fallback = this.opts.localFallback;
+    if (fallback) {
+      // A WAIT just came back short and the master is being asked why: ticks behind it learn the
+      // answer instead of each blocking the shared connection with a WAIT of their own.
+      if (this.replicaCheck) await this.replicaCheck.catch(() => undefined);
+      if (this.replicasShort) {
+        // While WAIT could only time out, ask the master once a second whether they are back.
+        if (Date.now() - this.replicasCheckedAt >= REPLICA_RECHECK_MS) await this.checkReplicas(replicas);
+        if (this.replicasShort) return fallback.onLocalAck(events);
+      }
+    }
+    // WAIT covers every write this connection made before it: one call for the whole tick.
+    const acked = await this.redis.wait(replicas, this.opts.waitTimeoutMs ?? 500);
+    if (acked >= replicas) return;
+    if (fallback && !(await this.checkReplicas(replicas))) return fallback.onLocalAck(events);
+    throw new EnqueueError(`only ${acked} of ${replicas} replicas confirmed the write`);
+  }
+
+  /** Whether enough replicas are online (one question to the master at a time); remembered for confirm(). */
+  private checkReplicas(replicas: number): Promise<boolean> {
+    this.replicaCheck ??= this.redis.info('replication').then((info) => {
+      this.replicasCheckedAt = Date.now();
+      this.replicasShort = onlineReplicas(info) < replicas;
+      return !this.replicasShort;
+    }).finally(() => {
+      this.replicaCheck = undefined;
+    });
+    return this.replicaCheck;
   }
 }
 
@@ -203,6 +252,7 @@ export function createIngestProducers(config: Config, queues: { inbound: Queue<I
     attempts: config.INBOUND_ATTEMPTS,
     replicas: config.ACK_DURABILITY === 'replicated' ? config.ACK_REPLICAS : 0,
     waitTimeoutMs: config.ACK_WAIT_TIMEOUT_MS,
+    localFallback: config.ACK_REPLICA_FALLBACK === 'local' ? { onLocalAck: (events: number) => metrics.webhook.localAcks.inc(events) } : undefined,
     timeoutMs: config.ENQUEUE_TIMEOUT_MS,
     budget,
   };

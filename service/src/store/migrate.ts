@@ -50,3 +50,48 @@ export async function migrate(pool: Pool, migrations = loadMigrations()): Promis
     return done;
   });
 }
+
+/**
+ * Migrations of this code the database does not hold (or holds with another checksum): all of
+ * them while it has no ledger yet. A schema ahead of the code (a rollback) counts as current.
+ */
+export async function pendingMigrations(pool: Pool, migrations = loadMigrations()): Promise<string[]> {
+  const ledger = await pool.query<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations').catch((err: { code?: string }) => {
+    if (err.code === '42P01') return { rows: [] };
+    throw err;
+  });
+  const applied = new Map(ledger.rows.map((r) => [r.version, r.checksum]));
+  return migrations.filter((m) => applied.get(m.version) !== m.checksum).map((m) => m.name);
+}
+
+export interface SchemaWaitOptions {
+  /** @defaultValue 900 000 (the migration Job's own deadline) */
+  readonly timeoutMs?: number;
+  /** @defaultValue 2 000 */
+  readonly intervalMs?: number;
+  /** Told what is still missing (or why the database could not be asked) at every look. */
+  readonly onWait?: (missing: string[] | Error) => void;
+}
+
+/**
+ * Resolves once the database holds every migration of this code; rejects naming the missing ones
+ * after the timeout. What a web or worker pod's init container runs (`migrate check`), so new code
+ * never starts on an older schema, whichever order the migration Job and the rollout go in.
+ */
+export async function waitForSchema(pool: Pool, opts: SchemaWaitOptions = {}, migrations = loadMigrations()): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 900_000);
+  let last: string[] | Error;
+  for (;;) {
+    try {
+      last = await pendingMigrations(pool, migrations);
+      if (last.length === 0) return;
+    } catch (err) {
+      // Postgres or PgBouncer away: keep asking until the deadline.
+      last = err instanceof Error ? err : new Error(String(err));
+    }
+    opts.onWait?.(last);
+    if (Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 2_000));
+  }
+  throw new Error(last instanceof Error ? `schema not checked: ${last.message}` : `schema older than this code: ${last.join(', ')} not applied (run the migration Job of this image)`);
+}

@@ -20,6 +20,7 @@ export function createPool(config: Config, applicationName: string, onError?: (e
     // A startup parameter: it holds on direct connections. PgBouncer drops it (it tracks no such
     // parameter) and sets the same value on its server connections (cdk8s/src/tuning/pgbouncer.ts).
     statement_timeout: 60_000,
+    query_timeout: config.DB_QUERY_TIMEOUT_MS,
     keepAlive: true,
   });
   // An idle connection dropped by Postgres or PgBouncer (restart, failover) must not crash
@@ -45,6 +46,8 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // A query that timed out may still answer later: that connection must not be reused.
+    if (!broken && isQueryTimeout(err)) broken = err as Error;
     if (!broken) await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
@@ -52,6 +55,11 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     // A broken connection goes back as destroyed, not into the pool.
     client.release(broken);
   }
+}
+
+/** The pool's client-side query timeout (DB_QUERY_TIMEOUT_MS) fired. */
+export function isQueryTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === 'Query read timeout';
 }
 
 const TRANSIENT_CODES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300', '53400']);
@@ -69,5 +77,5 @@ export function isTransientDbError(err: unknown): boolean {
     // Class 08: connection exceptions (PgBouncer reports its own failures as 08P01).
     if (code.startsWith('08')) return true;
   }
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|server conn crashed|no more connections allowed/i.test(err.message);
+  return /Connection terminated|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|server conn crashed|no more connections allowed/i.test(err.message);
 }
