@@ -5,6 +5,12 @@ PRESET ?= standard
 NAMESPACE ?= wa-router
 IMAGE ?= ghcr.io/wa-router/wa-router:latest
 export PRESET NAMESPACE IMAGE
+# Every target runs on Node >= 24: the machine's own, or one installed once into ~/.cache/wa-router.
+NODE_BIN := $(shell scripts/lib/ensure-node.sh)
+ifeq ($(NODE_BIN),)
+$(error no Node >= 24 (scripts/lib/ensure-node.sh says why above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 
 .PHONY: help deps build up down test lint typecheck test-service test-cdk8s synth synth-all check-charts \
         deploy k8s-test bench chaos kind-up kind-test kind-down

@@ -33,10 +33,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-# npm ci only when the lockfile changed since the last install (or nothing is installed).
+# npm ci only when the lockfile or the Node ABI changed since the last install (or nothing is
+# installed): a native addon built for another Node must be built again.
 stamp=node_modules/.wa-router-lock-stamp
-if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  echo "==> npm ci"
+want_stamp() { node -p '"node-modules-abi " + process.versions.modules'; cat package-lock.json; }
+if [ ! -f "$stamp" ] || ! cmp -s <(want_stamp) "$stamp"; then
+  echo "==> npm ci (node $(node -v))"
   npm ci --no-audit --no-fund --loglevel=error
-  cp package-lock.json "$stamp"
+  want_stamp > "$stamp"
 fi
