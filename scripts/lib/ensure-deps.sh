@@ -14,6 +14,11 @@ command -v nginx >/dev/null || need_pkgs+=(nginx)
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+# make image and its test: without a Docker daemon the image is built and run with podman (runc, vfs
+# storage) from a base made by debootstrap (scripts/image/).
+if ! docker info >/dev/null 2>&1; then
+  for p in podman runc debootstrap; do command -v $p >/dev/null || [ -x /usr/sbin/$p ] || need_pkgs+=($p); done
+fi
 for extra in ${EXTRA_DEBIAN_PACKAGES:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_pkgs+=("$extra")
 done
