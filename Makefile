@@ -54,7 +54,7 @@ synth-all: deps ## rewrite the committed charts/ for every preset with the defau
 check-charts: deps ## fail when charts/ drifts from the code
 	@npm run -s check-charts -w @wa-router/cdk8s
 
-image: ## build the image as IMAGE (Docker, else podman from a locally made base; see scripts/image/)
+image: deps ## build the image as IMAGE (Docker, else podman from a locally made base; see scripts/image/)
 	@scripts/image/build.sh >/dev/null
 
 deploy: deps ## kubectl apply --server-side of PRESET into NAMESPACE (secrets created if missing)

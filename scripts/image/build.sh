@@ -40,15 +40,17 @@ else
   if [ -f "${NODE_EXTRA_CA_CERTS:-}" ]; then
     ca_args=(--volume "$NODE_EXTRA_CA_CERTS:/run/build-ca.pem:ro" --build-arg NODE_EXTRA_CA_CERTS=/run/build-ca.pem)
   fi
+  # --layers=false: no image per step (vfs stores each as a full copy, GBs per build); the tree
+  # hash above is the cache that matters.
   # shellcheck disable=SC2046 # ulimits.sh prints separate flags
-  podman build --isolation chroot --network host $(scripts/image/ulimits.sh) "${ca_args[@]}" \
+  podman build --layers=false --isolation chroot --network host $(scripts/image/ulimits.sh) "${ca_args[@]}" \
     --build-arg "NODE_IMAGE=$base" -t "$cached" . >&2
   echo "image: built $cached in $((SECONDS - t0)) s" >&2
-  # vfs stores every layer as a full copy (GBs per build): older trees' images and the dangling
-  # layers go, at the price of a slower next build after a change.
-  podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/wa-router:tree-' | grep -v ":tree-$tree\$" \
-    | xargs -r podman rmi -f >/dev/null
-  podman image prune -f >/dev/null
 fi
 podman tag "$cached" "$IMAGE"
+# Older trees' images go (each is a full copy under vfs), unless another tag of yours keeps one
+# (rmi of one name only untags it) or a container uses it.
+for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/wa-router:tree-' || true); do
+  [ "$old" = "$cached" ] || podman rmi "$old" >/dev/null 2>&1 || true
+done
 echo "$IMAGE"
