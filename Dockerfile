@@ -2,10 +2,15 @@
 # The one wa-router image: `web`, `worker`, `migrate` or `all` is the argument the manifests pass.
 #   docker build -t registry.example.com/wa-router:1.0.0 . && docker push registry.example.com/wa-router:1.0.0
 #   make synth PRESET=standard IMAGE=registry.example.com/wa-router:1.0.0
+# `make image` builds it with Docker, or with podman from a locally made base (scripts/image/).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24 LTS. NODE_IMAGE may name any base laid out like it (node and npm on PATH, a `node` user).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
+# A build behind a TLS-inspecting proxy passes the proxy's CA file (mounted into the build) so npm
+# trusts it; a build arg is not kept in the image's environment.
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
 # Every workspace manifest, so `npm ci` sees the lockfile it was written for.
 COPY package.json package-lock.json tsconfig.base.json ./
@@ -22,12 +27,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY service/package.json service/
 COPY cdk8s/package.json cdk8s/
 COPY k8s-tests/package.json k8s-tests/
-RUN npm ci --workspace wa-router --omit=dev --no-audit --no-fund \
+# Production dependencies only. Optional ones too are left out: they are TypeScript (an optional peer
+# of valibot, under @bull-board/api) and msgpackr-extract, which only speeds up unpacking, and
+# BullMQ only packs. Type declarations (and the @types packages some libraries list as dependencies)
+# and source maps serve compilers and debuggers, not the service.
+RUN npm ci --workspace wa-router --omit=dev --omit=optional --no-audit --no-fund \
+ && find node_modules \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.map' \) -delete \
+ && rm -rf node_modules/@types \
  && npm cache clean --force
 COPY --from=build /app/service/dist service/dist
 # The image's `node` user (uid 1000): the manifests run it non-root with a read-only root filesystem.

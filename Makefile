@@ -5,9 +5,15 @@ PRESET ?= standard
 NAMESPACE ?= wa-router
 IMAGE ?= ghcr.io/wa-router/wa-router:latest
 export PRESET NAMESPACE IMAGE
+# Every target runs on Node >= 24: the machine's own, or one installed once into ~/.cache/wa-router.
+NODE_BIN := $(shell scripts/lib/ensure-node.sh)
+ifeq ($(NODE_BIN),)
+$(error no Node >= 24 (scripts/lib/ensure-node.sh says why above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 
 .PHONY: help deps build up down test lint typecheck test-service test-cdk8s synth synth-all check-charts \
-        deploy k8s-test bench chaos kind-up kind-test kind-down
+        image deploy k8s-test bench chaos kind-up kind-test kind-down
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +53,9 @@ synth-all: deps ## rewrite the committed charts/ for every preset with the defau
 
 check-charts: deps ## fail when charts/ drifts from the code
 	@npm run -s check-charts -w @wa-router/cdk8s
+
+image: deps ## build the image as IMAGE (Docker, else podman from a locally made base; see scripts/image/)
+	@scripts/image/build.sh >/dev/null
 
 deploy: deps ## kubectl apply --server-side of PRESET into NAMESPACE (secrets created if missing)
 	@scripts/deploy.sh

@@ -2,6 +2,9 @@
 # `make test`: every stage CI runs, in order, with one summary line at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PATH="$(scripts/lib/ensure-node.sh):$PATH" || exit 1
+export PATH
+echo "==> node $(node -v), npm $(npm -v)"
 mkdir -p .cache/test-results
 rm -f .cache/test-results/*.json
 

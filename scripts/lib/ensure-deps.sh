@@ -14,6 +14,11 @@ command -v nginx >/dev/null || need_pkgs+=(nginx)
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+# make image and its test: without a Docker daemon the image is built and run with podman (runc, vfs
+# storage) from a base made by debootstrap (scripts/image/).
+if ! docker info >/dev/null 2>&1; then
+  for p in podman runc debootstrap; do command -v $p >/dev/null || [ -x /usr/sbin/$p ] || need_pkgs+=($p); done
+fi
 for extra in ${EXTRA_DEBIAN_PACKAGES:-}; do
   dpkg -s "$extra" >/dev/null 2>&1 || need_pkgs+=("$extra")
 done
@@ -33,10 +38,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-# npm ci only when the lockfile changed since the last install (or nothing is installed).
+# npm ci only when the lockfile or the Node ABI changed since the last install (or nothing is
+# installed): a native addon built for another Node must be built again.
 stamp=node_modules/.wa-router-lock-stamp
-if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  echo "==> npm ci"
+want_stamp() { node -p '"node-modules-abi " + process.versions.modules'; cat package-lock.json; }
+if [ ! -f "$stamp" ] || ! cmp -s <(want_stamp) "$stamp"; then
+  echo "==> npm ci (node $(node -v))"
   npm ci --no-audit --no-fund --loglevel=error
-  cp package-lock.json "$stamp"
+  want_stamp > "$stamp"
 fi
