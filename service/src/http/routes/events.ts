@@ -11,6 +11,17 @@ import { typeFilter, type EventHub } from '../../events/hub.js';
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 15_000;
 
+/**
+ * An event's JSON, made once however many clients it goes to (a web process's clients share the
+ * event objects), instead of once per client.
+ */
+const serialized = new WeakMap<object, string>();
+function jsonOf(e: object): string {
+  let s = serialized.get(e);
+  if (s === undefined) serialized.set(e, (s = JSON.stringify(e)));
+  return s;
+}
+
 export class RealtimeClients {
   private readonly closers = new Set<() => void>();
   readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
@@ -49,7 +60,7 @@ export class RealtimeClients {
     };
     const stop = this.hub.listen((events) => {
       let chunk = '';
-      for (const e of events) if (wanted(e.type)) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+      for (const e of events) if (wanted(e.type)) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`;
       if (chunk === '') return;
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         // end() would queue the close behind the megabytes the client is not reading, so the
@@ -89,7 +100,7 @@ export class RealtimeClients {
     };
     const stop = this.hub.listen((events) => {
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return end();
-      for (const e of events) if (wanted(e.type)) ws.send(JSON.stringify(e));
+      for (const e of events) if (wanted(e.type)) ws.send(jsonOf(e));
     });
     // Pings find dead peers that never closed (a NAT that forgot them).
     const beat = setInterval(() => {
