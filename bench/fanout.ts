@@ -44,6 +44,9 @@ interface Phase {
   readonly rssIdleMb: number;
   readonly rssPeakMb: number;
   readonly load: string;
+  /** Webhooks answered per second over the load, and those never answered 200. */
+  readonly inRate: number;
+  readonly unacked: number;
 }
 
 const rssMb = (pid: number) => {
@@ -106,7 +109,7 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
       expected: reports.reduce((s, r) => s + r.report.expected, 0),
       dropped: reports.reduce((s, r) => s + r.report.dropped, 0),
       short: reports.reduce((s, r) => s + r.report.short, 0),
-      messages: commits.length, rssIdleMb: rssIdle, rssPeakMb: rssPeak, load,
+      messages: commits.length, rssIdleMb: rssIdle, rssPeakMb: rssPeak, load, inRate: sent.requests / sent.seconds, unacked: sent.unacked,
     };
   } finally {
     for (const c of procs) {
@@ -133,24 +136,24 @@ export async function fanoutBench(stack: BenchStack, seconds: number): Promise<B
     const webs = [await startRole('web', env), await startRole('web', env)];
     started.push(...webs);
     const ingress = `http://127.0.0.1:${webs[0]!.port}/webhooks/whatsapp`;
-    const service = await phase(stack, webs.map((w) => `http://127.0.0.1:${w.port}/v1/events`), webs.map((w) => w.child.pid!), ingress, seconds);
+    const service = await phase(stack, webs.map((w) => `http://127.0.0.1:${w.port}/v1/events?types=message.created`), webs.map((w) => w.child.pid!), ingress, seconds);
     log(`service: p50 ${service.p50} p99 ${service.p99} max ${service.max} ms, ${service.received}/${service.expected} events, ${service.dropped} dropped, RSS ${service.rssIdleMb.toFixed(0)} → ${service.rssPeakMb.toFixed(0)} MB`);
     const bare = [
       await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
       await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
     ];
     started.push(...bare);
-    const base = await phase(stack, bare.map((b) => `http://127.0.0.1:${b.port}/`), bare.map((b) => b.child.pid!), ingress, seconds);
+    const base = await phase(stack, bare.map((b) => `http://127.0.0.1:${b.port}/?types=message.created`), bare.map((b) => b.child.pid!), ingress, seconds);
     log(`bare: p50 ${base.p50} p99 ${base.p99} max ${base.max} ms, ${base.received}/${base.expected} events, ${base.dropped} dropped, RSS ${base.rssIdleMb.toFixed(0)} → ${base.rssPeakMb.toFixed(0)} MB`);
     const perThousand = (p: Phase) => ((p.rssPeakMb - p.rssIdleMb) / CLIENTS) * 1000;
     const lost = service.expected - service.received;
-    const problems = [service.dropped && `${service.dropped} clients dropped`, lost && `${lost} events not received (${service.short} clients short)`].filter(Boolean).join(', ');
+    const problems = [service.unacked && `${service.unacked} webhooks not acked`, service.dropped && `${service.dropped} clients dropped`, lost && `${lost} events not received (${service.short} clients short)`].filter(Boolean).join(', ');
     return [
       result({
         name: 'realtime.fanout_p99_ms', value: service.p99, unit: 'ms', baseline: base.p99, baselineName: 'bare node:http SSE', target: TARGET_P99_MS, targetKind: 'max',
         note: `row created_at (transaction start, before commit) → message.created at each of ${CLIENTS} SSE clients over 2 web processes (+1 worker), ${RATE} signed webhooks/s for ${seconds} s `
-          + `(${service.messages} messages, ${service.received}/${service.expected} deliveries, p50 ${service.p50} ms, max ${service.max} ms, ${service.dropped} clients dropped); `
-          + `baseline: 2 bare node:http SSE servers on the same Redis channel, same worker and load (p50 ${base.p50} ms, ${base.received}/${base.expected} deliveries); ulimit -n ${fileLimit}; load average ${service.load}`,
+          + `(${service.messages} messages stored, in at ${service.inRate.toFixed(0)}/s, ${service.unacked} unacked; ${service.received}/${service.expected} deliveries, p50 ${service.p50} ms, max ${service.max} ms, ${service.dropped} clients dropped); `
+          + `baseline: 2 bare node:http SSE servers on the same Redis channel, same worker and load (p50 ${base.p50} ms, in at ${base.inRate.toFixed(0)}/s, ${base.received}/${base.expected} deliveries); ulimit -n ${fileLimit}; load average ${service.load}`,
         ...(problems ? { failed: problems } : {}),
       }),
       result({

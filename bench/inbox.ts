@@ -35,15 +35,15 @@ interface Stats {
 
 const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN);
 
-/** `CONCURRENCY` loops calling `once` until MAX_REQUESTS or `seconds`; a short warm-up first. */
-async function measure(once: () => Promise<boolean>, seconds: number): Promise<Stats> {
+/** `concurrency` loops calling `once` until `max` calls or `seconds`; a short warm-up first. */
+async function measure(once: () => Promise<boolean>, seconds: number, concurrency = CONCURRENCY, max = MAX_REQUESTS): Promise<Stats> {
   for (let i = 0; i < 40; i++) await once();
   const latencies: number[] = [];
   let errors = 0;
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (latencies.length + errors < MAX_REQUESTS && performance.now() < deadline) {
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (latencies.length + errors < max && performance.now() < deadline) {
       const s = performance.now();
       const ok = await once().catch(() => false);
       if (ok) latencies.push(performance.now() - s);
@@ -161,16 +161,21 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
       }
       const loadBefore = load();
       const api = await measure(async () => (await get(v.path)).status === 200, seconds);
-      const bare = await measure(async () => {
+      const replay = async () => {
         for (const s of sql.get(v.name)!) await pool.query(s.text, s.values);
         return true;
-      }, seconds);
+      };
+      const bare = await measure(replay, seconds);
+      // One client at a time: what a page costs without queueing behind 19 others on this machine's cores.
+      const alone = await measure(async () => (await get(v.path)).status === 200, seconds, 1, 300);
+      const bareAlone = await measure(replay, seconds, 1, 300);
       if (api.p95 > TARGET_MS) log(`${v.name} misses ${TARGET_MS} ms; its plan:\n${plans.join('\n\n')}`);
-      log(`${v.name}: api p50 ${api.p50.toFixed(2)} p95 ${api.p95.toFixed(2)} ms (${api.requests} req, ${api.perSecond.toFixed(0)}/s); bare SQL p50 ${bare.p50.toFixed(2)} p95 ${bare.p95.toFixed(2)} ms (${bare.perSecond.toFixed(0)}/s)`);
+      log(`${v.name}: api p50 ${api.p50.toFixed(2)} p95 ${api.p95.toFixed(2)} ms (${api.requests} req, ${api.perSecond.toFixed(0)}/s); bare SQL p50 ${bare.p50.toFixed(2)} p95 ${bare.p95.toFixed(2)} ms (${bare.perSecond.toFixed(0)}/s); one client: api p95 ${alone.p95.toFixed(2)}, SQL p95 ${bareAlone.p95.toFixed(2)} ms`);
       out.push(result({
         name: v.name, value: api.p95, unit: 'ms', baseline: bare.p95, baselineName: 'same SQL via pg', target: TARGET_MS, targetKind: 'max',
         note: `GET ${v.what}, limit 50, ${CONCURRENCY} concurrent keep-alive clients, ${api.requests} requests (${api.perSecond.toFixed(0)}/s, p50 ${api.p50.toFixed(2)} ms); `
           + `baseline: the statements the service sent for it, run by pg at the same concurrency (${bare.requests} runs, p50 ${bare.p50.toFixed(2)} ms); `
+          + `one client at a time: p95 ${alone.p95.toFixed(2)} ms (SQL alone ${bareAlone.p95.toFixed(2)} ms); `
           + `${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore}`,
         ...(api.errors ? { failed: `${api.errors} requests failed` } : {}),
       }));

@@ -19,7 +19,7 @@ import { localTuning } from '../../scripts/stack/tuning.js';
 import { ROOT, PHONE_NUMBER_ID, runRole, type BenchStack } from './stack.js';
 
 /** Bumped whenever the generator below changes what it writes. */
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 export const DATASET = { conversations: 100_000, messages: 5_000_000, bigConversation: 10_000 } as const;
 /** Not a secret: a throwaway cluster on loopback, its password kept next to it in the cache. */
 const PASSWORD = 'bench-inbox';

@@ -17,6 +17,8 @@ const clients: Client[] = [];
 /** messageId → arrival times (epoch ms, sub-millisecond) at every client that got it. */
 const arrivals = new Map<number, number[]>();
 let closing = false;
+/** Clients subscribe to `message.created` only; its JSON carries the message's id. */
+const KEY = '"messageId":';
 const now = () => performance.timeOrigin + performance.now();
 
 function open(url: string, token: string): Promise<Client> {
@@ -43,11 +45,10 @@ function open(url: string, token: string): Promise<Client> {
           ready = true;
           resolve(client);
         }
-        for (const block of complete.split('\n\n')) {
-          if (!block.includes('event: message.created')) continue;
-          const m = /"messageId":(\d+)/.exec(block);
-          if (!m) continue;
-          const id = Number(m[1]);
+        // indexOf, not split and regex: at 200 events/s to 500 clients this loop is the process's work.
+        for (let i = complete.indexOf(KEY); i >= 0; i = complete.indexOf(KEY, i + KEY.length)) {
+          const id = Number.parseInt(complete.slice(i + KEY.length, i + KEY.length + 20), 10);
+          if (!Number.isSafeInteger(id)) continue;
           let list = arrivals.get(id);
           if (!list) arrivals.set(id, (list = []));
           list.push(at);
