@@ -210,7 +210,8 @@ async function generate(client: pg.Client, log: (s: string) => void): Promise<vo
   // Frozen and analyzed: the steady state of a database that has been running a while.
   await client.query('VACUUM (FREEZE, ANALYZE)');
   // The load's WAL (gigabytes) is of no use to a copy: a checkpoint under a small max_wal_size recycles it away.
-  await client.query("ALTER SYSTEM SET max_wal_size = '64MB'; ALTER SYSTEM SET min_wal_size = '32MB'");
+  await client.query("ALTER SYSTEM SET max_wal_size = '64MB'");
+  await client.query("ALTER SYSTEM SET min_wal_size = '32MB'");
   await client.query('SELECT pg_reload_conf()');
   await client.query('CHECKPOINT');
   await client.query('SELECT pg_switch_wal()');
