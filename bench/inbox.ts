@@ -181,7 +181,7 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
       }));
     }
     if (!qSupported) {
-      out.push(result({ name: 'inbox.list_p95_ms_q', value: NaN, unit: 'ms', baseline: null, target: null, note: 'not supported yet: the API ignores or refuses q= (a query matching nobody returned rows or an error)' }));
+      out.push(result({ name: 'inbox.list_p95_ms_q', value: NaN, unit: 'ms', baseline: null, target: null, skipped: 'not supported yet', note: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' }));
     }
     out.push(result({
       name: 'inbox.dataset_setup_s', value: ds.startSeconds, unit: 's', baseline: null, target: null,
