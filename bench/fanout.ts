@@ -83,13 +83,15 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
     const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
     const deliveries = webhookSet({ count: offered.count, phoneNumberId: PHONE_NUMBER_ID, prefix: `FAN${randomBytes(3).toString('hex').toUpperCase()}` });
     let lastAckMs = 0;
+    // Enough in flight for the offered rate when a loaded host answers a webhook in a few hundred ms.
     const sent = await runLoad({
-      url: ingress, appSecret: APP_SECRET, deliveries, rate: offered.rate, concurrency: 16, deadlineMs: (offered.count / offered.rate) * 1000 + 30_000,
+      url: ingress, appSecret: APP_SECRET, deliveries, rate: offered.rate, concurrency: 64, deadlineMs: (offered.count / offered.rate) * 1000 + 30_000,
       onAnswer: (atMs, status) => {
         if (status === 200) lastAckMs = atMs;
       },
     });
     const acked = [...sent.ackedMessages];
+    console.log(`  fanout: webhooks answered ${JSON.stringify(sent.answers)} in ${sent.seconds.toFixed(1)} s, p99 ${sent.latencyMs.p99} ms`);
     // Every acked message stored, then time for the last events to reach every client (bounded).
     const deadline = Date.now() + 60_000;
     let commits: [number, number][] = [];
