@@ -19,7 +19,7 @@ import { localTuning } from '../../scripts/stack/tuning.js';
 import { ROOT, PHONE_NUMBER_ID, runRole, type BenchStack } from './stack.js';
 
 /** Bumped whenever the generator below changes what it writes. */
-const GENERATOR_VERSION = 2;
+const GENERATOR_VERSION = 3;
 export const DATASET = { conversations: 100_000, messages: 5_000_000, bigConversation: 10_000 } as const;
 /** Not a secret: a throwaway cluster on loopback, its password kept next to it in the cache. */
 const PASSWORD = 'bench-inbox';
@@ -209,9 +209,11 @@ async function generate(client: pg.Client, log: (s: string) => void): Promise<vo
   await client.query('SET session_replication_role = DEFAULT');
   // Frozen and analyzed: the steady state of a database that has been running a while.
   await client.query('VACUUM (FREEZE, ANALYZE)');
-  // The load's WAL (gigabytes) is of no use to a copy: a checkpoint under a small max_wal_size recycles it away.
+  // The load's WAL (gigabytes) is of no use to a copy: a checkpoint under small WAL limits (and no
+  // WAL kept for replicas) removes it.
   await client.query("ALTER SYSTEM SET max_wal_size = '64MB'");
   await client.query("ALTER SYSTEM SET min_wal_size = '32MB'");
+  await client.query('ALTER SYSTEM SET wal_keep_size = 0');
   await client.query('SELECT pg_reload_conf()');
   await client.query('CHECKPOINT');
   await client.query('SELECT pg_switch_wal()');
