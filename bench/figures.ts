@@ -41,7 +41,7 @@ function fresh(bench?: BenchFile, chaos?: ChaosFile): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const benchDate = bench?.generatedAt.slice(0, 10);
   for (const r of bench?.results ?? []) {
-    const value = `${shown(r.value)} ${r.unit} (run ${benchDate})`;
+    const value = r.skipped ? `not measured: ${r.skipped} (run ${benchDate})` : `${shown(r.value)} ${r.unit} (run ${benchDate})`;
     const baseline = r.baseline === null ? '-' : `${shown(r.baseline)} (${r.baselineName ?? 'baseline'})`;
     out.set(`\`${r.name}\``, [value, baseline, r.ratio === null ? '-' : shown(r.ratio), r.met === null ? '-' : r.met ? 'yes' : r.failed ? `NO (${r.failed})` : 'NO']);
   }

@@ -5,10 +5,12 @@ import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
 import { historyBench } from './history.js';
 import { routerBench } from './router.js';
+import { inboxBench } from './inbox.js';
+import { fanoutBench } from './fanout.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { settle, startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router,inbox,fanout').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -47,6 +49,16 @@ async function main(): Promise<void> {
       await settle(stack);
       console.log('router: webhook → signed forward to areas');
       results.push(...(await routerBench(stack, seconds)));
+    }
+    if (only.has('inbox')) {
+      await settle(stack);
+      console.log('inbox: conversation list and messages pages, 100,000 conversations / 5,000,000 messages');
+      results.push(...(await inboxBench(stack, seconds)));
+    }
+    if (only.has('fanout')) {
+      await settle(stack);
+      console.log('fanout: webhook → row → 1,000 SSE clients on 2 web processes');
+      results.push(...(await fanoutBench(stack, seconds)));
     }
   } finally {
     await stack.stop();

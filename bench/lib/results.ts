@@ -19,6 +19,8 @@ export interface BenchResult {
   readonly note: string;
   /** Why the figure does not count (errors during its run): `met` is then false. */
   readonly failed?: string;
+  /** Why nothing was measured (the feature is not there yet): value NaN, `met` null. */
+  readonly skipped?: string;
 }
 
 export function result(r: Omit<BenchResult, 'ratio' | 'met'> & { ratio?: number | null }): BenchResult {
@@ -51,7 +53,7 @@ export function table(results: readonly BenchResult[], style: 'text' | 'md' = 't
   const head = ['benchmark', 'value', 'unit', 'baseline', 'ratio', 'target', 'met'];
   const rows = results.map((r) => [
     r.name,
-    String(r.value),
+    r.skipped ? `not measured: ${r.skipped}` : String(r.value),
     r.unit,
     r.baseline === null ? '-' : `${r.baseline}${r.baselineName ? ` (${r.baselineName})` : ''}`,
     r.ratio === null ? '-' : String(r.ratio),

@@ -105,6 +105,32 @@ describe('GET /v1/conversations', () => {
     expect(seen).toEqual([...ids].reverse());
   });
 
+  it('pages past the last conversation with a message into those without one, and through them', async () => {
+    const { rows: [ch] } = await db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
+    const make = async (waId: string, at: string | null) => {
+      const { rows: [c] } = await db.pool.query('INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id', [waId]);
+      return (await db.pool.query('INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, $3) RETURNING id', [ch.id, c.id, at])).rows[0].id as number;
+    };
+    // The oldest activity of the whole inbox, so these two are the last rows with a time.
+    const dated = [await make('5511900000501', '1971-01-01T00:00:00Z'), await make('5511900000502', '1970-06-01T00:00:00Z')];
+    const empty = [await make('5511900000503', null), await make('5511900000504', null), await make('5511900000505', null)];
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 100; page++) {
+      const r = await get(`/v1/conversations?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(r.status).toBe(200);
+      seen.push(...r.body.data.map((c: { id: number }) => c.id));
+      cursor = r.body.nextCursor;
+      if (!cursor) break;
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    const ours = new Set([...dated, ...empty]);
+    expect(seen.filter((id) => ours.has(id))).toEqual([...dated, ...[...empty].reverse()]);
+    // Every conversation without a message comes after all that have one.
+    const nulls = (await db.pool.query<{ id: string }>('SELECT id FROM conversations WHERE last_message_at IS NULL')).rows.map((r) => Number(r.id));
+    expect(seen.slice(seen.length - nulls.length).sort()).toEqual(nulls.sort());
+  });
+
   it('refuses a cursor it did not give out and a bad limit', async () => {
     expect((await get('/v1/conversations?cursor=not-a-cursor')).body.error.code).toBe('invalid_cursor');
     const r = await get('/v1/conversations?limit=0');

@@ -30,6 +30,16 @@ export type AreasOf = (conversationIds: readonly number[]) => Promise<ReadonlyMa
 
 /** Told to every web process, never to clients: streams opened with that token end. */
 export const TOKEN_REVOKED = 'token.revoked';
+/**
+ * An event's JSON, made once however many clients it goes to (a web process's clients share the
+ * event objects), instead of once per client.
+ */
+const serialized = new WeakMap<object, string>();
+function jsonOf(e: object): string {
+  let s = serialized.get(e);
+  if (s === undefined) serialized.set(e, (s = JSON.stringify(e)));
+  return s;
+}
 
 export class RealtimeClients {
   private readonly closers = new Set<() => void>();
@@ -113,7 +123,7 @@ export class RealtimeClients {
     };
     const stop = this.listen(principal, wanted, (events) => {
       let chunk = '';
-      for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+      for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`;
       if (chunk === '') return;
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         // end() would queue the close behind the megabytes the client is not reading, so the
@@ -158,7 +168,7 @@ export class RealtimeClients {
     };
     const stop = this.listen(principal, wanted, (events) => {
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return end();
-      for (const e of events) ws.send(JSON.stringify(e));
+      for (const e of events) ws.send(jsonOf(e));
     }, () => end());
     // Pings find dead peers that never closed (a NAT that forgot them).
     const beat = setInterval(() => {

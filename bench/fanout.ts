@@ -1,0 +1,179 @@
+// Realtime fan-out: 1,000 SSE clients on /v1/events spread over 2 web processes (+1 worker),
+// 200 signed webhook messages/s in for a bounded time. Latency: from the message row's
+// `created_at` (Postgres's now(), the inserting transaction's start: a little before its commit,
+// so the figure errs high) to each client receiving its `message.created`, on the wall clock both
+// sides share. Also: clients dropped, clients that missed an event, and the web processes' RSS
+// per 1,000 clients. Baseline, same run: two bare node:http SSE servers fed by the same worker
+// through the same Redis channel, the same clients, the same load.
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { sleep } from '../scripts/stack/proc.js';
+import { runLoad, webhookSet } from './lib/loadgen.js';
+import { result, type BenchResult } from './lib/results.js';
+import { APP_SECRET, PHONE_NUMBER_ID, ROOT, startBaseline, startRole, type BenchStack, type Proc } from './lib/stack.js';
+
+const API_TOKEN = 'bench-api-token-0123456789';
+const CLIENTS = 1_000;
+const RATE = 200;
+/** Processes holding the clients (reading 1,000 streams in one is a core's worth of work). */
+const CLIENT_PROCESSES = 2;
+const TARGET_P99_MS = 100;
+const QUEUE_PREFIX = 'bench-fanout';
+
+interface Report {
+  bins: [number, number][];
+  n: number;
+  expected: number;
+  dropped: number;
+  short: number;
+}
+
+interface Phase {
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly received: number;
+  readonly expected: number;
+  readonly dropped: number;
+  readonly short: number;
+  readonly messages: number;
+  /** Of the SSE servers together: before clients, and the peak with clients under load (MB). */
+  readonly rssIdleMb: number;
+  readonly rssPeakMb: number;
+  readonly load: string;
+  /** Messages acked per second, first POST to last 200, and webhooks never answered 200. */
+  readonly inRate: number;
+  readonly unacked: number;
+}
+
+const rssMb = (pid: number) => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+};
+
+function ask<T>(child: ChildProcess, msg: object, key: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`client process: no ${key} in ${timeoutMs} ms`)), timeoutMs);
+    const on = (m: Record<string, unknown>) => {
+      if (!(key in m)) return;
+      clearTimeout(t);
+      child.off('message', on);
+      resolve(m as T);
+    };
+    child.on('message', on);
+    child.send(msg);
+  });
+}
+
+/** `offered`: the messages and the rate sent to the ingress (the rate a phase reaches may be lower). */
+async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[], ingress: string, offered: { count: number; rate: number }): Promise<Phase> {
+  const rssIdle = serverPids.reduce((s, p) => s + rssMb(p), 0);
+  const procs = Array.from({ length: CLIENT_PROCESSES }, () => fork(path.join(ROOT, 'bench', 'lib', 'sse-clients.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  try {
+    const per = CLIENTS / CLIENT_PROCESSES;
+    const connected = await Promise.all(procs.map((c) => ask<{ connected: number; failed: number }>(c, { connect: { urls: sseUrls, count: per, token: API_TOKEN } }, 'connected', 120_000)));
+    const failed = connected.reduce((s, c) => s + c.failed, 0);
+    if (failed) throw new Error(`${failed} of ${CLIENTS} SSE clients could not connect`);
+    await sleep(1_000);
+    let rssPeak = serverPids.reduce((s, p) => s + rssMb(p), 0);
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, serverPids.reduce((s, p) => s + rssMb(p), 0))), 500);
+    const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+    const deliveries = webhookSet({ count: offered.count, phoneNumberId: PHONE_NUMBER_ID, prefix: `FAN${randomBytes(3).toString('hex').toUpperCase()}` });
+    let lastAckMs = 0;
+    // Enough in flight for the offered rate when a loaded host answers a webhook in a few hundred ms.
+    const sent = await runLoad({
+      url: ingress, appSecret: APP_SECRET, deliveries, rate: offered.rate, concurrency: 64, deadlineMs: (offered.count / offered.rate) * 1000 + 30_000,
+      onAnswer: (atMs, status) => {
+        if (status === 200) lastAckMs = atMs;
+      },
+    });
+    const acked = [...sent.ackedMessages];
+    console.log(`  fanout: webhooks answered ${JSON.stringify(sent.answers)} in ${sent.seconds.toFixed(1)} s, p99 ${sent.latencyMs.p99} ms`);
+    // Every acked message stored, then time for the last events to reach every client (bounded).
+    const deadline = Date.now() + 60_000;
+    let commits: [number, number][] = [];
+    while (Date.now() < deadline) {
+      const { rows } = await stack.pool.query<{ id: string; at: number }>('SELECT id, extract(epoch FROM created_at)::float8 * 1000 AS at FROM messages WHERE wamid = ANY($1)', [acked]);
+      commits = rows.map((r) => [Number(r.id), r.at]);
+      if (commits.length >= acked.length) break;
+      await sleep(250);
+    }
+    await sleep(3_000);
+    clearInterval(sampler);
+    const reports = await Promise.all(procs.map((c) => ask<{ report: Report }>(c, { commits }, 'report', 60_000)));
+    const bins = new Map<number, number>();
+    for (const { report } of reports) for (const [b, n] of report.bins) bins.set(b, (bins.get(b) ?? 0) + n);
+    const sorted = [...bins].sort((a, b) => a[0] - b[0]);
+    const received = sorted.reduce((s, [, n]) => s + n, 0);
+    const at = (p: number) => {
+      let seen = 0;
+      for (const [b, n] of sorted) if ((seen += n) >= p * received) return b / 10;
+      return NaN;
+    };
+    return {
+      p50: at(0.5), p99: at(0.99), max: (sorted.at(-1)?.[0] ?? NaN) / 10, received,
+      expected: reports.reduce((s, r) => s + r.report.expected, 0),
+      dropped: reports.reduce((s, r) => s + r.report.dropped, 0),
+      short: reports.reduce((s, r) => s + r.report.short, 0),
+      messages: commits.length, rssIdleMb: rssIdle, rssPeakMb: rssPeak, load, inRate: sent.ackedMessages.size / Math.max(0.001, lastAckMs / 1000), unacked: sent.unacked,
+    };
+  } finally {
+    for (const c of procs) {
+      if (c.connected) c.send({ close: true });
+    }
+    await Promise.all(procs.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+  }
+}
+
+/** Every client is a socket at each end: the limit must hold them with room to spare. */
+function checkFileLimit(): number {
+  const limit = Number(execFileSync('sh', ['-c', 'ulimit -n']).toString().trim());
+  if (Number.isFinite(limit) && limit < CLIENTS + 1024) throw new Error(`ulimit -n is ${limit}: the fan-out benchmark needs at least ${CLIENTS + 1024} (raise it, e.g. ulimit -n 65536)`);
+  return limit;
+}
+
+export async function fanoutBench(stack: BenchStack, seconds: number): Promise<BenchResult[]> {
+  const fileLimit = checkFileLimit();
+  const env = stack.serviceEnv({ QUEUE_PREFIX });
+  const started: Proc[] = [];
+  const log = (s: string) => console.log(`  fanout: ${s}`);
+  try {
+    started.push(await startRole('worker', env));
+    const webs = [await startRole('web', env), await startRole('web', env)];
+    started.push(...webs);
+    const ingress = `http://127.0.0.1:${webs[0]!.port}/webhooks/whatsapp`;
+    const service = await phase(stack, webs.map((w) => `http://127.0.0.1:${w.port}/v1/events?types=message.created`), webs.map((w) => w.child.pid!), ingress, { count: RATE * seconds, rate: RATE });
+    log(`service: p50 ${service.p50} p99 ${service.p99} max ${service.max} ms, ${service.received}/${service.expected} events, ${service.dropped} dropped, RSS ${service.rssIdleMb.toFixed(0)} → ${service.rssPeakMb.toFixed(0)} MB`);
+    const bare = [
+      await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
+      await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
+    ];
+    started.push(...bare);
+    // The same offered load as the service took: a saturated host's ingress may not reach RATE, and
+    // a baseline fed more events per second than the service was would not compare.
+    const base = await phase(stack, bare.map((b) => `http://127.0.0.1:${b.port}/?types=message.created`), bare.map((b) => b.child.pid!), ingress, { count: service.messages, rate: Math.min(RATE, service.inRate) });
+    log(`bare: p50 ${base.p50} p99 ${base.p99} max ${base.max} ms, ${base.received}/${base.expected} events, ${base.dropped} dropped, RSS ${base.rssIdleMb.toFixed(0)} → ${base.rssPeakMb.toFixed(0)} MB`);
+    const perThousand = (p: Phase) => ((p.rssPeakMb - p.rssIdleMb) / CLIENTS) * 1000;
+    const lost = service.expected - service.received;
+    const problems = [service.unacked && `${service.unacked} webhooks not acked`, service.dropped && `${service.dropped} clients dropped`, lost && `${lost} events not received (${service.short} clients short)`].filter(Boolean).join(', ');
+    return [
+      result({
+        name: 'realtime.fanout_p99_ms', value: service.p99, unit: 'ms', baseline: base.p99, baselineName: 'bare node:http SSE', target: TARGET_P99_MS, targetKind: 'max',
+        note: `row created_at (transaction start, before commit) → message.created at each of ${CLIENTS} SSE clients over 2 web processes (+1 worker), ${RATE} signed webhooks/s for ${seconds} s `
+          + `(${service.messages} messages stored, in at ${service.inRate.toFixed(0)}/s, ${service.unacked} unacked; ${service.received}/${service.expected} deliveries, p50 ${service.p50} ms, max ${service.max} ms, ${service.dropped} clients dropped); `
+          + `baseline: 2 bare node:http SSE servers on the same Redis channel, same worker, the service's message count at the rate it took (p50 ${base.p50} ms, in at ${base.inRate.toFixed(0)}/s, ${base.received}/${base.expected} deliveries); ulimit -n ${fileLimit}; load average ${service.load}`,
+        ...(problems ? { failed: problems } : {}),
+      }),
+      result({
+        name: 'realtime.rss_mb_per_1000_clients', value: perThousand(service), unit: 'MB', baseline: perThousand(base), baselineName: 'bare node:http SSE', target: null,
+        note: `peak RSS of the 2 web processes under load minus before the clients connected, per 1,000 clients (${service.rssIdleMb.toFixed(0)} → ${service.rssPeakMb.toFixed(0)} MB for both); `
+          + `baseline: the same for the 2 bare servers (${base.rssIdleMb.toFixed(0)} → ${base.rssPeakMb.toFixed(0)} MB)`,
+      }),
+    ];
+  } finally {
+    for (const p of started.reverse()) await p.stop();
+  }
+}

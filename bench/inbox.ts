@@ -1,0 +1,198 @@
+// The inbox at the size of a busy business: GET /v1/conversations?limit=50 (first page, a deep
+// cursor page, unread=true, q= when the API has it) and the messages page of a 10,000-message
+// conversation, on 100,000 conversations and 5,000,000 messages (bench/lib/inbox-dataset.ts),
+// 20 concurrent clients over keep-alive. Baseline, same run, same concurrency: the very SQL the
+// service sent for that page (read from Postgres's statement log), run by `pg` from here; the
+// ratio is what HTTP, auth, validation and JSON add to the query.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { Agent, request } from 'undici';
+import { sleep } from '../scripts/stack/proc.js';
+import { startInboxDataset, DATASET } from './lib/inbox-dataset.js';
+import { result, type BenchResult } from './lib/results.js';
+import { startRole, type BenchStack, type Proc } from './lib/stack.js';
+
+const API_TOKEN = 'bench-api-token-0123456789';
+const CONCURRENCY = 20;
+/** Each variant stops at whichever comes first. */
+const MAX_REQUESTS = 4_000;
+const TARGET_MS = 10;
+/** Matches nobody: the probe tells an API that filters on `q` from one that ignores it. */
+const NO_MATCH = 'zzqqxx-nobody';
+const SEARCH = 'Barbosa';
+/** How deep the deep page starts (rows before it). */
+const DEEP = 90_000;
+
+interface Stats {
+  readonly p50: number;
+  readonly p95: number;
+  readonly requests: number;
+  readonly perSecond: number;
+  readonly errors: number;
+}
+
+const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN);
+
+/** `concurrency` loops calling `once` until `max` calls or `seconds`; a short warm-up first. */
+async function measure(once: () => Promise<boolean>, seconds: number, concurrency = CONCURRENCY, max = MAX_REQUESTS): Promise<Stats> {
+  for (let i = 0; i < 40; i++) await once();
+  const latencies: number[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (latencies.length + errors < max && performance.now() < deadline) {
+      const s = performance.now();
+      const ok = await once().catch(() => false);
+      if (ok) latencies.push(performance.now() - s);
+      else errors++;
+    }
+  }));
+  const elapsed = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { p50: pct(latencies, 0.5), p95: pct(latencies, 0.95), requests: latencies.length, perSecond: latencies.length / elapsed, errors };
+}
+
+interface Statement {
+  readonly text: string;
+  readonly values: (string | null)[];
+}
+
+/**
+ * The statements Postgres logged since `offset` (log_min_duration_statement = 0): each execute
+ * with its parameters. Only the reads of the inbox (the web process also runs its own checks).
+ */
+function loggedStatements(logFile: string, offset: number): Statement[] {
+  const text = fs.readFileSync(logFile, 'utf8').slice(offset);
+  const entries: string[] = [];
+  for (const line of text.split('\n')) {
+    if (/^\d{4}-\d\d-\d\d /.test(line)) entries.push(line);
+    else if (entries.length && line.startsWith('\t')) entries[entries.length - 1] += '\n' + line.slice(1);
+  }
+  const out: Statement[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const m = /LOG: {2}duration: [\d.]+ ms {2}(?:execute [^:]*|statement): ([\s\S]*)$/.exec(entries[i]!);
+    if (!m) continue;
+    const values: (string | null)[] = [];
+    // Its parameters follow as a DETAIL of the same backend (other backends may log in between).
+    const pid = /\[(\d+)\]/.exec(entries[i]!)?.[1];
+    const detail = entries.slice(i + 1).find((e) => /\[(\d+)\]/.exec(e)?.[1] === pid);
+    const params = detail && /DETAIL: {2}parameters: ([\s\S]*)$/i.exec(detail);
+    if (params) {
+      for (const p of params[1]!.matchAll(/\$(\d+) = (NULL|'((?:[^']|'')*)')/g)) values[Number(p[1]) - 1] = p[2] === 'NULL' ? null : p[3]!.replace(/''/g, "'");
+    }
+    const sql = m[1]!.trim();
+    if (/^(SELECT|WITH)\b/i.test(sql) && /\b(conversations|messages)\b/.test(sql)) out.push({ text: sql, values });
+  }
+  return out;
+}
+
+export async function inboxBench(stack: BenchStack, seconds: number): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const log = (s: string) => console.log(`  inbox: ${s}`);
+  const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const ds = await startInboxDataset(stack, path.join(stack.dir, 'inbox-postgres'), log);
+  log(`dataset ready: built in ${ds.buildSeconds.toFixed(1)} s (0 = cached), started from the cache in ${ds.startSeconds.toFixed(1)} s`);
+  const env = stack.serviceEnv({ DATABASE_URL: ds.postgres.url, QUEUE_PREFIX: 'bench-inbox', DB_POOL_MAX: String(CONCURRENCY) });
+  const logFile = path.join(stack.dir, 'inbox-postgres', 'postgres.log');
+  const admin = new pg.Client({ connectionString: ds.postgres.url });
+  await admin.connect();
+  const pool = new pg.Pool({ connectionString: ds.postgres.url, max: CONCURRENCY });
+  pool.on('error', () => undefined);
+  const agent = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 });
+  let web: Proc | undefined;
+  try {
+    web = await startRole('web', env);
+    const base = `http://127.0.0.1:${web.port}`;
+    const get = async (p: string) => {
+      const r = await request(base + p, { dispatcher: agent, headers: { authorization: `Bearer ${API_TOKEN}` } });
+      const body = await r.body.text();
+      return { status: r.statusCode, body };
+    };
+    const getJson = async (p: string) => {
+      const r = await get(p);
+      if (r.status !== 200) throw new Error(`GET ${p}: ${r.status} ${r.body.slice(0, 300)}`);
+      return JSON.parse(r.body) as { data: unknown[]; nextCursor: string | null };
+    };
+
+    // The deep page: the API's own cursor after DEEP rows, walked 200 at a time.
+    let cursor: string | null = null;
+    for (let seen = 0; seen < DEEP; seen += 200) {
+      const page: { nextCursor: string | null } = await getJson(`/v1/conversations?limit=200${cursor ? `&cursor=${cursor}` : ''}`);
+      if (!page.nextCursor) throw new Error(`the inbox ended before ${DEEP} conversations`);
+      cursor = page.nextCursor;
+    }
+    const probe = await get(`/v1/conversations?limit=50&q=${encodeURIComponent(NO_MATCH)}`);
+    const qSupported = probe.status === 200 && (JSON.parse(probe.body) as { data: unknown[] }).data.length === 0;
+    log(`q= ${qSupported ? 'supported' : `not supported yet (probe answered ${probe.status}${probe.status === 200 ? ' with rows: q ignored' : ''})`}`);
+    const variants: { name: string; path: string; what: string }[] = [
+      { name: 'inbox.list_p95_ms', path: '/v1/conversations?limit=50', what: 'first page' },
+      { name: 'inbox.list_p95_ms_deep', path: `/v1/conversations?limit=50&cursor=${cursor}`, what: `page after ${DEEP.toLocaleString('en')} conversations (cursor)` },
+      { name: 'inbox.list_p95_ms_unread', path: '/v1/conversations?limit=50&unread=true', what: 'unread=true, first page' },
+      ...(qSupported ? [{ name: 'inbox.list_p95_ms_q', path: `/v1/conversations?limit=50&q=${SEARCH}`, what: `q=${SEARCH}, first page` }] : []),
+      { name: 'inbox.messages_p95_ms', path: `/v1/conversations/${ds.bigConversationId}/messages?limit=50`, what: `messages page of the ${DATASET.bigConversation.toLocaleString('en')}-message conversation` },
+    ];
+
+    // Each page once with every statement logged, to replay that SQL as the baseline.
+    await admin.query('ALTER SYSTEM SET log_min_duration_statement = 0');
+    await admin.query('SELECT pg_reload_conf()');
+    await sleep(500);
+    const sql = new Map<string, Statement[]>();
+    for (const v of variants) {
+      const offset = fs.statSync(logFile).size;
+      await getJson(v.path);
+      await sleep(300);
+      const statements = loggedStatements(logFile, offset);
+      if (statements.length === 0) throw new Error(`no statement logged for ${v.path}`);
+      sql.set(v.name, statements);
+    }
+    await admin.query('ALTER SYSTEM RESET log_min_duration_statement');
+    await admin.query('SELECT pg_reload_conf()');
+    await sleep(500);
+
+    for (const v of variants) {
+      // The plan of each statement, printed in full when the page misses its target.
+      const plans: string[] = [];
+      for (const s of sql.get(v.name)!) {
+        const plan = await admin.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${s.text}`, s.values);
+        plans.push(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
+      }
+      const loadBefore = load();
+      const api = await measure(async () => (await get(v.path)).status === 200, seconds);
+      const replay = async () => {
+        for (const s of sql.get(v.name)!) await pool.query(s.text, s.values);
+        return true;
+      };
+      const bare = await measure(replay, seconds);
+      // One client at a time: what a page costs without queueing behind 19 others on this machine's cores.
+      const alone = await measure(async () => (await get(v.path)).status === 200, seconds, 1, 300);
+      const bareAlone = await measure(replay, seconds, 1, 300);
+      if (api.p95 > TARGET_MS) log(`${v.name} misses ${TARGET_MS} ms; its plan:\n${plans.join('\n\n')}`);
+      log(`${v.name}: api p50 ${api.p50.toFixed(2)} p95 ${api.p95.toFixed(2)} ms (${api.requests} req, ${api.perSecond.toFixed(0)}/s); bare SQL p50 ${bare.p50.toFixed(2)} p95 ${bare.p95.toFixed(2)} ms (${bare.perSecond.toFixed(0)}/s); one client: api p95 ${alone.p95.toFixed(2)}, SQL p95 ${bareAlone.p95.toFixed(2)} ms`);
+      out.push(result({
+        name: v.name, value: api.p95, unit: 'ms', baseline: bare.p95, baselineName: 'same SQL via pg', target: TARGET_MS, targetKind: 'max',
+        note: `GET ${v.what}, limit 50, ${CONCURRENCY} concurrent keep-alive clients, ${api.requests} requests (${api.perSecond.toFixed(0)}/s, p50 ${api.p50.toFixed(2)} ms); `
+          + `baseline: the statements the service sent for it, run by pg at the same concurrency (${bare.requests} runs, p50 ${bare.p50.toFixed(2)} ms); `
+          + `one client at a time: p95 ${alone.p95.toFixed(2)} ms (SQL alone ${bareAlone.p95.toFixed(2)} ms); `
+          + `${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore}`,
+        ...(api.errors ? { failed: `${api.errors} requests failed` } : {}),
+      }));
+    }
+    if (!qSupported) {
+      out.push(result({ name: 'inbox.list_p95_ms_q', value: NaN, unit: 'ms', baseline: null, target: null, skipped: 'not supported yet', note: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' }));
+    }
+    out.push(result({
+      name: 'inbox.dataset_setup_s', value: ds.startSeconds, unit: 's', baseline: null, target: null,
+      note: `copy of the cached data directory + Postgres start + migrate check; ${ds.buildSeconds ? `cold build this run: ${ds.buildSeconds.toFixed(1)} s (COPY, index build, VACUUM FREEZE)` : 'cache was warm'}`,
+    }));
+  } finally {
+    await agent.close();
+    await web?.stop();
+    await pool.end();
+    await admin.end();
+    await ds.postgres.stop();
+  }
+  return out;
+}
