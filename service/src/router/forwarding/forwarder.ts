@@ -310,7 +310,7 @@ export class Forwarder {
         this.wake(delay * 1000);
       }
     }
-    return { id: e.id, areaId: e.areaId, body, status, nextAttemptAt: next, statusCode: result.statusCode, latencyMs: result.latencyMs, error, response: result.response };
+    return { id: e.id, areaId: e.areaId, body: status === 'succeeded' ? null : body, status, nextAttemptAt: next, statusCode: result.statusCode, latencyMs: result.latencyMs, error, response: result.response };
   }
 
   /** One statement for the runs that ended meanwhile; their slots free once they are recorded. */

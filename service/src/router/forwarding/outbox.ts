@@ -150,7 +150,8 @@ function orderData(d: Record<string, unknown>): Record<string, unknown> {
 export interface Outcome {
   readonly id: number;
   readonly areaId: number;
-  readonly body: string;
+  /** The signed body, kept for the retries and a replay; null once delivered (nothing will sign it again). */
+  readonly body: string | null;
   /** 'pending' (retry at nextAttemptAt), 'succeeded' or 'dead'. */
   readonly status: 'pending' | 'succeeded' | 'dead';
   readonly nextAttemptAt: Date;
