@@ -80,11 +80,16 @@ export async function patchArea(pool: Pool, id: number, p: PatchArea): Promise<A
   });
 }
 
-/** Deletes the area; its conversations go back to the menu (returned, for the route cache). Null: no such area. */
+/**
+ * Deletes the area; its conversations go back to the menu as a release sends them, their next
+ * message starting it again (returned, for the route cache). Null: no such area.
+ */
 export async function deleteArea(pool: Pool, id: number): Promise<CachedRoute[] | null> {
   return withTransaction(pool, async (c) => {
     const { rows } = await c.query<{ conversation_id: string; version: string }>(
-      "UPDATE conversation_routes SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL, updated_at = now() WHERE area_id = $1 RETURNING conversation_id, version",
+      `UPDATE conversation_routes SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()
+       WHERE area_id = $1 RETURNING conversation_id, version`,
       [id],
     );
     if (((await c.query('DELETE FROM areas WHERE id = $1', [id])).rowCount ?? 0) === 0) return null;
