@@ -20,7 +20,7 @@ import { ForwardWake } from './forwarding/wake.js';
 import { RouteCache } from './routing/route-cache.js';
 import { createRouterMetrics, type RouterMetrics } from './metrics.js';
 import { routerRoutes } from './routes.js';
-import { apiRateLimit, webhookRateLimit, type WebhookNext } from './rate-limits.js';
+import { apiRateLimit, LimiterHealth, webhookRateLimit, type WebhookNext } from './rate-limits.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 
@@ -99,7 +99,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
       for (const [id, c] of states) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[c.state]);
     });
   };
-  const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
+  const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE, health: new LimiterHealth(log, metrics.unlimited) };
   return {
     metrics,
     apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: tokenChecker(config.API_TOKEN) }),
