@@ -115,7 +115,6 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
         schedule: config.FORWARD_RETRY_SCHEDULE,
         concurrency: config.FORWARD_CONCURRENCY,
         pollMs: config.FORWARD_POLL_MS,
-        timeoutMs: config.FORWARD_TIMEOUT_MS,
         leaseMs: config.FORWARD_TIMEOUT_MS + 15_000,
         settleMs: config.FORWARD_ORDER_SETTLE_MS,
       });

@@ -26,13 +26,17 @@ export interface ForwarderOptions {
   readonly concurrency: number;
   /** Queues of one area in delivery at once. @defaultValue a tenth of `concurrency` (at least 1) */
   readonly perAreaConcurrency?: number;
-  /** Events of one queue leased together and delivered one after the other. @defaultValue 50 */
+  /** Events of one queue claimed together and delivered one after the other. @defaultValue 50 */
   readonly runLength?: number;
+  /**
+   * A run starts no delivery after this long since its claim, and the rest waits for the next
+   * claim: an event stored meanwhile that sorts before the rest (an older message redelivered
+   * late) is overtaken by this much at most. @defaultValue 500
+   */
+  readonly runWindowMs?: number;
   /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */
   readonly pollMs: number;
-  /** Delivery timeout: a run stops leasing more than its lease can cover. */
-  readonly timeoutMs: number;
-  /** How long a claim is ours; must exceed the delivery timeout. */
+  /** How long a claim is ours; must exceed the delivery timeout and the run window. */
   readonly leaseMs: number;
   /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
   readonly settleMs: number;
@@ -62,10 +66,14 @@ export function signedHeaders(webhookId: string, secrets: readonly string[], bod
   };
 }
 
-/** One queue's turn: recorded once its outcomes and the events it gives back are. */
+/**
+ * One queue's turn, recorded in one go when it ends: until then its head stays pending and
+ * leased, which keeps every other worker off the whole queue.
+ */
 interface Run {
   readonly areaId: number;
   outcomes: Outcome[];
+  /** The head, when the run ended before attempting it (stopping): its lease is given back. */
   released: number[];
 }
 
@@ -197,7 +205,7 @@ export class Forwarder {
     const surplus: number[] = [];
     for (const run of runs) {
       const areaId = run[0]!.areaId;
-      if (this.failing(areaId) && this.circuits.get(areaId)!.state === 'closed' && failingInflight >= failingBudget) surplus.push(...run.map((e) => e.id));
+      if (this.failing(areaId) && this.circuits.get(areaId)!.state === 'closed' && failingInflight >= failingBudget) surplus.push(run[0]!.id);
       else {
         if (this.failing(areaId)) failingInflight++;
         taken.push(run);
@@ -211,7 +219,7 @@ export class Forwarder {
       for (const run of taken) void this.deliverRun(run, bodies, targets.get(run[0]!.areaId), claimedAt);
     } catch (err) {
       for (const run of taken) this.track(run[0]!.areaId, -1);
-      await release(this.o.pool, taken.flat().map((e) => e.id)).catch(() => undefined);
+      await release(this.o.pool, taken.map((run) => run[0]!.id)).catch(() => undefined);
       throw err;
     }
     return taken.length;
@@ -241,23 +249,18 @@ export class Forwarder {
     return this.targets.map;
   }
 
-  /** Delivers a run in order; the first event that does not succeed ends it, the rest go back. */
+  /** Delivers a run in order; the first event that does not succeed ends it, the rest stay pending behind it. */
   private async deliverRun(run: readonly ClaimedEvent[], bodies: ReadonlyMap<number, string>, target: AreaTarget | undefined, claimedAt: number): Promise<void> {
     const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
     try {
       for (const [i, e] of run.entries()) {
-        // A delivery must end inside the lease, or another worker could take the event meanwhile.
-        const leaseLeft = claimedAt + this.o.leaseMs - Date.now();
-        if (this.stopping || (i > 0 && leaseLeft < this.o.timeoutMs + 5_000)) {
-          done.released = run.slice(i).map((x) => x.id);
+        if (this.stopping || (i > 0 && Date.now() - claimedAt > (this.o.runWindowMs ?? 500))) {
+          if (i === 0) done.released = [e.id];
           break;
         }
         const outcome = await this.deliver(e, bodies.get(e.id)!, target);
         done.outcomes.push(outcome);
-        if (outcome.status !== 'succeeded') {
-          done.released = run.slice(i + 1).map((x) => x.id);
-          break;
-        }
+        if (outcome.status !== 'succeeded') break;
       }
     } catch (err) {
       // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.

@@ -1,8 +1,8 @@
 // The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
 // finds the head of every queue in one statement (a skip scan of the pending index: one probe
-// per queue, however long the queues), locks the due heads (FOR UPDATE SKIP LOCKED, so workers
-// never take the same one) and leases each with a run of the events that follow it, which the
-// worker delivers one after the other. The rest of a queue stays invisible while its head is
+// per queue, however long the queues), locks and leases the due heads (FOR UPDATE SKIP LOCKED,
+// so workers never take the same one) and takes each with a run of the events that follow it,
+// which the worker delivers one after the other. The rest of a queue stays invisible while its head is
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
 import type { Pool } from '../../store/pool.js';
@@ -75,7 +75,14 @@ locked AS (
   WHERE f.id IN (SELECT id FROM picked) AND f.status = 'pending' AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE SKIP LOCKED
 ),
--- What follows each head, up to the first event not yet settled, due or free.
+leased AS (
+  UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
+  FROM locked l WHERE e.id = l.id
+  RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
+),
+-- What follows each head, up to the first event not yet settled, due or free (a head sorted
+-- later that another worker leased). Not leased themselves: while their head is pending and
+-- leased, nobody else reaches them, and a run's outcomes are recorded together when it ends.
 runs AS (
   SELECT r.id, r.pos FROM locked h CROSS JOIN LATERAL (
     SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
@@ -88,10 +95,10 @@ runs AS (
     WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
   WHERE r.ok AND NOT (h.area_id = ANY ($9::bigint[]))
 )
-UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
-FROM (SELECT id, 0::bigint AS pos FROM locked UNION ALL SELECT id, pos FROM runs) c
-WHERE e.id = c.id
-RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, c.pos`;
+SELECT * FROM leased
+UNION ALL
+SELECT e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, r.pos
+FROM runs r JOIN forward_events e ON e.id = r.id`;
 
 /**
  * Claims runs: each a queue's due head and up to \`runLength - 1\` events after it, in delivery order.
@@ -112,7 +119,7 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   return [...runs.values()].map((list) => list.sort((a, b) => a.pos - b.pos).map((x) => x.e));
 }
 
-/** Gives leased events back untouched: the rest of a run cut short, or more than an area may take now. */
+/** Gives claimed heads back untouched (more than an area may take now): their leases end. */
 export async function release(pool: Pool, ids: readonly number[]): Promise<void> {
   if (ids.length > 0) await pool.query("UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = 'pending'", [ids]);
 }
@@ -165,8 +172,8 @@ export interface Outcome {
 const DISABLED_REASON = "'area disabled: ' || COALESCE(a.disabled_reason, 'no reason given')";
 
 /**
- * Records a batch of attempts and their events' new state, and gives back the leased events of
- * runs cut short, in one statement. An event to retry whose area was disabled meanwhile is
+ * Records a batch of attempts and their events' new state, and gives back the leases of heads
+ * never attempted, in one statement. An event to retry whose area was disabled meanwhile is
  * dead-lettered with the reason instead: nobody would ever deliver it.
  */
 export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], released: readonly number[] = []): Promise<void> {

@@ -13,3 +13,10 @@ CREATE TRIGGER conversation_routes_version BEFORE UPDATE ON conversation_routes
 -- Claims find each queue's head through forward_events_pending_conv_area_idx (one probe per
 -- queue); the index by due time only cost every stored event one more index entry.
 DROP INDEX forward_events_due_idx;
+
+-- webhook_id is 128 random bits: its unique index guarded against nothing and cost every stored
+-- event, and every change of one, an entry in a randomly ordered index.
+ALTER TABLE forward_events DROP CONSTRAINT forward_events_webhook_id_key;
+-- Room on each page, so leasing an event (locked_until, no indexed column) is a HOT update
+-- that touches no index.
+ALTER TABLE forward_events SET (fillfactor = 70);
