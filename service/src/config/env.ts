@@ -111,8 +111,8 @@ export const envSchema = z
     FORWARD_TIMEOUT_MS: int(100, 120_000).default(15_000),
     /** Deliveries in flight per worker process. */
     FORWARD_CONCURRENCY: int(1, 2_000).default(200),
-    /** How often an idle forwarding worker looks for due events. */
-    FORWARD_POLL_MS: int(5, 60_000).default(20),
+    /** The safety-net poll of an idle forwarding worker; stored events and API changes wake it at once. */
+    FORWARD_POLL_MS: int(5, 60_000).default(500),
     /** A stored event waits this long for earlier messages of its conversation stored a moment later. */
     FORWARD_ORDER_SETTLE_MS: int(0, 10_000).default(30),
     /** Consecutive failures that open an area's circuit, and how long it stays open. */

@@ -12,13 +12,15 @@ import { createOutbound, OutboxCleaner } from '../store/outbound-store.js';
 import { MenuCache } from './menus/store.js';
 import { LoopGuard } from './routing/anti-loop.js';
 import { RoutingEngine, type BotMessage } from './routing/engine.js';
-import { AreaCircuits } from './forwarding/circuit.js';
+import { AreaCircuits, type AreaCircuit } from './forwarding/circuit.js';
 import { Forwarder } from './forwarding/forwarder.js';
 import { WebhookClient } from './forwarding/http-client.js';
 import { backlog } from './forwarding/outbox.js';
+import { ForwardWake } from './forwarding/wake.js';
+import { RouteCache } from './routing/route-cache.js';
 import { createRouterMetrics, type RouterMetrics } from './metrics.js';
 import { routerRoutes } from './routes.js';
-import { apiRateLimit, webhookRateLimit, type WebhookNext } from './rate-limits.js';
+import { apiRateLimit, LimiterHealth, webhookRateLimit, type WebhookNext } from './rate-limits.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 
@@ -33,7 +35,7 @@ export interface RouterFeature {
   /** Starts delivering to areas (worker role). */
   startWorker(): void;
   /** The inbound path's hook, called once per stored batch (worker role). */
-  onStored(result: Pick<InboundStoreResult, 'newMessages'>): void;
+  onStored(result: Pick<InboundStoreResult, 'newMessages' | 'statusesInserted'>): void;
   stop(): Promise<void>;
 }
 
@@ -51,8 +53,12 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
   const { config, pool, log } = deps;
   const metrics = createRouterMetrics(deps.registry);
   const client = new WebhookClient({ timeoutMs: config.FORWARD_TIMEOUT_MS, allowPrivate: config.FORWARD_ALLOW_PRIVATE });
-  const circuits = new AreaCircuits({ threshold: config.FORWARD_CIRCUIT_THRESHOLD, resetMs: config.FORWARD_CIRCUIT_RESET_MS });
+  const circuits = new AreaCircuits(deps.redis, { prefix: config.QUEUE_PREFIX, threshold: config.FORWARD_CIRCUIT_THRESHOLD, resetMs: config.FORWARD_CIRCUIT_RESET_MS });
+  const routes = new RouteCache(deps.redis, log, { prefix: config.QUEUE_PREFIX });
+  const wakeChannel = ForwardWake.channelFor(config.QUEUE_PREFIX);
+  const wake = new ForwardWake(deps.redis, wakeChannel);
   let forwarder: Forwarder | undefined;
+  let unsubscribe: (() => Promise<void>) | undefined;
   const outbox = new OutboxCleaner(pool, (err) => log.warn({ err: err.message }, 'router: outbox cleanup failed; the relay will catch up'));
   // Bot replies take the API's path: persisted 'pending' with an outbox row, then enqueued,
   // so Meta's limits and error policy apply to them as to any message.
@@ -70,6 +76,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
   const engine = new RoutingEngine({
     pool, log, metrics, send,
     menus: new MenuCache(pool),
+    routes,
     guard: new LoopGuard(deps.redis, { prefix: config.QUEUE_PREFIX, limit: config.ROUTER_LOOP_LIMIT, windowMs: config.ROUTER_LOOP_WINDOW_SECONDS * 1000 }),
   });
   let gauges = false;
@@ -87,19 +94,20 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     scrapeGauge(deps.registry, 'wa_router_forward_oldest_seconds', 'Age of the oldest undelivered event, per area', ['area'], async (set) => {
       for (const r of await rows()) set({ area: String(r.areaId) }, r.oldestSeconds);
     });
-    scrapeGauge(deps.registry, 'wa_router_forward_circuit', "Area circuit state in this worker: 0 closed, 1 half-open, 2 open", ['area'], async (set) => {
-      const ids = new Set([...(await rows()).map((r) => r.areaId), ...circuits.known()]);
-      for (const id of ids) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[circuits.state(id)]);
+    scrapeGauge(deps.registry, 'wa_router_forward_circuit', 'Area circuit state, shared by every worker: 0 closed, 1 half-open, 2 open (every area; 0 when its last delivery succeeded)', ['area'], async (set) => {
+      const states = await circuits.snapshot().catch(() => new Map<number, AreaCircuit>());
+      for (const r of await rows()) if (!states.has(r.areaId)) set({ area: String(r.areaId) }, 0);
+      for (const [id, c] of states) set({ area: String(id) }, { closed: 0, half_open: 1, open: 2 }[c.state]);
     });
   };
-  const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE };
+  const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE, health: new LimiterHealth(log, metrics.unlimited) };
   return {
     metrics,
     apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: (req) => principalOf(req) !== null }),
     webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();
-      return routerRoutes({ pool, client, allowPrivate: config.FORWARD_ALLOW_PRIVATE, rotationGraceSeconds: config.SECRET_ROTATION_GRACE_SECONDS });
+      return routerRoutes({ pool, routes, wake: () => wake.publish(), client, allowPrivate: config.FORWARD_ALLOW_PRIVATE, rotationGraceSeconds: config.SECRET_ROTATION_GRACE_SECONDS });
     },
     startWorker() {
       registerGauges();
@@ -111,10 +119,19 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
         leaseMs: config.FORWARD_TIMEOUT_MS + 15_000,
         settleMs: config.FORWARD_ORDER_SETTLE_MS,
       });
+      const local = forwarder;
+      unsubscribe = ForwardWake.subscribe(deps.redis, wakeChannel, log, () => local.wake());
       forwarder.start();
     },
-    onStored: (result) => engine.onStored(result),
+    onStored: (result) => {
+      engine.onStored(result);
+      if (result.newMessages.length === 0 && result.statusesInserted === 0) return;
+      // This worker's forwarder at once; the others through Redis.
+      forwarder?.wake();
+      wake.publish();
+    },
     async stop() {
+      await unsubscribe?.();
       await forwarder?.stop();
       await outbox.flush();
       await client.close();

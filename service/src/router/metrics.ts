@@ -13,6 +13,7 @@ export function createRouterMetrics(registry: Registry) {
       registers: [registry],
     }),
     botReplies: new client.Counter({ name: 'wa_router_bot_replies_total', help: 'Automated messages sent by the router, by kind', labelNames: ['kind'] as const, registers: [registry] }),
+    unlimited: new client.Counter({ name: 'wa_router_rate_limit_unlimited_total', help: 'Requests the rate limits served unchecked because Redis was unavailable', registers: [registry] }),
     loopLimited: new client.Counter({ name: 'wa_router_loop_limit_hits_total', help: 'Automated replies withheld because a conversation reached the anti-loop limit', registers: [registry] }),
   };
 }

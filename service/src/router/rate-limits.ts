@@ -10,13 +10,54 @@ import type { RequestHandler } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import type { Redis } from 'ioredis';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
+import type { Counter } from 'prom-client';
 import { errorBody, HttpError, sendJson } from '../http/errors.js';
+import type { Logger } from '../log.js';
 
 export interface RateLimitOptions {
   readonly redis: Redis;
   readonly prefix: string;
   /** Unauthenticated requests (and unsigned webhooks) per minute per IP; 0 turns the limit off. */
   readonly perMinute: number;
+  readonly health: LimiterHealth;
+}
+
+/**
+ * The limiters' view of Redis: while it is away every request is served unlimited, which is
+ * logged once per outage (at warn, and once more when Redis answers again) and counted per
+ * request, instead of a console line per request from the libraries.
+ */
+export class LimiterHealth {
+  private down = false;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly unlimited: Counter,
+  ) {}
+
+  failed(err: Error): void {
+    this.unlimited.inc();
+    if (this.down) return;
+    this.down = true;
+    this.log.warn({ err: err.message }, 'rate limits: Redis unavailable; requests are served without limits until it answers');
+  }
+
+  ok(): void {
+    if (!this.down) return;
+    this.down = false;
+    this.log.info('rate limits: Redis answers again; limits apply');
+  }
+
+  /** express-rate-limit's logger: store errors are reported above; anything else goes to the log. */
+  get logger(): { warn: (...args: unknown[]) => void; error: (...args: unknown[]) => void } {
+    const text = (args: unknown[]) => args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ');
+    return {
+      warn: (...args) => this.log.warn(text(args)),
+      error: (...args) => {
+        if (!args.some((a) => typeof a === 'string' && a.includes('error from store'))) this.log.error(text(args));
+      },
+    };
+  }
 }
 
 export interface ApiRateLimitOptions extends RateLimitOptions {
@@ -40,20 +81,26 @@ function store(o: RateLimitOptions, name: string): RedisStore {
         scripts.set(sha, args[1]!);
         return sha;
       }
-      if (o.redis.status !== 'ready') throw new Error('redis not ready');
-      if (command.toUpperCase() === 'EVALSHA') {
-        const [sha, ...rest] = args;
-        try {
-          return (await o.redis.call('EVALSHA', sha!, ...rest)) as RedisReply;
-        } catch (err) {
-          const script = scripts.get(sha!);
-          if (!script || !String((err as Error).message).startsWith('NOSCRIPT')) throw err;
-          return (await o.redis.call('EVAL', script, ...rest)) as RedisReply;
-        }
+      try {
+        if (o.redis.status !== 'ready') throw new Error('redis not ready');
+        const reply = command.toUpperCase() === 'EVALSHA' ? await evalsha(args) : ((await o.redis.call(command, ...args)) as RedisReply);
+        o.health.ok();
+        return reply;
+      } catch (err) {
+        o.health.failed(err as Error);
+        throw err;
       }
-      return o.redis.call(command, ...args) as Promise<RedisReply>;
     },
   });
+  async function evalsha([sha, ...rest]: string[]): Promise<RedisReply> {
+    try {
+      return (await o.redis.call('EVALSHA', sha!, ...rest)) as RedisReply;
+    } catch (err) {
+      const script = scripts.get(sha!);
+      if (!script || !String((err as Error).message).startsWith('NOSCRIPT')) throw err;
+      return (await o.redis.call('EVAL', script, ...rest)) as RedisReply;
+    }
+  }
 }
 
 const tokenKey = (authorization: string | undefined) => createHash('sha256').update(authorization ?? '').digest('base64url').slice(0, 16);
@@ -65,6 +112,7 @@ export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
     legacyHeaders: false,
     // Redis away: serve rather than refuse (the API works without the limiter).
     passOnStoreError: true,
+    logger: o.health.logger,
   } as const;
   const limiters: RequestHandler[] = [];
   if (o.perMinute > 0) {

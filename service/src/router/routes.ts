@@ -14,6 +14,7 @@ import { listDeliveries, recordPing, replayDelivery } from './forwarding/deliver
 import { parseBody, pathId } from './http-util.js';
 import { checkWebhookUrl, UnsafeUrlError } from './ssrf.js';
 import { assignConversation, releaseConversation } from './routing/assignments.js';
+import type { RouteCache } from './routing/route-cache.js';
 import { areaRefs, menuSchema, menuVersionSchema } from './menus/schema.js';
 import { latestMenu, saveMenu } from './menus/store.js';
 import { routeSchema } from '../http/views.js';
@@ -21,6 +22,9 @@ import { defineOperations } from '../openapi/operation.js';
 
 export interface RouterRouteDeps {
   readonly pool: Pool;
+  readonly routes: RouteCache;
+  /** Tells the forwarding workers that events were queued. */
+  readonly wake: () => void;
   readonly client: WebhookClient;
   readonly allowPrivate: boolean;
   readonly rotationGraceSeconds: number;
@@ -115,7 +119,9 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
   });
   r.delete('/areas/:id', async (req, res) => {
     const id = pathId(req.params.id, 'area');
-    if (!(await deleteArea(pool, id))) throw new HttpError(404, 'not_found', `no area ${id}`);
+    const released = await deleteArea(pool, id);
+    if (!released) throw new HttpError(404, 'not_found', `no area ${id}`);
+    await deps.routes.changed(released);
     res.status(204).end();
   });
   r.post('/areas/:id/rotate-secret', async (req, res) => {
@@ -142,8 +148,10 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
   });
   r.post('/areas/:id/deliveries/:deliveryId/replay', async (req, res) => {
     const area = await existing(req.params.id);
+    if (area.disabled) throw new HttpError(409, 'area_disabled', `area ${area.id} is disabled (${area.disabled.reason ?? 'no reason given'}): enable it with PATCH {"enabled": true} before replaying`);
     const replayed = await replayDelivery(pool, area.id, pathId(req.params.deliveryId, 'delivery'));
     if (!replayed) throw new HttpError(404, 'not_found', `no dead-lettered delivery ${req.params.deliveryId} of area ${area.id}`);
+    deps.wake();
     res.status(202).json(replayed);
   });
 
@@ -158,11 +166,17 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
     const { areaId } = parseBody(assignBody, req.body);
     const areas = areaLimit(req);
     if (areas && !areas.includes(areaId)) throw new HttpError(403, 'forbidden', `this token may not assign to area ${areaId}`, { allowedAreaIds: areas });
-    res.json({ id, route: await assignConversation(pool, id, areaId, 'api') });
+    const { route, cached } = await assignConversation(pool, id, areaId, 'api');
+    await deps.routes.changed([cached]);
+    deps.wake();
+    res.json({ id, route });
   });
   r.post('/conversations/:id/release', async (req, res) => {
     const id = await handOff(req);
-    res.json({ id, route: await releaseConversation(pool, id) });
+    const { route, cached } = await releaseConversation(pool, id);
+    await deps.routes.changed([cached]);
+    deps.wake();
+    res.json({ id, route });
   });
 
   r.put('/channels/:id/menu', async (req, res) => {
@@ -174,7 +188,9 @@ export function routerRoutes(deps: RouterRouteDeps): Router {
     const { rows } = await pool.query<{ id: number }>('SELECT id FROM areas WHERE id = ANY ($1::bigint[])', [refs.map((x) => x.areaId)]);
     const missing = refs.filter((x) => !rows.some((row) => row.id === x.areaId));
     if (missing.length) throw new HttpError(400, 'invalid_menu', `invalid ${missing.map((m) => m.field).join(', ')}`, missing.map((m) => ({ field: m.field, message: `no area ${m.areaId}` })));
-    res.json(await saveMenu(pool, channelId, menu));
+    const saved = await saveMenu(pool, channelId, menu);
+    await deps.routes.menusChanged();
+    res.json(saved);
   });
   r.get('/channels/:id/menu', async (req, res) => {
     const channelId = pathId(req.params.id, 'channel');

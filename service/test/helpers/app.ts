@@ -1,6 +1,6 @@
 // Runs the real app in-process (web, worker or all) against the test stack.
 import { buildApp, type App, type Role } from '../../src/app.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { sign } from '../../src/whatsapp/signature.js';
 import { APP_SECRET, testConfig, type TestDb } from './context.js';
 
@@ -10,9 +10,9 @@ export interface RunningApp {
   stop(): Promise<void>;
 }
 
-export async function startApp(db: TestDb, role: Role = 'all', env: Record<string, string> = {}): Promise<RunningApp> {
+export async function startApp(db: TestDb, role: Role = 'all', env: Record<string, string> = {}, opts: { log?: Logger } = {}): Promise<RunningApp> {
   const config = testConfig(db, env);
-  const app = await buildApp(config, role, { log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
+  const app = await buildApp(config, role, { log: opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
   await app.start();
   return { app, url: `http://127.0.0.1:${app.port()}`, stop: () => app.stop() };
 }

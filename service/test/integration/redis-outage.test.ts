@@ -1,9 +1,10 @@
 // Redis down: the webhook answers 503 (never 200), and Meta's redelivery after Redis
-// returns is stored exactly once; the API's request limits fail open at once.
+// returns is stored exactly once; the API's request limits fail open at once, saying so once
+// in the log (not a console line per request) and counting what they let through.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject, it, vi } from 'vitest';
+import { createLogger } from '../../src/log.js';
 import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
 import { freePort } from '../../../scripts/stack/proc.js';
 import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
@@ -15,6 +16,7 @@ let app: RunningApp;
 const password = 'outage-pass';
 let redisDir: string;
 let port: number;
+const logLines: { level: string; msg: string }[] = [];
 
 const body = (id: string) =>
   JSON.stringify({
@@ -27,7 +29,8 @@ beforeAll(async () => {
   redisDir = path.join(inject('stackDir'), `redis-outage-${process.pid}`);
   port = await freePort();
   redis = await startRedis({ dir: redisDir, port, password });
-  app = await startApp(db, 'all', { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '100', RATE_LIMIT_PER_TOKEN_PER_MINUTE: '1000' });
+  const log = createLogger('info', {}, { write: (line: string) => void logLines.push(JSON.parse(line) as { level: string; msg: string }) });
+  app = await startApp(db, 'all', { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '100', RATE_LIMIT_PER_TOKEN_PER_MINUTE: '1000' }, { log });
 });
 afterAll(async () => {
   await app?.stop();
@@ -48,6 +51,8 @@ it('answers 503 while Redis is down and stores the redelivery once after', async
   const ready = await fetch(`${app.url}/readyz`);
   expect(ready.status).toBe(503);
   // The limiters' counters live in Redis: while it is away they let requests through at once.
+  const consoleError = vi.spyOn(console, 'error');
+  const consoleWarn = vi.spyOn(console, 'warn');
   for (const [token, status] of [[API_TOKEN, 200], ['bogus-token-0123456789', 401]] as const) {
     for (let i = 0; i < 3; i++) {
       const t = Date.now();
@@ -56,6 +61,15 @@ it('answers 503 while Redis is down and stores the redelivery once after', async
       expect(Date.now() - t).toBeLessThan(200);
     }
   }
+  const fromLimiter = (spy: typeof consoleError) => spy.mock.calls.filter((args) => args.some((a) => /rate.?limit/i.test(String(a))));
+  expect(fromLimiter(consoleError)).toEqual([]);
+  expect(fromLimiter(consoleWarn)).toEqual([]);
+  consoleError.mockRestore();
+  consoleWarn.mockRestore();
+  const unavailable = () => logLines.filter((l) => l.msg.startsWith('rate limits: Redis unavailable'));
+  expect(unavailable()).toHaveLength(1);
+  expect(unavailable()[0]!.level).toBe('warn');
+  expect(Number((await (await fetch(`${app.url}/metrics`)).text()).match(/^wa_router_rate_limit_unlimited_total (\d+)$/m)?.[1])).toBeGreaterThanOrEqual(6);
 
   redis = await startRedis({ dir: redisDir, port, password });
   // Meta retries with backoff; the first retries may still hit the reconnect.
@@ -68,4 +82,8 @@ it('answers 503 while Redis is down and stores the redelivery once after', async
   expect(unread).toEqual([{ unread_count: 2 }]);
   const metrics = await (await fetch(`${app.url}/metrics`)).text();
   expect(metrics).toMatch(/^wa_router_inbound_messages_stored_total 2$/m);
+  // Redis back: the limits apply again, said once; the outage was logged once.
+  expect((await fetch(`${app.url}/v1/conversations`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).status).toBe(200);
+  await eventually(async () => logLines.some((l) => l.msg === 'rate limits: Redis answers again; limits apply'), { what: 'limits back in the log' });
+  expect(unavailable()).toHaveLength(1);
 });

@@ -258,6 +258,55 @@ describe('forwarding', () => {
     expect(dead.body.data[0]).toMatchObject({ type: 'conversation.assigned', lastStatusCode: 410 });
   });
 
+  it('410 Gone dead-letters the events waiting behind it, with the reason', async () => {
+    const a = await area('Gone with a backlog');
+    const conv = await conversation('5511911110010');
+    // The first attempt hangs until the timeout, so messages queue up behind it; its retry meets 410.
+    a.receiver.answer(['hang', 410]);
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: a.id });
+    await eventually(async () => a.receiver.received.length === 1, { what: 'first attempt' });
+    await postWebhook(app.url, inbound('5511911110010', ['queued 1', 'queued 2']));
+    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM forward_events WHERE area_id = $1 AND type = 'message.received'", [a.id])).rows[0].n === 2, { what: 'queued behind the hanging one' });
+    await eventually(async () => (await api('GET', `/v1/areas/${a.id}`)).body.disabled, { what: 'area disabled' });
+    expect((await api('GET', `/v1/areas/${a.id}/deliveries?status=pending`)).body.data).toEqual([]);
+    const dead = (await api('GET', `/v1/areas/${a.id}/deliveries?status=dead`)).body.data as { type: string; lastError: string; attempts: unknown[] }[];
+    expect(dead.map((d) => d.type).sort()).toEqual(['conversation.assigned', 'message.received', 'message.received']);
+    for (const d of dead.filter((x) => x.type === 'message.received')) {
+      expect(d.lastError).toBe('area disabled: the webhook answered 410 Gone');
+      expect(d.attempts).toEqual([]);
+    }
+    expect(bodies(a.receiver)).toEqual([]);
+  });
+
+  it('disabling an area through the API dead-letters its pending events; they replay once it is enabled', async () => {
+    const a = await area('Disabled with a backlog');
+    const conv = await conversation('5511911110011');
+    a.receiver.answer(['hang'], 200);
+    await api('POST', `/v1/conversations/${conv}/assign`, { areaId: a.id });
+    await eventually(async () => a.receiver.received.length === 1, { what: 'first attempt hangs' });
+    await postWebhook(app.url, inbound('5511911110011', ['waiting 1', 'waiting 2']));
+    await eventually(async () => (await api('GET', `/v1/areas/${a.id}/deliveries?status=pending`)).body.data.length === 3, { what: 'queued behind the hanging one' });
+    expect((await api('PATCH', `/v1/areas/${a.id}`, { enabled: false })).body.disabled).toMatchObject({ reason: 'disabled by the API' });
+    expect((await api('GET', `/v1/areas/${a.id}/deliveries?status=pending`)).body.data).toEqual([]);
+    const dead = (await api('GET', `/v1/areas/${a.id}/deliveries?status=dead`)).body.data as { id: number; webhookId: string; type: string; lastError: string }[];
+    expect(dead).toHaveLength(3);
+    expect(dead.every((d) => d.lastError === 'area disabled: disabled by the API')).toBe(true);
+    // The hanging attempt ends after the area was disabled: it stays dead-lettered.
+    await new Promise((r) => setTimeout(r, 1_800));
+    expect((await api('GET', `/v1/areas/${a.id}/deliveries?status=pending`)).body.data).toEqual([]);
+    const refused = await api('POST', `/v1/areas/${a.id}/deliveries/${dead[0]!.id}/replay`);
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('area_disabled');
+
+    expect((await api('PATCH', `/v1/areas/${a.id}`, { enabled: true })).body.disabled).toBeNull();
+    for (const d of [...dead].reverse()) expect((await api('POST', `/v1/areas/${a.id}/deliveries/${d.id}/replay`)).status).toBe(202);
+    await eventually(async () => bodies(a.receiver).length === 2, { what: 'replayed messages' });
+    expect(bodies(a.receiver)).toEqual(['waiting 1', 'waiting 2']);
+    const delivered = a.receiver.delivered();
+    expect(delivered[0]!.body.type).toBe('conversation.assigned');
+    expect(new Set(delivered.map((x) => x.webhookId))).toEqual(new Set(dead.map((d) => d.webhookId)));
+  });
+
   it('a disabled area does not hold the conversation once it is reassigned', async () => {
     const gone = await area('Gone before reassign');
     const next = await area('Takes over');

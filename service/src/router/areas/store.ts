@@ -3,6 +3,8 @@ import type { Pool } from '../../store/pool.js';
 import { withTransaction } from '../../store/pool.js';
 import { newSecret } from '../signing.js';
 import type { BusinessHours, CreateArea, PatchArea } from './schema.js';
+import type { CachedRoute } from '../routing/route-cache.js';
+import { disableArea } from '../forwarding/outbox.js';
 
 export interface AreaView {
   id: number;
@@ -54,6 +56,7 @@ export async function findArea(pool: Pool, id: number): Promise<AreaView | null>
   return rows[0] ? view(rows[0]) : null;
 }
 
+/** Edits the area; disabling it dead-letters its pending events in the same transaction. */
 export async function patchArea(pool: Pool, id: number, p: PatchArea): Promise<AreaView | null> {
   const sets: string[] = [];
   const values: unknown[] = [id];
@@ -67,17 +70,30 @@ export async function patchArea(pool: Pool, id: number, p: PatchArea): Promise<A
   if (p.events !== undefined) set('events', p.events);
   if (p.hours !== undefined) set('hours', p.hours ? JSON.stringify(p.hours) : null);
   if (p.enabled === true) sets.push('disabled_at = NULL', 'disabled_reason = NULL');
-  if (p.enabled === false) sets.push("disabled_at = COALESCE(disabled_at, now())", "disabled_reason = COALESCE(disabled_reason, 'disabled by the API')");
   sets.push('updated_at = now()');
-  const { rows } = await pool.query<AreaRow>(`UPDATE areas SET ${sets.join(', ')} WHERE id = $1 RETURNING *`, values);
-  return rows[0] ? view(rows[0]) : null;
+  return withTransaction(pool, async (c) => {
+    const { rows } = await c.query<AreaRow>(`UPDATE areas SET ${sets.join(', ')} WHERE id = $1 RETURNING *`, values);
+    if (!rows[0]) return null;
+    if (p.enabled !== false) return view(rows[0]);
+    await disableArea(c, id, 'disabled by the API');
+    return view((await c.query<AreaRow>('SELECT * FROM areas WHERE id = $1', [id])).rows[0]!);
+  });
 }
 
-/** Deletes the area; its conversations go back to the menu. */
-export async function deleteArea(pool: Pool, id: number): Promise<boolean> {
+/**
+ * Deletes the area; its conversations go back to the menu as a release sends them, their next
+ * message starting it again (returned, for the route cache). Null: no such area.
+ */
+export async function deleteArea(pool: Pool, id: number): Promise<CachedRoute[] | null> {
   return withTransaction(pool, async (c) => {
-    await c.query("UPDATE conversation_routes SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL, updated_at = now() WHERE area_id = $1", [id]);
-    return ((await c.query('DELETE FROM areas WHERE id = $1', [id])).rowCount ?? 0) > 0;
+    const { rows } = await c.query<{ conversation_id: string; version: string }>(
+      `UPDATE conversation_routes SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()
+       WHERE area_id = $1 RETURNING conversation_id, version`,
+      [id],
+    );
+    if (((await c.query('DELETE FROM areas WHERE id = $1', [id])).rowCount ?? 0) === 0) return null;
+    return rows.map((r) => ({ conversationId: Number(r.conversation_id), version: Number(r.version), areaId: null }));
   });
 }
 

@@ -1,16 +1,18 @@
-// The forwarding worker: keeps up to `concurrency` deliveries in flight, claiming due events
-// from the outbox as slots free up, and records outcomes in batches. Order per conversation
-// comes from the outbox (only a conversation's head event is claimable); isolation between
-// areas from a small per-area in-flight cap, a budget for failing areas (together at most half
-// the slots, so hanging receivers never take the slots healthy areas need) and the circuit
-// breaker (a half-open area gets one probe, not a batch).
+// The forwarding worker: keeps up to `concurrency` queues in delivery at once, each a run of
+// consecutive events of one (conversation, area) delivered one after the other (order), claimed
+// together in one statement as slots free up; outcomes are recorded in batches. It claims when
+// told that events were stored (wake()), when a slot frees, when a retry falls due, and on a
+// slow poll as a safety net. Isolation between areas: a per-area cap of queues in delivery, a
+// budget for failing areas (together at most half the slots, so hanging receivers never take the
+// slots healthy areas need), and the circuit breaker shared through Redis (a half-open area gets
+// one probe among all workers, not a batch).
 import type { Logger } from '../../log.js';
 import type { Pool } from '../../store/pool.js';
 import type { RouterMetrics } from '../metrics.js';
 import { signatureHeader } from '../signing.js';
-import type { AreaCircuits } from './circuit.js';
+import type { AreaCircuit, AreaCircuits } from './circuit.js';
 import type { DeliveryResult, WebhookClient } from './http-client.js';
-import { bodiesFor, claimDue, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
+import { bodiesFor, claimRuns, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
 
 export interface ForwarderOptions {
   readonly pool: Pool;
@@ -20,13 +22,21 @@ export interface ForwarderOptions {
   readonly circuits: AreaCircuits;
   /** Seconds before each retry; exhausted → dead-letter. */
   readonly schedule: readonly number[];
-  /** @defaultValue 200 */
+  /** Queues in delivery at once (each has one request in flight at most). @defaultValue 200 */
   readonly concurrency: number;
-  /** Deliveries in flight to one area at most. @defaultValue a tenth of `concurrency` (at least 1) */
+  /** Queues of one area in delivery at once. @defaultValue a tenth of `concurrency` (at least 1) */
   readonly perAreaConcurrency?: number;
-  /** @defaultValue 50 */
+  /** Events of one queue claimed together and delivered one after the other. @defaultValue 50 */
+  readonly runLength?: number;
+  /**
+   * A run starts no delivery after this long since its claim, and the rest waits for the next
+   * claim: an event stored meanwhile that sorts before the rest (an older message redelivered
+   * late) is overtaken by this much at most. @defaultValue 500
+   */
+  readonly runWindowMs?: number;
+  /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */
   readonly pollMs: number;
-  /** How long a claim is ours; must exceed the delivery timeout. */
+  /** How long a claim is ours; must exceed the delivery timeout and the run window. */
   readonly leaseMs: number;
   /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
   readonly settleMs: number;
@@ -56,14 +66,29 @@ export function signedHeaders(webhookId: string, secrets: readonly string[], bod
   };
 }
 
+/**
+ * One queue's turn, recorded in one go when it ends: until then its head stays pending and
+ * leased, which keeps every other worker off the whole queue.
+ */
+interface Run {
+  readonly areaId: number;
+  outcomes: Outcome[];
+  /** The head, when the run ended before attempting it (stopping): its lease is given back. */
+  released: number[];
+}
+
 export class Forwarder {
   private inflight = 0;
   private readonly perArea = new Map<number, number>();
-  private pendingOutcomes: Outcome[] = [];
+  private finished: Run[] = [];
   private flushing: Promise<void> | undefined;
   private stopping = false;
   private running: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private wakeNow: (() => void) | undefined;
+  private woken = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+  private circuits = new Map<number, AreaCircuit>();
   private targets: { at: number; map: Map<number, AreaTarget> } = { at: 0, map: new Map() };
 
   constructor(private readonly o: ForwarderOptions) {}
@@ -74,80 +99,127 @@ export class Forwarder {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wake?.();
+    clearTimeout(this.wakeTimer);
+    this.wakeNow?.();
     await this.running;
-    while (this.inflight > 0 || this.pendingOutcomes.length > 0 || this.flushing) {
+    while (this.inflight > 0 || this.finished.length > 0 || this.flushing) {
       await (this.flushing ?? new Promise((r) => setTimeout(r, 10)));
-      if (!this.flushing && this.pendingOutcomes.length > 0) this.flush();
+      if (!this.flushing && this.finished.length > 0) this.flush();
     }
   }
 
-  private capOf(areaId: number): number {
-    if (this.o.circuits.state(areaId) === 'half_open') return 1;
+  /** Events were stored (or fall due) `inMs` from now: claim then, not at the next poll. */
+  wake(inMs = this.o.settleMs): void {
+    const at = Date.now() + inMs;
+    if (this.stopping || at >= this.wakeAt) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeAt = Infinity;
+      this.signal();
+    }, inMs);
+  }
+
+  private signal(): void {
+    this.woken = true;
+    this.wakeNow?.();
+  }
+
+  private get cap(): number {
     return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 10));
   }
 
-  /** In flight to areas whose last deliveries failed: together they may hold half the slots. */
-  private failingInflight(): number {
-    let n = 0;
-    for (const [id, k] of this.perArea) if (this.o.circuits.failing(id)) n += k;
-    return n;
+  private failing(areaId: number): boolean {
+    return this.circuits.has(areaId);
   }
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
+      this.woken = false;
       let claimed = 0;
       try {
         claimed = await this.claim();
       } catch (err) {
         this.o.log.warn({ err: (err as Error).message }, 'forwarding: claim failed; retrying');
       }
-      if (claimed === 0 && !this.stopping) await this.sleep(this.o.pollMs);
+      if (claimed === 0 && !this.woken && !this.stopping) await this.sleep(this.o.pollMs);
     }
   }
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(t);
+        this.wakeNow = undefined;
         resolve();
-      }
-      this.wake = done;
+      };
+      const t = setTimeout(done, ms);
+      this.wakeNow = done;
     });
+  }
+
+  /** The shared circuit states; the last known ones while Redis cannot tell. */
+  private async refreshCircuits(): Promise<void> {
+    try {
+      this.circuits = await this.o.circuits.snapshot();
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'forwarding: circuit states unavailable; using the last known');
+    }
   }
 
   private async claim(): Promise<number> {
     const free = this.o.concurrency - this.inflight;
     if (free <= 0) return 0;
+    await this.refreshCircuits();
     const failingBudget = Math.max(1, Math.floor(this.o.concurrency / 2));
-    let failing = this.failingInflight();
-    const full = [...this.perArea].filter(([id, n]) => n >= this.capOf(id)).map(([id]) => id);
-    const skip = [...this.o.circuits.open(), ...full, ...(failing >= failingBudget ? this.o.circuits.failingAreas() : [])];
-    const events = await claimDue(this.o.pool, free, this.o.leaseMs, skip, this.o.settleMs);
-    if (events.length === 0) return 0;
-    // One claim may take more of an area than its cap: the surplus goes straight back.
-    const taken: ClaimedEvent[] = [];
-    const surplus: number[] = [];
-    const counts = new Map(this.perArea);
-    for (const e of events) {
-      const n = counts.get(e.areaId) ?? 0;
-      const isFailing = this.o.circuits.failing(e.areaId);
-      if (n >= this.capOf(e.areaId) || (isFailing && failing >= failingBudget)) surplus.push(e.id);
+    let failingInflight = 0;
+    for (const [id, n] of this.perArea) if (this.failing(id)) failingInflight += n;
+    const skip: number[] = [];
+    const headOnly: number[] = [];
+    const caps = new Map<number, number>();
+    for (const [id, c] of this.circuits) {
+      if (c.state === 'open' || (c.state === 'half_open' && (this.perArea.get(id) ?? 0) > 0)) skip.push(id);
+      else if (c.state === 'half_open') {
+        // One probe among every worker: whoever takes it delivers one event; the others wait.
+        const probe = await this.o.circuits.tryProbe(id, this.o.leaseMs).catch(() => false);
+        if (probe) {
+          caps.set(id, 1);
+          headOnly.push(id);
+        } else skip.push(id);
+      } else if (failingInflight >= failingBudget) skip.push(id);
       else {
-        counts.set(e.areaId, n + 1);
-        if (isFailing) failing++;
-        taken.push(e);
+        caps.set(id, Math.max(0, Math.min(this.cap - (this.perArea.get(id) ?? 0), failingBudget - failingInflight)));
+        headOnly.push(id);
+      }
+    }
+    for (const [id, n] of this.perArea) if (!caps.has(id) && !skip.includes(id)) caps.set(id, Math.max(0, this.cap - n));
+    for (const [id, n] of caps) if (n === 0) skip.push(id);
+    const runs = await claimRuns(this.o.pool, {
+      queues: free, runLength: this.o.runLength ?? 50, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs,
+      skipAreas: skip, areaCaps: caps, defaultCap: this.cap, headOnlyAreas: headOnly,
+    });
+    if (runs.length === 0) return 0;
+    const claimedAt = Date.now();
+    // Several failing areas share one budget: what one claim took beyond it goes straight back.
+    const taken: ClaimedEvent[][] = [];
+    const surplus: number[] = [];
+    for (const run of runs) {
+      const areaId = run[0]!.areaId;
+      if (this.failing(areaId) && this.circuits.get(areaId)!.state === 'closed' && failingInflight >= failingBudget) surplus.push(run[0]!.id);
+      else {
+        if (this.failing(areaId)) failingInflight++;
+        taken.push(run);
       }
     }
     await release(this.o.pool, surplus);
-    for (const e of taken) this.track(e.areaId, 1);
+    for (const run of taken) this.track(run[0]!.areaId, 1);
     try {
-      const [bodies, targets] = await Promise.all([bodiesFor(this.o.pool, taken), this.areaTargets(taken.map((e) => e.areaId))]);
-      for (const e of taken) void this.deliver(e, bodies.get(e.id)!, targets.get(e.areaId));
+      const events = taken.flat();
+      const [bodies, targets] = await Promise.all([bodiesFor(this.o.pool, events), this.areaTargets(events.map((e) => e.areaId))]);
+      for (const run of taken) void this.deliverRun(run, bodies, targets.get(run[0]!.areaId), claimedAt);
     } catch (err) {
-      for (const e of taken) this.track(e.areaId, -1);
-      await release(this.o.pool, taken.map((e) => e.id)).catch(() => undefined);
+      for (const run of taken) this.track(run[0]!.areaId, -1);
+      await release(this.o.pool, taken.map((run) => run[0]!.id)).catch(() => undefined);
       throw err;
     }
     return taken.length;
@@ -177,7 +249,28 @@ export class Forwarder {
     return this.targets.map;
   }
 
-  private async deliver(e: ClaimedEvent, body: string, target: AreaTarget | undefined): Promise<void> {
+  /** Delivers a run in order; the first event that does not succeed ends it, the rest stay pending behind it. */
+  private async deliverRun(run: readonly ClaimedEvent[], bodies: ReadonlyMap<number, string>, target: AreaTarget | undefined, claimedAt: number): Promise<void> {
+    const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
+    try {
+      for (const [i, e] of run.entries()) {
+        if (this.stopping || (i > 0 && Date.now() - claimedAt > (this.o.runWindowMs ?? 500))) {
+          if (i === 0) done.released = [e.id];
+          break;
+        }
+        const outcome = await this.deliver(e, bodies.get(e.id)!, target);
+        done.outcomes.push(outcome);
+        if (outcome.status !== 'succeeded') break;
+      }
+    } catch (err) {
+      // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.
+      this.o.log.error({ err: (err as Error).message }, 'forwarding: run failed');
+    }
+    this.finished.push(done);
+    this.flush();
+  }
+
+  private async deliver(e: ClaimedEvent, body: string, target: AreaTarget | undefined): Promise<Outcome> {
     const attempt = e.attempts + 1;
     let result: DeliveryResult;
     if (!target) result = { statusCode: null, latencyMs: 0, error: 'area not found', response: null, retryAfterSeconds: null };
@@ -190,7 +283,10 @@ export class Forwarder {
     let error = result.error ?? (ok ? null : `HTTP ${result.statusCode}`);
     if (ok) {
       status = 'succeeded';
-      this.o.circuits.success(e.areaId);
+      if (this.failing(e.areaId)) {
+        this.circuits.delete(e.areaId);
+        await this.o.circuits.success(e.areaId).catch((err: Error) => this.o.log.warn({ err: err.message }, 'forwarding: circuit not closed'));
+      }
       this.o.metrics.deliveries.inc({ area, result: 'success' });
     } else if (result.statusCode === 410) {
       status = 'dead';
@@ -198,7 +294,12 @@ export class Forwarder {
       this.o.metrics.deliveries.inc({ area, result: 'gone' });
       await disableArea(this.o.pool, e.areaId, 'the webhook answered 410 Gone').catch((err: Error) => this.o.log.warn({ err: err.message }, 'forwarding: area not disabled'));
     } else {
-      if (this.o.circuits.failure(e.areaId)) this.o.log.warn({ areaId: e.areaId }, 'forwarding: circuit opened for an area');
+      if (!this.failing(e.areaId)) this.circuits.set(e.areaId, { state: 'closed', failures: 1 });
+      const opened = await this.o.circuits.failure(e.areaId).catch((err: Error) => {
+        this.o.log.warn({ err: err.message }, 'forwarding: circuit failure not counted');
+        return false;
+      });
+      if (opened) this.o.log.warn({ areaId: e.areaId }, 'forwarding: circuit opened for an area');
       const honoursRetryAfter = result.statusCode === 429 || result.statusCode === 503;
       const delay = retryDelaySeconds(this.o.schedule, attempt, honoursRetryAfter ? result.retryAfterSeconds : null);
       if (delay === null) {
@@ -209,22 +310,22 @@ export class Forwarder {
         status = 'pending';
         next = new Date(Date.now() + delay * 1000);
         this.o.metrics.deliveries.inc({ area, result: 'retry' });
+        this.wake(delay * 1000);
       }
     }
-    this.pendingOutcomes.push({ id: e.id, areaId: e.areaId, body, status, nextAttemptAt: next, statusCode: result.statusCode, latencyMs: result.latencyMs, error, response: result.response });
-    this.flush();
+    return { id: e.id, areaId: e.areaId, body: status === 'succeeded' ? null : body, status, nextAttemptAt: next, statusCode: result.statusCode, latencyMs: result.latencyMs, error, response: result.response };
   }
 
-  /** One statement for the outcomes that arrived meanwhile; the slots free once they are recorded. */
+  /** One statement for the runs that ended meanwhile; their slots free once they are recorded. */
   private flush(): void {
-    if (this.flushing || this.pendingOutcomes.length === 0) return;
+    if (this.flushing || this.finished.length === 0) return;
     this.flushing = (async () => {
       await new Promise((r) => setImmediate(r));
-      const batch = this.pendingOutcomes;
-      this.pendingOutcomes = [];
+      const batch = this.finished;
+      this.finished = [];
       for (let attempt = 0; ; attempt++) {
         try {
-          await recordOutcomes(this.o.pool, batch);
+          await recordOutcomes(this.o.pool, batch.flatMap((r) => r.outcomes), batch.flatMap((r) => r.released));
           break;
         } catch (err) {
           // Unrecorded, the events are claimed again when their lease ends: at least once holds.
@@ -235,11 +336,11 @@ export class Forwarder {
           await new Promise((r) => setTimeout(r, 200));
         }
       }
-      for (const o of batch) this.track(o.areaId, -1);
+      for (const r of batch) this.track(r.areaId, -1);
     })().finally(() => {
       this.flushing = undefined;
-      this.wake?.();
-      if (this.pendingOutcomes.length > 0) this.flush();
+      this.signal();
+      if (this.finished.length > 0) this.flush();
     });
   }
 }

@@ -1,8 +1,10 @@
-// The forwarding outbox in Postgres: one ordered queue per conversation and area. A worker
-// claims the head event of each queue with a lease (FOR UPDATE SKIP LOCKED, so workers never
-// take the same one); a later event of that queue stays invisible until the head is done. An
-// area that is disabled or failing holds only its own queue, never the conversation's events
-// for the area it was reassigned to.
+// The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
+// finds the head of every queue in one statement (a skip scan of the pending index: one probe
+// per queue, however long the queues), locks and leases the due heads (FOR UPDATE SKIP LOCKED,
+// so workers never take the same one) and takes each with a run of the events that follow it,
+// which the worker delivers one after the other. The rest of a queue stays invisible while its head is
+// pending, so order holds across workers. An area that is disabled or failing holds only its own
+// queues, never the conversation's events for the area it was reassigned to.
 import type { Pool } from '../../store/pool.js';
 import { findMessagesForForwarding } from './payload.js';
 
@@ -19,38 +21,107 @@ export interface ClaimedEvent {
   readonly createdAt: Date;
 }
 
-type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
-
-/**
- * Claims due head events. An event is a head when no pending event of its conversation and area sorts
- * before it (see forward_events.sort_at); it becomes claimable `settleMs` after it was
- * stored, so an earlier message stored a moment later by another worker still goes first.
- */
-export async function claimDue(pool: Pool, limit: number, leaseMs: number, skipAreas: readonly number[], settleMs: number): Promise<ClaimedEvent[]> {
-  const { rows } = await pool.query<ClaimRow>(
-    `UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
-     FROM (
-       SELECT f.id FROM forward_events f
-       JOIN areas a ON a.id = f.area_id AND a.disabled_at IS NULL
-       WHERE f.status = 'pending' AND f.next_attempt_at <= now()
-         AND (f.locked_until IS NULL OR f.locked_until < now())
-         AND f.created_at <= now() - make_interval(secs => $4::float8 / 1000)
-         AND NOT (f.area_id = ANY ($3::bigint[]))
-         AND (f.conversation_id IS NULL OR NOT EXISTS (
-           SELECT 1 FROM forward_events p WHERE p.conversation_id = f.conversation_id AND p.area_id = f.area_id AND p.status = 'pending' AND (p.sort_at, p.sort_seq, p.id) < (f.sort_at, f.sort_seq, f.id)))
-       ORDER BY f.next_attempt_at, f.id
-       LIMIT $1
-       FOR UPDATE OF f SKIP LOCKED) c
-     WHERE e.id = c.id
-     RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at`,
-    [limit, leaseMs, skipAreas, settleMs],
-  );
-  return rows.map((r) => ({ id: r.id, webhookId: r.webhook_id, areaId: r.area_id, conversationId: r.conversation_id, type: r.type, messageId: r.message_id, data: r.data, body: r.body, attempts: r.attempts, createdAt: r.created_at }));
+export interface ClaimOptions {
+  /** Queues to take at most (one run each). */
+  readonly queues: number;
+  /** Events leased per queue at most: its head and those that follow it. */
+  readonly runLength: number;
+  readonly leaseMs: number;
+  /** A stored event is claimable this long after it was stored (see forward_events.sort_at). */
+  readonly settleMs: number;
+  /** Areas to leave alone (circuit open, no slot left). */
+  readonly skipAreas: readonly number[];
+  /** Queues an area may still take, for areas not at the default. */
+  readonly areaCaps: ReadonlyMap<number, number>;
+  /** Queues any other area may take. */
+  readonly defaultCap: number;
+  /** Areas whose queues lease their head only (failing, or probing a half-open circuit). */
+  readonly headOnlyAreas: readonly number[];
 }
 
-/** Gives claimed events back untouched (a worker took more than an area may have in flight). */
+type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
+
+const CLAIM_SQL = `
+WITH RECURSIVE q AS (
+  (SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+   WHERE f.status = 'pending' AND f.conversation_id IS NOT NULL
+   ORDER BY f.conversation_id, f.area_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+  UNION ALL
+  SELECT n.* FROM q CROSS JOIN LATERAL (
+    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    WHERE f.status = 'pending' AND (f.conversation_id, f.area_id) > (q.conversation_id, q.area_id)
+    ORDER BY f.conversation_id, f.area_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
+),
+heads AS (
+  SELECT * FROM q
+  UNION ALL
+  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+  WHERE f.status = 'pending' AND f.conversation_id IS NULL
+),
+eligible AS (
+  SELECT h.id, h.area_id, h.next_attempt_at, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
+  FROM heads h JOIN areas a ON a.id = h.area_id AND a.disabled_at IS NULL
+  WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
+    AND h.created_at <= now() - make_interval(secs => $3::float8 / 1000)
+    AND NOT (h.area_id = ANY ($4::bigint[]))
+),
+picked AS (
+  SELECT e.id FROM eligible e LEFT JOIN unnest($5::bigint[], $6::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
+  WHERE e.rn <= COALESCE(c.cap, $7::int)
+  ORDER BY e.next_attempt_at, e.id LIMIT $1
+),
+locked AS (
+  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq FROM forward_events f
+  WHERE f.id IN (SELECT id FROM picked) AND f.status = 'pending' AND (f.locked_until IS NULL OR f.locked_until < now())
+  FOR UPDATE SKIP LOCKED
+),
+leased AS (
+  UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
+  FROM locked l WHERE e.id = l.id
+  RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
+),
+-- What follows each head, up to the first event not yet settled, due or free (a head sorted
+-- later that another worker leased). Not leased themselves: while their head is pending and
+-- leased, nobody else reaches them, and a run's outcomes are recorded together when it ends.
+runs AS (
+  SELECT r.id, r.pos FROM locked h CROSS JOIN LATERAL (
+    SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
+      SELECT p.id, p.sort_at, p.sort_seq,
+             p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now()) AS ok
+      FROM forward_events p
+      WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
+        AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
+      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT $8::int - 1) x
+    WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
+  WHERE r.ok AND NOT (h.area_id = ANY ($9::bigint[]))
+)
+SELECT * FROM leased
+UNION ALL
+SELECT e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, r.pos
+FROM runs r JOIN forward_events e ON e.id = r.id`;
+
+/**
+ * Claims runs: each a queue's due head and up to \`runLength - 1\` events after it, in delivery order.
+ * A later event of a run is delivered only once the one before it succeeded.
+ */
+export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
+  const caps = [...o.areaCaps];
+  const { rows } = await pool.query<ClaimRow & { pos: string }>(CLAIM_SQL, [
+    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength, o.headOnlyAreas,
+  ]);
+  const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
+  for (const r of rows) {
+    const queue = r.conversation_id === null ? `e${r.id}` : `${r.conversation_id}:${r.area_id}`;
+    const list = runs.get(queue) ?? [];
+    list.push({ pos: Number(r.pos), e: { id: r.id, webhookId: r.webhook_id, areaId: r.area_id, conversationId: r.conversation_id, type: r.type, messageId: r.message_id, data: r.data, body: r.body, attempts: r.attempts, createdAt: r.created_at } });
+    runs.set(queue, list);
+  }
+  return [...runs.values()].map((list) => list.sort((a, b) => a.pos - b.pos).map((x) => x.e));
+}
+
+/** Gives claimed heads back untouched (more than an area may take now): their leases end. */
 export async function release(pool: Pool, ids: readonly number[]): Promise<void> {
-  if (ids.length > 0) await pool.query('UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[])', [ids]);
+  if (ids.length > 0) await pool.query("UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = 'pending'", [ids]);
 }
 
 /** The body each event is signed with: built once, at the first attempt, then kept. */
@@ -86,7 +157,8 @@ function orderData(d: Record<string, unknown>): Record<string, unknown> {
 export interface Outcome {
   readonly id: number;
   readonly areaId: number;
-  readonly body: string;
+  /** The signed body, kept for the retries and a replay; null once delivered (nothing will sign it again). */
+  readonly body: string | null;
   /** 'pending' (retry at nextAttemptAt), 'succeeded' or 'dead'. */
   readonly status: 'pending' | 'succeeded' | 'dead';
   readonly nextAttemptAt: Date;
@@ -96,36 +168,64 @@ export interface Outcome {
   readonly response: string | null;
 }
 
+// The dead-letter reason of an event left pending when its area was disabled.
+const DISABLED_REASON = "'area disabled: ' || COALESCE(a.disabled_reason, 'no reason given')";
+
 /**
- * Records a batch of attempts and their events' new state in one statement. An event can be in a
- * batch twice (its lease ran out while its first outcome waited, and it was delivered again): an
- * UPDATE changes a row once however many source rows join it, so the batch is folded to each
- * event's last outcome, counting all of its attempts.
+ * Records a batch of attempts and their events' new state, and gives back the leases of heads
+ * never attempted, in one statement. An event to retry whose area was disabled meanwhile is
+ * dead-lettered with the reason instead: nobody would ever deliver it. An event can be in a batch
+ * twice (its lease ran out while its first outcome waited, and it was delivered again): an UPDATE
+ * changes a row once however many source rows join it, so the batch is folded to each event's
+ * last outcome, counting all of its attempts.
  */
-export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[]): Promise<void> {
-  if (outcomes.length === 0) return;
+export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], released: readonly number[] = []): Promise<void> {
+  if (outcomes.length === 0 && released.length === 0) return;
   const col = <T>(f: (o: Outcome) => T) => outcomes.map(f);
   await pool.query(
     `WITH r AS (
        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
          WITH ORDINALITY AS r(id, area_id, body, status, next_at, code, latency, error, response, n)),
+     -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
+     a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
      att AS (
        INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
        SELECT id, area_id, code, latency, error, response FROM r ORDER BY n),
+     -- Never a row the final UPDATE changes too (one statement changes a row once).
+     rel AS (
+       UPDATE forward_events SET locked_until = NULL
+       WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = 'pending'),
      last AS (
-       SELECT DISTINCT ON (id) id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
+       SELECT DISTINCT ON (id) id, area_id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
        FROM r ORDER BY id, n DESC)
      UPDATE forward_events e SET
-       status = last.status, attempts = e.attempts + last.tries, next_attempt_at = last.next_at, locked_until = NULL,
-       last_status = last.code, last_error = last.error, body = COALESCE(e.body, last.body),
-       finished_at = CASE WHEN last.status = 'pending' THEN NULL ELSE now() END
-     FROM last WHERE e.id = last.id`,
-    [col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response)],
+       status = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN 'dead' ELSE last.status END,
+       attempts = e.attempts + last.tries, next_attempt_at = last.next_at, locked_until = NULL,
+       last_status = last.code,
+       last_error = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN ${DISABLED_REASON} ELSE last.error END,
+       body = COALESCE(e.body, last.body),
+       finished_at = CASE WHEN last.status = 'pending' AND a.disabled_at IS NULL THEN NULL ELSE now() END
+     FROM last JOIN a ON a.id = last.area_id WHERE e.id = last.id`,
+    [col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response), released],
   );
 }
 
-export async function disableArea(pool: Pool, areaId: number, reason: string): Promise<void> {
-  await pool.query('UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now() WHERE id = $1', [areaId, reason]);
+/**
+ * Disables the area (unless it already is) and dead-letters its pending events with the reason,
+ * in one statement: they stay visible in its deliveries and can be replayed once it is enabled.
+ */
+export async function disableArea(db: Pick<Pool, 'query'>, areaId: number, reason: string): Promise<{ deadLettered: number } | null> {
+  const { rows } = await db.query<{ dead: number }>(
+    `WITH a AS (
+       UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now()
+       WHERE id = $1 RETURNING id, disabled_reason),
+     dead AS (
+       UPDATE forward_events e SET status = 'dead', locked_until = NULL, finished_at = now(), last_error = ${DISABLED_REASON}
+       FROM a WHERE e.area_id = a.id AND e.status = 'pending' RETURNING e.id)
+     SELECT (SELECT count(*)::int FROM dead) AS dead FROM a`,
+    [areaId, reason],
+  );
+  return rows[0] ? { deadLettered: rows[0].dead } : null;
 }
 
 /**

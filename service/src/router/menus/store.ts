@@ -1,5 +1,7 @@
 // Menus per channel, versioned; the latest versions are cached in each process so that
-// routing a stored batch needs no query when no channel has a menu.
+// routing a stored batch needs no query when no channel has a menu. A save bumps a stamp in
+// Redis that routing reads with each batch (observe()), so a saved menu applies at once where
+// menus are in use, and within the cache time elsewhere.
 import type { Pool } from '../../store/pool.js';
 import type { Menu } from './schema.js';
 
@@ -34,8 +36,15 @@ export class MenuCache {
   private latest: { at: number; byChannel: Map<number, MenuVersion> } | undefined;
   private loading: Promise<Map<number, MenuVersion>> | undefined;
   private readonly versions = new Map<string, Menu>();
+  private stamp: string | null | undefined;
 
   constructor(private readonly pool: Pool, private readonly ttlMs = 2_000) {}
+
+  /** The menus' stamp as Redis has it now: a change since the last one drops the cached latest versions. */
+  observe(stamp: string | null): void {
+    if (this.stamp !== undefined && stamp !== this.stamp) this.latest = undefined;
+    this.stamp = stamp;
+  }
 
   async current(): Promise<Map<number, MenuVersion>> {
     if (this.latest && Date.now() - this.latest.at < this.ttlMs) return this.latest.byChannel;

@@ -3,6 +3,7 @@
 import type { Pool, PoolClient } from '../../store/pool.js';
 import { withTransaction } from '../../store/pool.js';
 import { HttpError } from '../../http/errors.js';
+import type { CachedRoute } from './route-cache.js';
 
 export interface RouteView {
   state: 'menu' | 'assigned' | 'closed';
@@ -35,42 +36,49 @@ async function enqueue(c: PoolClient, conv: Conv, areaId: number, type: string, 
   );
 }
 
-export async function assignConversation(pool: Pool, conversationId: number, areaId: number, by: 'menu' | 'api', db?: PoolClient): Promise<RouteView> {
-  const run = async (c: PoolClient) => {
+/** A change of a conversation's routing: what the API shows, and what the route cache must learn once it commits. */
+export interface RouteChange {
+  readonly route: RouteView;
+  readonly cached: CachedRoute;
+}
+
+export async function assignConversation(pool: Pool, conversationId: number, areaId: number, by: 'menu' | 'api', db?: PoolClient): Promise<RouteChange> {
+  const run = async (c: PoolClient): Promise<RouteChange> => {
     const conv = await lockConversation(c, conversationId);
     const area = await c.query<{ id: number }>('SELECT id FROM areas WHERE id = $1', [areaId]);
     if (!area.rows[0]) throw new HttpError(400, 'invalid_request', `no area ${areaId}`, [{ field: 'areaId', message: `no area ${areaId}` }]);
     if (conv.state === 'assigned' && conv.area_id === areaId) {
-      const { rows } = await c.query<{ assigned_at: Date }>('SELECT assigned_at FROM conversation_routes WHERE conversation_id = $1', [conversationId]);
-      return { state: 'assigned' as const, areaId, assignedAt: rows[0]!.assigned_at.toISOString() };
+      const { rows } = await c.query<{ assigned_at: Date; version: string }>('SELECT assigned_at, version FROM conversation_routes WHERE conversation_id = $1', [conversationId]);
+      return { route: { state: 'assigned', areaId, assignedAt: rows[0]!.assigned_at.toISOString() }, cached: { conversationId, version: Number(rows[0]!.version), areaId } };
     }
-    const { rows } = await c.query<{ assigned_at: Date }>(
+    const { rows } = await c.query<{ assigned_at: Date; version: string }>(
       `INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by) VALUES ($1, 'assigned', $2, now(), $3)
        ON CONFLICT (conversation_id) DO UPDATE SET state = 'assigned', area_id = $2, assigned_at = now(), assigned_by = $3, updated_at = now()
-       RETURNING assigned_at`,
+       RETURNING assigned_at, version`,
       [conversationId, areaId, by],
     );
     const route: RouteView = { state: 'assigned', areaId, assignedAt: rows[0]!.assigned_at.toISOString() };
     if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
     await enqueue(c, conv, areaId, 'conversation.assigned', route);
-    return route;
+    return { route, cached: { conversationId, version: Number(rows[0]!.version), areaId } };
   };
   return db ? run(db) : withTransaction(pool, run);
 }
 
 /** Back to the menu: the area is told, the next customer message starts the menu again. */
-export async function releaseConversation(pool: Pool, conversationId: number): Promise<RouteView> {
+export async function releaseConversation(pool: Pool, conversationId: number): Promise<RouteChange> {
   return withTransaction(pool, async (c) => {
     const conv = await lockConversation(c, conversationId);
     const route: RouteView = { state: 'menu', areaId: null, assignedAt: null };
-    await c.query(
+    const { rows } = await c.query<{ version: string }>(
       `INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu')
        ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
-         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()`,
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()
+       RETURNING version`,
       [conversationId],
     );
     if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
-    return route;
+    return { route, cached: { conversationId, version: Number(rows[0]!.version), areaId: null } };
   });
 }
 

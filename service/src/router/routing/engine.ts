@@ -12,6 +12,7 @@ import { interactiveFor, levelAt, type Level } from '../menus/render.js';
 import type { MenuCache } from '../menus/store.js';
 import type { LoopGuard } from './anti-loop.js';
 import { assignConversation } from './assignments.js';
+import type { CachedRoute, RouteCache } from './route-cache.js';
 import { isOpen } from './hours.js';
 
 /** An automated message for one customer; `send` persists it first and enqueues it (the API's path). */
@@ -30,6 +31,7 @@ export interface EngineDeps {
   readonly metrics: RouterMetrics;
   readonly menus: MenuCache;
   readonly guard: LoopGuard;
+  readonly routes: RouteCache;
   /** Returns the new message's id. */
   readonly send: (m: BotMessage) => Promise<number>;
 }
@@ -37,6 +39,8 @@ export interface EngineDeps {
 type Inbound = {
   id: number; conversation_id: number; channel_id: number; type: string; body: string | null; interactive_reply_id: string | null;
   context_message_id: number | null; wa_timestamp: Date; wa_id: string; user_id: string | null;
+  /** Whether the menu answers it: a live customer message of the last 24 hours. */
+  answerable: boolean; route_version: string | null; route_area_id: number | null;
 };
 
 type Reply = { kind: 'menu' | 'invalid' | 'stale' | 'away'; level?: Level; text: string; buttonLabel?: string };
@@ -55,27 +59,41 @@ export class RoutingEngine {
     void this.route(result.newMessages).catch((err: Error) => this.d.log.warn({ err: err.message }, 'router: batch not routed'));
   }
 
-  /** Routes a stored batch; resolves when every conversation in it has been handled. */
-  async route(newMessages: readonly { id: number; channelId: number }[]): Promise<void> {
-    const menus = await this.d.menus.current();
-    const ids = newMessages.filter((m) => menus.has(m.channelId)).map((m) => m.id);
-    if (ids.length === 0) return;
+  /**
+   * Routes a stored batch; resolves when every conversation in it has been handled. Assigned
+   * conversations, known from the route cache, cost no query; the others are read in one.
+   */
+  async route(newMessages: readonly { id: number; conversationId: number; channelId: number }[]): Promise<void> {
+    let menus = await this.d.menus.current();
+    let candidates = newMessages.filter((m) => menus.has(m.channelId));
+    if (candidates.length === 0) return;
+    const cached = await this.d.routes.read([...new Set(candidates.map((m) => m.conversationId))]);
+    if (cached) {
+      this.d.menus.observe(cached.menusStamp);
+      menus = await this.d.menus.current();
+      candidates = candidates.filter((m) => menus.has(m.channelId) && typeof cached.routes.get(m.conversationId) !== 'number');
+    }
+    if (candidates.length === 0) return;
     const { rows } = await this.d.pool.query<Inbound>(
       `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.wa_timestamp, c.wa_id, c.user_id,
-              (SELECT cm.id FROM messages cm WHERE cm.wamid = m.reply_to_wamid) AS context_message_id
+              (SELECT cm.id FROM messages cm WHERE cm.wamid = m.reply_to_wamid) AS context_message_id,
+              m.direction = 'inbound' AND m.source = 'live' AND m.wa_timestamp > now() - interval '24 hours' AS answerable,
+              CASE WHEN r.conversation_id IS NULL THEN 0 ELSE r.version END AS route_version,
+              CASE WHEN r.state = 'assigned' THEN r.area_id END AS route_area_id
        FROM messages m JOIN contacts c ON c.id = m.contact_id
        LEFT JOIN conversation_routes r ON r.conversation_id = m.conversation_id
-       WHERE m.id = ANY ($1::bigint[]) AND m.direction = 'inbound' AND m.source = 'live'
-         AND m.wa_timestamp > now() - interval '24 hours'
-         AND r.state IS DISTINCT FROM 'assigned'
+       WHERE m.id = ANY ($1::bigint[])
        ORDER BY m.conversation_id, m.wa_timestamp, m.id`,
-      [ids],
+      [candidates.map((m) => m.id)],
     );
+    const fills = new Map<number, CachedRoute>();
     const byConversation = new Map<number, Inbound[]>();
     for (const r of rows) {
-      if (IGNORED_TYPES.has(r.type)) continue;
+      fills.set(r.conversation_id, { conversationId: r.conversation_id, version: Number(r.route_version), areaId: r.route_area_id });
+      if (!r.answerable || r.route_area_id !== null || IGNORED_TYPES.has(r.type)) continue;
       byConversation.set(r.conversation_id, [...(byConversation.get(r.conversation_id) ?? []), r]);
     }
+    await this.d.routes.fill([...fills.values()]);
     await Promise.all([...byConversation].map(([id, msgs]) => this.serialized(id, () => this.conversation(id, msgs))));
   }
 
@@ -91,7 +109,8 @@ export class RoutingEngine {
 
   private async conversation(conversationId: number, msgs: Inbound[]): Promise<void> {
     const first = msgs[0]!;
-    const replies = await withTransaction(this.d.pool, (c) => this.decide(c, conversationId, first.channel_id, msgs));
+    const { replies, assigned } = await withTransaction(this.d.pool, (c) => this.decide(c, conversationId, first.channel_id, msgs));
+    if (assigned) await this.d.routes.changed([assigned]);
     if (replies.length === 0) return;
     const to = { channelId: first.channel_id, to: first.wa_id, toUserId: first.user_id !== null && first.user_id === first.wa_id };
     let menuMessageId: number | null = null;
@@ -120,8 +139,8 @@ export class RoutingEngine {
     }
   }
 
-  /** Moves the conversation through its messages; returns the replies to send after commit. */
-  private async decide(c: PoolClient, conversationId: number, channelId: number, msgs: Inbound[]): Promise<Reply[]> {
+  /** Moves the conversation through its messages; returns the replies to send after commit, and the assignment if it made one. */
+  private async decide(c: PoolClient, conversationId: number, channelId: number, msgs: Inbound[]): Promise<{ replies: Reply[]; assigned?: CachedRoute }> {
     await c.query("INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu') ON CONFLICT (conversation_id) DO NOTHING", [conversationId]);
     const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_message_id: number | null }>(
       `SELECT state, menu_version, menu_node, invalid_count, last_answer_at, menu_message_id
@@ -129,7 +148,7 @@ export class RoutingEngine {
       [conversationId],
     );
     const r = rows[0]!;
-    if (r.state === 'assigned') return [];
+    if (r.state === 'assigned') return { replies: [] };
     let version = r.state === 'menu' ? r.menu_version : null;
     let node = r.menu_node;
     let invalid = r.invalid_count;
@@ -142,7 +161,7 @@ export class RoutingEngine {
       const timedOut = menu !== null && lastAnswer !== null && m.wa_timestamp.getTime() - lastAnswer.getTime() > menu.timeoutSeconds * 1000;
       lastAnswer = m.wa_timestamp;
       if (menu === null || timedOut) {
-        if (!latest) return [];
+        if (!latest) return { replies: [] };
         ({ version, menu } = latest);
         node = null;
         invalid = 0;
@@ -202,15 +221,15 @@ export class RoutingEngine {
       'UPDATE conversation_routes SET menu_version = $2, menu_node = $3, invalid_count = $4, last_answer_at = $5, updated_at = now() WHERE conversation_id = $1',
       [conversationId, version, node, invalid, lastAnswer],
     );
-    if (assignTo === null) return replies;
+    if (assignTo === null) return { replies };
     const area = await c.query<{ hours: BusinessHours | null }>('SELECT hours FROM areas WHERE id = $1', [assignTo]);
     if (!area.rows[0]) {
       this.d.log.warn({ conversationId, areaId: assignTo }, 'router: the menu names a deleted area; the conversation stays in the menu');
-      return replies;
+      return { replies };
     }
-    await assignConversation(this.d.pool, conversationId, assignTo, 'menu', c);
+    const { cached } = await assignConversation(this.d.pool, conversationId, assignTo, 'menu', c);
     const hours = area.rows[0].hours;
     if (hours && !isOpen(hours, new Date())) replies.push({ kind: 'away', text: hours.awayMessage });
-    return replies;
+    return { replies, assigned: cached };
   }
 }
