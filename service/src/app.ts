@@ -11,7 +11,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { Config } from './config/env.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
-import { createRedis } from './queue/redis.js';
+import { createRedis, WORKER_RUN_RETRY_MS } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
 import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { registerSyncGauges } from './sync/metrics.js';
@@ -243,6 +243,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       // Jobs are idempotent, so a stalled job (worker killed) is simply run again.
       maxStalledCount: 10,
       lockDuration: config.WORKER_LOCK_MS,
+      runRetryDelay: WORKER_RUN_RETRY_MS,
       stalledInterval: config.WORKER_LOCK_MS,
     });
     w.on('completed', (job) => {

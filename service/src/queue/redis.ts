@@ -2,6 +2,13 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/env.js';
 
+/**
+ * How long a BullMQ worker waits after a failed fetch (Redis away) before it tries again. BullMQ's
+ * default is 15 s: after a Redis restart or failover, processing would sit idle that long while
+ * acked webhooks wait. Reconnects are already paced by the connection's retry strategy.
+ */
+export const WORKER_RUN_RETRY_MS = 1_000;
+
 export type RedisPurpose = 'producer' | 'worker' | 'client';
 
 export function redisOptions(config: Config, purpose: RedisPurpose): RedisOptions {

@@ -10,7 +10,7 @@ import type { Pool } from '../store/pool.js';
 import { GraphClient } from '../whatsapp/graph-client.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { outboundQueueName, type OutboundJobData, type OutboundQueues } from './outbound.js';
-import { createRedis } from './redis.js';
+import { createRedis, WORKER_RUN_RETRY_MS } from './redis.js';
 import type { Redis } from 'ioredis';
 import { SendGate } from './send-gate.js';
 import { createOutboundProcessor, failExhausted, IN_PROCESS_WAIT_MS } from './workers/outbound.js';
@@ -64,6 +64,7 @@ export async function startSenders(deps: SendersDeps): Promise<Senders> {
         prefix: config.QUEUE_PREFIX,
         concurrency: config.OUTBOUND_CONCURRENCY,
         lockDuration: config.WORKER_LOCK_MS,
+        runRetryDelay: WORKER_RUN_RETRY_MS,
         stalledInterval: config.WORKER_LOCK_MS,
       });
       w.on('failed', (job, err) => {

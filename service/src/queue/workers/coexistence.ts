@@ -18,6 +18,7 @@ import { parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js
 import { fairPriorities } from '../fair-priority.js';
 import { deliveryOf } from './inbound.js';
 import { JOBS, QUEUES, type HistoryChunkJobData, type HistoryJobData, type InboundJobData } from '../names.js';
+import { WORKER_RUN_RETRY_MS } from '../redis.js';
 
 export interface CoexistenceDeps {
   readonly pool: Pool;
@@ -232,6 +233,7 @@ export function startHistoryWorker(deps: CoexistenceDeps, opts: { connection: Re
     // The lock is renewed while a chunk runs, so a big chunk is never taken for stalled;
     // a killed worker's chunk is picked up again within a lock period.
     lockDuration: opts.lockMs,
+    runRetryDelay: WORKER_RUN_RETRY_MS,
     stalledInterval: opts.lockMs,
   });
   w.on('completed', (job) => opts.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
