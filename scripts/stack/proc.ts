@@ -8,16 +8,26 @@ import path from 'node:path';
 export const LOOPBACK = '127.0.0.1';
 
 /** A port the kernel just gave us on loopback; small race window, acceptable for tests. */
+/**
+ * A loopback port free right now, for a server started a moment later. Picked at random below the
+ * kernel's ephemeral range (32768+ on Linux): a port the kernel hands out with listen(0) is also the
+ * kind it gives the outgoing connections of every other test process, so between our check and the
+ * server's bind one of them could take it (EADDRINUSE seen in the full suite).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canBind(port)) return port;
+  }
+  throw new Error('no free loopback port found in 20000-31999 after 100 tries');
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, LOOPBACK, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, LOOPBACK, () => srv.close(() => resolve(true)));
   });
 }
 
