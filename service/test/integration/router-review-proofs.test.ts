@@ -97,3 +97,24 @@ it('a route cache fill read before a release never outlives the void that follow
   expect((await cache.read([conv]))?.routes.get(conv)).not.toBe(7);
   unreachable.disconnect();
 });
+
+it("an area deleted while one of its runs is in delivery does not void the other areas' recorded outcomes", async () => {
+  const conv = await conversation();
+  const kept = await area('Kept');
+  const deleted = await area('Deleted meanwhile');
+  const insert = async (areaId: number) => Number((await db.pool.query<{ id: string }>(
+    "INSERT INTO forward_events (area_id, conversation_id, type, data, created_at) VALUES ($1, $2, 'conversation.assigned', '{}', now() - interval '1 minute') RETURNING id",
+    [areaId, conv],
+  )).rows[0]!.id);
+  const keptEvent = await insert(kept);
+  const goneEvent = await insert(deleted);
+  // Both were claimed and delivered by one worker; DELETE /v1/areas/:id commits before the
+  // worker's outcome batch (its events cascade away).
+  await db.pool.query('DELETE FROM areas WHERE id = $1', [deleted]);
+  const ok = (id: number, areaId: number) => ({ id, areaId, body: null, status: 'succeeded' as const, nextAttemptAt: new Date(), statusCode: 200, latencyMs: 1, error: null, response: null });
+  // Observed: forward_attempts_event_id_fkey violation: the whole batch (every area's runs in it)
+  // is rejected, three times, then dropped: every delivered event of it goes out again after its lease.
+  await expect(recordOutcomes(db.pool, [ok(keptEvent, kept), ok(goneEvent, deleted)])).resolves.toBeUndefined();
+  const { rows } = await db.pool.query<{ status: string }>('SELECT status FROM forward_events WHERE id = $1', [keptEvent]);
+  expect(rows[0]!.status).toBe('succeeded');
+});
