@@ -168,7 +168,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const live = realtime;
     scrapeGauge(metrics.registry, 'wa_router_realtime_clients', 'Open SSE and WebSocket event streams of this process', [], async (set) => set({}, live.count));
     app.use('/v1', realtime.router([tokens.identify({ allowQuery: true }), router.apiLimit, tokens.require()]));
-    upgradeAuth = (req) => tokens.authorize(req);
+    upgradeAuth = (req) => tokens.authorize(req).then((p) => router.upgradeLimit(req, p));
     const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
     v1.use(
       conversationRoutes({

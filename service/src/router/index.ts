@@ -3,7 +3,7 @@
 import type { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
-import { principalOf } from '../tokens/principal.js';
+import { principalOf, type Principal } from '../tokens/principal.js';
 import type { Logger } from '../log.js';
 import { scrapeGauge, type Registry } from '../metrics/registry.js';
 import type { Pool } from '../store/pool.js';
@@ -20,7 +20,7 @@ import { ForwardWake } from './forwarding/wake.js';
 import { RouteCache } from './routing/route-cache.js';
 import { createRouterMetrics, type RouterMetrics } from './metrics.js';
 import { routerRoutes } from './routes.js';
-import { apiRateLimit, LimiterHealth, webhookRateLimit, type WebhookNext } from './rate-limits.js';
+import { apiRateLimit, LimiterHealth, upgradeRateLimit, webhookRateLimit, type WebhookNext } from './rate-limits.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 
@@ -30,6 +30,8 @@ export interface RouterFeature {
   routes(): Router;
   /** /v1 and /admin: failed authentication per IP (and optionally per token), shared by every replica through Redis. */
   readonly apiLimit: RequestHandler;
+  /** The same limits for WebSocket upgrades (which bypass express): the principal back, or a 429 HttpError. */
+  upgradeLimit(req: IncomingMessage, p: Principal | null): Promise<Principal | null>;
   /** In front of the raw webhook handler: unsigned and badly signed requests only, per IP. */
   readonly webhookLimit: (req: IncomingMessage, res: ServerResponse, next: WebhookNext) => void;
   /** Starts delivering to areas (worker role). */
@@ -101,9 +103,17 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     });
   };
   const limits = { redis: deps.redis, prefix: config.QUEUE_PREFIX, perMinute: config.RATE_LIMIT_PER_MINUTE, health: new LimiterHealth(log, metrics.unlimited) };
+  // The per-token bucket is the principal's, however its token was spelled or carried.
+  const principalKey = (p: Principal) => (p.tokenId === null ? 'bootstrap' : `token:${p.tokenId}`);
+  const apiLimits = { ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, principal: (req: IncomingMessage) => { const p = principalOf(req); return p && principalKey(p); } };
+  const upgradeLimit = upgradeRateLimit(apiLimits);
   return {
     metrics,
-    apiLimit: apiRateLimit({ ...limits, perTokenPerMinute: config.RATE_LIMIT_PER_TOKEN_PER_MINUTE, authenticated: (req) => principalOf(req) !== null }),
+    apiLimit: apiRateLimit(apiLimits),
+    upgradeLimit: async (req, p) => {
+      await upgradeLimit(req, p && principalKey(p));
+      return p;
+    },
     webhookLimit: webhookRateLimit(limits),
     routes() {
       registerGauges();

@@ -63,8 +63,11 @@ export class LimiterHealth {
 export interface ApiRateLimitOptions extends RateLimitOptions {
   /** Authenticated requests per minute per token; 0 (the default) does not limit them. */
   readonly perTokenPerMinute: number;
-  /** Whether the request carries a valid token (identified before the limiter; refused after it). */
-  readonly authenticated: (req: IncomingMessage) => boolean;
+  /**
+   * Who the request acts for, as the per-token bucket's key (the token's id, or the bootstrap
+   * token), or null when it carries no valid token. Identified before the limiter, refused after it.
+   */
+  readonly principal: (req: IncomingMessage) => string | null;
 }
 
 // Redis away must cost a request nothing (fail open at once, never wait for a reconnect), and a
@@ -103,8 +106,6 @@ function store(o: RateLimitOptions, name: string): RedisStore {
   }
 }
 
-const tokenKey = (authorization: string | undefined) => createHash('sha256').update(authorization ?? '').digest('base64url').slice(0, 16);
-
 export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
   const common = {
     windowMs: 60_000,
@@ -122,7 +123,7 @@ export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
         limit: o.perMinute,
         identifier: 'unauthenticated',
         store: store(o, 'api-ip'),
-        skip: (req) => o.authenticated(req),
+        skip: (req) => o.principal(req) !== null,
         keyGenerator: (req) => ipKeyGenerator(req.ip ?? 'unknown'),
         handler: (_req, _res, next) => next(new HttpError(429, 'rate_limited', `more than ${o.perMinute} unauthenticated requests a minute from this address; retry after the RateLimit reset`)),
       }),
@@ -135,8 +136,8 @@ export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
         limit: o.perTokenPerMinute,
         identifier: 'token',
         store: store(o, 'api-token'),
-        skip: (req) => !o.authenticated(req),
-        keyGenerator: (req) => tokenKey(req.headers.authorization),
+        skip: (req) => o.principal(req) === null,
+        keyGenerator: (req) => o.principal(req)!,
         handler: (_req, _res, next) => next(new HttpError(429, 'rate_limited', `more than ${o.perTokenPerMinute} requests a minute with this token; retry after the RateLimit reset`)),
       }),
     );
@@ -149,6 +150,35 @@ export function apiRateLimit(o: ApiRateLimitOptions): RequestHandler {
     };
     run(0);
   };
+}
+
+/**
+ * The same limits for WebSocket upgrades, which never pass through express: the same buckets
+ * (same stores, same keys), counted once per upgrade. Resolves to nothing when the upgrade may go
+ * on; rejects with the 429 to answer. Redis away: not limited, as on plain HTTP.
+ */
+export function upgradeRateLimit(o: ApiRateLimitOptions): (req: IncomingMessage, principal: string | null) => Promise<void> {
+  const init = (s: RedisStore) => {
+    void s.init({ windowMs: 60_000 } as Parameters<RedisStore['init']>[0]);
+    return s;
+  };
+  const byIp = o.perMinute > 0 ? init(store(o, 'api-ip')) : undefined;
+  const byToken = o.perTokenPerMinute > 0 ? init(store(o, 'api-token')) : undefined;
+  return async (req, principal) => {
+    const [s, key, limit, what] = principal === null
+      ? [byIp, ipKeyGenerator(clientIp(req)), o.perMinute, 'unauthenticated requests a minute from this address']
+      : [byToken, principal, o.perTokenPerMinute, 'requests a minute with this token'];
+    if (!s) return;
+    const hits = await s.increment(key).catch(() => undefined);
+    if (hits && hits.totalHits > limit) throw new HttpError(429, 'rate_limited', `more than ${limit} ${what}; retry after the RateLimit reset`);
+  };
+}
+
+// What express's req.ip is with 'trust proxy' true (app.ts): the leftmost X-Forwarded-For entry.
+function clientIp(req: IncomingMessage): string {
+  const forwarded = req.headers['x-forwarded-for'];
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+  return first || (req.socket.remoteAddress ?? 'unknown');
 }
 
 export type WebhookNext = (limited: { retryAfterSeconds: number } | undefined) => void;
@@ -180,6 +210,8 @@ export function webhookRateLimit(o: RateLimitOptions): (req: IncomingMessage, re
     res.once('finish', () => {
       if (res.statusCode === 401) void hit(ip);
     });
+    // The peek does not count this request, so >= here is the unsigned path's <= after its hit:
+    // the same request number (perMinute + 1) is the first one limited on both.
     void peek(ip).then(({ totalHits, resetTime }) => next(totalHits >= o.perMinute ? { retryAfterSeconds: retryAfter(resetTime) } : undefined));
   };
 }

@@ -3,7 +3,9 @@
 // release, area deletion, a saved menu) reaches the cache at once, and Postgres stays the truth
 // when the cache is voided, emptied or the worker restarts.
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Logger } from '../../src/log.js';
+import { RouteCache } from '../../src/router/routing/route-cache.js';
 import { startGraphSimulator, type GraphSimulator, type SentMessage } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
@@ -145,4 +147,37 @@ it('after a worker restart with the cache emptied, Postgres answers and the cach
   expect(interactive(await nth(left, 2)).body.text).toMatch(/did not understand/);
   expect(sentTo(who)).toHaveLength(1);
   await eventually(async () => (await cached(conv))?.endsWith(`:${sales.id}`), { what: 'cache filled from Postgres' });
+});
+
+describe('a fill from a Postgres read racing a change', () => {
+  const silent = { warn: () => undefined, info: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
+  const conv = 4242;
+
+  it('never outlives the void that followed a release it did not see', async () => {
+    const own = uniquePrefix();
+    const cache = new RouteCache(redis, silent, { prefix: own });
+    await cache.changed([{ conversationId: conv, version: 3, areaId: 7 }]);
+    // The engine reads the cache, then Postgres (version 3, assigned to 7) ...
+    const before = await cache.read([conv]);
+    // ... a release commits (version 4) in a process that cannot reach Redis: it voids the cache
+    // (the generation bump lands once Redis answers) ...
+    const unreachable = new Redis({ port: 1, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    unreachable.on('error', () => undefined);
+    await new RouteCache(unreachable, silent, { prefix: own }).changed([{ conversationId: conv, version: 4, areaId: null }]);
+    unreachable.disconnect();
+    await redis.incr(`${own}:router:route-gen`);
+    expect((await cache.read([conv]))?.routes.has(conv)).toBe(false);
+    // ... and only then does the engine fill what it read.
+    await cache.fill([{ conversationId: conv, version: 3, areaId: 7 }], before!.gen);
+    expect((await cache.read([conv]))?.routes.has(conv)).toBe(false);
+  });
+
+  it('never replaces the newer version a committed change wrote', async () => {
+    const cache = new RouteCache(redis, silent, { prefix: uniquePrefix() });
+    const before = await cache.read([conv]);
+    // Released (version 4) and written after the engine's Postgres read of version 3 (assigned).
+    await cache.changed([{ conversationId: conv, version: 4, areaId: null }]);
+    await cache.fill([{ conversationId: conv, version: 3, areaId: 7 }], before!.gen);
+    expect((await cache.read([conv]))?.routes.get(conv)).toBeNull();
+  });
 });

@@ -8,6 +8,7 @@ import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
+import { HttpError } from '../errors.js';
 import { z } from 'zod';
 import { defineOperations } from '../../openapi/operation.js';
 
@@ -153,7 +154,10 @@ export class RealtimeClients {
         const wanted = typeFilter(url.searchParams.get('types'));
         this.wss.handleUpgrade(req, socket, head, (ws) => this.serveWebSocket(ws, p, wanted));
       },
-      () => refuse('503 Service Unavailable', 'unavailable', 'the token could not be checked; retry'),
+      (err: unknown) =>
+        err instanceof HttpError && err.status === 429
+          ? refuse('429 Too Many Requests', err.code, err.message)
+          : refuse('503 Service Unavailable', 'unavailable', 'the token could not be checked; retry'),
     );
     return true;
   }

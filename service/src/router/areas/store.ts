@@ -75,7 +75,7 @@ export async function patchArea(pool: Pool, id: number, p: PatchArea): Promise<A
     const { rows } = await c.query<AreaRow>(`UPDATE areas SET ${sets.join(', ')} WHERE id = $1 RETURNING *`, values);
     if (!rows[0]) return null;
     if (p.enabled !== false) return view(rows[0]);
-    await disableArea(c, id, 'disabled by the API');
+    await disableArea(pool, id, 'disabled by the API', c);
     return view((await c.query<AreaRow>('SELECT * FROM areas WHERE id = $1', [id])).rows[0]!);
   });
 }

@@ -5,7 +5,8 @@
 // which the worker delivers one after the other. The rest of a queue stays invisible while its head is
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
-import type { Pool } from '../../store/pool.js';
+import type { Pool, PoolClient } from '../../store/pool.js';
+import { withTransaction } from '../../store/pool.js';
 import { findMessagesForForwarding } from './payload.js';
 
 export interface ClaimedEvent {
@@ -177,7 +178,9 @@ const DISABLED_REASON = "'area disabled: ' || COALESCE(a.disabled_reason, 'no re
  * dead-lettered with the reason instead: nobody would ever deliver it. An event can be in a batch
  * twice (its lease ran out while its first outcome waited, and it was delivered again): an UPDATE
  * changes a row once however many source rows join it, so the batch is folded to each event's
- * last outcome, counting all of its attempts.
+ * last outcome, counting all of its attempts. A finished event is never reopened: the late outcome
+ * of a worker whose lease ran out only adds its attempt. A dead one still takes a dead outcome (a
+ * 410 dead-letters its own event through the disable before its outcome says why).
  */
 export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], released: readonly number[] = []): Promise<void> {
   if (outcomes.length === 0 && released.length === 0) return;
@@ -188,9 +191,13 @@ export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], r
          WITH ORDINALITY AS r(id, area_id, body, status, next_at, code, latency, error, response, n)),
      -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
      a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
+     -- Only for events still there: an area deleted during its delivery took its events with it,
+     -- and their attempts must not fail the other areas' outcomes of the batch. The area lock in a
+     -- keeps a deletion from committing in between.
      att AS (
        INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
-       SELECT id, area_id, code, latency, error, response FROM r ORDER BY n),
+       SELECT r.id, r.area_id, r.code, r.latency, r.error, r.response FROM r
+       JOIN a ON a.id = r.area_id JOIN forward_events e ON e.id = r.id ORDER BY r.n),
      -- Never a row the final UPDATE changes too (one statement changes a row once).
      rel AS (
        UPDATE forward_events SET locked_until = NULL
@@ -205,27 +212,35 @@ export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], r
        last_error = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN ${DISABLED_REASON} ELSE last.error END,
        body = COALESCE(e.body, last.body),
        finished_at = CASE WHEN last.status = 'pending' AND a.disabled_at IS NULL THEN NULL ELSE now() END
-     FROM last JOIN a ON a.id = last.area_id WHERE e.id = last.id`,
+     FROM last JOIN a ON a.id = last.area_id WHERE e.id = last.id
+       AND (e.status = 'pending' OR (e.status = 'dead' AND last.status = 'dead'))`,
     [col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response), released],
   );
 }
 
 /**
- * Disables the area (unless it already is) and dead-letters its pending events with the reason,
- * in one statement: they stay visible in its deliveries and can be replayed once it is enabled.
+ * Disables the area (unless it already is) and dead-letters its pending events with the reason:
+ * they stay visible in its deliveries and can be replayed once it is enabled. The area is locked
+ * FOR UPDATE first, which waits for every transaction queueing an event for it (they hold it FOR
+ * KEY SHARE); the dead-lettering runs after, in a statement of its own, so it sees what they queued.
+ * Runs in the caller's transaction when given one.
  */
-export async function disableArea(db: Pick<Pool, 'query'>, areaId: number, reason: string): Promise<{ deadLettered: number } | null> {
-  const { rows } = await db.query<{ dead: number }>(
-    `WITH a AS (
-       UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now()
-       WHERE id = $1 RETURNING id, disabled_reason),
-     dead AS (
-       UPDATE forward_events e SET status = 'dead', locked_until = NULL, finished_at = now(), last_error = ${DISABLED_REASON}
-       FROM a WHERE e.area_id = a.id AND e.status = 'pending' RETURNING e.id)
-     SELECT (SELECT count(*)::int FROM dead) AS dead FROM a`,
-    [areaId, reason],
-  );
-  return rows[0] ? { deadLettered: rows[0].dead } : null;
+export async function disableArea(pool: Pool, areaId: number, reason: string, db?: PoolClient): Promise<{ deadLettered: number } | null> {
+  const run = async (c: PoolClient) => {
+    if ((await c.query('SELECT 1 FROM areas WHERE id = $1 FOR UPDATE', [areaId])).rowCount === 0) return null;
+    const { rows } = await c.query<{ dead: number }>(
+      `WITH a AS (
+         UPDATE areas SET disabled_at = COALESCE(disabled_at, now()), disabled_reason = COALESCE(disabled_reason, $2), updated_at = now()
+         WHERE id = $1 RETURNING id, disabled_reason),
+       dead AS (
+         UPDATE forward_events e SET status = 'dead', locked_until = NULL, finished_at = now(), last_error = ${DISABLED_REASON}
+         FROM a WHERE e.area_id = a.id AND e.status = 'pending' RETURNING e.id)
+       SELECT (SELECT count(*)::int FROM dead) AS dead FROM a`,
+      [areaId, reason],
+    );
+    return rows[0] ? { deadLettered: rows[0].dead } : null;
+  };
+  return db ? run(db) : withTransaction(pool, run);
 }
 
 /**

@@ -39,9 +39,27 @@ export class ForwardWake {
     const sub = redis.duplicate({ lazyConnect: true, connectionName: 'wa-router:forward-wake' });
     sub.on('error', (err: Error) => log.warn({ err: err.message }, 'forwarding: wake-up subscriber error'));
     sub.on('message', () => onWake());
-    // ioredis subscribes again by itself after a reconnect.
-    void sub.subscribe(channel).catch((err: Error) => log.warn({ err: err.message }, 'forwarding: wake-ups not subscribed; polling only'));
+    // ioredis subscribes again by itself after a reconnect, but only to channels it once
+    // subscribed: a first subscribe that failed (Redis away at boot, its retries spent) is
+    // retried here until it holds, polling meanwhile.
+    let closed = false;
+    let retry: NodeJS.Timeout | undefined;
+    const subscribe = (delayMs: number): void => {
+      sub.subscribe(channel).then(
+        () => undefined,
+        (err: Error) => {
+          if (closed) return;
+          log.warn({ err: err.message, retryInMs: delayMs }, 'forwarding: wake-ups not subscribed; polling only until a retry holds');
+          retry = setTimeout(() => subscribe(Math.min(delayMs * 2, 30_000)), delayMs).unref();
+        },
+      );
+    };
+    subscribe(1_000);
     // A subscriber has nothing to flush: closing at once never waits for an absent Redis.
-    return async () => sub.disconnect();
+    return async () => {
+      closed = true;
+      clearTimeout(retry);
+      sub.disconnect();
+    };
   }
 }

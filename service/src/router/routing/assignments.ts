@@ -26,12 +26,17 @@ async function lockConversation(c: PoolClient, id: number): Promise<Conv> {
   return rows[0];
 }
 
-/** Queues an event for the area if it is enabled, wants that type and serves the channel. */
+/**
+ * Queues an event for the area if it is enabled, wants that type and serves the channel. The area
+ * row is locked as the forwarding triggers do (014_router_disable_lock.sql): a concurrent disable
+ * then either sees the event or is seen.
+ */
 async function enqueue(c: PoolClient, conv: Conv, areaId: number, type: string, route: RouteView): Promise<void> {
   await c.query(
     `INSERT INTO forward_events (area_id, conversation_id, type, data)
      SELECT a.id, $2, $3, $4::jsonb FROM areas a
-     WHERE a.id = $1 AND a.disabled_at IS NULL AND (a.events IS NULL OR $3 = ANY (a.events)) AND (a.channel_ids IS NULL OR $5::bigint = ANY (a.channel_ids))`,
+     WHERE a.id = $1 AND a.disabled_at IS NULL AND (a.events IS NULL OR $3 = ANY (a.events)) AND (a.channel_ids IS NULL OR $5::bigint = ANY (a.channel_ids))
+     FOR KEY SHARE OF a`,
     [areaId, conv.id, type, JSON.stringify({ conversationId: conv.id, channelId: conv.channel_id, contact: conv.contact, route }), conv.channel_id],
   );
 }

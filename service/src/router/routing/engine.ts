@@ -93,7 +93,8 @@ export class RoutingEngine {
       if (!r.answerable || r.route_area_id !== null || IGNORED_TYPES.has(r.type)) continue;
       byConversation.set(r.conversation_id, [...(byConversation.get(r.conversation_id) ?? []), r]);
     }
-    await this.d.routes.fill([...fills.values()]);
+    // Without a generation read before Postgres (Redis away then) a fill could outlive a void.
+    if (cached) await this.d.routes.fill([...fills.values()], cached.gen);
     await Promise.all([...byConversation].map(([id, msgs]) => this.serialized(id, () => this.conversation(id, msgs))));
   }
 

@@ -6,8 +6,10 @@
 // (fresh or flushed Redis, an expired entry) reads Postgres and fills the cache.
 // Only "assigned" saves work (the menu needs Postgres anyway), so only it must never be stale:
 // a process that could not write its change after a commit bumps a generation every entry is
-// checked against, which voids them all. The same read carries the menus' stamp, bumped on
-// every menu save, so each process drops its cached menus at once.
+// checked against, which voids them all; a fill is written only under the generation read before
+// its Postgres read, so a value read before the change cannot come back after the void. The same
+// read carries the menus' stamp, bumped on every menu save, so each process drops its cached menus
+// at once.
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 
@@ -18,15 +20,17 @@ export interface CachedRoute {
   readonly areaId: number | null;
 }
 
-// KEYS[1] generation; KEYS[2..] entries; ARGV[1] ttl ms, then version and area per entry.
+// KEYS[1] generation; KEYS[2..] entries; ARGV[1] ttl ms, ARGV[2] the generation the values were
+// read under ('' for a change just committed, which is current), then version and area per entry.
 const PUT = `
 local gen = redis.call('GET', KEYS[1]) or '0'
+if ARGV[2] ~= '' and ARGV[2] ~= gen then return 0 end
 for i = 2, #KEYS do
-  local version = tonumber(ARGV[i * 2 - 2])
+  local version = tonumber(ARGV[i * 2 - 1])
   local cur = redis.call('GET', KEYS[i])
   local curVersion = cur and tonumber(string.match(cur, '^(%d+)')) or -1
   if version >= curVersion then
-    redis.call('SET', KEYS[i], version .. ':' .. gen .. ':' .. ARGV[i * 2 - 1], 'PX', ARGV[1])
+    redis.call('SET', KEYS[i], version .. ':' .. gen .. ':' .. ARGV[i * 2], 'PX', ARGV[1])
   end
 end
 return 0
@@ -60,10 +64,11 @@ export class RouteCache {
   }
 
   /**
-   * One read for a batch: the conversations the cache knows (assigned or not) and the menus'
-   * stamp. Redis away: nothing known, so everything is read from Postgres.
+   * One read for a batch: the conversations the cache knows (assigned or not), the menus' stamp
+   * and the generation, which a fill from a Postgres read made after this one must be given.
+   * Redis away: nothing known, so everything is read from Postgres.
    */
-  async read(conversationIds: readonly number[]): Promise<{ routes: Map<number, number | null>; menusStamp: string | null } | null> {
+  async read(conversationIds: readonly number[]): Promise<{ routes: Map<number, number | null>; menusStamp: string | null; gen: string } | null> {
     if (this.redis.status !== 'ready') return null;
     try {
       const [gen, stamp, ...values] = await this.redis.mget(this.genKey, this.menusKey, ...conversationIds.map((id) => this.key(id)));
@@ -73,7 +78,7 @@ export class RouteCache {
         const [, entryGen, area] = v.split(':');
         if (entryGen === (gen ?? '0')) routes.set(conversationIds[i]!, area ? Number(area) : null);
       }
-      return { routes, menusStamp: stamp ?? null };
+      return { routes, menusStamp: stamp ?? null, gen: gen ?? '0' };
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'router: route cache unreadable; reading Postgres');
       return null;
@@ -86,18 +91,23 @@ export class RouteCache {
 
   /** After a change committed: newer versions win. Never throws; a change it cannot write voids the cache. */
   async changed(routes: readonly CachedRoute[]): Promise<void> {
-    await this.write(routes).catch((err: Error) => this.void(err));
+    await this.write(routes, '').catch((err: Error) => this.void(err));
   }
 
-  /** What a read of Postgres found; a fill that fails leaves nothing stale behind. */
-  async fill(routes: readonly CachedRoute[]): Promise<void> {
-    await this.write(routes).catch(() => undefined);
+  /**
+   * What a read of Postgres found, made after a `read` that gave `gen`. Written only while that
+   * generation holds: a change committed after the Postgres read that could not reach Redis voided
+   * the cache, and the value read before it must not come back. A fill that fails leaves nothing
+   * stale behind.
+   */
+  async fill(routes: readonly CachedRoute[], gen: string): Promise<void> {
+    await this.write(routes, gen).catch(() => undefined);
   }
 
-  private async write(routes: readonly CachedRoute[]): Promise<void> {
+  private async write(routes: readonly CachedRoute[], readGen: string): Promise<void> {
     if (routes.length === 0) return;
     if (this.redis.status !== 'ready') throw new Error('redis not ready');
-    await this.redis.eval(PUT, routes.length + 1, this.genKey, ...routes.map((r) => this.key(r.conversationId)), this.ttlMs, ...routes.flatMap((r) => [r.version, r.areaId ?? '']));
+    await this.redis.eval(PUT, routes.length + 1, this.genKey, ...routes.map((r) => this.key(r.conversationId)), this.ttlMs, readGen, ...routes.flatMap((r) => [r.version, r.areaId ?? '']));
   }
 
   /** After a menu was saved: every process drops its cached menus on its next read. */

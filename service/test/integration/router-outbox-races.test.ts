@@ -1,0 +1,124 @@
+// The forwarding outbox under the races a running router meets: an area disabled or deleted
+// while its events are queued or delivered, and a worker whose lease ran out recording late.
+// Driven statement by statement against the real Postgres, with what the area's receiver and
+// the deliveries list would see checked at the end.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { claimRuns, disableArea, recordOutcomes, type Outcome } from '../../src/router/forwarding/outbox.js';
+import { assignConversation } from '../../src/router/routing/assignments.js';
+import { createTestDb, type TestDb } from '../helpers/context.js';
+import { eventually } from '../helpers/app.js';
+
+let db: TestDb;
+
+beforeAll(async () => {
+  db = await createTestDb();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+let n = 0;
+async function conversation(): Promise<number> {
+  n++;
+  const ch = await db.pool.query<{ id: number }>('INSERT INTO channels (phone_number_id) VALUES ($1) RETURNING id', [`race-${n}-${Date.now()}`]);
+  const ct = await db.pool.query<{ id: number }>('INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id', [`55119${Date.now()}${n}`]);
+  const cv = await db.pool.query<{ id: number }>('INSERT INTO conversations (channel_id, contact_id) VALUES ($1, $2) RETURNING id', [ch.rows[0]!.id, ct.rows[0]!.id]);
+  return Number(cv.rows[0]!.id);
+}
+async function area(name: string): Promise<number> {
+  const { rows } = await db.pool.query<{ id: string }>("INSERT INTO areas (name, webhook_url) VALUES ($1, 'http://127.0.0.1:9/x') RETURNING id", [name]);
+  return Number(rows[0]!.id);
+}
+async function queued(areaId: number, conv: number): Promise<number> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    "INSERT INTO forward_events (area_id, conversation_id, type, data, created_at) VALUES ($1, $2, 'conversation.assigned', '{}', now() - interval '1 minute') RETURNING id",
+    [areaId, conv],
+  );
+  return Number(rows[0]!.id);
+}
+const outcome = (id: number, areaId: number, status: Outcome['status'], statusCode: number): Outcome => ({
+  id, areaId, body: status === 'succeeded' ? null : '{}', status, nextAttemptAt: new Date(Date.now() - 1000), statusCode, latencyMs: 1, error: null, response: null,
+});
+const statusOf = async (id: number) => (await db.pool.query<{ status: string }>('SELECT status FROM forward_events WHERE id = $1', [id])).rows[0]?.status;
+// A statement of another connection is waiting for a row lock (so the interleaving is the one meant).
+const waitingForLock = () => eventually(async () => {
+  const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+  return rows[0]!.n > 0 ? true : null;
+}, { what: 'a statement waiting for a lock' });
+
+it('an event queued while its area is being disabled is dead-lettered, not left pending forever', async () => {
+  const conv = await conversation();
+  const areaId = await area('Disabled during an assignment');
+  const c = await db.pool.connect();
+  let disabling: Promise<{ deadLettered: number } | null> | undefined;
+  try {
+    // The assignment's transaction queued conversation.assigned; the 410 (or PATCH enabled:false)
+    // that disables the area meanwhile waits for it, then dead-letters what it queued.
+    await c.query('BEGIN');
+    await assignConversation(db.pool, conv, areaId, 'api', c);
+    disabling = disableArea(db.pool, areaId, 'the webhook answered 410 Gone');
+    await waitingForLock();
+    await c.query('COMMIT');
+  } finally {
+    c.release();
+  }
+  expect(await disabling).toEqual({ deadLettered: 1 });
+  const { rows } = await db.pool.query<{ status: string; last_error: string }>('SELECT status, last_error FROM forward_events WHERE area_id = $1', [areaId]);
+  expect(rows).toEqual([{ status: 'dead', last_error: 'area disabled: the webhook answered 410 Gone' }]);
+});
+
+it('a customer message stored while its area is being disabled queues nothing for the disabled area', async () => {
+  const conv = await conversation();
+  const areaId = await area('Disabled before a message');
+  await assignConversation(db.pool, conv, areaId, 'api');
+  const c = await db.pool.connect();
+  let storing: Promise<unknown> | undefined;
+  try {
+    await c.query('BEGIN');
+    await disableArea(db.pool, areaId, 'disabled by the API', c);
+    // The ingest stores the customer's message meanwhile: its forwarding trigger waits for the disable.
+    storing = db.pool.query(
+      `INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, type, body, raw, wa_timestamp, status)
+       SELECT $2, cv.channel_id, cv.id, cv.contact_id, 'inbound', 'text', 'hello', '{}', now(), 'received' FROM conversations cv WHERE cv.id = $1`,
+      [conv, `wamid.RACE${Date.now()}`],
+    );
+    await waitingForLock();
+    await c.query('COMMIT');
+  } finally {
+    c.release();
+  }
+  await storing;
+  const { rows } = await db.pool.query<{ type: string; status: string }>('SELECT type, status FROM forward_events WHERE area_id = $1 ORDER BY id', [areaId]);
+  expect(rows).toEqual([{ type: 'conversation.assigned', status: 'dead' }]);
+});
+
+it('a late failed outcome of an event never turns a delivered event back into pending', async () => {
+  const conv = await conversation();
+  const areaId = await area('Late outcome');
+  const id = await queued(areaId, conv);
+  // Worker B (after A's lease ran out) delivered it and recorded success; worker A's failure of the
+  // same event is recorded afterwards.
+  await recordOutcomes(db.pool, [outcome(id, areaId, 'succeeded', 200)]);
+  await recordOutcomes(db.pool, [outcome(id, areaId, 'pending', 500)]);
+  expect(await statusOf(id)).toBe('succeeded');
+  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [], areaCaps: new Map(), defaultCap: 10, headOnlyAreas: [] });
+  expect(claimed.flat().map((e) => e.id)).not.toContain(id);
+  // Both attempts stay in the deliveries list.
+  const { rows } = await db.pool.query<{ status_code: number }>('SELECT status_code FROM forward_attempts WHERE event_id = $1 ORDER BY id', [id]);
+  expect(rows.map((r) => r.status_code)).toEqual([200, 500]);
+});
+
+it("an area deleted while one of its runs is in delivery does not void the other areas' recorded outcomes", async () => {
+  const conv = await conversation();
+  const kept = await area('Kept');
+  const deleted = await area('Deleted meanwhile');
+  const keptEvent = await queued(kept, conv);
+  const goneEvent = await queued(deleted, conv);
+  // Both were claimed and delivered by one worker; DELETE /v1/areas/:id commits before the
+  // worker's outcome batch (the area's events cascade away).
+  await db.pool.query('DELETE FROM areas WHERE id = $1', [deleted]);
+  await recordOutcomes(db.pool, [outcome(keptEvent, kept, 'succeeded', 200), outcome(goneEvent, deleted, 'succeeded', 200)]);
+  expect(await statusOf(keptEvent)).toBe('succeeded');
+  const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM forward_attempts WHERE event_id = $1', [keptEvent]);
+  expect(rows[0]!.n).toBe(1);
+});
