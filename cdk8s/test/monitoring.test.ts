@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PRESET_NAMES, presets, synthManifests, type Manifest } from '../src/index.js';
+import { grafanaDashboard, PRESET_NAMES, presets, synthManifests, type Manifest } from '../src/index.js';
 import { monitoringFiles, REPO_ROOT } from '../src/charts-files.js';
 import type { AlertRule, RuleGroup } from '../src/monitoring/rules.js';
 import { find, type Json } from './helpers.js';
@@ -66,6 +66,19 @@ describe.each(PRESET_NAMES)('%s', (name) => {
     expect(JSON.parse(fs.readFileSync(file.file, 'utf8'))).toEqual(dashboard);
     const titles = (dashboard.panels as Json[]).filter((p) => p.type !== 'row').map((p) => p.title);
     expect(titles).toEqual(expect.arrayContaining(['Webhook rate by outcome', 'Oldest waiting job age', 'Dead letters', 'Meta errors by code', 'Circuit state per channel', 'Pacing', 'History sync progress', 'DB pool', 'Realtime clients', 'Deliveries per area']));
+  });
+
+  it('filters every series of every panel by the namespace picked in the dashboard, one install\'s figures apart from another\'s', () => {
+    const dashboard = grafanaDashboard(presets[name]) as { templating: { list: Json[] }; panels: { targets?: { expr: string }[] }[] };
+    const variable = dashboard.templating.list.find((v) => v.name === 'namespace')!;
+    expect(variable).toMatchObject({ type: 'query', multi: true, includeAll: true });
+    const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+    expect(exprs.length).toBeGreaterThanOrEqual(25);
+    for (const expr of exprs) {
+      const selectors = expr.match(/\b(?:wa_router_[a-z0-9_]+|up)\b(?:\{[^}]*\})?(?!\s*\()/g) ?? [];
+      expect(selectors.length, expr).toBeGreaterThan(0);
+      for (const sel of selectors) expect(sel, expr).toContain('namespace=~"$namespace"');
+    }
   });
 
   it('leaves the Operator kinds out when the cluster has no Prometheus Operator, keeping the dashboard', () => {

@@ -19,8 +19,8 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi
 
-GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-[ -x "$GO" ] || { echo "controlplane: Go not found (set GO=/path/to/go); it is needed once to build the Kubernetes control plane" >&2; exit 1; }
+# The committed module's go line; another version's module is checked again once written.
+GO=$(scripts/lib/require-go.sh "$(sed -n 's/^go //p' k8s-tests/controlplane/go.mod)" "controlplane: building the Kubernetes control plane (once)")
 export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
 
@@ -46,6 +46,7 @@ if [ "$K8S_VERSION" != "$(sed -n 's/^require k8s.io\/kubernetes v//p' "$MOD/go.m
     for m in $staging; do echo "	$m => $m v0.$minor"; done
     echo ")"
   } > "$MOD/go.mod"
+  GO=$(GO=$GO scripts/lib/require-go.sh "$(sed -n 's/^go //p' "$MOD/go.mod")" "controlplane: building Kubernetes $K8S_VERSION")
 fi
 
 mkdir -p "$OUT.partial"

@@ -13,9 +13,12 @@ CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 NODE_BIN=$(scripts/lib/ensure-node.sh)
-NPM_DIR=$(dirname "$(readlink -f "$(command -v npm)")")/..
+# The npm that runs on the ensured Node (beside it, or the system's): the one ensure-node.sh vouches
+# for, not whichever npm another Node put first on PATH; without one, stop rather than copy nothing.
+NPM=$(PATH="$NODE_BIN:$PATH" command -v npm) || { echo "image: npm not found beside $NODE_BIN/node or on PATH (scripts/lib/ensure-node.sh installs it)" >&2; exit 1; }
+NPM_DIR=$(dirname "$(readlink -f "$NPM")")/..
 node_version=$("$NODE_BIN/node" -v)
-npm_version=$(PATH="$NODE_BIN:$PATH" npm -v)
+npm_version=$(PATH="$NODE_BIN:$PATH" "$NPM" -v)
 
 hash=$( { echo "$SUITE $node_version $npm_version"; cat "$0"; } | sha256sum | cut -c1-12)
 tag=localhost/wa-router-base:node${node_version#v}-$hash

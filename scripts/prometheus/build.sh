@@ -20,8 +20,8 @@ exec 9>"$OUT.lock"
 flock 9
 if have_all; then echo "$OUT"; exit 0; fi
 
-GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-[ -x "$GO" ] || { echo "prometheus: Go not found (set GO=/path/to/go); it is needed once to build prometheus and promtool" >&2; exit 1; }
+# The go line of github.com/prometheus/prometheus v0.316.0's go.mod.
+GO=$("$(dirname "$0")/../lib/require-go.sh" 1.26.7 "prometheus: building prometheus and promtool (once)")
 export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
 

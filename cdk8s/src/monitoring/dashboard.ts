@@ -23,6 +23,9 @@ export interface PanelRow {
 
 const R = '$__rate_interval';
 
+/** The namespaces with a wa-router web or worker target, for the dashboard's namespace picker. */
+const NAMESPACES_QUERY = 'label_values(up{job=~"wa-router-(web|worker)"}, namespace)';
+
 /** The panels, grouped in rows: the README lists them from here. */
 export function dashboardRows(preset: Preset): PanelRow[] {
   const quantiles = (metric: string, by: string, labels = '') => [0.5, 0.99].map((q) => ({
@@ -62,7 +65,7 @@ export function dashboardRows(preset: Preset): PanelRow[] {
     {
       title: 'Outbound',
       panels: [
-        { title: 'Outbound sends by result', unit: 'ops', description: 'Graph API send attempts: accepted, retry, throttle (Meta pacing), permanent, pause_channel.', queries: [{ expr: `sum by (result) (rate(wa_router_outbound_sends_total[${R}]))`, legend: '{{result}}' }] },
+        { title: 'Outbound sends by result', unit: 'ops', description: 'Graph API send attempts: accepted, unknown (timeout after the request was written), retry, throttle (Meta pacing), permanent, pause_channel.', queries: [{ expr: `sum by (result) (rate(wa_router_outbound_sends_total[${R}]))`, legend: '{{result}}' }] },
         { title: 'Meta errors by code', unit: 'ops', description: 'Graph API answers that were errors, by Meta error code.', queries: [{ expr: `sum by (outcome) (rate(wa_router_graph_request_duration_seconds_count{outcome!="ok"}[${R}]))`, legend: '{{outcome}}' }] },
         { title: 'Graph API latency', unit: 's', description: 'Send latency of successful Graph API calls.', queries: quantiles('wa_router_graph_request_duration_seconds', '', '{outcome="ok"}') },
         { title: 'Circuit state per channel', unit: 'short', description: '0 closed, 1 half-open, 2 open (sends wait).', queries: [{ expr: 'max by (channel) (wa_router_circuit_open)', legend: 'channel {{channel}}' }] },
@@ -102,7 +105,20 @@ export function dashboardRows(preset: Preset): PanelRow[] {
   ];
 }
 
-/** The dashboard as Grafana's JSON model (schemaVersion 39), with a Prometheus data source variable. */
+/**
+ * Every series selector of `expr` limited to the namespaces picked in the dashboard's `namespace`
+ * variable: one Prometheus often scrapes several installs, whose figures must not add up.
+ */
+export function inNamespaces(expr: string): string {
+  return expr.replace(/\b(wa_router_[a-z0-9_]+|up)\b(?:\{([^}]*)\})?(?!\s*\()/g, (_m, name: string, labels: string | undefined) =>
+    `${name}{namespace=~"$namespace"${labels ? `, ${labels}` : ''}}`);
+}
+
+/**
+ * The dashboard as Grafana's JSON model (schemaVersion 39), with a Prometheus data source variable
+ * and a namespace variable. Its uid names the preset, not the namespace: one imported copy serves
+ * every install of the preset a Prometheus scrapes, the namespace picked at the top.
+ */
 export function grafanaDashboard(preset: Preset): Record<string, unknown> {
   const panels: Record<string, unknown>[] = [];
   let id = 1;
@@ -128,7 +144,7 @@ export function grafanaDashboard(preset: Preset): Record<string, unknown> {
           },
           overrides: [],
         },
-        targets: p.queries.map((q, j) => ({ refId: String.fromCharCode(65 + j), expr: q.expr, legendFormat: q.legend, datasource: { type: 'prometheus', uid: '${datasource}' } })),
+        targets: p.queries.map((q, j) => ({ refId: String.fromCharCode(65 + j), expr: inNamespaces(q.expr), legendFormat: q.legend, datasource: { type: 'prometheus', uid: '${datasource}' } })),
       });
     });
     y += Math.ceil(row.panels.length / 3) * 8;
@@ -141,7 +157,24 @@ export function grafanaDashboard(preset: Preset): Record<string, unknown> {
     schemaVersion: 39,
     refresh: '30s',
     time: { from: 'now-6h', to: 'now' },
-    templating: { list: [{ name: 'datasource', type: 'datasource', query: 'prometheus', label: 'Prometheus' }] },
+    templating: {
+      list: [
+        { name: 'datasource', type: 'datasource', query: 'prometheus', label: 'Prometheus' },
+        {
+          name: 'namespace',
+          label: 'Namespace',
+          type: 'query',
+          datasource: { type: 'prometheus', uid: '${datasource}' },
+          definition: NAMESPACES_QUERY,
+          query: { query: NAMESPACES_QUERY, refId: 'namespaces' },
+          refresh: 2,
+          multi: true,
+          includeAll: true,
+          allValue: '.+',
+          sort: 1,
+        },
+      ],
+    },
     panels,
   };
 }

@@ -69,11 +69,13 @@ export function alertGroups(preset: Preset, namespace: string): RuleGroup[] {
           '5m',
           `Inbound webhooks wait more than ${m.inboundBacklogSeconds} s to be stored`,
           'The oldest inbound job in {{ $labels.namespace }} has waited {{ $value | humanizeDuration }}: workers are down, too few, or blocked on Postgres. Agents see messages late.'),
+        // The age of the last applied chunk, not changes() over a window: a series born at its
+        // value shows no change, and only running syncs export it (a declined one waits for nothing).
         alert('WaRouterHistorySyncStalled', 'warning',
-          `(max by (namespace, channel) (wa_router_history_sync_progress) < 100) and on (namespace, channel) (max by (namespace, channel) (changes(wa_router_history_sync_chunks{state="applied"}[${m.historyStallMinutes}m])) == 0)`,
-          '5m',
+          `time() - max by (namespace, channel) (wa_router_history_sync_last_applied_timestamp_seconds) > ${m.historyStallMinutes * 60}`,
+          undefined,
           'History sync of channel {{ $labels.channel }} stalled',
-          `The coexistence history sync of channel {{ $labels.channel }} in {{ $labels.namespace }} is below 100% and applied no chunk for ${m.historyStallMinutes} minutes.`),
+          `The coexistence history sync of channel {{ $labels.channel }} in {{ $labels.namespace }} is running and applied no chunk for ${m.historyStallMinutes} minutes.`),
       ],
     },
     {

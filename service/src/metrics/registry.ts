@@ -58,7 +58,7 @@ export function createMetrics() {
   };
 
   const outbound = {
-    sent: new client.Counter({ name: 'wa_router_outbound_sends_total', help: 'Graph API send attempts by result (accepted, retry, throttle, permanent, pause_channel)', labelNames: ['result'] as const, registers: [registry] }),
+    sent: new client.Counter({ name: 'wa_router_outbound_sends_total', help: 'Graph API send attempts by result (accepted, unknown, retry, throttle, permanent, pause_channel)', labelNames: ['result'] as const, registers: [registry] }),
     graphDuration: new client.Histogram({
       name: 'wa_router_graph_request_duration_seconds',
       help: 'Graph API send latency by outcome (ok or the error code)',
@@ -81,6 +81,12 @@ export function createMetrics() {
     repairedStrings: inbound.repairedStrings,
   };
 
+  // The label values that mean trouble start at 0: an alert's or a panel's selector for them (the
+  // 5xx ratio, the Pacing panel's throttle) finds a series before the first one happens, and a
+  // misspelt value in a query shows as missing data in the monitoring tests.
+  for (const outcome of ['accepted', 'unavailable', 'timeout', 'overloaded']) webhook.requests.inc({ outcome }, 0);
+  for (const reason of ['timeout', 'overloaded']) webhook.enqueueRejections.inc({ reason }, 0);
+  for (const result of ['accepted', 'unknown', 'retry', 'throttle', 'permanent', 'pause_channel']) outbound.sent.inc({ result }, 0);
   return { registry, webhook, jobs, inbound, outbound, history };
 }
 

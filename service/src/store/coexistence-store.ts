@@ -389,17 +389,27 @@ export async function syncStatus(pool: Pool, channelId: number): Promise<SyncSta
 
 export interface SyncRunFigures {
   readonly channelId: number;
+  readonly status: string;
   readonly progress: number;
   readonly chunksReceived: number;
   readonly chunksApplied: number;
   readonly chunksFailed: number;
   readonly messagesStored: number;
+  /** When the run last moved: its latest applied chunk, or its start before any chunk applied (Unix seconds). */
+  readonly lastAppliedAt: number;
 }
 
 /** Every channel's run, for the metrics gauges. */
 export async function syncRunFigures(pool: Pool): Promise<SyncRunFigures[]> {
-  const { rows } = await pool.query<{ channel_id: string; progress: number; chunks_received: number; chunks_applied: number; chunks_failed: number; messages_stored: string }>(
-    'SELECT channel_id, progress, chunks_received, chunks_applied, chunks_failed, messages_stored FROM sync_runs ORDER BY channel_id',
+  const { rows } = await pool.query<{ channel_id: string; status: string; progress: number; chunks_received: number; chunks_applied: number; chunks_failed: number; messages_stored: string; last_applied_at: number }>(
+    `SELECT r.channel_id, r.status, r.progress, r.chunks_received, r.chunks_applied, r.chunks_failed, r.messages_stored,
+            extract(epoch FROM COALESCE(
+              (SELECT max(c.applied_at) FROM sync_chunks c WHERE c.channel_id = r.channel_id AND c.state = 'applied'),
+              r.started_at))::float8 AS last_applied_at
+     FROM sync_runs r ORDER BY r.channel_id`,
   );
-  return rows.map((r) => ({ channelId: Number(r.channel_id), progress: r.progress, chunksReceived: r.chunks_received, chunksApplied: r.chunks_applied, chunksFailed: r.chunks_failed, messagesStored: Number(r.messages_stored) }));
+  return rows.map((r) => ({
+    channelId: Number(r.channel_id), status: r.status, progress: r.progress, chunksReceived: r.chunks_received, chunksApplied: r.chunks_applied,
+    chunksFailed: r.chunks_failed, messagesStored: Number(r.messages_stored), lastAppliedAt: r.last_applied_at,
+  }));
 }

@@ -1,5 +1,5 @@
 // The coexistence history-sync gauges: read from Postgres at scrape time, once a second at most
-// however many gauges ask (one query serves all three).
+// however many gauges ask (one query serves them all).
 import type { Registry } from 'prom-client';
 import { scrapeGauge } from '../metrics/registry.js';
 import { syncRunFigures, type SyncRunFigures } from '../store/coexistence-store.js';
@@ -24,5 +24,10 @@ export function registerSyncGauges(registry: Registry, pool: Pool): void {
   });
   scrapeGauge(registry, 'wa_router_history_sync_messages', 'History messages stored per channel', ['channel'], async (set) => {
     for (const f of await figures()) set({ channel: String(f.channelId) }, f.messagesStored);
+  });
+  // Running syncs only: a declined, completed or failed run waits for nothing from Meta, and its
+  // last chunk's age must not read as a stall (failed chunks have their dead-letter alert).
+  scrapeGauge(registry, 'wa_router_history_sync_last_applied_timestamp_seconds', 'When a running history sync last applied a chunk (its start before the first one), per channel', ['channel'], async (set) => {
+    for (const f of await figures()) if (f.status === 'running') set({ channel: String(f.channelId) }, f.lastAppliedAt);
   });
 }

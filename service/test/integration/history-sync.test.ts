@@ -303,9 +303,22 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
     await eventually(async () => (await db.pool.query("SELECT 1 FROM inbound_events WHERE unrouted AND '999000111222' = ANY(phone_number_ids)")).rowCount === 1, { what: 'unrouted history kept' });
   });
 
-  it('records a declined history (2593109) instead of dropping it', async () => {
+  it('records a declined history (2593109) instead of dropping it, and a declined sync is no stalled one', async () => {
+    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    const lastApplied = `wa_router_history_sync_last_applied_timestamp_seconds{channel="${channel}"} `;
+    // A running sync exports when it last applied a chunk (what WaRouterHistorySyncStalled ages).
+    const before = Date.now() / 1000;
+    await post(envelope(historyChange({ phase: 2, chunkOrder: 1, progress: 60, threads: [historyThread({ waId: '5511933332222', start: 1_739_400_000 })] })));
+    await eventually(async () => (await db.pool.query("SELECT 1 FROM sync_chunks WHERE phase = 2 AND chunk_order = 1 AND state = 'applied'")).rowCount === 1, { what: 'chunk applied' });
+    const exported = Number((await metric(lastApplied))?.slice(lastApplied.length));
+    expect(exported).toBeGreaterThanOrEqual(Math.floor(before) - 1);
+    expect(exported).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+
     await post(envelope(historyErrorChange()));
     const run = await eventually(async () => (await db.pool.query("SELECT status, error_code FROM sync_runs WHERE status = 'declined'")).rows[0], { what: 'sync run recorded' });
     expect(run).toEqual({ status: 'declined', error_code: 2593109 });
+    // Declined waits for nothing from Meta: no last-applied time, so the stall alert cannot fire.
+    await eventually(async () => (await metric(lastApplied)) === undefined, { what: 'last-applied time withdrawn', timeoutMs: 5_000 });
+    expect(await metric(`wa_router_history_sync_progress{channel="${channel}"}`)).toBeDefined();
   });
 });

@@ -24,6 +24,8 @@ interface Case {
   readonly at: string;
   /** Labels of each expected alert besides alertname and severity; empty: must stay silent. */
   readonly fires: Record<string, string>[];
+  /** Trouble shown for less than the alert's `for:` at `at`: silent only thanks to `for:`. */
+  readonly shorterThanFor?: true;
 }
 
 const s = (metric: string, labels: Record<string, string> = {}) =>
@@ -56,9 +58,12 @@ function cases(p: Preset): Case[] {
     { name: 'dead letters steady', alert: 'WaRouterDeadLettersGrowing', at: '6m', series: { [s('wa_router_queue_jobs', { queue: 'inbound', state: 'failed' })]: '2x10' }, fires: [] },
     { name: 'inbound backlog ageing', alert: 'WaRouterInboundBacklogOld', at: '9m', series: { [s('wa_router_queue_oldest_job_seconds', { queue: 'inbound' })]: `0 ${backlog * 2}x10` }, fires: [ns] },
     { name: 'inbound backlog young, history old', alert: 'WaRouterInboundBacklogOld', at: '9m', series: { [s('wa_router_queue_oldest_job_seconds', { queue: 'inbound' })]: `${backlog / 2}x10`, [s('wa_router_queue_oldest_job_seconds', { queue: 'history' })]: '3600x10' }, fires: [] },
-    { name: 'history sync stuck at 40%', alert: 'WaRouterHistorySyncStalled', at: `${stall + 10}m`, series: { [s('wa_router_history_sync_progress', { channel: '1' })]: `40x${stall + 20}`, [s('wa_router_history_sync_chunks', { channel: '1', state: 'applied' })]: `5x${stall + 20}` }, fires: [{ ...ns, channel: '1' }] },
-    { name: 'history sync progressing', alert: 'WaRouterHistorySyncStalled', at: `${stall + 10}m`, series: { [s('wa_router_history_sync_progress', { channel: '1' })]: `0+1x${stall + 20}`, [s('wa_router_history_sync_chunks', { channel: '1', state: 'applied' })]: `0+1x${stall + 20}` }, fires: [] },
-    { name: 'history sync finished', alert: 'WaRouterHistorySyncStalled', at: `${stall + 10}m`, series: { [s('wa_router_history_sync_progress', { channel: '1' })]: `100x${stall + 20}`, [s('wa_router_history_sync_chunks', { channel: '1', state: 'applied' })]: `9x${stall + 20}` }, fires: [] },
+    // The gauge holds the Unix time of the last applied chunk; promtool's clock starts at 0.
+    { name: `history sync without a chunk for ${stall + 1} minutes`, alert: 'WaRouterHistorySyncStalled', at: `${stall + 1}m`, series: { [s('wa_router_history_sync_last_applied_timestamp_seconds', { channel: '1' })]: `0x${stall + 20}` }, fires: [{ ...ns, channel: '1' }] },
+    { name: `history sync without a chunk for ${stall - 1} minutes`, alert: 'WaRouterHistorySyncStalled', at: `${stall - 1}m`, series: { [s('wa_router_history_sync_last_applied_timestamp_seconds', { channel: '1' })]: `0x${stall + 20}` }, fires: [] },
+    { name: 'history sync applying a chunk a minute', alert: 'WaRouterHistorySyncStalled', at: `${stall + 10}m`, series: { [s('wa_router_history_sync_last_applied_timestamp_seconds', { channel: '1' })]: `0+60x${stall + 20}` }, fires: [] },
+    // The series is born at the first applied chunk (minute 3), with that chunk's time as its value.
+    { name: 'history sync whose first chunk came 6 minutes ago', alert: 'WaRouterHistorySyncStalled', at: '9m', series: { [s('wa_router_history_sync_last_applied_timestamp_seconds', { channel: '7' })]: `_x3 180x${stall + 20}` }, fires: [] },
     { name: 'channel circuit open', alert: 'WaRouterOutboundCircuitOpen', at: '7m', series: { [s('wa_router_circuit_open', { channel: '3' })]: '2x10' }, fires: [{ ...ns, channel: '3' }] },
     { name: 'channel circuit flapping', alert: 'WaRouterOutboundCircuitOpen', at: '7m', series: { [s('wa_router_circuit_open', { channel: '3' })]: '2 1 2 1 2 1 2 1 2 1' }, fires: [] },
     { name: 'a channel paused', alert: 'WaRouterChannelPaused', at: '3m', series: { [s('wa_router_channels_paused')]: '0 0 1 1 1' }, fires: [ns] },
@@ -77,6 +82,17 @@ function cases(p: Preset): Case[] {
     { name: 'area keeping up', alert: 'WaRouterAreaBacklog', at: '8m', series: { [s('wa_router_forward_oldest_seconds', { area: 'sales' })]: `${area / 2}x10` }, fires: [] },
     { name: 'area circuit open', alert: 'WaRouterAreaCircuitOpen', at: '7m', series: { [s('wa_router_forward_circuit', { area: 'sales' })]: '2x10' }, fires: [{ ...ns, area: 'sales' }] },
     { name: 'area circuit half-open', alert: 'WaRouterAreaCircuitOpen', at: '7m', series: { [s('wa_router_forward_circuit', { area: 'sales' })]: '1x10' }, fires: [] },
+    // Each alert with `for:` fed its trouble for a minute less than that: pending, not firing.
+    { name: '10% answered 503 for 4 minutes', alert: 'WaRouterWebhook5xxRatio', at: '5m', series: webhook(90, 10), fires: [], shorterThanFor: true },
+    { name: 'p99 at twice the target for 9 minutes', alert: 'WaRouterWebhookLatencyHigh', at: '10m', series: latency(target * 2), fires: [], shorterThanFor: true },
+    { name: 'inbound backlog ageing for 4 minutes', alert: 'WaRouterInboundBacklogOld', at: '5m', series: { [s('wa_router_queue_oldest_job_seconds', { queue: 'inbound' })]: `0 ${backlog * 2}x10` }, fires: [], shorterThanFor: true },
+    { name: 'channel circuit open for 4 minutes', alert: 'WaRouterOutboundCircuitOpen', at: '4m', series: { [s('wa_router_circuit_open', { channel: '3' })]: '2x4 0x5' }, fires: [], shorterThanFor: true },
+    { name: 'queries waiting for 4 minutes', alert: 'WaRouterDbPoolSaturated', at: '4m', series: { [s('wa_router_db_pool_connections', { job: 'wa-router-worker', instance: 'w1', state: 'waiting' })]: '3x4 0x5' }, fires: [], shorterThanFor: true },
+    { name: 'replica gone for 1 minute', alert: 'WaRouterRedisReplicaMissing', at: '2m', series: { [s('wa_router_redis_connected_replicas', { instance: 'a1' })]: `${p.redis.replicas} 0 0 ${p.redis.replicas}x5` }, fires: [], shorterThanFor: true },
+    { name: 'web target down for 1 minute', alert: 'WaRouterTargetDown', at: '3m', series: { [s('up', { job: 'wa-router-web', instance: 'a1' })]: '1 1 0 0 1 1', [s('up', { job: 'wa-router-worker', instance: 'w1' })]: '1x6' }, fires: [], shorterThanFor: true },
+    { name: 'no worker target for 4 minutes', alert: 'WaRouterTargetMissing', at: '4m', series: { [s('up', { job: 'wa-router-web', instance: 'a1' })]: '1x8', [s('up', { job: 'wa-router-worker', instance: 'w1' })]: '_x5 1x3' }, fires: [], shorterThanFor: true },
+    { name: 'area events waiting for 4 minutes', alert: 'WaRouterAreaBacklog', at: '5m', series: { [s('wa_router_forward_oldest_seconds', { area: 'sales' })]: `0 ${area * 2}x4 0x5` }, fires: [], shorterThanFor: true },
+    { name: 'area circuit open for 4 minutes', alert: 'WaRouterAreaCircuitOpen', at: '4m', series: { [s('wa_router_forward_circuit', { area: 'sales' })]: '2x4 0x5' }, fires: [], shorterThanFor: true },
   ];
 }
 
@@ -98,6 +114,7 @@ describe.each(PRESET_NAMES)('%s', (name) => {
       const mine = all.filter((c) => c.alert === a.alert);
       expect(mine.some((c) => c.fires.length > 0), `${a.alert} has a firing case`).toBe(true);
       expect(mine.some((c) => c.fires.length === 0), `${a.alert} has a silent case`).toBe(true);
+      if (a.for) expect(mine.some((c) => c.shorterThanFor), `${a.alert} has a case shorter than its for: ${a.for}`).toBe(true);
     }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-promtool-'));
     // promtool compares annotations too; they are templates checked by `check rules` above, so the
