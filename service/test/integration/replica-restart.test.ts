@@ -94,3 +94,25 @@ it('reads the replicas in sync from INFO replication', () => {
   expect(onlineReplicas(info)).toBe(1);
   expect(onlineReplicas('role:master\r\nconnected_slaves:0\r\n')).toBe(0);
 });
+
+it('refuses the fallback once the replica was promoted away from this master (a failover this master has not seen yet): 503, not an ack on a master about to be resynced', async () => {
+  // The producer has learnt where the replica is (it reads INFO at most every 10 s while WAIT succeeds).
+  await new Promise((r) => setTimeout(r, 200));
+  const before = await localAcks();
+  const promoted = new Redis(replica!.url);
+  const old = new Redis(master.url);
+  try {
+    // What Sentinel's failover does to the chosen replica.
+    await promoted.replicaof('NO', 'ONE');
+    await eventually(async () => onlineReplicas(await old.info('replication')) === 0, { timeoutMs: 10_000, what: 'the old master to see no replica' });
+    const statuses: number[] = [];
+    for (let i = 101; i <= 105; i++) statuses.push((await postWebhook(app.url, body(i))).status);
+    expect(statuses).toEqual([503, 503, 503, 503, 503]);
+    expect(await localAcks()).toBe(before);
+    const onNew = new Set(await promoted.keys('*'));
+    expect((await old.keys('*')).filter((k) => !onNew.has(k) && /:\d+$/.test(k))).toEqual([]);
+  } finally {
+    promoted.disconnect();
+    old.disconnect();
+  }
+}, 60_000);
