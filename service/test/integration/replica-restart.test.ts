@@ -95,6 +95,28 @@ it('reads the replicas in sync from INFO replication', () => {
   expect(onlineReplicas('role:master\r\nconnected_slaves:0\r\n')).toBe(0);
 });
 
+it('exports the replicas in sync apart from the connected ones: a replica still in its full resync is connected, not online', async () => {
+  const m = new Redis(master.url);
+  const metrics = async () => {
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    const value = (name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
+    return { connected: value('wa_router_redis_connected_replicas'), online: value('wa_router_redis_online_replicas') };
+  };
+  let second: RedisHandle | undefined;
+  try {
+    expect(await metrics()).toEqual({ connected: 1, online: 1 });
+    await m.config('SET', 'repl-diskless-sync', 'yes');
+    await m.config('SET', 'repl-diskless-sync-delay', '5');
+    second = await startRedis({ dir: path.join(dir, 'second'), port: await freePort(), password, replicaOf: { host: '127.0.0.1', port: master.port } });
+    await eventually(async () => /connected_slaves:2/.test(await m.info('replication')), { timeoutMs: 10_000, what: 'the second replica to connect' });
+    expect(await metrics()).toEqual({ connected: 2, online: 1 });
+  } finally {
+    await m.config('SET', 'repl-diskless-sync-delay', '0');
+    await second?.stop();
+    m.disconnect();
+  }
+}, 60_000);
+
 it('refuses the fallback once the replica was promoted away from this master (a failover this master has not seen yet): 503, not an ack on a master about to be resynced', async () => {
   // The producer has learnt where the replica is (it reads INFO at most every 10 s while WAIT succeeds).
   await new Promise((r) => setTimeout(r, 200));
