@@ -231,6 +231,11 @@ function consistency(p: Preset): ValidationIssue[] {
     add('pgbouncer.maxDbConnections', `${b.replicas} pods × max_db_connections ${b.maxDbConnections} exceed the ${usable} connections Postgres can give (max_connections ${p.postgres.maxConnections} − ${p.postgres.reservedConnections} reserved)`);
   }
 
+  // Hard limit 0 means unlimited: a replica's buffer through a full resync could grow past any
+  // memory limit, so the floor below would count nothing for it.
+  if (redisBytes(p.redis.outputBuffers.replica.split(' ')[0]!) === 0) {
+    add('redis.outputBuffers.replica', `the replica output buffer hard limit is 0 (unlimited) in "${p.redis.outputBuffers.replica}": no memory limit holds it through a full resync; set a size, e.g. "512mb 128mb 60"`);
+  }
   const redisFloor = redisMemoryFloor(p);
   if (memoryBytes(p.redis.resources.limits.memory) < redisFloor.bytes) {
     add('redis.resources.limits.memory', `the Redis memory limit ${p.redis.resources.limits.memory} is below ${Math.ceil(redisFloor.bytes / MiB)}Mi (${redisFloor.explain}): a fork under writes would OOM-kill the master instead of Redis answering noeviction; raise the limit or lower redis.maxmemory`);

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presets, synthManifests } from '../src/index.js';
-import { confMap, type Json } from './helpers.js';
+import { confMap, container, find, type Json } from './helpers.js';
 import { freePort, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from '../../scripts/stack/proc.js';
 import { postgresBinDir, startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
 import { startPgBouncer } from '../../scripts/stack/pgbouncer.js';
@@ -224,4 +224,54 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
       await master.stop();
     }
   }, 90_000);
+  it('the hand-over and the replica\'s readiness wait for the replica\'s resync: Sentinel would promote a restarted replica that lacks what was acked meanwhile', async () => {
+    const work = path.join(dir, 'handover-sync');
+    fs.mkdirSync(work, { recursive: true });
+    const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
+    const master = await startRedis({ dir: path.join(work, 'master'), port: masterPort, password: PASSWORD });
+    const replicaOpts = { dir: path.join(work, 'replica'), port: replicaPort, password: PASSWORD, replicaOf: { host: LOOPBACK, port: masterPort } };
+    let replica = await startRedis(replicaOpts);
+    const conf = path.join(work, 'sentinel.conf');
+    fs.writeFileSync(conf, [`dir ${work}`, `sentinel monitor wa-router ${LOOPBACK} ${masterPort} 1`, `sentinel auth-pass wa-router ${PASSWORD}`,
+      'sentinel down-after-milliseconds wa-router 5000', 'sentinel failover-timeout wa-router 10000', ''].join('\n'));
+    const stopSentinel = await serveFile('redis-sentinel', conf, sentinelPort, work);
+    const cli = (port: number, ...args: string[]) => redisCli(port, '-a', PASSWORD, ...args);
+    const local = (text: string, port: number) => text.replaceAll(`-p ${6379}`, `-h ${LOOPBACK} -p ${port}`);
+    const script = path.join(work, 'pre-stop-redis.sh');
+    fs.writeFileSync(script, local(configMapFile('standard', 'pre-stop-redis.sh'), masterPort));
+    const env = { PATH: process.env['PATH'] ?? '', REDIS_PASSWORD: PASSWORD, SENTINELS: `${LOOPBACK}:${sentinelPort}`, MASTER_NAME: 'wa-router' };
+    const probe = (container(find(synthManifests('standard'), 'StatefulSet', 'wa-router-redis')).readinessProbe.exec.command as string[]).at(-1)!;
+    const ready = (port: number) => {
+      try {
+        execFileSync('sh', ['-c', local(probe, port)], { env, timeout: 10_000 });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      await waitFor('the Sentinel to know the replica', () => /flags\nslave\n/.test(redisCli(sentinelPort, 'SENTINEL', 'replicas', 'wa-router')) && /master_link_status:up/.test(cli(replicaPort, 'INFO', 'replication')), { timeoutMs: 30_000 });
+      expect(ready(masterPort)).toBe(true);
+      expect(ready(replicaPort)).toBe(true);
+      await replica.stop();
+      cli(masterPort, 'SET', 'acked-while-the-replica-was-away', '1');
+      // No replica in sync: the master stops without a hand-over rather than promote stale data.
+      execFileSync('sh', [script], { env: { ...env, HANDOVER_WAIT_SECONDS: '2' }, timeout: 30_000 });
+      expect(cli(masterPort, 'ROLE').split('\n')[0]).toBe('master');
+      // The replica comes back on a new disk and its full resync is held back for a few seconds.
+      cli(masterPort, 'CONFIG', 'SET', 'repl-diskless-sync', 'yes');
+      cli(masterPort, 'CONFIG', 'SET', 'repl-diskless-sync-delay', '5');
+      replica = await startRedis({ ...replicaOpts, dir: path.join(work, 'replica-new-disk') });
+      await waitFor('the replica to answer', () => cli(replicaPort, 'PING') === 'PONG', { timeoutMs: 10_000 });
+      expect(cli(replicaPort, 'INFO', 'replication')).toMatch(/master_link_status:down/);
+      expect(ready(replicaPort)).toBe(false);
+      execFileSync('sh', [script], { env, timeout: 60_000 });
+      expect(cli(replicaPort, 'ROLE').split('\n')[0]).toBe('master');
+      expect(cli(replicaPort, 'GET', 'acked-while-the-replica-was-away')).toBe('1');
+    } finally {
+      await stopSentinel();
+      await replica.stop();
+      await master.stop();
+    }
+  }, 120_000);
 });

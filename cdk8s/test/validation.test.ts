@@ -39,6 +39,8 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
     expect(rejects({ redis: { resources: { limits: { memory: '7167Mi' } } } })).toContainEqual(limit);
     expect(() => resolvePreset('premium', { redis: { resources: { limits: { memory: '7Gi' } } } })).not.toThrow();
     expect(rejects({ redis: { maxmemory: '5gb' } })).toContainEqual(expect.objectContaining({ field: 'redis.resources.limits.memory' }));
+    // Hard limit 0 is unlimited, which no memory limit holds.
+    expect(rejects({ redis: { outputBuffers: { replica: '0 0 0', pubsub: '64mb 16mb 60' } } })).toContainEqual(expect.objectContaining({ field: 'redis.outputBuffers.replica', message: expect.stringContaining('unlimited') }));
     // Every preset as shipped holds its own floor.
     for (const p of PRESET_NAMES) expect(memoryBytes(presets[p].redis.resources.limits.memory), p).toBeGreaterThanOrEqual(redisMemoryFloor(presets[p]).bytes);
   });

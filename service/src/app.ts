@@ -89,7 +89,8 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     return {
       role, config, log, metrics,
       async start() {
-        if (options.migrateCheck) return waitForSchema(pool, { onWait: (missing) => log.info({ missing: missing instanceof Error ? missing.message : missing }, 'waiting for the schema') });
+        const onUnreachable = (err: Error) => log.warn({ err: err.message }, 'database unreachable: starting without checking the schema');
+        if (options.migrateCheck) return waitForSchema(pool, { onWait: (missing) => log.info({ missing }, 'waiting for the schema'), onUnreachable });
         const applied = await migrate(pool);
         log.info({ applied }, applied.length ? 'migrations applied' : 'schema up to date');
         await bootstrapChannel(config, pool);

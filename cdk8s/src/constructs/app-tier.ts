@@ -72,7 +72,8 @@ export class AppTierDeployment extends Construct {
             // The service drains within 30 s of SIGTERM (in-flight requests and jobs), after the pre-stop pause.
             terminationGracePeriodSeconds: 30 + PRE_STOP_SECONDS + 5,
             // New code never meets an older schema: the pod starts only once the migration Job of
-            // its image (or a later one) has run. `make deploy` runs that Job first.
+            // its image (or a later one) has run. `make deploy` runs that Job first. A database
+            // the check cannot reach does not hold the pod (the web must ack through an outage).
             initContainers: [{
               name: 'schema',
               image: props.image,

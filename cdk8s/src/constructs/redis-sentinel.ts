@@ -82,14 +82,31 @@ exec redis-sentinel "$conf"
 
 // A master that is stopping (a rolling update, a config change, a drain) hands over first: a
 // Sentinel-led failover to an in-sync replica takes about a second, while a master that just
-// disappears is noticed only after down-after-milliseconds and then failed over. Replicas and
-// Sentinels that cannot help leave the stop as it was.
+// disappears is noticed only after down-after-milliseconds and then failed over. Sentinel would
+// also promote a replica that restarted and has not finished its resync, whose data set lacks
+// what was acked meanwhile, so the hand-over waits (HANDOVER_WAIT_SECONDS) for a replica the
+// master reports online with at most a second of lag, and otherwise leaves the stop as it was.
+// Replicas and Sentinels that cannot help leave the stop as it was too.
 const PRE_STOP_REDIS = `#!/bin/sh
-role() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning -p ${PORTS.redis} role 2>/dev/null | head -1; }
+cli() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning -p ${PORTS.redis} "$@" 2>/dev/null; }
+role() { cli role | head -1; }
+in_sync() { cli info replication | tr -d '\\r' | grep -E '^slave[0-9]+:.*state=online' | sed -n 's/.*lag=\\([0-9]*\\).*/\\1/p' | grep -qE '^[01]$'; }
 [ "$(role)" = master ] || exit 0
-for s in $SENTINELS; do
-  if timeout 3 redis-cli -h "\${s%:*}" -p "\${s##*:}" sentinel failover "$MASTER_NAME" 2>/dev/null | grep -q OK; then break; fi
+i=0
+until in_sync; do
+  [ "$i" -lt "\${HANDOVER_WAIT_SECONDS:-25}" ] || { echo "no replica in sync: no hand-over" >&2; exit 0; }
+  sleep 1; i=$((i + 1))
 done
+# A Sentinel still holding the replica's INFO from before its resync refuses (NOGOODSLAVE) until
+# it refreshes it: ask again for a few seconds.
+asked() {
+  for s in $SENTINELS; do
+    timeout 3 redis-cli -h "\${s%:*}" -p "\${s##*:}" sentinel failover "$MASTER_NAME" 2>/dev/null | grep -q OK && return 0
+  done
+  return 1
+}
+i=0
+until asked || [ "$i" -ge 10 ]; do sleep 1; i=$((i + 1)); done
 i=0
 while [ "$(role)" = master ] && [ "$i" -lt 20 ]; do sleep 1; i=$((i + 1)); done
 exit 0
@@ -167,8 +184,9 @@ export class RedisSentinel extends Construct {
             securityContext: podSecurity(REDIS_UID),
             automountServiceAccountToken: false,
             affinity: preferSpread('redis'),
-            // The pre-stop handover (at most ~30 s), then Redis' own shutdown (AOF fsync, RDB save).
-            terminationGracePeriodSeconds: 60,
+            // The pre-stop handover (at most ~25 s waiting for an in-sync replica, ~10 s for a
+            // Sentinel to accept, ~20 s for the failover), then Redis' own shutdown (AOF fsync, RDB save).
+            terminationGracePeriodSeconds: 75,
             containers: [{
               name: 'redis',
               image: preset.images.redis,
@@ -183,7 +201,9 @@ export class RedisSentinel extends Construct {
               resources: k8sResources(r.resources),
               securityContext: containerSecurity,
               startupProbe: { ...redisCli('ping'), periodSeconds: 5, failureThreshold: 60, timeoutSeconds: 3 },
-              readinessProbe: { ...redisCli('ping | grep -q PONG'), periodSeconds: 5, timeoutSeconds: 3 },
+              // A replica is ready once its link to the master is up (its resync done), so a rollout
+              // moves on to the next pod, the master last, only with a replica in sync.
+              readinessProbe: { ...redisCli("info replication | grep -qE '^(role:master|master_link_status:up)'"), periodSeconds: 5, timeoutSeconds: 3 },
               livenessProbe: { ...redisCli('ping'), periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
               lifecycle: { preStop: { exec: { command: ['sh', '/config/pre-stop-redis.sh'] } } },
               volumeMounts: [

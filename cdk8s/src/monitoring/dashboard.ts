@@ -88,7 +88,7 @@ export function dashboardRows(preset: Preset): PanelRow[] {
       title: 'Infrastructure',
       panels: [
         { title: 'DB pool', unit: 'short', description: 'Postgres pool connections per process: total, idle, and queries waiting for one.', queries: [{ expr: 'sum by (job, instance, state) (wa_router_db_pool_connections)', legend: '{{instance}} {{state}}' }] },
-        { title: 'Redis replicas and master changes', unit: 'short', description: 'Replicas connected to the master; failovers (or master restarts) seen in the last hour.', queries: [{ expr: 'max(wa_router_redis_connected_replicas)', legend: 'replicas' }, { expr: 'max(increase(wa_router_redis_master_changes_total[1h]))', legend: 'master changes (1h)' }] },
+        { title: 'Redis replicas and master changes', unit: 'short', description: 'Replicas connected to the master, and those in sync (acks count only these); failovers (or master restarts) seen in the last hour.', queries: [{ expr: 'max(wa_router_redis_connected_replicas)', legend: 'replicas connected' }, { expr: 'max(wa_router_redis_online_replicas)', legend: 'replicas in sync' }, { expr: 'max(increase(wa_router_redis_master_changes_total[1h]))', legend: 'master changes (1h)' }] },
         { title: 'Realtime clients', unit: 'short', description: 'Open SSE and WebSocket streams, summed over web pods.', queries: [{ expr: 'sum(wa_router_realtime_clients)', legend: 'clients' }] },
         { title: 'Targets up', unit: 'short', description: 'Scraped web and worker processes answering /metrics.', queries: [{ expr: 'sum by (job) (up{job=~"wa-router-(web|worker)"})', legend: '{{job}}' }] },
       ],

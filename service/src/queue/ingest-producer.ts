@@ -2,7 +2,7 @@
 // tick goes into one BullMQ job (one Redis round trip, one WAIT in replicated mode), and
 // each request is answered only after that job is stored. Failure rejects them all.
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
 import { scrapeGauge, type Metrics } from '../metrics/registry.js';
 import { fairPriorities, historySequenceKey } from './fair-priority.js';
@@ -59,6 +59,14 @@ export class EnqueueTimeoutError extends EnqueueError {
   override readonly name = 'EnqueueTimeoutError';
 }
 
+/**
+ * No replica in sync and this Redis may have been failed over: the jobs just written are removed
+ * again, so a worker still on this master does not run what Meta redelivers to the new one.
+ */
+export class NotMasterError extends EnqueueError {
+  override readonly name = 'NotMasterError';
+}
+
 /** Too many bytes already wait for Redis: refused before holding this body too. */
 export class IngestOverloadedError extends EnqueueError {
   override readonly name = 'IngestOverloadedError';
@@ -88,9 +96,22 @@ export class PendingBudget {
 /** How often, at most, the master is asked whether its replicas are back while acks fall back. */
 const REPLICA_RECHECK_MS = 1_000;
 
+/** How often, at most, the replicas' addresses are read again while WAIT succeeds. */
+const PEER_REFRESH_MS = 10_000;
+/** A former replica that does not answer within this is taken to be restarting. */
+const PEER_TIMEOUT_MS = 500;
+
 /** Replicas the master reports connected and in sync (`state=online`), from INFO replication. */
 export function onlineReplicas(info: string): number {
   return info.split('\n').filter((l) => /^slave\d+:.*\bstate=online\b/.test(l)).length;
+}
+
+/** `host:port` of every replica the master reports connected, whatever its state. */
+export function replicaAddresses(info: string): string[] {
+  return info.split('\n').flatMap((l) => {
+    const m = /^slave\d+:ip=([^,]+),port=(\d+)/.exec(l);
+    return m ? [`${m[1]}:${m[2]}`] : [];
+  });
 }
 
 interface Pending {
@@ -110,6 +131,10 @@ export class IngestProducer {
   private replicasShort = false;
   private replicasCheckedAt = 0;
   private replicaCheck: Promise<boolean> | undefined;
+  /** Every replica seen connected to this master: the ones a failover could have promoted. */
+  private readonly peers = new Set<string>();
+  private peersSeenAt = 0;
+  private mastership: { at: number; still: Promise<boolean> } | undefined;
 
   constructor(
     private readonly queue: Queue<InboundJobData>,
@@ -188,15 +213,21 @@ export class IngestProducer {
     } as const;
     try {
       const name = JOBS.webhookBatch;
+      let jobs: { id?: string | undefined }[];
       if (this.opts.fairness) {
         const priorities = await fairPriorities(this.redis, this.opts.fairness.counterKey, groups.map((g) => g[0]!.fairKey));
-        await this.queue.addBulk(groups.map((g, i) => ({ name, data: { events: g.map((p) => p.event) }, opts: { ...jobOpts, priority: priorities[i]! } })));
+        jobs = await this.queue.addBulk(groups.map((g, i) => ({ name, data: { events: g.map((p) => p.event) }, opts: { ...jobOpts, priority: priorities[i]! } })));
       } else if (groups.length === 1) {
-        await this.queue.add(name, { events: groups[0]!.map((p) => p.event) }, jobOpts);
+        jobs = [await this.queue.add(name, { events: groups[0]!.map((p) => p.event) }, jobOpts)];
       } else {
-        await this.queue.addBulk(groups.map((g) => ({ name, data: { events: g.map((p) => p.event) }, opts: jobOpts })));
+        jobs = await this.queue.addBulk(groups.map((g) => ({ name, data: { events: g.map((p) => p.event) }, opts: jobOpts })));
       }
-      await this.confirm(batch.length);
+      try {
+        await this.confirm(batch.length);
+      } catch (err) {
+        if (err instanceof NotMasterError) await Promise.allSettled(jobs.map((j) => (j.id === undefined ? undefined : this.queue.remove(j.id))));
+        throw err;
+      }
       this.opts.onBatch?.(batch.length, groups.length);
       for (const p of batch) p.resolve();
     } catch (err) {
@@ -217,20 +248,73 @@ export class IngestProducer {
       if (this.replicasShort) {
         // While WAIT could only time out, ask the master once a second whether they are back.
         if (Date.now() - this.replicasCheckedAt >= REPLICA_RECHECK_MS) await this.checkReplicas(replicas);
-        if (this.replicasShort) return fallback.onLocalAck(events);
+        if (this.replicasShort) return this.localAck(events, fallback);
       }
     }
     // WAIT covers every write this connection made before it: one call for the whole tick.
     const acked = await this.redis.wait(replicas, this.opts.waitTimeoutMs ?? 500);
-    if (acked >= replicas) return;
-    if (fallback && !(await this.checkReplicas(replicas))) return fallback.onLocalAck(events);
+    if (acked >= replicas) {
+      // Learn where the replicas are while they are here: once one is gone, the fallback must
+      // be able to ask it whether it was promoted.
+      if (fallback && Date.now() - this.peersSeenAt >= PEER_REFRESH_MS) void this.checkReplicas(replicas).catch(() => undefined);
+      return;
+    }
+    if (fallback && !(await this.checkReplicas(replicas))) return this.localAck(events, fallback);
     throw new EnqueueError(`only ${acked} of ${replicas} replicas confirmed the write`);
+  }
+
+  /**
+   * A master loses its replica to a restart, but also to a failover that promoted it (this master
+   * stalled or was cut off from the Sentinels) before this process or this master learnt of it.
+   * An ack then rests on a master about to be demoted and resynced from a data set without it, so
+   * the fallback acks only while this server is still a master and no former replica says it is
+   * one; otherwise the webhook answers 503 and Meta redelivers it to the new master.
+   */
+  private async localAck(events: number, fallback: NonNullable<IngestProducerOptions['localFallback']>): Promise<void> {
+    if (!this.mastership || Date.now() - this.mastership.at >= REPLICA_RECHECK_MS) {
+      this.mastership = { at: Date.now(), still: this.stillMaster() };
+    }
+    if (!(await this.mastership.still)) throw new NotMasterError('no replica in sync and this Redis may no longer be the master: not acking on it alone');
+    fallback.onLocalAck(events);
+  }
+
+  private async stillMaster(): Promise<boolean> {
+    try {
+      const [role] = (await this.redis.call('ROLE')) as [string, ...unknown[]];
+      if (role !== 'master') return false;
+      const answers = await Promise.all([...this.peers].map((peer) => this.peerRole(peer)));
+      return !answers.includes('master');
+    } catch {
+      return false;
+    }
+  }
+
+  /** A former replica's own role, or undefined while it does not answer (restarting). */
+  private async peerRole(peer: string): Promise<string | undefined> {
+    const sep = peer.lastIndexOf(':');
+    const o = this.redis.options;
+    const client = new Redis({
+      host: peer.slice(0, sep), port: Number(peer.slice(sep + 1)), username: o.username, password: o.password, tls: o.tls,
+      lazyConnect: true, connectTimeout: PEER_TIMEOUT_MS, commandTimeout: PEER_TIMEOUT_MS, maxRetriesPerRequest: 0, retryStrategy: () => null,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const [role] = (await client.call('ROLE')) as [string, ...unknown[]];
+      return role;
+    } catch {
+      return undefined;
+    } finally {
+      client.disconnect();
+    }
   }
 
   /** Whether enough replicas are online (one question to the master at a time); remembered for confirm(). */
   private checkReplicas(replicas: number): Promise<boolean> {
     this.replicaCheck ??= this.redis.info('replication').then((info) => {
       this.replicasCheckedAt = Date.now();
+      this.peersSeenAt = this.replicasCheckedAt;
+      for (const peer of replicaAddresses(info)) this.peers.add(peer);
       this.replicasShort = onlineReplicas(info) < replicas;
       return !this.replicasShort;
     }).finally(() => {

@@ -4,6 +4,7 @@ import client from 'prom-client';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { scrapeGauge, type Registry } from '../metrics/registry.js';
+import { onlineReplicas } from './ingest-producer.js';
 import type { Pool } from '../store/pool.js';
 
 export interface QueueGaugeDeps {
@@ -43,6 +44,13 @@ export function registerQueueGauges({ registry, redis, pool, queues }: QueueGaug
     if (masterRunId && runId && runId !== masterRunId) masterChanges.inc();
     masterRunId = runId;
     set({}, Number(info['connected_slaves'] ?? 0));
+  });
+  // A replica can stay connected without ever being in sync (a full resync failing in a loop):
+  // replicated acks count only the online ones, and so does the alert.
+  scrapeGauge(registry, 'wa_router_redis_online_replicas', 'Replicas in sync (state=online) with the Redis master this process writes to', [], async (set) => {
+    const info = await redis.info('replication');
+    if (!/^role:master\b/m.test(info)) return;
+    set({}, onlineReplicas(info));
   });
 
   scrapeGauge(registry, 'wa_router_channels_paused', 'Channels whose sends are paused (Meta rejected the access token or the account); their messages wait', [], async (set) => {

@@ -69,29 +69,34 @@ export interface SchemaWaitOptions {
   readonly timeoutMs?: number;
   /** @defaultValue 2 000 */
   readonly intervalMs?: number;
-  /** Told what is still missing (or why the database could not be asked) at every look. */
-  readonly onWait?: (missing: string[] | Error) => void;
+  /** Told what is still missing at every look. */
+  readonly onWait?: (missing: string[]) => void;
+  /** Told why the database could not be asked, once, before passing. */
+  readonly onUnreachable?: (err: Error) => void;
 }
 
 /**
  * Resolves once the database holds every migration of this code; rejects naming the missing ones
  * after the timeout. What a web or worker pod's init container runs (`migrate check`), so new code
  * never starts on an older schema, whichever order the migration Job and the rollout go in.
+ * A database that cannot be asked passes: a pod restarted during a Postgres outage must start (the
+ * web acks webhooks into Redis meanwhile), and such a pod runs the image whose migration Job
+ * already ran, since a deploy runs that Job first and stops when it fails.
  */
 export async function waitForSchema(pool: Pool, opts: SchemaWaitOptions = {}, migrations = loadMigrations()): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? 900_000);
-  let last: string[] | Error;
+  let missing: string[];
   for (;;) {
     try {
-      last = await pendingMigrations(pool, migrations);
-      if (last.length === 0) return;
+      missing = await pendingMigrations(pool, migrations);
     } catch (err) {
-      // Postgres or PgBouncer away: keep asking until the deadline.
-      last = err instanceof Error ? err : new Error(String(err));
+      opts.onUnreachable?.(err instanceof Error ? err : new Error(String(err)));
+      return;
     }
-    opts.onWait?.(last);
+    if (missing.length === 0) return;
+    opts.onWait?.(missing);
     if (Date.now() >= deadline) break;
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 2_000));
   }
-  throw new Error(last instanceof Error ? `schema not checked: ${last.message}` : `schema older than this code: ${last.join(', ')} not applied (run the migration Job of this image)`);
+  throw new Error(`schema older than this code: ${missing.join(', ')} not applied (run the migration Job of this image)`);
 }

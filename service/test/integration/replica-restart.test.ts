@@ -94,3 +94,47 @@ it('reads the replicas in sync from INFO replication', () => {
   expect(onlineReplicas(info)).toBe(1);
   expect(onlineReplicas('role:master\r\nconnected_slaves:0\r\n')).toBe(0);
 });
+
+it('exports the replicas in sync apart from the connected ones: a replica still in its full resync is connected, not online', async () => {
+  const m = new Redis(master.url);
+  const metrics = async () => {
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    const value = (name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
+    return { connected: value('wa_router_redis_connected_replicas'), online: value('wa_router_redis_online_replicas') };
+  };
+  let second: RedisHandle | undefined;
+  try {
+    expect(await metrics()).toEqual({ connected: 1, online: 1 });
+    await m.config('SET', 'repl-diskless-sync', 'yes');
+    await m.config('SET', 'repl-diskless-sync-delay', '5');
+    second = await startRedis({ dir: path.join(dir, 'second'), port: await freePort(), password, replicaOf: { host: '127.0.0.1', port: master.port } });
+    await eventually(async () => /connected_slaves:2/.test(await m.info('replication')), { timeoutMs: 10_000, what: 'the second replica to connect' });
+    expect(await metrics()).toEqual({ connected: 2, online: 1 });
+  } finally {
+    await m.config('SET', 'repl-diskless-sync-delay', '0');
+    await second?.stop();
+    m.disconnect();
+  }
+}, 60_000);
+
+it('refuses the fallback once the replica was promoted away from this master (a failover this master has not seen yet): 503, not an ack on a master about to be resynced', async () => {
+  // The producer has learnt where the replica is (it reads INFO at most every 10 s while WAIT succeeds).
+  await new Promise((r) => setTimeout(r, 200));
+  const before = await localAcks();
+  const promoted = new Redis(replica!.url);
+  const old = new Redis(master.url);
+  try {
+    // What Sentinel's failover does to the chosen replica.
+    await promoted.replicaof('NO', 'ONE');
+    await eventually(async () => onlineReplicas(await old.info('replication')) === 0, { timeoutMs: 10_000, what: 'the old master to see no replica' });
+    const statuses: number[] = [];
+    for (let i = 101; i <= 105; i++) statuses.push((await postWebhook(app.url, body(i))).status);
+    expect(statuses).toEqual([503, 503, 503, 503, 503]);
+    expect(await localAcks()).toBe(before);
+    const onNew = new Set(await promoted.keys('*'));
+    expect((await old.keys('*')).filter((k) => !onNew.has(k) && /:\d+$/.test(k))).toEqual([]);
+  } finally {
+    promoted.disconnect();
+    old.disconnect();
+  }
+}, 60_000);
