@@ -14,7 +14,7 @@ import { openSse, type SseClient } from '../helpers/events.js';
 let db: TestDb;
 let sim: GraphSimulator;
 let app: RunningApp;
-/** A second web process on the same database and Redis. */
+/** A second web process on the same database and Redis, with a short events heartbeat. */
 let web2: RunningApp;
 const prefix = uniquePrefix();
 
@@ -64,7 +64,8 @@ beforeAll(async () => {
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
   const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix };
   app = await startApp(db, 'all', env);
-  web2 = await startApp(db, 'web', env);
+  // A short heartbeat on the second process only: the first shows what ends a stream without it.
+  web2 = await startApp(db, 'web', { ...env, EVENTS_HEARTBEAT_MS: '300' });
 });
 afterAll(async () => {
   await web2?.stop();
@@ -186,6 +187,64 @@ describe('DELETE /v1/tokens/:id', () => {
     await other.close();
     expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(404);
     expect((await admin('GET', '/v1/tokens')).body.data.find((x: { id: number }) => x.id === t.id).revokedAt).not.toBeNull();
+  });
+});
+
+describe('event streams of a token that stops working', () => {
+  const ended = (s: SseClient) => Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]);
+
+  it('end at the token\'s expiry, SSE and WebSocket, and hear nothing after it', async () => {
+    const t = await mint({ name: 'brief', scopes: ['conversations:read'], expiresAt: new Date(Date.now() + 2_000).toISOString() });
+    const sse = openSse(app.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?access_token=${t.token}`);
+    const wsEvents: string[] = [];
+    const wsClosed = new Promise<void>((resolve) => ws.on('close', () => resolve()));
+    await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+    ws.on('message', (d) => wsEvents.push(String(d)));
+    await subscribed(prefix, 1);
+    await new Promise((r) => setTimeout(r, 2_300));
+    expect((await call(app.url, t.token, 'GET', '/v1/conversations')).status).toBe(401);
+    await write('5511966000010', 10);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const wsOpen = ws.readyState === WebSocket.OPEN;
+    ws.terminate();
+    await wsClosed;
+    const sseEnded = await ended(sse);
+    await sse.close();
+    expect({ sseEnded, wsOpen, sse: sse.events.filter((e) => e.event === 'message.created').length, ws: wsEvents.filter((e) => e.includes('message.created')).length }).toEqual({ sseEnded: true, wsOpen: false, sse: 0, ws: 0 });
+  });
+
+  it('end when the revocation is published while the events subscription is down (Redis failover, network blip)', async () => {
+    const t = await mint({ name: 'revoked while away', scopes: ['conversations:read'] });
+    const sse = openSse(app.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    await subscribed(prefix, 1);
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      // ioredis reconnects in ~100 ms: the revocation is published before its subscription holds again.
+      await redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(204);
+    } finally {
+      redis.disconnect();
+    }
+    await subscribed(prefix, 1);
+    await write('5511966000011', 11);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const streamEnded = await ended(sse);
+    await sse.close();
+    expect({ streamEnded, received: sse.events.filter((e) => e.event === 'message.created').length }).toEqual({ streamEnded: true, received: 0 });
+  });
+
+  it('end within a heartbeat when the revocation was never published', async () => {
+    const t = await mint({ name: 'revoked quietly', scopes: ['conversations:read'] });
+    const sse = openSse(web2.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    // As a revocation whose message no process heard: only the database knows.
+    await db.pool.query('UPDATE api_tokens SET revoked_at = now() WHERE id = $1', [t.id]);
+    const streamEnded = await Promise.race([sse.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    await sse.close();
+    expect(streamEnded).toBe(true);
   });
 });
 
