@@ -190,6 +190,34 @@ describe('DELETE /v1/tokens/:id', () => {
   });
 });
 
+describe('Idempotency-Key', () => {
+  it('is each token\'s own: another area\'s token reusing a key sends its own message and never sees the first', async () => {
+    const areaA = (await admin('POST', '/v1/areas', { name: 'Idem A', webhookUrl: 'http://127.0.0.1:9/a' })).body.id as number;
+    const areaB = (await admin('POST', '/v1/areas', { name: 'Idem B', webhookUrl: 'http://127.0.0.1:9/b' })).body.id as number;
+    const [custA, custB] = ['5511966000020', '5511966000021'];
+    const [convA, convB] = [await write(custA, 20), await write(custB, 21)];
+    expect((await admin('POST', `/v1/conversations/${convA}/assign`, { areaId: areaA })).status).toBe(200);
+    expect((await admin('POST', `/v1/conversations/${convB}/assign`, { areaId: areaB })).status).toBe(200);
+    const tA = (await mint({ name: 'idem a', scopes: ['messages:send'], areaIds: [areaA] })).token;
+    const tB = (await mint({ name: 'idem b', scopes: ['messages:send'], areaIds: [areaB] })).token;
+    const sendWith = async (token: string, to: string, text: string) => {
+      const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'order-1' }, body: JSON.stringify({ to, type: 'text', text: { body: text } }) });
+      return { status: res.status, replayed: res.headers.get('idempotent-replayed'), body: (await res.json()) as { id: number } };
+    };
+    const a = await sendWith(tA, custA, 'for A');
+    const b = await sendWith(tB, custB, 'for B');
+    // The bootstrap token is a scope of its own too.
+    const root = await sendWith(API_TOKEN, custB, 'from the admin');
+    expect([a.status, b.status, root.status, b.replayed, root.replayed]).toEqual([202, 202, 202, null, null]);
+    expect(new Set([a.body.id, b.body.id, root.body.id]).size).toBe(3);
+    const toB = await db.pool.query<{ body: string }>("SELECT body FROM messages WHERE conversation_id = $1 AND direction = 'outbound' ORDER BY id", [convB]);
+    expect(toB.rows.map((r) => r.body)).toEqual(['for B', 'from the admin']);
+    // Each token's retry still replays its own message.
+    const again = await sendWith(tB, custB, 'for B');
+    expect([again.status, again.replayed, again.body.id]).toEqual([202, 'true', b.body.id]);
+  });
+});
+
 describe('event streams of a token that stops working', () => {
   const ended = (s: SseClient) => Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]);
 
