@@ -166,19 +166,25 @@ export async function checkForSend(pool: Pool, id: number): Promise<SendCheck> {
  * then apply any status that arrived before it. Returns the status changes that statuses
  * already received made (reported before the answer).
  */
-export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<StatusChange[]> {
-  await pool.query(`UPDATE messages m SET wamid = $2, ${REOPEN_SENDER_FAILED} WHERE m.id = $1 AND (m.wamid IS NULL OR m.wamid = $2)`, [id, wamid]);
+export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<{ conversationId: number | null; changes: StatusChange[] }> {
+  // The conversation never changes, so the statement's snapshot from before the update shows it.
+  const { rows } = await pool.query<{ conversation_id: number }>(
+    `WITH u AS (UPDATE messages m SET wamid = $2, ${REOPEN_SENDER_FAILED} WHERE m.id = $1 AND (m.wamid IS NULL OR m.wamid = $2))
+     SELECT conversation_id FROM messages WHERE id = $1`,
+    [id, wamid],
+  );
   // A new statement (new snapshot) sees statuses committed while we were sending.
-  return applyStatuses(pool, [wamid]);
+  return { conversationId: rows[0]?.conversation_id ?? null, changes: await applyStatuses(pool, [wamid]) };
 }
 
-export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {
-  const res = await pool.query(
+/** The failed message's conversation, or null when it was failed already (or Meta has it). */
+export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<{ conversationId: number } | null> {
+  const { rows } = await pool.query<{ conversation_id: number }>(
     `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), error_code = $2, error_title = $3, error_details = $4, updated_at = now()
-     WHERE id = $1 AND status <> 'failed' AND wamid IS NULL`,
+     WHERE id = $1 AND status <> 'failed' AND wamid IS NULL RETURNING conversation_id`,
     [id, e.code, e.title, [e.details, hint].filter(Boolean).join(' — ') || null],
   );
-  return (res.rowCount ?? 0) > 0;
+  return rows[0] ? { conversationId: rows[0].conversation_id } : null;
 }
 
 /** A replayed dead letter: the failed message is pending again (never one Meta has). */

@@ -62,7 +62,8 @@ async function subscribed(prefix: string, n: number): Promise<void> {
 beforeAll(async () => {
   db = await createTestDb();
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix };
+  // One attempt: a failing send is given up at once (the exhausted path of its status).
+  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix, OUTBOUND_ATTEMPTS: '1' };
   app = await startApp(db, 'all', env);
   // A short heartbeat on the second process only: the first shows what ends a stream without it.
   web2 = await startApp(db, 'web', { ...env, EVENTS_HEARTBEAT_MS: '300' });
@@ -187,6 +188,33 @@ describe('DELETE /v1/tokens/:id', () => {
     await other.close();
     expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(404);
     expect((await admin('GET', '/v1/tokens')).body.data.find((x: { id: number }) => x.id === t.id).revokedAt).not.toBeNull();
+  });
+});
+
+describe('the sends of a token limited to an area', () => {
+  it('hears the accepted and failed statuses of its own sends, as an unlimited stream does', async () => {
+    const area = (await admin('POST', '/v1/areas', { name: 'Senders', webhookUrl: 'http://127.0.0.1:9/s' })).body.id as number;
+    const [ok, refused, down] = ['5511966000030', '5511966000031', '5511966000032'];
+    for (const [i, to] of [ok, refused, down].entries()) expect((await admin('POST', `/v1/conversations/${await write(to, 30 + i)}/assign`, { areaId: area })).status).toBe(200);
+    const t = await mint({ name: 'senders', scopes: ['conversations:read', 'messages:send'], areaIds: [area] });
+    const sseArea = openSse(app.url, `?access_token=${t.token}&types=message.status`);
+    const sseAdmin = openSse(app.url, `?access_token=${API_TOKEN}&types=message.status`);
+    for (const s of [sseArea, sseAdmin]) expect((await s.ready).status).toBe(200);
+    await subscribed(prefix, 1);
+    // 131026 is refused for good; 131000 is retried, and with one attempt given up.
+    sim.configure({ failFirst: { [refused]: { code: 131026, times: 1 }, [down]: { code: 131000, times: 1 } } });
+    const ids: number[] = [];
+    for (const to of [ok, refused, down]) {
+      const r = await call(app.url, t.token, 'POST', '/v1/messages', { to, type: 'text', text: { body: 'from the area' } });
+      expect(r.status, r.text).toBe(202);
+      ids.push(r.body.id);
+    }
+    const statuses = (s: SseClient) => ids.map((id) => s.events.filter((e) => e.data.messageId === id).map((e) => e.data.status)[0]);
+    await eventually(async () => statuses(sseAdmin).every(Boolean), { what: 'statuses on the admin stream' });
+    expect(statuses(sseAdmin)).toEqual(['accepted', 'failed', 'failed']);
+    await eventually(async () => statuses(sseArea).every(Boolean), { what: 'statuses on the area stream' }).catch(() => null);
+    await Promise.all([sseArea.close(), sseAdmin.close()]);
+    expect(statuses(sseArea)).toEqual(['accepted', 'failed', 'failed']);
   });
 });
 
