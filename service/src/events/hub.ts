@@ -6,8 +6,12 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 
+/** Every event type clients receive: the /v1/events description lists these. */
+export const EVENT_TYPES = ['message.created', 'message.status', 'conversation.updated', 'history.chunk'] as const;
+
 export interface RealtimeEvent {
-  readonly type: string;
+  /** `token.revoked` is told to web processes only, never to clients. */
+  readonly type: (typeof EVENT_TYPES)[number] | 'token.revoked';
   readonly [key: string]: unknown;
 }
 

@@ -7,7 +7,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
+import { EVENT_TYPES, typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
 import { z } from 'zod';
 import { defineOperations } from '../../openapi/operation.js';
@@ -15,7 +15,8 @@ import { defineOperations } from '../../openapi/operation.js';
 export const eventOperations = defineOperations('Events', [
   {
     method: 'get', path: '/v1/events', summary: 'Realtime events (Server-Sent Events, or a WebSocket on the same path)', auth: 'bearer-or-query',
-    description: 'Each event is JSON `{ id, type, ... }` of type `message.created`, `message.status` or `conversation.updated`. At most once: a client that reconnects reloads what it shows through the API.',
+    description: `Each event is JSON \`{ id, type, ... }\` of type ${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. At most once: a client that reconnects reloads what it shows through the API.`,
+    parsesJson: false,
     query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive', example: 'message.created,message.status' }) }),
     responses: { 200: { description: 'An event stream', contentType: 'text/event-stream', schema: z.string() } },
   },
