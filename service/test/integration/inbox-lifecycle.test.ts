@@ -161,6 +161,14 @@ describe('GET /v1/conversations filters', () => {
     expect(await allPages('&q=nobody-like-this')).toEqual([]);
   });
 
+  it('q never matches text spanning two fields, and refuses control characters', async () => {
+    // "a 55" spans "Souza" and "5511…"; "0 user" spans a number and "user.ana". No single field holds either.
+    expect(await mine(`&q=${encodeURIComponent('a 55')}`)).toEqual([]);
+    expect(await mine(`&q=${encodeURIComponent('00 user')}`)).toEqual([]);
+    const r = await api('GET', `/v1/conversations?q=${encodeURIComponent('a\n55')}`);
+    expect([r.status, r.body.error.code]).toEqual([400, 'invalid_query']);
+  });
+
   it('filters combine', async () => {
     expect(await allPages('&q=souza&status=open')).toEqual(expected((r) => r.name.includes('Souza') && r.status === 'open'));
     expect(await allPages(`&q=lima&areaId=${areas.A}&unread=true`)).toEqual(expected((r) => r.name.includes('Lima') && r.area === 'A' && r.unread));
