@@ -165,7 +165,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     subscriber.on('error', (err) => log.warn({ err: err.message }, 'events subscriber error'));
     const hub = new EventHub(subscriber, eventsChannel(config.QUEUE_PREFIX), log);
     closers.push(() => hub.close());
-    realtime = new RealtimeClients(hub, tokens.areasOf);
+    realtime = new RealtimeClients(hub, tokens, config.EVENTS_HEARTBEAT_MS);
     const live = realtime;
     scrapeGauge(metrics.registry, 'wa_router_realtime_clients', 'Open SSE and WebSocket event streams of this process', [], async (set) => set({}, live.count));
     app.use('/v1', realtime.router([tokens.identify({ allowQuery: true }), router.apiLimit, tokens.require()]));

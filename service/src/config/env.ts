@@ -125,6 +125,8 @@ export const envSchema = z
     ROUTER_LOOP_WINDOW_SECONDS: int(1, 86_400).default(30),
     /** Requests a minute per IP that fail authentication on /v1 and /admin, and unsigned or badly signed webhook POSTs per IP; 0 turns it off. */
     RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(100),
+    /** Event streams' heartbeat, and how often their tokens are re-checked for a revocation or expiry the process was not told of. */
+    EVENTS_HEARTBEAT_MS: int(100, 300_000).default(15_000),
     /** Authenticated requests a minute per token on /v1 and /admin; 0 (default) does not limit them. */
     RATE_LIMIT_PER_TOKEN_PER_MINUTE: int(0, 10_000_000).default(0),
   })

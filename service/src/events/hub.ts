@@ -6,8 +6,12 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 
+/** Every event type clients receive: the /v1/events description lists these. */
+export const EVENT_TYPES = ['message.created', 'message.status', 'conversation.updated', 'history.chunk'] as const;
+
 export interface RealtimeEvent {
-  readonly type: string;
+  /** `token.revoked` is told to web processes only, never to clients. */
+  readonly type: (typeof EVENT_TYPES)[number] | 'token.revoked';
   readonly [key: string]: unknown;
 }
 
@@ -33,6 +37,7 @@ export type Listener = (events: readonly (RealtimeEvent & { id: number })[]) => 
 /** One subscription per process, shared by all of its clients. */
 export class EventHub {
   private readonly listeners = new Set<Listener>();
+  private readonly subscribedHooks = new Set<() => void>();
   private seq = 0;
   private started = false;
 
@@ -59,8 +64,23 @@ export class EventHub {
       const numbered = list.map((e) => ({ ...e, id: ++this.seq }));
       for (const l of this.listeners) l(numbered);
     });
-    // ioredis re-subscribes by itself after a reconnect.
-    this.subscriber.subscribe(this.channel).catch((err: Error) => this.log.warn({ err: err.message }, 'events subscription failed; retried on reconnect'));
+    const subscribe = () =>
+      this.subscriber.subscribe(this.channel).then(
+        () => {
+          for (const hook of this.subscribedHooks) hook();
+        },
+        (err: Error) => this.log.warn({ err: err.message }, 'events subscription failed; retried on reconnect'),
+      );
+    // What was published while the subscription was down is lost (a revocation too): hooks learn
+    // when it holds again, after a reconnect as well, and catch up from the database.
+    this.subscriber.on('ready', () => void subscribe());
+    void subscribe();
+  }
+
+  /** Runs `hook` whenever the subscription (again) holds; returns its removal. */
+  onSubscribed(hook: () => void): () => void {
+    this.subscribedHooks.add(hook);
+    return () => this.subscribedHooks.delete(hook);
   }
 
   listen(listener: Listener): () => void {
@@ -75,6 +95,7 @@ export class EventHub {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.subscribedHooks.clear();
     this.subscriber.disconnect();
   }
 }

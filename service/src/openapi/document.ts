@@ -30,6 +30,10 @@ const pathNames = (expressPath: string): string[] => [...expressPath.matchAll(/:
 function errorStatuses(op: ApiOperation): number[] {
   const s = new Set(op.errors ?? []);
   if (op.query || op.body || op.headers) s.add(400);
+  if (op.path.startsWith('/v1/') && op.parsesJson !== false) {
+    s.add(400);
+    s.add(413);
+  }
   if (pathNames(op.path).length) s.add(404);
   if ((op.auth ?? 'bearer') !== 'none') {
     s.add(401);

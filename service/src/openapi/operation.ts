@@ -24,8 +24,9 @@ export interface ApiOperation {
   /** Answers other than errors, by status. */
   readonly responses: Readonly<Record<number, ApiResponse>>;
   /**
-   * Error statuses beyond the ones every such operation has (400 with a query or body, 404 with
-   * a path parameter, 401 and 429 when authenticated, 403 with scopes), all with the error shape.
+   * Error statuses beyond the ones every such operation has (400 with a query or body, 400 and
+   * 413 under /v1, 404 with a path parameter, 401 and 429 when authenticated, 403 with scopes),
+   * all with the error shape.
    */
   readonly errors?: readonly number[];
   /**
@@ -35,6 +36,11 @@ export interface ApiOperation {
   readonly auth?: 'bearer' | 'bearer-or-query' | 'none';
   /** Token scopes that grant the operation (any one of them); in the document as the bearer requirement's roles. */
   readonly scopes?: readonly string[];
+  /**
+   * A /v1 operation's body goes through express.json, which answers 400 `malformed_body` and 413
+   * on any method; false for one mounted before it (it never parses a body).
+   */
+  readonly parsesJson?: false;
   /** Answered by the raw node:http handler in front of express, so express's router does not list it. */
   readonly outsideExpress?: boolean;
 }

@@ -66,7 +66,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
   // so Meta's limits and error policy apply to them as to any message.
   const send = async (m: BotMessage): Promise<number> => {
     const payload = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(m.toUserId ? { recipient: m.to } : { to: m.to }), type: m.type, [m.type]: m.content };
-    const ref = await createOutbound(pool, { channelId: m.channelId, to: m.to, toUserId: m.toUserId, type: m.type, body: m.preview, replyToWamid: null, payload, idempotencyKey: null });
+    const ref = await createOutbound(pool, { channelId: m.channelId, to: m.to, toUserId: m.toUserId, type: m.type, body: m.preview, replyToWamid: null, payload, idempotency: null });
     try {
       await deps.enqueueOutbound([{ messageId: ref.id, channelId: ref.channelId, to: m.to }]);
       outbox.done(ref.id);

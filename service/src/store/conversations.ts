@@ -139,8 +139,11 @@ export interface ConversationFilter {
   readonly areaIds?: readonly number[] | null | undefined;
 }
 
-/** The expression contacts_search_trgm_idx indexes, repeated exactly so the planner uses it. */
-const SEARCH_TEXT = `(coalesce(s.profile_name, '') || ' ' || s.wa_id || ' ' || coalesce(s.username, ''))`;
+/**
+ * The expression contacts_search_trgm_idx indexes (016), repeated exactly so the planner uses it.
+ * The newline between fields is never in a search (the route refuses control characters).
+ */
+const SEARCH_TEXT = `(coalesce(s.profile_name, '') || E'\\n' || s.wa_id || E'\\n' || coalesce(s.username, ''))`;
 const likeEscape = (q: string) => q.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
 /** The activity the inbox is ordered by, as conversations_recent_idx (012) indexes it: no message yet sorts last. */

@@ -14,7 +14,8 @@ export interface NewOutbound {
   readonly replyToWamid: string | null;
   /** The Graph API request body, sent as is. */
   readonly payload: Record<string, unknown>;
-  readonly idempotencyKey: string | null;
+  /** A key is unique within its scope (the caller); the fingerprint tells a retry from another request. */
+  readonly idempotency: { readonly scope: string; readonly key: string; readonly fingerprint: Buffer } | null;
 }
 
 export interface OutboundRef {
@@ -22,6 +23,17 @@ export interface OutboundRef {
   readonly channelId: number;
   readonly conversationId: number;
   readonly created: boolean;
+  /** False when an earlier message holds the Idempotency-Key of a different request. */
+  readonly sameRequest: boolean;
+}
+
+async function priorWithKey(pool: Pool, k: NonNullable<NewOutbound['idempotency']>): Promise<OutboundRef | null> {
+  const { rows } = await pool.query<{ id: number; channel_id: number; conversation_id: number; idempotency_fingerprint: Buffer }>(
+    'SELECT id, channel_id, conversation_id, idempotency_fingerprint FROM messages WHERE idempotency_scope = $1 AND idempotency_key = $2',
+    [k.scope, k.key],
+  );
+  const r = rows[0];
+  return r ? { id: r.id, channelId: r.channel_id, conversationId: r.conversation_id, created: false, sameRequest: r.idempotency_fingerprint.equals(k.fingerprint) } : null;
 }
 
 /**
@@ -31,6 +43,10 @@ export interface OutboundRef {
  * second change to the same row in another CTE would be silently dropped (one snapshot).
  */
 export async function createOutbound(pool: Pool, m: NewOutbound): Promise<OutboundRef> {
+  // A replay is answered before anything is written (a different request's recipient would
+  // otherwise get a conversation for nothing); the insert's conflict catches concurrent ones.
+  const known = m.idempotency && (await priorWithKey(pool, m.idempotency));
+  if (known) return known;
   const { rows } = await pool.query<{ id: number | null; channel_id: number; conversation_id: number; planned_id: number }>(
     `WITH mid AS (SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id, now() AS at),
      ct AS (
@@ -44,18 +60,18 @@ export async function createOutbound(pool: Pool, m: NewOutbound): Promise<Outbou
          last_agent_message_id = EXCLUDED.last_agent_message_id, updated_at = now()
        RETURNING id, contact_id),
      ins AS (
-       INSERT INTO messages (id, channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key)
+       INSERT INTO messages (id, channel_id, conversation_id, contact_id, direction, source, type, body, reply_to_wamid, raw, wa_timestamp, status, status_rank, idempotency_key, idempotency_scope, idempotency_fingerprint)
        OVERRIDING SYSTEM VALUE
-       SELECT mid.id, $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, mid.at, 'pending', 0, $7 FROM cv, mid
-       ON CONFLICT (idempotency_key) DO NOTHING
+       SELECT mid.id, $1, cv.id, cv.contact_id, 'outbound', 'api', $3, $4, $5, $6::jsonb, mid.at, 'pending', 0, $7, $9, $10 FROM cv, mid
+       ON CONFLICT (idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id, channel_id, conversation_id),
      ob AS (INSERT INTO outbox (message_id, channel_id) SELECT id, channel_id FROM ins)
      SELECT ins.id, $1::bigint AS channel_id, cv.id AS conversation_id, mid.id AS planned_id
      FROM cv CROSS JOIN mid LEFT JOIN ins ON true`,
-    [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotencyKey, m.toUserId === true],
+    [m.channelId, m.to, m.type, m.body, m.replyToWamid, JSON.stringify(m.payload), m.idempotency?.key ?? null, m.toUserId === true, m.idempotency?.scope ?? null, m.idempotency?.fingerprint ?? null],
   );
   const r = rows[0]!;
-  if (r.id !== null) return { id: r.id, channelId: r.channel_id, conversationId: r.conversation_id, created: true };
+  if (r.id !== null) return { id: r.id, channelId: r.channel_id, conversationId: r.conversation_id, created: true, sameRequest: true };
   // The Idempotency-Key was used before (possibly by a request still in flight a moment
   // ago): the conversation must not point at the message that was not created.
   await pool.query(
@@ -66,8 +82,7 @@ export async function createOutbound(pool: Pool, m: NewOutbound): Promise<Outbou
      WHERE c.id = $1 AND (c.last_message_id = $2 OR c.last_agent_message_id = $2)`,
     [r.conversation_id, r.planned_id],
   );
-  const prior = await pool.query<{ id: number; channel_id: number; conversation_id: number }>('SELECT id, channel_id, conversation_id FROM messages WHERE idempotency_key = $1', [m.idempotencyKey]);
-  return { id: prior.rows[0]!.id, channelId: prior.rows[0]!.channel_id, conversationId: prior.rows[0]!.conversation_id, created: false };
+  return (await priorWithKey(pool, m.idempotency!))!;
 }
 
 /**
@@ -151,19 +166,25 @@ export async function checkForSend(pool: Pool, id: number): Promise<SendCheck> {
  * then apply any status that arrived before it. Returns the status changes that statuses
  * already received made (reported before the answer).
  */
-export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<StatusChange[]> {
-  await pool.query(`UPDATE messages m SET wamid = $2, ${REOPEN_SENDER_FAILED} WHERE m.id = $1 AND (m.wamid IS NULL OR m.wamid = $2)`, [id, wamid]);
+export async function markAccepted(pool: Pool, id: number, wamid: string): Promise<{ conversationId: number | null; changes: StatusChange[] }> {
+  // The conversation never changes, so the statement's snapshot from before the update shows it.
+  const { rows } = await pool.query<{ conversation_id: number }>(
+    `WITH u AS (UPDATE messages m SET wamid = $2, ${REOPEN_SENDER_FAILED} WHERE m.id = $1 AND (m.wamid IS NULL OR m.wamid = $2))
+     SELECT conversation_id FROM messages WHERE id = $1`,
+    [id, wamid],
+  );
   // A new statement (new snapshot) sees statuses committed while we were sending.
-  return applyStatuses(pool, [wamid]);
+  return { conversationId: rows[0]?.conversation_id ?? null, changes: await applyStatuses(pool, [wamid]) };
 }
 
-export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<boolean> {
-  const res = await pool.query(
+/** The failed message's conversation, or null when it was failed already (or Meta has it). */
+export async function markFailed(pool: Pool, id: number, e: GraphError, hint?: string): Promise<{ conversationId: number } | null> {
+  const { rows } = await pool.query<{ conversation_id: number }>(
     `UPDATE messages SET status = 'failed', status_rank = 9, failed_at = now(), error_code = $2, error_title = $3, error_details = $4, updated_at = now()
-     WHERE id = $1 AND status <> 'failed' AND wamid IS NULL`,
+     WHERE id = $1 AND status <> 'failed' AND wamid IS NULL RETURNING conversation_id`,
     [id, e.code, e.title, [e.details, hint].filter(Boolean).join(' — ') || null],
   );
-  return (res.rowCount ?? 0) > 0;
+  return rows[0] ? { conversationId: rows[0].conversation_id } : null;
 }
 
 /** A replayed dead letter: the failed message is pending again (never one Meta has). */

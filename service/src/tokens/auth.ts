@@ -43,7 +43,7 @@ export class TokenAuth {
     const t = await findLiveToken(this.o.pool, given);
     if (!t) return null;
     this.touch(t.id);
-    return { tokenId: t.id, scopes: new Set(t.scopes), areaIds: t.areaIds };
+    return { tokenId: t.id, scopes: new Set(t.scopes), areaIds: t.areaIds, expiresAt: t.expiresAt?.getTime() ?? null };
   }
 
   private touch(id: number): void {

@@ -10,6 +10,7 @@ import type { Pool } from '../store/pool.js';
 import { TokenAuth } from './auth.js';
 import type { Principal, Scope } from './principal.js';
 import { tokenRoutes } from './routes.js';
+import { liveTokenIds } from './store.js';
 import type { AreasOf } from '../http/routes/events.js';
 
 export interface TokensFeature {
@@ -19,6 +20,8 @@ export interface TokensFeature {
   authorize(req: IncomingMessage): Promise<Principal | null>;
   /** Which area each conversation is assigned to: events for area-limited streams. */
   readonly areasOf: AreasOf;
+  /** Which of these tokens are still live: open event streams re-check theirs. */
+  liveTokens(ids: readonly number[]): Promise<ReadonlySet<number>>;
   routes(): Router;
 }
 
@@ -29,6 +32,7 @@ export function createTokensFeature(deps: { pool: Pool; apiToken: string; publis
     require: (scope) => auth.require(scope),
     authorize: (req) => auth.resolve(req, true),
     areasOf: (ids) => assignedAreas(deps.pool, ids),
+    liveTokens: (ids) => liveTokenIds(deps.pool, ids),
     routes: () => tokenRoutes({ pool: deps.pool, publish: deps.publish }),
   };
 }

@@ -10,9 +10,11 @@ export interface Principal {
   readonly scopes: ReadonlySet<Scope>;
   /** Null: every area. Otherwise only conversations assigned to one of these areas. */
   readonly areaIds: readonly number[] | null;
+  /** When the token stops working (epoch ms), or null. */
+  readonly expiresAt: number | null;
 }
 
-export const BOOTSTRAP: Principal = Object.freeze({ tokenId: null, scopes: new Set<Scope>(['admin']), areaIds: null });
+export const BOOTSTRAP: Principal = Object.freeze({ tokenId: null, scopes: new Set<Scope>(['admin']), areaIds: null, expiresAt: null });
 
 const principals = new WeakMap<IncomingMessage, Principal>();
 

@@ -69,13 +69,22 @@ export async function revokeToken(pool: Pool, id: number): Promise<boolean> {
 }
 
 /** The live token with this secret, or null (unknown, revoked or expired). */
-export async function findLiveToken(pool: Pool, token: string): Promise<{ id: number; scopes: Scope[]; areaIds: number[] | null } | null> {
-  const { rows } = await pool.query<{ id: number; scopes: Scope[]; area_ids: number[] | null }>(
-    'SELECT id, scopes, area_ids FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
+export async function findLiveToken(pool: Pool, token: string): Promise<{ id: number; scopes: Scope[]; areaIds: number[] | null; expiresAt: Date | null } | null> {
+  const { rows } = await pool.query<{ id: number; scopes: Scope[]; area_ids: number[] | null; expires_at: Date | null }>(
+    'SELECT id, scopes, area_ids, expires_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
     [hashToken(token)],
   );
   const r = rows[0];
-  return r ? { id: r.id, scopes: r.scopes, areaIds: r.area_ids?.map(Number) ?? null } : null;
+  return r ? { id: r.id, scopes: r.scopes, areaIds: r.area_ids?.map(Number) ?? null, expiresAt: r.expires_at } : null;
+}
+
+/** Which of these tokens are still live (neither revoked nor expired). */
+export async function liveTokenIds(pool: Pool, ids: readonly number[]): Promise<Set<number>> {
+  const { rows } = await pool.query<{ id: string | number }>(
+    'SELECT id FROM api_tokens WHERE id = ANY ($1::bigint[]) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
+    [ids],
+  );
+  return new Set(rows.map((r) => Number(r.id)));
 }
 
 export async function touchToken(pool: Pool, id: number): Promise<void> {

@@ -14,7 +14,7 @@ import { openSse, type SseClient } from '../helpers/events.js';
 let db: TestDb;
 let sim: GraphSimulator;
 let app: RunningApp;
-/** A second web process on the same database and Redis. */
+/** A second web process on the same database and Redis, with a short events heartbeat. */
 let web2: RunningApp;
 const prefix = uniquePrefix();
 
@@ -62,9 +62,11 @@ async function subscribed(prefix: string, n: number): Promise<void> {
 beforeAll(async () => {
   db = await createTestDb();
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix };
+  // One attempt: a failing send is given up at once (the exhausted path of its status).
+  const env = { GRAPH_API_BASE_URL: sim.url, FORWARD_ALLOW_PRIVATE: 'true', QUEUE_PREFIX: prefix, OUTBOUND_ATTEMPTS: '1' };
   app = await startApp(db, 'all', env);
-  web2 = await startApp(db, 'web', env);
+  // A short heartbeat on the second process only: the first shows what ends a stream without it.
+  web2 = await startApp(db, 'web', { ...env, EVENTS_HEARTBEAT_MS: '300' });
 });
 afterAll(async () => {
   await web2?.stop();
@@ -186,6 +188,119 @@ describe('DELETE /v1/tokens/:id', () => {
     await other.close();
     expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(404);
     expect((await admin('GET', '/v1/tokens')).body.data.find((x: { id: number }) => x.id === t.id).revokedAt).not.toBeNull();
+  });
+});
+
+describe('the sends of a token limited to an area', () => {
+  it('hears the accepted and failed statuses of its own sends, as an unlimited stream does', async () => {
+    const area = (await admin('POST', '/v1/areas', { name: 'Senders', webhookUrl: 'http://127.0.0.1:9/s' })).body.id as number;
+    const [ok, refused, down] = ['5511966000030', '5511966000031', '5511966000032'];
+    for (const [i, to] of [ok, refused, down].entries()) expect((await admin('POST', `/v1/conversations/${await write(to, 30 + i)}/assign`, { areaId: area })).status).toBe(200);
+    const t = await mint({ name: 'senders', scopes: ['conversations:read', 'messages:send'], areaIds: [area] });
+    const sseArea = openSse(app.url, `?access_token=${t.token}&types=message.status`);
+    const sseAdmin = openSse(app.url, `?access_token=${API_TOKEN}&types=message.status`);
+    for (const s of [sseArea, sseAdmin]) expect((await s.ready).status).toBe(200);
+    await subscribed(prefix, 1);
+    // 131026 is refused for good; 131000 is retried, and with one attempt given up.
+    sim.configure({ failFirst: { [refused]: { code: 131026, times: 1 }, [down]: { code: 131000, times: 1 } } });
+    const ids: number[] = [];
+    for (const to of [ok, refused, down]) {
+      const r = await call(app.url, t.token, 'POST', '/v1/messages', { to, type: 'text', text: { body: 'from the area' } });
+      expect(r.status, r.text).toBe(202);
+      ids.push(r.body.id);
+    }
+    const statuses = (s: SseClient) => ids.map((id) => s.events.filter((e) => e.data.messageId === id).map((e) => e.data.status)[0]);
+    await eventually(async () => statuses(sseAdmin).every(Boolean), { what: 'statuses on the admin stream' });
+    expect(statuses(sseAdmin)).toEqual(['accepted', 'failed', 'failed']);
+    await eventually(async () => statuses(sseArea).every(Boolean), { what: 'statuses on the area stream' }).catch(() => null);
+    await Promise.all([sseArea.close(), sseAdmin.close()]);
+    expect(statuses(sseArea)).toEqual(['accepted', 'failed', 'failed']);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('is each token\'s own: another area\'s token reusing a key sends its own message and never sees the first', async () => {
+    const areaA = (await admin('POST', '/v1/areas', { name: 'Idem A', webhookUrl: 'http://127.0.0.1:9/a' })).body.id as number;
+    const areaB = (await admin('POST', '/v1/areas', { name: 'Idem B', webhookUrl: 'http://127.0.0.1:9/b' })).body.id as number;
+    const [custA, custB] = ['5511966000020', '5511966000021'];
+    const [convA, convB] = [await write(custA, 20), await write(custB, 21)];
+    expect((await admin('POST', `/v1/conversations/${convA}/assign`, { areaId: areaA })).status).toBe(200);
+    expect((await admin('POST', `/v1/conversations/${convB}/assign`, { areaId: areaB })).status).toBe(200);
+    const tA = (await mint({ name: 'idem a', scopes: ['messages:send'], areaIds: [areaA] })).token;
+    const tB = (await mint({ name: 'idem b', scopes: ['messages:send'], areaIds: [areaB] })).token;
+    const sendWith = async (token: string, to: string, text: string) => {
+      const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'order-1' }, body: JSON.stringify({ to, type: 'text', text: { body: text } }) });
+      return { status: res.status, replayed: res.headers.get('idempotent-replayed'), body: (await res.json()) as { id: number } };
+    };
+    const a = await sendWith(tA, custA, 'for A');
+    const b = await sendWith(tB, custB, 'for B');
+    // The bootstrap token is a scope of its own too.
+    const root = await sendWith(API_TOKEN, custB, 'from the admin');
+    expect([a.status, b.status, root.status, b.replayed, root.replayed]).toEqual([202, 202, 202, null, null]);
+    expect(new Set([a.body.id, b.body.id, root.body.id]).size).toBe(3);
+    const toB = await db.pool.query<{ body: string }>("SELECT body FROM messages WHERE conversation_id = $1 AND direction = 'outbound' ORDER BY id", [convB]);
+    expect(toB.rows.map((r) => r.body)).toEqual(['for B', 'from the admin']);
+    // Each token's retry still replays its own message.
+    const again = await sendWith(tB, custB, 'for B');
+    expect([again.status, again.replayed, again.body.id]).toEqual([202, 'true', b.body.id]);
+  });
+});
+
+describe('event streams of a token that stops working', () => {
+  const ended = (s: SseClient) => Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]);
+
+  it('end at the token\'s expiry, SSE and WebSocket, and hear nothing after it', async () => {
+    const t = await mint({ name: 'brief', scopes: ['conversations:read'], expiresAt: new Date(Date.now() + 2_000).toISOString() });
+    const sse = openSse(app.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?access_token=${t.token}`);
+    const wsEvents: string[] = [];
+    const wsClosed = new Promise<void>((resolve) => ws.on('close', () => resolve()));
+    await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+    ws.on('message', (d) => wsEvents.push(String(d)));
+    await subscribed(prefix, 1);
+    await new Promise((r) => setTimeout(r, 2_300));
+    expect((await call(app.url, t.token, 'GET', '/v1/conversations')).status).toBe(401);
+    await write('5511966000010', 10);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const wsOpen = ws.readyState === WebSocket.OPEN;
+    ws.terminate();
+    await wsClosed;
+    const sseEnded = await ended(sse);
+    await sse.close();
+    expect({ sseEnded, wsOpen, sse: sse.events.filter((e) => e.event === 'message.created').length, ws: wsEvents.filter((e) => e.includes('message.created')).length }).toEqual({ sseEnded: true, wsOpen: false, sse: 0, ws: 0 });
+  });
+
+  it('end when the revocation is published while the events subscription is down (Redis failover, network blip)', async () => {
+    const t = await mint({ name: 'revoked while away', scopes: ['conversations:read'] });
+    const sse = openSse(app.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    await subscribed(prefix, 1);
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      // ioredis reconnects in ~100 ms: the revocation is published before its subscription holds again.
+      await redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(204);
+    } finally {
+      redis.disconnect();
+    }
+    await subscribed(prefix, 1);
+    await write('5511966000011', 11);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const streamEnded = await ended(sse);
+    await sse.close();
+    expect({ streamEnded, received: sse.events.filter((e) => e.event === 'message.created').length }).toEqual({ streamEnded: true, received: 0 });
+  });
+
+  it('end within a heartbeat when the revocation was never published', async () => {
+    const t = await mint({ name: 'revoked quietly', scopes: ['conversations:read'] });
+    const sse = openSse(web2.url, `?access_token=${t.token}`);
+    expect((await sse.ready).status).toBe(200);
+    // As a revocation whose message no process heard: only the database knows.
+    await db.pool.query('UPDATE api_tokens SET revoked_at = now() WHERE id = $1', [t.id]);
+    const streamEnded = await Promise.race([sse.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    await sse.close();
+    expect(streamEnded).toBe(true);
   });
 });
 

@@ -161,6 +161,14 @@ describe('GET /v1/conversations filters', () => {
     expect(await allPages('&q=nobody-like-this')).toEqual([]);
   });
 
+  it('q never matches text spanning two fields, and refuses control characters', async () => {
+    // "a 55" spans "Souza" and "5511…"; "0 user" spans a number and "user.ana". No single field holds either.
+    expect(await mine(`&q=${encodeURIComponent('a 55')}`)).toEqual([]);
+    expect(await mine(`&q=${encodeURIComponent('00 user')}`)).toEqual([]);
+    const r = await api('GET', `/v1/conversations?q=${encodeURIComponent('a\n55')}`);
+    expect([r.status, r.body.error.code]).toEqual([400, 'invalid_query']);
+  });
+
   it('filters combine', async () => {
     expect(await allPages('&q=souza&status=open')).toEqual(expected((r) => r.name.includes('Souza') && r.status === 'open'));
     expect(await allPages(`&q=lima&areaId=${areas.A}&unread=true`)).toEqual(expected((r) => r.name.includes('Lima') && r.area === 'A' && r.unread));
@@ -173,20 +181,22 @@ describe('every filter combination is served by indexes', () => {
   const FILTERS = ['status', 'assignee', 'unread', 'channelId', 'areaId', 'q'] as const;
 
   /** The plan of the exact statement the API runs for these filters. */
-  async function plan(filter: Record<string, unknown>, cursor: { t: string; id: number } | null): Promise<{ scans: string[]; cursorInIndex: boolean }> {
+  async function plan(filter: Record<string, unknown>, cursor: { t: string; id: number } | null): Promise<{ scans: string[]; cursorInIndex: boolean; indexes: string[] }> {
     let captured: { sql: string; params: unknown[] } | undefined;
     const spy = { query: (sql: string, params: unknown[]) => ((captured = { sql, params }), db.pool.query(sql, params)) } as unknown as Pool;
     await listConversations(spy, { limit: 50, cursor, ...filter });
     const { rows } = await db.pool.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${captured!.sql}`, captured!.params);
     const scans: string[] = [];
+    const indexes: string[] = [];
     let cursorInIndex = false;
     const walk = (n: Record<string, unknown>) => {
       if (n['Node Type'] === 'Seq Scan') scans.push(String(n['Relation Name']));
+      if (typeof n['Index Name'] === 'string') indexes.push(n['Index Name']);
       if (n['Relation Name'] === 'conversations' && String(n['Index Cond'] ?? '').includes('ROW(')) cursorInIndex = true;
       for (const c of (n.Plans as Record<string, unknown>[] | undefined) ?? []) walk(c);
     };
     walk((rows[0]!['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]!.Plan);
-    return { scans, cursorInIndex };
+    return { scans, cursorInIndex, indexes };
   }
 
   it('has no sequential scan of conversations (nor of contacts for a search) on 6,000 conversations, and a deep page starts at its cursor in the index', async () => {
@@ -205,12 +215,22 @@ describe('every filter combination is served by indexes', () => {
       INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by)
       SELECT c.id, 'assigned', (SELECT array_agg(id ORDER BY id) FROM areas)[1 + c.id % 5], now(), 'api'
       FROM conversations c WHERE c.id % 5 < 3 ON CONFLICT DO NOTHING`);
+    // A small channel: a value where its per-filter index beats reading the newest of all conversations.
+    const { rows: [rare] } = await db.pool.query<{ id: number }>(`INSERT INTO channels (phone_number_id) VALUES ('plan-rare') RETURNING id`);
+    await db.pool.query(`UPDATE conversations SET channel_id = $1 WHERE id % 60 = 0`, [rare!.id]);
     // What autovacuum does on a live table: fresh rows of a GIN index wait in its pending list,
     // which every search reads whole until a vacuum moves them into the index proper.
     await db.pool.query('VACUUM ANALYZE');
     const { rows: [one] } = await db.pool.query<{ channel_id: number; area_id: number }>(`SELECT c.channel_id, r.area_id FROM conversations c JOIN conversation_routes r ON r.conversation_id = c.id WHERE r.state = 'assigned' LIMIT 1`);
     const values = { status: 'open', assignee: 'agent-4', unread: true, channelId: one!.channel_id, areaId: one!.area_id, q: createHash('md5').update('42').digest('hex').slice(0, 10) } as const;
     const bad: string[] = [];
+    // Each single filter is served by its own index (012): dropping one shows here.
+    const own = { status: 'conversations_status_recent_idx', assignee: 'conversations_assignee_recent_idx', unread: 'conversations_unread_recent_idx', channelId: 'conversations_channel_recent_idx' } as const;
+    const selective = { ...values, channelId: rare!.id, status: 'closed' };
+    for (const [f, index] of Object.entries(own)) {
+      const { indexes } = await plan({ [f]: selective[f as keyof typeof own] }, null);
+      if (!indexes.includes(index)) bad.push(`{${f}}: served by ${indexes.join(', ') || 'no index'}, not ${index}`);
+    }
     for (let mask = 0; mask < 1 << FILTERS.length; mask++) {
       const filter = Object.fromEntries(FILTERS.filter((_, i) => mask & (1 << i)).map((f) => [f, values[f]]));
       for (const cursor of [null, { t: new Date(Date.now() - 3000 * 60_000).toISOString(), id: 3000 }]) {

@@ -196,4 +196,19 @@ describe('real answers match the document', () => {
     expect((await send('GET', '/v1/messages/999999')).status).toBe(404);
     expect((await send('GET', '/v1/channels/999999/menu')).status).toBe(404);
   });
+
+  it('errors: every /v1 operation that parses JSON answers a malformed body 400 and an oversized one 413, as documented', async () => {
+    const operations = Object.entries(document.paths).flatMap(([path, item]) => Object.keys(item).map((method) => [method.toUpperCase(), path.replace(/\{\w+\}/g, '999999')] as const));
+    // fetch sends no body with GET (express would parse one all the same).
+    const v1 = operations.filter(([method, path]) => path.startsWith('/v1/') && method !== 'GET');
+    expect(v1.length).toBeGreaterThan(15);
+    for (const [path, item] of Object.entries(document.paths)) {
+      if (path.startsWith('/v1/') && path !== '/v1/events') expect(Object.values(item).map((op) => Object.keys((op as unknown as { responses: object }).responses)).filter((r) => !r.includes('400') || !r.includes('413')), path).toEqual([]);
+    }
+    const outcome = (method: string, path: string, body: string) => call(path, { method, headers: auth, body }).then((r) => `${method} ${path}: ${r.status === 400 ? r.body.error.code : r.status}`, (e: Error) => e.message.split('\n')[0]!);
+    const big = JSON.stringify({ text: 'x'.repeat(1_100_000) });
+    const answers: string[] = [];
+    for (const [method, path] of v1) answers.push(await outcome(method, path, '{'), await outcome(method, path, big));
+    expect(answers).toEqual(v1.flatMap(([method, path]) => [`${method} ${path}: malformed_body`, `${method} ${path}: 413`]));
+  });
 });

@@ -12,7 +12,7 @@ const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'applicatio
 
 async function send(body: Record<string, unknown>, headers: Record<string, string> = {}) {
   const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { ...auth, ...headers }, body: JSON.stringify(body) });
-  return { status: res.status, body: await json(res) };
+  return { status: res.status, replayed: res.headers.get('idempotent-replayed'), body: await json(res) };
 }
 const message = async (id: number) => json(await fetch(`${app.url}/v1/messages/${id}`, { headers: auth }));
 let n = 0;
@@ -78,6 +78,27 @@ describe('POST /v1/messages', () => {
     expect(sim.sent.filter((s) => s.to === to)).toHaveLength(1);
     const rows = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE idempotency_key = $1", [`key-${to}`]);
     expect(rows.rows[0].n).toBe(1);
+  });
+
+  it('replays a repeated Idempotency-Key whatever the order of the fields, and refuses it for a different request', async () => {
+    const to = recipient();
+    const headers = { 'Idempotency-Key': `key-${to}` };
+    const first = await send({ to, type: 'text', text: { body: 'once', preview_url: false } }, headers);
+    expect([first.status, first.replayed]).toEqual([202, null]);
+    const reordered = await send({ text: { preview_url: false, body: 'once' }, type: 'text', to }, headers);
+    expect([reordered.status, reordered.replayed, reordered.body.id]).toEqual([202, 'true', first.body.id]);
+    for (const other of [{ to, type: 'text', text: { body: 'twice', preview_url: false } }, { to: recipient(), type: 'text', text: { body: 'once', preview_url: false } }]) {
+      const r = await send(other, headers);
+      expect([r.status, r.body.error?.code, JSON.stringify(r.body).includes(String(first.body.id))]).toEqual([422, 'idempotency_key_reused', false]);
+    }
+    await eventually(async () => (await message(first.body.id)).wamid);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(['once']);
+    // Objects Meta defines (interactive) pass as written, in the client's order of fields.
+    const buttons = { type: 'button', body: { text: 'Pick one' }, action: { buttons: [{ type: 'reply', reply: { id: 'y', title: 'Yes' } }] } };
+    const menu = await send({ to, type: 'interactive', interactive: buttons }, { 'Idempotency-Key': `menu-${to}` });
+    const menuAgain = await send({ to, type: 'interactive', interactive: { action: buttons.action, body: buttons.body, type: 'button' } }, { 'Idempotency-Key': `menu-${to}` });
+    expect([menu.status, menuAgain.status, menuAgain.replayed, menuAgain.body.id]).toEqual([202, 202, 'true', menu.body.id]);
   });
 
   it('keeps the order per recipient and paces the pair rate (no 131056)', async () => {

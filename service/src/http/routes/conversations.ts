@@ -24,7 +24,8 @@ export const listConversationsQuery = z.object({
   unread: z.enum(['true', 'false']).transform((v) => v === 'true').optional().meta({ description: '`true`: only conversations with unread messages' }),
   status: conversationStatusSchema.optional().meta({ description: 'Only open or only closed conversations' }),
   assignee: z.string().min(1).max(200).optional().meta({ description: "Exact match on the assignee (an opaque agent id)" }),
-  q: z.string().trim().min(1).max(100).optional().meta({ description: "A substring of the contact's name, number or username, case-insensitive" }),
+  // A control character could match across fields (joined by a newline in the search index).
+  q: z.string().trim().min(1).max(100).regex(/^[^\p{Cc}]*$/u, 'must not contain control characters').optional().meta({ description: "A substring of the contact's name, number or username, case-insensitive" }),
 });
 /** `assignee: null` clears it; a field left out is left as it is. */
 export const patchConversationSchema = z

@@ -1,12 +1,13 @@
 // GET /v1/events: realtime events as Server-Sent Events, or as WebSocket messages on the same
 // path. Each event is JSON `{ id, type, ... }`; `types=a,b` picks some. Events are at most once:
 // a client that reconnects reloads what it shows through the API. A token limited to areas gets
-// only the events of conversations assigned to its areas; a revoked token's streams end.
+// only the events of conversations assigned to its areas; a revoked token's streams end, and an
+// expiring token's at its expiry.
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
+import { EVENT_TYPES, typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import { z } from 'zod';
@@ -15,7 +16,8 @@ import { defineOperations } from '../../openapi/operation.js';
 export const eventOperations = defineOperations('Events', [
   {
     method: 'get', path: '/v1/events', summary: 'Realtime events (Server-Sent Events, or a WebSocket on the same path)', auth: 'bearer-or-query',
-    description: 'Each event is JSON `{ id, type, ... }` of type `message.created`, `message.status` or `conversation.updated`. At most once: a client that reconnects reloads what it shows through the API.',
+    description: `Each event is JSON \`{ id, type, ... }\` of type ${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. At most once: a client that reconnects reloads what it shows through the API.`,
+    parsesJson: false,
     query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive', example: 'message.created,message.status' }) }),
     responses: { 200: { description: 'An event stream', contentType: 'text/event-stream', schema: z.string() } },
   },
@@ -23,11 +25,18 @@ export const eventOperations = defineOperations('Events', [
 
 /** A client further behind than this is cut off (it reconnects and reloads) instead of growing memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
-const HEARTBEAT_MS = 15_000;
+/** setTimeout's longest delay; a later expiry is left to the heartbeat's re-check. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Numbered = RealtimeEvent & { id: number };
 /** The area each conversation is assigned to (absent: not assigned). */
 export type AreasOf = (conversationIds: readonly number[]) => Promise<ReadonlyMap<number, number>>;
+
+export interface StreamTokens {
+  readonly areasOf: AreasOf;
+  /** Which of these tokens are still live (neither revoked nor expired). */
+  liveTokens(ids: readonly number[]): Promise<ReadonlySet<number>>;
+}
 
 /** Told to every web process, never to clients: streams opened with that token end. */
 export const TOKEN_REVOKED = 'token.revoked';
@@ -43,16 +52,38 @@ function jsonOf(e: object): string {
 }
 
 export class RealtimeClients {
-  private readonly closers = new Set<() => void>();
+  /** Each open stream's end, with its token (null: the bootstrap token, which cannot be revoked). */
+  private readonly closers = new Map<() => void, number | null>();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly unhook: () => void;
   readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   // One lookup per published batch, shared by every area-limited client of this process.
   private readonly batchAreas = new WeakMap<readonly Numbered[], Promise<ReadonlyMap<number, number>>>();
 
+  /**
+   * Revocations come by pub/sub, which loses what is published while the subscription is down:
+   * every `heartbeatMs`, and whenever the subscription holds again, the open streams' tokens are
+   * re-checked in Postgres (one query per process for all of them) and the dead ones' streams end.
+   */
   constructor(
     private readonly hub: EventHub,
-    private readonly areasOf: AreasOf,
+    private readonly tokens: StreamTokens,
+    private readonly heartbeatMs: number,
     private readonly onCount?: (n: number) => void,
-  ) {}
+  ) {
+    this.sweeper = setInterval(() => void this.recheck(), heartbeatMs);
+    this.sweeper.unref();
+    this.unhook = hub.onSubscribed(() => void this.recheck());
+  }
+
+  /** Ends the streams of tokens revoked or expired since they opened; a failed lookup ends none. */
+  private async recheck(only?: number): Promise<void> {
+    const ids = only === undefined ? [...new Set([...this.closers.values()].filter((id): id is number => id !== null))] : [only];
+    if (ids.length === 0) return;
+    const live = await this.tokens.liveTokens(ids).catch(() => null);
+    if (!live) return;
+    for (const [close, id] of [...this.closers]) if (id !== null && ids.includes(id) && !live.has(id)) close();
+  }
 
   /**
    * Listens for `p`'s client: `deliver` gets the events it may see, in order; `end` runs when its
@@ -75,7 +106,7 @@ export class RealtimeClients {
       if (candidates.length === 0) return;
       let lookup = this.batchAreas.get(events);
       if (!lookup) {
-        lookup = this.areasOf([...new Set(candidates.map((e) => e.conversationId as number))]);
+        lookup = this.tokens.areasOf([...new Set(candidates.map((e) => e.conversationId as number))]);
         this.batchAreas.set(events, lookup);
       }
       const pending = lookup;
@@ -94,10 +125,20 @@ export class RealtimeClients {
     };
   }
 
-  private track(close: () => void): () => void {
-    this.closers.add(close);
+  /**
+   * Keeps `close` among the open streams until it runs. The token is checked once more now: one
+   * revoked between its lookup and the stream's listen() was told to nobody yet listening. An
+   * expiring token's stream ends at its expiry.
+   */
+  private track(p: Principal, close: () => void): () => void {
+    this.closers.set(close, p.tokenId);
     this.onCount?.(this.closers.size);
+    if (p.tokenId !== null) void this.recheck(p.tokenId);
+    const left = p.expiresAt === null ? null : p.expiresAt - Date.now();
+    const expiry = left !== null && left <= MAX_TIMER_MS ? setTimeout(close, Math.max(0, left)) : undefined;
+    expiry?.unref();
     return () => {
+      clearTimeout(expiry);
       this.closers.delete(close);
       this.onCount?.(this.closers.size);
     };
@@ -135,9 +176,9 @@ export class RealtimeClients {
       }
       res.write(chunk);
     }, () => end());
-    const beat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
+    const beat = setInterval(() => res.write(': ping\n\n'), this.heartbeatMs);
     beat.unref();
-    const untrack = this.track(end);
+    const untrack = this.track(principal, end);
     req.on('close', end);
   }
 
@@ -179,12 +220,12 @@ export class RealtimeClients {
       if (!alive) return end();
       alive = false;
       ws.ping();
-    }, HEARTBEAT_MS);
+    }, this.heartbeatMs);
     beat.unref();
     ws.on('pong', () => (alive = true));
     ws.on('close', end);
     ws.on('error', end);
-    const untrack = this.track(end);
+    const untrack = this.track(principal, end);
   }
 
   get count(): number {
@@ -193,7 +234,9 @@ export class RealtimeClients {
 
   /** Ends every stream, so a graceful stop does not wait on them. */
   closeAll(): void {
-    for (const close of [...this.closers]) close();
+    clearInterval(this.sweeper);
+    this.unhook();
+    for (const close of [...this.closers.keys()]) close();
     this.wss.close();
   }
 }

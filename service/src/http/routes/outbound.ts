@@ -1,11 +1,12 @@
 // POST /v1/messages: validate, persist 'pending' with its outbox row, enqueue, 202.
+import { createHash } from 'node:crypto';
 import { Router } from 'express';
 import { z } from 'zod';
 import type { OutboundQueues } from '../../queue/outbound.js';
 import { createOutbound, type OutboxCleaner } from '../../store/outbound-store.js';
 import type { Pool } from '../../store/pool.js';
 import { conversationWith, inAreas } from '../../store/conversations.js';
-import { areaLimit } from '../../tokens/principal.js';
+import { areaLimit, principalOf, type Principal } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import type { Publish } from '../../events/hub.js';
 import type { Logger } from '../../log.js';
@@ -59,11 +60,25 @@ function preview(b: SendRequest): string | null {
   return m && typeof m === 'object' && 'caption' in m ? (m.caption ?? null) : null;
 }
 
+/**
+ * Idempotency-Keys are per token (the bootstrap API_TOKEN is one scope): a key is the caller's
+ * own, so no other caller can collide with it or be answered with its message. Per token rather
+ * than per channel, as several tokens (areas) write on one channel.
+ */
+const idempotencyScope = (p: Principal) => (p.tokenId === null ? 'bootstrap' : `token:${p.tokenId}`);
+
+/** SHA-256 of the request with its object keys sorted, so the order a client writes them in does not matter. */
+function fingerprint(request: unknown): Buffer {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canonical) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, x]) => [k, canonical(x)])) : v;
+  return createHash('sha256').update(JSON.stringify(canonical(request))).digest();
+}
+
 export const outboundOperations = defineOperations('Messages', [
   {
     method: 'post', path: '/v1/messages', summary: 'Send a message', body: sendSchema, errors: [413, 422],
     description: "Stored as `pending` before the answer, then sent through the channel's queue; follow it with `GET /v1/messages/{id}` or the `message.status` event. The body is Meta's send payload with `channelId`/`phoneNumberId` to pick the number.",
-    headers: z.object({ 'Idempotency-Key': z.string().min(1).max(255).optional().meta({ description: 'A repeated key answers with the first message instead of sending again' }) }),
+    headers: z.object({ 'Idempotency-Key': z.string().min(1).max(255).optional().meta({ description: "A key of this token's (the bootstrap token has its own) repeated with the same request answers with the first message instead of sending again; with a different request, 422 `idempotency_key_reused`" }) }),
     responses: {
       202: {
         schema: z.object({ id: z.number().int().positive(), status: messageStatusSchema }).meta({ id: 'SendAccepted' }),
@@ -114,7 +129,9 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
     const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: b[b.type] };
     if (b.context) payload.context = b.context;
     if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
-    const ref = await createOutbound(deps.pool, { channelId, to, toUserId, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotencyKey: key ?? null });
+    const idempotency = key === undefined ? null : { scope: idempotencyScope(principalOf(req)!), key, fingerprint: fingerprint({ channelId, message: { ...b, channelId: undefined, phoneNumberId: undefined } }) };
+    const ref = await createOutbound(deps.pool, { channelId, to, toUserId, type: b.type, body: preview(b), replyToWamid: b.context?.message_id ?? null, payload, idempotency });
+    if (!ref.sameRequest) throw new HttpError(422, 'idempotency_key_reused', 'this Idempotency-Key was used for a different request; use a new key for a new message');
     if (ref.created) {
       deps.publish?.([
         { type: 'message.created', messageId: ref.id, conversationId: ref.conversationId, channelId: ref.channelId, direction: 'outbound', messageType: b.type },

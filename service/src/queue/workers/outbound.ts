@@ -59,15 +59,16 @@ export function createOutboundProcessor(deps: OutboundDeps) {
 
   /** Saves Meta's wamid; if the database cannot take it, holds it and tries again later (no attempt spent). */
   async function accepted(job: Job<OutboundJobData>, token: string | undefined, channelId: number, wamid: string, held: boolean): Promise<string> {
-    let changes;
+    let saved;
     try {
-      changes = await markAccepted(pool, job.data.messageId, wamid);
+      saved = await markAccepted(pool, job.data.messageId, wamid);
     } catch (err) {
       if (!held) await gate.hold(job.data.messageId, wamid);
       log.warn({ messageId: job.data.messageId, wamid, err: (err as Error).message }, 'wamid not saved yet; held until it is');
       return waitUntil(job, token, Date.now() + 2_000);
     }
-    deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid, channelId, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: changes })]);
+    // conversationId: area-limited streams hear only their conversations' events.
+    deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid, conversationId: saved.conversationId, channelId, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: saved.changes })]);
     await gate.done(job.data.messageId).catch((err: Error) => log.warn({ messageId: job.data.messageId, err: err.message }, 'send marker not cleared; it expires'));
     return wamid;
   }
@@ -154,8 +155,9 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     const action = classifyGraphError(e);
     metrics.outbound.sent.inc({ result: action });
     if (action === 'permanent') {
-      if (await markFailed(pool, job.data.messageId, e, errorHint(e.code))) {
-        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId: channel.id, status: 'failed', error: { code: e.code, title: e.title } });
+      const failed = await markFailed(pool, job.data.messageId, e, errorHint(e.code));
+      if (failed) {
+        deps.publish?.({ type: 'message.status', messageId: job.data.messageId, conversationId: failed.conversationId, channelId: channel.id, status: 'failed', error: { code: e.code, title: e.title } });
       }
       log.warn({ messageId: job.data.messageId, code: e.code, title: e.title }, 'message failed permanently');
       return 'failed';
@@ -199,8 +201,9 @@ export async function failExhausted(deps: Pick<OutboundDeps, 'pool' | 'log' | 'm
 /** One try at marking an exhausted send failed; a message already failed (or accepted) stays as it is. */
 async function markExhausted(deps: Pick<OutboundDeps, 'pool' | 'metrics' | 'publish'>, job: Job<OutboundJobData>, err: Error, channelId: number): Promise<void> {
   const e: GraphError = err instanceof GraphSendError ? err.graph : { httpStatus: 0, code: null, subcode: null, title: err.message, details: null, fbtraceId: null };
-  if (await markFailed(deps.pool, job.data.messageId, e, 'retries exhausted; replay the dead letter to send it again')) {
+  const failed = await markFailed(deps.pool, job.data.messageId, e, 'retries exhausted; replay the dead letter to send it again');
+  if (failed) {
     deps.metrics.outbound.exhausted.inc();
-    deps.publish?.({ type: 'message.status', messageId: job.data.messageId, channelId, status: 'failed', error: { code: e.code, title: e.title } });
+    deps.publish?.({ type: 'message.status', messageId: job.data.messageId, conversationId: failed.conversationId, channelId, status: 'failed', error: { code: e.code, title: e.title } });
   }
 }
