@@ -131,7 +131,8 @@ async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: n
 async function sampleStored(databaseUrl: string, t0: number, until: Promise<unknown>): Promise<(number | null)[]> {
   const out: (number | null)[] = [];
   let done = false;
-  void until.finally(() => { done = true; });
+  // The load's own failure is reported by its awaiter; here it only ends the sampling.
+  until.then(() => { done = true; }, () => { done = true; });
   let client: pg.Client | undefined;
   for (let i = 1; !done && i <= 3_600; i++) {
     await sleep(Math.max(0, t0 + i * 1000 - Date.now()));
