@@ -20,6 +20,7 @@ import { graphTimeouts, GRAPH_TIMEOUTS_ENV } from './lib/graph-timeouts.js';
 import { runLoad, verifyStored, webhookSet, type Delivery, type LoadReport } from './lib/loadgen.js';
 import { runRedisStall } from './lib/redis-stall.js';
 import { keepNonFinite } from './lib/results.js';
+import { writeChaosCharts } from './lib/svg.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -60,6 +61,20 @@ export interface ScenarioResult {
   failures?: string[];
   passed: boolean;
   notes?: string;
+  /** What the load saw, second by second (absent in results from before it was recorded). */
+  timeline?: Timeline;
+}
+
+/** Per-second series from the start of the load: index i covers [i s, i+1 s). */
+export interface Timeline {
+  /** Answers by HTTP status ("0": no answer, the connection failed), by the second they came back. */
+  readonly answers: Record<string, number[]>;
+  /** Messages answered 200 for the first time. */
+  readonly acked: number[];
+  /** Rows in `messages` at the end of each second (null: Postgres could not be read then). */
+  readonly storedTotal: (number | null)[];
+  /** The fault's start and end, in seconds from the start of the load (absent: not marked). */
+  readonly fault?: { readonly start: number; readonly end: number };
 }
 
 /** What a chaos.json was measured with: a figure is only comparable at the same scale and rate. */
@@ -89,18 +104,73 @@ interface Scenario {
 /** One answer: when its request was sent and answered (epoch ms), what it carried. */
 interface Answer { at: number; sentAt: number; status: number; d: Delivery }
 
-/** Load in the background while `fault` runs (seeing the answers so far); returns the load report and the answer timeline. */
-async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: number; copies?: number; shuffle?: boolean; varyCopies?: boolean; deadlineMs?: number }, fault: (t0: number, answers: readonly Answer[]) => Promise<void>) {
+/** The timeline of each stack's last load, picked up by `runScenario` (scenarios need not pass it along). */
+const timelines = new WeakMap<HaStack, Timeline>();
+
+/**
+ * Load in the background while `fault` runs (seeing the answers so far; calling `mark` when the
+ * fault starts and ends shades that window in the chart); returns the load report and the answer timeline.
+ */
+async function underLoad(stack: HaStack, deliveries: Delivery[], opts: { rate: number; copies?: number; shuffle?: boolean; varyCopies?: boolean; deadlineMs?: number }, fault: (t0: number, answers: readonly Answer[], mark: (edge: 'start' | 'end') => void) => Promise<void>) {
   const timeline: Answer[] = [];
   const t0 = Date.now();
+  const marks: { start?: number; end?: number } = {};
   const load = runLoad({
     url: `${stack.url}/webhooks/whatsapp`, appSecret: stack.secrets.appSecret, deliveries, rate: opts.rate,
     copies: opts.copies, shuffle: opts.shuffle, varyCopies: opts.varyCopies, deadlineMs: opts.deadlineMs ?? 180_000, concurrency: 32,
     onAnswer: (at, status, d, sentAt) => timeline.push({ at: t0 + at, sentAt: t0 + sentAt, status, d }),
   });
-  await fault(t0, timeline);
+  const stored = sampleStored(stack.directDatabaseUrl, t0, load);
+  await fault(t0, timeline, (edge) => { marks[edge] = (Date.now() - t0) / 1000; });
   const report = await load;
+  timelines.set(stack, perSecond(timeline, t0, await stored, marks));
   return { report, timeline };
+}
+
+/** Rows in `messages` once a second until the load ends: one count on a direct connection, cheap beside the load. */
+async function sampleStored(databaseUrl: string, t0: number, until: Promise<unknown>): Promise<(number | null)[]> {
+  const out: (number | null)[] = [];
+  let done = false;
+  // The load's own failure is reported by its awaiter; here it only ends the sampling.
+  until.then(() => { done = true; }, () => { done = true; });
+  let client: pg.Client | undefined;
+  for (let i = 1; !done && i <= 3_600; i++) {
+    await sleep(Math.max(0, t0 + i * 1000 - Date.now()));
+    try {
+      if (!client) {
+        client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 900, query_timeout: 900 });
+        client.on('error', () => undefined);
+        await client.connect();
+      }
+      out.push((await client.query<{ n: number }>('SELECT count(*)::int AS n FROM messages')).rows[0]!.n);
+    } catch {
+      // Postgres away (a fault of the scenario): the second has no count; reconnect next time.
+      out.push(null);
+      await client?.end().catch(() => undefined);
+      client = undefined;
+    }
+  }
+  await client?.end().catch(() => undefined);
+  return out;
+}
+
+function perSecond(answers: readonly Answer[], t0: number, storedTotal: (number | null)[], marks: { start?: number; end?: number }): Timeline {
+  const last = answers.reduce((m, e) => Math.max(m, e.at), t0);
+  const n = Math.max(storedTotal.length, Math.floor((last - t0) / 1000) + 1);
+  const byStatus: Record<string, number[]> = {};
+  const acked = new Array<number>(n).fill(0);
+  const seen = new Set<string>();
+  for (const e of answers) {
+    const i = Math.floor((e.at - t0) / 1000);
+    (byStatus[String(e.status)] ??= new Array<number>(n).fill(0))[i]! += 1;
+    if (e.status === 200 && e.d.kind === 'message' && !seen.has(e.d.wamid)) {
+      seen.add(e.d.wamid);
+      acked[i]! += 1;
+    }
+  }
+  const round = (x: number) => Math.round(x * 10) / 10;
+  const fault = marks.start === undefined ? undefined : { start: round(marks.start), end: round(marks.end ?? marks.start) };
+  return { answers: byStatus, acked, storedTotal, ...(fault ? { fault } : {}) };
 }
 
 async function finish(stack: HaStack, deliveries: Delivery[], report: LoadReport, extra: { recoverySeconds: number | null; recoveredWhen: string; acksDuringOutage?: number; backlogStoredSeconds?: number | null; notes?: string; checks?: Record<string, boolean>; verifyStallMs?: number }) {
@@ -141,7 +211,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
     let cutAt = 0;
     let killedAt = 0;
     let before = -1;
-    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async () => {
+    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, _answers, mark) => {
       await sleep(5_000 * ctx.scale);
       const m = await stack.master();
       before = m.index;
@@ -152,6 +222,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
       // nothing acked would be left only in Redis to lose (they catch up on the new master later).
       const c = new Redis(stack.redis[m.index]!.url, { maxRetriesPerRequest: 1 });
       faultAt = Date.now();
+      mark('start');
       for (const w of stack.workers) process.kill(w.pid, 'SIGSTOP');
       try {
         await c.config('SET', 'requirepass', `cut-off-${Date.now()}`);
@@ -167,6 +238,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
       // The dead master comes back later as a replica, like a restarted pod.
       await sleep(15_000 * ctx.scale);
       await stack.startRedis(m.index);
+      mark('end');
     });
     const after = (await stack.master()).index;
     // A local ack answered just before the fault may still be on its way to the replicas (async
@@ -219,12 +291,14 @@ const postgresStop: Scenario = {
     const deliveries = webhookSet({ count: Math.round(ctx.rate * (outage / 1000 + 15 * ctx.scale)), phoneNumberId: stack.secrets.phoneNumberId });
     let backlogStored: number | null = null;
     let stoppedAt = 0;
-    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, timeline) => {
+    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, timeline, mark) => {
       await sleep(5_000 * ctx.scale);
       stoppedAt = Date.now();
+      mark('start');
       await stack.postgres.stop();
       await sleep(outage);
       await stack.startPostgres();
+      mark('end');
       const backAt = Date.now();
       // Webhooks are acked throughout; what Postgres' absence costs is the backlog: the time from
       // its return until every message acked before then is stored, while the load goes on.
@@ -313,15 +387,17 @@ const processKills: Scenario = {
   async run(stack, ctx) {
     const deliveries = webhookSet({ count: Math.round(ctx.rate * 20 * ctx.scale), phoneNumberId: stack.secrets.phoneNumberId });
     let faultAt = 0;
-    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async () => {
+    const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, _answers, mark) => {
       await sleep(5_000 * ctx.scale);
       faultAt = Date.now();
+      mark('start');
       await Promise.all([stack.webs[0]!.kill(), stack.workers[0]!.kill()]);
       await sleep(1_000);
       await stack.webs[0]!.start();
       await stack.webs[1]!.stop();
       await sleep(1_000);
       await Promise.all([stack.webs[1]!.start(), stack.workers[0]!.start()]);
+      mark('end');
     });
     const non200 = timeline.filter((e) => e.sentAt >= faultAt && e.status !== 200).length;
     return finish(stack, deliveries, report, { recoverySeconds: lastFailureAfter(timeline, faultAt), recoveredWhen: 'last failed answer to a webhook sent after the first kill', notes: `${non200} non-200 answers after the kills (redelivered)` });
@@ -649,7 +725,7 @@ export async function runScenario(s: Scenario, ctx: Context): Promise<ScenarioRe
       ...r.checks,
     };
     const failures = Object.keys(checks).filter((k) => !checks[k]);
-    return { name: s.name, description: s.description, ackDurability: s.ackDurability ?? 'replicated', ...r, checks, failures, passed: failures.length === 0 };
+    return { name: s.name, description: s.description, ackDurability: s.ackDurability ?? 'replicated', ...r, checks, failures, passed: failures.length === 0, timeline: timelines.get(stack) };
   } finally {
     await stack.stop().catch(() => undefined);
     if (!process.env.CHAOS_KEEP) fs.rmSync(dir, { recursive: true, force: true });
@@ -669,8 +745,10 @@ async function main(): Promise<void> {
   const out = path.join(ROOT, 'bench', 'results', 'chaos.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const params: ChaosParams = { scale: ctx.scale, rate: ctx.rate, scenarios: results.map((r) => r.name), allScenarios: SCENARIOS.every((s) => results.some((r) => r.name === s.name)) };
-  fs.writeFileSync(out, JSON.stringify({ generatedAt: new Date().toISOString(), host: { cpus: os.availableParallelism() }, params, scenarios: results }, keepNonFinite, 2) + '\n');
-  process.stderr.write(`chaos: wrote ${path.relative(process.cwd(), out)}\n`);
+  const generatedAt = new Date().toISOString();
+  fs.writeFileSync(out, JSON.stringify({ generatedAt, host: { cpus: os.availableParallelism() }, params, scenarios: results }, keepNonFinite, 2) + '\n');
+  const charts = writeChaosCharts(path.dirname(out), results, generatedAt, ctx.scale);
+  process.stderr.write(`chaos: wrote ${path.relative(process.cwd(), out)} and ${charts.join(', ')}\n`);
   if (results.some((r) => !r.passed)) process.exitCode = 1;
 }
 

@@ -4,11 +4,14 @@
 // the new ones). Every new figure carries the date of its run (and the chaos scale when it was
 // not 1), so a row not re-measured keeps its own date instead of appearing under the new one.
 // Result files without their run parameters are refused. Running it twice changes nothing more.
+// It also draws the results as SVG charts (bench/results/<group>.svg, chaos-<scenario>.svg, committed)
+// and shows every chart found there under the table.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchResult } from './lib/results.js';
 import type { ChaosParams, ScenarioResult } from './chaos.js';
+import { writeBenchCharts, writeChaosCharts } from './lib/svg.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const README = path.join(ROOT, 'README.md');
@@ -54,7 +57,7 @@ function fresh(bench?: BenchFile, chaos?: ChaosFile): Map<string, string[]> {
   return out;
 }
 
-function render(old: Map<string, Row>, bench?: BenchFile, chaos?: ChaosFile): string {
+function render(old: Map<string, Row>, charts: readonly string[], bench?: BenchFile, chaos?: ChaosFile): string {
   const now = fresh(bench, chaos);
   const rows = [...new Set([...old.keys(), ...now.keys()])].map((n): Row => {
     const f = now.get(n);
@@ -69,6 +72,8 @@ function render(old: Map<string, Row>, bench?: BenchFile, chaos?: ChaosFile): st
     '| figure | old | new | baseline (same run) | ratio | met |',
     '| --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    ...charts.map((f) => `![${f.replace(/\.svg$/, '')}](bench/results/${f})`),
     END,
   ].join('\n');
 }
@@ -82,6 +87,11 @@ const chaos = read<ChaosFile>(path.join(ROOT, 'bench', 'results', 'chaos.json'))
 // Without its parameters a file cannot say what it measured (a subset, another scale): refused.
 if (bench && !bench.params) throw new Error('bench/results/latest.json has no run parameters: re-run `make bench`');
 if (chaos && !chaos.params) throw new Error('bench/results/chaos.json has no run parameters: re-run `make chaos`');
-const block = render(previous(text.slice(from, to)), bench, chaos);
+const RESULTS = path.join(ROOT, 'bench', 'results');
+if (bench) writeBenchCharts(RESULTS, bench.results, bench.generatedAt);
+if (chaos) writeChaosCharts(RESULTS, chaos.scenarios, chaos.generatedAt, chaos.params?.scale);
+// Every chart committed, not only this run's: a group not re-run keeps its last chart (dated in its title).
+const charts = fs.readdirSync(RESULTS).filter((f) => f.endsWith('.svg')).sort((a, b) => Number(a.startsWith('chaos-')) - Number(b.startsWith('chaos-')) || a.localeCompare(b));
+const block = render(previous(text.slice(from, to)), charts, bench, chaos);
 fs.writeFileSync(README, text.slice(0, from) + block + text.slice(to + END.length));
-console.log(`README.md: figures rewritten from bench/results/`);
+console.log(`README.md: figures and ${charts.length} charts rewritten from bench/results/`);

@@ -1,5 +1,6 @@
 // `make bench`: every benchmark with its same-run baseline; prints one table and writes
 // bench/results/latest.json (+ latest.md). BENCH_ONLY=ingest,e2e picks some; BENCH_SECONDS sets durations.
+import path from 'node:path';
 import { e2eBench } from './e2e.js';
 import { ingestBench, ingestReplicatedBench } from './ingest.js';
 import { outboundBench } from './outbound.js';
@@ -8,6 +9,7 @@ import { routerBench } from './router.js';
 import { inboxBench } from './inbox.js';
 import { fanoutBench } from './fanout.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
+import { writeBenchCharts } from './lib/svg.js';
 import { settle, startBenchStack } from './lib/stack.js';
 
 const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router,inbox,fanout').split(',').map((s) => s.trim()));
@@ -69,7 +71,8 @@ async function main(): Promise<void> {
     historyMessages: Number(process.env.BENCH_HISTORY_MESSAGES ?? 50_000),
     outboundMessages: Number(process.env.BENCH_OUTBOUND_MESSAGES ?? 10_000),
   });
-  console.log('\n' + table(results) + `\n\nwritten: ${files.json}, ${files.md}`);
+  const charts = writeBenchCharts(path.dirname(files.json), results, files.generatedAt);
+  console.log('\n' + table(results) + `\n\nwritten: ${files.json}, ${files.md}, ${charts.join(', ')} (README: npx tsx bench/figures.ts)`);
 }
 
 main().catch((err: unknown) => {

@@ -40,13 +40,14 @@ const RESULTS_DIR = path.resolve(fileURLToPath(new URL('../results', import.meta
 export const keepNonFinite = (_key: string, v: unknown): unknown => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
 
 /** Writes the results with the parameters of the run that produced them. */
-export function writeResults(results: readonly BenchResult[], params: Record<string, unknown>, file = 'latest'): { json: string; md: string } {
+export function writeResults(results: readonly BenchResult[], params: Record<string, unknown>, file = 'latest'): { json: string; md: string; generatedAt: string } {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const json = path.join(RESULTS_DIR, `${file}.json`);
-  fs.writeFileSync(json, JSON.stringify({ generatedAt: new Date().toISOString(), params, results }, keepNonFinite, 2) + '\n');
+  const generatedAt = new Date().toISOString();
+  fs.writeFileSync(json, JSON.stringify({ generatedAt, params, results }, keepNonFinite, 2) + '\n');
   const md = path.join(RESULTS_DIR, `${file}.md`);
   fs.writeFileSync(md, table(results, 'md') + '\n');
-  return { json, md };
+  return { json, md, generatedAt };
 }
 
 export function table(results: readonly BenchResult[], style: 'text' | 'md' = 'text'): string {
