@@ -38,11 +38,22 @@ stage "charts drift" npm run -s --if-present check-charts -w @wa-router/cdk8s
 if has_tests k8s-tests; then stage "k8s tests" vitest_json k8s-tests k8s-tests; fi
 
 node -e '
-const fs = require("fs"); let p = 0, f = 0, s = 0;
+const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
 for (const file of fs.readdirSync(".cache/test-results")) {
   const r = JSON.parse(fs.readFileSync(".cache/test-results/" + file, "utf8"));
   p += r.numPassedTests; f += r.numFailedTests; s += r.numPendingTests + (r.numTodoTests || 0);
+  for (const tf of r.testResults || []) {
+    for (const a of tf.assertionResults || []) {
+      if (a.status !== "failed") continue;
+      const msg = String((a.failureMessages || [])[0] || "").split("\n")[0].slice(0, 300);
+      failures.push(`FAILED ${file.replace(/\.json$/, "")}: ${tf.name.replace(process.cwd() + "/", "")} > ${a.fullName}\n    ${msg}`);
+    }
+    if ((tf.assertionResults || []).length === 0 && tf.status === "failed") {
+      failures.push(`FAILED ${file.replace(/\.json$/, "")}: ${tf.name.replace(process.cwd() + "/", "")} (file did not run)\n    ${String(tf.message || "").split("\n")[0].slice(0, 300)}`);
+    }
+  }
 }
+for (const line of failures) console.log(line);
 console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
 '
 if [ ${#failed_stages[@]} -gt 0 ]; then
