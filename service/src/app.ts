@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { Queue, Worker, UnrecoverableError } from 'bullmq';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -11,17 +11,15 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { Config } from './config/env.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, scrapeGauge, type Metrics } from './metrics/registry.js';
-import { createRedis, WORKER_RUN_RETRY_MS } from './queue/redis.js';
+import { createRedis } from './queue/redis.js';
 import { QUEUES, type HistoryJobData, type InboundJobData } from './queue/names.js';
-import { handleCoexistence, startHistoryWorker, type CoexistenceDeps } from './queue/workers/coexistence.js';
 import { registerSyncGauges } from './sync/metrics.js';
 import { registerQueueGauges } from './queue/metrics.js';
 import { createIngestProducers, type IngestProducer } from './queue/ingest-producer.js';
-import { historySequenceKey } from './queue/fair-priority.js';
-import { createInboundProcessor } from './queue/workers/inbound.js';
 import { createPool, type Pool } from './store/pool.js';
 import { migrate, waitForSchema } from './store/migrate.js';
-import { ChannelResolver, upsertBootstrapChannel } from './store/channels.js';
+import { bootstrapChannel, resolveChannel } from './store/channels.js';
+import { startInboundWorkers, type InboundWorkers } from './queue/workers/start-inbound.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { createWebhookHandler, isWebhookPost, verifyHandshake, WEBHOOK_PATH } from './http/webhook.js';
 import { opsRoutes } from './http/routes/ops.js';
@@ -34,7 +32,7 @@ import { OutboundQueues, replayOutbound } from './queue/outbound.js';
 import { startSenders, type Senders } from './queue/senders.js';
 import { CircuitBreaker } from './queue/circuit-breaker.js';
 import { loadChannels, OutboxCleaner, type ChannelForSend } from './store/outbound-store.js';
-import { followSavedChannels, replaySavedChannel } from './channels/unrouted-replay.js';
+import { replaySavedChannel } from './channels/unrouted-replay.js';
 import { GraphClient } from './whatsapp/graph-client.js';
 import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
@@ -220,46 +218,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   server.headersTimeout = 66_000;
   if (realtime && upgradeAuth) attachUpgrade(server, realtime, '/v1/events', upgradeAuth);
 
-  let worker: Worker<InboundJobData> | undefined;
-  let historyWorker: Worker<HistoryJobData> | undefined;
+  let inbound: InboundWorkers | undefined;
   let senders: Senders | undefined;
   let bootstrapTimer: NodeJS.Timeout | undefined;
-  const startWorker = () => {
-    const channels = new ChannelResolver(pool);
-    const coex: CoexistenceDeps = {
-      pool, channels, historyQueue, inboundQueue, redis, log, metrics: metrics.history, attempts: config.INBOUND_ATTEMPTS,
-      sequenceKey: (phoneNumberId) => historySequenceKey(config.QUEUE_PREFIX, phoneNumberId),
-      publish,
-    };
-    historyWorker = startHistoryWorker(coex, { connection: createRedis(config, 'worker'), prefix: config.QUEUE_PREFIX, concurrency: config.HISTORY_CONCURRENCY, lockMs: config.WORKER_LOCK_MS, jobs: metrics.jobs });
-    closers.push(followSavedChannels({ redisOptions: redisOptions(config, 'client'), resolver: channels, pool, queue: inboundQueue, prefix: config.QUEUE_PREFIX, attempts: config.INBOUND_ATTEMPTS, log }));
-    const processor = createInboundProcessor({ pool, channels, queue: inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS, coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }), onStored: (result) => {
-      publish(storedEvents(result));
-      router.onStored(result);
-    } });
-    const w = new Worker<InboundJobData>(QUEUES.inbound, processor, {
-      connection: createRedis(config, 'worker'),
-      prefix: config.QUEUE_PREFIX,
-      concurrency: config.WORKER_CONCURRENCY,
-      // Jobs are idempotent, so a stalled job (worker killed) is simply run again.
-      maxStalledCount: 10,
-      lockDuration: config.WORKER_LOCK_MS,
-      runRetryDelay: WORKER_RUN_RETRY_MS,
-      stalledInterval: config.WORKER_LOCK_MS,
-    });
-    w.on('completed', (job) => {
-      metrics.jobs.processed.inc({ queue: job.queueName, result: 'completed' });
-      if (job.processedOn && job.finishedOn) metrics.jobs.duration.observe({ queue: job.queueName }, (job.finishedOn - job.processedOn) / 1000);
-    });
-    w.on('failed', (job, err) => {
-      if (!job) return;
-      const final = err instanceof UnrecoverableError || err.name === 'InvalidEventError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-      metrics.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-      (final ? log.error.bind(log) : log.warn.bind(log))({ jobId: job.id, queue: job.queueName, attemptsMade: job.attemptsMade, err: err.message }, final ? 'job dead-lettered' : 'job failed; will retry');
-    });
-    w.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
-    return w;
-  };
 
   return {
     role, config, log, metrics,
@@ -286,7 +247,13 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         });
       if (runsWorker) {
         await tryBootstrap();
-        worker = startWorker();
+        inbound = startInboundWorkers({
+          config, pool, redis, log, metrics, inboundQueue, historyQueue, publish,
+          onStored: (result) => {
+            publish(storedEvents(result));
+            router.onStored(result);
+          },
+        });
         senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow });
         router.startWorker();
       } else {
@@ -306,11 +273,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       await historyProducer?.close();
       await senders?.close();
       await router.stop();
-      for (const w of [worker, historyWorker]) {
-        if (!w) continue;
-        await w.close();
-        await w.disconnect().catch(() => undefined);
-      }
+      await inbound?.close();
       for (const close of closers.reverse()) await close().catch((err: Error) => log.warn({ err: err.message }, 'error while closing'));
       log.info('stopped');
     },
@@ -319,31 +282,4 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
       return addr && typeof addr === 'object' ? addr.port : 0;
     },
   };
-}
-
-async function bootstrapChannel(config: Config, pool: Pool): Promise<void> {
-  if (!config.WHATSAPP_PHONE_NUMBER_ID || !config.WHATSAPP_ACCESS_TOKEN) return;
-  await upsertBootstrapChannel(pool, {
-    phoneNumberId: config.WHATSAPP_PHONE_NUMBER_ID,
-    accessToken: config.WHATSAPP_ACCESS_TOKEN,
-    wabaId: config.WHATSAPP_WABA_ID,
-    displayPhoneNumber: config.WHATSAPP_DISPLAY_PHONE_NUMBER,
-  });
-}
-
-/** The channel a send goes through: by our id, by Meta's phone_number_id, or the only one there is. */
-async function resolveChannel(pool: Pool, known: ReadonlyMap<number, ChannelForSend>, by: { channelId?: number | undefined; phoneNumberId?: string | undefined }): Promise<number | null> {
-  // Channels are few and change rarely: the loaded ones answer without a query.
-  if (by.channelId !== undefined && known.has(by.channelId)) return by.channelId;
-  if (by.phoneNumberId !== undefined) for (const c of known.values()) if (c.phoneNumberId === by.phoneNumberId) return c.id;
-  if (by.channelId !== undefined) {
-    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE id = $1', [by.channelId]);
-    return rows[0]?.id ?? null;
-  }
-  if (by.phoneNumberId !== undefined) {
-    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE phone_number_id = $1', [by.phoneNumberId]);
-    return rows[0]?.id ?? null;
-  }
-  const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels LIMIT 2');
-  return rows.length === 1 ? rows[0]!.id : null;
 }

@@ -1,5 +1,7 @@
 // Channels (our WhatsApp numbers), looked up by phone_number_id on every inbound batch.
+import type { Config } from '../config/env.js';
 import type { Pool } from './pool.js';
+import type { ChannelForSend } from './outbound-store.js';
 
 export interface ChannelRow {
   readonly id: number;
@@ -99,4 +101,32 @@ export async function routableUnroutedEvents(pool: Pool, phoneNumberId: string |
 /** Takes events the database refused to store out of the replays; they live on in the dead-letter queue. */
 export async function clearUnrouted(pool: Pool, ids: readonly number[]): Promise<void> {
   await pool.query('UPDATE inbound_events SET unrouted = false WHERE id = ANY($1::bigint[])', [ids]);
+}
+
+/** The channel given by the environment (WHATSAPP_PHONE_NUMBER_ID and WHATSAPP_ACCESS_TOKEN), if any. */
+export async function bootstrapChannel(config: Config, pool: Pool): Promise<void> {
+  if (!config.WHATSAPP_PHONE_NUMBER_ID || !config.WHATSAPP_ACCESS_TOKEN) return;
+  await upsertBootstrapChannel(pool, {
+    phoneNumberId: config.WHATSAPP_PHONE_NUMBER_ID,
+    accessToken: config.WHATSAPP_ACCESS_TOKEN,
+    wabaId: config.WHATSAPP_WABA_ID,
+    displayPhoneNumber: config.WHATSAPP_DISPLAY_PHONE_NUMBER,
+  });
+}
+
+/** The channel a send goes through: by our id, by Meta's phone_number_id, or the only one there is. */
+export async function resolveChannel(pool: Pool, known: ReadonlyMap<number, ChannelForSend>, by: { channelId?: number | undefined; phoneNumberId?: string | undefined }): Promise<number | null> {
+  // Channels are few and change rarely: the loaded ones answer without a query.
+  if (by.channelId !== undefined && known.has(by.channelId)) return by.channelId;
+  if (by.phoneNumberId !== undefined) for (const c of known.values()) if (c.phoneNumberId === by.phoneNumberId) return c.id;
+  if (by.channelId !== undefined) {
+    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE id = $1', [by.channelId]);
+    return rows[0]?.id ?? null;
+  }
+  if (by.phoneNumberId !== undefined) {
+    const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels WHERE phone_number_id = $1', [by.phoneNumberId]);
+    return rows[0]?.id ?? null;
+  }
+  const { rows } = await pool.query<{ id: number }>('SELECT id FROM channels LIMIT 2');
+  return rows.length === 1 ? rows[0]!.id : null;
 }
