@@ -127,6 +127,11 @@ export interface MonitoringSettings {
   readonly historyStallMinutes: number;
   /** The oldest undelivered event of an area may wait this long before WaRouterAreaBacklog fires. */
   readonly areaBacklogSeconds: number;
+  /**
+   * Labels added to the ServiceMonitors and the PrometheusRule, for a Prometheus whose selectors
+   * ask for them (kube-prometheus-stack selects `release: <its release name>` by default).
+   */
+  readonly extraLabels: Readonly<Record<string, string>>;
 }
 
 export interface Preset {
@@ -162,6 +167,7 @@ const monitoring = {
   inboundBacklogSeconds: 60,
   historyStallMinutes: 30,
   areaBacklogSeconds: 300,
+  extraLabels: {},
 } as const satisfies MonitoringSettings;
 // kube-proxy (100m) plus a CNI agent and a node exporter at their usual requests; set yours.
 const daemonSets = { cpu: '200m', memory: '256Mi' } as const satisfies ResourceAmounts;

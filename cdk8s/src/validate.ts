@@ -99,6 +99,10 @@ const presetSchema = z.strictObject({
     inboundBacklogSeconds: z.number().positive(),
     historyStallMinutes: count(1, 24 * 60),
     areaBacklogSeconds: z.number().positive(),
+    extraLabels: z.record(
+      z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, 'expected a Kubernetes label key (optional DNS prefix/, then a name of at most 63 characters)'),
+      z.string().regex(/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/, 'expected a Kubernetes label value (at most 63 characters: letters, digits, -, _ and .)'),
+    ),
   }),
 });
 

@@ -87,6 +87,21 @@ describe.each(PRESET_NAMES)('%s', (name) => {
     expect(find(plain, 'ConfigMap', 'wa-router-dashboard')).toBeTruthy();
   });
 
+  it('carries monitoring.extraLabels to the ServiceMonitors and the PrometheusRule, never over its own selector labels', () => {
+    const labelled = synthManifests(name, { overrides: { monitoring: { extraLabels: { release: 'kube-prometheus-stack', 'app.kubernetes.io/name': 'other' } } } });
+    const kinds = labelled.filter((m) => m.apiVersion.startsWith('monitoring.coreos.com/'));
+    expect(kinds.map((m) => m.kind).sort()).toEqual(['PrometheusRule', 'ServiceMonitor', 'ServiceMonitor']);
+    for (const m of kinds) {
+      const l = (m.metadata as { labels: Record<string, string> }).labels;
+      expect(l.release, `${m.kind} ${String(m.metadata.name)}`).toBe('kube-prometheus-stack');
+      expect(l['app.kubernetes.io/name']).toBe('wa-router');
+    }
+    // The default adds nothing: the committed charts stay as they were.
+    for (const m of synthManifests(name).filter((x) => x.apiVersion.startsWith('monitoring.coreos.com/'))) {
+      expect((m.metadata as { labels: Record<string, string> }).labels.release).toBeUndefined();
+    }
+  });
+
   it('the committed rule file and dashboard are what the code writes', () => {
     for (const { file, text } of monitoringFiles(presets[name])) expect(fs.readFileSync(file, 'utf8'), file).toBe(text);
   });

@@ -23,6 +23,12 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
     expect(issues).toContainEqual(expect.objectContaining({ field: 'pgbouncer.maxClientConn', message: expect.stringContaining('worker 3 × 200') }));
   });
 
+  it('a monitoring extra label that Kubernetes would refuse', () => {
+    expect(rejects({ monitoring: { extraLabels: { 'bad key!': 'x' } } })).toContainEqual(expect.objectContaining({ field: expect.stringMatching(/^monitoring\.extraLabels/) }));
+    expect(rejects({ monitoring: { extraLabels: { release: 'a'.repeat(64) } } })).toContainEqual(expect.objectContaining({ field: 'monitoring.extraLabels.release' }));
+    expect(() => resolvePreset('premium', { monitoring: { extraLabels: { release: 'kube-prometheus-stack', 'example.com/team': 'ops' } } })).not.toThrow();
+  });
+
   it('PgBouncer pools beyond what Postgres max_connections leaves after the reserved ones', () => {
     const issues = rejects({ pgbouncer: { defaultPoolSize: 100, reservePoolSize: 50, maxDbConnections: 150 } });
     expect(issues).toContainEqual(expect.objectContaining({ field: 'postgres.maxConnections' }));

@@ -25,7 +25,7 @@ export class Monitoring extends Construct {
       new ApiObject(this, `service-monitor-${role}`, {
         apiVersion: 'monitoring.coreos.com/v1',
         kind: 'ServiceMonitor',
-        metadata: { name: nameOf(role), labels: labels(role) },
+        metadata: { name: nameOf(role), labels: { ...preset.monitoring.extraLabels, ...labels(role) } },
         spec: {
           selector: { matchLabels: selectorLabels(role) },
           endpoints: [{ port: 'http', path: '/metrics', interval: '30s' }],
@@ -35,7 +35,7 @@ export class Monitoring extends Construct {
     new ApiObject(this, 'rules', {
       apiVersion: 'monitoring.coreos.com/v1',
       kind: 'PrometheusRule',
-      metadata: { name: nameOf('alerts'), labels: labels('monitoring') },
+      metadata: { name: nameOf('alerts'), labels: { ...preset.monitoring.extraLabels, ...labels('monitoring') } },
       spec: { groups: alertGroups(preset, props.namespace) },
     });
   }
