@@ -12,7 +12,8 @@
 # DRY_RUN=1 sends everything with --dry-run=server (on a first deploy, the namespaced objects into
 # a stand-in namespace that lives only while the script runs); OVERRIDES=file.yaml changes preset fields;
 # PRUNE=1 also deletes objects this preset no longer has (kubectl ApplySet, alpha in kubectl).
-# WAIT=0 returns right after the apply (no wait for the migration Job and the rollouts).
+# WAIT=0 returns right after the apply (no wait for the migration Job and the rollouts);
+# MIGRATION_TIMEOUT_S (900) bounds the wait for the migration Job, which stops the deploy as soon as it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,6 +108,28 @@ create_secret wa-router-postgres --from-literal=username=wa_router --from-litera
 create_secret wa-router-redis --from-literal=password="${REDIS_PASSWORD:-$(random)}"
 create_secret wa-router-pgbouncer --from-literal=userlist.txt="\"wa_router\" \"$db_password\""
 
+# The migration Job until it completes; a failed one stops the deploy at once with its logs
+# (`kubectl wait --for=condition=complete` would sit out the whole timeout on a failure).
+wait_job() {
+  local name=$1 deadline=$((SECONDS + ${MIGRATION_TIMEOUT_S:-900})) conditions
+  while :; do
+    conditions=$(kubectl -n "$NAMESPACE" get job "$name" -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)
+    case " $conditions" in
+      *" Complete "*) echo "job/$name complete"; return 0 ;;
+      *" Failed "*|*" FailureTarget "*)
+        echo "deploy: the migration job/$name failed; nothing else was changed by this run. Its last log lines:" >&2
+        kubectl -n "$NAMESPACE" logs "job/$name" --tail=40 >&2 2>/dev/null || echo "  (no pod logs left)" >&2
+        kubectl -n "$NAMESPACE" get job "$name" -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2 || true
+        return 1 ;;
+    esac
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "deploy: job/$name did not complete within ${MIGRATION_TIMEOUT_S:-900} s (MIGRATION_TIMEOUT_S)" >&2
+      return 1
+    fi
+    sleep 2
+  done
+}
+
 prune=()
 if [ "${PRUNE:-0}" = 1 ]; then
   export KUBECTL_APPLYSET=true
@@ -124,7 +147,7 @@ if [ "${DRY_RUN:-0}" != 1 ] && [ -n "$job_name" ]; then
   # An upgrade: the new schema first, while the old pods keep serving, then the new code.
   if [ "${WAIT:-1}" != 0 ] && kubectl -n "$NAMESPACE" get deployment wa-router-web >/dev/null 2>&1; then
     printf '%s' "$job_doc" | kubectl apply --server-side --field-manager="$MANAGER" -f -
-    kubectl -n "$NAMESPACE" wait --for=condition=complete "job/$job_name" --timeout=15m
+    wait_job "$job_name"
   fi
 fi
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
@@ -135,7 +158,7 @@ fi
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing changed"; exit 0; }
 [ "${WAIT:-1}" = 0 ] && { echo "applied $PRESET to namespace $NAMESPACE (not waiting for rollouts)"; exit 0; }
 
-[ -n "$job_name" ] && kubectl -n "$NAMESPACE" wait --for=condition=complete "job/$job_name" --timeout=15m
+if [ -n "$job_name" ]; then wait_job "$job_name"; fi
 for d in wa-router-pgbouncer wa-router-web wa-router-worker; do
   kubectl -n "$NAMESPACE" rollout status "deployment/$d" --timeout=10m
 done

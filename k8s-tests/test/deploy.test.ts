@@ -1,7 +1,7 @@
 // `make deploy` (scripts/deploy.sh) against the API server, as a user runs it: a dry run on a
 // first deploy, the four Secrets the manifests read (never overwritten), server-side apply with
 // our field manager alone on every object, and PRUNE=1 deleting what the preset no longer has.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +137,44 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     expect(out).toMatch(/secret\/wa-router-postgres exists: kept/);
     expect(decode(await secret('wa-router-app'), 'WHATSAPP_APP_SECRET')).toBe('first-app-secret');
     expect(decode(await secret('wa-router-pgbouncer'), 'userlist.txt')).toBe('"wa_router" "first0db0password"');
+  }, 300_000);
+
+  it('stops at once when the migration Job fails, naming it, instead of waiting out the timeout', async () => {
+    const jobs = async () => (await kube.get<{ items: KubeObject[] }>(`/apis/batch/v1/namespaces/${NAMESPACE}/jobs`))?.items.filter((j) => j.metadata.name.startsWith('wa-router-migrate')) ?? [];
+    // Installed, so the next deploy is an upgrade (the web Deployment exists).
+    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password' });
+    const [old] = await jobs();
+    expect(old, 'an earlier deploy left its migration Job').toBeTruthy();
+    const jobPath = `/apis/batch/v1/namespaces/${NAMESPACE}/jobs/${old!.metadata.name}`;
+    const before = old!.metadata.uid;
+    // An upgrade (the web Deployment exists) with a tag: the script re-runs the Job and waits for it.
+    const child = spawn(path.join(ROOT, 'scripts', 'deploy.sh'), [], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'), PRESET: 'minimal', NAMESPACE, IMAGE, WAIT: '1', MIGRATION_TIMEOUT_S: '240' },
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await eventually('the re-created migration Job', async () => {
+        const job = await kube.get<KubeObject>(jobPath);
+        return job && job.metadata.uid !== before ? job : undefined;
+      }, 120_000);
+      // No kubelet runs here: the Job fails the way the Job controller marks a failure.
+      const now = new Date().toISOString();
+      const failed = (type: string) => ({ type, status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastProbeTime: now, lastTransitionTime: now });
+      const marked = await kube.request('PATCH', `${jobPath}/status`, { status: { active: 0, ready: 0, failed: 1, conditions: [failed('FailureTarget'), failed('Failed')] } }, 'application/merge-patch+json');
+      expect(marked.status, JSON.stringify(marked.body)).toBe(200);
+      const t0 = Date.now();
+      const code = await Promise.race([exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 60_000))]);
+      expect(code, output).not.toBe('running');
+      expect(code, output).not.toBe(0);
+      expect(Date.now() - t0).toBeLessThan(60_000);
+      expect(output).toContain(`migration job/${old!.metadata.name} failed`);
+    } finally {
+      child.kill('SIGTERM');
+    }
   }, 300_000);
 
   it('PRUNE=1 deletes what the preset no longer has, and only that', async () => {
