@@ -24,9 +24,14 @@ MANAGER=wa-router
 
 # Passwords go unescaped into DATABASE_URL (Kubernetes expands $(DB_PASSWORD) into it), PgBouncer's
 # quoted userlist and redis.conf's requirepass: only characters all three read literally.
-check_password() { # variable name, value
-  [[ $2 =~ ^[A-Za-z0-9._~-]{12,}$ ]] && return
-  echo "deploy: $1 must be at least 12 characters of letters, digits and . _ ~ - only (it is written unescaped into DATABASE_URL, PgBouncer's userlist and redis.conf); leave it unset to have one generated" >&2
+# A password chosen now needs 12 characters; one already in use (an upgrade) only the safe ones,
+# since refusing it would block every upgrade of an installation that works.
+check_password() { # variable name, value[, minimum length]
+  local min=${3:-12}
+  [[ $2 =~ ^[A-Za-z0-9._~-]+$ ]] && [ ${#2} -ge "$min" ] && return
+  local what="at least $min characters of letters"
+  [ "$min" -gt 1 ] || what="letters"
+  echo "deploy: $1 must be $what, digits and . _ ~ - only (it is written unescaped into DATABASE_URL, PgBouncer's userlist and redis.conf); leave it unset to have one generated" >&2
   exit 2
 }
 [ -n "${DB_PASSWORD:-}" ] && check_password DB_PASSWORD "$DB_PASSWORD"
@@ -102,7 +107,8 @@ fi
 db_password=${DB_PASSWORD:-$(random)}
 if has_secret wa-router-postgres; then
   db_password=$(kubectl -n "$NAMESPACE" get secret wa-router-postgres -o jsonpath='{.data.password}' | base64 -d)
-  check_password "the password in secret/wa-router-postgres" "$db_password"
+  check_password "the password in secret/wa-router-postgres" "$db_password" 1
+  [ ${#db_password} -ge 12 ] || echo "deploy: warning: the password in secret/wa-router-postgres has ${#db_password} characters; rotate it to 12 or more (see the README)" >&2
 fi
 create_secret wa-router-postgres --from-literal=username=wa_router --from-literal=password="$db_password"
 create_secret wa-router-redis --from-literal=password="${REDIS_PASSWORD:-$(random)}"

@@ -139,10 +139,37 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     expect(decode(await secret('wa-router-pgbouncer'), 'userlist.txt')).toBe('"wa_router" "first0db0password"');
   }, 300_000);
 
+  it('upgrades an installation whose existing database password is safe but shorter than 12 characters, with a warning', async () => {
+    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password', PRUNE: '1' });
+    const path_ = `/api/v1/namespaces/${NAMESPACE}/secrets/wa-router-postgres`;
+    const original = decode(await secret('wa-router-postgres'), 'password');
+    const set = (pw: string) => kube.request('PATCH', path_, { data: { password: Buffer.from(pw).toString('base64') } }, 'application/merge-patch+json');
+    expect((await set('short0pw')).status).toBe(200);
+    try {
+      let out = '';
+      try {
+        out = execFileSync(path.join(ROOT, 'scripts', 'deploy.sh'), {
+          cwd: ROOT, encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'), PRESET: 'minimal', NAMESPACE, IMAGE, WAIT: '0', PRUNE: '1' },
+        });
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string };
+        expect.fail(`the upgrade was refused:\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
+      }
+      expect(out).toMatch(/secret\/wa-router-postgres exists: kept/);
+      expect(decode(await secret('wa-router-postgres'), 'password')).toBe('short0pw');
+      // Unsafe characters in an existing password still stop the deploy: they would break DATABASE_URL.
+      await set('bad/pass@word');
+      expect(() => deploy({ PRUNE: '1' })).toThrow(/the password in secret\/wa-router-postgres must be letters, digits and \. _ ~ - only/);
+    } finally {
+      await set(original);
+    }
+  }, 300_000);
+
   it('stops at once when the migration Job fails, naming it, instead of waiting out the timeout', async () => {
     const jobs = async () => (await kube.get<{ items: KubeObject[] }>(`/apis/batch/v1/namespaces/${NAMESPACE}/jobs`))?.items.filter((j) => j.metadata.name.startsWith('wa-router-migrate')) ?? [];
     // Installed, so the next deploy is an upgrade (the web Deployment exists).
-    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password' });
+    deploy({ WHATSAPP_APP_SECRET: 'first-app-secret', DB_PASSWORD: 'first0db0password', PRUNE: '1' });
     const [old] = await jobs();
     expect(old, 'an earlier deploy left its migration Job').toBeTruthy();
     const jobPath = `/apis/batch/v1/namespaces/${NAMESPACE}/jobs/${old!.metadata.name}`;
@@ -150,7 +177,7 @@ describe.runIf(inject('binDir'))('make deploy', () => {
     // An upgrade (the web Deployment exists) with a tag: the script re-runs the Job and waits for it.
     const child = spawn(path.join(ROOT, 'scripts', 'deploy.sh'), [], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'), PRESET: 'minimal', NAMESPACE, IMAGE, WAIT: '1', MIGRATION_TIMEOUT_S: '240' },
+      env: { ...process.env, PATH: `${inject('binDir')}:${process.env['PATH'] ?? ''}`, KUBECONFIG: inject('kubeconfig'), PRESET: 'minimal', NAMESPACE, IMAGE, WAIT: '1', PRUNE: '1', MIGRATION_TIMEOUT_S: '240' },
     });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
