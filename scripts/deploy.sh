@@ -156,7 +156,15 @@ if [ "${DRY_RUN:-0}" != 1 ] && [ -n "$job_name" ]; then
     wait_job "$job_name"
   fi
 fi
+upgrade=0
+kubectl -n "$NAMESPACE" get deployment wa-router-web >/dev/null 2>&1 && upgrade=1
 kubectl apply --server-side --field-manager="$MANAGER" "${dry[@]}" "${prune[@]}" -f "$manifest"
+if [ "${DRY_RUN:-0}" != 1 ] && [ "$upgrade" = 1 ] && [[ $IMAGE != *@sha256:* ]]; then
+  # Same tag, same pod template: nothing would roll. A restart makes the pods pull the tag again
+  # (imagePullPolicy Always for tags), one surge pod at a time as any rollout.
+  echo "deploy: $IMAGE is a tag: restarting web and worker so they run what it names now"
+  kubectl -n "$NAMESPACE" rollout restart deployment/wa-router-web deployment/wa-router-worker
+fi
 if [ "$first_dry_run" = 1 ]; then
   echo "dry run: nothing changed (the server validated and admitted the namespace $NAMESPACE and, in the stand-in $standin, every object in it)"
   exit 0

@@ -255,6 +255,16 @@ describe('day 2: rollouts, config changes, migrations, drains', () => {
     expect(jobName(synthManifests('standard', { namespace: 'other' }))).not.toBe(jobName(base));
   });
 
+  it('our image is pulled again on every pod start when it is a tag, never when it is a digest', () => {
+    const policies = (m: Manifest[]) => m.filter((x) => ['Deployment', 'Job'].includes(x.kind) && x.metadata.name !== 'wa-router-pgbouncer')
+      .flatMap((x) => { const spec = podSpec(x); return [...(spec.initContainers ?? []), ...spec.containers]; })
+      .map((c: { image: string; imagePullPolicy?: string }) => c.imagePullPolicy);
+    const tagged = policies(synthManifests('standard', { image: 'registry.example/wa:1.0' }));
+    expect(tagged.length).toBeGreaterThanOrEqual(5);
+    expect(new Set(tagged)).toEqual(new Set(['Always']));
+    expect(new Set(policies(synthManifests('standard', { image: 'registry.example/wa@sha256:' + 'a'.repeat(64) })))).toEqual(new Set(['IfNotPresent']));
+  });
+
   it('web and worker wait in an init container until the schema holds their migrations (issue: new code met the old schema)', () => {
     for (const role of ['web', 'worker']) {
       const spec = podSpec(find(base, 'Deployment', `wa-router-${role}`));

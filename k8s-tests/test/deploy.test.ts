@@ -133,8 +133,13 @@ describe.runIf(inject('binDir'))('make deploy', () => {
       expect(await writers(m), `${m.kind}/${m.metadata.name}`).toEqual({ exists: true, apply: [FIELD_MANAGER], kubectl: [] });
     }
 
+    const restartedAt = async () => (await kube.get<KubeObject & { spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(`/apis/apps/v1/namespaces/${NAMESPACE}/deployments/wa-router-worker`))?.spec.template.metadata.annotations?.['kubectl.kubernetes.io/restartedAt'];
+    expect(await restartedAt(), 'a first deploy restarts nothing').toBeUndefined();
     const out = deploy({ WHATSAPP_APP_SECRET: 'second-app-secret', DB_PASSWORD: 'second0password', PRUNE: '1' });
     expect(out).toMatch(/secret\/wa-router-postgres exists: kept/);
+    // The same tag again: the pod template is unchanged, so only a restart makes pods pull what it names now.
+    expect(out).toMatch(/is a tag: restarting web and worker/);
+    expect(await restartedAt()).toBeTruthy();
     expect(decode(await secret('wa-router-app'), 'WHATSAPP_APP_SECRET')).toBe('first-app-secret');
     expect(decode(await secret('wa-router-pgbouncer'), 'userlist.txt')).toBe('"wa_router" "first0db0password"');
   }, 300_000);

@@ -5,7 +5,7 @@ import { k8s } from 'cdk8s-plus-27';
 import type { AppTier, Preset, Resources, WorkerTier } from '../presets.js';
 import { ROLLOUT } from '../rollout.js';
 import {
-  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, SECRETS, selectorLabels, str, tmpVolume,
+  CONFIG_HASH_ANNOTATION, configHash, containerSecurity, disruptionBudget, int, k8sResources, labels, nameOf, podSecurity, PORTS, preferSpread, pullPolicy, SECRETS, selectorLabels, str, tmpVolume,
 } from './common.js';
 
 export interface AppTierProps {
@@ -77,6 +77,7 @@ export class AppTierDeployment extends Construct {
             initContainers: [{
               name: 'schema',
               image: props.image,
+              imagePullPolicy: pullPolicy(props.image),
               args: ['migrate', 'check'],
               envFrom: [{ configMapRef: { name: props.configMap } }, { secretRef: { name: SECRETS.app } }],
               env: props.schemaCheck.env,
@@ -87,6 +88,7 @@ export class AppTierDeployment extends Construct {
             containers: [{
               name: role,
               image: props.image,
+              imagePullPolicy: pullPolicy(props.image),
               args: [role],
               ports: [{ name: 'http', containerPort: PORTS.http }],
               envFrom: [{ configMapRef: { name: props.configMap } }, { secretRef: { name: SECRETS.app } }],

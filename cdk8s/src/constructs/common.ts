@@ -66,6 +66,14 @@ export function tmpVolume(name = 'tmp', sizeLimit = '64Mi'): k8s.Volume {
   return { name, emptyDir: { sizeLimit: k8s.Quantity.fromString(sizeLimit) } };
 }
 
+/**
+ * A digest names one build, which the node may keep; a tag may be pushed again, so every pod start
+ * asks the registry (else a restarted pod keeps running the node's old copy of the tag).
+ */
+export function pullPolicy(image: string): 'Always' | 'IfNotPresent' {
+  return image.includes('@sha256:') ? 'IfNotPresent' : 'Always';
+}
+
 export const int = (n: number) => k8s.IntOrString.fromNumber(n);
 export const str = (s: string) => k8s.IntOrString.fromString(s);
 

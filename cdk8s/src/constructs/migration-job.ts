@@ -5,7 +5,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
 import type { Resources } from '../presets.js';
-import { configHash, containerSecurity, k8sResources, labels, nameOf, podSecurity, SECRETS, tmpVolume } from './common.js';
+import { configHash, containerSecurity, k8sResources, labels, nameOf, podSecurity, pullPolicy, SECRETS, tmpVolume } from './common.js';
 
 export interface MigrationJobProps {
   readonly image: string;
@@ -40,6 +40,7 @@ export class MigrationJob extends Construct {
             containers: [{
               name: 'migrate',
               image: props.image,
+              imagePullPolicy: pullPolicy(props.image),
               args: ['migrate'],
               envFrom: [{ configMapRef: { name: props.configMap } }, { secretRef: { name: SECRETS.app } }],
               env: props.env,
