@@ -310,7 +310,8 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
   });
 
   it('runs one leader among two processes; the standby takes over within the lease time when the leader dies', async () => {
-    const b = await startOperator('operator-b', saKubeconfig);
+    // A long lease for b: its restart below must not wait for it to expire.
+    const b = await startOperator('operator-b', saKubeconfig, { OPERATOR_LEASE_SECONDS: '60' });
     operators.push(b);
     await new Promise((r) => setTimeout(r, 3_000));
     const a = operators[0]!;
@@ -331,6 +332,12 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     const lease = await kube.get<KubeObject & { spec: { holderIdentity: string } }>('/apis/coordination.k8s.io/v1/namespaces/wa-router-system/leases/wa-router-operator');
     expect(lease?.spec.holderIdentity).toBe('operator-b');
     expect((await b.metrics()).get('wa_router_operator_overlapping_reconciles_total')).toBe(0);
+
+    // A restarted container keeps its pod's name: the Lease in that name is still its own.
+    await b.stop('SIGKILL');
+    const restarted = await startOperator('operator-b', saKubeconfig, { OPERATOR_LEASE_SECONDS: '60' });
+    operators.push(restarted);
+    await eventually('the restarted operator-b to lead before its 60 s lease expires', async () => (await restarted.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
   });
 
   it('leaves the children to the garbage collector when the resource is deleted', async () => {

@@ -31,6 +31,15 @@ const OWNED_KINDS = [
   { apiVersion: 'keda.sh/v1alpha1', kind: 'TriggerAuthentication', plural: 'triggerauthentications', watch: false },
 ] as const;
 
+/** Server-side applies in flight at once for one resource. */
+const APPLY_CONCURRENCY = 8;
+
+async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return out;
+}
+
 const base = (apiVersion: string) => (apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
 
 export interface ControllerOptions {
@@ -162,10 +171,10 @@ export class Controller {
     const id = applySetId(cr);
     const problems: string[] = [];
     if (!cr.spec.paused) {
-      for (const o of rendering.objects) {
-        const problem = await this.applyOne(key, o);
-        if (problem) problems.push(problem);
-      }
+      // The API server orders nothing among these objects (pods wait for their ConfigMaps and
+      // Secrets by themselves), so they go out a few at a time rather than one by one.
+      const results = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
+      problems.push(...results.filter((p): p is string => p !== undefined));
       if (problems.length === 0) await this.prune(cr, id, rendering.objects);
     }
 
@@ -234,18 +243,16 @@ export class Controller {
   private async prune(cr: WhatsAppRouter, id: string, desired: readonly KubeObject[]): Promise<void> {
     const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
     const ns = cr.metadata.namespace;
-    for (const k of OWNED_KINDS) {
-      let live: KubeObject[];
+    const lists = await Promise.all(OWNED_KINDS.map(async (k) => {
       const informer = this.children.get(k.kind);
-      if (informer) {
-        live = informer.list(ns);
-      } else {
-        const r = await this.api.request<{ items: KubeObject[] }>('GET', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}?labelSelector=${encodeURIComponent(`${PART_OF_LABEL}=${id}`)}`);
-        if (r.status === 404) continue;
-        if (r.status !== 200) throw new KubeApiError(r.status, 'List', `list ${k.kind}: ${r.status}`);
-        live = r.body.items;
-      }
-      for (const o of live) {
+      if (informer) return informer.list(ns);
+      const r = await this.api.request<{ items: KubeObject[] }>('GET', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}?labelSelector=${encodeURIComponent(`${PART_OF_LABEL}=${id}`)}`);
+      if (r.status === 404) return [];
+      if (r.status !== 200) throw new KubeApiError(r.status, 'List', `list ${k.kind}: ${r.status}`);
+      return r.body.items;
+    }));
+    for (const [i, k] of OWNED_KINDS.entries()) {
+      for (const o of lists[i]!) {
         if (o.metadata.labels?.[PART_OF_LABEL] !== id || keep.has(`${k.kind}/${o.metadata.name}`)) continue;
         if (!o.metadata.ownerReferences?.some((r) => r.uid === cr.metadata.uid)) continue;
         this.log.info({ key: `${ns}/${cr.metadata.name}`, object: `${k.kind}/${o.metadata.name}` }, 'pruning an object the rendering no longer has');

@@ -88,10 +88,8 @@ export class LeaderElector {
       ? { ...lease.spec, renewTime: microTime(now), leaseDurationSeconds: this.duration }
       : { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 };
     const r = await this.api.request('PUT', `${path}/${name}`, { ...lease, spec });
-    if (r.status === 200) {
-      if (held) this.lastRenew = Date.now();
-      else this.acquired();
-    }
+    // A Lease already in our name is ours too: a restarted container keeps its pod's name.
+    if (r.status === 200) this.acquired();
   }
 
   private acquired(): void {

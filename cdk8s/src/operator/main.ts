@@ -26,7 +26,7 @@ const elector = new LeaderElector(api, log, {
   name: 'wa-router-operator',
   identity: config.POD_NAME,
   leaseDurationSeconds: config.OPERATOR_LEASE_SECONDS,
-  retryMs: Math.max(500, (config.OPERATOR_LEASE_SECONDS * 1000) / 5),
+  retryMs: Math.min(2_000, (config.OPERATOR_LEASE_SECONDS * 1000) / 5),
   onStartedLeading: () => {
     metrics.leader.set(1);
     controller.start().catch((err: unknown) => {
