@@ -86,11 +86,34 @@ async function kubelet(ns: string): Promise<void> {
   }
 }
 
+/** One reconcile of the premium resource with nothing to do: its time and the API requests it sends. */
+async function measureNoOpResync(op: OperatorProcess, reapplyMs: number): Promise<void> {
+  const ns = 'wa-op-premium';
+  // Ready first, and alone: a resource still progressing is re-read every few seconds.
+  await eventually('premium to be Ready', async () => {
+    await kubelet(ns);
+    return condition(await getRouter(ns), 'Ready')?.status === 'True';
+  }, 120_000, 1_000);
+  await new Promise((r) => setTimeout(r, 3_000));
+  const before = await op.metrics();
+  const reconciles = (m: Map<string, number>) => [...m].filter(([k]) => k.startsWith('wa_router_operator_reconciles_total')).reduce((a, [, v]) => a + v, 0);
+  const requests = (m: Map<string, number>) => [...m].filter(([k]) => k.startsWith('wa_router_operator_api_requests_total')).reduce((a, [, v]) => a + v, 0);
+  // An annotation changes no generation: the reconcile it triggers has nothing to do.
+  await kube.request('PATCH', routerPath(ns), { metadata: { annotations: { 'wa-router.test/nudge': String(Date.now()) } } }, 'application/merge-patch+json');
+  const after = await eventually('a resync', async () => {
+    const m = await op.metrics();
+    return reconciles(m) > reconciles(before) ? m : undefined;
+  }, 30_000, 100);
+  const seconds = (after.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0) - (before.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0);
+  const sent = requests(after) - requests(before);
+  console.log(`[operator] no-op resync of premium: ${(seconds * 1000).toFixed(1)} ms, ${sent} API requests (lease renewals included); baseline: an unchanged apply pass ${reapplyMs} ms (ratio ${((seconds * 1000) / reapplyMs).toFixed(2)}); operator RSS ${rssMiB(op.child.pid!).toFixed(0)} MiB`);
+  expect(sent).toBeLessThan(15);
+}
+
 describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () => {
   const operators: OperatorProcess[] = [];
   let saKubeconfig: string;
   const namespaces = ['wa-op-minimal', 'wa-op-standard', 'wa-op-premium', 'wa-op-invalid', 'wa-op-baseline'];
-  let reapplyMs = 0;
 
   beforeAll(async () => {
     await installOperator(kube);
@@ -113,7 +136,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     const applyMs = Date.now() - t;
     t = Date.now();
     await kube.applyAll(baseline);
-    reapplyMs = Date.now() - t;
+    const reapplyMs = Date.now() - t;
     const op = operators[0]!;
     const durationBefore = (await op.metrics()).get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0;
     t = Date.now();
@@ -125,6 +148,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     const freshMs = Date.now() - t;
     const firstReconcileMs = ((await op.metrics()).get('wa_router_operator_reconcile_duration_seconds_sum')! - durationBefore) * 1000;
     console.log(`[operator] fresh premium resource: status written ${freshMs} ms after its creation (reconcile ${firstReconcileMs.toFixed(0)} ms); baseline: one apply pass of the same ${baseline.length} objects ${applyMs} ms (ratio ${(freshMs / applyMs).toFixed(2)}); operator RSS ${rssMiB(op.child.pid!).toFixed(0)} MiB`);
+    await measureNoOpResync(op, reapplyMs);
     for (const preset of ['minimal', 'standard']) await createRouter(`wa-op-${preset}`, { preset, image: IMAGE });
     for (const preset of ['minimal', 'standard', 'premium']) {
       const ns = `wa-op-${preset}`;
@@ -165,30 +189,11 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect(condition(ready, 'Progressing')?.status).toBe('False');
     expect(condition(ready, 'Degraded')?.status).toBe('False');
     expect(ready.status?.components?.['web']).toEqual({ ready: 1, desired: 1 });
-  });
-
-  it('measures a no-op resync: its duration and the API requests it sends', async () => {
-    const ns = 'wa-op-premium';
-    const op = operators[0]!;
-    // Ready first: a resource still progressing is re-read every few seconds and its children change.
-    await eventually('premium to be Ready', async () => {
-      await kubelet(ns);
-      return condition(await getRouter(ns), 'Ready')?.status === 'True';
-    }, 120_000, 1_000);
-    await new Promise((r) => setTimeout(r, 3_000));
-    const before = await op.metrics();
-    const reconciles = (m: Map<string, number>) => [...m].filter(([k]) => k.startsWith('wa_router_operator_reconciles_total')).reduce((a, [, v]) => a + v, 0);
-    const requests = (m: Map<string, number>) => [...m].filter(([k]) => k.startsWith('wa_router_operator_api_requests_total')).reduce((a, [, v]) => a + v, 0);
-    // An annotation changes no generation: the reconcile it triggers has nothing to do.
-    await kube.request('PATCH', routerPath(ns), { metadata: { annotations: { 'wa-router.test/nudge': String(Date.now()) } } }, 'application/merge-patch+json');
-    const after = await eventually('a resync', async () => {
-      const m = await op.metrics();
-      return reconciles(m) > reconciles(before) ? m : undefined;
-    }, 30_000, 100);
-    const seconds = (after.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0) - (before.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0);
-    const sent = requests(after) - requests(before);
-    console.log(`[operator] no-op resync of premium: ${(seconds * 1000).toFixed(1)} ms, ${sent} API requests (lease renewals included); baseline: an unchanged apply pass ${reapplyMs} ms (ratio ${((seconds * 1000) / reapplyMs).toFixed(2)}); operator RSS ${rssMiB(op.child.pid!).toFixed(0)} MiB`);
-    expect(sent).toBeLessThan(15);
+    // `kubectl get whatsapprouters`: the printer columns answer "is it healthy?" in one line.
+    const table = await kube.request<{ columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] }>('GET', `${API}/namespaces/${ns}/whatsapprouters`, undefined, undefined, 'application/json;as=Table;v=v1;g=meta.k8s.io');
+    expect(table.status).toBe(200);
+    expect(table.body.columnDefinitions.map((c) => c.name)).toEqual(['Name', 'Preset', 'Ready', 'Web', 'Worker', 'Reason', 'Age']);
+    expect(table.body.rows[0]!.cells.slice(0, 5)).toEqual(['router', 'minimal', 'True', '1/1', '1/1']);
   });
 
   it('follows a changed override and preset, prunes what the rendering lost, and leaves look-alikes alone', async () => {
