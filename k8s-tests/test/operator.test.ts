@@ -359,4 +359,19 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
       return left.length === 0;
     }, 90_000, 1_000);
   });
+
+  it('keeps watching through a watch that fails: the CRD deleted and installed again', async () => {
+    // Every WhatsAppRouter watch and list now fails (404) until the CRD is back; client-node's
+    // informer alone would stop for good.
+    await kube.delete('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/whatsapprouters.wa-router.dev');
+    await eventually('the CRD to be gone', async () => (await kube.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/whatsapprouters.wa-router.dev')) === undefined, 60_000, 500);
+    await new Promise((r) => setTimeout(r, 3_000));
+    await installOperator(kube);
+    const ns = 'wa-op-standard';
+    await eventually('the router to be created again', async () => {
+      const r = await kube.request('POST', `${API}/namespaces/${ns}/whatsapprouters`, { apiVersion: 'wa-router.dev/v1alpha1', kind: 'WhatsAppRouter', metadata: { name: 'router', namespace: ns }, spec: { preset: 'minimal', image: IMAGE } });
+      return r.status === 201;
+    }, 30_000, 500);
+    await reconciled(ns, 90_000);
+  });
 });
