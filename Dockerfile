@@ -21,6 +21,25 @@ RUN npm ci --workspace wa-router --include-workspace-root --no-audit --no-fund
 COPY service/ service/
 RUN npm run build --workspace wa-router
 
+# The operator (charts/operator/): the toolkit's controller, run from its TypeScript sources with
+# tsx (a cdk8s dependency). Not the default target: build it with
+#   docker build --target operator -t registry.example.com/wa-router-operator:1.0.0 .
+FROM ${NODE_IMAGE} AS operator
+ENV NODE_ENV=production
+ARG NODE_EXTRA_CA_CERTS
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.base.json ./
+COPY service/package.json service/
+COPY cdk8s/package.json cdk8s/
+COPY k8s-tests/package.json k8s-tests/
+RUN npm ci --workspace @wa-router/cdk8s --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY cdk8s/src cdk8s/src
+# uid 1000, read-only root filesystem: tsx keeps its compile cache in /tmp, an emptyDir in the manifests.
+USER node
+WORKDIR /app/cdk8s
+EXPOSE 8080
+ENTRYPOINT ["node", "--import", "tsx", "src/operator/main.ts"]
+
 FROM ${NODE_IMAGE} AS runtime
 # tini reaps zombies and forwards SIGTERM, so the service drains in-flight work before it exits.
 RUN apt-get update \

@@ -13,6 +13,11 @@ export function chartFile(preset: string, root = path.join(REPO_ROOT, 'charts'))
   return path.join(root, preset, 'wa-router.k8s.yaml');
 }
 
+/** charts/operator/: the operator's CRD, RBAC and Deployment (`kubectl apply --server-side -f`). */
+export function operatorFile(root = path.join(REPO_ROOT, 'charts')): string {
+  return path.join(root, 'operator', 'wa-router-operator.k8s.yaml');
+}
+
 /**
  * charts/monitoring/<preset>/: the alerts as a plain Prometheus rule file (for a Prometheus without
  * the Operator, and for promtool) and the dashboard for importing into Grafana by hand.

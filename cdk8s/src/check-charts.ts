@@ -3,10 +3,11 @@
 // the Kubernetes schemas.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chartFile, monitoringFiles } from './charts-files.js';
+import { chartFile, monitoringFiles, operatorFile } from './charts-files.js';
+import { operatorManifests } from './operator/install.js';
 import { PRESET_NAMES, presets } from './presets.js';
 import { schemaErrors } from './schema-check.js';
-import { synthManifests, type SynthOptions } from './synth.js';
+import { synthManifests, type Manifest, type SynthOptions } from './synth.js';
 import { toYaml } from './yaml.js';
 
 const problems: string[] = [];
@@ -50,6 +51,13 @@ for (const preset of PRESET_NAMES) {
     for (const e of await schemaErrors(list)) problems.push(`${preset} (${variant}): ${e}`);
   }
 }
+
+const operator = operatorManifests() as Manifest[];
+const operatorRel = path.relative(process.cwd(), operatorFile());
+if (!fs.existsSync(operatorFile())) problems.push(`${operatorRel} is missing: run make synth-all and commit it`);
+else if (fs.readFileSync(operatorFile(), 'utf8') !== toYaml(operator)) problems.push(`${operatorRel} drifted from the code; run make synth-all and commit`);
+objects += operator.length;
+for (const e of await schemaErrors(operator)) problems.push(`operator: ${e}`);
 
 if (problems.length) {
   process.stderr.write(`check-charts: ${problems.length} problem(s)\n${problems.map((p) => `  ${p}`).join('\n')}\n`);

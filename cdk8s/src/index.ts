@@ -13,3 +13,7 @@ export type { AlertRule, RuleGroup } from './monitoring/rules.js';
 export { dashboardRows, grafanaDashboard } from './monitoring/dashboard.js';
 export type { Panel, PanelRow, PanelQuery } from './monitoring/dashboard.js';
 export { monitoringFiles } from './charts-files.js';
+export { operatorManifests, OPERATOR_NAMESPACE, OPERATOR_NAME, OPERATOR_RULES } from './operator/install.js';
+export { whatsAppRouterCrd, overridesSchema, API_VERSION as OPERATOR_API_VERSION, KIND as OPERATOR_KIND, PLURAL as OPERATOR_PLURAL } from './operator/crd.js';
+export { applySetId, PART_OF_LABEL } from './operator/render.js';
+export { FIELD_MANAGER as OPERATOR_FIELD_MANAGER } from './operator/controller.js';

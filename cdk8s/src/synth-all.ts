@@ -1,10 +1,12 @@
 // `make synth-all`: every preset with the defaults, into the committed charts/<preset>/ and
-// charts/monitoring/<preset>/.
+// charts/monitoring/<preset>/; the operator's manifests into charts/operator/.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chartFile, monitoringFiles } from './charts-files.js';
+import { chartFile, monitoringFiles, operatorFile } from './charts-files.js';
+import { operatorManifests } from './operator/install.js';
 import { PRESET_NAMES, presets } from './presets.js';
 import { synthManifests } from './synth.js';
+import type { Manifest } from './synth.js';
 import { toYaml } from './yaml.js';
 
 for (const preset of PRESET_NAMES) {
@@ -18,3 +20,8 @@ for (const preset of PRESET_NAMES) {
     process.stderr.write(`${preset}: wrote ${path.relative(process.cwd(), extra)}\n`);
   }
 }
+
+const operator = operatorFile();
+fs.mkdirSync(path.dirname(operator), { recursive: true });
+fs.writeFileSync(operator, toYaml(operatorManifests() as Manifest[]));
+process.stderr.write(`operator: wrote ${path.relative(process.cwd(), operator)}\n`);

@@ -40,7 +40,7 @@ const appTier = {
   resources,
 };
 
-const presetSchema = z.strictObject({
+export const presetSchema = z.strictObject({
   name: z.string().min(1),
   purpose: z.string(),
   targets: z.strictObject({ webhooksPerSecond: z.number().positive(), historySync: z.string(), webhookP99Ms: z.number().positive() }),

@@ -49,9 +49,9 @@ export class Kube {
     return this.kc.getCurrentCluster()?.server ?? '';
   }
 
-  async request<T = unknown>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<KubeResponse<T>> {
+  async request<T = unknown>(method: string, path: string, body?: unknown, contentType = 'application/json', accept = 'application/json'): Promise<KubeResponse<T>> {
     const url = new URL(path, this.server);
-    const opts: https.RequestOptions = { method, headers: { accept: 'application/json' } };
+    const opts: https.RequestOptions = { method, headers: { accept } };
     await this.kc.applyToHTTPSOptions(opts);
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     if (payload !== undefined) opts.headers = { ...opts.headers, 'content-type': contentType, 'content-length': Buffer.byteLength(payload) };

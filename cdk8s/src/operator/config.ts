@@ -1,0 +1,28 @@
+// The operator's environment, parsed once at boot; a wrong value stops it naming the variable.
+import os from 'node:os';
+import { z } from 'zod';
+
+const schema = z.object({
+  /** Where the leader Lease lives (the Deployment sets it from the pod's namespace). */
+  OPERATOR_NAMESPACE: z.string().min(1).default('wa-router-system'),
+  /** This replica's identity in the Lease. */
+  POD_NAME: z.string().min(1).default(os.hostname()),
+  /** /healthz, /readyz and /metrics. */
+  OPERATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  OPERATOR_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
+  OPERATOR_LEASE_SECONDS: z.coerce.number().int().min(2).max(300).default(15),
+  OPERATOR_RESYNC_SECONDS: z.coerce.number().int().min(5).max(86_400).default(300),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  /** A kubeconfig file; without it the in-cluster ServiceAccount (or ~/.kube/config). */
+  KUBECONFIG: z.string().min(1).optional(),
+});
+
+export type OperatorConfig = z.infer<typeof schema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new Error(`invalid operator configuration:\n${parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n')}`);
+  }
+  return Object.freeze(parsed.data);
+}

@@ -1,0 +1,276 @@
+// The WhatsAppRouter controller: informers on the resources and on every kind they own feed a
+// per-key work queue; a reconcile validates, renders the chart, applies it server-side, prunes
+// what the rendering no longer has, and writes the status.
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { API_VERSION, KIND, PLURAL } from './crd.js';
+import { KubeApiError, type KubeApi, type KubeObject } from './kube-api.js';
+import { ResilientInformer } from './informer.js';
+import type { OperatorMetrics } from './metrics.js';
+import { PART_OF_LABEL, applySetId, render, type Condition, type Rendering, type WhatsAppRouter } from './render.js';
+import { componentStatus, setCondition } from './status.js';
+import { WorkQueue, type ReconcileResult } from './work-queue.js';
+
+export const FIELD_MANAGER = 'wa-router-operator';
+
+/** Every kind the chart can render, with the collection it lives in (namespaced). */
+const OWNED_KINDS = [
+  { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', watch: true },
+  { apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps', watch: true },
+  { apiVersion: 'v1', kind: 'Service', plural: 'services', watch: true },
+  { apiVersion: 'apps/v1', kind: 'StatefulSet', plural: 'statefulsets', watch: true },
+  { apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments', watch: true },
+  { apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs', watch: true },
+  { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler', plural: 'horizontalpodautoscalers', watch: true },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', plural: 'networkpolicies', watch: true },
+  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', watch: true },
+  // Kinds of optional CRDs: listed per reconcile (a watch on a kind not served would only fail).
+  { apiVersion: 'monitoring.coreos.com/v1', kind: 'ServiceMonitor', plural: 'servicemonitors', watch: false },
+  { apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', plural: 'prometheusrules', watch: false },
+  { apiVersion: 'keda.sh/v1alpha1', kind: 'ScaledObject', plural: 'scaledobjects', watch: false },
+  { apiVersion: 'keda.sh/v1alpha1', kind: 'TriggerAuthentication', plural: 'triggerauthentications', watch: false },
+] as const;
+
+/** Server-side applies in flight at once for one resource. */
+const APPLY_CONCURRENCY = 8;
+
+async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return out;
+}
+
+const base = (apiVersion: string) => (apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
+
+export interface ControllerOptions {
+  /** Reconciles at once (different resources). @default 4 */
+  readonly workers?: number;
+  /** Every resource is reconciled at least this often. @default 300_000 */
+  readonly resyncMs?: number;
+  /** Re-check this soon while children are not ready yet. @default 5_000 */
+  readonly progressingRequeueMs?: number;
+}
+
+interface Applied {
+  hash: string;
+  resourceVersion: string;
+}
+
+export class Controller {
+  private readonly queue: WorkQueue;
+  private readonly routers: ResilientInformer;
+  private readonly children = new Map<string, ResilientInformer>();
+  /** What was last applied per object and the version the server answered: a no-op resync skips it. */
+  private readonly applied = new Map<string, Applied>();
+  private readonly inFlight = new Set<string>();
+  /** The rendering of each resource's current generation: a resync does not synthesize again. */
+  private readonly renderings = new Map<string, { uid: string; generation: number; rendering: Rendering }>();
+  private readonly resyncMs: number;
+  private readonly progressingMs: number;
+
+  constructor(
+    private readonly api: KubeApi,
+    private readonly log: Logger,
+    private readonly metrics: OperatorMetrics,
+    opts: ControllerOptions = {},
+  ) {
+    this.resyncMs = opts.resyncMs ?? 300_000;
+    this.progressingMs = opts.progressingRequeueMs ?? 5_000;
+    this.queue = new WorkQueue((key) => this.reconcileTimed(key), (key, err, retryInMs) => {
+      this.log.warn({ key, err: (err as Error).message, retryInMs }, 'reconcile failed');
+    }, { workers: opts.workers });
+    metrics.queueDepth(() => this.queue.depth);
+    const onError = (what: string) => (err: unknown, retryInMs: number) => this.log.warn({ what, err: (err as Error)?.message ?? String(err), retryInMs }, 'watch failed; restarting');
+    this.routers = new ResilientInformer(api, {
+      path: `${base(API_VERSION)}/${PLURAL}`,
+      relistMs: this.resyncMs,
+      onChange: (o) => this.queue.add(`${o.metadata.namespace}/${o.metadata.name}`),
+      onError: onError(KIND),
+    });
+    for (const k of OWNED_KINDS.filter((x) => x.watch)) {
+      this.children.set(k.kind, new ResilientInformer(api, {
+        path: `${base(k.apiVersion)}/${k.plural}`,
+        labelSelector: PART_OF_LABEL,
+        relistMs: this.resyncMs,
+        onChange: (o) => {
+          const owner = o.metadata.ownerReferences?.find((r) => r.kind === KIND && r.apiVersion === API_VERSION);
+          if (owner) this.queue.add(`${o.metadata.namespace}/${owner.name}`);
+        },
+        onError: onError(k.kind),
+      }));
+    }
+  }
+
+  get synced(): boolean {
+    return this.routers.hasSynced && [...this.children.values()].every((i) => i.hasSynced);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.children.values()].map((i) => i.start()));
+    await this.routers.start();
+    this.queue.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.routers, ...this.children.values()].map((i) => i.stop()));
+    await this.queue.stop();
+  }
+
+  private async reconcileTimed(key: string): Promise<ReconcileResult> {
+    // The queue never runs one key twice at once; this counter proves it in production too.
+    if (this.inFlight.has(key)) this.metrics.overlapping.inc();
+    this.inFlight.add(key);
+    const end = this.metrics.duration.startTimer();
+    try {
+      const { result, outcome } = await this.reconcile(key);
+      this.metrics.reconciles.inc({ result: outcome });
+      if (outcome === 'ready' || outcome === 'progressing' || outcome === 'paused') this.metrics.lastSuccess.setToCurrentTime();
+      return result;
+    } catch (err) {
+      this.metrics.reconciles.inc({ result: 'error' });
+      throw err;
+    } finally {
+      end();
+      this.inFlight.delete(key);
+    }
+  }
+
+  private async reconcile(key: string): Promise<{ result: ReconcileResult; outcome: string }> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const cr = this.routers.get(name, namespace) as unknown as WhatsAppRouter | undefined;
+    if (!cr || cr.metadata.deletionTimestamp) {
+      // The garbage collector removes the children by their owner reference.
+      for (const k of [...this.applied.keys()]) if (k.startsWith(`${key}|`)) this.applied.delete(k);
+      this.renderings.delete(key);
+      this.queue.forget(key);
+      return { result: {}, outcome: 'gone' };
+    }
+    const log = this.log.child({ key, generation: cr.metadata.generation });
+    let cached = this.renderings.get(key);
+    if (cached?.uid !== cr.metadata.uid || cached.generation !== cr.metadata.generation) {
+      cached = { uid: cr.metadata.uid, generation: cr.metadata.generation, rendering: render(cr) };
+      this.renderings.set(key, cached);
+    }
+    const { rendering } = cached;
+    const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1Z');
+    let conditions = cr.status?.conditions ?? [];
+    const set = (c: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>) => {
+      conditions = setCondition(conditions, { ...c, observedGeneration: cr.metadata.generation }, now);
+    };
+
+    if (!rendering.ok) {
+      const message = rendering.issues.map((i) => `${i.field}: ${i.message}`).join('; ');
+      log.info({ issues: rendering.issues }, 'invalid spec: nothing applied');
+      set({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message });
+      set({ type: 'Progressing', status: 'False', reason: 'InvalidSpec', message: 'the spec must be fixed first' });
+      set({ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message });
+      await this.writeStatus(cr, { conditions });
+      return { result: {}, outcome: 'invalid' };
+    }
+
+    const id = applySetId(cr);
+    const problems: string[] = [];
+    if (!cr.spec.paused) {
+      // The API server orders nothing among these objects (pods wait for their ConfigMaps and
+      // Secrets by themselves), so they go out a few at a time rather than one by one.
+      const results = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
+      problems.push(...results.filter((p): p is string => p !== undefined));
+      if (problems.length === 0) await this.prune(cr, id, rendering.objects);
+    }
+
+    const workloads = rendering.objects
+      .filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet' || o.kind === 'Job')
+      .map((o) => ({ desired: o, live: this.children.get(o.kind)?.get(o.metadata.name, namespace) }));
+    const components = componentStatus(workloads);
+    const waiting = Object.entries(components).filter(([, c]) => c.ready < c.desired).map(([n, c]) => `${n} ${c.ready}/${c.desired}`);
+    const summary = Object.fromEntries((['web', 'worker'] as const).map((c) => [c, components[c] ? `${components[c].ready}/${components[c].desired}` : '-']));
+
+    let outcome: string;
+    if (cr.spec.paused) {
+      outcome = 'paused';
+      set({ type: 'Progressing', status: 'False', reason: 'Paused', message: 'spec.paused is true: nothing is applied or pruned' });
+      set({ type: 'Ready', status: waiting.length ? 'False' : 'True', reason: 'Paused', message: waiting.length ? `not ready: ${waiting.join(', ')}` : 'every component is ready (paused)' });
+    } else if (problems.length) {
+      outcome = 'degraded';
+      set({ type: 'Degraded', status: 'True', reason: 'ApplyFailed', message: problems.join('; ') });
+      set({ type: 'Ready', status: 'False', reason: 'ApplyFailed', message: problems.join('; ') });
+      set({ type: 'Progressing', status: 'False', reason: 'ApplyFailed', message: 'a change the cluster refuses must be undone or made by hand' });
+    } else if (waiting.length) {
+      outcome = 'progressing';
+      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${rendering.objects.length} objects applied` });
+      set({ type: 'Progressing', status: 'True', reason: 'ComponentsNotReady', message: `waiting for ${waiting.join(', ')}` });
+      set({ type: 'Ready', status: 'False', reason: 'ComponentsNotReady', message: `not ready: ${waiting.join(', ')}` });
+    } else {
+      outcome = 'ready';
+      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${rendering.objects.length} objects applied` });
+      set({ type: 'Progressing', status: 'False', reason: 'Reconciled', message: 'every component runs the applied spec' });
+      set({ type: 'Ready', status: 'True', reason: 'AllComponentsReady', message: 'every component is ready' });
+    }
+    await this.writeStatus(cr, {
+      conditions, components, summary,
+      preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length,
+    });
+    log.debug({ outcome, problems }, 'reconciled');
+    const requeueAfterMs = outcome === 'progressing' ? this.progressingMs : this.resyncMs;
+    return { result: { requeueAfterMs }, outcome };
+  }
+
+  /** Server-side apply of one object, skipped when neither it nor the live object changed. */
+  private async applyOne(key: string, o: KubeObject): Promise<string | undefined> {
+    const kind = OWNED_KINDS.find((k) => k.kind === o.kind && k.apiVersion === o.apiVersion);
+    const path = kind ? `${base(o.apiVersion)}/namespaces/${o.metadata.namespace}/${kind.plural}` : await this.api.collection(o.apiVersion, o.kind, o.metadata.namespace);
+    if (!path) return `${o.apiVersion} ${o.kind} is not served by this cluster (install its CRD, or turn it off in the overrides)`;
+    const id = `${key}|${o.kind}/${o.metadata.name}`;
+    const hash = createHash('sha256').update(JSON.stringify(o)).digest('base64url');
+    const informer = this.children.get(o.kind);
+    const live = informer?.get(o.metadata.name, o.metadata.namespace);
+    const last = this.applied.get(id);
+    if (informer && live && last && last.hash === hash && last.resourceVersion === live.metadata.resourceVersion) return undefined;
+    try {
+      const out = await this.api.apply(path, o, FIELD_MANAGER);
+      this.applied.set(id, { hash, resourceVersion: out.metadata.resourceVersion ?? '' });
+      return undefined;
+    } catch (err) {
+      this.applied.delete(id);
+      // The cluster refuses this change for good (an immutable field, a policy): retrying cannot help.
+      if (err instanceof KubeApiError && (err.status === 422 || err.status === 400)) return `${o.kind}/${o.metadata.name}: ${err.reason}: ${err.message.replace(/^PATCH \S+: /, '')}`;
+      if (err instanceof KubeApiError && err.status === 404) return `${o.apiVersion} ${o.kind} is not served by this cluster (install its CRD, or turn it off in the overrides)`;
+      throw err;
+    }
+  }
+
+  /** Deletes objects of this resource's ApplySet the rendering no longer has; only ones it owns. */
+  private async prune(cr: WhatsAppRouter, id: string, desired: readonly KubeObject[]): Promise<void> {
+    const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
+    const ns = cr.metadata.namespace;
+    const lists = await Promise.all(OWNED_KINDS.map(async (k) => {
+      const informer = this.children.get(k.kind);
+      if (informer) return informer.list(ns);
+      const r = await this.api.request<{ items: KubeObject[] }>('GET', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}?labelSelector=${encodeURIComponent(`${PART_OF_LABEL}=${id}`)}`);
+      if (r.status === 404) return [];
+      if (r.status !== 200) throw new KubeApiError(r.status, 'List', `list ${k.kind}: ${r.status}`);
+      return r.body.items;
+    }));
+    for (const [i, k] of OWNED_KINDS.entries()) {
+      for (const o of lists[i]!) {
+        if (o.metadata.labels?.[PART_OF_LABEL] !== id || keep.has(`${k.kind}/${o.metadata.name}`)) continue;
+        if (!o.metadata.ownerReferences?.some((r) => r.uid === cr.metadata.uid)) continue;
+        this.log.info({ key: `${ns}/${cr.metadata.name}`, object: `${k.kind}/${o.metadata.name}` }, 'pruning an object the rendering no longer has');
+        const r = await this.api.request('DELETE', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}/${o.metadata.name}`, { propagationPolicy: 'Background' });
+        if (r.status >= 300 && r.status !== 404) throw new KubeApiError(r.status, 'Delete', `prune ${k.kind}/${o.metadata.name}: ${r.status}`);
+      }
+    }
+  }
+
+  /** Writes the status through its subresource, unless it would not change. */
+  private async writeStatus(cr: WhatsAppRouter, status: Record<string, unknown>): Promise<void> {
+    const next = { ...status, observedGeneration: cr.metadata.generation };
+    const prev = cr.status ?? {};
+    if (Object.entries(next).every(([k, v]) => JSON.stringify(prev[k]) === JSON.stringify(v))) return;
+    const path = `${base(API_VERSION)}/namespaces/${cr.metadata.namespace}/${PLURAL}/${cr.metadata.name}/status`;
+    const r = await this.api.request('PATCH', path, { status: next }, 'application/merge-patch+json');
+    // Gone meanwhile: the next event says so.
+    if (r.status === 404) return;
+    if (r.status >= 300) throw new KubeApiError(r.status, 'Status', `status of ${cr.metadata.name}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+}
