@@ -8,8 +8,6 @@ cd "$(dirname "$0")/../.."
 need_pkgs=()
 # The servers' root filesystem is made with debootstrap and entered with unshare (util-linux).
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
-# etcd for the k8s-tests' local control plane (the API server accepts Debian's 3.4).
-command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 # nginx balances the web processes of the HA stack (make up HA=1, make chaos, the chaos tests).
 command -v nginx >/dev/null || need_pkgs+=(nginx)
 # make image and its test: without a Docker daemon the image is built and run with podman (runc, vfs
