@@ -2,8 +2,9 @@
 // COPY straight into Postgres (the webhook path would take hours and is measured elsewhere).
 // Built once into a stopped Postgres data directory under the cache root, outside the clone
 // ($WA_ROUTER_CACHE, default ~/.cache/wa-router), keyed by a hash of the migrations and of this
-// generator; a run copies that directory and starts Postgres on the copy, so the cache stays
-// pristine. A change to the migrations or to the generator builds a new one.
+// generator and of the Postgres version (a data directory opens only in its major version); a run
+// copies that directory and starts Postgres on the copy, so the cache stays pristine. A change to the
+// migrations, the generator or the Postgres version builds a new one.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +17,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
 import { freePort } from '../../scripts/stack/proc.js';
 import { localTuning } from '../../scripts/stack/tuning.js';
+import { versions } from '../../scripts/stack/servers.js';
 import { ROOT, PHONE_NUMBER_ID, runRole, type BenchStack } from './stack.js';
 
 /** Bumped whenever the generator below changes what it writes. */
@@ -38,7 +40,7 @@ const cacheRoot = () => process.env.WA_ROUTER_CACHE ?? path.join(process.env.XDG
 
 function schemaHash(): string {
   const dir = path.join(ROOT, 'service', 'src', 'store', 'migrations');
-  const h = createHash('sha256').update(`generator ${GENERATOR_VERSION} ${JSON.stringify(DATASET)}\n`);
+  const h = createHash('sha256').update(`generator ${GENERATOR_VERSION} ${JSON.stringify(DATASET)} postgres ${versions.postgres.series}\n`);
   for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
   return h.digest('hex').slice(0, 16);
 }

@@ -1,6 +1,7 @@
 // Sizing presets: every number the topology needs, in one typed object per size, checked by
 // validate.ts before anything is synthesized. The numbers come from the sizing documents the
 // project started from; where we differ, the preset's doc comment says so and why.
+import versions from '../../versions.json' with { type: 'json' };
 
 /** CPU as a Kubernetes quantity (`"500m"`, `"2"`), memory as one (`"512Mi"`, `"3Gi"`). */
 export interface ResourceAmounts {
@@ -155,10 +156,11 @@ export interface Preset {
   readonly monitoring: MonitoringSettings;
 }
 
+// The versions the local stack and the tests run too (versions.json, scripts/stack/servers.ts).
 const images = {
-  postgres: 'postgres:17.6-bookworm',
-  redis: 'redis:7.4.6-bookworm',
-  pgbouncer: 'edoburu/pgbouncer:v1.24.1-p1',
+  postgres: versions.postgres.image,
+  redis: versions.redis.image,
+  pgbouncer: versions.pgbouncer.image,
 } as const satisfies Images;
 
 // Alert thresholds every preset shares: what an inbox's users notice, not what the hardware allows.

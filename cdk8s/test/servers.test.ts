@@ -1,6 +1,5 @@
-// The rendered files are accepted by the real servers (Debian's Postgres, PgBouncer, Redis and
-// Sentinel) and mean what the preset says, read back from the running processes.
-import { execFileSync } from 'node:child_process';
+// The rendered files are accepted by the real servers (Postgres, PgBouncer, Redis and Sentinel of the
+// versions the presets deploy, scripts/stack/servers.ts) and mean what the preset says, read back from the running processes.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,15 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presets, synthManifests } from '../src/index.js';
 import { confMap, container, find, type Json } from './helpers.js';
 import { freePort, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from '../../scripts/stack/proc.js';
-import { postgresBinDir, startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
+import { startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.js';
+import { runServerProgram, serverCommand } from '../../scripts/stack/servers.js';
 import { startPgBouncer } from '../../scripts/stack/pgbouncer.js';
 import { startRedis } from '../../scripts/stack/redis.js';
 
 const PASSWORD = 'tuning-test-password';
 let dir: string;
 
-const psql = (url: string, sql: string) => execFileSync(path.join(postgresBinDir(), 'psql'), [url, '-Atqc', sql], { encoding: 'utf8', timeout: 20_000 }).trim();
-const redisCli = (port: number, ...args: string[]) => execFileSync('redis-cli', ['-h', LOOPBACK, '-p', String(port), '--no-auth-warning', ...args], { encoding: 'utf8', timeout: 10_000 }).trim();
+const psql = (url: string, sql: string) => runServerProgram('psql', [url, '-Atqc', sql], { timeoutMs: 20_000 }).trim();
+const redisCli = (port: number, ...args: string[]) => runServerProgram('redis-cli', ['-h', LOOPBACK, '-p', String(port), '--no-auth-warning', ...args], { timeoutMs: 10_000 }).trim();
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-tuning-'));
@@ -55,9 +55,9 @@ describe('Postgres and PgBouncer', () => {
       expect(psql(bouncer.url, 'SELECT 40 + 2')).toBe('42');
       // The service's statement_timeout reaches the server connections even though PgBouncer
       // drops it as a startup parameter (regression: PgBouncer refused every service connection).
-      expect(execFileSync(path.join(postgresBinDir(), 'psql'), [bouncer.url, '-Atqc', 'SHOW statement_timeout'], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c statement_timeout=5000' } }).trim()).toBe('1min');
+      expect(runServerProgram('psql', [bouncer.url, '-Atqc', 'SHOW statement_timeout'], { env: { ...process.env, PGOPTIONS: '-c statement_timeout=5000' } }).trim()).toBe('1min');
       const admin = bouncer.url.replace(/\/wa_router$/, '/pgbouncer');
-      const config = execFileSync(path.join(postgresBinDir(), 'psql'), [admin, '-Atqc', 'SHOW CONFIG'], { encoding: 'utf8', timeout: 20_000 });
+      const config = runServerProgram('psql', [admin, '-Atqc', 'SHOW CONFIG'], { timeoutMs: 20_000 });
       const setting = (k: string) => config.split('\n').find((l) => l.startsWith(`${k}|`))?.split('|')[1];
       expect(setting('pool_mode')).toBe('transaction');
       expect(setting('max_client_conn')).toBe('500');
@@ -110,7 +110,8 @@ function podCopy(rendered: string, workDir: string, appended: string): string {
 /** Starts a Redis server process on `file`, with a free loopback port as the only overrides. */
 async function serveFile(cmd: 'redis-server' | 'redis-sentinel', file: string, port: number, workDir: string): Promise<() => Promise<void>> {
   const logFile = path.join(workDir, `${cmd}.log`);
-  const proc = spawnDaemon(cmd, [file, '--port', String(port), '--bind', LOOPBACK], { logFile });
+  const server = serverCommand(cmd, [file, '--port', String(port), '--bind', LOOPBACK]);
+  const proc = spawnDaemon(server.file, server.args, { logFile });
   await waitFor(cmd, () => portOpen(port), { pid: proc.pid, logFile, timeoutMs: 30_000 });
   return () => stopPid(proc.pid, 10_000, 'SIGTERM');
 }
@@ -210,10 +211,10 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
       // On a replica it does nothing.
       const onReplica = fs.readFileSync(script, 'utf8').replaceAll(`-p ${masterPort}`, `-p ${replicaPort}`);
       fs.writeFileSync(`${script}.replica`, onReplica);
-      execFileSync('sh', [`${script}.replica`], { env, timeout: 30_000 });
+      runServerProgram('sh', [`${script}.replica`], { env, timeoutMs: 30_000 });
       expect(role(masterPort)).toBe('master');
       const t0 = Date.now();
-      execFileSync('sh', [script], { env, timeout: 40_000 });
+      runServerProgram('sh', [script], { env, timeoutMs: 40_000 });
       expect(role(masterPort)).toBe('slave');
       expect(role(replicaPort)).toBe('master');
       // Well inside the grace period, and sooner than down-after alone.
@@ -243,7 +244,7 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
     const probe = (container(find(synthManifests('standard'), 'StatefulSet', 'wa-router-redis')).readinessProbe.exec.command as string[]).at(-1)!;
     const ready = (port: number) => {
       try {
-        execFileSync('sh', ['-c', local(probe, port)], { env, timeout: 10_000 });
+        runServerProgram('sh', ['-c', local(probe, port)], { env, timeoutMs: 10_000 });
         return true;
       } catch {
         return false;
@@ -256,7 +257,7 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
       await replica.stop();
       cli(masterPort, 'SET', 'acked-while-the-replica-was-away', '1');
       // No replica in sync: the master stops without a hand-over rather than promote stale data.
-      execFileSync('sh', [script], { env: { ...env, HANDOVER_WAIT_SECONDS: '2' }, timeout: 30_000 });
+      runServerProgram('sh', [script], { env: { ...env, HANDOVER_WAIT_SECONDS: '2' }, timeoutMs: 30_000 });
       expect(cli(masterPort, 'ROLE').split('\n')[0]).toBe('master');
       // The replica comes back on a new disk and its full resync is held back for a few seconds.
       cli(masterPort, 'CONFIG', 'SET', 'repl-diskless-sync', 'yes');
@@ -265,7 +266,7 @@ describe('Redis and Sentinel run the chart\'s own files', () => {
       await waitFor('the replica to answer', () => cli(replicaPort, 'PING') === 'PONG', { timeoutMs: 10_000 });
       expect(cli(replicaPort, 'INFO', 'replication')).toMatch(/master_link_status:down/);
       expect(ready(replicaPort)).toBe(false);
-      execFileSync('sh', [script], { env, timeout: 60_000 });
+      runServerProgram('sh', [script], { env, timeoutMs: 60_000 });
       expect(cli(replicaPort, 'ROLE').split('\n')[0]).toBe('master');
       expect(cli(replicaPort, 'GET', 'acked-while-the-replica-was-away')).toBe('1');
     } finally {

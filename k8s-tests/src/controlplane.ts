@@ -17,6 +17,8 @@ export interface ControlPlane {
   readonly kubeconfig: string;
   readonly server: string;
   readonly version: string;
+  /** What the etcd it stores in reports (`/version`'s etcdserver). */
+  readonly etcdVersion: string;
   /** Where kube-apiserver, kubectl, ... were built. */
   readonly binDir: string;
   stop(): Promise<void>;
@@ -38,11 +40,11 @@ export function controlPlaneBinaries(): string {
   return execFileSync(path.join(ROOT, 'scripts', 'controlplane', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 45 * 60_000 }).trim();
 }
 
-function etcdBinary(): string {
-  for (const p of [process.env['ETCD_BIN'], path.join(ROOT, '.cache', 'k8s', 'etcd'), '/usr/bin/etcd']) {
-    if (p && fs.existsSync(p)) return p;
-  }
-  throw new Error('etcd not found: install Debian\'s etcd-server (make deps does) or set ETCD_BIN');
+/** etcd of the version versions.json names, built once from the Go module proxy (see etcd.sh); ETCD_BIN picks another. */
+export function etcdBinary(): string {
+  const chosen = process.env['ETCD_BIN'];
+  if (chosen) return chosen;
+  return execFileSync(path.join(ROOT, 'scripts', 'controlplane', 'etcd.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 30 * 60_000 }).trim();
 }
 
 function daemon(bin: string, args: string[], logFile: string): ChildProcess {
@@ -105,6 +107,7 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
     ], etcdLog);
     children.push(etcd);
     await waitUntil('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, etcd, etcdLog);
+    const etcdVersion = ((await (await fetch(`http://127.0.0.1:${etcdPort}/version`)).json()) as { etcdserver: string }).etcdserver;
 
     const certs = path.join(dir, 'certs');
     fs.mkdirSync(certs, { recursive: true });
@@ -164,7 +167,7 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
     for (const [c, log] of [[kcm, kcmLog], [scheduler, schedLog]] as const) {
       if (c.exitCode !== null) throw new Error(`${path.basename(log, '.log')} exited ${c.exitCode}:\n${fs.readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}`);
     }
-    return { kubeconfig, server, version, binDir: bin, stop };
+    return { kubeconfig, server, version, etcdVersion, binDir: bin, stop };
   } catch (err) {
     await stop();
     throw err;

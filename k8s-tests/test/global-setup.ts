@@ -15,6 +15,8 @@ declare module 'vitest' {
     /** true: our own control plane (fake nodes may be registered); false: a real cluster. */
     localControlPlane: boolean;
     k8sVersion: string;
+    /** The local control plane's etcd version; 'external' against a real cluster. */
+    etcdVersion: string;
     /** The built binaries (kubectl among them); empty against an external cluster. */
     binDir: string;
   }
@@ -29,6 +31,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('kubeconfig', external);
     project.provide('localControlPlane', false);
     project.provide('k8sVersion', 'external');
+    project.provide('etcdVersion', 'external');
     project.provide('binDir', '');
     return;
   }
@@ -39,6 +42,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide('kubeconfig', cp.kubeconfig);
   project.provide('localControlPlane', true);
   project.provide('k8sVersion', cp.version);
+  project.provide('etcdVersion', cp.etcdVersion);
   project.provide('binDir', cp.binDir);
 }
 

@@ -5,12 +5,12 @@
 # CI run on a machine reuses one build). k8s.io/kubernetes points its k8s.io/* staging modules at local folders,
 # so we build from a module of ours that requires it and replaces each staging module with its
 # published v0.<minor>.<patch>. Prints the binaries' folder on stdout.
-#   K8S_VERSION=1.37.2 (default: the newest the proxy serves, as of writing; it serves 1.34 to 1.37,
-#   and the suite passes on 1.34.4 too). Needs Go >= the go line of that k8s.io/kubernetes (1.26 for 1.37).
+#   K8S_VERSION=1.34.4 builds another version (default: versions.json's, the newest the proxy serves as
+#   of writing; it serves 1.34 to 1.37, and the suite passes on 1.34.4 too). Needs Go >= the go line of that k8s.io/kubernetes (1.26 for 1.37).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-K8S_VERSION=${K8S_VERSION:-1.37.2}
+K8S_VERSION=${K8S_VERSION:-$(node -p 'require("./versions.json").kubernetes.version')}
 CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 OUT=$CACHE/k8s-$K8S_VERSION
 # kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.

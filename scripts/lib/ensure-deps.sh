@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
 # Installs what `make up` and `make test` need on a fresh Debian machine, and nothing
-# when it is already there: Debian packages for the real servers, then npm packages.
+# when it is already there: Debian packages, npm packages, then the root filesystem the real servers
+# run from (scripts/lib/servers.sh: the Postgres, PgBouncer and Redis versions the presets deploy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need_pkgs=()
-command -v redis-server >/dev/null || need_pkgs+=(redis-server)
-command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
-command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
+# The servers' root filesystem is made with debootstrap and entered with unshare (util-linux).
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 # nginx balances the web processes of the HA stack (make up HA=1, make chaos, the chaos tests).
 command -v nginx >/dev/null || need_pkgs+=(nginx)
-# etcd for the k8s-tests' local control plane (the API server accepts Debian's 3.4).
-command -v etcd >/dev/null || need_pkgs+=(etcd-server)
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
-command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 # make image and its test: without a Docker daemon the image is built and run with podman (runc, vfs
 # storage) from a base made by debootstrap (scripts/image/).
 if ! docker info >/dev/null 2>&1; then
@@ -47,3 +43,9 @@ if [ ! -f "$stamp" ] || ! cmp -s <(want_stamp) "$stamp"; then
   npm ci --no-audit --no-fund --loglevel=error
   want_stamp > "$stamp"
 fi
+
+# Postgres and PgBouncer refuse to run as root: as root, the stack runs them as this machine's postgres user.
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+fi
+scripts/lib/servers.sh >/dev/null

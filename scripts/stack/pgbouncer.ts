@@ -1,10 +1,11 @@
-// PgBouncer from Debian's package, in transaction mode, with the pgbouncer.ini the cdk8s tuning
+// PgBouncer of the version the presets deploy (scripts/stack/servers.ts), in transaction mode, with the pgbouncer.ini the cdk8s tuning
 // renders for the preset: what the cluster's PgBouncer Deployment runs, on loopback.
 import fs from 'node:fs';
 import path from 'node:path';
 import { presets, type PresetName } from '../../cdk8s/src/presets.js';
 import { renderPgBouncerIni } from '../../cdk8s/src/tuning/pgbouncer.js';
 import { chownTo, isRoot, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from './proc.js';
+import { serverCommand } from './servers.js';
 
 export interface PgBouncerOptions {
   readonly dir: string;
@@ -53,7 +54,8 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncerH
   const asUser = isRoot() ? 'postgres' : undefined;
   if (asUser) chownTo(opts.dir, asUser);
   const logFile = path.join(opts.dir, 'pgbouncer.out');
-  const proc = spawnDaemon('pgbouncer', [iniFile], { logFile, asUser, pidFile: path.join(opts.dir, 'pgbouncer.pid.ours') });
+  const server = serverCommand('pgbouncer', [iniFile], { asUser });
+  const proc = spawnDaemon(server.file, server.args, { logFile, pidFile: path.join(opts.dir, 'pgbouncer.pid.ours') });
   await waitFor('pgbouncer', () => portOpen(opts.port), { pid: proc.pid, logFile: path.join(opts.dir, 'pgbouncer.log'), timeoutMs: 30_000 });
   return {
     url: `postgres://${user}:${encodeURIComponent(opts.password)}@${LOOPBACK}:${opts.port}/${database}`,

@@ -1,8 +1,9 @@
-// A real PostgreSQL from Debian's packages in a directory of ours, on a loopback port.
-import { execFileSync } from 'node:child_process';
+// A real PostgreSQL of the version the presets deploy (scripts/stack/servers.ts) in a directory of
+// ours, on a loopback port.
 import fs from 'node:fs';
 import path from 'node:path';
-import { asUserArgs, chownTo, isRoot, portOpen, spawnDaemon, stopPid, waitFor, LOOPBACK } from './proc.js';
+import { chownTo, isRoot, portOpen, spawnDaemon, stopPid, waitFor, LOOPBACK } from './proc.js';
+import { runServerProgram, serverCommand } from './servers.js';
 
 export interface PostgresOptions {
   /** Directory for data, socket and log; created when missing. */
@@ -29,18 +30,9 @@ export interface PostgresHandle {
   kill(): Promise<void>;
 }
 
-export function postgresBinDir(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres'))) : [];
-  versions.sort((a, b) => Number(b) - Number(a));
-  if (!versions[0]) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)');
-  return path.join(root, versions[0], 'bin');
-}
-
 const PG_USER = 'wa_router';
 
 export async function startPostgres(opts: PostgresOptions): Promise<PostgresHandle> {
-  const bin = postgresBinDir();
   const dataDir = path.join(opts.dir, 'data');
   const logFile = path.join(opts.dir, 'postgres.log');
   const database = opts.database ?? 'wa_router';
@@ -51,8 +43,7 @@ export async function startPostgres(opts: PostgresOptions): Promise<PostgresHand
     const pwfile = path.join(opts.dir, '.pwfile');
     fs.writeFileSync(pwfile, opts.password, { mode: 0o600 });
     if (asUser) chownTo(opts.dir, asUser);
-    const initdb = [path.join(bin, 'initdb'), '-D', dataDir, '-U', PG_USER, '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'];
-    execFileSync(asUser ? 'setpriv' : initdb[0]!, asUser ? asUserArgs(asUser, initdb[0]!, initdb.slice(1)) : initdb.slice(1), { stdio: 'pipe' });
+    runServerProgram('initdb', ['-D', dataDir, '-U', PG_USER, '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], { asUser });
     fs.rmSync(pwfile);
   }
   const conf = [
@@ -65,20 +56,20 @@ export async function startPostgres(opts: PostgresOptions): Promise<PostgresHand
   ].join('\n');
   fs.writeFileSync(path.join(dataDir, 'postgresql.auto.conf'), conf + '\n');
   if (asUser) chownTo(opts.dir, asUser);
-  const proc = spawnDaemon(path.join(bin, 'postgres'), ['-D', dataDir], { logFile, asUser, pidFile: path.join(opts.dir, 'postgres.pid.ours') });
+  const server = serverCommand('postgres', ['-D', dataDir], { asUser });
+  const proc = spawnDaemon(server.file, server.args, { logFile, pidFile: path.join(opts.dir, 'postgres.pid.ours') });
   await waitFor('postgres', () => portOpen(opts.port), { pid: proc.pid, logFile, timeoutMs: 60_000 });
   // The socket accepts before recovery ends; pg_isready tells when it takes queries.
   await waitFor('postgres recovery', () => {
     try {
-      execFileSync(path.join(bin, 'pg_isready'), ['-h', LOOPBACK, '-p', String(opts.port), '-q']);
+      runServerProgram('pg_isready', ['-h', LOOPBACK, '-p', String(opts.port), '-q']);
       return true;
     } catch {
       return false;
     }
   }, { pid: proc.pid, logFile, timeoutMs: 60_000 });
   if (fresh) {
-    const psql = [path.join(bin, 'psql'), '-h', opts.dir, '-p', String(opts.port), '-U', PG_USER, '-d', 'postgres', '-qc', `CREATE DATABASE ${database}`];
-    execFileSync(psql[0]!, psql.slice(1), { stdio: 'pipe' });
+    runServerProgram('psql', ['-h', opts.dir, '-p', String(opts.port), '-U', PG_USER, '-d', 'postgres', '-qc', `CREATE DATABASE ${database}`]);
   }
   const url = `postgres://${PG_USER}:${encodeURIComponent(opts.password)}@${LOOPBACK}:${opts.port}/${database}`;
   return {

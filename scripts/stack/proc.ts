@@ -37,26 +37,15 @@ export interface Spawned {
 }
 
 /** Starts a long-running server detached from us, stdout/stderr appended to logFile. */
-export function spawnDaemon(cmd: string, args: string[], opts: { logFile: string; pidFile?: string; cwd?: string; env?: NodeJS.ProcessEnv; asUser?: string }): Spawned {
+export function spawnDaemon(cmd: string, args: string[], opts: { logFile: string; pidFile?: string; cwd?: string; env?: NodeJS.ProcessEnv }): Spawned {
   fs.mkdirSync(path.dirname(opts.logFile), { recursive: true });
   const out = fs.openSync(opts.logFile, 'a');
-  let file = cmd;
-  let argv = args;
-  if (opts.asUser) {
-    // setpriv execs in place (runuser forks), so the pid we record is the server's own.
-    file = 'setpriv';
-    argv = asUserArgs(opts.asUser, cmd, args);
-  }
-  const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ['ignore', out, out] });
   fs.closeSync(out);
   child.unref();
   if (!child.pid) throw new Error(`could not start ${cmd}`);
   if (opts.pidFile) fs.writeFileSync(opts.pidFile, String(child.pid));
   return { pid: child.pid, logFile: opts.logFile };
-}
-
-export function asUserArgs(user: string, cmd: string, args: string[]): string[] {
-  return [`--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', cmd, ...args];
 }
 
 export function isAlive(pid: number): boolean {

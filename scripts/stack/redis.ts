@@ -1,7 +1,8 @@
-// A real Redis from Debian's packages: AOF everysec + RDB snapshots, noeviction, a password.
+// A real Redis of the version the presets deploy (scripts/stack/servers.ts): AOF everysec + RDB snapshots, noeviction, a password.
 import fs from 'node:fs';
 import path from 'node:path';
 import { portOpen, spawnDaemon, stopPid, waitFor, LOOPBACK } from './proc.js';
+import { serverCommand } from './servers.js';
 
 export interface RedisOptions {
   readonly dir: string;
@@ -49,7 +50,8 @@ export async function startRedis(opts: RedisOptions): Promise<RedisHandle> {
   // Preset tuning first, our invariants last so they win.
   fs.writeFileSync(confFile, `${opts.conf ?? ''}\n${baseRedisConf(opts)}\n`);
   const logFile = path.join(opts.dir, 'redis.log');
-  const proc = spawnDaemon('redis-server', [confFile], { logFile, pidFile: path.join(opts.dir, 'redis.pid.ours') });
+  const server = serverCommand('redis-server', [confFile]);
+  const proc = spawnDaemon(server.file, server.args, { logFile, pidFile: path.join(opts.dir, 'redis.pid.ours') });
   await waitFor('redis', () => portOpen(opts.port), { pid: proc.pid, logFile, timeoutMs: 30_000 });
   return {
     url: `redis://:${encodeURIComponent(opts.password)}@${LOOPBACK}:${opts.port}`,

@@ -1,9 +1,10 @@
-// Redis Sentinels from Debian's package with the sentinel.conf the cdk8s tuning renders, on loopback.
+// Redis Sentinels of the version the presets deploy (scripts/stack/servers.ts) with the sentinel.conf the cdk8s tuning renders, on loopback.
 import fs from 'node:fs';
 import path from 'node:path';
 import { presets, type PresetName } from '../../cdk8s/src/presets.js';
 import { renderSentinelConf } from '../../cdk8s/src/tuning/sentinel.js';
 import { LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from './proc.js';
+import { serverCommand } from './servers.js';
 
 export interface SentinelOptions {
   readonly dir: string;
@@ -42,7 +43,8 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelHand
     failoverTimeoutMs: opts.failoverTimeoutMs,
   }));
   const logFile = path.join(opts.dir, 'sentinel.log');
-  const proc = spawnDaemon('redis-sentinel', [confFile], { logFile, pidFile: path.join(opts.dir, 'sentinel.pid.ours') });
+  const server = serverCommand('redis-sentinel', [confFile]);
+  const proc = spawnDaemon(server.file, server.args, { logFile, pidFile: path.join(opts.dir, 'sentinel.pid.ours') });
   await waitFor('redis-sentinel', () => portOpen(opts.port), { pid: proc.pid, logFile, timeoutMs: 30_000 });
   return { port: opts.port, pid: proc.pid, stop: () => stopPid(proc.pid, 10_000, 'SIGTERM'), kill: () => stopPid(proc.pid, 0, 'SIGKILL') };
 }

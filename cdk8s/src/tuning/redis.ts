@@ -45,8 +45,8 @@ export function renderRedisConf(preset: Preset, opts: RedisConfOptions = {}): st
     `maxmemory ${maxmemoryFor(preset, opts.scaleTo)}`,
     '# BullMQ keeps jobs as ordinary keys: any eviction policy would silently drop queued messages.',
     'maxmemory-policy noeviction',
+    // Since Redis 8.0 the I/O threads read and parse too; io-threads-do-reads is a deprecated no-op.
     `io-threads ${ioThreads}`,
-    ioThreads > 1 && 'io-threads-do-reads yes',
     'tcp-keepalive 60',
     'timeout 0',
     `client-output-buffer-limit replica ${r.outputBuffers.replica}`,
