@@ -37,8 +37,8 @@ export interface ClaimOptions {
   readonly areaCaps: ReadonlyMap<number, number>;
   /** Queues any other area may take. */
   readonly defaultCap: number;
-  /** Areas whose queues lease their head only (failing, or probing a half-open circuit). */
-  readonly headOnlyAreas: readonly number[];
+  /** Areas whose runs are shorter than \`runLength\` (1: the head only, for a failing area or a half-open probe). */
+  readonly runLengths: ReadonlyMap<number, number>;
 }
 
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
@@ -89,16 +89,17 @@ leased AS (
 -- later that another worker leased). Not leased themselves: while their head is pending and
 -- leased, nobody else reaches them, and a run's outcomes are recorded together when it ends.
 runs AS (
-  SELECT r.id, r.pos FROM locked h CROSS JOIN LATERAL (
+  SELECT r.id, r.pos FROM locked h LEFT JOIN unnest($9::bigint[], $10::int[]) AS l(area_id, len) ON l.area_id = h.area_id
+  CROSS JOIN LATERAL (
     SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
       SELECT p.id, p.sort_at, p.sort_seq,
              p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now()) AS ok
       FROM forward_events p
       WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
         AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
-      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT $8::int - 1) x
+      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, $8::int) - 1) x
     WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
-  WHERE r.ok AND NOT (h.area_id = ANY ($9::bigint[]))
+  WHERE r.ok
 )
 SELECT * FROM leased
 UNION ALL
@@ -111,8 +112,10 @@ FROM runs r JOIN forward_events e ON e.id = r.id`;
  */
 export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
   const caps = [...o.areaCaps];
+  const lengths = [...o.runLengths];
   const { rows } = await pool.query<ClaimRow & { pos: string }>(CLAIM_SQL, [
-    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength, o.headOnlyAreas,
+    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength,
+    lengths.map(([id]) => id), lengths.map(([, n]) => n),
   ]);
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
   for (const r of rows) {
