@@ -76,6 +76,8 @@ it('a claim takes what the area gets through in a run window, not a full run cla
     await webhooks.close();
   }
   expect(received).toEqual(Array.from({ length: EVENTS }, (_, i) => i + 1));
-  // A full run claimed each round would be ~8 claimed per delivered event here.
-  expect(claimed / EVENTS).toBeLessThan(2.5);
+  // A full run claimed each round is ~8.6 claimed per delivered event here. Fitted runs stay near
+  // 1.5 on a quiet machine; on a loaded one a window may fit a single event (2 claimed for 1) after
+  // the first full claim, hence the margin.
+  expect(claimed / EVENTS).toBeLessThan(4);
 });
