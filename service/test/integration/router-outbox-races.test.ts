@@ -101,7 +101,7 @@ it('a late failed outcome of an event never turns a delivered event back into pe
   await recordOutcomes(db.pool, [outcome(id, areaId, 'succeeded', 200)]);
   await recordOutcomes(db.pool, [outcome(id, areaId, 'pending', 500)]);
   expect(await statusOf(id)).toBe('succeeded');
-  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [], areaCaps: new Map(), defaultCap: 10, headOnlyAreas: [] });
+  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
   expect(claimed.flat().map((e) => e.id)).not.toContain(id);
   // Both attempts stay in the deliveries list.
   const { rows } = await db.pool.query<{ status_code: number }>('SELECT status_code FROM forward_attempts WHERE event_id = $1 ORDER BY id', [id]);
@@ -121,4 +121,30 @@ it("an area deleted while one of its runs is in delivery does not void the other
   expect(await statusOf(keptEvent)).toBe('succeeded');
   const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM forward_attempts WHERE event_id = $1', [keptEvent]);
   expect(rows[0]!.n).toBe(1);
+});
+
+it('a claim leaves the backlog of an area whose receiver is down alone: its work does not grow with that backlog', async () => {
+  const conv = await conversation();
+  const up = await area('Up next to a down one');
+  const down = await area('Down with a backlog');
+  const upEvents = [await queued(up, conv), await queued(up, conv)];
+  // The down area's backlog: 400 conversations waiting (their ids need no rows of their own).
+  await db.pool.query(
+    "INSERT INTO forward_events (area_id, conversation_id, type, data, created_at) SELECT $1, 1000000 + c, 'conversation.assigned', '{}', now() - interval '1 minute' FROM generate_series(1, 400) c, generate_series(1, 3)",
+    [down],
+  );
+  // One connection, one transaction: the index scans the claim made are counted for it alone.
+  const c = await db.pool.connect();
+  try {
+    await c.query('BEGIN');
+    const runs = await claimRuns(c as never, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [down], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
+    const { rows } = await c.query<{ scans: string }>("SELECT idx_scan AS scans FROM pg_stat_xact_user_tables WHERE relname = 'forward_events'");
+    await c.query('ROLLBACK');
+    expect(runs.map((r) => r.map((e) => e.id))).toEqual([upEvents]);
+    // A probe per queue of the areas it may take, a few for the run and the lease: not one per waiting queue.
+    expect(Number(rows[0]!.scans)).toBeLessThan(100);
+  } finally {
+    c.release();
+  }
+  await db.pool.query('DELETE FROM areas WHERE id = ANY ($1::bigint[])', [[up, down]]);
 });

@@ -89,6 +89,12 @@ export class Forwarder {
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
   private circuits = new Map<number, AreaCircuit>();
+  /**
+   * Events a run of the area got through within the run window lately, for areas whose runs the
+   * window cut short: a claim takes that many and half as many again, not a full run whose
+   * undelivered rest would be read, built and claimed again next round.
+   */
+  private readonly runFit = new Map<number, number>();
   private targets: { at: number; map: Map<number, AreaTarget> } = { at: 0, map: new Map() };
 
   constructor(private readonly o: ForwarderOptions) {}
@@ -127,6 +133,26 @@ export class Forwarder {
 
   private get cap(): number {
     return this.o.perAreaConcurrency ?? Math.max(1, Math.floor(this.o.concurrency / 10));
+  }
+
+  private get maxRun(): number {
+    return this.o.runLength ?? 50;
+  }
+
+  private runLengthOf(areaId: number): number {
+    const fit = this.runFit.get(areaId);
+    return fit === undefined ? this.maxRun : Math.min(this.maxRun, Math.ceil(fit * 1.5));
+  }
+
+  /** A run ended: cut by the window after \`delivered\` events, or all of its \`delivered\` events went. */
+  private fitted(areaId: number, delivered: number, cut: boolean): void {
+    if (cut) this.runFit.set(areaId, Math.max(1, delivered));
+    else if (this.runFit.has(areaId) && delivered >= this.runLengthOf(areaId)) {
+      // A full run within the window: the receiver keeps up, so runs grow back.
+      const fit = delivered * 2;
+      if (fit >= this.maxRun) this.runFit.delete(areaId);
+      else this.runFit.set(areaId, fit);
+    }
   }
 
   private failing(areaId: number): boolean {
@@ -175,7 +201,8 @@ export class Forwarder {
     let failingInflight = 0;
     for (const [id, n] of this.perArea) if (this.failing(id)) failingInflight += n;
     const skip: number[] = [];
-    const headOnly: number[] = [];
+    const lengths = new Map<number, number>();
+    for (const id of this.runFit.keys()) lengths.set(id, this.runLengthOf(id));
     const caps = new Map<number, number>();
     for (const [id, c] of this.circuits) {
       if (c.state === 'open' || (c.state === 'half_open' && (this.perArea.get(id) ?? 0) > 0)) skip.push(id);
@@ -184,19 +211,19 @@ export class Forwarder {
         const probe = await this.o.circuits.tryProbe(id, this.o.leaseMs).catch(() => false);
         if (probe) {
           caps.set(id, 1);
-          headOnly.push(id);
+          lengths.set(id, 1);
         } else skip.push(id);
       } else if (failingInflight >= failingBudget) skip.push(id);
       else {
         caps.set(id, Math.max(0, Math.min(this.cap - (this.perArea.get(id) ?? 0), failingBudget - failingInflight)));
-        headOnly.push(id);
+        lengths.set(id, 1);
       }
     }
     for (const [id, n] of this.perArea) if (!caps.has(id) && !skip.includes(id)) caps.set(id, Math.max(0, this.cap - n));
     for (const [id, n] of caps) if (n === 0) skip.push(id);
     const runs = await claimRuns(this.o.pool, {
-      queues: free, runLength: this.o.runLength ?? 50, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs,
-      skipAreas: skip, areaCaps: caps, defaultCap: this.cap, headOnlyAreas: headOnly,
+      queues: free, runLength: this.maxRun, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs,
+      skipAreas: skip, areaCaps: caps, defaultCap: this.cap, runLengths: lengths,
     });
     if (runs.length === 0) return 0;
     const claimedAt = Date.now();
@@ -256,11 +283,13 @@ export class Forwarder {
       for (const [i, e] of run.entries()) {
         if (this.stopping || (i > 0 && Date.now() - claimedAt > (this.o.runWindowMs ?? 500))) {
           if (i === 0) done.released = [e.id];
+          else if (!this.stopping) this.fitted(done.areaId, i, true);
           break;
         }
         const outcome = await this.deliver(e, bodies.get(e.id)!, target);
         done.outcomes.push(outcome);
         if (outcome.status !== 'succeeded') break;
+        if (i === run.length - 1) this.fitted(done.areaId, run.length, false);
       }
     } catch (err) {
       // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.

@@ -1,8 +1,9 @@
 // The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
-// finds the head of every queue in one statement (a skip scan of the pending index: one probe
-// per queue, however long the queues), locks and leases the due heads (FOR UPDATE SKIP LOCKED,
-// so workers never take the same one) and takes each with a run of the events that follow it,
-// which the worker delivers one after the other. The rest of a queue stays invisible while its head is
+// finds the head of every queue of the areas it may deliver to in one statement (a skip scan of
+// the pending index, area by area: one probe per queue, however long the queues; an area left
+// alone, its circuit open or disabled, costs nothing however large its backlog), locks and
+// leases the due heads (FOR UPDATE SKIP LOCKED, so workers never take the same one) and takes
+// each with a run of the events that follow it, which the worker delivers one after the other. The rest of a queue stays invisible while its head is
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
 import type { Pool, PoolClient } from '../../store/pool.js';
@@ -36,35 +37,38 @@ export interface ClaimOptions {
   readonly areaCaps: ReadonlyMap<number, number>;
   /** Queues any other area may take. */
   readonly defaultCap: number;
-  /** Areas whose queues lease their head only (failing, or probing a half-open circuit). */
-  readonly headOnlyAreas: readonly number[];
+  /** Areas whose runs are shorter than \`runLength\` (1: the head only, for a failing area or a half-open probe). */
+  readonly runLengths: ReadonlyMap<number, number>;
 }
 
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
 
 const CLAIM_SQL = `
-WITH RECURSIVE q AS (
-  (SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
-   WHERE f.status = 'pending' AND f.conversation_id IS NOT NULL
-   ORDER BY f.conversation_id, f.area_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+WITH RECURSIVE allowed AS (
+  SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($4::bigint[]))
+),
+q AS (
+  SELECT n.* FROM allowed a CROSS JOIN LATERAL (
+    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NOT NULL
+    ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
   UNION ALL
   SELECT n.* FROM q CROSS JOIN LATERAL (
     SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
-    WHERE f.status = 'pending' AND (f.conversation_id, f.area_id) > (q.conversation_id, q.area_id)
-    ORDER BY f.conversation_id, f.area_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
+    WHERE f.status = 'pending' AND f.area_id = q.area_id AND f.conversation_id > q.conversation_id
+    ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
 ),
 heads AS (
   SELECT * FROM q
   UNION ALL
-  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
-  WHERE f.status = 'pending' AND f.conversation_id IS NULL
+  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM allowed a
+  JOIN forward_events f ON f.area_id = a.id AND f.status = 'pending' AND f.conversation_id IS NULL
 ),
 eligible AS (
   SELECT h.id, h.area_id, h.next_attempt_at, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
-  FROM heads h JOIN areas a ON a.id = h.area_id AND a.disabled_at IS NULL
+  FROM heads h
   WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
     AND h.created_at <= now() - make_interval(secs => $3::float8 / 1000)
-    AND NOT (h.area_id = ANY ($4::bigint[]))
 ),
 picked AS (
   SELECT e.id FROM eligible e LEFT JOIN unnest($5::bigint[], $6::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
@@ -85,16 +89,17 @@ leased AS (
 -- later that another worker leased). Not leased themselves: while their head is pending and
 -- leased, nobody else reaches them, and a run's outcomes are recorded together when it ends.
 runs AS (
-  SELECT r.id, r.pos FROM locked h CROSS JOIN LATERAL (
+  SELECT r.id, r.pos FROM locked h LEFT JOIN unnest($9::bigint[], $10::int[]) AS l(area_id, len) ON l.area_id = h.area_id
+  CROSS JOIN LATERAL (
     SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
       SELECT p.id, p.sort_at, p.sort_seq,
              p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now()) AS ok
       FROM forward_events p
       WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
         AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
-      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT $8::int - 1) x
+      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, $8::int) - 1) x
     WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
-  WHERE r.ok AND NOT (h.area_id = ANY ($9::bigint[]))
+  WHERE r.ok
 )
 SELECT * FROM leased
 UNION ALL
@@ -107,8 +112,10 @@ FROM runs r JOIN forward_events e ON e.id = r.id`;
  */
 export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
   const caps = [...o.areaCaps];
+  const lengths = [...o.runLengths];
   const { rows } = await pool.query<ClaimRow & { pos: string }>(CLAIM_SQL, [
-    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength, o.headOnlyAreas,
+    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength,
+    lengths.map(([id]) => id), lengths.map(([, n]) => n),
   ]);
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
   for (const r of rows) {
