@@ -77,6 +77,68 @@ YAML
   fi
   kubectl wait --for=condition=Ready node --all --timeout=5m
   echo "kind: cluster $NAME is up ($(elapsed "$t0") s); KUBECONFIG=$KUBECONFIG_FILE" >&2
+  load_images
+  volumes
+  deploy
+  echo "kind: $PRESET running in $NAME ($(elapsed "$t0") s in all)" >&2
+}
+
+# Every image the preset runs, loaded into the node: nothing is pulled.
+load_images() {
+  local t0=$SECONDS archive
+  IMAGE=$IMAGE CONTAINER_ENGINE=$engine scripts/image/build.sh >/dev/null
+  archive=$STATE/wa-router-image.tar
+  rm -f "$archive" && "$engine" save -q -o "$archive" "$IMAGE"
+  local archives=("$archive")
+  [ -x scripts/images/build-servers.sh ] || { echo "kind: scripts/images/build-servers.sh is missing: no images of Postgres, PgBouncer and Redis to load" >&2; exit 1; }
+  mapfile -t -O 1 archives < <(scripts/images/build-servers.sh)
+  for a in "${archives[@]}"; do "$KIND" load image-archive --name "$NAME" "$a"; done
+  echo "kind: images loaded in $(elapsed "$t0") s" >&2
+}
+
+# The claims' volumes: folders on the node as local PersistentVolumes of the default StorageClass
+# (which has no provisioner). local volumes, unlike hostPath ones, get the pods' fsGroup.
+volumes() {
+  local node=$NAME-control-plane i
+  for i in 1 2 3 4 5 6; do
+    "$engine" exec "$node" mkdir -p "/var/local-volumes/pv$i"
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: { name: kind-local-pv$i }
+spec:
+  capacity: { storage: 100Gi }
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: standard
+  local: { path: /var/local-volumes/pv$i }
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{ key: kubernetes.io/hostname, operator: In, values: [$node] }]
+YAML
+  done
+}
+
+# The preset, its requests scaled to this machine by an overrides file (the preset is not edited):
+# its pods' CPU and memory requests are cut so the whole preset fits one node that shares the
+# host's cores with the control plane; limits stay, so pods still use what is free.
+deploy() {
+  local t0=$SECONDS overrides=$STATE/$PRESET-overrides.yaml
+  cat > "$overrides" <<YAML
+nodePool: { nodes: 1, cpuCores: $(nproc), memoryGiB: 8, allocatable: { cpuCores: $(nproc), memoryGiB: 7 } }
+web: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
+worker: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
+redis: { resources: { requests: { cpu: 25m, memory: 256Mi } }, sentinel: { resources: { requests: { cpu: 10m, memory: 32Mi } } } }
+pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
+postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
+monitoring: { prometheusOperator: false }
+YAML
+  KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE=$IMAGE \
+    OVERRIDES=$PWD/$overrides WHATSAPP_APP_SECRET=${WHATSAPP_APP_SECRET:-kind-test-app-secret} scripts/deploy.sh
+  kubectl -n "$NAMESPACE" wait --for=condition=Ready pod -l app.kubernetes.io/part-of=wa-router \
+    --field-selector=status.phase!=Succeeded --timeout=10m
+  echo "kind: every pod of $PRESET Ready $(elapsed "$t0") s after the deploy started" >&2
 }
 
 case "${1:-}" in

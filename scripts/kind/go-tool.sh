@@ -30,6 +30,7 @@ else
   nice -n 5 "$GO" build -trimpath -ldflags "-s -w" -o bin/ "$@" >&2
 fi
 touch bin/.complete
-rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv bin "$out"
+# Another build of the same version may have finished meanwhile (another clone, the same cache).
+[ -f "$out/.complete" ] || { rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv bin "$out"; }
 echo "kind: built $name in $((SECONDS - t0)) s" >&2
 echo "$out"
