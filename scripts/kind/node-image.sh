@@ -75,10 +75,10 @@ image_archive() { # name ref dir [--change …]
   podman rmi -f "$ref" >/dev/null
 }
 static_root() { # dir binary…
-  local dir=$1
+  local dir=$1 bin
   shift
   mkdir -p "$dir/usr/local/bin" "$dir/etc/ssl/certs" "$dir/tmp" && chmod 1777 "$dir/tmp"
-  for b in "$@"; do install -m 0755 "$b" "$dir/usr/local/bin/"; done
+  for bin in "$@"; do install -m 0755 "$bin" "$dir/usr/local/bin/"; done
 }
 reg=registry.k8s.io
 gcc -Os -static -DVERSION="v$PAUSE_VERSION" -o "$work/pause" "$k8s_src/build/pause/linux/pause.c"
