@@ -106,7 +106,18 @@ done
 # Debian's containerd is in /usr/bin; kind's unit starts /usr/local/bin/containerd. The sandbox
 # (pause) image is the one kubeadm names, which we preload.
 ln -sf /usr/bin/containerd "$root/usr/local/bin/containerd"
-sed -i "s#sandbox_image = .*#sandbox_image = \"$reg/pause:$PAUSE_VERSION\"#" "$root/etc/containerd/config.toml"
+# This machine refuses a negative oom_score_adj (runc's init dies with "can't get final child's PID
+# from pipe" after "failed to update /proc/self/oom_score_adj: Permission denied" for the sandbox's
+# -998), so containerd keeps pods' scores at or above its own, as it does for rootless kind.
+sed -i -e "s#sandbox_image = .*#sandbox_image = \"$reg/pause:$PAUSE_VERSION\"#" \
+  -e 's#restrict_oom_score_adj = false#restrict_oom_score_adj = true#' "$root/etc/containerd/config.toml"
+# Debian's containerd looks for CNI plugins in /usr/lib/cni; kind's (and ours) are in /opt/cni/bin.
+cat >> "$root/etc/containerd/config.toml" <<'TOML'
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/opt/cni/bin"
+  conf_dir = "/etc/cni/net.d"
+TOML
 # The kube-proxy image: this root (iptables, nftables, conntrack) with kube-proxy, before the node's
 # own additions.
 install -m 0755 "$k8s/kube-proxy" "$root/usr/local/bin/kube-proxy"
