@@ -13,9 +13,11 @@ ROOT=$PWD
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 OUT=$CACHE/k8s-$K8S_VERSION
-# kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server; kubelet,
-# kubeadm and kube-proxy for the kind node image (scripts/kind/), same version, same cache.
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kubeadm kube-proxy)
+# kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.
+# K8S_EXTRA_BINARIES="kubelet kubeadm kube-proxy": also those, into the same cache (the kind node
+# image asks for them; the suite does not, so its cold build stays as long as it was).
+# shellcheck disable=SC2206 # a list of names
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl ${K8S_EXTRA_BINARIES:-})
 
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi

@@ -32,7 +32,7 @@ if podman image exists "$tag"; then echo "$tag"; exit 0; fi
 if [ -f "$tarball" ]; then podman load -q -i "$tarball" >/dev/null && echo "$tag" && exit 0; fi
 
 t0=$SECONDS
-k8s=$(scripts/controlplane/build.sh)
+k8s=$(K8S_EXTRA_BINARIES="kubelet kubeadm kube-proxy" scripts/controlplane/build.sh)
 kind_bin=$(scripts/kind/kind-bin.sh)
 etcd=$(scripts/kind/go-tool.sh etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3)
 coredns=$(scripts/kind/go-tool.sh coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns)
