@@ -70,11 +70,13 @@ bench: build ## the benchmark suite: bench/results/latest.json
 chaos: build ## the fault-injection suite on the HA stack: bench/results/chaos.json (CHAOS_ONLY=…)
 	@npx tsx bench/chaos.ts
 
-kind-up: ## a kind cluster for PRESET (needs Docker)
-	@scripts/kind.sh up
+# The kind targets default to minimal, the preset that fits a small machine; PRESET=… still chooses.
+KIND_PRESET = $(if $(filter command line environment,$(origin PRESET)),$(PRESET),minimal)
+kind-up: ## a one-node kind cluster running PRESET (default minimal) on podman or Docker, every image built here (scripts/kind/)
+	@PRESET=$(KIND_PRESET) scripts/kind.sh up
 
 kind-test: ## k8s-tests against the kind cluster
-	@scripts/kind.sh test
+	@PRESET=$(KIND_PRESET) scripts/kind.sh test
 
-kind-down:
-	@scripts/kind.sh down
+kind-down: ## delete the kind cluster of PRESET
+	@PRESET=$(KIND_PRESET) scripts/kind.sh down

@@ -14,7 +14,10 @@ K8S_VERSION=${K8S_VERSION:-$(node -p 'require("./versions.json").kubernetes.vers
 CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 OUT=$CACHE/k8s-$K8S_VERSION
 # kubectl too: the suite runs `make deploy` (scripts/deploy.sh) against the API server.
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# K8S_EXTRA_BINARIES="kubelet kubeadm kube-proxy": also those, into the same cache (the kind node
+# image asks for them; the suite does not, so its cold build stays as long as it was).
+# shellcheck disable=SC2206 # a list of names
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl ${K8S_EXTRA_BINARIES:-})
 
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi
@@ -49,9 +52,12 @@ if [ "$K8S_VERSION" != "$(sed -n 's/^require k8s.io\/kubernetes v//p' "$MOD/go.m
   GO=$(GO=$GO scripts/lib/require-go.sh "$(sed -n 's/^go //p' "$MOD/go.mod")" "controlplane: building Kubernetes $K8S_VERSION")
 fi
 
-mkdir -p "$OUT.partial"
+# A cache from before the list grew keeps its binaries; only the missing ones are built.
+rm -rf "$OUT.partial" && mkdir -p "$OUT.partial"
+[ -d "$OUT" ] && cp -a "$OUT"/. "$OUT.partial"/
 start=$SECONDS
 for b in "${BINARIES[@]}"; do
+  [ -x "$OUT.partial/$b" ] && continue
   echo "controlplane: building $b v$K8S_VERSION (first time only; cached in $OUT)" >&2
   (cd "$MOD" && nice -n 5 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/$b" "k8s.io/kubernetes/cmd/$b") >&2
 done
