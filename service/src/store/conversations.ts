@@ -205,6 +205,14 @@ export async function patchConversation(pool: Pool, id: number, patch: Conversat
 }
 
 /** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
+/**
+ * What a messages page shows: `m.*` would also fetch `raw` (the webhook's JSON, the row's largest
+ * part), which Postgres detoasts and node-postgres parses for every row only for the page to drop it.
+ */
+const PAGE_COLUMNS = ['id', 'wamid', 'channel_id', 'conversation_id', 'contact_id', 'direction', 'source', 'type', 'body', 'media_id', 'media_mime_type', 'media_sha256', 'media_filename',
+  'latitude', 'longitude', 'reply_to_wamid', 'reaction_to_wamid', 'reaction_emoji', 'interactive_reply_id', 'forwarded', 'referral', 'status', 'wa_timestamp',
+  'sent_at', 'delivered_at', 'read_at', 'failed_at', 'error_code', 'error_title', 'error_details', 'created_at'].map((c) => `m.${c}`).join(', ');
+
 export async function listConversationMessages(pool: Pool, conversationId: number, q: { limit: number; cursor: Position | null }): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
   const params: unknown[] = [conversationId, q.limit + 1];
   let after = '';
@@ -213,7 +221,7 @@ export async function listConversationMessages(pool: Pool, conversationId: numbe
     after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
   }
   const { rows } = await pool.query(
-    `SELECT m.*, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
+    `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
      WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
     params,
   );
