@@ -113,15 +113,18 @@ export async function startBaseline(script: string, args: string[] = []): Promis
   return { child, port, stop: () => stopChild(child) };
 }
 
+const READY_TIMEOUT_MS = 120_000;
+
 async function waitReady(url: string, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 30_000;
+  // A host loaded by other work (load average 40+) takes longer than 30 s to start a process.
+  const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`process exited ${child.exitCode} before ready`);
     const ok = await fetch(url).then((r) => r.status === 200, () => false);
     if (ok) return;
     await sleep(100);
   }
-  throw new Error(`${url} not ready in 30 s`);
+  throw new Error(`${url} not ready in ${READY_TIMEOUT_MS / 1000} s`);
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
