@@ -4,12 +4,14 @@
 // so the figure errs high) to each client receiving its `message.created`, on the wall clock both
 // sides share. Also: clients dropped, clients that missed an event, and the web processes' RSS
 // per 1,000 clients. Baseline, same run: two bare node:http SSE servers fed by the same worker
-// through the same Redis channel, the same clients, the same load.
+// through the same Redis channel, the same clients, the same load, with the service's two SSE
+// processes stopped (the webhooks come in through a third web process, up in both phases).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { Redis } from 'ioredis';
 import { sleep } from '../scripts/stack/proc.js';
 import { runLoad, webhookSet } from './lib/loadgen.js';
 import { result, type BenchResult } from './lib/results.js';
@@ -47,6 +49,9 @@ interface Phase {
   /** Messages acked per second, first POST to last 200, and webhooks never answered 200. */
   readonly inRate: number;
   readonly unacked: number;
+  /** Row created_at → the event seen by a plain subscriber of the channel (ms): the worker's part of the latency. */
+  readonly publishP50: number;
+  readonly publishP99: number;
 }
 
 const rssMb = (pid: number) => {
@@ -71,6 +76,15 @@ function ask<T>(child: ChildProcess, msg: object, key: string, timeoutMs: number
 /** `offered`: the messages and the rate sent to the ingress (the rate a phase reaches may be lower). */
 async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[], ingress: string, offered: { count: number; rate: number }): Promise<Phase> {
   const rssIdle = serverPids.reduce((s, p) => s + rssMb(p), 0);
+  // A subscriber of its own on the events channel: how much of the latency is spent before the
+  // SSE servers get the event (commit, publish, Redis), the rest being theirs and the clients'.
+  const tap = new Redis(stack.redis.url);
+  const publishedAt = new Map<number, number>();
+  tap.on('message', (_channel: string, message: string) => {
+    const at = performance.timeOrigin + performance.now();
+    for (const e of JSON.parse(message) as { type: string; messageId?: number }[]) if (e.type === 'message.created' && e.messageId !== undefined) publishedAt.set(e.messageId, at);
+  });
+  await tap.subscribe(`${QUEUE_PREFIX}:events`);
   const procs = Array.from({ length: CLIENT_PROCESSES }, () => fork(path.join(ROOT, 'bench', 'lib', 'sse-clients.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   try {
     const per = CLIENTS / CLIENT_PROCESSES;
@@ -113,7 +127,10 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
       for (const [b, n] of sorted) if ((seen += n) >= p * received) return b / 10;
       return NaN;
     };
+    const toPublish = commits.flatMap(([id, committedAt]) => (publishedAt.has(id) ? [publishedAt.get(id)! - committedAt] : [])).sort((a, b) => a - b);
+    const pubAt = (p: number) => toPublish[Math.min(toPublish.length - 1, Math.floor(p * toPublish.length))] ?? NaN;
     return {
+      publishP50: Math.round(pubAt(0.5) * 10) / 10, publishP99: Math.round(pubAt(0.99) * 10) / 10,
       p50: at(0.5), p99: at(0.99), max: (sorted.at(-1)?.[0] ?? NaN) / 10, received,
       expected: reports.reduce((s, r) => s + r.report.expected, 0),
       dropped: reports.reduce((s, r) => s + r.report.dropped, 0),
@@ -121,6 +138,7 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
       messages: commits.length, rssIdleMb: rssIdle, rssPeakMb: rssPeak, load, inRate: sent.ackedMessages.size / Math.max(0.001, lastAckMs / 1000), unacked: sent.unacked,
     };
   } finally {
+    tap.disconnect();
     for (const c of procs) {
       if (c.connected) c.send({ close: true });
     }
@@ -141,12 +159,21 @@ export async function fanoutBench(stack: BenchStack, seconds: number): Promise<B
   const started: Proc[] = [];
   const log = (s: string) => console.log(`  fanout: ${s}`);
   try {
+    // The webhooks come in through a web process of their own, there in both phases: the phases
+    // then differ only in the two SSE servers compared (a web process subscribes to the events
+    // only once a client listens, so this one holds no subscription).
     started.push(await startRole('worker', env));
+    const ingressWeb = await startRole('web', env);
+    started.push(ingressWeb);
+    const ingress = `http://127.0.0.1:${ingressWeb.port}/webhooks/whatsapp`;
     const webs = [await startRole('web', env), await startRole('web', env)];
     started.push(...webs);
-    const ingress = `http://127.0.0.1:${webs[0]!.port}/webhooks/whatsapp`;
     const service = await phase(stack, webs.map((w) => `http://127.0.0.1:${w.port}/v1/events?types=message.created`), webs.map((w) => w.child.pid!), ingress, { count: RATE * seconds, rate: RATE });
-    log(`service: p50 ${service.p50} p99 ${service.p99} max ${service.max} ms, ${service.received}/${service.expected} events, ${service.dropped} dropped, RSS ${service.rssIdleMb.toFixed(0)} → ${service.rssPeakMb.toFixed(0)} MB`);
+    log(`service: p50 ${service.p50} p99 ${service.p99} max ${service.max} ms (commit → published p50 ${service.publishP50} p99 ${service.publishP99} ms), ${service.received}/${service.expected} events, ${service.dropped} dropped, RSS ${service.rssIdleMb.toFixed(0)} → ${service.rssPeakMb.toFixed(0)} MB, load ${service.load}`);
+    for (const w of webs) {
+      await w.stop();
+      started.splice(started.indexOf(w), 1);
+    }
     const bare = [
       await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
       await startBaseline(path.join(ROOT, 'bench', 'baselines', 'bare-sse.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`]),
@@ -155,16 +182,16 @@ export async function fanoutBench(stack: BenchStack, seconds: number): Promise<B
     // The same offered load as the service took: a saturated host's ingress may not reach RATE, and
     // a baseline fed more events per second than the service was would not compare.
     const base = await phase(stack, bare.map((b) => `http://127.0.0.1:${b.port}/?types=message.created`), bare.map((b) => b.child.pid!), ingress, { count: service.messages, rate: Math.min(RATE, service.inRate) });
-    log(`bare: p50 ${base.p50} p99 ${base.p99} max ${base.max} ms, ${base.received}/${base.expected} events, ${base.dropped} dropped, RSS ${base.rssIdleMb.toFixed(0)} → ${base.rssPeakMb.toFixed(0)} MB`);
+    log(`bare: p50 ${base.p50} p99 ${base.p99} max ${base.max} ms (commit → published p50 ${base.publishP50} p99 ${base.publishP99} ms), ${base.received}/${base.expected} events, ${base.dropped} dropped, RSS ${base.rssIdleMb.toFixed(0)} → ${base.rssPeakMb.toFixed(0)} MB, load ${base.load}; p99 ratio ${(service.p99 / base.p99).toFixed(2)}`);
     const perThousand = (p: Phase) => ((p.rssPeakMb - p.rssIdleMb) / CLIENTS) * 1000;
     const lost = service.expected - service.received;
     const problems = [service.unacked && `${service.unacked} webhooks not acked`, service.dropped && `${service.dropped} clients dropped`, lost && `${lost} events not received (${service.short} clients short)`].filter(Boolean).join(', ');
     return [
       result({
         name: 'realtime.fanout_p99_ms', value: service.p99, unit: 'ms', baseline: base.p99, baselineName: 'bare node:http SSE', target: TARGET_P99_MS, targetKind: 'max',
-        note: `row created_at (transaction start, before commit) → message.created at each of ${CLIENTS} SSE clients over 2 web processes (+1 worker), ${RATE} signed webhooks/s for ${seconds} s `
-          + `(${service.messages} messages stored, in at ${service.inRate.toFixed(0)}/s, ${service.unacked} unacked; ${service.received}/${service.expected} deliveries, p50 ${service.p50} ms, max ${service.max} ms, ${service.dropped} clients dropped); `
-          + `baseline: 2 bare node:http SSE servers on the same Redis channel, same worker, the service's message count at the rate it took (p50 ${base.p50} ms, in at ${base.inRate.toFixed(0)}/s, ${base.received}/${base.expected} deliveries); ulimit -n ${fileLimit}; load average ${service.load}`,
+        note: `row created_at (transaction start, before commit) → message.created at each of ${CLIENTS} SSE clients over 2 web processes (+1 worker, +1 web process taking the webhooks in both phases), ${RATE} signed webhooks/s for ${seconds} s `
+          + `(${service.messages} messages stored, in at ${service.inRate.toFixed(0)}/s, ${service.unacked} unacked; ${service.received}/${service.expected} deliveries, p50 ${service.p50} ms, max ${service.max} ms, ${service.dropped} clients dropped; commit → event at a plain subscriber of the channel p50 ${service.publishP50} p99 ${service.publishP99} ms, the rest is the SSE servers' and the clients'); `
+          + `baseline (the service's SSE processes stopped): 2 bare node:http SSE servers on the same Redis channel, same worker and ingress, the service's message count at the rate it took (p50 ${base.p50} ms, commit → published p99 ${base.publishP99} ms, in at ${base.inRate.toFixed(0)}/s, ${base.received}/${base.expected} deliveries); ulimit -n ${fileLimit}; load average ${service.load} (baseline phase ${base.load})`,
         ...(problems ? { failed: problems } : {}),
       }),
       result({

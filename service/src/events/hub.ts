@@ -40,6 +40,7 @@ export class EventHub {
   private readonly subscribedHooks = new Set<() => void>();
   private seq = 0;
   private started = false;
+  private pending: (RealtimeEvent & { id: number })[] = [];
 
   constructor(
     private readonly subscriber: Redis,
@@ -61,8 +62,9 @@ export class EventHub {
       }
       const list = (Array.isArray(parsed) ? parsed : [parsed]).filter((e): e is RealtimeEvent => typeof e === 'object' && e !== null && typeof (e as RealtimeEvent).type === 'string');
       if (list.length === 0) return;
-      const numbered = list.map((e) => ({ ...e, id: ++this.seq }));
-      for (const l of this.listeners) l(numbered);
+      // Batches that arrive together (one socket read) go out as one: one write per client, not one per batch.
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      for (const e of list) this.pending.push({ ...e, id: ++this.seq });
     });
     const subscribe = () =>
       this.subscriber.subscribe(this.channel).then(
@@ -75,6 +77,12 @@ export class EventHub {
     // when it holds again, after a reconnect as well, and catch up from the database.
     this.subscriber.on('ready', () => void subscribe());
     void subscribe();
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    for (const l of this.listeners) l(batch);
   }
 
   /** Runs `hook` whenever the subscription (again) holds; returns its removal. */
@@ -100,10 +108,26 @@ export class EventHub {
   }
 }
 
+export type TypeFilter = (type: string) => boolean;
+const everyType: TypeFilter = () => true;
+/**
+ * One filter object per distinct `types`: clients asking the same share it (and what it picked of
+ * a batch). Bounded, as the query is the client's: past the bound a filter is made per client.
+ */
+const filters = new Map<string, TypeFilter>();
+const MAX_SHARED_FILTERS = 256;
+
 /** `types=message.created,message.status` → a filter; empty means every type. */
-export function typeFilter(types: unknown): (type: string) => boolean {
-  const wanted = typeof types === 'string' && types.trim() !== '' ? new Set(types.split(',').map((t) => t.trim()).filter(Boolean)) : null;
-  return wanted ? (t) => wanted.has(t) : () => true;
+export function typeFilter(types: unknown): TypeFilter {
+  if (typeof types !== 'string' || types.trim() === '') return everyType;
+  const key = [...new Set(types.split(',').map((t) => t.trim()).filter(Boolean))].sort().join(',');
+  let f = filters.get(key);
+  if (!f) {
+    const wanted = new Set(key === '' ? [] : key.split(','));
+    f = (t) => wanted.has(t);
+    if (filters.size < MAX_SHARED_FILTERS) filters.set(key, f);
+  }
+  return f;
 }
 
 /** What a stored batch tells realtime clients: new messages, moved statuses, touched conversations. */

@@ -7,7 +7,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { EVENT_TYPES, typeFilter, type EventHub, type RealtimeEvent } from '../../events/hub.js';
+import { EVENT_TYPES, typeFilter, type EventHub, type RealtimeEvent, type TypeFilter } from '../../events/hub.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import { z } from 'zod';
@@ -51,6 +51,30 @@ function jsonOf(e: object): string {
   return s;
 }
 
+/**
+ * What a filter keeps of a batch, picked once per batch and filter (typeFilter shares one filter
+ * between the clients asking the same types), so such clients also share one SSE chunk.
+ */
+const picked = new WeakMap<readonly Numbered[], Map<TypeFilter, Numbered[]>>();
+function pick(events: readonly Numbered[], wanted: TypeFilter): Numbered[] {
+  let byFilter = picked.get(events);
+  if (!byFilter) picked.set(events, (byFilter = new Map()));
+  let mine = byFilter.get(wanted);
+  if (!mine) byFilter.set(wanted, (mine = events.filter((e) => e.type !== TOKEN_REVOKED && wanted(e.type))));
+  return mine;
+}
+
+const chunks = new WeakMap<readonly Numbered[], string>();
+function sseChunk(events: readonly Numbered[]): string {
+  let chunk = chunks.get(events);
+  if (chunk === undefined) {
+    chunk = '';
+    for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`;
+    chunks.set(events, chunk);
+  }
+  return chunk;
+}
+
 export class RealtimeClients {
   /** Each open stream's end, with its token (null: the bootstrap token, which cannot be revoked). */
   private readonly closers = new Map<() => void, number | null>();
@@ -89,13 +113,13 @@ export class RealtimeClients {
    * Listens for `p`'s client: `deliver` gets the events it may see, in order; `end` runs when its
    * token is revoked. Clients of unlimited tokens stay on the synchronous path (no lookup).
    */
-  private listen(p: Principal, wanted: (type: string) => boolean, deliver: (events: Numbered[]) => void, end: () => void): () => void {
+  private listen(p: Principal, wanted: TypeFilter, deliver: (events: readonly Numbered[]) => void, end: () => void): () => void {
     const revoked = (events: readonly Numbered[]) => p.tokenId !== null && events.some((e) => e.type === TOKEN_REVOKED && e.tokenId === p.tokenId);
     const areas = p.areaIds;
     if (!areas) {
       return this.hub.listen((events) => {
         if (revoked(events)) return end();
-        deliver(events.filter((e) => e.type !== TOKEN_REVOKED && wanted(e.type)));
+        deliver(pick(events, wanted));
       });
     }
     let chain = Promise.resolve();
@@ -164,8 +188,7 @@ export class RealtimeClients {
       if (!res.writableEnded) res.end();
     };
     const stop = this.listen(principal, wanted, (events) => {
-      let chunk = '';
-      for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`;
+      const chunk = sseChunk(events);
       if (chunk === '') return;
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         // end() would queue the close behind the megabytes the client is not reading, so the
@@ -203,7 +226,7 @@ export class RealtimeClients {
     return true;
   }
 
-  private serveWebSocket(ws: WebSocket, principal: Principal, wanted: (type: string) => boolean): void {
+  private serveWebSocket(ws: WebSocket, principal: Principal, wanted: TypeFilter): void {
     let alive = true;
     const end = () => {
       clearInterval(beat);
