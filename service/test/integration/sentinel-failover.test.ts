@@ -41,7 +41,7 @@ beforeAll(async () => {
     m.disconnect();
   }
   for (const i of [0, 1, 2]) {
-    sentinels.push(await startSentinel({ dir: path.join(dir, `sentinel-${i}`), port: await freePort(), masterPort: master.port, password, downAfterMs: 1_000, failoverTimeoutMs: 5_000 }));
+    sentinels.push(await startSentinel({ dir: path.join(dir, `sentinel-${i}`), port: await freePort(), masterPort: master.port, password, downAfterMs: 2_000, failoverTimeoutMs: 5_000 }));
   }
   // Each Sentinel must know both replicas and the other Sentinels before the kill, or it cannot
   // vote or reconfigure them.
