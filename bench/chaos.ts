@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHaStack, type HaStack, type HaStackOptions } from '../scripts/stack/ha.js';
-import { sleep } from '../scripts/stack/proc.js';
+import { LOOPBACK, sleep } from '../scripts/stack/proc.js';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { historyChunks } from './lib/history.js';
@@ -189,6 +189,31 @@ async function finish(stack: HaStack, deliveries: Delivery[], report: LoadReport
   };
 }
 
+/**
+ * When the first Sentinel announced a new master (+switch-master), epoch ms; 0 until then. Where
+ * a slow recovery comes from (Sentinel's promotion or the service after it) is in this figure.
+ */
+function watchPromotion(stack: HaStack): { stop(): { at: number; promotions: number } } {
+  let at = 0;
+  const switches = new Set<string>();
+  const subs = stack.sentinels.map((s) => {
+    const c = new Redis({ host: LOOPBACK, port: s.port, maxRetriesPerRequest: 1 });
+    c.on('error', () => undefined);
+    c.on('message', (_channel: string, message: string) => {
+      at ||= Date.now();
+      switches.add(message);
+    });
+    void c.subscribe('+switch-master').catch(() => undefined);
+    return c;
+  });
+  return { stop: () => (subs.forEach((c) => c.disconnect()), { at, promotions: switches.size }) };
+}
+
+/** Each step of a fault in seconds from its start (`-` for a step that did not happen), for the notes. */
+function faultSteps(from: number, steps: Record<string, number>): string {
+  return Object.entries(steps).map(([k, t]) => `${k} +${t > 0 ? ((t - from) / 1000).toFixed(1) : '-'} s`).join(', ');
+}
+
 /** Seconds from the fault to the last failed answer to a request sent after it (0: none failed). */
 function lastFailureAfter(timeline: readonly Answer[], from: number): number {
   const last = timeline.reduce((m, e) => (e.sentAt >= from && e.status !== 200 ? Math.max(m, e.at) : m), from);
@@ -211,6 +236,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
     let cutAt = 0;
     let killedAt = 0;
     let before = -1;
+    const promotion = watchPromotion(stack);
     const { report, timeline } = await underLoad(stack, deliveries, { rate: ctx.rate }, async (_t0, _answers, mark) => {
       await sleep(5_000 * ctx.scale);
       const m = await stack.master();
@@ -241,6 +267,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
       mark('end');
     });
     const after = (await stack.master()).index;
+    const { at: promotedAt, promotions } = promotion.stop();
     // A local ack answered just before the fault may still be on its way to the replicas (async
     // replication lags under load) and in no worker yet: a second of margin before the fault.
     const inWindow = (t: number) => t >= faultAt - 1_000 && t <= killedAt;
@@ -249,7 +276,7 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
     const result = await finish(stack, deliveries, report, {
       recoverySeconds: lastFailureAfter(timeline, faultAt), recoveredWhen: 'last failed answer to a webhook sent after the cut-off',
       acksDuringOutage: cutOff.filter((e) => e.status === 200).length,
-      notes: `master ${before} → ${after}; ${cutOff.length} messages sent while the replicas were cut off`,
+      notes: `master ${before} → ${after} (${promotions} promotion(s) announced); ${cutOff.length} messages sent while the replicas were cut off; ${faultSteps(faultAt, { cutOff: cutAt, killed: killedAt, promoted: promotedAt, lastFailure: faultAt + 1000 * lastFailureAfter(timeline, faultAt) })}`,
       verifyStallMs: ackDurability === 'local' ? 30_000 : undefined,
     });
     // WHICH messages were lost: each one's first 200, against the window the master was alone.
@@ -264,6 +291,8 @@ const masterKill = (ackDurability: 'local' | 'replicated'): Scenario => ({
     const ackedInWindow = [...ackAt.values()].filter(inWindow).length;
     result.checks = {
       masterChanged: after !== before && after >= 0,
+      // A second failover right after the first leaves no replica in sync for ~15 s (see ha.ts).
+      promotedOnce: promotions === 1,
       ...(ackDurability === 'local'
         ? {
           // Every loss was acked while the master was alone, and about as many as it acked then.

@@ -33,7 +33,14 @@ export interface HaStackOptions {
   readonly ackDurability?: 'local' | 'replicated';
   /** Whose tuning the servers run, scaled to this machine. @default 'standard' */
   readonly preset?: PresetName;
-  /** Sentinel's down-after: short so tests see a failover in seconds. @default 1000 */
+  /**
+   * Sentinel's down-after: short so tests see a failover in seconds (the presets' is 5000). Not
+   * 1000: a Sentinel pings the master it just switched to at once, and on a loaded machine the first
+   * PONG took 1.1 s; the leader then saw its new master down, counted the other Sentinels' "down"
+   * answers about the old one as agreement (it keeps them across the switch) and failed over a
+   * second time, leaving the webhooks without an in-sync replica for 15 s (the demoted master is
+   * converted ~10 s later, then resyncs in full). @default 2000
+   */
   readonly downAfterMs?: number;
   /** @default 5000 */
   readonly failoverTimeoutMs?: number;
@@ -164,7 +171,7 @@ async function start(opts: HaStackOptions, started: { stop(): Promise<void> }[])
   const sentinelPorts = await Promise.all([0, 1, 2].map(() => freePort()));
   const sentinels = await Promise.all(sentinelPorts.map((port, i) => startSentinel({
     dir: path.join(dir, `sentinel-${i}`), port, masterPort: redisPorts[0]!, password: secrets.password,
-    downAfterMs: opts.downAfterMs ?? 1_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 5_000, preset: opts.preset ?? 'standard',
+    downAfterMs: opts.downAfterMs ?? 2_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 5_000, preset: opts.preset ?? 'standard',
   })));
   started.push(...sentinels);
   // Sentinels discover the replicas and each other through the master within a few seconds.

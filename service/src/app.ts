@@ -110,7 +110,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const historyQueue = new Queue<HistoryJobData>(QUEUES.history, { connection: redis, prefix: config.QUEUE_PREFIX });
   historyQueue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
   closers.push(() => historyQueue.close());
-  const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS });
+  const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS }, (err) => log.warn({ err: err.message }, 'outbound queue error'));
   closers.push(() => outboundQueues.close());
   const router = createRouterFeature({ config, pool, redis, log, registry: metrics.registry, enqueueOutbound: (rows) => outboundQueues.enqueue(rows) });
   const queues = (): Queue[] => [inboundQueue, historyQueue, ...outboundQueues.all()];

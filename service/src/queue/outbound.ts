@@ -34,23 +34,40 @@ export function replayOutbound() {
   };
 }
 
+/** Queue errors are reported once per this long at most, whichever channel's queue raised them. */
+const ERROR_REPORT_MS = 10_000;
+
 /** Producer side: a Queue per channel, made on first use. */
 export class OutboundQueues {
   private readonly queues = new Map<number, Queue<OutboundJobData>>();
+  private reportedAt = -Infinity;
 
   constructor(
     private readonly connection: ConnectionOptions,
     private readonly prefix: string,
     private readonly jobOpts: { attempts: number; backoffMs: number },
+    /**
+     * Told of a queue error (Redis away). Without a listener BullMQ prints each one to the console;
+     * the queues share one connection, so one lost connection is an error on every channel's queue.
+     */
+    private readonly onError: (err: Error) => void,
   ) {}
 
   get(channelId: number): Queue<OutboundJobData> {
     let q = this.queues.get(channelId);
     if (!q) {
       q = new Queue<OutboundJobData>(outboundQueueName(channelId), { connection: this.connection, prefix: this.prefix });
+      q.on('error', (err) => this.report(err));
       this.queues.set(channelId, q);
     }
     return q;
+  }
+
+  private report(err: Error): void {
+    const now = Date.now();
+    if (now - this.reportedAt < ERROR_REPORT_MS) return;
+    this.reportedAt = now;
+    this.onError(err);
   }
 
   all(): Queue<OutboundJobData>[] {

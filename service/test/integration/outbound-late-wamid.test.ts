@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
+import { openSse } from '../helpers/events.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -23,23 +24,8 @@ const recipient = () => `55219${String(Date.now() % 1e6).padStart(6, '0')}${Stri
 
 /** message.status events from the realtime stream, collected until `stop`. */
 function statusEvents() {
-  const events: { messageId: number; status: string }[] = [];
-  const ctrl = new AbortController();
-  const done = (async () => {
-    const res = await fetch(`${app.url}/v1/events?access_token=${API_TOKEN}&types=message.status`, { signal: ctrl.signal });
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line.startsWith('data: ')) events.push(JSON.parse(line.slice(6)));
-      }
-    }
-  })().catch(() => undefined);
-  return { events, stop: () => (ctrl.abort(), done) };
+  const sse = openSse(app.url, `?access_token=${API_TOKEN}&types=message.status`);
+  return { get events() { return sse.events.map((e) => e.data as { messageId: number; status: string }); }, stop: () => sse.close() };
 }
 
 beforeAll(async () => {

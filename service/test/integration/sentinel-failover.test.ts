@@ -1,0 +1,121 @@
+// Regression: after Sentinel promoted a replica, webhooks went on answering 503 for seconds. The
+// web's connection waited up to 2 s between reconnects while the master was dead, so it reached
+// the promoted replica up to 2 s late; and once there, ioredis' failover detector dropped it again
+// for the leader's +switch-master (each Sentinel announces the promotion on its own, the leader
+// only once the other replica is reconfigured, about a second later). Real master, two replicas
+// and three Sentinels; the web runs in-process through Sentinel.
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { onlineReplicas } from '../../src/queue/ingest-producer.js';
+import { freePort, LOOPBACK } from '../../../scripts/stack/proc.js';
+import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
+import { startSentinel, type SentinelHandle } from '../../../scripts/stack/sentinel.js';
+import { change, envelope } from '../fixtures/payloads.js';
+import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+
+const password = 'sentinel-failover';
+const MASTER = 'wa-router';
+let dir: string;
+const redis: RedisHandle[] = [];
+const sentinels: SentinelHandle[] = [];
+let db: TestDb;
+let app: RunningApp;
+
+const body = (n: number) => JSON.stringify(envelope(change({
+  phoneNumberId: PHONE_NUMBER_ID,
+  contacts: [{ profile: { name: 'Failover' }, wa_id: '5511900000902' }],
+  messages: [{ from: '5511900000902', id: `wamid.FAILOVER-${n}`, timestamp: '1760000000', type: 'text', text: { body: `m${n}` } }],
+})));
+
+beforeAll(async () => {
+  dir = path.join(inject('stackDir'), `sentinel-failover-${process.pid}`);
+  const master = await startRedis({ dir: path.join(dir, 'redis-0'), port: await freePort(), password });
+  redis.push(master);
+  for (const i of [1, 2]) redis.push(await startRedis({ dir: path.join(dir, `redis-${i}`), port: await freePort(), password, replicaOf: { host: LOOPBACK, port: master.port } }));
+  const m = new Redis(master.url);
+  try {
+    await eventually(async () => onlineReplicas(await m.info('replication')) === 2, { timeoutMs: 30_000, what: '2 replicas online' });
+  } finally {
+    m.disconnect();
+  }
+  for (const i of [0, 1, 2]) {
+    sentinels.push(await startSentinel({ dir: path.join(dir, `sentinel-${i}`), port: await freePort(), masterPort: master.port, password, downAfterMs: 2_000, failoverTimeoutMs: 5_000 }));
+  }
+  // Each Sentinel must know both replicas and the other Sentinels before the kill, or it cannot
+  // vote or reconfigure them.
+  await eventually(async () => {
+    const ok = await Promise.all(sentinels.map(async (s) => {
+      const c = new Redis({ host: LOOPBACK, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await c.connect();
+        const replicas = (await c.call('SENTINEL', 'replicas', MASTER)) as unknown[];
+        const others = (await c.call('SENTINEL', 'sentinels', MASTER)) as unknown[];
+        return replicas.length === 2 && others.length === 2;
+      } finally {
+        c.disconnect();
+      }
+    }));
+    return ok.every(Boolean);
+  }, { timeoutMs: 30_000, what: 'Sentinels to know the replicas and each other' });
+  db = await createTestDb();
+  app = await startApp(db, 'web', {
+    REDIS_URL: '', REDIS_SENTINELS: sentinels.map((s) => `${LOOPBACK}:${s.port}`).join(','), REDIS_MASTER_NAME: MASTER, REDIS_PASSWORD: password,
+    ENQUEUE_TIMEOUT_MS: '1000',
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await app?.stop();
+  await Promise.all(sentinels.map((s) => s.stop()));
+  await Promise.all(redis.map((r) => r.stop()));
+  await db?.drop();
+});
+
+it('answers 200 again right after Sentinel promotes a replica, and stays on the new master while the other Sentinels announce it', async () => {
+  expect((await postWebhook(app.url, body(0))).status).toBe(200);
+
+  const announced: { at: number; sentinel: number; message: string }[] = [];
+  const subs = sentinels.map((s, sentinel) => {
+    const c = new Redis({ host: LOOPBACK, port: s.port });
+    c.on('message', (_channel: string, message: string) => announced.push({ at: Date.now(), sentinel, message }));
+    return c;
+  });
+  const allAnnounced = () => new Set(announced.map((a) => a.sentinel)).size === sentinels.length;
+  await Promise.all(subs.map((c) => c.subscribe('+switch-master')));
+  const answers: { at: number; status: number }[] = [];
+  let killedAt = 0;
+  try {
+    await redis[0]!.kill();
+    killedAt = Date.now();
+    // Meta's redelivery, sped up: one webhook after another until every Sentinel has announced the
+    // new master and a while after, bounded.
+    for (let n = 1; Date.now() - killedAt < 40_000; n++) {
+      if (allAnnounced() && Date.now() - announced.at(-1)!.at > 3_000) break;
+      const at = Date.now();
+      const { status } = await postWebhook(app.url, body(n));
+      answers.push({ at, status });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    subs.forEach((c) => c.disconnect());
+  }
+
+  // One promotion, announced by every Sentinel.
+  const seen = JSON.stringify({ announced: announced.map((a) => [a.at - killedAt, a.sentinel, a.message]), answers: answers.map((a) => [a.at - killedAt, a.status]) });
+  expect(allAnnounced(), seen).toBe(true);
+  expect(new Set(announced.map((a) => a.message)).size, seen).toBe(1);
+  const promotedAt = announced[0]!.at;
+  const firstOk = answers.find((a) => a.at >= promotedAt && a.status === 200);
+  expect(firstOk, seen).toBeDefined();
+  // The web asks Sentinel again every 200 ms (the Sentinels learn of the promotion one after the
+  // other), not after a back-off grown to 2 s.
+  expect(firstOk!.at - promotedAt, seen).toBeLessThan(1_500);
+  // The later announcements of the same promotion (the leader's ~1 s after the others) name the
+  // master the web is already on: no 503 from the first 200 on.
+  const after = answers.filter((a) => a.at >= firstOk!.at);
+  expect(after.filter((a) => a.status !== 200).length, seen).toBe(0);
+  // ...seen by webhooks sent after the last announcement too.
+  expect(after.filter((a) => a.at > announced.at(-1)!.at + 1_000).length, seen).toBeGreaterThan(3);
+}, 90_000);
