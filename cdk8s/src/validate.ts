@@ -100,6 +100,13 @@ const presetSchema = z.strictObject({
     historyStallMinutes: count(1, 24 * 60),
     areaBacklogSeconds: z.number().positive(),
   }),
+  media: z.strictObject({
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
+    region: z.string().min(1),
+    endpoint: z.url().optional(),
+    forcePathStyle: z.boolean(),
+    concurrency: count(1, 500),
+  }),
 });
 
 function safe(fn: () => boolean): boolean {
