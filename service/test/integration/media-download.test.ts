@@ -176,3 +176,37 @@ describe('GET /v1/media/:messageId', () => {
     }
   });
 });
+
+describe('POST /v1/media', () => {
+  const upload = (bytes: Buffer, mime: string, filename: string) => {
+    const form = new FormData();
+    form.append('file', new Blob([bytes], { type: mime }), filename);
+    return fetch(`${app.url}/v1/media`, { method: 'POST', headers: auth, body: form });
+  };
+
+  it('stores an upload, hands it to Meta, and a send by its id carries it', async () => {
+    const bytes = bytesOf(120_000);
+    const res = await upload(bytes, 'image/png', 'chart.png');
+    expect(res.status).toBe(201);
+    const up = await json(res);
+    expect(up).toMatchObject({ type: 'image', mimeType: 'image/png', size: bytes.length });
+    const atMeta = sim.media.items.get(up.id)!;
+    expect(atMeta).toMatchObject({ uploadedBy: PHONE_NUMBER_ID, mime: 'image/png', filename: 'chart.png' });
+    expect(atMeta.bytes.equals(bytes)).toBe(true);
+    const to = '5511955554444';
+    const sent = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ to, type: 'image', image: { id: up.id, caption: 'the chart' } }) });
+    expect(sent.status).toBe(202);
+    const atSim = await eventually(async () => sim.sent.find((s) => s.to === to), { what: 'send reached the simulator' });
+    expect(atSim.body.image).toEqual({ id: up.id, caption: 'the chart' });
+  });
+
+  it('refuses a type Meta does not support, and a file over its limit', async () => {
+    const gif = await upload(bytesOf(100), 'image/gif', 'a.gif');
+    expect(gif.status).toBe(415);
+    expect((await json(gif)).error.code).toBe('unsupported_media_type');
+    const big = await upload(bytesOf(500 * 1024 + 1), 'image/webp', 'big.webp');
+    expect(big.status).toBe(413);
+    expect((await json(big)).error.code).toBe('too_large');
+    expect([...sim.media.items.values()].filter((i) => i.filename === 'big.webp')).toHaveLength(0);
+  });
+});
