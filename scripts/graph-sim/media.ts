@@ -120,7 +120,15 @@ export class SimMedia {
     for (let at = 0; at < item.bytes.length && !res.destroyed; at += chunk) {
       const piece = item.bytes.subarray(at, at + chunk);
       item.served += piece.length;
-      if (!res.write(piece)) await new Promise((r) => res.once('drain', r).once('close', r));
+      if (!res.write(piece)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off('drain', go).off('close', go);
+            resolve();
+          };
+          res.on('drain', go).on('close', go);
+        });
+      }
       if (rate > 0) await new Promise((r) => setTimeout(r, (piece.length / rate) * 1000));
     }
     res.end();

@@ -4,7 +4,7 @@
 // Meta, answering the Meta media id a send uses (`image: { id }`).
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import busboy from 'busboy';
 import { z } from 'zod';
 import { HttpError } from '../http/errors.js';
@@ -34,13 +34,13 @@ export const mediaOperations = defineOperations('Media', [
   {
     method: 'get', path: '/v1/media/:messageId', summary: "A message's stored media file",
     description: 'Streams the file (`Range` requests answer 206), or with an S3 store redirects (302) to a presigned URL. Authorized by a bearer token, or by the `expires` and `signature` of a `media.url` link. 409 while the media is not stored (pending or failed).',
-    params: messageId, auth: 'bearer-or-query', scopes: ['conversations:read'], errors: [409, 416], parsesJson: false,
+    params: messageId, auth: 'bearer-or-query', scopes: ['conversations:read'], errors: [409, 416],
     responses: { 200: { description: 'The file', contentType: 'application/octet-stream' }, 206: { description: 'The range asked for', contentType: 'application/octet-stream' }, 302: { description: 'A presigned URL of the object store' } },
   },
   {
     method: 'post', path: '/v1/media', summary: 'Upload a file to send',
     description: "multipart/form-data with one `file` part (its content type must be one Meta supports; Meta's size limits apply) and an optional `channelId` field before it. Answers Meta's media id.",
-    scopes: ['messages:send'], errors: [413, 415, 502], parsesJson: false,
+    scopes: ['messages:send'], errors: [413, 415, 502],
     responses: { 201: uploadAnswerSchema },
   },
 ]);
@@ -124,7 +124,8 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
     run(0);
   });
 
-  r.post('/media', ...auth, (req, res, next) => void upload(req, res).catch(next));
+  // JSON is parsed (and refused) as on the rest of /v1; a file comes as multipart.
+  r.post('/media', ...auth, express.json({ limit: '1mb' }), (req, res, next) => void upload(req, res).catch(next));
 
   async function upload(req: Request, res: Response) {
     if (!req.is('multipart/form-data')) throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data with a `file` part');

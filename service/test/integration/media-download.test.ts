@@ -1,17 +1,16 @@
-// Inbound media into a real S3-compatible store (SeaweedFS), from the Graph simulator: every
-// media type stored byte for byte, Meta's checks (SHA-256, size, MIME type), expired URLs and
-// media, history placeholders, and serving: ranges, tokens, signed links.
+// Inbound media from the Graph simulator into the filesystem store: every media type stored
+// byte for byte, Meta's checks (SHA-256, size, MIME type), expired URLs and media, history
+// placeholders, serving (ranges, tokens, signed links) and uploads. media-s3.test.ts runs the
+// S3-compatible store.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import type { S3Handle } from '../../../scripts/stack/seaweedfs.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
-import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
+import { bytesOf, mediaOf, receiveItem, receiveMedia, type Kind } from '../helpers/media.js';
 import { envelope, historyChange, historyMessage, imageMessage } from '../fixtures/payloads.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
-let s3: S3Handle;
 let app: RunningApp;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
@@ -21,18 +20,15 @@ const stored = (wamid: string, status = 'stored') => eventually(async () => {
 }, { what: `media of ${wamid} ${status}`, timeoutMs: 30_000 });
 
 beforeAll(async () => {
-  [db, sim, s3] = await Promise.all([
+  [db, sim] = await Promise.all([
     createTestDb(),
     startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-    startTestS3(),
   ]);
-  // Streamed through this service (ranges are ours to answer); the redirect has its own test below.
-  app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' });
-}, 300_000);
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' });
+});
 afterAll(async () => {
   await app?.stop();
   await sim?.close();
-  await s3?.stop();
   await db?.drop();
 });
 
@@ -154,26 +150,6 @@ describe('GET /v1/media/:messageId', () => {
     const { messageId } = await stored(wamid);
     expect((await fetch(`${app.url}/v1/media/${messageId}`, { headers: { authorization: 'Bearer not-a-token-of-ours-at-all' } })).status).toBe(401);
     expect((await fetch(`${app.url}/v1/media/${messageId}`)).status).toBe(401);
-  });
-
-  it('redirects to a presigned URL of the store that expires', async () => {
-    const bytes = bytesOf(5_000);
-    const { wamid } = await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg');
-    const { messageId } = await stored(wamid);
-    const web = await startApp(db, 'web', { ...s3.env, MEDIA_URL_TTL_SECONDS: '1' });
-    try {
-      const res = await fetch(`${web.url}/v1/media/${messageId}`, { headers: auth, redirect: 'manual' });
-      expect(res.status).toBe(302);
-      const location = res.headers.get('location')!;
-      expect(location.startsWith(s3.endpoint)).toBe(true);
-      const now = await fetch(location);
-      expect(now.status).toBe(200);
-      expect(Buffer.from(await now.arrayBuffer()).equals(bytes)).toBe(true);
-      await new Promise((r) => setTimeout(r, 2_100));
-      expect((await fetch(location)).status).toBe(403);
-    } finally {
-      await web.stop();
-    }
   });
 });
 

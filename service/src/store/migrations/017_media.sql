@@ -28,6 +28,8 @@ CREATE TABLE media (
 );
 CREATE INDEX media_to_enqueue_idx ON media (id) WHERE status = 'pending' AND origin = 'inbound';
 CREATE INDEX media_sha256_idx ON media (sha256) WHERE status = 'stored';
+-- A stored or failed media names its messages (the `message.media` event).
+CREATE INDEX messages_media_idx ON messages (channel_id, media_id) WHERE media_id IS NOT NULL;
 
 -- A trigger, not code in each store path: live, echo, history and history placeholders filled
 -- later all write messages.media_id, and each must get its download.
