@@ -8,11 +8,12 @@ import { historyBench } from './history.js';
 import { routerBench } from './router.js';
 import { inboxBench } from './inbox.js';
 import { fanoutBench } from './fanout.js';
+import { mediaBench } from './media.js';
 import { table, writeResults, type BenchResult } from './lib/results.js';
 import { writeBenchCharts } from './lib/svg.js';
 import { settle, startBenchStack } from './lib/stack.js';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router,inbox,fanout').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'ingest,ingest-replicated,e2e,history,outbound,router,inbox,fanout,media').split(',').map((s) => s.trim()));
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 async function main(): Promise<void> {
@@ -61,6 +62,11 @@ async function main(): Promise<void> {
       await settle(stack);
       console.log('fanout: webhook → row → 1,000 SSE clients on 2 web processes');
       results.push(...(await fanoutBench(stack, seconds)));
+    }
+    if (only.has('media')) {
+      await settle(stack);
+      console.log('media: inbound media → object store (one worker)');
+      results.push(...(await mediaBench(stack, Number(process.env.BENCH_MEDIA_IMAGES ?? 2_000))));
     }
   } finally {
     await stack.stop();

@@ -135,6 +135,21 @@ export interface MonitoringSettings {
   readonly extraLabels: Readonly<Record<string, string>>;
 }
 
+/**
+ * Inbound media go to an S3-compatible bucket the operator provides (we deploy no object store);
+ * its keys come from the `wa-router-media` Secret (`accessKeyId`, `secretAccessKey`), optional
+ * where the pods get credentials another way (an instance role, web identity).
+ */
+export interface MediaSettings {
+  readonly bucket: string;
+  readonly region: string;
+  /** An S3-compatible endpoint (MinIO, R2, ...); unset is AWS S3 of `region`. */
+  readonly endpoint?: string;
+  readonly forcePathStyle: boolean;
+  /** Downloads in flight per worker pod. */
+  readonly concurrency: number;
+}
+
 export interface Preset {
   readonly name: string;
   /** Who it is for, in one line (the README's table). */
@@ -154,6 +169,7 @@ export interface Preset {
   readonly postgres: PostgresTier;
   readonly images: Images;
   readonly monitoring: MonitoringSettings;
+  readonly media: MediaSettings;
 }
 
 // The versions the local stack and the tests run too (versions.json, scripts/stack/servers.ts).
@@ -171,6 +187,8 @@ const monitoring = {
   areaBacklogSeconds: 300,
   extraLabels: {},
 } as const satisfies MonitoringSettings;
+// Each download holds at most two 5 MiB parts in memory, so 8 per pod stay within ~80 MiB.
+const media = { bucket: 'wa-router-media', region: 'us-east-1', forcePathStyle: false, concurrency: 8 } as const satisfies MediaSettings;
 // kube-proxy (100m) plus a CNI agent and a node exporter at their usual requests; set yours.
 const daemonSets = { cpu: '200m', memory: '256Mi' } as const satisfies ResourceAmounts;
 
@@ -247,6 +265,7 @@ export const minimal = {
   },
   images,
   monitoring,
+  media,
 } as const satisfies Preset;
 
 /**
@@ -326,6 +345,7 @@ export const standard = {
   },
   images,
   monitoring,
+  media,
 } as const satisfies Preset;
 
 /**
@@ -419,6 +439,7 @@ export const premium = {
   },
   images,
   monitoring,
+  media,
 } as const satisfies Preset;
 
 export const presets = { minimal, standard, premium } as const;

@@ -104,6 +104,13 @@ export const presetSchema = z.strictObject({
       z.string().regex(/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/, 'expected a Kubernetes label value (at most 63 characters: letters, digits, -, _ and .)'),
     ),
   }),
+  media: z.strictObject({
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
+    region: z.string().min(1),
+    endpoint: z.url().optional(),
+    forcePathStyle: z.boolean(),
+    concurrency: count(1, 500),
+  }),
 });
 
 function safe(fn: () => boolean): boolean {

@@ -5,14 +5,15 @@
 // sometimes duplicated or out of order, each carrying the send's biz_opaque_callback_data as
 // Meta's do. It can accept a send and then lose the answer (a timeout or a reset after the
 // request was written) and counts accepted sends per callback data, so a test can prove a
-// message reached "Meta" once. GET /{version}/{media-id} and the media download too.
+// message reached "Meta" once. Media (metadata, expiring download URLs, uploads): see media.ts.
 // Standalone, GET /_sim/accepted reports those counts and POST /_sim/config changes the config.
 import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TokenBucket } from './limits.js';
+import { DEFAULT_MEDIA_CONFIG, SimMedia, type SimMediaConfig } from './media.js';
 
-export interface SimulatorConfig {
+export interface SimulatorConfig extends SimMediaConfig {
   /** Base latency of every Graph call, ms, plus uniform jitter. @default 5 / 5 */
   latencyMs: number;
   jitterMs: number;
@@ -49,6 +50,7 @@ export interface SimulatorConfig {
 }
 
 export const DEFAULT_CONFIG: SimulatorConfig = {
+  ...DEFAULT_MEDIA_CONFIG,
   latencyMs: 5,
   jitterMs: 5,
   messagesPerSecond: 80,
@@ -123,6 +125,8 @@ export interface GraphSimulator {
   readonly reads: { phoneNumberId: string; wamid: string; at: number }[];
   /** phone_number_id → the token it accepts. */
   readonly tokens: Map<string, string>;
+  /** Media: add what customers send, see what was uploaded and how many bytes were served. */
+  readonly media: SimMedia;
   configure(patch: Partial<SimulatorConfig>): void;
   close(): Promise<void>;
 }
@@ -157,7 +161,6 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
   const reads: GraphSimulator['reads'] = [];
   const throughput = new Map<string, TokenBucket>();
   const pairs = new Map<string, TokenBucket>();
-  const media = new Map<string, { bytes: Buffer; mime: string }>();
   const timers = new Set<NodeJS.Timeout>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
@@ -217,6 +220,9 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     return counts;
   };
 
+  // A token is valid for media when it is a number's (for an upload: that number's).
+  let baseUrl = '';
+  const media = new SimMedia(config, (token, phoneNumberId) => (phoneNumberId ? tokens.get(phoneNumberId) === token : [...tokens.values()].includes(token)), () => baseUrl);
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://sim');
     const parts = url.pathname.split('/').filter(Boolean);
@@ -229,19 +235,11 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
         }
         return send(res, 404, errorBody(100, `unknown path ${url.pathname}`).body);
       }
-      if (req.method === 'GET' && parts[0] === '_media' && parts[1]) {
-        const m = media.get(parts[1]);
-        if (!m) return send(res, 404, errorBody(100, 'unknown media').body);
-        res.writeHead(200, { 'content-type': m.mime, 'content-length': m.bytes.length });
-        return void res.end(m.bytes);
-      }
-      if (req.method === 'GET' && parts.length === 2 && /^v\d+\.\d+$/.test(parts[0]!)) {
-        // Media metadata: every id is a small image, made on first ask.
-        const id = parts[1]!;
-        if (!media.has(id)) media.set(id, { bytes: randomBytes(1024), mime: 'image/jpeg' });
-        const m = media.get(id)!;
-        return send(res, 200, { messaging_product: 'whatsapp', url: `${server.address() && `http://127.0.0.1:${(server.address() as AddressInfo).port}`}/_media/${id}`, mime_type: m.mime, sha256: createHmac('sha256', 'x').update(m.bytes).digest('hex'), file_size: m.bytes.length, id });
-      }
+      if (await media.handle(req, res, parts, (status, body) => send(res, status, body), (code, details, status) => {
+        stats.errors[code] = (stats.errors[code] ?? 0) + 1;
+        const e = errorBody(code, details);
+        send(res, status ?? e.status, e.body);
+      })) return;
       if (req.method !== 'POST' || parts.length !== 3 || parts[2] !== 'messages' || !/^v\d+\.\d+$/.test(parts[0]!)) {
         return send(res, 404, errorBody(100, `unknown path ${url.pathname}`).body);
       }
@@ -310,7 +308,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', () => resolve()));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = (baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   return {
     url,
     config,
@@ -318,6 +316,7 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     sent,
     reads,
     tokens,
+    media,
     acceptedByCallback,
     configure(patch) {
       Object.assign(config, patch);

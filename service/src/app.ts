@@ -42,6 +42,7 @@ import { conversationRoutes } from './http/routes/conversations.js';
 import { attachUpgrade, RealtimeClients } from './http/routes/events.js';
 import { createRouterFeature } from './router/index.js';
 import { apiDocsRoutes } from './openapi/index.js';
+import { createMediaFeature } from './media/index.js';
 
 export const ROLES = ['web', 'worker', 'migrate', 'all'] as const;
 export type Role = (typeof ROLES)[number];
@@ -113,7 +114,9 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
   const outboundQueues = new OutboundQueues(redis, config.QUEUE_PREFIX, { attempts: config.OUTBOUND_ATTEMPTS, backoffMs: config.OUTBOUND_BACKOFF_MS }, (err) => log.warn({ err: err.message }, 'outbound queue error'));
   closers.push(() => outboundQueues.close());
   const router = createRouterFeature({ config, pool, redis, log, registry: metrics.registry, enqueueOutbound: (rows) => outboundQueues.enqueue(rows) });
-  const queues = (): Queue[] => [inboundQueue, historyQueue, ...outboundQueues.all()];
+  const media = createMediaFeature({ config, pool, redis, log, registry: metrics.registry, publish });
+  closers.push(() => media.stop());
+  const queues = (): Queue[] => [inboundQueue, historyQueue, media.queue, ...outboundQueues.all()];
   const circuit = new CircuitBreaker(redis, { threshold: config.CIRCUIT_THRESHOLD, resetMs: config.CIRCUIT_RESET_MS, prefix: config.QUEUE_PREFIX });
   const channelsNow = new Map<number, ChannelForSend>();
   const refreshChannels = async () => {
@@ -167,6 +170,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
     const live = realtime;
     scrapeGauge(metrics.registry, 'wa_router_realtime_clients', 'Open SSE and WebSocket event streams of this process', [], async (set) => set({}, live.count));
     app.use('/v1', realtime.router([tokens.identify({ allowQuery: true }), router.apiLimit, tokens.require()]));
+    app.use('/v1', media.routes([tokens.identify(), router.apiLimit, tokens.require()]));
     upgradeAuth = (req) => tokens.authorize(req).then((p) => router.upgradeLimit(req, p));
     const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
     v1.use(
@@ -256,6 +260,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         });
         senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow });
         router.startWorker();
+        media.startWorker(metrics.jobs);
       } else {
         void tryBootstrap();
       }

@@ -81,6 +81,12 @@ export class WaRouterChart extends Chart {
       // wa_router_ack_local_fallback_total) instead of every webhook answering 503.
       ACK_REPLICA_FALLBACK: 'local',
       QUEUE_PREFIX: 'wa',
+      MEDIA_STORE: 's3',
+      S3_BUCKET: preset.media.bucket,
+      S3_REGION: preset.media.region,
+      S3_FORCE_PATH_STYLE: String(preset.media.forcePathStyle),
+      MEDIA_CONCURRENCY: String(preset.media.concurrency),
+      ...(preset.media.endpoint ? { S3_ENDPOINT: preset.media.endpoint } : {}),
     };
     new k8s.KubeConfigMap(this, 'config', { metadata: { name: configMap, labels: labels('app') }, data: appConfig });
     const appConfigHash = configHash(appConfig);
@@ -91,6 +97,8 @@ export class WaRouterChart extends Chart {
       { name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: SECRETS.postgres, key: 'password' } } },
       { name: 'DATABASE_URL', value: `postgres://$(DB_USER):$(DB_PASSWORD)@${pgbouncer.host}:${pgbouncer.port}/${ext?.database ?? DATABASE}` },
       { name: 'DB_POOL_MAX', value: String(poolMax) },
+      { name: 'S3_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: SECRETS.media, key: 'accessKeyId', optional: true } } },
+      { name: 'S3_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: SECRETS.media, key: 'secretAccessKey', optional: true } } },
     ];
 
     const common = { preset, image: props.image, configMap, serviceAccount, atPeak: props.atPeak, configHash: appConfigHash, schemaCheck: { env: dbEnv(1), resources: MIGRATE_RESOURCES } };

@@ -87,6 +87,8 @@ export const SECRETS = {
   redis: nameOf('redis'),
   /** `userlist.txt` for PgBouncer. */
   pgbouncer: nameOf('pgbouncer'),
+  /** `accessKeyId`, `secretAccessKey` of the media bucket (optional: pods may get an instance role instead). */
+  media: nameOf('media'),
 } as const;
 
 export const PORTS = { http: 3000, redis: 6379, sentinel: 26379, pgbouncer: 6432, postgres: 5432 } as const;

@@ -129,6 +129,36 @@ export const envSchema = z
     EVENTS_HEARTBEAT_MS: int(100, 300_000).default(15_000),
     /** Authenticated requests a minute per token on /v1 and /admin; 0 (default) does not limit them. */
     RATE_LIMIT_PER_TOKEN_PER_MINUTE: int(0, 10_000_000).default(0),
+
+    /** Where inbound media are kept: a local folder, or an S3-compatible bucket. */
+    MEDIA_STORE: z.enum(['fs', 's3']).default('fs'),
+    /** The folder of MEDIA_STORE=fs (relative paths from the working directory). */
+    MEDIA_FS_DIR: z.string().min(1).default('.data/media'),
+    S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name').optional(),
+    /** An S3-compatible server (MinIO, SeaweedFS, R2, ...); unset means AWS S3 of S3_REGION. */
+    S3_ENDPOINT: z.url().optional(),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    /** Bucket in the path (`endpoint/bucket/key`), as most self-hosted S3 servers need. */
+    S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+    /** Downloads in flight per worker process. */
+    MEDIA_CONCURRENCY: int(1, 500).default(8),
+    /** Attempts of one download (each fetches a fresh URL), exponential backoff from MEDIA_BACKOFF_MS. */
+    MEDIA_ATTEMPTS: int(1, 100).default(10),
+    MEDIA_BACKOFF_MS: int(10, 600_000).default(2_000),
+    /** How often the worker looks for media to download (new messages, history placeholders that got their id). */
+    MEDIA_POLL_MS: int(5, 60_000).default(200),
+    /** Bound on one media download without progress (Graph metadata and bytes). */
+    MEDIA_TIMEOUT_MS: int(100, 600_000).default(30_000),
+    /** Lifetime of `media.url` links and of the presigned URLs GET /v1/media redirects to. */
+    MEDIA_URL_TTL_SECONDS: int(1, 7 * 86_400).default(3_600),
+    /** Key of `media.url` signatures; defaults to one derived from API_TOKEN. */
+    MEDIA_URL_SECRET: z.string().min(16, 'at least 16 characters').optional(),
+    /** The public origin of this service, for absolute `media.url` links (else they are paths). */
+    PUBLIC_URL: z.url().optional(),
+    /** With MEDIA_STORE=s3, GET /v1/media redirects to a presigned URL instead of streaming through. */
+    MEDIA_S3_REDIRECT: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
@@ -142,6 +172,11 @@ export const envSchema = z
     }
     if (env.INGEST_MAX_PENDING_BYTES < env.WEBHOOK_MAX_BYTES) {
       ctx.addIssue({ code: 'custom', path: ['INGEST_MAX_PENDING_BYTES'], message: `must be at least WEBHOOK_MAX_BYTES (${env.WEBHOOK_MAX_BYTES}), or the largest webhook is always refused` });
+    }
+    if (env.MEDIA_STORE === 's3') {
+      if (!env.S3_BUCKET) ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'required with MEDIA_STORE=s3' });
+      // Without keys the SDK's own chain applies (instance roles, web identity).
+      if (!env.S3_ACCESS_KEY_ID !== !env.S3_SECRET_ACCESS_KEY) ctx.addIssue({ code: 'custom', path: ['S3_SECRET_ACCESS_KEY'], message: 'set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither' });
     }
     if (env.WHATSAPP_PHONE_NUMBER_ID && !env.WHATSAPP_ACCESS_TOKEN) {
       ctx.addIssue({ code: 'custom', path: ['WHATSAPP_ACCESS_TOKEN'], message: 'required with WHATSAPP_PHONE_NUMBER_ID (the bootstrap channel)' });

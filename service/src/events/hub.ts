@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 
 /** Every event type clients receive: the /v1/events description lists these. */
-export const EVENT_TYPES = ['message.created', 'message.status', 'conversation.updated', 'history.chunk'] as const;
+export const EVENT_TYPES = ['message.created', 'message.status', 'message.media', 'conversation.updated', 'history.chunk'] as const;
 
 export interface RealtimeEvent {
   /** `token.revoked` is told to web processes only, never to clients. */

@@ -54,7 +54,14 @@ const messageFields = {
   source: z.string().meta({ description: '`webhook`, `api`, `history` (coexistence import), `echo` (sent from the WhatsApp Business app), ...' }),
   type: z.string(),
   body: z.string().nullable(),
-  media: z.object({ id: z.string().nullable(), mimeType: z.string().nullable(), sha256: z.string().nullable(), filename: z.string().nullable() }).nullable(),
+  media: z
+    .object({
+      id: z.string().nullable(), mimeType: z.string().nullable(), sha256: z.string().nullable(), filename: z.string().nullable(),
+      status: z.enum(['pending', 'stored', 'failed']).nullable().meta({ description: 'Our copy in object storage' }),
+      error: z.string().nullable().meta({ description: 'Why it could not be stored (`not_found`, `too_large`, `unsupported_mime`, `sha256_mismatch`, ...)' }),
+      url: z.string().nullable().meta({ description: 'A signed, expiring link to GET /v1/media/{messageId} (409 until stored)' }),
+    })
+    .nullable(),
   location: z.object({ latitude: z.number(), longitude: z.number() }).nullable(),
   replyToWamid: z.string().nullable(),
   reaction: z.object({ toWamid: z.string().nullable(), emoji: z.string().nullable() }).nullable(),

@@ -16,6 +16,7 @@ import { syncOperations } from '../http/routes/sync.js';
 import { deadLetterOperations } from '../http/routes/dead-letters.js';
 import { routerOperations } from '../router/routes.js';
 import { tokenOperations } from '../tokens/routes.js';
+import { mediaOperations } from '../media/routes.js';
 import { scopeFor } from '../tokens/principal.js';
 import { buildDocument } from './document.js';
 import { defineOperations, type ApiOperation } from './operation.js';
@@ -38,6 +39,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   ...webhookOperations,
   ...outboundOperations,
   ...messageOperations,
+  ...mediaOperations,
   ...conversationOperations,
   ...eventOperations,
   ...channelOperations,

@@ -1,6 +1,6 @@
 // The agent API's read side: conversations by latest activity and their messages, both
 // keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
-import { toView, type MessageView } from './messages-read.js';
+import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView } from './messages-read.js';
 import type { Pool } from './pool.js';
 
 export interface MessageSummary {
@@ -225,8 +225,8 @@ export async function listConversationMessages(pool: Pool, conversationId: numbe
     after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
   }
   const { rows } = await pool.query(
-    `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id
-     WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
+    `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
+     ${MEDIA_JOIN} WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
     params,
   );
   const more = rows.length > q.limit;

@@ -1,5 +1,10 @@
 // Read side of messages for the operator API: one message with its status history.
 import type { Pool } from './pool.js';
+import { mediaLink } from '../media/links.js';
+
+/** The media row of a message, for `media.status` and `media.url`: append to a query on `messages m`. */
+export const MEDIA_JOIN = 'LEFT JOIN media md ON md.channel_id = m.channel_id AND md.meta_id = m.media_id';
+export const MEDIA_COLUMNS = 'md.status AS media_status, md.error_code AS media_error_code';
 
 export interface MessageView {
   id: number;
@@ -12,7 +17,8 @@ export interface MessageView {
   source: string;
   type: string;
   body: string | null;
-  media: { id: string | null; mimeType: string | null; sha256: string | null; filename: string | null } | null;
+  /** `status`: our copy (`pending`, `stored`, `failed`); `url`: a signed, expiring link to it (409 until stored). */
+  media: { id: string | null; mimeType: string | null; sha256: string | null; filename: string | null; status: string | null; error: string | null; url: string | null } | null;
   location: { latitude: number; longitude: number } | null;
   replyToWamid: string | null;
   reaction: { toWamid: string | null; emoji: string | null } | null;
@@ -47,7 +53,10 @@ export function toView(r: Row, statuses: Row[]): MessageView {
     source: r.source as string,
     type: r.type as string,
     body: r.body as string | null,
-    media: r.media_id || r.media_mime_type ? { id: r.media_id as string | null, mimeType: r.media_mime_type as string | null, sha256: r.media_sha256 as string | null, filename: r.media_filename as string | null } : null,
+    media: r.media_id || r.media_mime_type
+      ? { id: r.media_id as string | null, mimeType: r.media_mime_type as string | null, sha256: r.media_sha256 as string | null, filename: r.media_filename as string | null,
+          status: (r.media_status as string | undefined) ?? null, error: (r.media_error_code as string | undefined) ?? null, url: r.media_status && r.media_status !== 'failed' ? mediaLink(r.id) : null }
+      : null,
     location: r.latitude !== null && r.longitude !== null ? { latitude: r.latitude as number, longitude: r.longitude as number } : null,
     replyToWamid: r.reply_to_wamid as string | null,
     reaction: r.type === 'reaction' ? { toWamid: r.reaction_to_wamid as string | null, emoji: r.reaction_emoji as string | null } : null,
@@ -77,7 +86,7 @@ export function toView(r: Row, statuses: Row[]): MessageView {
 export async function findMessage(pool: Pool, by: { id: number } | { wamid: string }): Promise<MessageView | null> {
   const where = 'id' in by ? 'm.id = $1' : 'm.wamid = $1';
   const { rows } = await pool.query<Row>(
-    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE ${where}`,
+    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id ${MEDIA_JOIN} WHERE ${where}`,
     ['id' in by ? by.id : by.wamid],
   );
   const row = rows[0];

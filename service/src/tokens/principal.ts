@@ -38,6 +38,8 @@ export const areaLimit = (req: IncomingMessage): readonly number[] | null => pri
  */
 const RULES: readonly (readonly [method: string, path: RegExp, scope: Scope])[] = [
   ['POST', /^\/messages\/?$/, 'messages:send'],
+  ['POST', /^\/media\/?$/, 'messages:send'],
+  ['GET', /^\/media\/[^/]+\/?$/, 'conversations:read'],
   ['GET', /^\/messages(\/[^/]+)?\/?$/, 'conversations:read'],
   ['GET', /^\/conversations(\/[^/]+(\/messages)?)?\/?$/, 'conversations:read'],
   ['GET', /^\/events\/?$/, 'conversations:read'],

@@ -1,6 +1,7 @@
 // Per-file test context: a fresh database cloned from the migrated template, a unique
 // queue prefix on the shared Redis, and a Config pointing at both.
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/env.js';
@@ -58,6 +59,9 @@ export function testEnv(db: TestDb, overrides: Record<string, string> = {}): Rec
     WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
     WHATSAPP_ACCESS_TOKEN: 'test-access-token',
     API_TOKEN,
+    // Nothing leaves the machine: a test that needs the Graph API points this at the simulator.
+    GRAPH_API_BASE_URL: 'http://127.0.0.1:9',
+    MEDIA_FS_DIR: path.join(inject('stackDir'), 'media', randomBytes(5).toString('hex')),
     WORKER_CONCURRENCY: '8',
     // The limit has its own test; elsewhere tests send faster than people do.
     RATE_LIMIT_PER_MINUTE: '0',

@@ -35,6 +35,13 @@ describe('loadConfig', () => {
     expect(err.message).toContain('PORT');
   });
 
+  it('requires a bucket with MEDIA_STORE=s3, and both S3 keys or neither', () => {
+    const err = captureError(() => loadConfig({ ...valid, MEDIA_STORE: 's3', S3_ACCESS_KEY_ID: 'key' }));
+    expect((err as ConfigError).problems.map((p) => p.variable).sort()).toEqual(['S3_BUCKET', 'S3_SECRET_ACCESS_KEY']);
+    expect(loadConfig({ ...valid, MEDIA_STORE: 's3', S3_BUCKET: 'media' }).MEDIA_STORE).toBe('s3');
+    expect(loadConfig(valid).MEDIA_STORE).toBe('fs');
+  });
+
   it('requires a Redis URL or Sentinels, not both', () => {
     const { REDIS_URL: _, ...noRedis } = valid;
     expect(() => loadConfig(noRedis)).toThrow(/REDIS_URL/);

@@ -1,5 +1,5 @@
 // The message inside a forwarded event has the shape of GET /v1/messages/:id.
-import { toView, type MessageView, type Row } from '../../store/messages-read.js';
+import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView, type Row } from '../../store/messages-read.js';
 import type { Pool } from '../../store/pool.js';
 
 /** Messages with their status history, by id, in two queries whatever their number. */
@@ -7,7 +7,7 @@ export async function findMessagesForForwarding(pool: Pool, ids: readonly number
   const out = new Map<number, MessageView>();
   if (ids.length === 0) return out;
   const { rows } = await pool.query<Row>(
-    'SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE m.id = ANY ($1::bigint[])',
+    `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id ${MEDIA_JOIN} WHERE m.id = ANY ($1::bigint[])`,
     [[...new Set(ids)]],
   );
   // Statuses exist only for our outbound messages: a forwarded customer message needs no second query.

@@ -1,0 +1,117 @@
+// Media: inbound images and documents downloaded from the Graph simulator into the object store
+// by one worker process. Stored per second for 100 KB images, beside the same-run baseline of raw
+// downloads (metadata, then bytes) from the same simulator into the same store, as many in
+// flight; and the worker's peak RSS while 20 documents of 50 MB download at once (streaming,
+// not buffering), beside its own idle RSS.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHmac, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReadableStream } from 'node:stream/web';
+import { startGraphSimulator, type GraphSimulator } from '../scripts/graph-sim/server.js';
+import { startS3 } from '../scripts/stack/seaweedfs.js';
+import { sleep } from '../scripts/stack/proc.js';
+import { S3MediaStore } from '../service/src/media/s3-store.js';
+import { FsMediaStore, type MediaStore } from '../service/src/media/store.js';
+import { result, type BenchResult } from './lib/results.js';
+import { APP_SECRET, PHONE_NUMBER_ID, startRole, type BenchStack } from './lib/stack.js';
+
+const IN_FLIGHT = 8;
+const DOCS = 20;
+const DOC_BYTES = 50 * 1024 * 1024;
+
+/** The store to bench: `s3` (SeaweedFS, the default) or `fs`. */
+async function benchStore(stack: BenchStack, kind: string): Promise<{ env: Record<string, string>; store: MediaStore; stop(): Promise<void> }> {
+  if (kind === 'fs') {
+    const dir = path.join(stack.dir, 'media');
+    return { env: { MEDIA_STORE: 'fs', MEDIA_FS_DIR: dir }, store: new FsMediaStore(dir), stop: async () => undefined };
+  }
+  const s3 = await startS3({ dir: path.join(stack.dir, 's3'), bucket: 'bench-media' });
+  const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, forcePathStyle: true });
+  return { env: s3.env, store, stop: async () => (await store.close(), await s3.stop()) };
+}
+
+function webhook(items: { id: string; sha256: string }[], mime: string, type: 'image' | 'document', offset: number): string {
+  const messages = items.map((it, i) => ({ from: `5511${900000000 + offset + i}`, id: `wamid.bench-media-${offset + i}-${randomBytes(4).toString('hex')}`, timestamp: String(Math.floor(Date.now() / 1000)), type, [type]: { id: it.id, mime_type: mime, sha256: it.sha256 } }));
+  const contacts = messages.map((m) => ({ profile: { name: 'Bench' }, wa_id: m.from }));
+  return JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '1', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: PHONE_NUMBER_ID }, contacts, messages } }] }] });
+}
+
+async function post(url: string, body: string): Promise<void> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=' + createHmac('sha256', APP_SECRET).update(body).digest('hex') }, body });
+  if (res.status !== 200) throw new Error(`webhook answered ${res.status}`);
+}
+
+const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+async function storedCount(stack: BenchStack, type: string): Promise<{ stored: number; failed: number }> {
+  const { rows } = await stack.pool.query<{ stored: number; failed: number }>("SELECT count(*) FILTER (WHERE status = 'stored')::int AS stored, count(*) FILTER (WHERE status = 'failed')::int AS failed FROM media WHERE type = $1", [type]);
+  return rows[0]!;
+}
+
+async function rawDownloads(sim: GraphSimulator, store: MediaStore, ids: string[]): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < ids.length) {
+      const id = ids[next++]!;
+      const meta = (await (await fetch(`${sim.url}/v23.0/${id}`, { headers: { authorization: 'Bearer bench-token' } })).json()) as { url: string; mime_type: string };
+      const res = await fetch(meta.url, { headers: { authorization: 'Bearer bench-token' } });
+      await store.put(`raw/${id}`, Readable.fromWeb(res.body! as ReadableStream<Uint8Array>), meta.mime_type);
+    }
+  }));
+  return ids.length / ((performance.now() - t0) / 1000);
+}
+
+export async function mediaBench(stack: BenchStack, images = 2_000): Promise<BenchResult[]> {
+  const storeKind = process.env.BENCH_MEDIA_STORE ?? 's3';
+  const { env: storeEnv, store, stop } = await benchStore(stack, storeKind);
+  const sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'bench-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } });
+  const env = stack.serviceEnv({ ...storeEnv, QUEUE_PREFIX: 'bench-media', GRAPH_API_BASE_URL: sim.url, MEDIA_CONCURRENCY: String(IN_FLIGHT), MEDIA_POLL_MS: '50' });
+  const web = await startRole('web', env);
+  const hook = `http://127.0.0.1:${web.port}/webhooks/whatsapp`;
+  try {
+    // Throughput: a backlog of images posted before the worker starts, so the figure is the worker's alone.
+    const items = Array.from({ length: images }, () => sim.media.add(randomBytes(100 * 1024), 'image/jpeg'));
+    for (let i = 0; i < items.length; i += 50) await post(hook, webhook(items.slice(i, i + 50), 'image/jpeg', 'image', i));
+    const worker = await startRole('worker', env);
+    const t0 = performance.now();
+    let c = await storedCount(stack, 'image');
+    const deadline = Date.now() + 600_000;
+    while (c.stored + c.failed < images && Date.now() < deadline) {
+      await sleep(100);
+      c = await storedCount(stack, 'image');
+    }
+    const rate = c.stored / ((performance.now() - t0) / 1000);
+    await worker.stop();
+    const rawIds = Array.from({ length: images }, () => sim.media.add(randomBytes(100 * 1024), 'image/jpeg').id);
+    const rawRate = await rawDownloads(sim, store, rawIds);
+    for (const id of [...items.map((i) => i.id), ...rawIds]) sim.media.items.delete(id);
+    console.log(`  media: ${c.stored}/${images} images stored (${c.failed} failed) at ${rate.toFixed(0)}/s; raw downloads into the same ${storeKind} store ${rawRate.toFixed(0)}/s`);
+
+    // Memory: 20 documents of 50 MB at once (distinct bytes: no deduplication).
+    const docWorker = await startRole('worker', { ...env, MEDIA_CONCURRENCY: String(DOCS) });
+    await sleep(2_000);
+    const idle = rssOf(docWorker.child.pid!);
+    const docs = Array.from({ length: DOCS }, (_, i) => sim.media.add(Buffer.alloc(DOC_BYTES, i + 1), 'application/pdf'));
+    await post(hook, webhook(docs, 'application/pdf', 'document', 1_000_000));
+    let peak = idle;
+    let d = await storedCount(stack, 'document');
+    const docDeadline = Date.now() + 600_000;
+    while (d.stored + d.failed < DOCS && Date.now() < docDeadline) {
+      peak = Math.max(peak, rssOf(docWorker.child.pid!));
+      await sleep(100);
+      d = await storedCount(stack, 'document');
+    }
+    await docWorker.stop();
+    console.log(`  media: ${d.stored}/${DOCS} documents of 50 MB stored (${d.failed} failed); worker RSS peak ${peak.toFixed(0)} MB, idle ${idle.toFixed(0)} MB`);
+    return [
+      result({ name: 'media.images_stored_per_s', value: rate, unit: 'images/s', baseline: rawRate, baselineName: `raw downloads into the same ${storeKind} store, ${IN_FLIGHT} in flight`, target: 200, failed: c.stored < images ? `${images - c.stored} of ${images} not stored` : undefined, note: `${images} inbound 100 KB images (50 per webhook) posted before one worker process starts (MEDIA_CONCURRENCY ${IN_FLIGHT}); from its start to the last row stored: Graph metadata, bytes streamed through the SHA-256 check into ${storeKind}, row updated` }),
+      result({ name: 'media.worker_rss_peak_mb', value: peak, unit: 'MB', baseline: idle, baselineName: 'the same worker idle', target: 300, targetKind: 'max', failed: d.stored < DOCS ? `${DOCS - d.stored} of ${DOCS} not stored` : undefined, note: `${DOCS} documents of 50 MB downloading at once (MEDIA_CONCURRENCY ${DOCS}) into ${storeKind}, RSS sampled every 100 ms` }),
+    ];
+  } finally {
+    await web.stop();
+    await sim.close();
+    await stop();
+  }
+}

@@ -1,0 +1,124 @@
+// One media download: Meta's metadata (a fresh, short-lived URL per try), the bytes streamed
+// with the channel's token through a size and SHA-256 check straight into the store, and the
+// outcome recorded on the media row. Permanent problems (unknown or expired media, a type or
+// size Meta does not allow, bytes that do not match) end as `failed` with a reason, never as an
+// endless retry; transient ones (5xx, timeouts, the store away) retry with backoff.
+import { DelayedError, type Job } from 'bullmq';
+import type { Publish } from '../events/hub.js';
+import type { Logger } from '../log.js';
+import type { Pool } from '../store/pool.js';
+import type { GraphMediaClient } from './graph-media.js';
+import type { MediaMetrics } from './metrics.js';
+import { isMediaType, MAX_BYTES, mimeAllowed, type MediaType } from './meta-types.js';
+import type { MediaRepo, MediaRow } from './repo.js';
+import { keyForSha256, type MediaStore } from './store.js';
+import { MediaCheckError, VerifyingStream } from './verify.js';
+
+export interface MediaJobData {
+  /** The media row. */
+  readonly mediaId: number;
+}
+
+export interface DownloadDeps {
+  readonly pool: Pool;
+  readonly repo: MediaRepo;
+  readonly store: MediaStore;
+  readonly graph: GraphMediaClient;
+  readonly metrics: MediaMetrics;
+  readonly publish: Publish;
+  readonly log: Logger;
+  /** How long a channel whose token Meta refuses waits before its media are tried again. */
+  readonly tokenPauseMs: number;
+}
+
+/** A URL that expired between the metadata and the download is fetched again this many times. */
+const URL_REFETCHES = 3;
+
+type Outcome = 'stored' | 'deduplicated' | 'skipped' | `failed:${string}`;
+
+const hexOf = (sha: string | null): string | null => {
+  if (!sha) return null;
+  if (/^[0-9a-f]{64}$/i.test(sha)) return sha.toLowerCase();
+  const hex = Buffer.from(sha, 'base64').toString('hex');
+  return hex.length === 64 ? hex : null;
+};
+
+export function createDownloadProcessor(d: DownloadDeps) {
+  const fail = async (row: MediaRow, code: string, reason: string): Promise<Outcome> => {
+    await d.repo.markFailed(row.id, code, reason);
+    await announce(row, 'failed');
+    return `failed:${code}`;
+  };
+
+  const announce = async (row: MediaRow, status: 'stored' | 'failed') => {
+    const { rows } = await d.pool.query<{ id: number; conversationId: number }>(
+      'SELECT id::int, conversation_id::int AS "conversationId" FROM messages WHERE channel_id = $1 AND media_id = $2',
+      [row.channelId, row.metaId],
+    );
+    d.publish(rows.map((m) => ({ type: 'message.media', messageId: m.id, conversationId: m.conversationId, channelId: row.channelId, status })));
+  };
+
+  async function download(row: MediaRow & { metaId: string }, type: MediaType, token: string, job: Job<MediaJobData>): Promise<Outcome> {
+    for (let attempt = 0; ; attempt++) {
+      const info = await d.graph.info(row.metaId, token);
+      if (!info.ok) {
+        const e = info.error;
+        if (e.httpStatus === 404 || e.code === 100) return fail(row, 'not_found', `Meta has no such media (it keeps media for a limited time): ${e.title}`);
+        if (e.httpStatus === 401 || e.code === 190) {
+          // Like a send: the channel's token is refused; try again after a pause, not spending attempts.
+          d.log.warn({ mediaId: row.id, channelId: row.channelId, err: e.title }, 'media download paused: the channel token was refused');
+          await job.moveToDelayed(Date.now() + d.tokenPauseMs, job.token);
+          throw new DelayedError();
+        }
+        throw new Error(`media metadata: HTTP ${e.httpStatus} ${e.code ?? ''} ${e.title}`.trim());
+      }
+      const { mimeType, fileSize, sha256, url } = info.value;
+      if (!mimeAllowed(type, mimeType)) return fail(row, 'unsupported_mime', `${mimeType} is not a ${type} type Meta supports`);
+      if (fileSize !== null && fileSize > MAX_BYTES[type]) return fail(row, 'too_large', `${fileSize} bytes, over Meta's ${MAX_BYTES[type]} for ${type}`);
+      const declaredHex = hexOf(sha256);
+      if (declaredHex) {
+        const existing = await d.repo.storedKeyOf(declaredHex);
+        if (existing && (await d.store.size(existing)) === fileSize) {
+          await d.repo.markStored(row.id, { key: existing, size: fileSize!, mimeType, sha256: declaredHex });
+          await announce(row, 'stored');
+          return 'deduplicated';
+        }
+      }
+      const res = await d.graph.download(url, token);
+      if (!res.ok) {
+        // An expired URL answers 404 (or 401/403): ask Meta for a fresh one.
+        if ([401, 403, 404].includes(res.status) && attempt < URL_REFETCHES) continue;
+        throw new Error(`media download: HTTP ${res.status}`);
+      }
+      const verify = new VerifyingStream({ maxBytes: MAX_BYTES[type], size: fileSize, sha256 });
+      res.body.on('error', (err) => verify.destroy(err));
+      // Past the limit or on a mismatch, stop reading from Meta at once.
+      verify.on('error', () => res.body.destroy());
+      const key = declaredHex ? keyForSha256(declaredHex) : `media/${row.id}`;
+      try {
+        await d.store.put(key, res.body.pipe(verify), mimeType);
+      } catch (err) {
+        if (err instanceof MediaCheckError) return fail(row, err.code, err.message);
+        if (!res.body.errored) d.metrics.storageErrors.inc({ op: 'put' });
+        throw err;
+      }
+      d.metrics.bytes.inc({ type }, verify.count);
+      const stored = await d.repo.markStored(row.id, { key, size: verify.count, mimeType, sha256: verify.digest });
+      if (stored) await announce(row, 'stored');
+      return 'stored';
+    }
+  }
+
+  return async (job: Job<MediaJobData>): Promise<Outcome> => {
+    const row = await d.repo.byId(job.data.mediaId);
+    if (!row || row.status === 'stored' || !row.metaId) return 'skipped';
+    if (!isMediaType(row.type)) return fail(row, 'unsupported_type', `${row.type} messages carry no downloadable media`);
+    const channel = await d.repo.channel(row.channelId);
+    if (!channel?.accessToken) throw new Error(`channel ${row.channelId} has no access token`);
+    const started = performance.now();
+    const outcome = await download({ ...row, metaId: row.metaId }, row.type, channel.accessToken, job);
+    d.metrics.downloads.inc({ result: outcome.startsWith('failed:') ? outcome.slice(7) : outcome, type: row.type });
+    if (outcome === 'stored') d.metrics.seconds.observe({ type: row.type }, (performance.now() - started) / 1000);
+    return outcome;
+  };
+}

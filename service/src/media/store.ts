@@ -1,0 +1,85 @@
+// Where media bytes live: a local folder or an S3-compatible bucket, behind one small interface.
+// Objects are written from a stream and become visible only once the stream ended cleanly (a
+// verification failure inside the stream leaves nothing behind).
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+
+export interface ByteRange {
+  readonly start: number;
+  /** Inclusive, as in HTTP. */
+  readonly end: number;
+}
+
+export interface StoredObject {
+  readonly body: Readable;
+  /** The whole object's size. */
+  readonly size: number;
+}
+
+export interface MediaStore {
+  readonly kind: 'fs' | 's3';
+  put(key: string, body: Readable, contentType: string): Promise<void>;
+  /** Null when there is no such object. */
+  size(key: string): Promise<number | null>;
+  get(key: string, range?: ByteRange): Promise<StoredObject>;
+  delete(key: string): Promise<void>;
+  /** A URL the object can be fetched from without our token, for `seconds`; null when the store has none. */
+  presign(key: string, seconds: number, contentType: string): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+/** Content-addressed: the same bytes from any message or channel are kept once. */
+export const keyForSha256 = (sha256Hex: string) => `sha256/${sha256Hex.slice(0, 2)}/${sha256Hex}`;
+
+export class FsMediaStore implements MediaStore {
+  readonly kind = 'fs';
+
+  constructor(private readonly root: string) {}
+
+  private file(key: string): string {
+    const file = path.resolve(this.root, key);
+    if (!file.startsWith(path.resolve(this.root) + path.sep)) throw new Error(`media key outside the store: ${key}`);
+    return file;
+  }
+
+  async put(key: string, body: Readable): Promise<void> {
+    const file = this.file(key);
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    // Written aside and renamed: a reader never sees a partial file, a crash leaves only a temp file.
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.partial`;
+    try {
+      await pipeline(body, fs.createWriteStream(tmp));
+      await fs.promises.rename(tmp, file);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async size(key: string): Promise<number | null> {
+    const st = await fs.promises.stat(this.file(key)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    return st ? st.size : null;
+  }
+
+  async get(key: string, range?: ByteRange): Promise<StoredObject> {
+    const file = this.file(key);
+    const { size } = await fs.promises.stat(file);
+    return { size, body: fs.createReadStream(file, range ? { start: range.start, end: range.end } : {}) };
+  }
+
+  async delete(key: string): Promise<void> {
+    await fs.promises.rm(this.file(key), { force: true });
+  }
+
+  async presign(): Promise<string | null> {
+    return null;
+  }
+
+  async close(): Promise<void> {}
+}

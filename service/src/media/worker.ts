@@ -1,0 +1,83 @@
+// The worker side of media: a poller that queues every pending download (live before history,
+// history fair across channels) and the download worker itself.
+import { UnrecoverableError, Worker, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/env.js';
+import type { Metrics } from '../metrics/registry.js';
+import { fairPriorities } from '../queue/fair-priority.js';
+import { createRedis, WORKER_RUN_RETRY_MS } from '../queue/redis.js';
+import { createDownloadProcessor, type DownloadDeps, type MediaJobData } from './download.js';
+
+export const MEDIA_QUEUE = 'media';
+
+/** Rows claimed per poll. */
+const CLAIM_BATCH = 500;
+/** A claimed row whose job may have been lost (a crash between claim and enqueue) is queued again after this. */
+const REQUEUE_AFTER_MS = 10 * 60_000;
+
+export const mediaJobOptions = (config: Config) => ({
+  attempts: config.MEDIA_ATTEMPTS,
+  backoff: { type: 'exponential', delay: config.MEDIA_BACKOFF_MS },
+  removeOnComplete: { age: 3_600, count: 1_000 },
+  removeOnFail: false,
+});
+
+export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redis; queue: Queue<MediaJobData>; jobs: Metrics['jobs'] }): { close(): Promise<void> } {
+  const { config, log } = d;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const poll = async () => {
+    try {
+      for (;;) {
+        const rows = await d.repo.claimToEnqueue(CLAIM_BATCH, REQUEUE_AFTER_MS);
+        if (rows.length === 0) break;
+        const history = rows.filter((r) => !r.live);
+        const fair = await fairPriorities(d.redis, (ch) => `${config.QUEUE_PREFIX}:media:seq:${ch}`, history.map((r) => String(r.channelId)));
+        const priority = new Map(history.map((r, i) => [r.id, 1 + fair[i]!]));
+        try {
+          await d.queue.addBulk(rows.map((r) => ({ name: 'download', data: { mediaId: r.id }, opts: { ...mediaJobOptions(config), jobId: `m${r.id}`, priority: priority.get(r.id) ?? 1 } })));
+        } catch (err) {
+          await d.repo.unclaim(rows.map((r) => r.id));
+          throw err;
+        }
+        if (rows.length < CLAIM_BATCH) break;
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'media downloads not queued yet; retrying');
+    }
+    if (!stopped) timer = setTimeout(() => void poll(), config.MEDIA_POLL_MS);
+  };
+  void poll();
+
+  const processor = createDownloadProcessor(d);
+  const worker = new Worker<MediaJobData>(MEDIA_QUEUE, processor, {
+    connection: createRedis(config, 'worker'),
+    prefix: config.QUEUE_PREFIX,
+    concurrency: config.MEDIA_CONCURRENCY,
+    // Downloads are idempotent (content-addressed keys, a conditional status update): a job of a
+    // killed worker simply runs again.
+    maxStalledCount: 10,
+    lockDuration: config.WORKER_LOCK_MS,
+    stalledInterval: config.WORKER_LOCK_MS,
+    runRetryDelay: WORKER_RUN_RETRY_MS,
+  });
+  worker.on('completed', (job) => d.jobs.processed.inc({ queue: job.queueName, result: 'completed' }));
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    d.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
+    if (!final) return d.metrics.downloads.inc({ result: 'retried', type: 'unknown' });
+    log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'media download dead-lettered');
+    d.metrics.downloads.inc({ result: 'dead_lettered', type: 'unknown' });
+    void d.repo.markFailed(job.data.mediaId, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded'));
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'media worker error'));
+  return {
+    async close() {
+      stopped = true;
+      clearTimeout(timer);
+      await worker.close();
+      await worker.disconnect().catch(() => undefined);
+    },
+  };
+}

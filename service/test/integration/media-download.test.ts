@@ -1,0 +1,190 @@
+// Inbound media from the Graph simulator into the filesystem store: every media type stored
+// byte for byte, Meta's checks (SHA-256, size, MIME type), expired URLs and media, history
+// placeholders, serving (ranges, tokens, signed links) and uploads. media-s3.test.ts runs the
+// S3-compatible store.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { bytesOf, mediaOf, receiveItem, receiveMedia, type Kind } from '../helpers/media.js';
+import { envelope, historyChange, historyMessage, imageMessage } from '../fixtures/payloads.js';
+
+let db: TestDb;
+let sim: GraphSimulator;
+let app: RunningApp;
+const auth = { authorization: `Bearer ${API_TOKEN}` };
+
+const stored = (wamid: string, status = 'stored') => eventually(async () => {
+  const m = await mediaOf(db, wamid);
+  return m?.status === status ? m : null;
+}, { what: `media of ${wamid} ${status}`, timeoutMs: 30_000 });
+
+beforeAll(async () => {
+  [db, sim] = await Promise.all([
+    createTestDb(),
+    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
+  ]);
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' });
+});
+afterAll(async () => {
+  await app?.stop();
+  await sim?.close();
+  await db?.drop();
+});
+
+describe('inbound media', () => {
+  it('stores each media type byte for byte; the message shows it stored with a working signed link', async () => {
+    const cases: [Kind, string, number][] = [['image', 'image/jpeg', 150_000], ['audio', 'audio/ogg; codecs=opus', 40_000], ['video', 'video/mp4', 2_500_000], ['document', 'application/pdf', 700_000], ['sticker', 'image/webp', 30_000]];
+    const sent = await Promise.all(cases.map(async ([kind, mime, size]) => {
+      const bytes = bytesOf(size);
+      return { kind, bytes, ...(await receiveMedia(app.url, sim, kind, bytes, mime)) };
+    }));
+    for (const s of sent) {
+      const m = await stored(s.wamid);
+      const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+      expect(res.status, s.kind).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).equals(s.bytes), `${s.kind} bytes`).toBe(true);
+      const view = await json(await fetch(`${app.url}/v1/messages/${m.messageId}`, { headers: auth }));
+      expect(view.media).toMatchObject({ id: s.item.id, status: 'stored', error: null });
+      // The link works without a token, and only as signed.
+      const link = await fetch(`${app.url}${view.media.url}`);
+      expect(link.status).toBe(200);
+      expect(Buffer.from(await link.arrayBuffer()).equals(s.bytes)).toBe(true);
+      const forged = view.media.url.replace(/signature=\w+/, `signature=${'0'.repeat(64)}`);
+      expect(forged).not.toBe(view.media.url);
+      expect((await fetch(`${app.url}${forged}`)).status).toBe(401);
+    }
+  });
+
+  it('records a SHA-256 mismatch as failed and serves nothing', async () => {
+    const bytes = bytesOf(20_000);
+    const item = sim.media.add(bytes, 'image/jpeg');
+    item.sha256 = 'a'.repeat(64);
+    const { wamid } = await receiveItem(app.url, 'image', item);
+    const m = await stored(wamid, 'failed');
+    expect(m.errorCode).toBe('sha256_mismatch');
+    const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+    expect(res.status).toBe(409);
+    expect((await json(res)).error.code).toBe('media_failed');
+  });
+
+  it('refuses an image over Meta\'s 5 MB without downloading a byte', async () => {
+    const { wamid, item } = await receiveMedia(app.url, sim, 'image', bytesOf(5 * 1024 * 1024 + 1), 'image/jpeg');
+    const m = await stored(wamid, 'failed');
+    expect(m.errorCode).toBe('too_large');
+    expect(item.served).toBe(0);
+  });
+
+  it('refuses a MIME type Meta does not list for the type', async () => {
+    const { wamid } = await receiveMedia(app.url, sim, 'image', bytesOf(1_000), 'image/gif');
+    expect((await stored(wamid, 'failed')).errorCode).toBe('unsupported_mime');
+  });
+
+  it('asks for a new URL when one expired between the metadata and the download', async () => {
+    sim.configure({ mediaExpiredUrls: 1 });
+    const bytes = bytesOf(50_000);
+    const { wamid, item } = await receiveMedia(app.url, sim, 'document', bytes, 'application/pdf');
+    await stored(wamid);
+    expect(sim.media.metadataRequests.get(item.id)).toBe(2);
+  });
+
+  it('records media Meta no longer has as failed, asking once', async () => {
+    const item = sim.media.add(bytesOf(1_000), 'audio/mpeg');
+    item.expired = true;
+    const { wamid } = await receiveItem(app.url, 'audio', item);
+    expect((await stored(wamid, 'failed')).errorCode).toBe('not_found');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sim.stats.errors[100]).toBeGreaterThanOrEqual(1);
+    expect((await mediaOf(db, wamid))?.status).toBe('failed');
+  });
+
+  it('retries metadata 5xx with a fresh URL each time', async () => {
+    sim.configure({ mediaMetadataFailures: 2 });
+    const { wamid, item } = await receiveMedia(app.url, sim, 'image', bytesOf(10_000), 'image/png');
+    await stored(wamid);
+    expect(sim.media.metadataRequests.get(item.id)).toBe(1);
+  });
+
+  it('downloads a history placeholder once its media id arrives', async () => {
+    const waId = '5511966660001';
+    const bytes = bytesOf(80_000);
+    const item = sim.media.add(bytes, 'image/jpeg');
+    const img = imageMessage({ from: waId, mediaId: item.id, sha256: item.sha256 });
+    const { id: _dropped, url: _url, ...withoutId } = img['image'] as Record<string, unknown>;
+    const placeholder = { ...img, image: withoutId } as typeof img;
+    await postWebhook(app.url, JSON.stringify(envelope(historyChange({ phase: 1, chunkOrder: 1, progress: 10, threads: [{ id: waId, messages: [historyMessage(placeholder)] }] }))));
+    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1', [img.id])).rowCount === 1, { what: 'placeholder stored' });
+    expect(await mediaOf(db, img.id)).toBeUndefined();
+    await postWebhook(app.url, JSON.stringify(envelope(historyChange({ phase: 1, chunkOrder: 2, progress: 20, threads: [{ id: waId, messages: [historyMessage(img)] }] }))));
+    const m = await stored(img.id);
+    const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it('keeps the same bytes once', async () => {
+    const bytes = bytesOf(30_000);
+    const a = await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg');
+    const ma = await stored(a.wamid);
+    const b = await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg');
+    const mb = await stored(b.wamid);
+    expect(ma.storageKey).toBe(mb.storageKey);
+    expect(a.item.served + b.item.served).toBe(bytes.length);
+  });
+});
+
+describe('GET /v1/media/:messageId', () => {
+  it('answers range requests for audio and video', async () => {
+    const bytes = bytesOf(300_000);
+    const { wamid } = await receiveMedia(app.url, sim, 'video', bytes, 'video/mp4');
+    const { messageId } = await stored(wamid);
+    const part = await fetch(`${app.url}/v1/media/${messageId}`, { headers: { ...auth, range: 'bytes=1000-1999' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 1000-1999/${bytes.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(1000, 2000))).toBe(true);
+    const tail = await fetch(`${app.url}/v1/media/${messageId}`, { headers: { ...auth, range: 'bytes=-500' } });
+    expect(Buffer.from(await tail.arrayBuffer()).equals(bytes.subarray(bytes.length - 500))).toBe(true);
+    const beyond = await fetch(`${app.url}/v1/media/${messageId}`, { headers: { ...auth, range: `bytes=${bytes.length}-` } });
+    expect(beyond.status).toBe(416);
+  });
+
+  it('answers 401 to a wrong token and to none', async () => {
+    const { wamid } = await receiveMedia(app.url, sim, 'image', bytesOf(1_000), 'image/jpeg');
+    const { messageId } = await stored(wamid);
+    expect((await fetch(`${app.url}/v1/media/${messageId}`, { headers: { authorization: 'Bearer not-a-token-of-ours-at-all' } })).status).toBe(401);
+    expect((await fetch(`${app.url}/v1/media/${messageId}`)).status).toBe(401);
+  });
+});
+
+describe('POST /v1/media', () => {
+  const upload = (bytes: Buffer, mime: string, filename: string) => {
+    const form = new FormData();
+    form.append('file', new Blob([bytes], { type: mime }), filename);
+    return fetch(`${app.url}/v1/media`, { method: 'POST', headers: auth, body: form });
+  };
+
+  it('stores an upload, hands it to Meta, and a send by its id carries it', async () => {
+    const bytes = bytesOf(120_000);
+    const res = await upload(bytes, 'image/png', 'chart.png');
+    expect(res.status).toBe(201);
+    const up = await json(res);
+    expect(up).toMatchObject({ type: 'image', mimeType: 'image/png', size: bytes.length });
+    const atMeta = sim.media.items.get(up.id)!;
+    expect(atMeta).toMatchObject({ uploadedBy: PHONE_NUMBER_ID, mime: 'image/png', filename: 'chart.png' });
+    expect(atMeta.bytes.equals(bytes)).toBe(true);
+    const to = '5511955554444';
+    const sent = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ to, type: 'image', image: { id: up.id, caption: 'the chart' } }) });
+    expect(sent.status).toBe(202);
+    const atSim = await eventually(async () => sim.sent.find((s) => s.to === to), { what: 'send reached the simulator' });
+    expect(atSim.body.image).toEqual({ id: up.id, caption: 'the chart' });
+  });
+
+  it('refuses a type Meta does not support, and a file over its limit', async () => {
+    const gif = await upload(bytesOf(100), 'image/gif', 'a.gif');
+    expect(gif.status).toBe(415);
+    expect((await json(gif)).error.code).toBe('unsupported_media_type');
+    const big = await upload(bytesOf(500 * 1024 + 1), 'image/webp', 'big.webp');
+    expect(big.status).toBe(413);
+    expect((await json(big)).error.code).toBe('too_large');
+    expect([...sim.media.items.values()].filter((i) => i.filename === 'big.webp')).toHaveLength(0);
+  });
+});
