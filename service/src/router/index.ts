@@ -128,6 +128,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
         pollMs: config.FORWARD_POLL_MS,
         leaseMs: config.FORWARD_TIMEOUT_MS + 15_000,
         settleMs: config.FORWARD_ORDER_SETTLE_MS,
+        maxOrderWaitMs: config.FORWARD_ORDER_MAX_WAIT_MS,
       });
       const local = forwarder;
       unsubscribe = ForwardWake.subscribe(deps.redis, wakeChannel, log, () => local.wake());

@@ -101,7 +101,7 @@ it('a late failed outcome of an event never turns a delivered event back into pe
   await recordOutcomes(db.pool, [outcome(id, areaId, 'succeeded', 200)]);
   await recordOutcomes(db.pool, [outcome(id, areaId, 'pending', 500)]);
   expect(await statusOf(id)).toBe('succeeded');
-  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
+  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs: 10_000, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
   expect(claimed.flat().map((e) => e.id)).not.toContain(id);
   // Both attempts stay in the deliveries list.
   const { rows } = await db.pool.query<{ status_code: number }>('SELECT status_code FROM forward_attempts WHERE event_id = $1 ORDER BY id', [id]);
@@ -137,7 +137,7 @@ it('a claim leaves the backlog of an area whose receiver is down alone: its work
   const c = await db.pool.connect();
   try {
     await c.query('BEGIN');
-    const runs = await claimRuns(c as never, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [down], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
+    const runs = await claimRuns(c as never, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs: 10_000, skipAreas: [down], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
     const { rows } = await c.query<{ scans: string }>("SELECT idx_scan AS scans FROM pg_stat_xact_user_tables WHERE relname = 'forward_events'");
     await c.query('ROLLBACK');
     expect(runs.map((r) => r.map((e) => e.id))).toEqual([upEvents]);
