@@ -3,7 +3,7 @@
 // Driven statement by statement against the real Postgres, with what the area's receiver and
 // the deliveries list would see checked at the end.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { claimRuns, disableArea, recordOutcomes, release, type Outcome } from '../../src/router/forwarding/outbox.js';
+import { backlog, claimRuns, disableArea, recordOutcomes, release, type Outcome } from '../../src/router/forwarding/outbox.js';
 import { assignConversation } from '../../src/router/routing/assignments.js';
 import { createTestDb, type TestDb } from '../helpers/context.js';
 import { eventually } from '../helpers/app.js';
@@ -174,6 +174,7 @@ it('a run stops before an event queued while an earlier one was still being stor
     expect(await claimed('the first event')).toEqual([[first]]);
     await recordOutcomes(db.pool, [outcome(first, areaId, 'succeeded', 200)]);
     expect(await claim(10_000)).toEqual([]);
+    expect((await backlog(db.pool)).find((b) => b.areaId === areaId)).toMatchObject({ pending: 1, waitingOnTransactions: 1 });
     // A transaction left open longer than the bound holds nothing back any more.
     expect(await claim(0)).toEqual([[third]]);
     await release(db.pool, [third]);

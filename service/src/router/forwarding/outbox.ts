@@ -261,13 +261,15 @@ export async function disableArea(pool: Pool, areaId: number, reason: string, db
 }
 
 /**
- * Backlog per area: pending events and the age of the oldest, for the gauges. Every area has a row
- * (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
+ * Backlog per area: pending events, the age of the oldest, and those waiting for write
+ * transactions open when they were queued (a long one holds them back), for the gauges. Every
+ * area has a row (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
  */
-export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number }[]> {
-  const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number }>(
-    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest
+export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number; waitingOnTransactions: number }[]> {
+  const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number; held: number }>(
+    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest,
+            count(e.area_id) FILTER (WHERE e.wait_xid > (SELECT pg_snapshot_xmin(pg_current_snapshot())))::int AS held
      FROM areas a LEFT JOIN forward_events e ON e.area_id = a.id AND e.status = 'pending' GROUP BY a.id`,
   );
-  return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest }));
+  return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest, waitingOnTransactions: r.held }));
 }
