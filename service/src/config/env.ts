@@ -115,6 +115,8 @@ export const envSchema = z
     FORWARD_POLL_MS: int(5, 60_000).default(500),
     /** A stored event waits this long for earlier messages of its conversation stored a moment later. */
     FORWARD_ORDER_SETTLE_MS: int(0, 10_000).default(30),
+    /** How long at most a stored event waits for the write transactions open when it was stored to end; 0 does not wait. */
+    FORWARD_ORDER_MAX_WAIT_MS: int(0, 600_000).default(10_000),
     /** Consecutive failures that open an area's circuit, and how long it stays open. */
     FORWARD_CIRCUIT_THRESHOLD: int(1, 1000).default(5),
     FORWARD_CIRCUIT_RESET_MS: int(100, 3_600_000).default(30_000),

@@ -96,6 +96,9 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     scrapeGauge(deps.registry, 'wa_router_forward_oldest_seconds', 'Age of the oldest undelivered event, per area', ['area'], async (set) => {
       for (const r of await rows()) set({ area: String(r.areaId) }, r.oldestSeconds);
     });
+    scrapeGauge(deps.registry, 'wa_router_forward_waiting_on_transactions', 'Undelivered events queued while write transactions still open now were already running, per area (held back up to FORWARD_ORDER_MAX_WAIT_MS)', ['area'], async (set) => {
+      for (const r of await rows()) set({ area: String(r.areaId) }, r.waitingOnTransactions);
+    });
     scrapeGauge(deps.registry, 'wa_router_forward_circuit', 'Area circuit state, shared by every worker: 0 closed, 1 half-open, 2 open (every area; 0 when its last delivery succeeded)', ['area'], async (set) => {
       const states = await circuits.snapshot().catch(() => new Map<number, AreaCircuit>());
       for (const r of await rows()) if (!states.has(r.areaId)) set({ area: String(r.areaId) }, 0);
@@ -128,6 +131,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
         pollMs: config.FORWARD_POLL_MS,
         leaseMs: config.FORWARD_TIMEOUT_MS + 15_000,
         settleMs: config.FORWARD_ORDER_SETTLE_MS,
+        maxOrderWaitMs: config.FORWARD_ORDER_MAX_WAIT_MS,
       });
       const local = forwarder;
       unsubscribe = ForwardWake.subscribe(deps.redis, wakeChannel, log, () => local.wake());

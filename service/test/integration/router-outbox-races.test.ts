@@ -3,7 +3,7 @@
 // Driven statement by statement against the real Postgres, with what the area's receiver and
 // the deliveries list would see checked at the end.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { claimRuns, disableArea, recordOutcomes, type Outcome } from '../../src/router/forwarding/outbox.js';
+import { backlog, claimRuns, disableArea, recordOutcomes, release, type Outcome } from '../../src/router/forwarding/outbox.js';
 import { assignConversation } from '../../src/router/routing/assignments.js';
 import { createTestDb, type TestDb } from '../helpers/context.js';
 import { eventually } from '../helpers/app.js';
@@ -101,7 +101,7 @@ it('a late failed outcome of an event never turns a delivered event back into pe
   await recordOutcomes(db.pool, [outcome(id, areaId, 'succeeded', 200)]);
   await recordOutcomes(db.pool, [outcome(id, areaId, 'pending', 500)]);
   expect(await statusOf(id)).toBe('succeeded');
-  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
+  const claimed = await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs: 10_000, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
   expect(claimed.flat().map((e) => e.id)).not.toContain(id);
   // Both attempts stay in the deliveries list.
   const { rows } = await db.pool.query<{ status_code: number }>('SELECT status_code FROM forward_attempts WHERE event_id = $1 ORDER BY id', [id]);
@@ -137,7 +137,7 @@ it('a claim leaves the backlog of an area whose receiver is down alone: its work
   const c = await db.pool.connect();
   try {
     await c.query('BEGIN');
-    const runs = await claimRuns(c as never, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, skipAreas: [down], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
+    const runs = await claimRuns(c as never, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs: 10_000, skipAreas: [down], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() });
     const { rows } = await c.query<{ scans: string }>("SELECT idx_scan AS scans FROM pg_stat_xact_user_tables WHERE relname = 'forward_events'");
     await c.query('ROLLBACK');
     expect(runs.map((r) => r.map((e) => e.id))).toEqual([upEvents]);
@@ -147,4 +147,40 @@ it('a claim leaves the backlog of an area whose receiver is down alone: its work
     c.release();
   }
   await db.pool.query('DELETE FROM areas WHERE id = ANY ($1::bigint[])', [[up, down]]);
+});
+
+it('a run stops before an event queued while an earlier one was still being stored, and waits for it at most the bound', async () => {
+  const conv = await conversation();
+  const areaId = await area('Stored out of commit order');
+  // Queued now (the settle time is 0 here), in the conversation's order by sort_at.
+  const queue = async (q: Pick<typeof db.pool, 'query'>, n: number) => Number((await q.query<{ id: string }>(
+    "INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at) VALUES ($1, $2, 'conversation.assigned', jsonb_build_object('n', $3::int), now() + $3::int * interval '1 second') RETURNING id",
+    [areaId, conv, n],
+  )).rows[0]!.id);
+  const claim = async (maxOrderWaitMs: number) => (await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() }))
+    .filter((r) => r[0]!.areaId === areaId).map((r) => r.map((e) => e.id));
+  // Write transactions of other databases of the cluster hold claims back too, for a moment.
+  const claimed = (what: string) => eventually(async () => {
+    const runs = await claim(10_000);
+    return runs.length > 0 ? runs : null;
+  }, { what });
+  const first = await queue(db.pool, 1);
+  const storing = await db.pool.connect();
+  try {
+    await storing.query('BEGIN');
+    const second = await queue(storing, 2);
+    const third = await queue(db.pool, 3);
+    // The first left before the storing transaction began; the third may still have the second before it.
+    expect(await claimed('the first event')).toEqual([[first]]);
+    await recordOutcomes(db.pool, [outcome(first, areaId, 'succeeded', 200)]);
+    expect(await claim(10_000)).toEqual([]);
+    expect((await backlog(db.pool)).find((b) => b.areaId === areaId)).toMatchObject({ pending: 1, waitingOnTransactions: 1 });
+    // A transaction left open longer than the bound holds nothing back any more.
+    expect(await claim(0)).toEqual([[third]]);
+    await release(db.pool, [third]);
+    await storing.query('COMMIT');
+    expect(await claimed('the second and third events')).toEqual([[second, third]]);
+  } finally {
+    storing.release();
+  }
 });

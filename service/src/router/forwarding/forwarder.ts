@@ -40,6 +40,8 @@ export interface ForwarderOptions {
   readonly leaseMs: number;
   /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
   readonly settleMs: number;
+  /** How long at most a stored event waits for the transactions open when it was stored. @defaultValue 10000 */
+  readonly maxOrderWaitMs?: number;
 }
 
 interface AreaTarget {
@@ -222,7 +224,7 @@ export class Forwarder {
     for (const [id, n] of this.perArea) if (!caps.has(id) && !skip.includes(id)) caps.set(id, Math.max(0, this.cap - n));
     for (const [id, n] of caps) if (n === 0) skip.push(id);
     const runs = await claimRuns(this.o.pool, {
-      queues: free, runLength: this.maxRun, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs,
+      queues: free, runLength: this.maxRun, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs, maxOrderWaitMs: this.o.maxOrderWaitMs ?? 10_000,
       skipAreas: skip, areaCaps: caps, defaultCap: this.cap, runLengths: lengths,
     });
     if (runs.length === 0) return 0;

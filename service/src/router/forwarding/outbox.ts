@@ -31,6 +31,11 @@ export interface ClaimOptions {
   readonly leaseMs: number;
   /** A stored event is claimable this long after it was stored (see forward_events.sort_at). */
   readonly settleMs: number;
+  /**
+   * How long at most an event waits for the transactions open when it was queued (one of them
+   * may still commit an earlier event of its conversation; see forward_events.wait_xid).
+   */
+  readonly maxOrderWaitMs: number;
   /** Areas to leave alone (circuit open, no slot left). */
   readonly skipAreas: readonly number[];
   /** Queues an area may still take, for areas not at the default. */
@@ -44,24 +49,27 @@ export interface ClaimOptions {
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
 
 const CLAIM_SQL = `
-WITH RECURSIVE allowed AS (
+WITH RECURSIVE
+-- Every transaction below it has ended: none of them can still commit an event.
+ended AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xid),
+allowed AS (
   SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($4::bigint[]))
 ),
 q AS (
   SELECT n.* FROM allowed a CROSS JOIN LATERAL (
-    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
     WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NOT NULL
     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
   UNION ALL
   SELECT n.* FROM q CROSS JOIN LATERAL (
-    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
     WHERE f.status = 'pending' AND f.area_id = q.area_id AND f.conversation_id > q.conversation_id
     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
 ),
 heads AS (
   SELECT * FROM q
   UNION ALL
-  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at FROM allowed a
+  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM allowed a
   JOIN forward_events f ON f.area_id = a.id AND f.status = 'pending' AND f.conversation_id IS NULL
 ),
 eligible AS (
@@ -69,6 +77,7 @@ eligible AS (
   FROM heads h
   WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
     AND h.created_at <= now() - make_interval(secs => $3::float8 / 1000)
+    AND (h.conversation_id IS NULL OR h.wait_xid <= (SELECT xid FROM ended) OR h.created_at <= now() - make_interval(secs => $11::float8 / 1000))
 ),
 picked AS (
   SELECT e.id FROM eligible e LEFT JOIN unnest($5::bigint[], $6::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
@@ -93,7 +102,8 @@ runs AS (
   CROSS JOIN LATERAL (
     SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
       SELECT p.id, p.sort_at, p.sort_seq,
-             p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now()) AS ok
+             p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
+               AND (p.wait_xid <= (SELECT xid FROM ended) OR p.created_at <= now() - make_interval(secs => $11::float8 / 1000)) AS ok
       FROM forward_events p
       WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
         AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
@@ -115,7 +125,7 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   const lengths = [...o.runLengths];
   const { rows } = await pool.query<ClaimRow & { pos: string }>(CLAIM_SQL, [
     o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength,
-    lengths.map(([id]) => id), lengths.map(([, n]) => n),
+    lengths.map(([id]) => id), lengths.map(([, n]) => n), o.maxOrderWaitMs,
   ]);
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
   for (const r of rows) {
@@ -251,13 +261,15 @@ export async function disableArea(pool: Pool, areaId: number, reason: string, db
 }
 
 /**
- * Backlog per area: pending events and the age of the oldest, for the gauges. Every area has a row
- * (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
+ * Backlog per area: pending events, the age of the oldest, and those waiting for write
+ * transactions open when they were queued (a long one holds them back), for the gauges. Every
+ * area has a row (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
  */
-export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number }[]> {
-  const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number }>(
-    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest
+export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number; waitingOnTransactions: number }[]> {
+  const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number; held: number }>(
+    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest,
+            count(e.area_id) FILTER (WHERE e.wait_xid > (SELECT pg_snapshot_xmin(pg_current_snapshot())))::int AS held
      FROM areas a LEFT JOIN forward_events e ON e.area_id = a.id AND e.status = 'pending' GROUP BY a.id`,
   );
-  return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest }));
+  return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest, waitingOnTransactions: r.held }));
 }
