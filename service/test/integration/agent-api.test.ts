@@ -302,7 +302,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
     const padding = 'x'.repeat(EVENT_BYTES);
     let published = 0;
     for (; published < 4 * CUT_OFF_WITHIN && (await gauge()) === open; published++) {
-      await redis.publish(channel, JSON.stringify([{ type: 'test.padding', n: published, padding }]));
+      await redis.publish(channel, JSON.stringify([{ type: 'history.chunk', n: published, padding }]));
       await new Promise((r) => setTimeout(r, 5));
     }
     return published;
@@ -334,7 +334,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
   it('counts open streams in wa_router_realtime_clients and cuts off a client 4 MB behind, not a reading one', async () => {
     // Earlier tests' streams are closed by now; the count starts from none.
     await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
-    const reading = openSse(`?access_token=${API_TOKEN}&types=test.padding`);
+    const reading = openSse(`?access_token=${API_TOKEN}&types=history.chunk`);
     await reading.ready;
     // A client that stops reading: a raw socket whose reads are paused after the headers.
     const slow = net.connect(Number(new URL(app.url).port), '127.0.0.1');
@@ -376,7 +376,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
 
   it('cuts off a WebSocket client 4 MB behind: its socket is closed and the gauge drops', async () => {
     await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
-    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=test.padding`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=history.chunk`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     let received = 0;
     slow.on('message', () => received++);
     const closed = new Promise<string>((resolve) => slow.once('close', () => resolve('closed')));

@@ -18,7 +18,7 @@ export const eventOperations = defineOperations('Events', [
     method: 'get', path: '/v1/events', summary: 'Realtime events (Server-Sent Events, or a WebSocket on the same path)', auth: 'bearer-or-query',
     description: `Each event is JSON \`{ id, type, ... }\` of type ${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. At most once: a client that reconnects reloads what it shows through the API.`,
     parsesJson: false,
-    query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive', example: 'message.created,message.status' }) }),
+    query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive (other names match nothing)', example: 'message.created,message.status' }) }),
     responses: { 200: { description: 'An event stream', contentType: 'text/event-stream', schema: z.string() } },
   },
 ]);
