@@ -1,6 +1,7 @@
 // The inbox at the size of a busy business: GET /v1/conversations?limit=50 (first page, a deep
-// cursor page, unread=true, q= when the API has it) and the messages page of a 10,000-message
-// conversation, on 100,000 conversations and 5,000,000 messages (bench/lib/inbox-dataset.ts),
+// cursor page, unread=true, q= when the API has it; the first pages of a token limited to two of
+// five areas, which 60% of the conversations are assigned to) and the messages page of a
+// 10,000-message conversation, on 100,000 conversations and 5,000,000 messages (bench/lib/inbox-dataset.ts),
 // 20 concurrent clients over keep-alive. Baseline, same run, same concurrency: the very SQL the
 // service sent for that page (read from Postgres's statement log), run by `pg` from here, in short
 // slices alternating with the API's so that both see the same machine; the ratio is what HTTP,
@@ -128,22 +129,32 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
   const agent = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 });
   let web: Proc | undefined;
   try {
+    // On the run's copy of the dataset (the cache stays as built): five areas, 60% of the
+    // conversations assigned over them, as the router leaves a busy inbox.
+    await admin.query(`INSERT INTO areas (name, webhook_url) SELECT 'bench area ' || g, 'http://127.0.0.1:9/' || g FROM generate_series(1, 5) g WHERE NOT EXISTS (SELECT 1 FROM areas)`);
+    const areaIds = (await admin.query<{ id: string }>('SELECT id FROM areas ORDER BY id LIMIT 5')).rows.map((r) => Number(r.id));
+    await admin.query(`INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by)
+      SELECT c.id, 'assigned', ($1::bigint[])[1 + (c.id / 5) % 5], now(), 'api' FROM conversations c WHERE c.id % 5 < 3 ON CONFLICT DO NOTHING`, [areaIds]);
+    await admin.query('ANALYZE conversation_routes');
     web = await startRole('web', env);
     const base = `http://127.0.0.1:${web.port}`;
-    const created = await request(`${base}/v1/tokens`, {
-      method: 'POST', dispatcher: agent, headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'bench inbox', scopes: ['conversations:read'] }),
-    });
-    const createdBody = await created.body.text();
-    if (created.statusCode !== 201) throw new Error(`POST /v1/tokens: ${created.statusCode} ${createdBody.slice(0, 300)}`);
-    const token = (JSON.parse(createdBody) as { token: string }).token;
-    const get = async (p: string) => {
+    const mint = async (body: Record<string, unknown>) => {
+      const created = await request(`${base}/v1/tokens`, {
+        method: 'POST', dispatcher: agent, headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ scopes: ['conversations:read'], ...body }),
+      });
+      const createdBody = await created.body.text();
+      if (created.statusCode !== 201) throw new Error(`POST /v1/tokens: ${created.statusCode} ${createdBody.slice(0, 300)}`);
+      return (JSON.parse(createdBody) as { token: string }).token;
+    };
+    const tokens = { all: await mint({ name: 'bench inbox' }), areas: await mint({ name: 'bench inbox, two areas', areaIds: areaIds.slice(0, 2) }) };
+    const get = async (p: string, token = tokens.all) => {
       const r = await request(base + p, { dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
       const body = await r.body.text();
       return { status: r.statusCode, body };
     };
-    const getJson = async (p: string) => {
-      const r = await get(p);
+    const getJson = async (p: string, token = tokens.all) => {
+      const r = await get(p, token);
       if (r.status !== 200) throw new Error(`GET ${p}: ${r.status} ${r.body.slice(0, 300)}`);
       return JSON.parse(r.body) as { data: unknown[]; nextCursor: string | null };
     };
@@ -158,11 +169,13 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
     const probe = await get(`/v1/conversations?limit=50&q=${encodeURIComponent(NO_MATCH)}`);
     const qSupported = probe.status === 200 && (JSON.parse(probe.body) as { data: unknown[] }).data.length === 0;
     log(`q= ${qSupported ? 'supported' : `not supported yet (probe answered ${probe.status}${probe.status === 200 ? ' with rows: q ignored' : ''})`}`);
-    const variants: { name: string; path: string; what: string }[] = [
+    const variants: { name: string; path: string; what: string; token?: string }[] = [
       { name: 'inbox.list_p95_ms', path: '/v1/conversations?limit=50', what: 'first page' },
       { name: 'inbox.list_p95_ms_deep', path: `/v1/conversations?limit=50&cursor=${cursor}`, what: `page after ${DEEP.toLocaleString('en')} conversations (cursor)` },
       { name: 'inbox.list_p95_ms_unread', path: '/v1/conversations?limit=50&unread=true', what: 'unread=true, first page' },
       { name: 'inbox.list_p95_ms_q', path: `/v1/conversations?limit=50&q=${SEARCH}`, what: `q=${SEARCH}, first page` },
+      { name: 'inbox.list_p95_ms_areas', path: '/v1/conversations?limit=50', what: 'first page of a token limited to 2 of 5 areas', token: tokens.areas },
+      { name: 'inbox.list_p95_ms_areas_unread', path: '/v1/conversations?limit=50&unread=true', what: 'unread=true, first page of a token limited to 2 of 5 areas', token: tokens.areas },
       { name: 'inbox.messages_p95_ms', path: `/v1/conversations/${ds.bigConversationId}/messages?limit=50`, what: `messages page of the ${DATASET.bigConversation.toLocaleString('en')}-message conversation` },
     ];
 
@@ -175,7 +188,7 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
     const statementCounts = new Map<string, number>();
     for (const v of variants) {
       const offset = fs.statSync(logFile).size;
-      await getJson(v.path);
+      await getJson(v.path, v.token);
       await sleep(300);
       const statements = loggedStatements(logFile, offset);
       statementCounts.set(v.name, (fs.readFileSync(logFile, 'utf8').slice(offset).match(/LOG: {2}duration: [\d.]+ ms {2}(?:execute [^:]*|statement): /g) ?? []).length);
@@ -194,7 +207,7 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
         plans.push(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
       }
       const loadBefore = load();
-      const api = async () => (await get(v.path)).status === 200;
+      const api = async () => (await get(v.path, v.token)).status === 200;
       const replay = async () => {
         for (const s of sql.get(v.name)!) await pool.query(s.text, s.values);
         return true;

@@ -110,22 +110,23 @@ export class EventHub {
 
 export type TypeFilter = (type: string) => boolean;
 const everyType: TypeFilter = () => true;
+const known = new Set<string>(EVENT_TYPES);
 /**
- * One filter object per distinct `types`: clients asking the same share it (and what it picked of
- * a batch). Bounded, as the query is the client's: past the bound a filter is made per client.
+ * One filter object per distinct set of asked types: clients asking the same share it (and what it
+ * picked of a batch). Keyed on the known types only, as no other type is ever sent: names that are
+ * not event types match nothing, so the map holds at most one filter per subset of EVENT_TYPES
+ * however many distinct queries clients send.
  */
 const filters = new Map<string, TypeFilter>();
-const MAX_SHARED_FILTERS = 256;
 
-/** `types=message.created,message.status` → a filter; empty means every type. */
+/** `types=message.created,message.status` → a filter; empty means every type, unknown names none. */
 export function typeFilter(types: unknown): TypeFilter {
   if (typeof types !== 'string' || types.trim() === '') return everyType;
-  const key = [...new Set(types.split(',').map((t) => t.trim()).filter(Boolean))].sort().join(',');
+  const key = [...new Set(types.split(',').map((t) => t.trim()).filter((t) => known.has(t)))].sort().join(',');
   let f = filters.get(key);
   if (!f) {
     const wanted = new Set(key === '' ? [] : key.split(','));
-    f = (t) => wanted.has(t);
-    if (filters.size < MAX_SHARED_FILTERS) filters.set(key, f);
+    filters.set(key, (f = (t) => wanted.has(t)));
   }
   return f;
 }

@@ -231,6 +231,35 @@ describe('GET /v1/events', () => {
     }
   });
 
+  it('gives streams asking different types each exactly their types of a shared batch', async () => {
+    const a = openSse(`?access_token=${API_TOKEN}&types=conversation.updated`);
+    const b = openSse(`?access_token=${API_TOKEN}&types=message.created,message.status`);
+    const c = openSse(`?access_token=${API_TOKEN}&types=message.status,message.created`);
+    for (const s of [a, b, c]) expect((await s.ready).status).toBe(200);
+    // Only this test's conversations: late events of the tests before may still arrive.
+    const ours = (s: typeof a) => s.events.filter((e) => Number(e.data.conversationId) >= 7001);
+    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      await eventually(async () => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1] >= 1, { what: 'events subscription' });
+      const batch = [
+        { type: 'message.created', conversationId: 7001, channelId: 1, messageId: 1 },
+        { type: 'conversation.updated', conversationId: 7002, channelId: 1 },
+        { type: 'message.status', conversationId: 7003, channelId: 1, messageId: 2, status: 'sent' },
+      ];
+      // Two publishes back to back: they may arrive in one read and be merged into one batch.
+      await Promise.all([redis.publish(channel, JSON.stringify(batch)), redis.publish(channel, JSON.stringify([{ ...batch[1]!, conversationId: 7004 }]))]);
+      await eventually(async () => [a, b, c].every((s) => ours(s).length >= 2), { what: 'events' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(ours(a).map((e) => e.data.conversationId)).toEqual([7002, 7004]);
+      expect(ours(b).map((e) => e.data.conversationId)).toEqual([7001, 7003]);
+      expect(ours(c).map((e) => [e.id, e.data.conversationId])).toEqual(ours(b).map((e) => [e.id, e.data.conversationId]));
+    } finally {
+      redis.disconnect();
+      await Promise.all([a.close(), b.close(), c.close()]);
+    }
+  });
+
   it('speaks WebSocket on the same path, with the bearer header', async () => {
     const refused = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events`);
     const code = await new Promise<number>((resolve) => {
@@ -273,7 +302,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
     const padding = 'x'.repeat(EVENT_BYTES);
     let published = 0;
     for (; published < 4 * CUT_OFF_WITHIN && (await gauge()) === open; published++) {
-      await redis.publish(channel, JSON.stringify([{ type: 'test.padding', n: published, padding }]));
+      await redis.publish(channel, JSON.stringify([{ type: 'history.chunk', n: published, padding }]));
       await new Promise((r) => setTimeout(r, 5));
     }
     return published;
@@ -305,7 +334,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
   it('counts open streams in wa_router_realtime_clients and cuts off a client 4 MB behind, not a reading one', async () => {
     // Earlier tests' streams are closed by now; the count starts from none.
     await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
-    const reading = openSse(`?access_token=${API_TOKEN}&types=test.padding`);
+    const reading = openSse(`?access_token=${API_TOKEN}&types=history.chunk`);
     await reading.ready;
     // A client that stops reading: a raw socket whose reads are paused after the headers.
     const slow = net.connect(Number(new URL(app.url).port), '127.0.0.1');
@@ -347,7 +376,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
 
   it('cuts off a WebSocket client 4 MB behind: its socket is closed and the gauge drops', async () => {
     await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
-    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=test.padding`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=history.chunk`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     let received = 0;
     slow.on('message', () => received++);
     const closed = new Promise<string>((resolve) => slow.once('close', () => resolve('closed')));

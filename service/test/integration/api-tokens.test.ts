@@ -359,4 +359,86 @@ describe('a token limited to an area', () => {
     expect((await as('POST', `/v1/conversations/${mine}/release`, {})).status).toBe(200);
     expect((await as('GET', `/v1/conversations/${mine}`)).status).toBe(404);
   });
+
+  it('hears its area\'s events of a batch on every stream, whatever types= each asks', async () => {
+    const area = (await admin('POST', '/v1/areas', { name: 'Area T', webhookUrl: 'http://127.0.0.1:9/t' })).body.id as number;
+    const x = await write('5511977000001', 20);
+    const y = await write('5511977000002', 21);
+    for (const c of [x, y]) expect((await admin('POST', `/v1/conversations/${c}/assign`, { areaId: area })).status).toBe(200);
+    const t = (await mint({ name: 'team T', scopes: ['conversations:read'], areaIds: [area] })).token;
+    // Opened first, so its listener is the first to see each batch.
+    const updates = openSse(app.url, `?access_token=${t}&types=conversation.updated`);
+    expect((await updates.ready).status).toBe(200);
+    const created = openSse(app.url, `?access_token=${t}&types=message.created`);
+    expect((await created.ready).status).toBe(200);
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      // One batch, as a stored webhook batch carries: a new message in x and an update of y, both of
+      // the token's area. Published until the first stream hears it (this process may subscribe late).
+      const batch = JSON.stringify([
+        { type: 'message.created', conversationId: x, channelId: 1, messageId: 999001 },
+        { type: 'conversation.updated', conversationId: y, channelId: 1, status: 'closed' },
+      ]);
+      await eventually(async () => (await redis.publish(`${prefix}:events`, batch), updates.events.some((e) => e.data.conversationId === y)), { intervalMs: 200, what: 'conversation.updated of y' });
+      await new Promise((r) => setTimeout(r, 500));
+      const heard = updates.events.filter((e) => e.data.conversationId === y).length;
+      expect(created.events.map((e) => [e.event, e.data.conversationId])).toEqual(Array.from({ length: heard }, () => ['message.created', x]));
+    } finally {
+      redis.disconnect();
+      await Promise.all([updates.close(), created.close()]);
+    }
+  });
+
+  it('pages through exactly its conversations with every filter, ties in activity and conversations without messages', async () => {
+    interface Row { id: number; t: number | null; unread: number; status: string; assignee: string | null; area: number | null; state: string | null; name: string }
+    const pages = async (token: string, query: string, limit: number): Promise<number[]> => {
+      const ids: number[] = [];
+      let cursor: string | null = null;
+      for (let i = 0; i < 200; i++) {
+        const r = await call(app.url, token, 'GET', `/v1/conversations?limit=${limit}${query}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        expect(r.status, r.text).toBe(200);
+        ids.push(...(r.body as { data: { id: number }[] }).data.map((c) => c.id));
+        cursor = (r.body as { nextCursor: string | null }).nextCursor;
+        if (!cursor) return ids;
+      }
+      throw new Error('too many pages');
+    };
+    const { rows: [ch] } = await db.pool.query<{ id: number }>(`INSERT INTO channels (phone_number_id) VALUES ('area-pages') RETURNING id`);
+    const { rows: areaRows } = await db.pool.query<{ id: number }>(`INSERT INTO areas (name, webhook_url) SELECT 'pages ' || g, 'http://127.0.0.1:9/' || g FROM generate_series(1, 3) g RETURNING id`);
+    const areas = areaRows.map((a) => Number(a.id));
+    const { rows: contacts } = await db.pool.query<{ id: number }>(`INSERT INTO contacts (wa_id, profile_name) SELECT '5531' || lpad(g::text, 9, '0'), CASE WHEN g % 4 = 0 THEN 'Maria Barbosa ' || g ELSE 'Zé ' || g END FROM generate_series(1, 60) g RETURNING id`);
+    const rows: Row[] = [];
+    const t0 = Date.UTC(2026, 10, 1);
+    for (const [i, c] of contacts.entries()) {
+      // Six distinct times only (ties galore), and every seventh conversation without any message.
+      const t = i % 7 === 0 ? null : t0 + (i % 6) * 1000;
+      const r: Omit<Row, 'id'> = { t, unread: i % 3 === 0 ? 0 : 2, status: i % 5 === 0 ? 'closed' : 'open', assignee: i % 2 === 0 ? `agent-${i % 4}` : null, area: i % 4 === 3 ? null : areas[i % 3]!, state: i % 4 === 3 ? null : i % 8 === 5 ? 'closed' : 'assigned', name: '' };
+      const { rows: [cv] } = await db.pool.query<{ id: number }>(
+        `INSERT INTO conversations (channel_id, contact_id, last_message_at, unread_count, status, assignee) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+        [ch!.id, c.id, t === null ? null : new Date(t), r.unread, r.status, r.assignee],
+      );
+      if (r.area !== null) await db.pool.query(`INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by) VALUES ($1, $2, $3, now(), 'api')`, [cv!.id, r.state, r.area]);
+      rows.push({ ...r, id: Number(cv!.id), name: (i + 1) % 4 === 0 ? 'barbosa' : 'ze' });
+    }
+    const token = (await mint({ name: 'two areas', scopes: ['conversations:read'], areaIds: [areas[0], areas[1]] })).token;
+    const visible = (r: Row) => r.state === 'assigned' && (r.area === areas[0] || r.area === areas[1]);
+    const order = (a: Row, b: Row) => (b.t ?? -Infinity) - (a.t ?? -Infinity) || b.id - a.id;
+    const expected = (pred: (r: Row) => boolean) => rows.filter((r) => visible(r) && pred(r)).sort(order).map((r) => r.id);
+    const cases: [string, (r: Row) => boolean][] = [
+      ['', () => true],
+      ['&unread=true', (r) => r.unread > 0],
+      ['&unread=false', (r) => r.unread === 0],
+      ['&status=closed', (r) => r.status === 'closed'],
+      ['&status=open&assignee=agent-2', (r) => r.status === 'open' && r.assignee === 'agent-2'],
+      ['&q=barbosa', (r) => r.name === 'barbosa'],
+      ['&q=barbosa&unread=true', (r) => r.name === 'barbosa' && r.unread > 0],
+      [`&areaId=${areas[1]}`, (r) => r.area === areas[1]],
+      [`&areaId=${areas[2]}`, () => false],
+    ];
+    for (const limit of [1, 2, 7]) {
+      for (const [query, pred] of cases) expect(await pages(token, query, limit), `limit ${limit}${query}`).toEqual(expected(pred));
+    }
+    // The unlimited token sees the other area and unrouted ones too, in the same order.
+    expect(await pages(API_TOKEN, `&channelId=${ch!.id}`, 3)).toEqual([...rows].sort(order).map((r) => r.id));
+  });
 });

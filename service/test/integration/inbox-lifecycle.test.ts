@@ -240,6 +240,17 @@ describe('every filter combination is served by indexes', () => {
         if (scans.includes('conversations') || (filter.q !== undefined && scans.includes('contacts'))) bad.push(`${JSON.stringify(filter)}${cursor ? ' (cursor)' : ''}: ${scans.join(', ')}`);
       }
     }
+    // A token limited to areas (areaIds), with every other filter, as its agents page their inbox.
+    const { rows: twoAreas } = await db.pool.query<{ id: number }>('SELECT id FROM areas ORDER BY id LIMIT 2');
+    const limited = { areaIds: twoAreas.map((a) => Number(a.id)) };
+    for (let mask = 0; mask < 1 << FILTERS.length; mask++) {
+      if (mask & (1 << FILTERS.indexOf('areaId'))) continue;
+      const filter: Record<string, unknown> = { ...limited, ...Object.fromEntries(FILTERS.filter((_, i) => mask & (1 << i)).map((f) => [f, values[f]])) };
+      for (const cursor of [null, { t: new Date(Date.now() - 3000 * 60_000).toISOString(), id: 3000 }]) {
+        const { scans } = await plan(filter, cursor);
+        if (scans.includes('conversations') || (filter.q !== undefined && scans.includes('contacts'))) bad.push(`${JSON.stringify(filter)}${cursor ? ' (cursor)' : ''}: ${scans.join(', ')}`);
+      }
+    }
     expect(bad).toEqual([]);
   });
 });

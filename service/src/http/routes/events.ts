@@ -18,7 +18,7 @@ export const eventOperations = defineOperations('Events', [
     method: 'get', path: '/v1/events', summary: 'Realtime events (Server-Sent Events, or a WebSocket on the same path)', auth: 'bearer-or-query',
     description: `Each event is JSON \`{ id, type, ... }\` of type ${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. At most once: a client that reconnects reloads what it shows through the API.`,
     parsesJson: false,
-    query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive', example: 'message.created,message.status' }) }),
+    query: z.object({ types: z.string().optional().meta({ description: 'Comma-separated event types to receive (other names match nothing)', example: 'message.created,message.status' }) }),
     responses: { 200: { description: 'An event stream', contentType: 'text/event-stream', schema: z.string() } },
   },
 ]);
@@ -126,14 +126,9 @@ export class RealtimeClients {
     let stopped = false;
     const unlisten = this.hub.listen((events) => {
       if (revoked(events)) return end();
-      const candidates = events.filter((e) => typeof e.conversationId === 'number' && wanted(e.type));
+      const candidates = pick(events, wanted).filter((e) => typeof e.conversationId === 'number');
       if (candidates.length === 0) return;
-      let lookup = this.batchAreas.get(events);
-      if (!lookup) {
-        lookup = this.tokens.areasOf([...new Set(candidates.map((e) => e.conversationId as number))]);
-        this.batchAreas.set(events, lookup);
-      }
-      const pending = lookup;
+      const pending = this.areasOfBatch(events);
       // Chained, so a slow lookup never lets a later batch overtake an earlier one.
       chain = chain.then(async () => {
         // A failed lookup drops the batch for these clients: events are hints, never a leak.
@@ -147,6 +142,20 @@ export class RealtimeClients {
       stopped = true;
       unlisten();
     };
+  }
+
+  /**
+   * The areas of every conversation the batch speaks of, looked up once for all area-limited
+   * clients whatever types each asks (a lookup of one client's types would miss the others').
+   */
+  private areasOfBatch(events: readonly Numbered[]): Promise<ReadonlyMap<number, number>> {
+    let lookup = this.batchAreas.get(events);
+    if (!lookup) {
+      const ids = new Set<number>();
+      for (const e of events) if (typeof e.conversationId === 'number') ids.add(e.conversationId);
+      this.batchAreas.set(events, (lookup = this.tokens.areasOf([...ids])));
+    }
+    return lookup;
   }
 
   /**
