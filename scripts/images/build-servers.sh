@@ -39,6 +39,9 @@ fi
 
 command -v "$PODMAN" >/dev/null || { echo "images: podman is needed (apt-get install podman)" >&2; exit 1; }
 mkdir -p "$CACHE/images"
+# One build at a time (they share the podman base image): a second run waits, then finds the archives.
+exec 9>"$CACHE/images/.lock"
+flock 9
 base=localhost/wa-router-servers-root:$hash
 start=$SECONDS
 for s in "${servers[@]}"; do
