@@ -12,10 +12,16 @@ ETCD_VERSION=${ETCD_VERSION:-$(node -p 'require("./versions.json").etcd.version'
 out=$CACHE/etcd-$ETCD_VERSION
 if [ -f "$out/.complete" ] && [ -x "$out/etcd" ]; then echo "$out/etcd"; exit 0; fi
 
+mkdir -p "$CACHE"
+# One build at a time: a second caller (make test's build stage and the k8s-tests' setup, another
+# clone on the same cache) waits for the first one's binary instead of building it again.
+exec 9>"$out.lock"
+flock 9
+if [ -f "$out/.complete" ] && [ -x "$out/etcd" ]; then echo "$out/etcd"; exit 0; fi
+
 GO=$(scripts/lib/require-go.sh 1.26.0 "controlplane: building etcd $ETCD_VERSION (once)")
 export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
 export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
-mkdir -p "$CACHE"
 # etcd's module has replace directives, which `go install module@version` refuses: a throwaway module
 # requires it and builds its main package (server/main.go since etcd 3.5).
 mod=$(mktemp -d "$CACHE/.etcd-module.XXXXXX")

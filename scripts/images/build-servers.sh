@@ -15,7 +15,12 @@ PODMAN=${PODMAN:-podman}
 export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 root=$(scripts/lib/servers.sh)
-hash=$( { basename "$root"; cat "$0"; } | sha256sum | cut -c1-12)
+servers_json=$(node -e '
+  const v = require("./versions.json");
+  for (const s of ["postgres", "pgbouncer", "redis"]) console.log(s, v[s].image, v[s].uid, v[s].packages[0], v[s].series);')
+# Everything an archive is made of: the root, this recipe, the entrypoint and each image's name and
+# user id (a renamed image must not reuse an archive that carries the old name).
+hash=$( { basename "$root"; cat "$0" scripts/images/postgres-entrypoint.sh; echo "$servers_json"; } | sha256sum | cut -c1-12)
 
 # Debian's version of a package without epoch and revision: 5:8.0.2-3+deb13u3 -> 8.0.2.
 installed() { awk -v p="$1" '$1 == p { v = $2; sub(/^[0-9]+:/, "", v); sub(/-[^-]*$/, "", v); print v }' "$root/.versions"; }
@@ -23,9 +28,7 @@ qualified() { case "$1" in */*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) ec
 declare -A image uid package series
 while read -r server img id pkg ser; do
   image[$server]=$(qualified "$img"); uid[$server]=$id; package[$server]=$pkg; series[$server]=$ser
-done < <(node -e '
-  const v = require("./versions.json");
-  for (const s of ["postgres", "pgbouncer", "redis"]) console.log(s, v[s].image, v[s].uid, v[s].packages[0], v[s].series);')
+done <<< "$servers_json"
 servers=(postgres pgbouncer redis)
 archive() { echo "$CACHE/images/$1-$(installed "${package[$1]}")-$hash.tar"; }
 
@@ -36,6 +39,9 @@ fi
 
 command -v "$PODMAN" >/dev/null || { echo "images: podman is needed (apt-get install podman)" >&2; exit 1; }
 mkdir -p "$CACHE/images"
+# One build at a time (they share the podman base image): a second run waits, then finds the archives.
+exec 9>"$CACHE/images/.lock"
+flock 9
 base=localhost/wa-router-servers-root:$hash
 start=$SECONDS
 for s in "${servers[@]}"; do

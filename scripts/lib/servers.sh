@@ -11,12 +11,42 @@ cd "$(dirname "$0")/../.."
 CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-read -r suite packages < <(node -e '
+# Each package pinned to versions.json's Debian version: apt fails naming it when the mirror has moved on.
+read -r suite names pins < <(node -e '
   const v = require("./versions.json");
-  console.log(v.debian.suite, ["postgres", "pgbouncer", "redis"].flatMap((s) => v[s].packages).join(" "));')
+  const servers = ["postgres", "pgbouncer", "redis"];
+  const names = servers.flatMap((s) => v[s].packages);
+  const pins = servers.flatMap((s) => v[s].packages.map((p) => `${p}=${v[s].debian.version}`));
+  console.log(v.debian.suite, names.join(","), pins.join(" "));')
+names=${names//,/ }
 
-hash=$( { echo "$suite $packages"; cat "$0"; } | sha256sum | cut -c1-12)
+hash=$( { echo "$suite $pins"; cat "$0"; } | sha256sum | cut -c1-12)
 root=$CACHE/servers-$hash
+
+# The build itself, run by the code below in a private mount namespace: the proc and sys mounts
+# debootstrap and chroot make die with it, even when the build is killed half-way.
+if [ "${1:-}" = --build-into ]; then
+  dir=$2
+  debootstrap --variant=minbase "$suite" "$dir" "$MIRROR"
+  echo "deb $SECURITY_MIRROR $suite-security main" > "$dir/etc/apt/sources.list.d/security.list"
+  echo "deb $MIRROR $suite-updates main" > "$dir/etc/apt/sources.list.d/updates.list"
+  # Nothing starts at install time, and Postgres gets no `main` cluster: every server is started by
+  # scripts/stack/ (or the image's entrypoint) on its own data directory.
+  printf '#!/bin/sh\nexit 101\n' > "$dir/usr/sbin/policy-rc.d" && chmod +x "$dir/usr/sbin/policy-rc.d"
+  mkdir -p "$dir/etc/postgresql-common/createcluster.d"
+  echo 'create_main_cluster = false' > "$dir/etc/postgresql-common/createcluster.d/no-main.conf"
+  in_root() { unshare --mount --propagation private -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$dir" "$@"; }
+  in_root apt-get update -qq
+  # tzdata: Debian's Postgres reads the system's time zone database.
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq --no-install-recommends tzdata $pins >/dev/null
+  in_root apt-get clean
+  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
+  # What was installed, for the versions check and the images' labels.
+  in_root dpkg-query -W -f '${Package} ${Version}\n' $names > "$dir/.versions"
+  exit 0
+fi
+
 if [ -f "$root/.complete" ]; then echo "$root"; exit 0; fi
 
 [ "$(id -u)" -eq 0 ] || { echo "servers: building $root needs root (debootstrap, chroot)" >&2; exit 1; }
@@ -26,25 +56,18 @@ mkdir -p "$CACHE"
 exec 9>"$root.lock"
 flock 9
 if [ -f "$root/.complete" ]; then echo "$root"; exit 0; fi
-rm -rf "$root"
+# Left by an interrupted build: never follow a mount out of it.
+for stale in "$root.build" "$root"; do
+  [ -e "$stale" ] || continue
+  rm -rf --one-file-system "$stale" || {
+    echo "servers: cannot remove $stale: a mount is left in it by an interrupted build; run \`umount -R $stale/proc $stale/sys\` (see \`findmnt -R $stale\`), then retry" >&2
+    exit 1
+  }
+done
 start=$SECONDS
-echo "servers: debootstrap $suite + $packages into $root (once, a few minutes)" >&2
-debootstrap --variant=minbase "$suite" "$root" "$MIRROR" >&2
-echo "deb $SECURITY_MIRROR $suite-security main" > "$root/etc/apt/sources.list.d/security.list"
-echo "deb $MIRROR $suite-updates main" > "$root/etc/apt/sources.list.d/updates.list"
-# Nothing starts at install time, and Postgres gets no `main` cluster: every server is started by
-# scripts/stack/ (or the image's entrypoint) on its own data directory.
-printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d" && chmod +x "$root/usr/sbin/policy-rc.d"
-mkdir -p "$root/etc/postgresql-common/createcluster.d"
-echo 'create_main_cluster = false' > "$root/etc/postgresql-common/createcluster.d/no-main.conf"
-in_root() { unshare --mount --propagation private -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$root" "$@"; }
-in_root apt-get update -qq >&2
-# tzdata: Debian's Postgres reads the system's time zone database.
-DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq --no-install-recommends tzdata $packages >/dev/null
-in_root apt-get clean
-rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
-# What was installed, for the versions check and the images' labels.
-in_root dpkg-query -W -f '${Package} ${Version}\n' $packages > "$root/.versions"
-touch "$root/.complete"
+echo "servers: debootstrap $suite + $pins into $root (once, a few minutes)" >&2
+unshare --mount --propagation private -- scripts/lib/servers.sh --build-into "$root.build" >&2
+touch "$root.build/.complete"
+mv "$root.build" "$root"
 echo "servers: built in $((SECONDS - start)) s" >&2
 echo "$root"
