@@ -1,7 +1,9 @@
-// A receiver slower than the run window: a run delivers a few events before the window ends it,
-// and the rest of the queue waits for the next claim. Each claim must take about what the area
-// gets through, not a full run whose undelivered rest is read, built and claimed again every
-// round (the claim's rows per delivered event is what a busy worker pays in Postgres).
+// How much a claim takes of an area's queue. A receiver slower than the run window: a run
+// delivers a few events before the window ends it, and the rest of the queue waits for the next
+// claim. Each claim must take about what the area gets through, not a full run whose undelivered
+// rest is read, built and claimed again every round (the claim's rows per delivered event is what
+// a busy worker pays in Postgres); once the receiver keeps up again, runs grow back; and while
+// the area is failing, a claim takes only the head that is retried.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
@@ -20,19 +22,25 @@ const EVENTS = 60;
 let db: TestDb;
 let redis: Redis;
 let server: http.Server;
-const received: number[] = [];
+let received: number[] = [];
+/** How the receiver answers, by how many events it has taken so far. */
+let answer: (taken: number) => { ms: number; status: number } = () => ({ ms: 40, status: 200 });
 
 beforeAll(async () => {
   db = await createTestDb();
   redis = new Redis(inject('redisUrl'));
-  // 40 ms per answer: about 4 events of a run fit in its 150 ms window.
   server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => setTimeout(() => {
-      received.push((JSON.parse(Buffer.concat(chunks).toString()) as { data: { n: number } }).data.n);
-      res.end('ok');
-    }, 40));
+    req.on('end', () => {
+      const n = (JSON.parse(Buffer.concat(chunks).toString()) as { data: { n: number } }).data.n;
+      const { ms, status } = answer(received.length);
+      setTimeout(() => {
+        if (status === 200) received.push(n);
+        res.statusCode = status;
+        res.end('ok');
+      }, ms);
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 });
@@ -43,22 +51,27 @@ afterAll(async () => {
   await db?.drop();
 });
 
-it('a claim takes what the area gets through in a run window, not a full run claimed again and again', async () => {
+/**
+ * Delivers `events` of one conversation through a forwarder whose claims are counted: the rows of
+ * each claim that took any, in order.
+ */
+async function deliverAll(name: string, events: number): Promise<number[]> {
+  received = [];
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  const { rows } = await db.pool.query<{ id: string }>("INSERT INTO areas (name, webhook_url) VALUES ('Slow', $1) RETURNING id", [url]);
+  const { rows } = await db.pool.query<{ id: string }>('INSERT INTO areas (name, webhook_url) VALUES ($1, $2) RETURNING id', [name, url]);
   const areaId = Number(rows[0]!.id);
   await db.pool.query(
     `INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at, created_at)
      SELECT $1, 1, 'conversation.assigned', jsonb_build_object('n', i), now() - interval '1 minute' + i * interval '1 ms', now() - interval '1 minute' FROM generate_series(1, $2::int) i`,
-    [areaId, EVENTS],
+    [areaId, events],
   );
   // The real pool, with the rows of each claim counted.
-  let claimed = 0;
+  const claims: number[] = [];
   const query = db.pool.query.bind(db.pool) as (...args: unknown[]) => Promise<{ rowCount: number | null }>;
   const pool = Object.assign(Object.create(db.pool) as Pool, {
     query: async (...args: unknown[]) => {
       const r = await query(...args);
-      if (String(args[0]).includes('WITH RECURSIVE allowed')) claimed += r.rowCount ?? 0;
+      if (String(args[0]).includes('WITH RECURSIVE allowed') && (r.rowCount ?? 0) > 0) claims.push(r.rowCount!);
       return r;
     },
   });
@@ -66,18 +79,46 @@ it('a claim takes what the area gets through in a run window, not a full run cla
   const forwarder = new Forwarder({
     pool, log: createLogger('silent'), metrics: createRouterMetrics(new client.Registry()), client: webhooks,
     circuits: new AreaCircuits(redis, { prefix: uniquePrefix(), threshold: 1000, resetMs: 1000 }),
-    schedule: [0.1], concurrency: 10, runLength: 50, runWindowMs: 150, pollMs: 20, leaseMs: 30_000, settleMs: 0,
+    schedule: [0.05, 0.05, 0.05, 0.05, 0.05], concurrency: 10, runLength: 50, runWindowMs: 150, pollMs: 20, leaseMs: 30_000, settleMs: 0,
   });
   forwarder.start();
   try {
-    await eventually(async () => (received.length >= EVENTS ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
+    await eventually(async () => (received.length >= events ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
   } finally {
     await forwarder.stop();
     await webhooks.close();
   }
-  expect(received).toEqual(Array.from({ length: EVENTS }, (_, i) => i + 1));
+  expect(received).toEqual(Array.from({ length: events }, (_, i) => i + 1));
+  return claims;
+}
+
+it('a claim takes what the area gets through in a run window, not a full run claimed again and again', async () => {
+  // 40 ms per answer: about 4 events of a run fit in its 150 ms window.
+  answer = () => ({ ms: 40, status: 200 });
+  const claims = await deliverAll('Slow', EVENTS);
   // A full run claimed each round is ~8.6 claimed per delivered event here. Fitted runs stay near
   // 1.5 on a quiet machine; on a loaded one a window may fit a single event (2 claimed for 1) after
   // the first full claim, hence the margin.
-  expect(claimed / EVENTS).toBeLessThan(4);
+  expect(claims.reduce((a, b) => a + b, 0) / EVENTS).toBeLessThan(4);
+});
+
+it('runs cut short by a slow spell grow back to full length once the receiver is fast again', async () => {
+  // The first 3 answers take 300 ms (a run's window fits one), the rest 2 ms.
+  answer = (taken) => ({ ms: taken < 3 ? 300 : 2, status: 200 });
+  const claims = await deliverAll('Slow, then fast', 200);
+  // Grown back: the slow claims, a few growing ones (2, 6, 18, 50), then full runs of 50: about
+  // 10 claims on a quiet machine, 30 seen on a loaded one (its stalls cut runs again). Runs stuck
+  // at the slow spell's fit take about 100.
+  expect(claims.length).toBeLessThan(60);
+});
+
+it('while an area is failing a claim takes only the head of its queue, not a run that would fail with it', async () => {
+  // The first 3 answers are 500s, then every event goes.
+  let failures = 0;
+  answer = () => (failures < 3 ? (failures++, { ms: 2, status: 500 }) : { ms: 2, status: 200 });
+  const claims = await deliverAll('Failing, then fine', 20);
+  // The first claim takes the whole queue (nothing failed yet) and its head fails; each retry of
+  // the head until one goes through is claimed alone.
+  expect(claims[0]).toBe(20);
+  expect(claims.slice(1, 4)).toEqual([1, 1, 1]);
 });

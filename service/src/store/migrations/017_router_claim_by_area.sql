@@ -2,5 +2,13 @@
 -- is open (its receiver down) or that is disabled keeps its backlog out of every claim, where the
 -- index by conversation first made each claim probe every queue of every area, its own backlog
 -- included, so a down area's growing backlog slowed the healthy areas' deliveries.
+--
+-- Expand only: forward_events_pending_conv_area_idx (010) stays. The migration Job runs before
+-- the previous version's workers are replaced, and their claim finds each queue's head through
+-- that index; without it each of their claims reads and sorts every pending event (seconds per
+-- claim on a backlog) until the rollout ends. A later release, whose previous version no longer
+-- uses it, drops it.
+-- Migrations run in one transaction, so this is a plain CREATE INDEX (not CONCURRENTLY): it
+-- blocks writes to forward_events while it builds, which is over in seconds with only the
+-- pending rows indexed, but grows with the pending backlog.
 CREATE INDEX forward_events_pending_area_conv_idx ON forward_events (area_id, conversation_id, sort_at, sort_seq, id) WHERE status = 'pending';
-DROP INDEX forward_events_pending_conv_area_idx;
