@@ -90,12 +90,14 @@ export class LeaderElector {
   private async round(): Promise<void> {
     const { namespace, name, identity } = this.opts;
     const path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
+    // A renewal counts from before it was sent: the standbys saw it no earlier than that.
+    const started = performance.now();
     const got = await this.api.request<Lease>('GET', `${path}/${name}`);
     const now = new Date();
     if (got.status === 404) {
       const lease: Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 } };
       const r = await this.api.request('POST', path, lease);
-      if (r.status === 201) this.acquired();
+      if (r.status === 201) this.acquired(started);
       return;
     }
     if (got.status !== 200) throw new Error(`GET lease: ${got.status}`);
@@ -113,11 +115,11 @@ export class LeaderElector {
       : { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 };
     const r = await this.api.request('PUT', `${path}/${name}`, { ...lease, spec });
     // A Lease already in our name is ours too: a restarted container keeps its pod's name.
-    if (r.status === 200) this.acquired();
+    if (r.status === 200) this.acquired(started);
   }
 
-  private acquired(): void {
-    this.lastRenew = performance.now();
+  private acquired(at: number): void {
+    this.lastRenew = at;
     if (this.leading) return;
     this.leading = true;
     this.log.info({ identity: this.opts.identity }, 'became the leader');
