@@ -5,6 +5,7 @@ import { overridesSchema, whatsAppRouterCrd } from '../src/operator/crd.js';
 import { synthManifests } from '../src/synth.js';
 import type { KubeObject } from '../src/operator/kube-api.js';
 import { applySetId, leaveReplicasToAutoscalers, render, type WhatsAppRouter } from '../src/operator/render.js';
+import { workloadReadiness } from '../src/operator/status.js';
 import { WorkQueue } from '../src/operator/work-queue.js';
 
 const router = (spec: WhatsAppRouter['spec']): WhatsAppRouter => ({
@@ -29,6 +30,8 @@ describe('the WhatsAppRouter CRD', () => {
       expect(node, at).not.toHaveProperty('anyOf');
       if (node['properties']) expect(node, at).not.toHaveProperty('additionalProperties');
       if (at.includes('.overrides')) expect(node, at).not.toHaveProperty('required');
+      // An unknown override field must reach the preset's checks, not be pruned without a word.
+      if (at.includes('.overrides') && node['type'] === 'object' && node['properties']) expect(node, at).toHaveProperty('x-kubernetes-preserve-unknown-fields', true);
     }
   });
 
@@ -50,6 +53,8 @@ describe('rendering a WhatsAppRouter', () => {
     if (!r.ok) expect(r.issues.map((i) => i.field)).toContain('spec.overrides.pgbouncer.maxClientConn');
     const unknown = render(router({ preset: 'huge' }));
     expect(!unknown.ok && unknown.issues[0]!.field).toBe('spec.preset');
+    const misspelled = render(router({ preset: 'minimal', overrides: { web: { replicaz: 2 } } }));
+    expect(!misspelled.ok && misspelled.issues).toEqual([{ field: 'spec.overrides.web.replicaz', message: 'unknown field' }]);
   });
 
   it('owns every object but the namespace, labels it into the ApplySet, and points at the resource\'s Secrets', () => {
@@ -66,7 +71,13 @@ describe('rendering a WhatsAppRouter', () => {
       if (key === 'secret') names.add((value as { secretName: string }).secretName);
       return value;
     });
-    expect([...names].sort()).toEqual(['team-a-app', 'team-a-redis', 'wa-router-pgbouncer', 'wa-router-postgres']);
+    expect([...names].sort()).toEqual(['team-a-app', 'team-a-redis', 'wa-router-media', 'wa-router-pgbouncer', 'wa-router-postgres']);
+    // A Job's template is immutable: other Secrets, another Job.
+    const jobName = (x: ReturnType<typeof render>) => x.ok && x.objects.find((o) => o.kind === 'Job')!.metadata.name;
+    const plain = render(router({ preset: 'minimal' }));
+    expect(jobName(r)).toMatch(/^wa-router-migrate-[0-9a-f]{8}$/);
+    expect(jobName(r)).not.toBe(jobName(plain));
+    expect(jobName(render(router({ preset: 'minimal', secrets: { app: 'team-a-app' } })))).not.toBe(jobName(r));
     // The HPAs own web's and worker's replicas; PgBouncer has none.
     const replicas = Object.fromEntries(r.objects.filter((o) => o.kind === 'Deployment').map((d) => [d.metadata.name, (d['spec'] as { replicas?: number }).replicas]));
     expect(replicas).toEqual({ 'wa-router-web': undefined, 'wa-router-worker': undefined, 'wa-router-pgbouncer': 1 });
@@ -74,6 +85,26 @@ describe('rendering a WhatsAppRouter', () => {
     const atPeak = synthManifests('minimal', { atPeak: true, overrides: { worker: { keda: { enabled: true } } } }) as unknown as KubeObject[];
     leaveReplicasToAutoscalers(atPeak);
     expect(Object.fromEntries(atPeak.filter((o) => o.kind === 'Deployment').map((d) => [d.metadata.name, (d['spec'] as { replicas?: number }).replicas]))).toEqual({ 'wa-router-web': undefined, 'wa-router-worker': undefined, 'wa-router-pgbouncer': 1 });
+  });
+});
+
+describe('workload readiness', () => {
+  const deployment = (status: Record<string, unknown>): KubeObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'wa-router-web', generation: 2 }, spec: { replicas: 2 }, status: { observedGeneration: 2, ...status } });
+  const statefulSet = (status: Record<string, unknown>): KubeObject => ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'wa-router-redis', generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, ...status } });
+
+  it('counts a Deployment ready only once its rollout is complete, as kubectl rollout status does', () => {
+    expect(workloadReadiness(deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2 }))).toEqual({ ready: 2, desired: 2 });
+    // A new template whose surge pod never becomes ready: the old pods still are.
+    expect(workloadReadiness(deployment({ replicas: 3, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2 }))).toEqual({ ready: 0, desired: 2 });
+    // Every new pod ready, an old one still terminating: not done yet.
+    expect(workloadReadiness(deployment({ replicas: 3, updatedReplicas: 2, readyReplicas: 3, availableReplicas: 3 }))).toEqual({ ready: 1, desired: 2 });
+    expect(workloadReadiness(deployment({ replicas: 2, updatedReplicas: 2, readyReplicas: 1, availableReplicas: 1 }))).toEqual({ ready: 1, desired: 2 });
+    expect(workloadReadiness(deployment({ observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2 }))).toEqual({ ready: 0, desired: 2 });
+  });
+
+  it('counts a StatefulSet ready once every pod runs the update revision', () => {
+    expect(workloadReadiness(statefulSet({ replicas: 3, updatedReplicas: 3, readyReplicas: 3, currentRevision: 'r2', updateRevision: 'r2' }))).toEqual({ ready: 3, desired: 3 });
+    expect(workloadReadiness(statefulSet({ replicas: 3, updatedReplicas: 1, readyReplicas: 3, currentRevision: 'r1', updateRevision: 'r2' }))).toEqual({ ready: 1, desired: 3 });
   });
 });
 

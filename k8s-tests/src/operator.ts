@@ -47,7 +47,7 @@ export async function startOperator(name: string, kubeconfig: string, env: Recor
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/operator/main.ts'], {
     cwd: CDK8S,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: kubeconfig, POD_NAME: name, OPERATOR_NAMESPACE, OPERATOR_PORT: '0', OPERATOR_LEASE_SECONDS: '4', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: kubeconfig, POD_NAME: name, OPERATOR_NAMESPACE, OPERATOR_PORT: '0', OPERATOR_LEASE_SECONDS: '4', OPERATOR_RENEW_DEADLINE_SECONDS: '3.5', LOG_LEVEL: 'info', ...env },
   });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));

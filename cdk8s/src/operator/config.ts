@@ -11,10 +11,15 @@ const schema = z.object({
   OPERATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   OPERATOR_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
   OPERATOR_LEASE_SECONDS: z.coerce.number().int().min(2).max(300).default(15),
+  /** How long a leader may go without renewing before it stops; default two thirds of the lease. */
+  OPERATOR_RENEW_DEADLINE_SECONDS: z.coerce.number().positive().max(300).optional(),
   OPERATOR_RESYNC_SECONDS: z.coerce.number().int().min(5).max(86_400).default(300),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   /** A kubeconfig file; without it the in-cluster ServiceAccount (or ~/.kube/config). */
   KUBECONFIG: z.string().min(1).optional(),
+}).refine((c) => c.OPERATOR_RENEW_DEADLINE_SECONDS === undefined || c.OPERATOR_RENEW_DEADLINE_SECONDS < c.OPERATOR_LEASE_SECONDS, {
+  path: ['OPERATOR_RENEW_DEADLINE_SECONDS'],
+  message: 'must be shorter than OPERATOR_LEASE_SECONDS (a standby takes over once the lease has passed)',
 });
 
 export type OperatorConfig = z.infer<typeof schema>;

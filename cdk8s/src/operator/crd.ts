@@ -21,8 +21,10 @@ type JsonSchema = { [key: string]: unknown };
 /**
  * A JSON schema as Kubernetes takes it: `required` dropped (overrides are partial, any field may
  * be left to the preset), a string-or-number becomes int-or-string, and keywords Kubernetes
- * refuses (propertyNames, $schema) go. `additionalProperties: false` is dropped too: a structural
- * schema prunes unknown fields, and `kubectl apply` (strict field validation) names them.
+ * refuses (propertyNames, $schema) go. `additionalProperties: false` (not allowed beside
+ * `properties`) becomes `x-kubernetes-preserve-unknown-fields`: a pruned field would vanish
+ * without a word for every client that does not ask for strict field validation, while a kept one
+ * reaches the preset's checks, which report it as InvalidSpec naming the field.
  */
 function structural(s: JsonSchema): JsonSchema {
   const out: JsonSchema = {};
@@ -34,7 +36,10 @@ function structural(s: JsonSchema): JsonSchema {
   }
   for (const [k, v] of Object.entries(s)) {
     if (k === 'required' || k === 'propertyNames' || k === '$schema') continue;
-    if (k === 'additionalProperties' && v === false) continue;
+    if (k === 'additionalProperties' && v === false) {
+      out['x-kubernetes-preserve-unknown-fields'] = true;
+      continue;
+    }
     if (k === 'properties') {
       out[k] = Object.fromEntries(Object.entries(v as Record<string, JsonSchema>).map(([p, ps]) => [p, structural(ps)]));
     } else if (k === 'additionalProperties' && typeof v === 'object') {

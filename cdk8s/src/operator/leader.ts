@@ -1,6 +1,10 @@
 // Leader election on a coordination.k8s.io Lease, as client-go does it: the holder renews the
-// Lease every `retryMs`; a candidate takes it over once `renewTime + leaseDurationSeconds` has
-// passed. Writes carry the resourceVersion read, so two candidates cannot both win a round.
+// Lease every `retryMs`; a candidate takes it over once the Lease has not changed for
+// `leaseDurationSeconds` by its own monotonic clock (never by comparing the holder's renewTime with
+// its wall clock: nodes' clocks differ). A holder that could not renew within `renewDeadlineMs`
+// stops leading, before any candidate can see the Lease expire. Writes carry the resourceVersion
+// read, so two candidates cannot both win a round.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { KubeApi } from './kube-api.js';
 
@@ -12,6 +16,8 @@ export interface LeaderElectionOptions {
   readonly leaseDurationSeconds?: number;
   /** How often the holder renews and a candidate retries. @default 2_000 */
   readonly retryMs?: number;
+  /** How long a holder keeps leading without a renewal; shorter than the lease. @default 2/3 of the lease */
+  readonly renewDeadlineMs?: number;
   readonly onStartedLeading: () => void;
   /** Called once when a held Lease could not be renewed in time: the process must stop working. */
   readonly onStoppedLeading: () => void;
@@ -32,8 +38,12 @@ export class LeaderElector {
   private leading = false;
   private lastRenew = 0;
   private stopped = false;
+  /** The Lease as last seen (holder, renewTime, resourceVersion), and when this process saw it change. */
+  private observed = '';
+  private observedAt = 0;
   private readonly duration: number;
   private readonly retryMs: number;
+  private readonly renewDeadlineMs: number;
 
   constructor(
     private readonly api: KubeApi,
@@ -42,6 +52,8 @@ export class LeaderElector {
   ) {
     this.duration = opts.leaseDurationSeconds ?? 15;
     this.retryMs = opts.retryMs ?? 2_000;
+    this.renewDeadlineMs = opts.renewDeadlineMs ?? (this.duration * 1000 * 2) / 3;
+    if (this.renewDeadlineMs >= this.duration * 1000) throw new Error('the renew deadline must be shorter than the lease');
   }
 
   get isLeader(): boolean {
@@ -51,14 +63,22 @@ export class LeaderElector {
   start(): void {
     const tick = async () => {
       if (this.stopped) return;
+      // A round that hangs must not keep a leader leading past its deadline.
+      const deadline = this.leading ? Math.max(0, this.lastRenew + this.renewDeadlineMs - performance.now()) : this.retryMs * 5;
+      let timeout: NodeJS.Timeout | undefined;
       try {
-        await this.round();
+        await Promise.race([
+          this.round(),
+          new Promise((_, reject) => { timeout = setTimeout(() => reject(new Error('round timed out')), deadline); }),
+        ]);
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'leader election round failed');
+      } finally {
+        clearTimeout(timeout);
       }
-      if (this.leading && Date.now() - this.lastRenew > this.duration * 1000) {
+      if (this.leading && performance.now() - this.lastRenew >= this.renewDeadlineMs) {
         this.leading = false;
-        this.log.error('lost the leader Lease');
+        this.log.error('could not renew the leader Lease in time');
         this.opts.onStoppedLeading();
         return;
       }
@@ -70,30 +90,36 @@ export class LeaderElector {
   private async round(): Promise<void> {
     const { namespace, name, identity } = this.opts;
     const path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
+    // A renewal counts from before it was sent: the standbys saw it no earlier than that.
+    const started = performance.now();
     const got = await this.api.request<Lease>('GET', `${path}/${name}`);
     const now = new Date();
     if (got.status === 404) {
       const lease: Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 } };
       const r = await this.api.request('POST', path, lease);
-      if (r.status === 201) this.acquired();
+      if (r.status === 201) this.acquired(started);
       return;
     }
     if (got.status !== 200) throw new Error(`GET lease: ${got.status}`);
     const lease = got.body;
+    const seen = JSON.stringify([lease.spec.holderIdentity, lease.spec.renewTime, lease.metadata.resourceVersion]);
+    if (seen !== this.observed) {
+      this.observed = seen;
+      this.observedAt = performance.now();
+    }
     const held = lease.spec.holderIdentity === identity;
-    const renewed = lease.spec.renewTime ? Date.parse(lease.spec.renewTime) : 0;
-    const expired = !lease.spec.holderIdentity || renewed + (lease.spec.leaseDurationSeconds ?? this.duration) * 1000 < now.getTime();
+    const expired = !lease.spec.holderIdentity || this.observedAt + (lease.spec.leaseDurationSeconds ?? this.duration) * 1000 < performance.now();
     if (!held && !expired) return;
     const spec = held
       ? { ...lease.spec, renewTime: microTime(now), leaseDurationSeconds: this.duration }
       : { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 };
     const r = await this.api.request('PUT', `${path}/${name}`, { ...lease, spec });
     // A Lease already in our name is ours too: a restarted container keeps its pod's name.
-    if (r.status === 200) this.acquired();
+    if (r.status === 200) this.acquired(started);
   }
 
-  private acquired(): void {
-    this.lastRenew = Date.now();
+  private acquired(at: number): void {
+    this.lastRenew = at;
     if (this.leading) return;
     this.leading = true;
     this.log.info({ identity: this.opts.identity }, 'became the leader');

@@ -21,12 +21,15 @@ const api = new KubeApi(config.KUBECONFIG);
 api.onRequest = (verb) => metrics.apiRequests.inc({ verb });
 const controller = new Controller(api, log, metrics, { workers: config.OPERATOR_WORKERS, resyncMs: config.OPERATOR_RESYNC_SECONDS * 1000 });
 
+const renewDeadlineMs = (config.OPERATOR_RENEW_DEADLINE_SECONDS ?? (config.OPERATOR_LEASE_SECONDS * 2) / 3) * 1000;
 const elector = new LeaderElector(api, log, {
   namespace: config.OPERATOR_NAMESPACE,
   name: 'wa-router-operator',
   identity: config.POD_NAME,
   leaseDurationSeconds: config.OPERATOR_LEASE_SECONDS,
-  retryMs: Math.min(2_000, (config.OPERATOR_LEASE_SECONDS * 1000) / 5),
+  // Three tries at least within the renew deadline: one slow round must not end the leadership.
+  retryMs: Math.min(2_000, (config.OPERATOR_LEASE_SECONDS * 1000) / 5, renewDeadlineMs / 3),
+  renewDeadlineMs,
   onStartedLeading: () => {
     metrics.leader.set(1);
     controller.start().catch((err: unknown) => {

@@ -3,7 +3,7 @@
 // collector, ApplySet labels for pruning). Validation comes first and names fields as they are
 // spelled in the resource.
 import { createHash } from 'node:crypto';
-import { SECRETS } from '../constructs/common.js';
+import { configHash, SECRETS } from '../constructs/common.js';
 import { DEFAULT_IMAGE, synthManifests } from '../synth.js';
 import { PresetValidationError, type ValidationIssue } from '../validate.js';
 import { API_VERSION, GROUP, KIND } from './crd.js';
@@ -106,7 +106,11 @@ export function render(cr: WhatsAppRouter): Rendering {
   // cluster-scoped object would be collected at once).
   const objects = manifests.filter((m) => m.kind !== 'Namespace').map((m) => structuredClone(m) as unknown as KubeObject);
   for (const o of objects) {
-    if (names.size) renameSecrets(o, names);
+    if (names.size) {
+      renameSecrets(o, names);
+      // A Job's template is immutable: the Secrets it reads are part of its name, as its image is.
+      if (o.kind === 'Job') o.metadata.name = `${o.metadata.name.replace(/-[0-9a-f]{8}$/, '')}-${configHash(o.metadata.name, [...names].sort()).slice(0, 8)}`;
+    }
     o.metadata.labels = { ...o.metadata.labels, [PART_OF_LABEL]: id };
     o.metadata.ownerReferences = [owner];
   }

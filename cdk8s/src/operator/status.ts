@@ -11,16 +11,31 @@ export interface ComponentStatus {
 
 const COMPONENT_OF: Record<string, Component> = { migrate: 'migration' };
 
-/** Ready and desired pods of one workload (a Job counts 1 of 1 once it succeeded). */
+/**
+ * Ready and desired pods of one workload (a Job counts 1 of 1 once it succeeded). A Deployment or
+ * StatefulSet counts as ready only once its rollout is complete, as `kubectl rollout status` has
+ * it: pods of an older template may still be ready while the new ones never become so.
+ */
 export function workloadReadiness(o: KubeObject): ComponentStatus {
   const spec = (o['spec'] ?? {}) as { replicas?: number };
-  const status = (o['status'] ?? {}) as { readyReplicas?: number; updatedReplicas?: number; replicas?: number; succeeded?: number; observedGeneration?: number };
+  const status = (o['status'] ?? {}) as {
+    readyReplicas?: number; availableReplicas?: number; updatedReplicas?: number; replicas?: number;
+    succeeded?: number; observedGeneration?: number; currentRevision?: string; updateRevision?: string;
+  };
   if (o.kind === 'Job') return { ready: (status.succeeded ?? 0) > 0 ? 1 : 0, desired: 1 };
   const desired = spec.replicas ?? status.replicas ?? 1;
-  // Pods of an older template do not count: a rollout in flight is not ready yet.
-  const current = (status.observedGeneration ?? 0) >= (o.metadata.generation ?? 0);
-  const ready = current ? Math.min(status.readyReplicas ?? 0, status.updatedReplicas ?? 0) : 0;
-  return { ready, desired };
+  if ((status.observedGeneration ?? 0) < (o.metadata.generation ?? 0)) return { ready: 0, desired };
+  const updated = status.updatedReplicas ?? 0;
+  if (o.kind === 'StatefulSet') {
+    const ready = status.readyReplicas ?? 0;
+    if (status.updateRevision === status.currentRevision && ready >= desired) return { ready: desired, desired };
+    return { ready: Math.max(0, Math.min(ready, updated, desired - 1)), desired };
+  }
+  const available = status.availableReplicas ?? 0;
+  const old = (status.replicas ?? 0) - updated;
+  if (updated >= desired && old === 0 && available >= desired) return { ready: desired, desired };
+  // Mid-rollout: at most the available pods beyond the old ones are new, and never all of them.
+  return { ready: Math.max(0, Math.min(updated, available - old, desired - 1)), desired };
 }
 
 /** Readiness by component of the workloads among `objects` (live objects, or undefined where missing). */
