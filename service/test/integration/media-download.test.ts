@@ -2,10 +2,12 @@
 // byte for byte, Meta's checks (SHA-256, size, MIME type), expired URLs and media, history
 // placeholders, serving (ranges, tokens, signed links) and uploads. media-s3.test.ts runs the
 // S3-compatible store.
+import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { signMediaPath } from '../../src/media/routes.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
@@ -206,6 +208,17 @@ describe('GET /v1/media/:messageId', () => {
     const { messageId } = await stored(wamid);
     expect((await fetch(`${app.url}/v1/media/${messageId}`, { headers: { authorization: 'Bearer not-a-token-of-ours-at-all' } })).status).toBe(401);
     expect((await fetch(`${app.url}/v1/media/${messageId}`)).status).toBe(401);
+  });
+
+  it('answers 401 to a rightly signed link that expired', async () => {
+    const { wamid } = await receiveMedia(app.url, sim, 'image', bytesOf(1_000), 'image/jpeg');
+    const { messageId } = await stored(wamid);
+    const key = createHmac('sha256', API_TOKEN).update('wa-router media links').digest();
+    const link = (expires: number) => `${app.url}/v1/media/${messageId}?expires=${expires}&signature=${signMediaPath(key, messageId, expires)}`;
+    expect((await fetch(link(Math.floor(Date.now() / 1000) + 60))).status).toBe(200);
+    const expired = await fetch(link(Math.floor(Date.now() / 1000) - 1));
+    expect(expired.status).toBe(401);
+    expect((await json(expired)).error.code).toBe('invalid_signature');
   });
 
   it("answers 404 to a token limited to other areas, as GET /v1/messages/:id does", async () => {
