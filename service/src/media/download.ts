@@ -78,8 +78,10 @@ export function createDownloadProcessor(d: DownloadDeps) {
       const declaredHex = hexOf(sha256);
       if (declaredHex) {
         const existing = await d.repo.storedKeyOf(declaredHex);
-        if (existing && (await d.store.size(existing)) === fileSize) {
-          await d.repo.markStored(row.id, { key: existing, size: fileSize!, mimeType, sha256: declaredHex });
+        // Only an object that is there (a row can outlive its object) and of the declared size.
+        const size = existing ? await d.store.size(existing) : null;
+        if (existing && size !== null && (fileSize === null || size === fileSize)) {
+          await d.repo.markStored(row.id, { key: existing, size, mimeType, sha256: declaredHex });
           await announce(row, 'stored');
           return 'deduplicated';
         }

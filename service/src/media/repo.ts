@@ -91,17 +91,13 @@ export class MediaRepo {
     await this.pool.query("UPDATE media SET status = 'failed', error_code = $2, error_reason = $3, updated_at = now() WHERE id = $1 AND status <> 'stored'", [id, code, reason.slice(0, 1000)]);
   }
 
-  async insertUpload(v: { channelId: number; type: string; key: string; size: number; mimeType: string; sha256: string; filename: string }): Promise<number> {
+  async insertUpload(v: { channelId: number; metaId: string; type: string; key: string; size: number; mimeType: string; sha256: string; filename: string }): Promise<number> {
     const { rows } = await this.pool.query<{ id: number }>(
-      `INSERT INTO media (channel_id, origin, type, status, storage_key, size, mime_type, sha256, filename, stored_at)
-       VALUES ($1, 'upload', $2, 'stored', $3, $4, $5, $6, $7, now()) RETURNING id::int`,
-      [v.channelId, v.type, v.key, v.size, v.mimeType, v.sha256, v.filename],
+      `INSERT INTO media (channel_id, meta_id, origin, type, status, storage_key, size, mime_type, sha256, filename, stored_at)
+       VALUES ($1, $2, 'upload', $3, 'stored', $4, $5, $6, $7, $8, now()) RETURNING id::int`,
+      [v.channelId, v.metaId, v.type, v.key, v.size, v.mimeType, v.sha256, v.filename],
     );
     return rows[0]!.id;
-  }
-
-  async setMetaId(id: number, metaId: string): Promise<void> {
-    await this.pool.query('UPDATE media SET meta_id = $2, updated_at = now() WHERE id = $1', [id, metaId]);
   }
 
   /** Pending downloads per channel, for the backlog gauge. */

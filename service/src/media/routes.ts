@@ -9,7 +9,9 @@ import busboy from 'busboy';
 import { z } from 'zod';
 import { HttpError } from '../http/errors.js';
 import { defineOperations } from '../openapi/operation.js';
+import { inAreas } from '../store/conversations.js';
 import type { Pool } from '../store/pool.js';
+import { areaLimit } from '../tokens/principal.js';
 import type { GraphMediaClient } from './graph-media.js';
 import { MAX_BYTES, typeOfMime } from './meta-types.js';
 import type { MediaRepo } from './repo.js';
@@ -17,6 +19,8 @@ import type { ByteRange, MediaStore } from './store.js';
 import { MediaCheckError, VerifyingStream } from './verify.js';
 
 const messageId = z.object({ messageId: z.coerce.number().int().positive() });
+// An empty field counts as absent, as a form leaves it.
+const uploadFields = z.object({ channelId: z.union([z.literal('').transform(() => undefined), z.coerce.number().int().positive()]).optional() });
 const signedQuery = z.object({ expires: z.coerce.number().int().positive(), signature: z.string().regex(/^[0-9a-f]{64}$/) });
 
 export const uploadAnswerSchema = z
@@ -84,7 +88,9 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
   const serve = async (req: Request, res: Response) => {
     const { messageId: id } = messageId.parse(req.params);
     const m = await d.repo.ofMessage(id);
-    if (!m) throw new HttpError(404, 'not_found', `message ${id} has no media`);
+    // A token limited to areas sees the media of its areas' messages only, as on GET /v1/messages/:id
+    // (a signed link carries no token, so no limit).
+    if (!m || !(await inAreas(d.pool, m.conversationId, areaLimit(req)))) throw new HttpError(404, 'not_found', `message ${id} has no media`);
     if (m.status !== 'stored' || !m.storageKey) throw new HttpError(409, `media_${m.status}`, m.status === 'failed' ? `the media could not be stored: ${m.errorReason}` : 'the media is not stored yet', { status: m.status, code: m.errorCode });
     const mime = m.mimeType ?? 'application/octet-stream';
     if (d.redirect) {
@@ -141,7 +147,12 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
           file.resume();
           return reject(new HttpError(415, 'unsupported_media_type', `${info.mimeType} is not a type Meta supports`));
         }
-        const channelId = fields.channelId ? Number(fields.channelId) : undefined;
+        const named = uploadFields.safeParse(fields);
+        if (!named.success) {
+          file.resume();
+          return reject(new HttpError(400, 'invalid_upload', '`channelId` must be a channel id (a positive integer)', named.error.issues));
+        }
+        const { channelId } = named.data;
         const verify = new VerifyingStream({ maxBytes: MAX_BYTES[type] });
         file.on('error', (err) => verify.destroy(err));
         verify.on('error', () => file.resume());
@@ -153,11 +164,11 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
             const channel = await d.resolveChannel(channelId);
             if (!channel?.accessToken) throw new HttpError(400, 'unknown_channel', 'no channel with a token to upload for (name one with `channelId`)');
             const filename = info.filename || `upload.${info.mimeType.split('/')[1] ?? 'bin'}`;
-            const row = await d.repo.insertUpload({ channelId: channel.id, type, key, size: verify.count, mimeType: info.mimeType, sha256: verify.digest, filename });
             const obj = await d.store.get(key);
             const meta = await d.graph.upload(channel.phoneNumberId, channel.accessToken, { body: obj.body, mimeType: info.mimeType, filename });
             if (!meta.ok) throw new HttpError(502, 'graph_upload_failed', `Meta refused the upload: ${meta.error.title}`, { code: meta.error.code });
-            await d.repo.setMetaId(row, meta.value.id);
+            // The row only once Meta holds the file: a refusal deletes the object, and leaves no row naming it.
+            const row = await d.repo.insertUpload({ channelId: channel.id, metaId: meta.value.id, type, key, size: verify.count, mimeType: info.mimeType, sha256: verify.digest, filename });
             resolve({ id: meta.value.id, mediaId: row, type, mimeType: info.mimeType, size: verify.count, sha256: verify.digest });
           })
           .catch(async (err: unknown) => {

@@ -43,6 +43,11 @@ export class S3MediaStore implements MediaStore {
     await upload.done();
   }
 
+  /** An upload a crash cut short is a multipart upload the bucket's lifecycle rule (AbortIncompleteMultipartUpload) ends. */
+  removeStale(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
   async size(key: string): Promise<number | null> {
     try {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: key }));

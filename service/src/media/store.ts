@@ -26,6 +26,8 @@ export interface MediaStore {
   size(key: string): Promise<number | null>;
   get(key: string, range?: ByteRange): Promise<StoredObject>;
   delete(key: string): Promise<void>;
+  /** Removes what writes cut short by a crash left behind, untouched for `olderThanMs`; answers how many. */
+  removeStale(olderThanMs: number): Promise<number>;
   /** A URL the object can be fetched from without our token, for `seconds`; null when the store has none. */
   presign(key: string, seconds: number, contentType: string): Promise<string | null>;
   close(): Promise<void>;
@@ -33,6 +35,9 @@ export interface MediaStore {
 
 /** Content-addressed: the same bytes from any message or channel are kept once. */
 export const keyForSha256 = (sha256Hex: string) => `sha256/${sha256Hex.slice(0, 2)}/${sha256Hex}`;
+
+/** The folder of temp files, beside the objects (a rename stays on one filesystem); no key starts with a dot. */
+const TMP_DIR = '.partial';
 
 export class FsMediaStore implements MediaStore {
   readonly kind = 'fs';
@@ -45,11 +50,16 @@ export class FsMediaStore implements MediaStore {
     return file;
   }
 
+  /** Temp files of writes under way, in one folder: finding those of a crashed writer reads only it. */
+  private get tmpDir(): string {
+    return path.join(this.root, TMP_DIR);
+  }
+
   async put(key: string, body: Readable): Promise<void> {
     const file = this.file(key);
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    await Promise.all([fs.promises.mkdir(path.dirname(file), { recursive: true }), fs.promises.mkdir(this.tmpDir, { recursive: true })]);
     // Written aside and renamed: a reader never sees a partial file, a crash leaves only a temp file.
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.partial`;
+    const tmp = path.join(this.tmpDir, `${randomBytes(9).toString('hex')}.partial`);
     try {
       await pipeline(body, fs.createWriteStream(tmp));
       await fs.promises.rename(tmp, file);
@@ -57,6 +67,24 @@ export class FsMediaStore implements MediaStore {
       await fs.promises.rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  async removeStale(olderThanMs: number): Promise<number> {
+    const names = await fs.promises.readdir(this.tmpDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    });
+    const before = Date.now() - olderThanMs;
+    let removed = 0;
+    for (const name of names) {
+      const tmp = path.join(this.tmpDir, name);
+      const st = await fs.promises.stat(tmp).catch(() => null);
+      if (st && st.mtimeMs < before) {
+        await fs.promises.rm(tmp, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async size(key: string): Promise<number | null> {

@@ -49,6 +49,20 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   };
   void poll();
 
+  // A worker killed mid-download leaves its temp file; one untouched for a download's idle timeout
+  // is no live download's (each chunk resets it), whichever worker wrote it.
+  let sweeper: NodeJS.Timeout | undefined;
+  const sweep = async () => {
+    try {
+      const removed = await d.store.removeStale(config.MEDIA_TIMEOUT_MS);
+      if (removed > 0) log.info({ removed }, 'removed temp files of interrupted media writes');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'media temp files not swept');
+    }
+    if (!stopped) sweeper = setTimeout(() => void sweep(), config.MEDIA_TIMEOUT_MS);
+  };
+  void sweep();
+
   const processor = createDownloadProcessor(d);
   const worker = new Worker<MediaJobData>(MEDIA_QUEUE, processor, {
     connection: createRedis(config, 'worker'),
@@ -76,6 +90,7 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
     async close() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(sweeper);
       await worker.close();
       await worker.disconnect().catch(() => undefined);
     },

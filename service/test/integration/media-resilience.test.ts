@@ -1,5 +1,6 @@
 // A media download outlives its worker: SIGKILLed mid-download, the next worker stores the file
-// once (the store's outage is in media-s3.test.ts).
+// once and sweeps the killed one's temp file (the store's outage is in media-s3.test.ts).
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
@@ -27,7 +28,7 @@ beforeAll(async () => {
     createTestDb(),
     startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
   ]);
-  env = testEnv(db, { GRAPH_API_BASE_URL: sim.url, MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12', WORKER_LOCK_MS: '2000' });
+  env = testEnv(db, { GRAPH_API_BASE_URL: sim.url, MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12', WORKER_LOCK_MS: '2000', MEDIA_TIMEOUT_MS: '3000' });
   web = await startApp(db, 'web', env);
 });
 afterAll(async () => {
@@ -51,9 +52,12 @@ describe('media downloads under a crash', () => {
     sim.configure({ mediaBytesPerSecond: 0 });
     workers.push(spawnService('worker', env));
     expect((await storedBytes(wamid, 60_000)).equals(bytes)).toBe(true);
-    // Once: one stored row, the object written under the content's address only.
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM media WHERE meta_id = $1 AND status = 'stored'", [item.id]);
-    expect(rows[0].n).toBe(1);
-    expect((await mediaOf(db, wamid))?.storageKey).toBe(`sha256/${item.sha256.slice(0, 2)}/${item.sha256}`);
+    const key = `sha256/${item.sha256.slice(0, 2)}/${item.sha256}`;
+    expect((await mediaOf(db, wamid))?.storageKey).toBe(key);
+    // Once: the store holds that one object; the killed worker's temp file is swept once it is
+    // older than a download's idle timeout.
+    const files = () => fs.readdirSync(env.MEDIA_FS_DIR!, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).map((f) => `${f.parentPath.slice(env.MEDIA_FS_DIR!.length + 1)}/${f.name}`);
+    await eventually(async () => files().length === 1, { timeoutMs: 20_000 }).catch(() => undefined);
+    expect(files()).toEqual([key]);
   }, 180_000);
 });

@@ -47,3 +47,12 @@ CREATE TRIGGER messages_media_insert AFTER INSERT ON messages FOR EACH ROW
 CREATE TRIGGER messages_media_update AFTER UPDATE OF media_id ON messages FOR EACH ROW
   WHEN (NEW.media_id IS NOT NULL AND OLD.media_id IS DISTINCT FROM NEW.media_id AND NEW.source <> 'api')
   EXECUTE FUNCTION media_from_message();
+
+-- Media received before this migration gets its download too (behind live media). One statement:
+-- the triggers above cover every row written from here on, under the same migration lock.
+INSERT INTO media (channel_id, meta_id, origin, live, type, mime_type, filename)
+SELECT DISTINCT ON (channel_id, media_id) channel_id, media_id, 'inbound', false, type, media_mime_type, media_filename
+  FROM messages
+ WHERE media_id IS NOT NULL AND source <> 'api'
+ ORDER BY channel_id, media_id, id
+ON CONFLICT (channel_id, meta_id) DO NOTHING;
