@@ -32,6 +32,8 @@ has_tests() { find "$1" -name '*.test.ts' -not -path '*/node_modules/*' | grep -
 
 # Built once per machine (minutes of CPU), then cached: the monitoring tests in the service suite run them.
 stage "prometheus build" scripts/prometheus/build.sh
+# The S3-compatible store the media tests write to (SeaweedFS from the Go module proxy; long once, then cached).
+stage "seaweedfs build" scripts/lib/seaweedfs.sh
 # The Postgres, PgBouncer and Redis the suites start, of the versions the presets deploy (minutes once, then cached).
 stage "servers build" scripts/lib/servers.sh
 stage "service tests" vitest_json service service
