@@ -207,7 +207,8 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
       const stored = async () => Number((await stack.pool.query('SELECT count(*) AS n FROM messages WHERE id > $1 AND wamid LIKE $2', [before, `wamid.CHAOS${prefix}%`])).rows[0].n);
       const ok = await waitFor(async () => (await stored()) >= n, 180, 100);
       const rate = ok ? n / ((performance.now() - start) / 1000) : 0;
-      console.log(`  ${prefix}: ${Math.round(rate)} msg/s, worker ${((cpuSeconds(proc.child.pid!) - cpu0) * 1000 / n).toFixed(3)} CPU-s per 1,000 messages`);
+      const cpu = cpuSeconds(proc.child.pid!) - cpu0;
+      console.log(`  ${prefix}: ${Math.round(rate)} msg/s, worker ${(cpu * 1000 / (await stored())).toFixed(3)} CPU-s per 1,000 messages stored`);
       return rate;
     };
     await worker.stop();
