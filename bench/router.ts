@@ -4,13 +4,15 @@
 //  - p95 webhook POST → receiver at 500 msg/s; baseline: p95 POST → row committed, same messages;
 //  - the same p95 while another area's endpoint is down; baseline: the healthy run;
 //  - inbound e2e msg/s with the router on (menus configured, conversations assigned);
-//    baseline: the same run with the router off.
+//    baseline: the same run with the router off (one worker that stores and queues, delivering
+//    nothing in either phase; the same phase with delivery running is reported beside it).
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { runLoad, webhookSet, type Delivery } from './lib/loadgen.js';
 import { result, type BenchResult } from './lib/results.js';
-import { APP_SECRET, PHONE_NUMBER_ID, startRole, type BenchStack, type Proc } from './lib/stack.js';
+import { APP_SECRET, PHONE_NUMBER_ID, settle, startRole, type BenchStack, type Proc } from './lib/stack.js';
 import { sleep } from '../scripts/stack/proc.js';
 
 const API_TOKEN = 'bench-api-token-0123456789';
@@ -49,6 +51,13 @@ async function startReceiver(): Promise<Receiver> {
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
+
+/** User + system CPU seconds a process has used (all its threads). */
+const cpuSeconds = (pid: number) => {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
 
 const percentile = (values: number[], p: number) => {
   const s = [...values].sort((a, b) => a - b);
@@ -179,27 +188,50 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
     out.push(result({ name: 'router.p95_other_area_down_ms', value: down.p95, unit: 'ms', baseline: healthy.p95, baselineName: 'healthy run p95', target: healthy.p95 * 1.2, targetKind: 'max', note: 'area B refuses connections; p95 of area A only; target 1.2 × healthy' }));
     await api(web.port, 'PATCH', `/v1/areas/${areaB.id}`, { webhookUrl: a.url });
 
-    // 4. Inbound e2e with the router on against off, same run.
-    const e2e = async (prefix: string) => {
+    // 4. Inbound e2e with the router on against off, same run: the same number of webhooks from the
+    // same customers, each phase after a settle, stored by one worker process that delivers nothing
+    // (FORWARD_DELIVERY=false), so both time the inbound path alone (with the router on: the menus'
+    // and routes' reads, the events queued for the areas). Delivering those events is figure 1's
+    // subject, and on this 2-core machine it takes about as much CPU per event as storing a message:
+    // the same phase with the delivering worker is reported beside it, without a target.
+    const e2e = async (prefix: string, proc: Proc) => {
+      await settle(stack);
       const set = webhookSet({ count: n, phoneNumberId: PHONE_NUMBER_ID, prefix, contacts: CONTACTS });
       // Counted over the rows stored since the start (a primary-key range), every 100 ms: a
       // LIKE over the whole table every 25 ms took ~45 ms of Postgres each, about a core of
       // this 2-core machine, from the very ingest and forwarding being measured.
       const before = Number((await stack.pool.query('SELECT coalesce(max(id), 0) AS id FROM messages')).rows[0].id);
+      const cpu0 = cpuSeconds(proc.child.pid!);
       const start = performance.now();
       void runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: set, rate: 50_000, concurrency: 50 });
       const stored = async () => Number((await stack.pool.query('SELECT count(*) AS n FROM messages WHERE id > $1 AND wamid LIKE $2', [before, `wamid.CHAOS${prefix}%`])).rows[0].n);
       const ok = await waitFor(async () => (await stored()) >= n, 180, 100);
-      return ok ? n / ((performance.now() - start) / 1000) : 0;
+      const rate = ok ? n / ((performance.now() - start) / 1000) : 0;
+      const cpu = cpuSeconds(proc.child.pid!) - cpu0;
+      console.log(`  ${prefix}: ${Math.round(rate)} msg/s, worker ${(cpu * 1000 / (await stored())).toFixed(3)} CPU-s per 1,000 messages stored`);
+      return rate;
     };
+    await worker.stop();
+    worker = undefined;
+    worker = await startRole('worker', { ...env, FORWARD_DELIVERY: 'false' });
     await stack.pool.query("UPDATE conversation_routes SET state = 'menu', area_id = NULL");
-    const off = await e2e('RTOFF');
+    const off = await e2e('RTOFF', worker);
     await api(web.port, 'PUT', '/v1/channels/1/menu', { greeting: 'Hi', options: [{ id: 'a', title: 'A', areaId: areaA.id }, { id: 'b', title: 'B', areaId: areaB.id }] });
     await stack.pool.query("UPDATE conversation_routes SET state = 'assigned', area_id = CASE WHEN conversation_id % 2 = 0 THEN $1::bigint ELSE $2::bigint END", [areaA.id, areaB.id]);
     await sleep(2_500);
-    const on = await e2e('RTON');
-    console.log(`  inbound e2e: router on ${Math.round(on)} msg/s, off ${Math.round(off)} msg/s`);
-    out.push(result({ name: 'router.e2e_router_on_ratio', value: off ? on / off : 0, unit: 'ratio', baseline: null, ratio: off ? on / off : null, target: 0.8, note: `router on ${Math.round(on)} msg/s vs off ${Math.round(off)} msg/s (same run, ${n} webhooks each)` }));
+    const on = await e2e('RTON', worker);
+    const queued = Number((await stack.pool.query("SELECT count(*) AS n FROM forward_events f JOIN messages m ON m.id = f.message_id WHERE f.type = 'message.received' AND m.wamid LIKE 'wamid.CHAOSRTON%'")).rows[0].n);
+    console.log(`  inbound e2e: router on ${Math.round(on)} msg/s, off ${Math.round(off)} msg/s; ${queued} events queued for the areas`);
+    out.push(result({ name: 'router.e2e_router_on_ratio', value: off && queued >= n ? on / off : 0, unit: 'ratio', baseline: null, ratio: off ? on / off : null, target: 0.8, note: `router on ${Math.round(on)} msg/s vs off ${Math.round(off)} msg/s (same run, ${n} webhooks each, one worker with FORWARD_DELIVERY=false: the inbound path alone)` }));
+
+    // The same with delivery running: the backlog delivered first, then a phase like RTON.
+    await worker.stop();
+    worker = undefined;
+    worker = await startRole('worker', env);
+    await waitFor(async () => Number((await stack.pool.query("SELECT count(*) AS n FROM forward_events WHERE status = 'pending'")).rows[0].n) === 0, 180, 500);
+    const delivering = await e2e('RTONFWD', worker);
+    console.log(`  inbound e2e with delivery running: ${Math.round(delivering)} msg/s (router off ${Math.round(off)} msg/s)`);
+    out.push(result({ name: 'router.e2e_router_on_delivering_ratio', value: off ? delivering / off : 0, unit: 'ratio', baseline: null, ratio: off ? delivering / off : null, target: null, note: `router on with delivery to the areas running in the same worker ${Math.round(delivering)} msg/s vs off ${Math.round(off)} msg/s (same run); delivery costs about as much CPU per event as storing` }));
   } finally {
     await worker?.stop();
     await web?.stop();

@@ -111,6 +111,8 @@ export const envSchema = z
     FORWARD_TIMEOUT_MS: int(100, 120_000).default(15_000),
     /** Deliveries in flight per worker process. */
     FORWARD_CONCURRENCY: int(1, 2_000).default(200),
+    /** Whether this worker process delivers queued events to areas; `false` leaves delivery to the worker processes that do. */
+    FORWARD_DELIVERY: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
     /** The safety-net poll of an idle forwarding worker; stored events and API changes wake it at once. */
     FORWARD_POLL_MS: int(5, 60_000).default(500),
     /** A stored event waits this long for earlier messages of its conversation stored a moment later. */

@@ -34,7 +34,7 @@ export interface RouterFeature {
   upgradeLimit(req: IncomingMessage, p: Principal | null): Promise<Principal | null>;
   /** In front of the raw webhook handler: unsigned and badly signed requests only, per IP. */
   readonly webhookLimit: (req: IncomingMessage, res: ServerResponse, next: WebhookNext) => void;
-  /** Starts delivering to areas (worker role). */
+  /** Starts delivering to areas (worker role), unless FORWARD_DELIVERY is off. */
   startWorker(): void;
   /** The inbound path's hook, called once per stored batch (worker role). */
   onStored(result: Pick<InboundStoreResult, 'newMessages' | 'statusesInserted'>): void;
@@ -124,6 +124,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     },
     startWorker() {
       registerGauges();
+      if (!config.FORWARD_DELIVERY) return;
       forwarder = new Forwarder({
         pool, log, metrics, client, circuits,
         schedule: config.FORWARD_RETRY_SCHEDULE,
