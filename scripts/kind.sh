@@ -93,7 +93,13 @@ load_images() {
   [ -x scripts/images/build-servers.sh ] || { echo "kind: scripts/images/build-servers.sh is missing: no images of Postgres, PgBouncer and Redis to load" >&2; exit 1; }
   mapfile -t -O 1 archives < <(scripts/images/build-servers.sh)
   for a in "${archives[@]}"; do "$KIND" load image-archive --name "$NAME" "$a"; done
-  echo "kind: images loaded in $(elapsed "$t0") s" >&2
+  # The manifests pull a tag on every start (imagePullPolicy Always: a tag may be pushed again) and
+  # no registry answers here, so the preset runs our image by the digest the node knows it by.
+  local digest
+  digest=$("$engine" exec "$NAME-control-plane" crictl inspecti -o json "$IMAGE" | jq -r '.status.repoDigests[0] // empty')
+  [ -n "$digest" ] || { echo "kind: the node has no digest for $IMAGE" >&2; exit 1; }
+  echo "$digest" > "$STATE/$NAME.image"
+  echo "kind: images loaded in $(elapsed "$t0") s ($digest)" >&2
 }
 
 # The claims' volumes: folders on the node as local PersistentVolumes of the default StorageClass
@@ -134,7 +140,7 @@ pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
 postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 monitoring: { prometheusOperator: false }
 YAML
-  KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE=$IMAGE \
+  KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE="$(cat "$STATE/$NAME.image")" \
     OVERRIDES=$PWD/$overrides WHATSAPP_APP_SECRET=${WHATSAPP_APP_SECRET:-kind-test-app-secret} scripts/deploy.sh
   kubectl -n "$NAMESPACE" wait --for=condition=Ready pod -l app.kubernetes.io/part-of=wa-router \
     --field-selector=status.phase!=Succeeded --timeout=10m
@@ -144,10 +150,13 @@ YAML
 case "${1:-}" in
   up) up ;;
   test)
-    K8S_TESTS_KUBECONFIG=$KUBECONFIG_FILE npm test -w @wa-router/k8s-tests
+    [ -f "$STATE/$NAME.image" ] || { echo "kind: no cluster $NAME (make kind-up PRESET=$PRESET first)" >&2; exit 1; }
+    K8S_TESTS_KUBECONFIG=$KUBECONFIG_FILE K8S_TESTS_KIND_NAMESPACE=$NAMESPACE K8S_TESTS_KUBECTL=$KUBECTL \
+      K8S_TESTS_KIND_IMAGE=$(cat "$STATE/$NAME.image") npm test -w @wa-router/k8s-tests -- test/kind-e2e.test.ts
     ;;
   down)
-    "$KIND" delete cluster --name "$NAME"
+    "$KIND" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_FILE"
+    rm -f "$KUBECONFIG_FILE" "$STATE/$NAME".* "$STATE/$PRESET-overrides.yaml" "$STATE/wa-router-image.tar"
     ;;
   *)
     echo "usage: scripts/kind.sh up|test|down (PRESET=minimal|standard|premium)" >&2
