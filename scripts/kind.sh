@@ -65,6 +65,17 @@ kubeadmConfigPatches:
       # kubeadm $K8S_VERSION names etcd 3.7.0; the module proxy serves $ETCD_VERSION, preloaded.
       imageTag: "$ETCD_VERSION-0"
 - |
+  kind: InitConfiguration
+  # kubeadm's defaults (4 min for the control plane, 1 min per API call) fail on a loaded 2-core
+  # machine: the first run here stopped with "could not bootstrap the admin user ... context
+  # deadline exceeded" while the API server was still starting.
+  timeouts:
+    controlPlaneComponentHealthCheck: 15m
+    kubeletHealthCheck: 10m
+    kubernetesAPICall: 5m
+    etcdAPICall: 5m
+    tlsBootstrap: 10m
+- |
   kind: KubeletConfiguration
   # This machine has cgroup v1 (hybrid); kubelet 1.35+ refuses it unless told.
   failCgroupV1: false
@@ -72,7 +83,7 @@ YAML
   if ! "$KIND" get clusters 2>/dev/null | grep -qx "$NAME"; then
     local t1=$SECONDS
     "$KIND" create cluster --name "$NAME" --image "$node_image" --config "$STATE/$NAME.yaml" \
-      --kubeconfig "$KUBECONFIG_FILE" --wait 5m
+      --kubeconfig "$KUBECONFIG_FILE" --wait 10m
     echo "kind: cluster $NAME created in $(elapsed "$t1") s" >&2
   fi
   kubectl wait --for=condition=Ready node --all --timeout=5m
