@@ -106,9 +106,14 @@ load_images() {
   for a in "${archives[@]}"; do "$KIND" load image-archive --name "$NAME" "$a"; done
   # The manifests pull a tag on every start (imagePullPolicy Always: a tag may be pushed again) and
   # no registry answers here, so the preset runs our image by the digest the node knows it by.
-  local digest
-  digest=$("$engine" exec "$NAME-control-plane" crictl inspecti -o json "$IMAGE" | jq -r '.status.repoDigests[0] // empty')
+  # kind's import names the digest import-<date>@sha256:…, which the kubelet looks up as
+  # docker.io/library/import-… and does not find ("failed to resolve reference … registry-1.docker.io"),
+  # so the node gets the digest under our repository's name too.
+  local node=$NAME-control-plane digest
+  digest=$("$engine" exec "$node" crictl inspecti -o json "$IMAGE" | jq -r '.status.repoDigests[0] // empty')
   [ -n "$digest" ] || { echo "kind: the node has no digest for $IMAGE" >&2; exit 1; }
+  digest=${IMAGE%:*}@${digest#*@}
+  "$engine" exec "$node" ctr -n k8s.io images tag --force "$IMAGE" "$digest" >/dev/null
   echo "$digest" > "$STATE/$NAME.image"
   echo "kind: images loaded in $(elapsed "$t0") s ($digest)" >&2
 }
