@@ -122,7 +122,9 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
 
     // The Graph API simulator, bundled into one file and run by the wa-router image (it has Node).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-kind-sim-'));
-    await run(path.join(ROOT, 'node_modules/.bin/esbuild'), ['scripts/graph-sim/main.ts', '--bundle', '--platform=node', '--format=esm', `--outfile=${dir}/graph-sim.mjs`, '--log-level=warning'], { cwd: ROOT });
+    await run(path.join(ROOT, 'node_modules/.bin/esbuild'), ['scripts/graph-sim/main.ts', '--bundle', '--platform=node', '--format=esm', `--outfile=${dir}/graph-sim.mjs`, '--log-level=warning',
+      // busboy is CommonJS: its require('stream') needs a require in the ES module bundle.
+      "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"], { cwd: ROOT });
     const cm = await run(KUBECTL, ['-n', NAMESPACE, 'create', 'configmap', SIM, `--from-file=${dir}/graph-sim.mjs`, '--dry-run=client', '-o', 'json']);
     fs.rmSync(dir, { recursive: true, force: true });
     const labels = { 'app.kubernetes.io/name': SIM };
@@ -246,13 +248,13 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
     const during = refused.filter((r) => r.at >= deletedAt);
     const recoveryMs = during.length ? during.at(-1)!.at - deletedAt : 0;
     console.log(`kind failover: ${promoted} promoted ${promotedMs} ms after ${master} was deleted; ${acked.length} webhooks acked, ${refused.length} refused (last ${recoveryMs} ms after the deletion): ${[...new Set(refused.map((r) => r.what))].join('; ')}`);
-    expect(recoveryMs, 'time webhooks were refused after the master pod went').toBeLessThan(60_000);
     // Every acked webhook is stored: an ack is a promise the promotion must not break.
     await eventually(async () => {
       const missing = (await Promise.all(acked.map(async (w) => ((await stored(w)) ? null : w)))).filter(Boolean);
       return missing.length === 0 || null;
     }, `all ${acked.length} acked webhooks stored`, 120_000, 2_000);
-  });
+    expect(recoveryMs, 'time webhooks were refused after the master pod went').toBeLessThan(60_000);
+  }, 600_000);
 
   it('loses nothing while the worker is scaled to 0 and back', async () => {
     const deployment = 'deployment/wa-router-worker';
@@ -270,5 +272,5 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
       const missing = (await Promise.all(wamids.map(async (w) => ((await stored(w)) ? null : w)))).filter(Boolean);
       return missing.length === 0 || null;
     }, 'every webhook acked while no worker ran stored', 120_000, 1_000);
-  });
+  }, 900_000);
 });
