@@ -173,6 +173,8 @@ case "${1:-}" in
   down)
     "$KIND" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_FILE"
     rm -f "$KUBECONFIG_FILE" "$STATE/$NAME".* "$STATE/$PRESET-overrides.yaml" "$STATE/wa-router-image.tar"
+    # kind keeps its network for the next cluster; with no cluster left it goes too.
+    if [ "$engine" = podman ] && [ -z "$("$KIND" get clusters 2>/dev/null)" ]; then podman network rm kind >/dev/null 2>&1 || true; fi
     ;;
   *)
     echo "usage: scripts/kind.sh up|test|down (PRESET=minimal|standard|premium)" >&2
