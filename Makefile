@@ -75,7 +75,7 @@ KIND_PRESET = $(if $(filter command line environment,$(origin PRESET)),$(PRESET)
 kind-up: ## a one-node kind cluster running PRESET (default minimal) on podman or Docker, every image built here (scripts/kind/)
 	@PRESET=$(KIND_PRESET) scripts/kind.sh up
 
-kind-test: ## k8s-tests against the kind cluster
+kind-test: ## end-to-end checks in the kind cluster (k8s-tests/test/kind-e2e.test.ts)
 	@PRESET=$(KIND_PRESET) scripts/kind.sh test
 
 kind-down: ## delete the kind cluster of PRESET

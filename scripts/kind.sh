@@ -65,6 +65,17 @@ kubeadmConfigPatches:
       # kubeadm $K8S_VERSION names etcd 3.7.0; the module proxy serves $ETCD_VERSION, preloaded.
       imageTag: "$ETCD_VERSION-0"
 - |
+  kind: InitConfiguration
+  # kubeadm's defaults (4 min for the control plane, 1 min per API call) fail on a loaded 2-core
+  # machine: the first run here stopped with "could not bootstrap the admin user ... context
+  # deadline exceeded" while the API server was still starting.
+  timeouts:
+    controlPlaneComponentHealthCheck: 15m
+    kubeletHealthCheck: 10m
+    kubernetesAPICall: 5m
+    etcdAPICall: 5m
+    tlsBootstrap: 10m
+- |
   kind: KubeletConfiguration
   # This machine has cgroup v1 (hybrid); kubelet 1.35+ refuses it unless told.
   failCgroupV1: false
@@ -72,7 +83,7 @@ YAML
   if ! "$KIND" get clusters 2>/dev/null | grep -qx "$NAME"; then
     local t1=$SECONDS
     "$KIND" create cluster --name "$NAME" --image "$node_image" --config "$STATE/$NAME.yaml" \
-      --kubeconfig "$KUBECONFIG_FILE" --wait 5m
+      --kubeconfig "$KUBECONFIG_FILE" --wait 10m
     echo "kind: cluster $NAME created in $(elapsed "$t1") s" >&2
   fi
   kubectl wait --for=condition=Ready node --all --timeout=5m
@@ -93,7 +104,18 @@ load_images() {
   [ -x scripts/images/build-servers.sh ] || { echo "kind: scripts/images/build-servers.sh is missing: no images of Postgres, PgBouncer and Redis to load" >&2; exit 1; }
   mapfile -t -O 1 archives < <(scripts/images/build-servers.sh)
   for a in "${archives[@]}"; do "$KIND" load image-archive --name "$NAME" "$a"; done
-  echo "kind: images loaded in $(elapsed "$t0") s" >&2
+  # The manifests pull a tag on every start (imagePullPolicy Always: a tag may be pushed again) and
+  # no registry answers here, so the preset runs our image by the digest the node knows it by.
+  # kind's import names the digest import-<date>@sha256:…, which the kubelet looks up as
+  # docker.io/library/import-… and does not find ("failed to resolve reference … registry-1.docker.io"),
+  # so the node gets the digest under our repository's name too.
+  local node=$NAME-control-plane digest
+  digest=$("$engine" exec "$node" crictl inspecti -o json "$IMAGE" | jq -r '.status.repoDigests[0] // empty')
+  [ -n "$digest" ] || { echo "kind: the node has no digest for $IMAGE" >&2; exit 1; }
+  digest=${IMAGE%:*}@${digest#*@}
+  "$engine" exec "$node" ctr -n k8s.io images tag --force "$IMAGE" "$digest" >/dev/null
+  echo "$digest" > "$STATE/$NAME.image"
+  echo "kind: images loaded in $(elapsed "$t0") s ($digest)" >&2
 }
 
 # The claims' volumes: folders on the node as local PersistentVolumes of the default StorageClass
@@ -134,7 +156,7 @@ pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
 postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 monitoring: { prometheusOperator: false }
 YAML
-  KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE=$IMAGE \
+  KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE="$(cat "$STATE/$NAME.image")" \
     OVERRIDES=$PWD/$overrides WHATSAPP_APP_SECRET=${WHATSAPP_APP_SECRET:-kind-test-app-secret} scripts/deploy.sh
   kubectl -n "$NAMESPACE" wait --for=condition=Ready pod -l app.kubernetes.io/part-of=wa-router \
     --field-selector=status.phase!=Succeeded --timeout=10m
@@ -144,10 +166,15 @@ YAML
 case "${1:-}" in
   up) up ;;
   test)
-    K8S_TESTS_KUBECONFIG=$KUBECONFIG_FILE npm test -w @wa-router/k8s-tests
+    [ -f "$STATE/$NAME.image" ] || { echo "kind: no cluster $NAME (make kind-up PRESET=$PRESET first)" >&2; exit 1; }
+    K8S_TESTS_KUBECONFIG=$KUBECONFIG_FILE K8S_TESTS_KIND_NAMESPACE=$NAMESPACE K8S_TESTS_KUBECTL=$KUBECTL \
+      K8S_TESTS_KIND_IMAGE=$(cat "$STATE/$NAME.image") npm test -w @wa-router/k8s-tests -- test/kind-e2e.test.ts
     ;;
   down)
-    "$KIND" delete cluster --name "$NAME"
+    "$KIND" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_FILE"
+    rm -f "$KUBECONFIG_FILE" "$STATE/$NAME".* "$STATE/$PRESET-overrides.yaml" "$STATE/wa-router-image.tar"
+    # kind keeps its network for the next cluster; with no cluster left it goes too.
+    if [ "$engine" = podman ] && [ -z "$("$KIND" get clusters 2>/dev/null)" ]; then podman network rm kind >/dev/null 2>&1 || true; fi
     ;;
   *)
     echo "usage: scripts/kind.sh up|test|down (PRESET=minimal|standard|premium)" >&2

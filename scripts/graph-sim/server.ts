@@ -153,7 +153,7 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
 }
 
-export async function startGraphSimulator(opts: { port?: number; config?: Partial<SimulatorConfig>; tokens?: Record<string, string> } = {}): Promise<GraphSimulator> {
+export async function startGraphSimulator(opts: { port?: number; host?: string; config?: Partial<SimulatorConfig>; tokens?: Record<string, string> } = {}): Promise<GraphSimulator> {
   const config: SimulatorConfig = { ...DEFAULT_CONFIG, ...opts.config };
   const tokens = new Map(Object.entries(opts.tokens ?? {}));
   const stats: SimulatorStats = { requests: 0, accepted: 0, errors: {}, webhooksSent: 0, dropped: 0 };
@@ -307,7 +307,8 @@ export async function startGraphSimulator(opts: { port?: number; config?: Partia
     }
   });
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve()));
+  // The URL callers use (a pod's simulator listens on every address: its Service reaches it).
   const url = (baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   return {
     url,

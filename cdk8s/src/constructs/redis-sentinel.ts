@@ -27,11 +27,13 @@ const REDIS_UID = 999;
 
 // Runs as the container's command: the config is copied somewhere writable, the password added
 // from the Secret, and the role decided by asking the Sentinels who the master is now (after a
-// failover the old master must come back as a replica, not as a second master).
+// failover the old master must come back as a replica, not as a second master). Written with cat,
+// not cp: cp keeps the ConfigMap file's read-only mode (0555), so the appends below failed with
+// "Permission denied" and, after a restart, so did cp itself.
 const START_REDIS = `#!/bin/sh
 set -eu
 conf=/run/redis/redis.conf
-cp /config/redis.conf "$conf"
+cat /config/redis.conf > "$conf"
 self="$POD_NAME.$HEADLESS"
 {
   echo "requirepass $REDIS_PASSWORD"
