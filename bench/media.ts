@@ -14,7 +14,8 @@ import { dbTransactions, redisCommands, treeCpuSeconds } from './lib/cost.js';
 import { result, type BenchResult } from './lib/results.js';
 import { APP_SECRET, PHONE_NUMBER_ID, ROOT, startBaseline, startRole, type BenchStack } from './lib/stack.js';
 
-const IN_FLIGHT = 8;
+/** Downloads in flight, in the worker (MEDIA_CONCURRENCY) and in the raw baseline alike. */
+const IN_FLIGHT = Number(process.env.BENCH_MEDIA_IN_FLIGHT ?? 8);
 const DOCS = 20;
 const DOC_BYTES = 50 * 1024 * 1024;
 
