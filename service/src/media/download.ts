@@ -6,11 +6,12 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Publish } from '../events/hub.js';
 import type { Logger } from '../log.js';
-import type { Pool } from '../store/pool.js';
+import { isTransientDbError } from '../store/pool.js';
+import { WriteCoalescer } from '../store/coalescer.js';
 import type { GraphMediaClient } from './graph-media.js';
 import type { MediaMetrics } from './metrics.js';
 import { isMediaType, MAX_BYTES, mimeAllowed, type MediaType } from './meta-types.js';
-import type { MediaRepo, MediaRow } from './repo.js';
+import type { MediaOutcome, MediaRepo, MediaRow } from './repo.js';
 import { keyForSha256, type MediaStore } from './store.js';
 import { MediaCheckError, VerifyingStream } from './verify.js';
 
@@ -20,7 +21,6 @@ export interface MediaJobData {
 }
 
 export interface DownloadDeps {
-  readonly pool: Pool;
   readonly repo: MediaRepo;
   readonly store: MediaStore;
   readonly graph: GraphMediaClient;
@@ -44,18 +44,20 @@ const hexOf = (sha: string | null): string | null => {
 };
 
 export function createDownloadProcessor(d: DownloadDeps) {
-  const fail = async (row: MediaRow, code: string, reason: string): Promise<Outcome> => {
-    await d.repo.markFailed(row.id, code, reason);
-    await announce(row, 'failed');
-    return `failed:${code}`;
-  };
+  // The jobs in flight share their statements: one to load their rows, one to look up stored
+  // copies, one to record their outcomes (and one event message for all of them).
+  const coalesce = <I, R>(write: (items: I[]) => Promise<R>) =>
+    new WriteCoalescer<I, R>({ write, splitOn: (err) => !isTransientDbError(err), parallel: 1 });
+  const loads = coalesce((ids: number[]) => d.repo.forDownload(ids));
+  const copies = coalesce((hexes: string[]) => d.repo.storedKeysOf(hexes));
+  const outcomes = coalesce(async (list: MediaOutcome[]) => {
+    const changed = await d.repo.finish(list);
+    d.publish(changed.filter((m) => m.messageId !== null).map((m) => ({ type: 'message.media', messageId: m.messageId!, conversationId: m.conversationId!, channelId: m.channelId, status: m.status })));
+  });
 
-  const announce = async (row: MediaRow, status: 'stored' | 'failed') => {
-    const { rows } = await d.pool.query<{ id: number; conversationId: number }>(
-      'SELECT id::int, conversation_id::int AS "conversationId" FROM messages WHERE channel_id = $1 AND media_id = $2',
-      [row.channelId, row.metaId],
-    );
-    d.publish(rows.map((m) => ({ type: 'message.media', messageId: m.id, conversationId: m.conversationId, channelId: row.channelId, status })));
+  const fail = async (row: MediaRow, code: string, reason: string): Promise<Outcome> => {
+    await outcomes.submit([{ id: row.id, status: 'failed', code, reason }]);
+    return `failed:${code}`;
   };
 
   async function download(row: MediaRow & { metaId: string }, type: MediaType, token: string, job: Job<MediaJobData>): Promise<Outcome> {
@@ -77,12 +79,11 @@ export function createDownloadProcessor(d: DownloadDeps) {
       if (fileSize !== null && fileSize > MAX_BYTES[type]) return fail(row, 'too_large', `${fileSize} bytes, over Meta's ${MAX_BYTES[type]} for ${type}`);
       const declaredHex = hexOf(sha256);
       if (declaredHex) {
-        const existing = await d.repo.storedKeyOf(declaredHex);
+        const existing = (await copies.submit([declaredHex])).get(declaredHex);
         // Only an object that is there (a row can outlive its object) and of the declared size.
         const size = existing ? await d.store.size(existing) : null;
         if (existing && size !== null && (fileSize === null || size === fileSize)) {
-          await d.repo.markStored(row.id, { key: existing, size, mimeType, sha256: declaredHex });
-          await announce(row, 'stored');
+          await outcomes.submit([{ id: row.id, status: 'stored', key: existing, size, mimeType, sha256: declaredHex }]);
           return 'deduplicated';
         }
       }
@@ -105,20 +106,18 @@ export function createDownloadProcessor(d: DownloadDeps) {
         throw err;
       }
       d.metrics.bytes.inc({ type }, verify.count);
-      const stored = await d.repo.markStored(row.id, { key, size: verify.count, mimeType, sha256: verify.digest });
-      if (stored) await announce(row, 'stored');
+      await outcomes.submit([{ id: row.id, status: 'stored', key, size: verify.count, mimeType, sha256: verify.digest }]);
       return 'stored';
     }
   }
 
   return async (job: Job<MediaJobData>): Promise<Outcome> => {
-    const row = await d.repo.byId(job.data.mediaId);
+    const row = (await loads.submit([job.data.mediaId])).get(job.data.mediaId);
     if (!row || row.status === 'stored' || !row.metaId) return 'skipped';
     if (!isMediaType(row.type)) return fail(row, 'unsupported_type', `${row.type} messages carry no downloadable media`);
-    const channel = await d.repo.channel(row.channelId);
-    if (!channel?.accessToken) throw new Error(`channel ${row.channelId} has no access token`);
+    if (!row.accessToken) throw new Error(`channel ${row.channelId} has no access token`);
     const started = performance.now();
-    const outcome = await download({ ...row, metaId: row.metaId }, row.type, channel.accessToken, job);
+    const outcome = await download({ ...row, metaId: row.metaId }, row.type, row.accessToken, job);
     d.metrics.downloads.inc({ result: outcome.startsWith('failed:') ? outcome.slice(7) : outcome, type: row.type });
     if (outcome === 'stored') d.metrics.seconds.observe({ type: row.type }, (performance.now() - started) / 1000);
     return outcome;

@@ -81,7 +81,7 @@ export function createMediaFeature(d: { config: Config; pool: Pool; redis: Redis
     routes: (auth) =>
       mediaRoutes({ pool: d.pool, repo, store, graph, urlKey, urlTtlSeconds: config.MEDIA_URL_TTL_SECONDS, redirect: config.MEDIA_S3_REDIRECT, resolveChannel }, auth),
     startWorker(jobs) {
-      worker = startMediaWorker({ config, redis: d.redis, queue, jobs, pool: d.pool, repo, store, graph, metrics, publish: d.publish, log: d.log, tokenPauseMs: TOKEN_PAUSE_MS });
+      worker = startMediaWorker({ config, redis: d.redis, queue, jobs, repo, store, graph, metrics, publish: d.publish, log: d.log, tokenPauseMs: TOKEN_PAUSE_MS });
     },
     async stop() {
       await worker?.close();

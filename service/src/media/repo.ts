@@ -22,12 +22,21 @@ const columns = (t: string) => `${t}.id::int, ${t}.channel_id::int AS "channelId
   ${t}.status, ${t}.storage_key AS "storageKey", ${t}.size::float8 AS size, ${t}.mime_type AS "mimeType", ${t}.sha256, ${t}.filename,
   ${t}.error_code AS "errorCode", ${t}.error_reason AS "errorReason"`;
 
+/** How one download ended. */
+export type MediaOutcome =
+  | { readonly id: number; readonly status: 'stored'; readonly key: string; readonly size: number; readonly mimeType: string; readonly sha256: string }
+  | { readonly id: number; readonly status: 'failed'; readonly code: string; readonly reason: string };
+
 export class MediaRepo {
   constructor(private readonly pool: Pool) {}
 
-  async byId(id: number): Promise<MediaRow | null> {
-    const { rows } = await this.pool.query<MediaRow>(`SELECT ${columns('media')} FROM media WHERE id = $1`, [id]);
-    return rows[0] ?? null;
+  /** Rows to download with their channel's token, in one statement for the jobs in flight. */
+  async forDownload(ids: readonly number[]): Promise<Map<number, MediaRow & { accessToken: string | null }>> {
+    const { rows } = await this.pool.query<MediaRow & { accessToken: string | null }>(
+      `SELECT ${columns('d')}, c.access_token AS "accessToken" FROM media d JOIN channels c ON c.id = d.channel_id WHERE d.id = ANY($1::bigint[])`,
+      [ids],
+    );
+    return new Map(rows.map((r) => [r.id, r]));
   }
 
   /** The media of a message (its channel's row for the message's Meta media id). */
@@ -37,15 +46,6 @@ export class MediaRepo {
          FROM messages m JOIN media d ON d.channel_id = m.channel_id AND d.meta_id = m.media_id
         WHERE m.id = $1`,
       [messageId],
-    );
-    return rows[0] ?? null;
-  }
-
-  /** The channel's phone number id and token, for Graph calls. */
-  async channel(channelId: number): Promise<{ phoneNumberId: string; accessToken: string | null } | null> {
-    const { rows } = await this.pool.query<{ phoneNumberId: string; accessToken: string | null }>(
-      'SELECT phone_number_id AS "phoneNumberId", access_token AS "accessToken" FROM channels WHERE id = $1',
-      [channelId],
     );
     return rows[0] ?? null;
   }
@@ -71,20 +71,52 @@ export class MediaRepo {
     await this.pool.query('UPDATE media SET enqueued_at = NULL WHERE id = ANY($1::bigint[])', [ids]);
   }
 
-  /** A stored object with these bytes, if any (the same file sent twice is kept once). */
-  async storedKeyOf(sha256Hex: string): Promise<string | null> {
-    const { rows } = await this.pool.query<{ key: string }>("SELECT storage_key AS key FROM media WHERE sha256 = $1 AND status = 'stored' LIMIT 1", [sha256Hex]);
-    return rows[0]?.key ?? null;
+  /** Stored objects with these bytes, by hex SHA-256 (the same file sent twice is kept once). */
+  async storedKeysOf(sha256Hex: readonly string[]): Promise<Map<string, string>> {
+    const { rows } = await this.pool.query<{ sha256: string; key: string }>(
+      "SELECT DISTINCT ON (sha256) sha256, storage_key AS key FROM media WHERE sha256 = ANY($1::text[]) AND status = 'stored'",
+      [sha256Hex],
+    );
+    return new Map(rows.map((r) => [r.sha256, r.key]));
   }
 
-  async markStored(id: number, v: { key: string; size: number; mimeType: string; sha256: string }): Promise<boolean> {
-    const { rowCount } = await this.pool.query(
-      `UPDATE media SET status = 'stored', storage_key = $2, size = $3, mime_type = $4, sha256 = $5, error_code = NULL, error_reason = NULL,
-              stored_at = now(), updated_at = now()
-        WHERE id = $1 AND status <> 'stored'`,
-      [id, v.key, v.size, v.mimeType, v.sha256],
+  /**
+   * Records the outcomes of many downloads in one statement (a row already stored keeps its
+   * object) and answers the messages of each row it changed, for the `message.media` event.
+   */
+  async finish(outcomes: readonly MediaOutcome[]): Promise<{ mediaId: number; channelId: number; status: 'stored' | 'failed'; messageId: number | null; conversationId: number | null }[]> {
+    // One change per row: a statement cannot change the same row twice.
+    const byId = new Map(outcomes.map((o) => [o.id, o]));
+    const list = [...byId.values()];
+    const stored = (o: MediaOutcome) => (o.status === 'stored' ? o : null);
+    const failed = (o: MediaOutcome) => (o.status === 'failed' ? o : null);
+    const { rows } = await this.pool.query<{ mediaId: number; channelId: number; status: 'stored' | 'failed'; messageId: number | null; conversationId: number | null }>(
+      `WITH v AS (
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+                    AS v(id, key, size, mime_type, sha256, error_code, error_reason)
+       ), u AS (
+         UPDATE media d
+            SET status = CASE WHEN v.error_code IS NULL THEN 'stored' ELSE 'failed' END,
+                storage_key = coalesce(v.key, d.storage_key), size = coalesce(v.size, d.size),
+                mime_type = coalesce(v.mime_type, d.mime_type), sha256 = coalesce(v.sha256, d.sha256),
+                error_code = v.error_code, error_reason = v.error_reason,
+                stored_at = CASE WHEN v.error_code IS NULL THEN now() ELSE d.stored_at END, updated_at = now()
+           FROM v
+          WHERE d.id = v.id AND d.status <> 'stored'
+         RETURNING d.id, d.channel_id, d.meta_id, d.status)
+       SELECT u.id::int AS "mediaId", u.channel_id::int AS "channelId", u.status, m.id::int AS "messageId", m.conversation_id::int AS "conversationId"
+         FROM u LEFT JOIN messages m ON m.channel_id = u.channel_id AND m.media_id = u.meta_id`,
+      [
+        list.map((o) => o.id),
+        list.map((o) => stored(o)?.key ?? null),
+        list.map((o) => stored(o)?.size ?? null),
+        list.map((o) => stored(o)?.mimeType ?? null),
+        list.map((o) => stored(o)?.sha256 ?? null),
+        list.map((o) => failed(o)?.code ?? null),
+        list.map((o) => failed(o)?.reason.slice(0, 1000) ?? null),
+      ],
     );
-    return (rowCount ?? 0) > 0;
+    return rows;
   }
 
   async markFailed(id: number, code: string, reason: string): Promise<void> {

@@ -42,6 +42,8 @@ const TMP_DIR = '.partial';
 export class FsMediaStore implements MediaStore {
   readonly kind = 'fs';
 
+  private tmpReady: Promise<void> | undefined;
+
   constructor(private readonly root: string) {}
 
   private file(key: string): string {
@@ -57,13 +59,25 @@ export class FsMediaStore implements MediaStore {
 
   async put(key: string, body: Readable): Promise<void> {
     const file = this.file(key);
-    await Promise.all([fs.promises.mkdir(path.dirname(file), { recursive: true }), fs.promises.mkdir(this.tmpDir, { recursive: true })]);
+    // Folders are created when missing, not asked for on every write: two fewer file-system
+    // calls per object on the path that stores hundreds a second.
+    this.tmpReady ??= fs.promises.mkdir(this.tmpDir, { recursive: true }).then(() => undefined, (err: unknown) => {
+      this.tmpReady = undefined;
+      throw err;
+    });
+    await this.tmpReady;
     // Written aside and renamed: a reader never sees a partial file, a crash leaves only a temp file.
     const tmp = path.join(this.tmpDir, `${randomBytes(9).toString('hex')}.partial`);
     try {
       await pipeline(body, fs.createWriteStream(tmp));
-      await fs.promises.rename(tmp, file);
+      await fs.promises.rename(tmp, file).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        await fs.promises.mkdir(path.dirname(file), { recursive: true });
+        await fs.promises.rename(tmp, file);
+      });
     } catch (err) {
+      // The temp folder went away under us: the next write creates it again.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.tmpReady = undefined;
       await fs.promises.rm(tmp, { force: true });
       throw err;
     }

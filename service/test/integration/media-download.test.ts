@@ -12,7 +12,8 @@ import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { bytesOf, mediaOf, receiveItem, receiveMedia, type Kind } from '../helpers/media.js';
-import { envelope, historyChange, historyMessage, imageMessage } from '../fixtures/payloads.js';
+import { envelope, historyChange, historyMessage, imageMessage, inboundEnvelope } from '../fixtures/payloads.js';
+import { openSse } from '../helpers/events.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -127,6 +128,39 @@ describe('inbound media', () => {
     const m = await stored(img.id);
     const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
     expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it('stores media downloaded together each with its own outcome, and tells agents once per message', async () => {
+    const sse = openSse(app.url, `?access_token=${API_TOKEN}&types=message.media`);
+    expect((await sse.ready).status).toBe(200);
+    // One webhook of 24 images: the worker has several in flight and records their outcomes in
+    // shared statements; every third of eight lies about its SHA-256.
+    const items = Array.from({ length: 24 }, (_, i) => {
+      const item = sim.media.add(bytesOf(10_000 + i), 'image/jpeg');
+      if (i % 8 === 3) item.sha256 = 'b'.repeat(64);
+      return item;
+    });
+    const messages = items.map((item, i) => imageMessage({ from: `55119555${String(i).padStart(5, '0')}`, mediaId: item.id, mimeType: item.mime, sha256: item.sha256 }));
+    expect((await postWebhook(app.url, JSON.stringify(inboundEnvelope(messages)))).status).toBe(200);
+    try {
+      for (const [i, item] of items.entries()) {
+        const liar = i % 8 === 3;
+        const m = await stored(messages[i]!.id, liar ? 'failed' : 'stored');
+        if (liar) {
+          expect(m.errorCode).toBe('sha256_mismatch');
+        } else {
+          const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+          expect(Buffer.from(await res.arrayBuffer()).equals(item.bytes), `image ${i}`).toBe(true);
+        }
+        const events = await eventually(async () => {
+          const mine = sse.events.filter((e) => e.data.messageId === m.messageId);
+          return mine.length > 0 ? mine : null;
+        }, { what: `message.media of image ${i}` });
+        expect(events.map((e) => e.data.status), `image ${i}`).toEqual([liar ? 'failed' : 'stored']);
+      }
+    } finally {
+      await sse.close();
+    }
   });
 
   it('keeps the same bytes once', async () => {
