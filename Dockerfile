@@ -34,6 +34,8 @@ COPY cdk8s/package.json cdk8s/
 COPY k8s-tests/package.json k8s-tests/
 RUN npm ci --workspace @wa-router/cdk8s --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY cdk8s/src cdk8s/src
+# The server versions the presets deploy (cdk8s/src/presets.ts imports them).
+COPY versions.json ./
 # uid 1000, read-only root filesystem: tsx keeps its compile cache in /tmp, an emptyDir in the manifests.
 USER node
 WORKDIR /app/cdk8s

@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PRESET ?= standard
 NAMESPACE ?= wa-router
 IMAGE ?= ghcr.io/wa-router/wa-router:latest
+OPERATOR_IMAGE ?= ghcr.io/wa-router/wa-router-operator:latest
 export PRESET NAMESPACE IMAGE
 # Every target runs on Node >= 24: the machine's own, or one installed once into ~/.cache/wa-router.
 NODE_BIN := $(shell scripts/lib/ensure-node.sh)
@@ -13,7 +14,7 @@ endif
 export PATH := $(NODE_BIN):$(PATH)
 
 .PHONY: help deps build up down test lint typecheck test-service test-cdk8s synth synth-all check-charts \
-        image deploy k8s-test bench chaos kind-up kind-test kind-down
+        image operator-image deploy k8s-test bench chaos kind-up kind-test kind-down
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +57,9 @@ check-charts: deps ## fail when charts/ drifts from the code
 
 image: deps ## build the image as IMAGE (Docker, else podman from a locally made base; see scripts/image/)
 	@scripts/image/build.sh >/dev/null
+
+operator-image: deps ## build the operator's image (the Dockerfile's operator target) as OPERATOR_IMAGE, as `make image` builds
+	@TARGET=operator IMAGE=$(OPERATOR_IMAGE) scripts/image/build.sh >/dev/null
 
 deploy: deps ## kubectl apply --server-side of PRESET into NAMESPACE (secrets created if missing)
 	@scripts/deploy.sh

@@ -15,5 +15,5 @@ export type { Panel, PanelRow, PanelQuery } from './monitoring/dashboard.js';
 export { monitoringFiles } from './charts-files.js';
 export { operatorManifests, OPERATOR_NAMESPACE, OPERATOR_NAME, OPERATOR_RULES } from './operator/install.js';
 export { whatsAppRouterCrd, overridesSchema, API_VERSION as OPERATOR_API_VERSION, KIND as OPERATOR_KIND, PLURAL as OPERATOR_PLURAL } from './operator/crd.js';
-export { applySetId, PART_OF_LABEL } from './operator/render.js';
+export { applySetId, applySetIdOf, groupKind, groupKindsValue, APPLYSET_ID_LABEL, GROUP_KINDS_ANNOTATION, PART_OF_LABEL, TOOLING as OPERATOR_TOOLING, TOOLING_ANNOTATION } from './operator/render.js';
 export { FIELD_MANAGER as OPERATOR_FIELD_MANAGER } from './operator/controller.js';

@@ -20,6 +20,8 @@ export interface ObjectMeta {
   generation?: number;
   uid?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
   managedFields?: { manager: string; operation: string; time?: string }[];
 }
 export interface KubeObject {

@@ -33,6 +33,13 @@ export function serviceAccountKubeconfig(adminKubeconfig: string): string {
   return file;
 }
 
+/**
+ * The tests' Lease: short, so a takeover is quick to watch, yet with a renew deadline a loaded host
+ * meets (at 4 s / 3.5 s a leader lost its Lease to one slow round at load 50 and exited).
+ */
+export const TEST_LEASE_SECONDS = 10;
+export const TEST_RENEW_DEADLINE_SECONDS = 7;
+
 export interface OperatorProcess {
   readonly name: string;
   readonly child: ChildProcess;
@@ -47,11 +54,16 @@ export async function startOperator(name: string, kubeconfig: string, env: Recor
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/operator/main.ts'], {
     cwd: CDK8S,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: kubeconfig, POD_NAME: name, OPERATOR_NAMESPACE, OPERATOR_PORT: '0', OPERATOR_LEASE_SECONDS: '4', OPERATOR_RENEW_DEADLINE_SECONDS: '3.5', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: kubeconfig, POD_NAME: name, OPERATOR_NAMESPACE, OPERATOR_PORT: '0', OPERATOR_LEASE_SECONDS: String(TEST_LEASE_SECONDS), OPERATOR_RENEW_DEADLINE_SECONDS: String(TEST_RENEW_DEADLINE_SECONDS), LOG_LEVEL: 'info', ...env },
   });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString('utf8')));
+  let stopping = false;
+  // An operator that exits on its own (a lost Lease, a crash) takes every later check down with it: say why.
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`[operator] ${name} exited by itself (${code ?? signal}); its last log lines:\n${out.split('\n').slice(-15).join('\n')}`);
+  });
   const port = await eventually(`operator ${name} to listen`, async () => {
     if (child.exitCode !== null) throw new Error(`operator ${name} exited ${child.exitCode}: ${out}`);
     const m = /"port":(\d+),"msg":"listening"/.exec(out);
@@ -71,6 +83,7 @@ export async function startOperator(name: string, kubeconfig: string, env: Recor
     },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      stopping = true;
       const exited = new Promise((r) => child.once('exit', r));
       child.kill(signal);
       await exited;

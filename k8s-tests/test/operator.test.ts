@@ -2,10 +2,19 @@
 // manifests grant it), the controller-manager's garbage collector and workload controllers are
 // the real ones. No kubelet runs, so the test marks pods Ready (or a Job's pod Succeeded) itself.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { applySetId, OPERATOR_FIELD_MANAGER, PART_OF_LABEL, synthManifests, type Manifest } from '@wa-router/cdk8s';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
+import {
+  APPLYSET_ID_LABEL, applySetId, applySetIdOf, GROUP_KINDS_ANNOTATION, groupKind, groupKindsValue, OPERATOR_FIELD_MANAGER, OPERATOR_TOOLING,
+  PART_OF_LABEL, synthManifests, TOOLING_ANNOTATION, type Manifest,
+} from '@wa-router/cdk8s';
 import { deleteNamespace } from '../src/cluster.js';
 import { eventually, Kube, type KubeObject } from '../src/kube.js';
-import { installOperator, rssMiB, serviceAccountKubeconfig, startOperator, type OperatorProcess } from '../src/operator.js';
+import { installOperator, rssMiB, serviceAccountKubeconfig, startOperator, TEST_LEASE_SECONDS, type OperatorProcess } from '../src/operator.js';
 
 const kube = new Kube(inject('kubeconfig'));
 const IMAGE = 'registry.example/wa-router:operator-test';
@@ -17,6 +26,22 @@ type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string
 
 const routerPath = (ns: string, name = 'router') => `${API}/namespaces/${ns}/whatsapprouters/${name}`;
 const getRouter = (ns: string) => kube.get<Router>(routerPath(ns));
+const exec = promisify(execFile);
+
+/** kubectl of the control plane's build, as the admin, with the ApplySet feature on. */
+async function kubectl(...args: string[]): Promise<{ code: number; out: string }> {
+  const bin = path.join(inject('binDir'), 'kubectl');
+  return exec(bin, ['--kubeconfig', inject('kubeconfig'), ...args], { env: { ...process.env, KUBECTL_APPLYSET: 'true' } })
+    .then((r) => ({ code: 0, out: r.stdout + r.stderr }))
+    .catch((e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }));
+}
+
+/** What the resource carries as an ApplySet parent. */
+const parentOf = (r: Router) => ({
+  id: r.metadata.labels?.[APPLYSET_ID_LABEL],
+  tooling: r.metadata.annotations?.[TOOLING_ANNOTATION],
+  kinds: r.metadata.annotations?.[GROUP_KINDS_ANNOTATION],
+});
 const condition = (r: Router | undefined, type: string) => r?.status?.conditions?.find((c) => c.type === type);
 
 async function createNamespace(ns: string): Promise<void> {
@@ -155,6 +180,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
       const router = await reconciled(ns);
       const expected = synthManifests(preset, { namespace: ns, image: IMAGE }).filter((m) => m.kind !== 'Namespace');
       expect(router.status?.appliedObjects).toBe(expected.length);
+      expect(parentOf(router)).toEqual({ id: applySetId(router as never), tooling: OPERATOR_TOOLING, kinds: groupKindsValue(expected.map(groupKind)) });
       const problems: string[] = [];
       for (const m of expected) {
         const live = await kube.get<KubeObject & { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } } & Record<string, unknown>>(await objectPath(m));
@@ -173,6 +199,34 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
       expect(problems).toEqual([]);
     }
     expect(premium.status?.appliedObjects).toBe(baseline.length);
+  });
+
+  it('is an ApplySet parent as kubectl writes one: same id scheme and annotation format, and kubectl sees who manages it', async () => {
+    // kubectl's own parent (a ConfigMap) for a ConfigMap and a Deployment: the format to match.
+    const ns = 'wa-op-invalid';
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wa-applyset-')), 'set.yaml');
+    const labels = { app: 'applyset-reference' };
+    fs.writeFileSync(file, YAML.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applyset-member', namespace: ns }, data: { a: 'b' } }) + '---\n' + YAML.stringify({
+      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'applyset-member', namespace: ns },
+      spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'c', image: IMAGE }] } } },
+    }));
+    const made = await kubectl('apply', '--server-side', '--prune', '--applyset=configmaps/kubectl-parent', '-n', ns, '-f', file);
+    expect(made.code, made.out).toBe(0);
+    const reference = await kube.get(`/api/v1/namespaces/${ns}/configmaps/kubectl-parent`);
+    expect(reference?.metadata.labels?.[APPLYSET_ID_LABEL]).toBe(applySetIdOf({ name: 'kubectl-parent', namespace: ns, kind: 'ConfigMap', group: '' }));
+    expect(reference?.metadata.annotations?.[GROUP_KINDS_ANNOTATION]).toBe(groupKindsValue(['Deployment.apps', 'ConfigMap']));
+    expect(reference?.metadata.annotations?.[TOOLING_ANNOTATION]).toMatch(/^kubectl\/v\d/);
+    const member = await kube.get(`/apis/apps/v1/namespaces/${ns}/deployments/applyset-member`);
+    expect(member?.metadata.labels?.[PART_OF_LABEL]).toBe(reference?.metadata.labels?.[APPLYSET_ID_LABEL]);
+    for (const m of ['/apis/apps/v1/namespaces/{ns}/deployments/applyset-member', '/api/v1/namespaces/{ns}/configmaps/applyset-member', '/api/v1/namespaces/{ns}/configmaps/kubectl-parent']) await kube.delete(m.replace('{ns}', ns));
+
+    // The resource as a parent: kubectl takes its kind as a parent type, checks the set, and
+    // refuses to change a set another tool manages (rather than prune the operator's objects).
+    const router = await reconciled('wa-op-standard');
+    expect(parentOf(router).id).toBe(applySetId(router as never));
+    const refused = await kubectl('apply', '--server-side', '--prune', '--dry-run=server', '--applyset=whatsapprouters.wa-router.dev/router', '-n', 'wa-op-standard', '-f', file);
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toMatch(/managed by tooling "wa-router-operator" instead of "kubectl"/);
   });
 
   it('reports Progressing until the children are ready, then Ready=True at the current generation', async () => {
@@ -256,6 +310,14 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
       const monitors = await kube.list<KubeObject>(`/apis/monitoring.coreos.com/v1/namespaces/${ns}/servicemonitors`);
       return sts === undefined && monitors.every((m) => m.metadata.name === 'someone-elses');
     }, 60_000, 500);
+    // The status and the parent speak only of what the rendering has now.
+    expect(router.status?.components).toHaveProperty('postgres');
+    const after = await reconciled(ns);
+    expect(after.status?.components).not.toHaveProperty('postgres');
+    expect(Object.keys(after.status?.components ?? {}).length).toBeGreaterThan(0);
+    const rendered = synthManifests('standard', { namespace: ns, image: IMAGE, overrides: { worker: { concurrency: 7 }, postgres: { mode: 'external', external }, monitoring: { prometheusOperator: false } } }).filter((m) => m.kind !== 'Namespace');
+    expect(parentOf(after).kinds).toBe(groupKindsValue(rendered.map(groupKind)));
+    expect(parentOf(after).kinds).not.toMatch(/ServiceMonitor|PrometheusRule/);
     expect(await kube.get(`/api/v1/namespaces/${ns}/configmaps/wa-router-postgres-lookalike`)).toBeDefined();
     expect(await kube.get(`/apis/monitoring.coreos.com/v1/namespaces/${ns}/servicemonitors/someone-elses`)).toBeDefined();
 
@@ -376,8 +438,8 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     const clockAhead = new URL('./fixtures/clock-ahead.mjs', import.meta.url).pathname;
     const skewed = await startOperator('operator-skewed', saKubeconfig, { NODE_OPTIONS: `--import=${clockAhead}` });
     try {
-      // Longer than the 4 s lease: a standby timing it by the holder's renewTime would take it.
-      await new Promise((r) => setTimeout(r, 6_000));
+      // Longer than the lease: a standby timing it by the holder's renewTime would take it.
+      await new Promise((r) => setTimeout(r, (TEST_LEASE_SECONDS + 2) * 1000));
       expect({ live: (await operators[0]!.metrics()).get('wa_router_operator_leader'), skewed: (await skewed.metrics()).get('wa_router_operator_leader') }).toEqual({ live: 1, skewed: 0 });
       const lease = await kube.get<KubeObject & { spec: { holderIdentity: string } }>('/apis/coordination.k8s.io/v1/namespaces/wa-router-system/leases/wa-router-operator');
       expect(lease?.spec.holderIdentity).toBe('operator-a');
@@ -387,8 +449,11 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
   });
 
   it('runs one leader among two processes; the standby takes over within the lease time when the leader dies', async () => {
-    // A long lease for b: its restart below must not wait for it to expire.
-    const b = await startOperator('operator-b', saKubeconfig, { OPERATOR_LEASE_SECONDS: '60' });
+    // A long lease for b: its restart below must not wait for it to expire (with the production
+    // renew deadline, two thirds of it: rendering every resource after a takeover keeps a loaded
+    // host's event loop busy for seconds).
+    const LONG_LEASE = { OPERATOR_LEASE_SECONDS: '60', OPERATOR_RENEW_DEADLINE_SECONDS: '40' };
+    const b = await startOperator('operator-b', saKubeconfig, LONG_LEASE);
     operators.push(b);
     await new Promise((r) => setTimeout(r, 3_000));
     const a = operators[0]!;
@@ -404,16 +469,16 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     const path = `/apis/apps/v1/namespaces/${ns}/deployments/wa-router-web`;
     await kube.delete(path);
     await eventually('operator-b to recreate the web Deployment', async () => (await kube.get(path)) !== undefined, 30_000, 250);
-    console.log(`[operator] standby took the Lease ${tookOverMs} ms after the leader was killed (lease 4 s)`);
+    console.log(`[operator] standby took the Lease ${tookOverMs} ms after the leader was killed (lease ${TEST_LEASE_SECONDS} s)`);
     // The lease runs from b's last sight of a renewal (up to one 2 s retry after it), plus one retry.
-    expect(tookOverMs).toBeLessThan(4_000 + 2 * 2_000);
+    expect(tookOverMs).toBeLessThan(TEST_LEASE_SECONDS * 1000 + 2 * 2_000);
     const lease = await kube.get<KubeObject & { spec: { holderIdentity: string } }>('/apis/coordination.k8s.io/v1/namespaces/wa-router-system/leases/wa-router-operator');
     expect(lease?.spec.holderIdentity).toBe('operator-b');
     expect((await b.metrics()).get('wa_router_operator_overlapping_reconciles_total')).toBe(0);
 
     // A restarted container keeps its pod's name: the Lease in that name is still its own.
     await b.stop('SIGKILL');
-    const restarted = await startOperator('operator-b', saKubeconfig, { OPERATOR_LEASE_SECONDS: '60' });
+    const restarted = await startOperator('operator-b', saKubeconfig, LONG_LEASE);
     operators.push(restarted);
     await eventually('the restarted operator-b to lead before its 60 s lease expires', async () => (await restarted.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
   });

@@ -19,21 +19,9 @@ exec 9>"$out.lock"
 flock 9
 if [ -f "$out/.complete" ] && [ -x "$out/etcd" ]; then echo "$out/etcd"; exit 0; fi
 
-GO=$(scripts/lib/require-go.sh 1.26.0 "controlplane: building etcd $ETCD_VERSION (once)")
-export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
-export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
-# etcd's module has replace directives, which `go install module@version` refuses: a throwaway module
-# requires it and builds its main package (server/main.go since etcd 3.5).
-mod=$(mktemp -d "$CACHE/.etcd-module.XXXXXX")
-trap 'rm -rf "$mod"' EXIT
+# etcd's module has replace directives: go-tool.sh builds it through a throwaway module, into the
+# folder the kind node image's build reads too.
 start=$SECONDS
-echo "controlplane: building etcd v$ETCD_VERSION from the Go module proxy (first time only; cached in $out)" >&2
-cd "$mod"
-"$GO" mod init wa-router.local/etcd >/dev/null 2>&1
-"$GO" get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
-mkdir -p bin
-nice -n 5 "$GO" build -trimpath -ldflags "-s -w" -o bin/etcd go.etcd.io/etcd/server/v3 >&2
-touch bin/.complete
-rm -rf "$out" && mv bin "$out"
-echo "controlplane: etcd built in $((SECONDS - start)) s" >&2
+scripts/kind/go-tool.sh etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 >/dev/null
+echo "controlplane: etcd ready in $((SECONDS - start)) s" >&2
 echo "$out/etcd"

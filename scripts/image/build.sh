@@ -7,14 +7,24 @@
 # The podman build is cached by a hash of everything the image is made of (the base, the Dockerfile,
 # the lockfile and manifests, the service's sources): an unchanged tree is tagged again, not rebuilt.
 # Prints the image reference on stdout; build output goes to stderr.
+#   TARGET=operator builds the operator's image (the Dockerfile's `operator` stage) instead of the
+#   service's (`runtime`); `make operator-image`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-IMAGE=${IMAGE:-ghcr.io/wa-router/wa-router:latest}
+TARGET=${TARGET:-runtime}
+case $TARGET in
+  runtime) name=wa-router; IMAGE=${IMAGE:-ghcr.io/wa-router/wa-router:latest}
+    # The build context as the Dockerfile and .dockerignore see it (tests and build output left out).
+    sources=(service cdk8s/package.json) ;;
+  operator) name=wa-router-operator; IMAGE=${IMAGE:-ghcr.io/wa-router/wa-router-operator:latest}
+    sources=(cdk8s/package.json cdk8s/src service/package.json versions.json) ;;
+  *) echo "image: TARGET must be runtime or operator, not $TARGET" >&2; exit 2 ;;
+esac
 
 # CONTAINER_ENGINE=docker|podman chooses; by default Docker when its daemon answers.
 engine=${CONTAINER_ENGINE:-$(docker info >/dev/null 2>&1 && echo docker || echo podman)}
 if [ "$engine" = docker ]; then
-  docker build -t "$IMAGE" . >&2
+  docker build --target "$TARGET" -t "$IMAGE" . >&2
   echo "$IMAGE"
   exit 0
 fi
@@ -25,11 +35,12 @@ base=$(scripts/image/base.sh)
 
 tree=$( {
   echo "$base"
-  # The build context as the Dockerfile and .dockerignore see it (tests and build output left out).
-  find Dockerfile .dockerignore package.json package-lock.json tsconfig.base.json service cdk8s/package.json k8s-tests/package.json \
-    \( -name node_modules -o -name dist -o -path service/test \) -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
+  # The service image keeps the hash it had before there were targets (its cached build still counts).
+  [ "$TARGET" = runtime ] || echo "$TARGET"
+  find Dockerfile .dockerignore package.json package-lock.json tsconfig.base.json k8s-tests/package.json "${sources[@]}" \
+    \( -name node_modules -o -name dist -o -path service/test -o -name '*.test.ts' \) -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
 } | sha256sum | cut -c1-16)
-cached=localhost/wa-router:tree-$tree
+cached=localhost/$name:tree-$tree
 
 if podman image exists "$cached"; then
   echo "image: $cached is up to date" >&2
@@ -44,13 +55,13 @@ else
   # hash above is the cache that matters.
   # shellcheck disable=SC2046 # ulimits.sh prints separate flags
   podman build --layers=false --isolation chroot --network host $(scripts/image/ulimits.sh) "${ca_args[@]}" \
-    --build-arg "NODE_IMAGE=$base" -t "$cached" . >&2
+    --build-arg "NODE_IMAGE=$base" --target "$TARGET" -t "$cached" . >&2
   echo "image: built $cached in $((SECONDS - t0)) s" >&2
 fi
 podman tag "$cached" "$IMAGE"
 # Older trees' images go (each is a full copy under vfs), unless another tag of yours keeps one
 # (rmi of one name only untags it) or a container uses it.
-for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/wa-router:tree-' || true); do
+for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep "^localhost/$name:tree-" || true); do
   [ "$old" = "$cached" ] || podman rmi "$old" >/dev/null 2>&1 || true
 done
 echo "$IMAGE"

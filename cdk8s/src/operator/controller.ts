@@ -4,10 +4,13 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, PLURAL } from './crd.js';
-import { KubeApiError, type KubeApi, type KubeObject } from './kube-api.js';
+import { KubeApiError, type KubeApi, type KubeObject, type ObjectMeta } from './kube-api.js';
 import { ResilientInformer } from './informer.js';
 import type { OperatorMetrics } from './metrics.js';
-import { PART_OF_LABEL, applySetId, render, type Condition, type Rendering, type WhatsAppRouter } from './render.js';
+import {
+  APPLYSET_ID_LABEL, GROUP_KINDS_ANNOTATION, PART_OF_LABEL, TOOLING, TOOLING_ANNOTATION,
+  applySetId, groupKind, groupKindsValue, render, type Condition, type Rendering, type WhatsAppRouter,
+} from './render.js';
 import { componentStatus, setCondition } from './status.js';
 import { WorkQueue, type ReconcileResult } from './work-queue.js';
 
@@ -39,6 +42,8 @@ async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) 
   for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
   return out;
 }
+
+const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const base = (apiVersion: string) => (apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
 
@@ -171,11 +176,19 @@ export class Controller {
     const id = applySetId(cr);
     const problems: string[] = [];
     if (!cr.spec.paused) {
+      // As kubectl does: the parent names every kind the set may hold before anything is applied
+      // (what it held before, and what comes now), and only what it holds once the rest is pruned.
+      const wanted = rendering.objects.map(groupKind);
+      const recorded = cr.metadata.annotations?.[GROUP_KINDS_ANNOTATION]?.split(',');
+      const parent = await this.writeParent(cr, id, groupKindsValue([...(recorded ?? []), ...wanted]), cr.metadata);
       // The API server orders nothing among these objects (pods wait for their ConfigMaps and
       // Secrets by themselves), so they go out a few at a time rather than one by one.
       const results = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
       problems.push(...results.filter((p): p is string => p !== undefined));
-      if (problems.length === 0) await this.prune(cr, id, rendering.objects);
+      if (problems.length === 0) {
+        await this.prune(cr, id, rendering.objects, recorded && new Set([...recorded, ...wanted]));
+        await this.writeParent(cr, id, groupKindsValue(wanted), parent);
+      }
     }
 
     const workloads = rendering.objects
@@ -239,13 +252,32 @@ export class Controller {
     }
   }
 
-  /** Deletes objects of this resource's ApplySet the rendering no longer has; only ones it owns. */
-  private async prune(cr: WhatsAppRouter, id: string, desired: readonly KubeObject[]): Promise<void> {
+  /**
+   * The ApplySet parent's label and annotations on the resource (metadata only: no new generation),
+   * sent only when they differ from `current`; returns the metadata now on the server.
+   */
+  private async writeParent(cr: WhatsAppRouter, id: string, kinds: string, current: ObjectMeta): Promise<ObjectMeta> {
+    const labels = { [APPLYSET_ID_LABEL]: id };
+    const annotations = { [TOOLING_ANNOTATION]: TOOLING, [GROUP_KINDS_ANNOTATION]: kinds };
+    const has = (want: Record<string, string>, live: Record<string, string> | undefined) => Object.entries(want).every(([k, v]) => live?.[k] === v);
+    if (has(labels, current.labels) && has(annotations, current.annotations)) return current;
+    const path = `${base(API_VERSION)}/namespaces/${cr.metadata.namespace}/${PLURAL}`;
+    const out = await this.api.apply(path, { apiVersion: API_VERSION, kind: KIND, metadata: { name: cr.metadata.name, namespace: cr.metadata.namespace, labels, annotations } }, FIELD_MANAGER);
+    return out.metadata;
+  }
+
+  /**
+   * Deletes objects of this resource's ApplySet the rendering no longer has; only ones it owns.
+   * Kinds without an informer are listed only when the parent's group kinds name them (all of
+   * them when a parent has none recorded yet).
+   */
+  private async prune(cr: WhatsAppRouter, id: string, desired: readonly KubeObject[], kinds: ReadonlySet<string> | undefined): Promise<void> {
     const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
     const ns = cr.metadata.namespace;
     const lists = await Promise.all(OWNED_KINDS.map(async (k) => {
       const informer = this.children.get(k.kind);
       if (informer) return informer.list(ns);
+      if (kinds && !kinds.has(groupKind(k))) return [];
       const r = await this.api.request<{ items: KubeObject[] }>('GET', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}?labelSelector=${encodeURIComponent(`${PART_OF_LABEL}=${id}`)}`);
       if (r.status === 404) return [];
       if (r.status !== 200) throw new KubeApiError(r.status, 'List', `list ${k.kind}: ${r.status}`);
@@ -267,8 +299,17 @@ export class Controller {
     const next = { ...status, observedGeneration: cr.metadata.generation };
     const prev = cr.status ?? {};
     if (Object.entries(next).every(([k, v]) => JSON.stringify(prev[k]) === JSON.stringify(v))) return;
+    // A merge patch merges maps: an entry the new status lacks (a component the rendering no
+    // longer has) must be named as null to go.
+    const patch: Record<string, unknown> = { ...next };
+    for (const [k, v] of Object.entries(next)) {
+      const old = prev[k];
+      if (!isMap(v) || !isMap(old)) continue;
+      const gone = Object.keys(old).filter((e) => !(e in v));
+      patch[k] = Object.assign(Object.fromEntries(gone.map((e) => [e, null])), v);
+    }
     const path = `${base(API_VERSION)}/namespaces/${cr.metadata.namespace}/${PLURAL}/${cr.metadata.name}/status`;
-    const r = await this.api.request('PATCH', path, { status: next }, 'application/merge-patch+json');
+    const r = await this.api.request('PATCH', path, { status: patch }, 'application/merge-patch+json');
     // Gone meanwhile: the next event says so.
     if (r.status === 404) return;
     if (r.status >= 300) throw new KubeApiError(r.status, 'Status', `status of ${cr.metadata.name}: ${r.status} ${JSON.stringify(r.body)}`);

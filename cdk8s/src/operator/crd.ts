@@ -11,6 +11,8 @@ export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'WhatsAppRouter';
 export const PLURAL = 'whatsapprouters';
+/** kubectl accepts a custom resource as an ApplySet parent only when its CRD carries this label. */
+export const PARENT_TYPE_LABEL = 'applyset.kubernetes.io/is-parent-type';
 
 /** The components whose readiness the status reports. */
 export const COMPONENTS = ['redis', 'sentinel', 'pgbouncer', 'postgres', 'web', 'worker', 'migration'] as const;
@@ -102,7 +104,7 @@ export function whatsAppRouterCrd(): Record<string, unknown> {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${PLURAL}.${GROUP}`, labels: { 'app.kubernetes.io/name': 'wa-router-operator', 'app.kubernetes.io/part-of': 'wa-router' } },
+    metadata: { name: `${PLURAL}.${GROUP}`, labels: { 'app.kubernetes.io/name': 'wa-router-operator', 'app.kubernetes.io/part-of': 'wa-router', [PARENT_TYPE_LABEL]: 'true' } },
     spec: {
       group: GROUP,
       scope: 'Namespaced',

@@ -21,7 +21,8 @@ const WRITE = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
 
 /** What the operator may touch, cluster-wide: exactly the kinds the chart renders. */
 export const OPERATOR_RULES: k8s.PolicyRule[] = [
-  { apiGroups: [GROUP], resources: [PLURAL], verbs: ['get', 'list', 'watch'] },
+  // patch: the ApplySet parent's label and annotations on the resource's metadata.
+  { apiGroups: [GROUP], resources: [PLURAL], verbs: ['get', 'list', 'watch', 'patch'] },
   { apiGroups: [GROUP], resources: [`${PLURAL}/status`], verbs: ['get', 'patch', 'update'] },
   // Owner references that block deletion need it where that admission plugin is on.
   { apiGroups: [GROUP], resources: [`${PLURAL}/finalizers`], verbs: ['update'] },

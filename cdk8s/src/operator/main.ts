@@ -17,7 +17,13 @@ try {
 }
 const log = pino({ level: config.LOG_LEVEL, base: { pod: config.POD_NAME } });
 const metrics = new OperatorMetrics();
-const api = new KubeApi(config.KUBECONFIG);
+let api: KubeApi;
+try {
+  api = new KubeApi(config.KUBECONFIG);
+} catch (err) {
+  process.stderr.write(`invalid operator configuration:\n  KUBECONFIG: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 api.onRequest = (verb) => metrics.apiRequests.inc({ verb });
 const controller = new Controller(api, log, metrics, { workers: config.OPERATOR_WORKERS, resyncMs: config.OPERATOR_RESYNC_SECONDS * 1000 });
 

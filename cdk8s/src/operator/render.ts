@@ -8,6 +8,7 @@ import { DEFAULT_IMAGE, synthManifests } from '../synth.js';
 import { PresetValidationError, type ValidationIssue } from '../validate.js';
 import { API_VERSION, GROUP, KIND } from './crd.js';
 import type { KubeObject, ObjectMeta } from './kube-api.js';
+import pkg from '../../package.json' with { type: 'json' };
 
 export interface WhatsAppRouterSpec {
   preset: string;
@@ -34,12 +35,35 @@ export interface WhatsAppRouter {
   status?: Record<string, unknown> & { conditions?: Condition[]; observedGeneration?: number };
 }
 
+// ApplySet (KEP-3659) keys as kubectl's `apply --prune --applyset` writes them: the resource is the
+// parent of the set, so kubectl and other tools recognise the set and who manages it.
 export const PART_OF_LABEL = 'applyset.kubernetes.io/part-of';
+export const APPLYSET_ID_LABEL = 'applyset.kubernetes.io/id';
+export const TOOLING_ANNOTATION = 'applyset.kubernetes.io/tooling';
+export const GROUP_KINDS_ANNOTATION = 'applyset.kubernetes.io/contains-group-kinds';
 
-/** The ApplySet id of a parent (kubectl's scheme: base64url of sha256 of name.namespace.kind.group). */
-export function applySetId(cr: Pick<WhatsAppRouter, 'metadata'>): string {
-  const hash = createHash('sha256').update(`${cr.metadata.name}.${cr.metadata.namespace}.${KIND}.${GROUP}`).digest('base64url');
+/** `<tool>/<semver>`: kubectl refuses to change a set whose tool name is not its own. */
+export const TOOLING = `wa-router-operator/v${pkg.version}`;
+
+/** The ApplySet id of a parent object: base64url of sha256 of name.namespace.kind.group, as kubectl computes it. */
+export function applySetIdOf(parent: { name: string; namespace: string; kind: string; group: string }): string {
+  const hash = createHash('sha256').update(`${parent.name}.${parent.namespace}.${parent.kind}.${parent.group}`).digest('base64url');
   return `applyset-${hash}-v1`;
+}
+
+export function applySetId(cr: Pick<WhatsAppRouter, 'metadata'>): string {
+  return applySetIdOf({ name: cr.metadata.name, namespace: cr.metadata.namespace, kind: KIND, group: GROUP });
+}
+
+/** An object's group kind as the contains-group-kinds annotation spells it (`Deployment.apps`, `ConfigMap`). */
+export function groupKind(o: Pick<KubeObject, 'apiVersion' | 'kind'>): string {
+  const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
+  return group ? `${o.kind}.${group}` : o.kind;
+}
+
+/** The annotation's value: distinct group kinds, sorted (a stable value spares needless writes). */
+export function groupKindsValue(kinds: Iterable<string>): string {
+  return [...new Set(kinds)].filter(Boolean).sort().join(',');
 }
 
 export type Rendering =
