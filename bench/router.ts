@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
+import { postgresCpuSeconds, processCpuSeconds, startCostMeter } from './lib/cost.js';
 import { runLoad, webhookSet, type Delivery } from './lib/loadgen.js';
 import { result, type BenchResult } from './lib/results.js';
 import { APP_SECRET, PHONE_NUMBER_ID, settle, startRole, type BenchStack, type Proc } from './lib/stack.js';
@@ -151,10 +152,26 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
     const burst = webhookSet({ count: n, phoneNumberId: PHONE_NUMBER_ID, prefix: 'RTTPUT', contacts: CONTACTS });
     a.arrivals.clear();
     b.arrivals.clear();
+    const { child: webChild } = web;
+    const { child: workerChild } = worker;
+    const meter = await startCostMeter(stack.pool, {
+      web: () => processCpuSeconds(webChild.pid!),
+      worker: () => processCpuSeconds(workerChild.pid!),
+      postgres: () => postgresCpuSeconds(stack.postgres.dataDir),
+    });
     const t0 = performance.now();
     void runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: burst, rate: 50_000, concurrency: 50 });
     const complete = await waitFor(() => arrived() >= n, 180);
     const tput = arrived() / ((performance.now() - t0) / 1000);
+    // Per 1,000 forwarded events: what the host's load does not change (the rate above it does).
+    const cost = await meter.stop();
+    const per1k = (x: number) => (x * 1000) / Math.max(1, arrived());
+    console.log(`  CPU-s per 1,000 forwarded: ${Object.entries(cost.cpu).map(([k, v]) => `${k} ${per1k(v).toFixed(3)}`).join(', ')}`);
+    if (cost.statements) {
+      const total = cost.statements.reduce((s, x) => s + x.calls, 0);
+      console.log(`  statements per forwarded event: ${(total / Math.max(1, arrived())).toFixed(2)} (web and worker, triggers' included); most called:`);
+      for (const st of cost.statements.slice(0, 10)) console.log(`    ${(st.calls / Math.max(1, arrived())).toFixed(3)}  ${st.query}`);
+    }
     const rawRate = await rawPosts(a.url, burst.map((d) => d.body));
     console.log(`  forwarded ${arrived()}/${n} events at ${Math.round(tput)}/s; raw keep-alive POSTs ${Math.round(rawRate)}/s`);
     out.push(result({ name: 'router.forwarded_events_per_s', value: complete ? tput : 0, unit: 'events/s', baseline: rawRate, baselineName: 'raw keep-alive POSTs to the receiver', target: 2_000, note: `${n} webhooks, 1 web + 1 worker, webhook POST → receiver 2xx, ${CONTACTS} conversations over 2 areas` }));

@@ -1,7 +1,9 @@
 // What a unit of work costs, in figures a loaded machine does not distort: CPU-seconds of the
-// processes involved (from /proc, children included) and database transactions and Redis
-// commands counted by the servers themselves.
+// processes involved (from /proc, children included), database transactions and Redis commands
+// counted by the servers themselves, and the statements Postgres ran (pg_stat_statements, when
+// BENCH_PG_STATEMENTS=1 loaded it).
 import fs from 'node:fs';
+import path from 'node:path';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 
@@ -59,4 +61,34 @@ export async function dbTransactions(pool: pg.Pool): Promise<number> {
 /** Commands Redis processed. */
 export async function redisCommands(redis: Redis): Promise<number> {
   return Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))?.[1] ?? NaN);
+}
+
+/** CPU-seconds used so far by `pid` alone. */
+export function processCpuSeconds(pid: number): number {
+  return readStat(pid)?.own ?? 0;
+}
+
+/** The postmaster's time, its reaped children's, and every live backend's: grows monotonically. */
+export function postgresCpuSeconds(dataDir: string): number {
+  return treeCpuSeconds(Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
+}
+
+export interface CostMeter {
+  /** CPU-seconds per process group and statements by text since the start. */
+  stop(): Promise<{ cpu: Record<string, number>; statements: { query: string; calls: number }[] | null }>;
+}
+
+export async function startCostMeter(pool: pg.Pool, groups: Record<string, () => number>): Promise<CostMeter> {
+  const statements = await pool.query('SELECT pg_stat_statements_reset()').then(() => true, () => false);
+  const before = Object.fromEntries(Object.entries(groups).map(([k, f]) => [k, f()]));
+  return {
+    async stop() {
+      const cpu = Object.fromEntries(Object.entries(groups).map(([k, f]) => [k, f() - before[k]!]));
+      if (!statements) return { cpu, statements: null };
+      const { rows } = await pool.query<{ query: string; calls: string }>(
+        "SELECT query, calls FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC",
+      );
+      return { cpu, statements: rows.map((r) => ({ query: r.query.replace(/\s+/g, ' ').slice(0, 70), calls: Number(r.calls) })) };
+    },
+  };
 }

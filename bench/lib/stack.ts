@@ -32,8 +32,11 @@ export async function startBenchStack(): Promise<BenchStack> {
   fs.chmodSync(dir, 0o755);
   const password = 'bench-' + Math.random().toString(36).slice(2);
   const tuning = await localTuning();
+  // BENCH_PG_STATEMENTS=1: statements per unit of work are counted (pg_stat_statements costs a little on every statement).
+  const statements = process.env.BENCH_PG_STATEMENTS === '1';
+  const pgConf = tuning.postgres + (statements ? "\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n" : '');
   const [postgres, redis] = await Promise.all([
-    (async () => startPostgres({ dir: path.join(dir, 'postgres'), port: await freePort(), password, conf: tuning.postgres }))(),
+    (async () => startPostgres({ dir: path.join(dir, 'postgres'), port: await freePort(), password, conf: pgConf }))(),
     (async () => startRedis({ dir: path.join(dir, 'redis'), port: await freePort(), password, conf: tuning.redis, maxmemory: '2gb' }))(),
   ]);
   const pool = new pg.Pool({ connectionString: postgres.url, max: 16 });
@@ -55,6 +58,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     ...extra,
   });
   await runRole('migrate', env());
+  if (statements) await pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   return {
     dir,
     postgres,

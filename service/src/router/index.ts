@@ -96,7 +96,7 @@ export function createRouterFeature(deps: RouterFeatureDeps): RouterFeature {
     scrapeGauge(deps.registry, 'wa_router_forward_oldest_seconds', 'Age of the oldest undelivered event, per area', ['area'], async (set) => {
       for (const r of await rows()) set({ area: String(r.areaId) }, r.oldestSeconds);
     });
-    scrapeGauge(deps.registry, 'wa_router_forward_waiting_on_transactions', 'Undelivered events queued while write transactions still open now were already running, per area (held back up to FORWARD_ORDER_MAX_WAIT_MS)', ['area'], async (set) => {
+    scrapeGauge(deps.registry, 'wa_router_forward_waiting_on_transactions', 'Undelivered events held back by a transaction still queueing into their conversation that was already running when they were queued, per area (up to FORWARD_ORDER_MAX_WAIT_MS)', ['area'], async (set) => {
       for (const r of await rows()) set({ area: String(r.areaId) }, r.waitingOnTransactions);
     });
     scrapeGauge(deps.registry, 'wa_router_forward_circuit', 'Area circuit state, shared by every worker: 0 closed, 1 half-open, 2 open (every area; 0 when its last delivery succeeded)', ['area'], async (set) => {

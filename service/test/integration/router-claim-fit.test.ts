@@ -71,7 +71,8 @@ async function deliverAll(name: string, events: number): Promise<number[]> {
   const pool = Object.assign(Object.create(db.pool) as Pool, {
     query: async (...args: unknown[]) => {
       const r = await query(...args);
-      if (/\ballowed AS \(/.test(String(args[0])) && (r.rowCount ?? 0) > 0) claims.push(r.rowCount!);
+      // The claim's second statement (its 'want' step) leases and returns the runs.
+      if (/\bwant AS \(/.test(String(args[0])) && (r.rowCount ?? 0) > 0) claims.push(r.rowCount!);
       return r;
     },
   });

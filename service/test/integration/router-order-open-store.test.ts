@@ -2,7 +2,8 @@
 // is still open, past the settle time, while a later one commits: the status of the business's
 // message is stored by the inbound store's own code in a transaction held open, the customer's
 // answer that follows it arrives through the webhook and commits at once. The area's real
-// receiver must get the status first.
+// receiver must get the status first. A write transaction left open that stores nothing into
+// the conversation holds nothing back.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { storeInboundBatch } from '../../src/store/inbound-store.js';
@@ -20,7 +21,8 @@ let receiver: Receiver;
 beforeAll(async () => {
   db = await createTestDb();
   receiver = await startReceiver();
-  app = await startApp(db, 'all', { FORWARD_ALLOW_PRIVATE: 'true', FORWARD_POLL_MS: '20', FORWARD_ORDER_SETTLE_MS: String(SETTLE_MS) });
+  // No wait runs out during a test: what leaves while a transaction is open left because nothing held it.
+  app = await startApp(db, 'all', { FORWARD_ALLOW_PRIVATE: 'true', FORWARD_POLL_MS: '20', FORWARD_ORDER_SETTLE_MS: String(SETTLE_MS), FORWARD_ORDER_MAX_WAIT_MS: '600000' });
 });
 afterAll(async () => {
   await app?.stop();
@@ -33,9 +35,9 @@ const envelope = (value: Record<string, unknown>) => JSON.stringify({
   object: 'whatsapp_business_account',
   entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID }, ...value } }] }],
 });
-const message = (id: string, body: string, at: number) => envelope({
-  contacts: [{ profile: { name: 'Customer' }, wa_id: customer }],
-  messages: [{ from: customer, id, timestamp: String(at), type: 'text', text: { body } }],
+const message = (id: string, body: string, at: number, from = customer) => envelope({
+  contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
+  messages: [{ from, id, timestamp: String(at), type: 'text', text: { body } }],
 });
 const api = async (method: string, path: string, body?: unknown) => {
   const res = await fetch(`${app.url}${path}`, { method, headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -81,4 +83,27 @@ it('waits for a storing transaction still open past the settle time before forwa
   expect(receiver.delivered().map((x) => (x.body.type === 'message.status' ? `status ${String(x.body.data.status)}` : `message ${String(x.body.data.message?.body)}`)))
     .toEqual(['status delivered', 'message thanks']);
   expect(receiver.delivered().every((x) => x.verified)).toBe(true);
+});
+
+it('forwards at once while a write transaction that stores nothing into the conversation stays open', async () => {
+  const other = '5511977770002';
+  const area = await api('POST', '/v1/areas', { name: 'Sales', webhookUrl: receiver.url, events: ['message.received'] });
+  expect(area.status).toBe(201);
+  receiver.secrets.push(area.body.secret);
+  expect((await postWebhook(app.url, message('wamid.OPEN-first', 'hi', Math.floor(Date.now() / 1000) - 60, other))).status).toBe(200);
+  const conv = await eventually(async () => (await db.pool.query<{ conversation_id: number }>("SELECT conversation_id FROM messages WHERE wamid = 'wamid.OPEN-first'")).rows[0], { what: 'the first message stored' });
+  expect((await api('POST', `/v1/conversations/${conv.conversation_id}/assign`, { areaId: area.body.id })).status).toBe(200);
+  const before = receiver.delivered().length;
+  // Any write left open (another conversation's store, a report's temp table): it has a transaction id until it ends.
+  const writing = await db.pool.connect();
+  try {
+    await writing.query('BEGIN');
+    await writing.query('SELECT pg_current_xact_id()');
+    expect((await postWebhook(app.url, message('wamid.OPEN-next', 'a question', Math.floor(Date.now() / 1000) + 1, other))).status).toBe(200);
+    const got = await eventually(async () => receiver.delivered().slice(before).find((x) => x.body.data.message?.wamid === 'wamid.OPEN-next'), { timeoutMs: 30_000, what: 'the message forwarded while the other transaction is open' });
+    expect(got.verified).toBe(true);
+  } finally {
+    await writing.query('ROLLBACK');
+    writing.release();
+  }
 });

@@ -195,6 +195,41 @@ it('a run stops before an event queued while an earlier one was still being stor
   }
 });
 
+it('a transaction storing into another conversation holds nothing back, while one storing into its own does', async () => {
+  const mine = await conversation();
+  const other = await conversation();
+  const areaId = await area('Not held by other conversations');
+  // Queued now (the settle time is 0 here), far from the bound on the wait.
+  const queue = async (q: Pick<typeof db.pool, 'query'>, conv: number) => Number((await q.query<{ id: string }>(
+    "INSERT INTO forward_events (area_id, conversation_id, type, data) VALUES ($1, $2, 'conversation.assigned', '{}') RETURNING id",
+    [areaId, conv],
+  )).rows[0]!.id);
+  const claim = async () => (await claimRuns(db.pool, { queues: 10, runLength: 5, leaseMs: 30_000, settleMs: 0, maxOrderWaitMs: 60_000, skipAreas: [], areaCaps: new Map(), defaultCap: 10, runLengths: new Map() }))
+    .filter((r) => r[0]!.areaId === areaId).map((r) => r.map((e) => e.id));
+  const storingOther = await db.pool.connect();
+  const storingMine = await db.pool.connect();
+  try {
+    await storingOther.query('BEGIN');
+    await queue(storingOther, other);
+    // Queued while the other conversation's store is open (and, below, while one of its own is).
+    const first = await queue(db.pool, mine);
+    expect(await claim()).toEqual([[first]]);
+    expect((await backlog(db.pool)).find((b) => b.areaId === areaId)).toMatchObject({ pending: 1, waitingOnTransactions: 0 });
+    await release(db.pool, [first]);
+    await storingMine.query('BEGIN');
+    const held = await queue(storingMine, mine);
+    const second = await queue(db.pool, mine);
+    expect(await claim()).toEqual([]);
+    expect((await backlog(db.pool)).find((b) => b.areaId === areaId)).toMatchObject({ pending: 2, waitingOnTransactions: 2 });
+    await storingMine.query('COMMIT');
+    expect(await claim()).toEqual([[first, held, second]]);
+  } finally {
+    await storingOther.query('ROLLBACK').catch(() => undefined);
+    storingOther.release();
+    storingMine.release();
+  }
+});
+
 it('the migrated schema keeps the index by conversation the previous version claims through', async () => {
   // Migrations run before the previous version's workers are replaced: without this index each
   // of their claims reads and sorts every pending event until the rollout ends.

@@ -1,9 +1,10 @@
 // The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
-// finds the head of every queue of the areas it may deliver to in one statement (a skip scan of
-// the pending index, area by area: one probe per queue, however long the queues; an area left
-// alone, its circuit open or disabled, costs nothing however large its backlog), locks and
-// leases the due heads (FOR UPDATE SKIP LOCKED, so workers never take the same one) and takes
-// each with a run of the events that follow it, which the worker delivers one after the other. The rest of a queue stays invisible while its head is
+// picks the due heads of the queues of the areas it may deliver to in one statement (a skip scan
+// of the pending index, area by area: one probe per queue, however long the queues; an area left
+// alone, its circuit open or disabled, costs nothing however large its backlog), and in a second
+// one finds those heads again, locks and leases them (FOR UPDATE SKIP LOCKED, so workers never
+// take the same one) and takes each with a run of the events that follow it, which the worker
+// delivers one after the other. The rest of a queue stays invisible while its head is
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
 import type { Pool, PoolClient } from '../../store/pool.js';
@@ -48,12 +49,20 @@ export interface ClaimOptions {
 
 type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
 
-const CLAIM_SQL = `
+// The conversation order lock's key (migration 020); its key space: the conversation id hashed.
+const ORDER_LOCK = '2003201906';
+// Taken: transactions running when it was queued ended, or waited for the bound.
+const settledOrder = (e: string, maxWaitMs: string) =>
+  `(${e}.wait_xid <= pg_snapshot_xmin(pg_current_snapshot()) OR ${e}.created_at <= now() - make_interval(secs => ${maxWaitMs}::float8 / 1000))`;
+
+// First statement: which queues to take. Each due head whose order is not settled by the
+// transactions it waited for is taken only if no transaction is queueing into its conversation
+// now (the order lock is free), tried only for the queues picked, the picked rows being
+// materialized before the tries. The try's lock ends with this statement.
+const PICK_SQL = `
 WITH RECURSIVE
--- Every transaction below it has ended: none of them can still commit an event.
-ended AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xid),
 allowed AS (
-  SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($4::bigint[]))
+  SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($3::bigint[]))
 ),
 q AS (
   SELECT n.* FROM allowed a CROSS JOIN LATERAL (
@@ -73,24 +82,52 @@ heads AS (
   JOIN forward_events f ON f.area_id = a.id AND f.status = 'pending' AND f.conversation_id IS NULL
 ),
 eligible AS (
-  SELECT h.id, h.area_id, h.next_attempt_at, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
+  SELECT h.*, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
   FROM heads h
   WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
-    AND h.created_at <= now() - make_interval(secs => $3::float8 / 1000)
-    AND (h.conversation_id IS NULL OR h.wait_xid <= (SELECT xid FROM ended) OR h.created_at <= now() - make_interval(secs => $11::float8 / 1000))
+    AND h.created_at <= now() - make_interval(secs => $2::float8 / 1000)
 ),
-picked AS (
-  SELECT e.id FROM eligible e LEFT JOIN unnest($5::bigint[], $6::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
-  WHERE e.rn <= COALESCE(c.cap, $7::int)
+picked AS MATERIALIZED (
+  SELECT e.* FROM eligible e LEFT JOIN unnest($4::bigint[], $5::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
+  WHERE e.rn <= COALESCE(c.cap, $6::int)
   ORDER BY e.next_attempt_at, e.id LIMIT $1
 ),
+tried AS (
+  SELECT p.id, p.area_id, p.conversation_id,
+         CASE WHEN p.conversation_id IS NULL OR ${settledOrder('p', '$7')} THEN NULL
+              ELSE pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8(p.conversation_id)) END AS free
+  FROM picked p
+)
+SELECT id, area_id, conversation_id, free FROM tried WHERE free IS DISTINCT FROM false`;
+
+// Second statement, with a snapshot taken after the tries: each picked queue's head found again
+// (an earlier event whose store committed meanwhile is its head now), locked and leased
+// (FOR UPDATE SKIP LOCKED, so workers never take the same one), with a run of what follows it.
+const TAKE_SQL = `
+WITH
+want AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS w(area_id, conversation_id, free)),
+heads AS (
+  SELECT n.*, w.free FROM want w CROSS JOIN LATERAL (
+    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
+    WHERE f.status = 'pending' AND f.area_id = w.area_id AND f.conversation_id = w.conversation_id
+    ORDER BY f.sort_at, f.sort_seq, f.id LIMIT 1) n
+  UNION ALL
+  SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid, true FROM forward_events f
+  WHERE f.id = ANY ($4::bigint[]) AND f.conversation_id IS NULL
+),
+due AS (
+  SELECT h.id, h.free FROM heads h
+  WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
+    AND h.created_at <= now() - make_interval(secs => $6::float8 / 1000)
+    AND (h.free OR ${settledOrder('h', '$8')})
+),
 locked AS (
-  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq FROM forward_events f
-  WHERE f.id IN (SELECT id FROM picked) AND f.status = 'pending' AND (f.locked_until IS NULL OR f.locked_until < now())
-  FOR UPDATE SKIP LOCKED
+  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, d.free FROM forward_events f JOIN due d ON d.id = f.id
+  WHERE f.status = 'pending' AND (f.locked_until IS NULL OR f.locked_until < now())
+  FOR UPDATE OF f SKIP LOCKED
 ),
 leased AS (
-  UPDATE forward_events e SET locked_until = now() + make_interval(secs => $2::float8 / 1000)
+  UPDATE forward_events e SET locked_until = now() + make_interval(secs => $5::float8 / 1000)
   FROM locked l WHERE e.id = l.id
   RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
 ),
@@ -102,12 +139,12 @@ runs AS (
   CROSS JOIN LATERAL (
     SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
       SELECT p.id, p.sort_at, p.sort_seq,
-             p.created_at <= now() - make_interval(secs => $3::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
-               AND (p.wait_xid <= (SELECT xid FROM ended) OR p.created_at <= now() - make_interval(secs => $11::float8 / 1000)) AS ok
+             p.created_at <= now() - make_interval(secs => $6::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
+               AND (h.free OR ${settledOrder('p', '$8')}) AS ok
       FROM forward_events p
       WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
         AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
-      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, $8::int) - 1) x
+      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, $7::int) - 1) x
     WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
   WHERE r.ok
 )
@@ -123,9 +160,14 @@ FROM runs r JOIN forward_events e ON e.id = r.id`;
 export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
   const caps = [...o.areaCaps];
   const lengths = [...o.runLengths];
-  const { rows } = await pool.query<ClaimRow & { pos: string }>(CLAIM_SQL, [
-    o.queues, o.leaseMs, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.runLength,
-    lengths.map(([id]) => id), lengths.map(([, n]) => n), o.maxOrderWaitMs,
+  const { rows: picked } = await pool.query<{ id: number; area_id: number; conversation_id: number | null; free: boolean | null }>(PICK_SQL, [
+    o.queues, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.maxOrderWaitMs,
+  ]);
+  if (picked.length === 0) return [];
+  const queues = picked.filter((p) => p.conversation_id !== null);
+  const { rows } = await pool.query<ClaimRow & { pos: string }>(TAKE_SQL, [
+    queues.map((p) => p.area_id), queues.map((p) => p.conversation_id), queues.map((p) => p.free === true), picked.filter((p) => p.conversation_id === null).map((p) => p.id),
+    o.leaseMs, o.settleMs, o.runLength, o.maxOrderWaitMs, lengths.map(([id]) => id), lengths.map(([, n]) => n),
   ]);
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
   for (const r of rows) {
@@ -261,14 +303,20 @@ export async function disableArea(pool: Pool, areaId: number, reason: string, db
 }
 
 /**
- * Backlog per area: pending events, the age of the oldest, and those waiting for write
- * transactions open when they were queued (a long one holds them back), for the gauges. Every
- * area has a row (0 when nothing waits), so a dashboard shows a caught-up area as 0, not as missing.
+ * Backlog per area: pending events, the age of the oldest, and those held back by a transaction
+ * still queueing into their conversation that was already running when they were queued (a long
+ * one holds them back), for the gauges. Every area has a row (0 when nothing waits), so a
+ * dashboard shows a caught-up area as 0, not as missing.
  */
 export async function backlog(pool: Pool): Promise<{ areaId: number; pending: number; oldestSeconds: number; waitingOnTransactions: number }[]> {
   const { rows } = await pool.query<{ area_id: number; pending: number; oldest: number; held: number }>(
-    `SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest,
-            count(e.area_id) FILTER (WHERE e.wait_xid > (SELECT pg_snapshot_xmin(pg_current_snapshot())))::int AS held
+    `WITH locks AS (
+       SELECT objid::bigint AS k FROM pg_locks
+       WHERE locktype = 'advisory' AND classid = ${ORDER_LOCK} AND objsubid = 2 AND granted
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+     SELECT a.id AS area_id, count(e.area_id)::int AS pending, coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float8 AS oldest,
+            count(e.area_id) FILTER (WHERE e.wait_xid > (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+              AND (hashint8(e.conversation_id)::bigint & 4294967295) IN (SELECT k FROM locks))::int AS held
      FROM areas a LEFT JOIN forward_events e ON e.area_id = a.id AND e.status = 'pending' GROUP BY a.id`,
   );
   return rows.map((r) => ({ areaId: r.area_id, pending: r.pending, oldestSeconds: r.oldest, waitingOnTransactions: r.held }));
