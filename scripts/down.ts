@@ -4,7 +4,7 @@ import { stopPidFile } from './stack/proc.js';
 import { DATA, PIDS } from './stack/local.js';
 import { stopHaDir } from './stack/ha.js';
 
-for (const name of ['web', 'worker', 'simulator', 'redis', 'postgres']) {
+for (const name of ['web', 'worker', 'simulator', 's3', 'redis', 'postgres']) {
   await stopPidFile(path.join(PIDS, `${name}.pid`), name === 'postgres' ? 30_000 : 15_000);
 }
 await stopHaDir(path.join(DATA, 'ha'));

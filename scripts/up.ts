@@ -10,6 +10,7 @@ import { isAlive, portOpen, spawnDaemon, stopPidFile, waitFor } from './stack/pr
 import { DATA, LOGS, PIDS, ROOT, localSettings, serviceEnv, writeEnvFile } from './stack/local.js';
 import { localTuning } from './stack/tuning.js';
 import { startHaStack, stopHaDir } from './stack/ha.js';
+import { startS3 } from './stack/seaweedfs.js';
 
 const MAIN = path.join(ROOT, 'service', 'dist', 'main.js');
 
@@ -55,8 +56,28 @@ Stop everything with: make down
 }
 
 
+/** The media store of `make up`: the filesystem under .data/media, or with MEDIA=s3 SeaweedFS on loopback. */
+async function mediaEnv(s: ReturnType<typeof localSettings>): Promise<{ env: Record<string, string>; line: string }> {
+  const media = process.env.MEDIA ?? 'fs';
+  const pidFile = path.join(PIDS, 's3.pid');
+  if (media === 'fs') {
+    await stopPidFile(pidFile);
+    return { env: {}, line: `filesystem ${path.join(path.relative(process.cwd(), DATA) || '.data', 'media')}/ (MEDIA=s3 for an S3-compatible store)` };
+  }
+  if (media !== 's3') throw new Error(`MEDIA=${media}: use MEDIA=fs (the default) or MEDIA=s3`);
+  // Restarted with the stack, on the same ports (objects stay in .data/s3).
+  await stopPidFile(pidFile);
+  for (let p = s.s3BasePort; p < s.s3BasePort + 8; p++) await ensurePort(p, 'SeaweedFS', 's3BasePort (eight ports from it)');
+  console.log('Starting SeaweedFS (built from the Go module proxy and cached the first time: a few minutes)...');
+  const s3 = await startS3({ dir: path.join(DATA, 's3'), bucket: 'wa-router-media', accessKeyId: s.s3AccessKeyId, secretAccessKey: s.s3SecretAccessKey, basePort: s.s3BasePort, pidFile, logFile: path.join(LOGS, 's3.log') });
+  return { env: s3.env, line: `S3 (SeaweedFS) ${s3.endpoint}, bucket ${s3.bucket}` };
+}
+
 async function main(): Promise<void> {
-  if (process.env.HA === '1') return mainHa();
+  if (process.env.HA === '1') {
+    if (process.env.MEDIA === 's3') throw new Error('MEDIA=s3 runs with the single-node stack; HA=1 keeps media on the filesystem');
+    return mainHa();
+  }
   fs.mkdirSync(LOGS, { recursive: true });
   fs.mkdirSync(PIDS, { recursive: true });
   const s = localSettings();
@@ -77,7 +98,8 @@ async function main(): Promise<void> {
     redisUrl = redis.url;
   }
 
-  const env = serviceEnv(s, pgUrl, redisUrl);
+  const media = await mediaEnv(s);
+  const env = { ...serviceEnv(s, pgUrl, redisUrl), ...media.env };
   // Without a real Graph API configured, sends go to the simulator (answers like Meta and
   // sends the status webhooks back to the web process).
   let simulatorUrl: string | undefined;
@@ -128,6 +150,7 @@ wa-router is up (data and logs in .data/).
   health   ${base}/readyz     metrics ${base}/metrics
   queues   ${base}/admin/queues (Authorization: Bearer $API_TOKEN)
   postgres ${pgUrl.replace(/:[^:@/]+@/, ':***@')}
+  media    ${media.line}
   graph    ${simulatorUrl ? `${simulatorUrl} (the Graph API simulator; set GRAPH_API_BASE_URL for Meta's)` : env.GRAPH_API_BASE_URL}
   env      ${envFile} (source it for the tokens)
 

@@ -148,6 +148,19 @@ export interface MediaSettings {
   readonly forcePathStyle: boolean;
   /** Downloads in flight per worker pod. */
   readonly concurrency: number;
+  /** History downloads of one channel at once per worker pod, so one number's backlog leaves slots to the others. */
+  readonly channelConcurrency: number;
+  /**
+   * This service's public origin (`https://inbox.example.com`): `media.url` links in messages and
+   * in events forwarded to areas are absolute with it, so an area's CRM can fetch them. Unset,
+   * they are paths. Their signing key is `urlSecret` of the `wa-router-media` Secret (optional;
+   * else derived from API_TOKEN, and links die with a token rotation).
+   */
+  readonly publicUrl?: string;
+  /** Lifetime of `media.url` links and of the presigned URLs GET /v1/media redirects to. */
+  readonly urlTtlSeconds: number;
+  /** GET /v1/media redirects to a presigned bucket URL (the bucket must be reachable by the clients) instead of streaming through the web pods. */
+  readonly s3Redirect: boolean;
 }
 
 export interface Preset {
@@ -188,7 +201,8 @@ const monitoring = {
   extraLabels: {},
 } as const satisfies MonitoringSettings;
 // Each download holds at most two 5 MiB parts in memory, so 8 per pod stay within ~80 MiB.
-const media = { bucket: 'wa-router-media', region: 'us-east-1', forcePathStyle: false, concurrency: 8 } as const satisfies MediaSettings;
+// Half the slots at most for one number's history backlog; links live an hour.
+const media = { bucket: 'wa-router-media', region: 'us-east-1', forcePathStyle: false, concurrency: 8, channelConcurrency: 4, urlTtlSeconds: 3_600, s3Redirect: true } as const satisfies MediaSettings;
 // kube-proxy (100m) plus a CNI agent and a node exporter at their usual requests; set yours.
 const daemonSets = { cpu: '200m', memory: '256Mi' } as const satisfies ResourceAmounts;
 

@@ -110,6 +110,10 @@ export const presetSchema = z.strictObject({
     endpoint: z.url().optional(),
     forcePathStyle: z.boolean(),
     concurrency: count(1, 500),
+    channelConcurrency: count(1, 500),
+    publicUrl: z.url().optional(),
+    urlTtlSeconds: count(1, 7 * 86_400),
+    s3Redirect: z.boolean(),
   }),
 });
 
@@ -222,6 +226,8 @@ function consistency(p: Preset): ValidationIssue[] {
     if (cpuMillis(r.requests.cpu) > cpuMillis(r.limits.cpu)) add(`${field}.requests.cpu`, `request ${r.requests.cpu} exceeds the limit ${r.limits.cpu}`);
     if (memoryBytes(r.requests.memory) > memoryBytes(r.limits.memory)) add(`${field}.requests.memory`, `request ${r.requests.memory} exceeds the limit ${r.limits.memory}`);
   }
+  if (p.media.channelConcurrency > p.media.concurrency) add('media.channelConcurrency', `${p.media.channelConcurrency} per channel exceeds the ${p.media.concurrency} downloads of a worker pod (media.concurrency): it would cap nothing`);
+  if (p.media.publicUrl && !/^https?:$/.test(new URL(p.media.publicUrl).protocol)) add('media.publicUrl', `${p.media.publicUrl} is not an http(s) origin: media links would not open`);
   for (const tier of ['web', 'worker'] as const) {
     if (p[tier].replicas > p[tier].maxReplicas) add(`${tier}.replicas`, `${p[tier].replicas} replicas exceed the HPA ceiling maxReplicas ${p[tier].maxReplicas}`);
   }

@@ -307,3 +307,24 @@ describe('day 2: rollouts, config changes, migrations, drains', () => {
     expect(cfg.ACK_REPLICA_FALLBACK).toBe('local');
   });
 });
+
+describe('media settings', () => {
+  it('reach the pods: the external bucket, its keys and link key by Secret reference, links and the per-channel cap', () => {
+    const m = synthManifests('standard', { overrides: { media: { bucket: 'acme-media', endpoint: 'https://s3.acme.example', forcePathStyle: true, publicUrl: 'https://inbox.acme.example', channelConcurrency: 2, urlTtlSeconds: 900, s3Redirect: false } } });
+    expect((find(m, 'ConfigMap', 'wa-router-config') as Json).data).toMatchObject({
+      MEDIA_STORE: 's3', S3_BUCKET: 'acme-media', S3_ENDPOINT: 'https://s3.acme.example', S3_FORCE_PATH_STYLE: 'true',
+      PUBLIC_URL: 'https://inbox.acme.example', MEDIA_CHANNEL_CONCURRENCY: '2', MEDIA_URL_TTL_SECONDS: '900', MEDIA_S3_REDIRECT: 'false',
+    });
+    for (const name of ['wa-router-web', 'wa-router-worker']) {
+      const refs = Object.fromEntries((container(find(m, 'Deployment', name)).env as Json[]).filter((e) => e.valueFrom?.secretKeyRef).map((e) => [e.name, e.valueFrom.secretKeyRef]));
+      expect(refs).toMatchObject({
+        S3_ACCESS_KEY_ID: { name: 'wa-router-media', key: 'accessKeyId', optional: true },
+        S3_SECRET_ACCESS_KEY: { name: 'wa-router-media', key: 'secretAccessKey', optional: true },
+        MEDIA_URL_SECRET: { name: 'wa-router-media', key: 'urlSecret', optional: true },
+      });
+    }
+    // No object store of ours, and without a public origin the links stay paths.
+    expect(m.filter((x) => /minio|seaweed|s3/i.test(x.metadata.name))).toEqual([]);
+    expect((find(byPreset['standard']!, 'ConfigMap', 'wa-router-config') as Json).data.PUBLIC_URL).toBeUndefined();
+  });
+});

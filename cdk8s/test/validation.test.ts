@@ -29,6 +29,13 @@ describe('validation refuses inconsistent overrides, naming the field', () => {
     expect(() => resolvePreset('premium', { monitoring: { extraLabels: { release: 'kube-prometheus-stack', 'example.com/team': 'ops' } } })).not.toThrow();
   });
 
+  it('media settings that would cap nothing or give links no one can open', () => {
+    expect(rejects({ media: { channelConcurrency: 9 } })).toContainEqual(expect.objectContaining({ field: 'media.channelConcurrency', message: expect.stringContaining('cap nothing') }));
+    expect(rejects({ media: { publicUrl: 'ftp://inbox.example.com' } })).toContainEqual(expect.objectContaining({ field: 'media.publicUrl' }));
+    expect(rejects({ media: { urlTtlSeconds: 0 } })).toContainEqual(expect.objectContaining({ field: 'media.urlTtlSeconds' }));
+    expect(() => resolvePreset('premium', { media: { publicUrl: 'https://inbox.example.com', channelConcurrency: 8 } })).not.toThrow();
+  });
+
   it('PgBouncer pools beyond what Postgres max_connections leaves after the reserved ones', () => {
     const issues = rejects({ pgbouncer: { defaultPoolSize: 100, reservePoolSize: 50, maxDbConnections: 150 } });
     expect(issues).toContainEqual(expect.objectContaining({ field: 'postgres.maxConnections' }));

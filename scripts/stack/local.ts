@@ -16,6 +16,8 @@ export interface LocalSettings {
   readonly webPort: number;
   readonly workerPort: number;
   readonly simulatorPort: number;
+  /** The first of the eight ports of `make up MEDIA=s3`'s SeaweedFS (the S3 endpoint is the seventh). */
+  readonly s3BasePort: number;
   readonly pgPassword: string;
   readonly redisPassword: string;
   readonly appSecret: string;
@@ -23,6 +25,9 @@ export interface LocalSettings {
   readonly apiToken: string;
   readonly phoneNumberId: string;
   readonly accessToken: string;
+  /** The dev credentials of `make up MEDIA=s3`'s SeaweedFS. */
+  readonly s3AccessKeyId: string;
+  readonly s3SecretAccessKey: string;
 }
 
 const secret = (bytes = 24) => randomBytes(bytes).toString('base64url');
@@ -39,6 +44,7 @@ export function localSettings(): LocalSettings {
     webPort: saved.webPort ?? 3000,
     workerPort: saved.workerPort ?? 3001,
     simulatorPort: saved.simulatorPort ?? 3010,
+    s3BasePort: saved.s3BasePort ?? 58300,
     pgPassword: saved.pgPassword ?? secret(),
     redisPassword: saved.redisPassword ?? secret(),
     appSecret: saved.appSecret ?? secret(),
@@ -46,6 +52,8 @@ export function localSettings(): LocalSettings {
     apiToken: saved.apiToken ?? secret(),
     phoneNumberId: saved.phoneNumberId ?? '100000000000001',
     accessToken: saved.accessToken ?? `dev-${secret(16)}`,
+    s3AccessKeyId: saved.s3AccessKeyId ?? `dev${randomBytes(8).toString('hex')}`,
+    s3SecretAccessKey: saved.s3SecretAccessKey ?? secret(),
   };
   fs.writeFileSync(file, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
   return s;

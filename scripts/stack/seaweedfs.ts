@@ -17,6 +17,15 @@ export interface S3Options {
   /** @default generated */
   readonly accessKeyId?: string;
   readonly secretAccessKey?: string;
+  /**
+   * Its eight ports are this one and the seven after it; picked free when unset. A store started
+   * again on the same data needs the same ports: its master keeps the cluster's peers by address.
+   */
+  readonly basePort?: number;
+  /** Where its pid is written (a stack that outlives this process stops it by that). */
+  readonly pidFile?: string;
+  /** @default <dir>/weed.log */
+  readonly logFile?: string;
 }
 
 export interface S3Handle {
@@ -45,7 +54,7 @@ export async function startS3(opts: S3Options): Promise<S3Handle> {
   const configFile = path.join(opts.dir, 's3.json');
   fs.writeFileSync(configFile, JSON.stringify({ identities: [{ name: 'wa-router', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }] }));
   const ports: Record<string, number> = {};
-  for (const p of ['master', 'master.grpc', 'volume', 'volume.grpc', 'filer', 'filer.grpc', 's3', 's3.grpc']) ports[p] = await freePort();
+  for (const [i, p] of ['master', 'master.grpc', 'volume', 'volume.grpc', 'filer', 'filer.grpc', 's3', 's3.grpc'].entries()) ports[p] = opts.basePort ? opts.basePort + i : await freePort();
   const args = [
     'server', `-ip=${LOOPBACK}`, `-ip.bind=${LOOPBACK}`, `-dir=${path.join(opts.dir, 'data')}`,
     `-master.port=${ports.master}`, `-master.port.grpc=${ports['master.grpc']}`, '-master.telemetry=false', '-master.volumeSizeLimitMB=256',
@@ -54,10 +63,10 @@ export async function startS3(opts: S3Options): Promise<S3Handle> {
     '-s3', `-s3.port=${ports.s3}`, `-s3.port.grpc=${ports['s3.grpc']}`, '-s3.port.iceberg=0', '-s3.port.lance=0', `-s3.config=${configFile}`, `-s3.localSocket=${path.join(opts.dir, 's3.sock')}`,
   ];
   const endpoint = `http://${LOOPBACK}:${ports.s3}`;
-  const logFile = path.join(opts.dir, 'weed.log');
+  const logFile = opts.logFile ?? path.join(opts.dir, 'weed.log');
   let pid = 0;
   const start = async () => {
-    pid = spawnDaemon(weed, args, { logFile, cwd: opts.dir }).pid;
+    pid = spawnDaemon(weed, args, { logFile, cwd: opts.dir, ...(opts.pidFile ? { pidFile: opts.pidFile } : {}) }).pid;
     await waitFor('seaweedfs s3', () => portOpen(ports.s3!), { pid, logFile, timeoutMs: 120_000 });
     // The gateway listens before the filer and volumes are ready: a bucket creation tells.
     const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });

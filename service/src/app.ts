@@ -186,7 +186,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         },
       }),
     );
-    v1.use(outboundRoutes({ pool, queues: outboundQueues, outbox, log, publish, resolveChannel: (by) => resolveChannel(pool, channelsNow, by) }));
+    v1.use(outboundRoutes({ pool, queues: outboundQueues, outbox, log, publish, resolveChannel: (by) => resolveChannel(pool, channelsNow, by), storedMedia: media.storedMedia }));
     v1.use(
       channelRoutes({
         pool,
@@ -258,7 +258,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
             router.onStored(result);
           },
         });
-        senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow });
+        senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow, wrapSend: media.wrapSend });
         router.startWorker();
         media.startWorker(metrics.jobs);
       } else {

@@ -86,7 +86,11 @@ export class WaRouterChart extends Chart {
       S3_REGION: preset.media.region,
       S3_FORCE_PATH_STYLE: String(preset.media.forcePathStyle),
       MEDIA_CONCURRENCY: String(preset.media.concurrency),
+      MEDIA_CHANNEL_CONCURRENCY: String(preset.media.channelConcurrency),
+      MEDIA_URL_TTL_SECONDS: String(preset.media.urlTtlSeconds),
+      MEDIA_S3_REDIRECT: String(preset.media.s3Redirect),
       ...(preset.media.endpoint ? { S3_ENDPOINT: preset.media.endpoint } : {}),
+      ...(preset.media.publicUrl ? { PUBLIC_URL: preset.media.publicUrl } : {}),
     };
     new k8s.KubeConfigMap(this, 'config', { metadata: { name: configMap, labels: labels('app') }, data: appConfig });
     const appConfigHash = configHash(appConfig);
@@ -99,6 +103,7 @@ export class WaRouterChart extends Chart {
       { name: 'DB_POOL_MAX', value: String(poolMax) },
       { name: 'S3_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: SECRETS.media, key: 'accessKeyId', optional: true } } },
       { name: 'S3_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: SECRETS.media, key: 'secretAccessKey', optional: true } } },
+      { name: 'MEDIA_URL_SECRET', valueFrom: { secretKeyRef: { name: SECRETS.media, key: 'urlSecret', optional: true } } },
     ];
 
     const common = { preset, image: props.image, configMap, serviceAccount, atPeak: props.atPeak, configHash: appConfigHash, schemaCheck: { env: dbEnv(1), resources: MIGRATE_RESOURCES } };

@@ -87,7 +87,7 @@ export const SECRETS = {
   redis: nameOf('redis'),
   /** `userlist.txt` for PgBouncer. */
   pgbouncer: nameOf('pgbouncer'),
-  /** `accessKeyId`, `secretAccessKey` of the media bucket (optional: pods may get an instance role instead). */
+  /** `accessKeyId`, `secretAccessKey` of the media bucket (optional: pods may get an instance role instead), and `urlSecret`, the optional key of `media.url` signatures. */
   media: nameOf('media'),
 } as const;
 

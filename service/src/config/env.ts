@@ -148,6 +148,8 @@ export const envSchema = z
     S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
     /** Downloads in flight per worker process. */
     MEDIA_CONCURRENCY: int(1, 500).default(8),
+    /** History media downloads of one channel at once per worker process, so one channel's backlog leaves slots to the others (live media are not capped). */
+    MEDIA_CHANNEL_CONCURRENCY: int(1, 500).default(4),
     /** Attempts of one download (each fetches a fresh URL), exponential backoff from MEDIA_BACKOFF_MS. */
     MEDIA_ATTEMPTS: int(1, 100).default(10),
     MEDIA_BACKOFF_MS: int(10, 600_000).default(2_000),

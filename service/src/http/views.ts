@@ -56,7 +56,9 @@ const messageFields = {
   body: z.string().nullable(),
   media: z
     .object({
-      id: z.string().nullable(), mimeType: z.string().nullable(), sha256: z.string().nullable(), filename: z.string().nullable(),
+      id: z.string().nullable(),
+      mediaId: z.number().int().nullable().meta({ description: 'Our copy: send this file again with `image: { id: "<mediaId>" }` (or audio, video, document, sticker)' }),
+      mimeType: z.string().nullable(), sha256: z.string().nullable(), filename: z.string().nullable(),
       status: z.enum(['pending', 'stored', 'failed']).nullable().meta({ description: 'Our copy in object storage' }),
       error: z.string().nullable().meta({ description: 'Why it could not be stored (`not_found`, `too_large`, `unsupported_mime`, `sha256_mismatch`, ...)' }),
       url: z.string().nullable().meta({ description: 'A signed, expiring link to GET /v1/media/{messageId} (409 until stored)' }),

@@ -18,6 +18,9 @@ import { MediaCheckError, VerifyingStream } from './verify.js';
 export interface MediaJobData {
   /** The media row. */
   readonly mediaId: number;
+  /** Its channel and whether it is live, for the per-channel cap (jobs queued before it have neither: not capped). */
+  readonly channelId?: number;
+  readonly live?: boolean;
 }
 
 export interface DownloadDeps {

@@ -18,6 +18,7 @@ import { mediaRoutes, signMediaPath } from './routes.js';
 import { S3MediaStore } from './s3-store.js';
 import { FsMediaStore, type MediaStore } from './store.js';
 import { registerMediaLinks } from './links.js';
+import { storedMediaOf, storedMediaSender } from './send-stored.js';
 import { MEDIA_QUEUE, startMediaWorker } from './worker.js';
 
 /**
@@ -33,6 +34,10 @@ export interface MediaFeature {
   url(messageId: number): string;
   routes(auth: RequestHandler[]): Router;
   startWorker(jobs: Metrics['jobs']): void;
+  /** For POST /v1/messages: our stored media a media `id` names, or null for Meta's id. */
+  storedMedia(id: string, channelId: number, areaIds: readonly number[] | null): Promise<number | null>;
+  /** For the senders: sends naming our stored media go out with a Meta id of the sending number. */
+  wrapSend: ReturnType<typeof storedMediaSender>;
   stop(): Promise<void>;
 }
 
@@ -83,6 +88,8 @@ export function createMediaFeature(d: { config: Config; pool: Pool; redis: Redis
     startWorker(jobs) {
       worker = startMediaWorker({ config, redis: d.redis, queue, jobs, repo, store, graph, metrics, publish: d.publish, log: d.log, tokenPauseMs: TOKEN_PAUSE_MS });
     },
+    storedMedia: (id, channelId, areaIds) => storedMediaOf(d.pool, id, channelId, areaIds),
+    wrapSend: storedMediaSender({ pool: d.pool, repo, store, graph }),
     async stop() {
       await worker?.close();
       await queue.close();

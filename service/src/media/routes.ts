@@ -26,7 +26,7 @@ const signedQuery = z.object({ expires: z.coerce.number().int().positive(), sign
 export const uploadAnswerSchema = z
   .object({
     id: z.string().meta({ description: "Meta's media id: send it as `image: { id }` (or audio, video, document, sticker)" }),
-    mediaId: z.number().int().meta({ description: 'Our stored copy' }),
+    mediaId: z.number().int().meta({ description: "Our stored copy: a send by it (as a string) works from any channel, after Meta's 30 days too" }),
     type: z.enum(['audio', 'document', 'image', 'sticker', 'video']),
     mimeType: z.string(),
     size: z.number().int(),

@@ -6,6 +6,7 @@ import type { Config } from '../config/env.js';
 import type { Metrics } from '../metrics/registry.js';
 import { fairPriorities } from '../queue/fair-priority.js';
 import { createRedis, WORKER_RUN_RETRY_MS } from '../queue/redis.js';
+import { capPerChannel } from './channel-cap.js';
 import { createDownloadProcessor, type DownloadDeps, type MediaJobData } from './download.js';
 
 export const MEDIA_QUEUE = 'media';
@@ -35,7 +36,7 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
         const fair = await fairPriorities(d.redis, (ch) => `${config.QUEUE_PREFIX}:media:seq:${ch}`, history.map((r) => String(r.channelId)));
         const priority = new Map(history.map((r, i) => [r.id, 1 + fair[i]!]));
         try {
-          await d.queue.addBulk(rows.map((r) => ({ name: 'download', data: { mediaId: r.id }, opts: { ...mediaJobOptions(config), jobId: `m${r.id}`, priority: priority.get(r.id) ?? 1 } })));
+          await d.queue.addBulk(rows.map((r) => ({ name: 'download', data: { mediaId: r.id, channelId: r.channelId, live: r.live }, opts: { ...mediaJobOptions(config), jobId: `m${r.id}`, priority: priority.get(r.id) ?? 1 } })));
         } catch (err) {
           await d.repo.unclaim(rows.map((r) => r.id));
           throw err;
@@ -63,7 +64,7 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   };
   void sweep();
 
-  const processor = createDownloadProcessor(d);
+  const processor = capPerChannel(createDownloadProcessor(d), { cap: config.MEDIA_CHANNEL_CONCURRENCY, queue: d.queue, log });
   const worker = new Worker<MediaJobData>(MEDIA_QUEUE, processor, {
     connection: createRedis(config, 'worker'),
     prefix: config.QUEUE_PREFIX,

@@ -26,6 +26,8 @@ export interface SendersDeps {
   readonly publish: Publish;
   /** The channels as last loaded, shared with the rest of the process. */
   readonly channels: Map<number, ChannelForSend>;
+  /** Wraps each Graph send (the media feature puts a Meta id in place of our stored media's). */
+  readonly wrapSend?: (send: GraphClient['sendMessage']) => GraphClient['sendMessage'];
 }
 
 export interface Senders {
@@ -39,7 +41,9 @@ export async function startSenders(deps: SendersDeps): Promise<Senders> {
   let relayTimer: NodeJS.Timeout | undefined;
   let refreshTimer: NodeJS.Timeout | undefined;
   let closing = false;
-  const graph = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
+  const client = new GraphClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.GRAPH_TIMEOUT_MS });
+  const send = client.sendMessage.bind(client);
+  const graph = { sendMessage: deps.wrapSend?.(send) ?? send };
   const gate = new SendGate(redis, {
     prefix: config.QUEUE_PREFIX,
     circuitResetMs: config.CIRCUIT_RESET_MS,

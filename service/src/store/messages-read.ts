@@ -4,7 +4,7 @@ import { mediaLink } from '../media/links.js';
 
 /** The media row of a message, for `media.status` and `media.url`: append to a query on `messages m`. */
 export const MEDIA_JOIN = 'LEFT JOIN media md ON md.channel_id = m.channel_id AND md.meta_id = m.media_id';
-export const MEDIA_COLUMNS = 'md.status AS media_status, md.error_code AS media_error_code';
+export const MEDIA_COLUMNS = 'md.id::int AS media_row_id, md.status AS media_status, md.error_code AS media_error_code';
 
 export interface MessageView {
   id: number;
@@ -17,8 +17,8 @@ export interface MessageView {
   source: string;
   type: string;
   body: string | null;
-  /** `status`: our copy (`pending`, `stored`, `failed`); `url`: a signed, expiring link to it (409 until stored). */
-  media: { id: string | null; mimeType: string | null; sha256: string | null; filename: string | null; status: string | null; error: string | null; url: string | null } | null;
+  /** `mediaId`: our copy's id (send it again by it); `status`: our copy (`pending`, `stored`, `failed`); `url`: a signed, expiring link to it (409 until stored). */
+  media: { id: string | null; mediaId: number | null; mimeType: string | null; sha256: string | null; filename: string | null; status: string | null; error: string | null; url: string | null } | null;
   location: { latitude: number; longitude: number } | null;
   replyToWamid: string | null;
   reaction: { toWamid: string | null; emoji: string | null } | null;
@@ -54,7 +54,7 @@ export function toView(r: Row, statuses: Row[]): MessageView {
     type: r.type as string,
     body: r.body as string | null,
     media: r.media_id || r.media_mime_type
-      ? { id: r.media_id as string | null, mimeType: r.media_mime_type as string | null, sha256: r.media_sha256 as string | null, filename: r.media_filename as string | null,
+      ? { id: r.media_id as string | null, mediaId: (r.media_row_id as number | undefined) ?? null, mimeType: r.media_mime_type as string | null, sha256: r.media_sha256 as string | null, filename: r.media_filename as string | null,
           status: (r.media_status as string | undefined) ?? null, error: (r.media_error_code as string | undefined) ?? null, url: r.media_status && r.media_status !== 'failed' ? mediaLink(r.id) : null }
       : null,
     location: r.latitude !== null && r.longitude !== null ? { latitude: r.latitude as number, longitude: r.longitude as number } : null,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { signMediaPath } from '../../src/media/routes.js';
+import { keyForSha256 } from '../../src/media/store.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
@@ -81,6 +82,22 @@ describe('inbound media', () => {
     const m = await stored(wamid, 'failed');
     expect(m.errorCode).toBe('too_large');
     expect(item.served).toBe(0);
+  });
+
+  it('cuts a download at the limit when Meta declares a smaller size than it serves, and keeps nothing', async () => {
+    const bytes = bytesOf(32 * 1024 * 1024);
+    const item = sim.media.add(bytes, 'image/jpeg');
+    item.fileSize = 100_000;
+    const { wamid } = await receiveItem(app.url, 'image', item);
+    const m = await stored(wamid, 'failed');
+    expect(m.errorCode).toBe('too_large');
+    expect(m.storageKey).toBeNull();
+    // Read up to the 5 MB limit and what was in flight then (socket buffers), not the rest.
+    expect(item.served).toBeLessThan(16 * 1024 * 1024);
+    expect(fs.existsSync(path.join(env.MEDIA_FS_DIR!, keyForSha256(item.sha256)))).toBe(false);
+    const partial = path.join(env.MEDIA_FS_DIR!, '.partial');
+    expect(fs.existsSync(partial) ? fs.readdirSync(partial) : [], 'temp files left').toEqual([]);
+    expect((await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth })).status).toBe(409);
   });
 
   it('refuses a MIME type Meta does not list for the type', async () => {

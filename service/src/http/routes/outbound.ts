@@ -12,9 +12,10 @@ import type { Publish } from '../../events/hub.js';
 import type { Logger } from '../../log.js';
 import { messageStatusSchema } from '../views.js';
 import { defineOperations } from '../../openapi/operation.js';
+import { STORED_MEDIA_FIELD } from '../../media/send-stored.js';
 
 const media = z
-  .object({ id: z.string().min(1).optional(), link: z.url().optional(), caption: z.string().max(1024).optional(), filename: z.string().max(240).optional() })
+  .object({ id: z.string().min(1).optional().meta({ description: "Meta's media id, or our stored media's `mediaId` (an upload's, or a received message's `media.mediaId`): the sender sends it with a Meta id of the sending number, uploading our copy when needed" }), link: z.url().optional(), caption: z.string().max(1024).optional(), filename: z.string().max(240).optional() })
   .refine((m) => Boolean(m.id) !== Boolean(m.link), 'give exactly one of id or link');
 
 const PHONE = /^\+?\d{6,20}$/;
@@ -98,7 +99,11 @@ export interface OutboundRouteDeps {
   readonly log: Logger;
   readonly publish?: Publish;
   readonly resolveChannel: (by: { channelId?: number | undefined; phoneNumberId?: string | undefined }) => Promise<number | null>;
+  /** Our stored media a media `id` names (null: Meta's id, sent as it is); throws an HttpError for media that cannot be sent. */
+  readonly storedMedia?: (id: string, channelId: number, areaIds: readonly number[] | null) => Promise<number | null>;
 }
+
+const MEDIA_TYPES = new Set(['image', 'audio', 'video', 'document', 'sticker']);
 
 export function outboundRoutes(deps: OutboundRouteDeps): Router {
   const r = Router();
@@ -126,7 +131,14 @@ export function outboundRoutes(deps: OutboundRouteDeps): Router {
       const conv = await conversationWith(deps.pool, channelId, to);
       if (conv === null || !(await inAreas(deps.pool, conv, areas))) throw new HttpError(404, 'not_found', 'no conversation with this recipient in the areas of this token');
     }
-    const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: b[b.type] };
+    let content = b[b.type] as Record<string, unknown>;
+    const ours = MEDIA_TYPES.has(b.type) && typeof content.id === 'string' ? await deps.storedMedia?.(content.id, channelId, areas) : null;
+    if (ours) {
+      // The sender puts a Meta id of this number in its place (uploading our copy when needed).
+      const { id: _ours, ...rest } = content;
+      content = { ...rest, [STORED_MEDIA_FIELD]: ours };
+    }
+    const payload: Record<string, unknown> = { messaging_product: 'whatsapp', recipient_type: 'individual', ...(toUserId ? { recipient: to } : { to }), type: b.type, [b.type]: content };
     if (b.context) payload.context = b.context;
     if (b.bizOpaqueCallbackData) payload.biz_opaque_callback_data = b.bizOpaqueCallbackData;
     const idempotency = key === undefined ? null : { scope: idempotencyScope(principalOf(req)!), key, fingerprint: fingerprint({ channelId, message: { ...b, channelId: undefined, phoneNumberId: undefined } }) };

@@ -19,7 +19,7 @@ import type { SendGate } from '../send-gate.js';
 
 export interface OutboundDeps {
   readonly pool: Pool;
-  readonly graph: GraphClient;
+  readonly graph: Pick<GraphClient, 'sendMessage'>;
   readonly circuit: CircuitBreaker;
   readonly gate: SendGate;
   readonly log: Logger;
