@@ -34,6 +34,13 @@ export function createPublisher(redis: Redis, queuePrefix: string, log: Logger, 
 
 export type Listener = (events: readonly (RealtimeEvent & { id: number })[]) => void;
 
+/**
+ * Batches published closer together than this go out together: at most one write per client per
+ * interval, so a busy channel costs the web processes (and the clients) system calls and wake-ups
+ * per interval rather than per published batch. A batch after a quiet interval goes at once.
+ */
+export const FLUSH_INTERVAL_MS = 20;
+
 /** One subscription per process, shared by all of its clients. */
 export class EventHub {
   private readonly listeners = new Set<Listener>();
@@ -41,11 +48,13 @@ export class EventHub {
   private seq = 0;
   private started = false;
   private pending: (RealtimeEvent & { id: number })[] = [];
+  private lastFlush = -Infinity;
 
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
     private readonly log: Logger,
+    private readonly flushIntervalMs = FLUSH_INTERVAL_MS,
   ) {}
 
   /** Subscribes on first use, so a process nobody listens to never holds a subscription. */
@@ -62,8 +71,11 @@ export class EventHub {
       }
       const list = (Array.isArray(parsed) ? parsed : [parsed]).filter((e): e is RealtimeEvent => typeof e === 'object' && e !== null && typeof (e as RealtimeEvent).type === 'string');
       if (list.length === 0) return;
-      // Batches that arrive together (one socket read) go out as one: one write per client, not one per batch.
-      if (this.pending.length === 0) setImmediate(() => this.flush());
+      if (this.pending.length === 0) {
+        const wait = this.lastFlush + this.flushIntervalMs - performance.now();
+        if (wait <= 0) setImmediate(() => this.flush());
+        else setTimeout(() => this.flush(), wait);
+      }
       for (const e of list) this.pending.push({ ...e, id: ++this.seq });
     });
     const subscribe = () =>
@@ -80,6 +92,7 @@ export class EventHub {
   }
 
   private flush(): void {
+    this.lastFlush = performance.now();
     const batch = this.pending;
     this.pending = [];
     for (const l of this.listeners) l(batch);

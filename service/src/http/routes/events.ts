@@ -7,7 +7,8 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Router, type RequestHandler, type Response } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { EVENT_TYPES, typeFilter, type EventHub, type RealtimeEvent, type TypeFilter } from '../../events/hub.js';
+import { EVENT_TYPES, typeFilter, type EventHub, type TypeFilter } from '../../events/hub.js';
+import { Fanout, type AreasOf, type Delivery } from '../../events/fanout.js';
 import { hasScope, principalOf, type Principal } from '../../tokens/principal.js';
 import { HttpError } from '../errors.js';
 import { z } from 'zod';
@@ -28,9 +29,7 @@ const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** setTimeout's longest delay; a later expiry is left to the heartbeat's re-check. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-type Numbered = RealtimeEvent & { id: number };
-/** The area each conversation is assigned to (absent: not assigned). */
-export type AreasOf = (conversationIds: readonly number[]) => Promise<ReadonlyMap<number, number>>;
+export type { AreasOf } from '../../events/fanout.js';
 
 export interface StreamTokens {
   readonly areasOf: AreasOf;
@@ -38,51 +37,15 @@ export interface StreamTokens {
   liveTokens(ids: readonly number[]): Promise<ReadonlySet<number>>;
 }
 
-/** Told to every web process, never to clients: streams opened with that token end. */
-export const TOKEN_REVOKED = 'token.revoked';
-/**
- * An event's JSON, made once however many clients it goes to (a web process's clients share the
- * event objects), instead of once per client.
- */
-const serialized = new WeakMap<object, string>();
-function jsonOf(e: object): string {
-  let s = serialized.get(e);
-  if (s === undefined) serialized.set(e, (s = JSON.stringify(e)));
-  return s;
-}
-
-/**
- * What a filter keeps of a batch, picked once per batch and filter (typeFilter shares one filter
- * between the clients asking the same types), so such clients also share one SSE chunk.
- */
-const picked = new WeakMap<readonly Numbered[], Map<TypeFilter, Numbered[]>>();
-function pick(events: readonly Numbered[], wanted: TypeFilter): Numbered[] {
-  let byFilter = picked.get(events);
-  if (!byFilter) picked.set(events, (byFilter = new Map()));
-  let mine = byFilter.get(wanted);
-  if (!mine) byFilter.set(wanted, (mine = events.filter((e) => e.type !== TOKEN_REVOKED && wanted(e.type))));
-  return mine;
-}
-
-const chunks = new WeakMap<readonly Numbered[], string>();
-function sseChunk(events: readonly Numbered[]): string {
-  let chunk = chunks.get(events);
-  if (chunk === undefined) {
-    chunk = '';
-    for (const e of events) chunk += `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`;
-    chunks.set(events, chunk);
-  }
-  return chunk;
-}
-
 export class RealtimeClients {
   /** Each open stream's end, with its token (null: the bootstrap token, which cannot be revoked). */
   private readonly closers = new Map<() => void, number | null>();
+  /** Each open stream's heartbeat: one timer for the process, not one per stream. */
+  private readonly beats = new Set<() => void>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly unhook: () => void;
+  private readonly fanout: Fanout;
   readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
-  // One lookup per published batch, shared by every area-limited client of this process.
-  private readonly batchAreas = new WeakMap<readonly Numbered[], Promise<ReadonlyMap<number, number>>>();
 
   /**
    * Revocations come by pub/sub, which loses what is published while the subscription is down:
@@ -90,12 +53,15 @@ export class RealtimeClients {
    * re-checked in Postgres (one query per process for all of them) and the dead ones' streams end.
    */
   constructor(
-    private readonly hub: EventHub,
+    hub: EventHub,
     private readonly tokens: StreamTokens,
-    private readonly heartbeatMs: number,
-    private readonly onCount?: (n: number) => void,
+    heartbeatMs: number,
   ) {
-    this.sweeper = setInterval(() => void this.recheck(), heartbeatMs);
+    this.fanout = new Fanout(hub, tokens.areasOf);
+    this.sweeper = setInterval(() => {
+      for (const beat of [...this.beats]) beat();
+      void this.recheck();
+    }, heartbeatMs);
     this.sweeper.unref();
     this.unhook = hub.onSubscribed(() => void this.recheck());
   }
@@ -110,70 +76,24 @@ export class RealtimeClients {
   }
 
   /**
-   * Listens for `p`'s client: `deliver` gets the events it may see, in order; `end` runs when its
-   * token is revoked. Clients of unlimited tokens stay on the synchronous path (no lookup).
+   * Keeps the stream among the open ones until `close` runs: it gets the events `p` may see of
+   * the types it asked, in order, and a heartbeat. The token is checked once more now: one
+   * revoked between its lookup and the stream's start was told to nobody yet listening. An
+   * expiring token's stream ends at its expiry. Returns the removal, for `close` to call.
    */
-  private listen(p: Principal, wanted: TypeFilter, deliver: (events: readonly Numbered[]) => void, end: () => void): () => void {
-    const revoked = (events: readonly Numbered[]) => p.tokenId !== null && events.some((e) => e.type === TOKEN_REVOKED && e.tokenId === p.tokenId);
-    const areas = p.areaIds;
-    if (!areas) {
-      return this.hub.listen((events) => {
-        if (revoked(events)) return end();
-        deliver(pick(events, wanted));
-      });
-    }
-    let chain = Promise.resolve();
-    let stopped = false;
-    const unlisten = this.hub.listen((events) => {
-      if (revoked(events)) return end();
-      const candidates = pick(events, wanted).filter((e) => typeof e.conversationId === 'number');
-      if (candidates.length === 0) return;
-      const pending = this.areasOfBatch(events);
-      // Chained, so a slow lookup never lets a later batch overtake an earlier one.
-      chain = chain.then(async () => {
-        // A failed lookup drops the batch for these clients: events are hints, never a leak.
-        const routed = await pending.catch(() => new Map<number, number>());
-        const mine = candidates.filter((e) => areas.includes(routed.get(e.conversationId as number) ?? -1));
-        // A lookup may finish after the client left: its stream is closed by then.
-        if (mine.length && !stopped) deliver(mine);
-      });
-    });
-    return () => {
-      stopped = true;
-      unlisten();
-    };
-  }
-
-  /**
-   * The areas of every conversation the batch speaks of, looked up once for all area-limited
-   * clients whatever types each asks (a lookup of one client's types would miss the others').
-   */
-  private areasOfBatch(events: readonly Numbered[]): Promise<ReadonlyMap<number, number>> {
-    let lookup = this.batchAreas.get(events);
-    if (!lookup) {
-      const ids = new Set<number>();
-      for (const e of events) if (typeof e.conversationId === 'number') ids.add(e.conversationId);
-      this.batchAreas.set(events, (lookup = this.tokens.areasOf([...ids])));
-    }
-    return lookup;
-  }
-
-  /**
-   * Keeps `close` among the open streams until it runs. The token is checked once more now: one
-   * revoked between its lookup and the stream's listen() was told to nobody yet listening. An
-   * expiring token's stream ends at its expiry.
-   */
-  private track(p: Principal, close: () => void): () => void {
+  private open(p: Principal, wanted: TypeFilter, transport: 'sse' | 'ws', deliver: (d: Delivery) => void, beat: () => void, close: () => void): () => void {
+    const unlisten = this.fanout.add({ tokenId: p.tokenId, deliver, revoked: close }, { wanted, areaIds: p.areaIds, transport });
     this.closers.set(close, p.tokenId);
-    this.onCount?.(this.closers.size);
+    this.beats.add(beat);
     if (p.tokenId !== null) void this.recheck(p.tokenId);
     const left = p.expiresAt === null ? null : p.expiresAt - Date.now();
     const expiry = left !== null && left <= MAX_TIMER_MS ? setTimeout(close, Math.max(0, left)) : undefined;
     expiry?.unref();
     return () => {
+      unlisten();
       clearTimeout(expiry);
       this.closers.delete(close);
-      this.onCount?.(this.closers.size);
+      this.beats.delete(beat);
     };
   }
 
@@ -190,15 +110,14 @@ export class RealtimeClients {
     res.status(200).set({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.flushHeaders();
     res.write('retry: 3000\n: connected\n\n');
+    let open = true;
     const end = () => {
-      clearInterval(beat);
-      stop();
-      untrack();
+      if (!open) return;
+      open = false;
+      remove();
       if (!res.writableEnded) res.end();
     };
-    const stop = this.listen(principal, wanted, (events) => {
-      const chunk = sseChunk(events);
-      if (chunk === '') return;
+    const deliver = (d: Delivery) => {
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         // end() would queue the close behind the megabytes the client is not reading, so the
         // connection and its backlog would stay; a reset drops both now (the client reconnects).
@@ -206,11 +125,9 @@ export class RealtimeClients {
         res.socket?.resetAndDestroy();
         return;
       }
-      res.write(chunk);
-    }, () => end());
-    const beat = setInterval(() => res.write(': ping\n\n'), this.heartbeatMs);
-    beat.unref();
-    const untrack = this.track(principal, end);
+      res.write(d.sse());
+    };
+    const remove = this.open(principal, wanted, 'sse', deliver, () => res.write(': ping\n\n'), end);
     req.on('close', end);
   }
 
@@ -237,27 +154,27 @@ export class RealtimeClients {
 
   private serveWebSocket(ws: WebSocket, principal: Principal, wanted: TypeFilter): void {
     let alive = true;
+    let open = true;
     const end = () => {
-      clearInterval(beat);
-      stop();
-      untrack();
+      if (!open) return;
+      open = false;
+      remove();
       ws.terminate();
     };
-    const stop = this.listen(principal, wanted, (events) => {
+    const deliver = (d: Delivery) => {
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return end();
-      for (const e of events) ws.send(jsonOf(e));
-    }, () => end());
+      for (const message of d.json()) ws.send(message);
+    };
     // Pings find dead peers that never closed (a NAT that forgot them).
-    const beat = setInterval(() => {
+    const beat = () => {
       if (!alive) return end();
       alive = false;
       ws.ping();
-    }, this.heartbeatMs);
-    beat.unref();
+    };
+    const remove = this.open(principal, wanted, 'ws', deliver, beat, end);
     ws.on('pong', () => (alive = true));
     ws.on('close', end);
     ws.on('error', end);
-    const untrack = this.track(principal, end);
   }
 
   get count(): number {
