@@ -8,6 +8,7 @@
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { HaStack } from '../../scripts/stack/ha.js';
 import { sleep } from '../../scripts/stack/proc.js';
@@ -50,7 +51,7 @@ function post(agent: http.Agent, url: URL, body: string, secret: string): Promis
 
 /**
  * Webhook answers the web processes themselves timed above `ms` (their duration histogram, from
- * first byte to answer): tells the service's delay apart from the load generator's.
+ * the request reaching the process to its answer): tells the service's delay apart from the load generator's.
  */
 async function slowServerAnswers(stack: HaStack, ms: number): Promise<number | null> {
   const le = String(ms / 1000);
@@ -93,6 +94,9 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
     }
   })();
 
+  // The load generator's own event-loop delay: a late answer it caused itself would show here.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   const m = await stack.master();
   const admin = new Redis({ host: m.host, port: m.port, password: stack.secrets.password, lazyConnect: true, maxRetriesPerRequest: 1 });
   await admin.connect();
@@ -120,6 +124,7 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
     void p.finally(() => inFlight.delete(p));
   }
   await Promise.all([...inFlight]);
+  loopDelay.disable();
   await fault;
   await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
   admin.disconnect();
@@ -185,7 +190,7 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
     checks: { answeredWithinDeadline: late === 0, webRssBounded: rssBounded, allStoredAfterRedelivery: v.stored === deliveries.length },
     stall: {
       pauseMs, deadlineMs, ackedFirstPass: firstPassAcked.size, sentDuringStall: duringStall.length, answered503DuringStall: duringStall.filter((a) => a.status === 503).length,
-      slowestAnswerMs: slowest, answersOverDeadlinePlus500ms: late, serverAnswersOverDeadlinePlus500ms: serverSlow, storedAfterRedelivery: v.stored,
+      slowestAnswerMs: slowest, answersOverDeadlinePlus500ms: late, serverAnswersOverDeadlinePlus500ms: serverSlow, loadGeneratorLoopDelayMaxMs: Math.round(loopDelay.max / 1e6), storedAfterRedelivery: v.stored,
       webRssMiB: { before: mib(peak.before), stall: mib(peak.stall), after: mib(peak.after) }, rssBounded,
       timeline: [...timeline.values()].sort((a, b) => a.t - b.t),
     },

@@ -214,7 +214,8 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
 
   const webhook = producer ? createWebhookHandler({ appSecret: config.WHATSAPP_APP_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES, producer, historyProducer, metrics, log }) : undefined;
   const server = http.createServer((req, res) => {
-    if (webhook && isWebhookPost(req)) router.webhookLimit(req, res, (limited) => webhook(req, res, limited));
+    const arrivedAt = process.hrtime.bigint();
+    if (webhook && isWebhookPost(req)) router.webhookLimit(req, res, (limited) => webhook(req, res, limited, arrivedAt));
     else app(req, res);
   });
   // Longer than common load balancer idle timeouts, so they close first and never hit a dead socket.

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics/registry.js';
 import { EnqueueTimeoutError, IngestOverloadedError, type IngestProducer } from '../queue/ingest-producer.js';
 import { verifySignature } from '../whatsapp/signature.js';
 import { checkEnvelope } from '../whatsapp/parse.js';
+import type { WebhookLimitCheck } from '../router/rate-limits.js';
 import { errorBody, sendJson } from './errors.js';
 import { z } from 'zod';
 import { defineOperations } from '../openapi/operation.js';
@@ -50,11 +51,15 @@ export function isWebhookPost(req: IncomingMessage): boolean {
   return req.url === WEBHOOK_PATH || req.url.startsWith(WEBHOOK_PATH + '?') || req.url === WEBHOOK_PATH + '/';
 }
 
-/** `limited`: the sender's address is past its limit for bad signatures; a bad one is then refused with 429. */
-export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, res: ServerResponse, limited?: { retryAfterSeconds: number }) => void {
+/**
+ * `limited`: asked only when the signature is bad: whether the sender's address is past its limit
+ * (refused with 429, else 401). `arrivedAt` (process.hrtime): when the request reached the process,
+ * where the answer's duration is timed from.
+ */
+export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, res: ServerResponse, limited?: WebhookLimitCheck, arrivedAt?: bigint) => void {
   const { metrics, log } = deps;
-  return (req, res, limited) => {
-    const started = process.hrtime.bigint();
+  return (req, res, limited, arrivedAt) => {
+    const started = arrivedAt ?? process.hrtime.bigint();
     let answered = false;
     const answer = (status: number, outcome: string, body: string, headers?: Record<string, string>) => {
       if (answered) return;
@@ -97,11 +102,10 @@ export function createWebhookHandler(deps: WebhookDeps): (req: IncomingMessage, 
       if (answered) return;
       const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       if (!verifySignature(raw, req.headers['x-hub-signature-256'], deps.appSecret)) {
-        if (limited) {
-          answer(429, 'rate_limited', errorBody('rate_limited', 'too many badly signed webhook requests from this address'), { 'retry-after': String(limited.retryAfterSeconds) });
-          return;
-        }
-        answer(401, 'bad_signature', errorBody('invalid_signature', 'X-Hub-Signature-256 is missing or does not match the body'));
+        void (limited ? limited() : Promise.resolve(undefined)).then((over) => {
+          if (over) answer(429, 'rate_limited', errorBody('rate_limited', 'too many badly signed webhook requests from this address'), { 'retry-after': String(over.retryAfterSeconds) });
+          else answer(401, 'bad_signature', errorBody('invalid_signature', 'X-Hub-Signature-256 is missing or does not match the body'));
+        });
         return;
       }
       const text = raw.toString('utf8');

@@ -181,27 +181,43 @@ function clientIp(req: IncomingMessage): string {
   return first || (req.socket.remoteAddress ?? 'unknown');
 }
 
-export type WebhookNext = (limited: { retryAfterSeconds: number } | undefined) => void;
+/** Whether the sender's address is past its limit for bad signatures (asked only for a bad one). */
+export type WebhookLimitCheck = () => Promise<{ retryAfterSeconds: number } | undefined>;
+export type WebhookNext = (limited: WebhookLimitCheck) => void;
+
+/**
+ * Longest a webhook waits for the limiter's Redis before being served unlimited. Its scripts run
+ * as EVALSHA, which Redis holds like a write while it is paused or stalled (CLIENT PAUSE WRITE, a
+ * master cut off): unbounded, a webhook waited there the whole stall, before the enqueue deadline
+ * had even started.
+ */
+const WEBHOOK_LIMIT_WAIT_MS = 200;
 
 /**
  * Wraps the raw webhook handler: limits unsigned and badly signed requests per IP only. A signed
- * request from an address past its limit still goes to the handler, told so: it is served if its
- * signature is valid and refused with 429 otherwise, so Meta behind a shared address is never
- * limited by someone else's forgeries.
+ * request goes to the handler at once, never waiting for Redis; only if its signature turns out
+ * bad does the handler ask whether its address is past the limit (429) or not (401), so Meta
+ * behind a shared address is never limited by someone else's forgeries.
  */
 export function webhookRateLimit(o: RateLimitOptions): (req: IncomingMessage, res: ServerResponse, next: WebhookNext) => void {
-  if (o.perMinute === 0) return (_req, _res, next) => next(undefined);
+  const unlimited: WebhookLimitCheck = () => Promise.resolve(undefined);
+  if (o.perMinute === 0) return (_req, _res, next) => next(unlimited);
   const s = store(o, 'webhook');
   void s.init({ windowMs: 60_000 } as Parameters<RedisStore['init']>[0]);
   const none = { totalHits: 0, resetTime: undefined };
-  const hit = (ip: string) => s.increment(ip).catch(() => none);
-  const peek = (ip: string) => s.get(ip).then((r) => r ?? none, () => none);
+  const bounded = (p: Promise<{ totalHits: number; resetTime: Date | undefined }>) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<typeof none>((resolve) => (timer = setTimeout(() => resolve(none), WEBHOOK_LIMIT_WAIT_MS)));
+    return Promise.race([p.catch(() => none), late]).finally(() => clearTimeout(timer));
+  };
+  const hit = (ip: string) => bounded(s.increment(ip));
+  const peek = (ip: string) => bounded(s.get(ip).then((r) => r ?? none));
   const retryAfter = (resetTime: Date | undefined) => (resetTime ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000)) : 60);
   return (req, res, next) => {
     const ip = ipKeyGenerator(req.socket.remoteAddress ?? 'unknown');
     if (req.headers['x-hub-signature-256'] === undefined) {
       void hit(ip).then(({ totalHits, resetTime }) => {
-        if (totalHits <= o.perMinute) return next(undefined);
+        if (totalHits <= o.perMinute) return next(unlimited);
         req.resume();
         sendJson(res, 429, errorBody('rate_limited', 'too many unsigned webhook requests from this address'), { 'retry-after': String(retryAfter(resetTime)) });
       });
@@ -212,6 +228,6 @@ export function webhookRateLimit(o: RateLimitOptions): (req: IncomingMessage, re
     });
     // The peek does not count this request, so >= here is the unsigned path's <= after its hit:
     // the same request number (perMinute + 1) is the first one limited on both.
-    void peek(ip).then(({ totalHits, resetTime }) => next(totalHits >= o.perMinute ? { retryAfterSeconds: retryAfter(resetTime) } : undefined));
+    next(() => peek(ip).then(({ totalHits, resetTime }) => (totalHits >= o.perMinute ? { retryAfterSeconds: retryAfter(resetTime) } : undefined)));
   };
 }

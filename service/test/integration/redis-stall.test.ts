@@ -1,6 +1,7 @@
 // Regression (issue 14, defect 7): with Redis connected but not answering writes (a fork or fsync
 // stall, a cut-off master; here CLIENT PAUSE WRITE) every webhook waited the whole stall and the
-// waiting bodies piled up without a cap. Now: 503 within ENQUEUE_TIMEOUT_MS, 503 at once past
+// waiting bodies piled up without a cap; later, with the webhook rate limit on, every signed
+// webhook still waited the whole stall for the limiter's script before its handler even started. Now: 503 within ENQUEUE_TIMEOUT_MS, 503 at once past
 // INGEST_MAX_PENDING_BYTES, and nothing acked is lost; late jobs and Meta's retries store once.
 // The web runs as a process of its own, so its memory is measured (RSS), not the counter the
 // code keeps of itself.
@@ -36,7 +37,9 @@ beforeAll(async () => {
   redisDir = path.join(inject('stackDir'), `redis-stall-${process.pid}`);
   redis = await startRedis({ dir: redisDir, port: await freePort(), password });
   const port = await freePort();
-  const env = testEnv(db, { REDIS_URL: redis.url, ENQUEUE_TIMEOUT_MS: String(DEADLINE_MS), INGEST_MAX_PENDING_BYTES: String(CAP), WEBHOOK_MAX_BYTES: String(128 * 1024) });
+  // The webhook rate limit on, as in production (its default): its Redis scripts are held by a
+  // paused master like writes, and a webhook must not wait for them.
+  const env = testEnv(db, { REDIS_URL: redis.url, ENQUEUE_TIMEOUT_MS: String(DEADLINE_MS), INGEST_MAX_PENDING_BYTES: String(CAP), WEBHOOK_MAX_BYTES: String(128 * 1024), RATE_LIMIT_PER_MINUTE: '100' });
   // Node 24's young generation holds up to 2 x 32 MB of short-lived garbage before a scavenge (Node
   // 20's half that), more than the bound below: pinned at 16 MB, the RSS measures what the web
   // holds, not when V8 gets round to collecting.
