@@ -144,7 +144,8 @@ YAML
 
 # The preset, its requests scaled to this machine by an overrides file (the preset is not edited):
 # its pods' CPU and memory requests are cut so the whole preset fits one node that shares the
-# host's cores with the control plane; limits stay, so pods still use what is free.
+# host's cores with the control plane; limits stay, so pods still use what is free. Its server
+# images are the ones load_images loaded.
 deploy() {
   local t0=$SECONDS overrides=$STATE/$PRESET-overrides.yaml
   cat > "$overrides" <<YAML
@@ -155,6 +156,8 @@ redis: { resources: { requests: { cpu: 25m, memory: 256Mi } }, sentinel: { resou
 pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
 postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 monitoring: { prometheusOperator: false }
+# The server images built here, named for the Debian builds they hold (build-servers.sh says why).
+images: { $(scripts/images/build-servers.sh --list | awk '{ printf "%s%s: %s", (NR > 1 ? ", " : ""), $1, $2 }') }
 YAML
   KUBECONFIG=$KUBECONFIG_FILE PATH=$(dirname "$KUBECTL"):$PATH PRESET=$PRESET NAMESPACE=$NAMESPACE IMAGE="$(cat "$STATE/$NAME.image")" \
     OVERRIDES=$PWD/$overrides WHATSAPP_APP_SECRET=${WHATSAPP_APP_SECRET:-kind-test-app-secret} scripts/deploy.sh

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Images of the exact server versions the presets deploy, for clusters that cannot pull (kind here):
-# built with podman from the root filesystem scripts/lib/servers.sh makes for the local stack, so the
-# cluster runs the binaries the tests ran. Each is named as the preset names it (versions.json
-# `image`, fully qualified, so a cluster that loads it never pulls) and honours what the manifests
-# rely on from the official image: the user id (runAsUser), the PATH of the server's tools, for
+# Images of the server versions the tests run, for clusters that cannot pull (kind here): built with
+# podman from the root filesystem scripts/lib/servers.sh makes for the local stack, so the cluster
+# runs the binaries the tests ran. Each is named for what it holds, Debian's build
+# (`localhost/wa-router-redis:8.0.2-3-deb13u3`), not for the official image the presets deploy
+# (`redis:8.0.5`, a later upstream patch release of the same series): a cluster gets these through
+# the preset's `images` override (scripts/kind.sh). Each honours what the manifests rely on from the
+# official image: the user id (runAsUser), the PATH of the server's tools, for
 # Postgres the entrypoint (POSTGRES_USER/PASSWORD/DB, PGDATA initialised when empty, arguments
 # starting with `-` go to postgres), for Redis /data. Saved with `podman save` as
 # $WA_ROUTER_CACHE/images/<server>-<version>-<hash>.tar (default ~/.cache/wa-router), reused when there.
@@ -17,17 +19,19 @@ CACHE=${WA_ROUTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wa-router}
 root=$(scripts/lib/servers.sh)
 servers_json=$(node -e '
   const v = require("./versions.json");
-  for (const s of ["postgres", "pgbouncer", "redis"]) console.log(s, v[s].image, v[s].uid, v[s].packages[0], v[s].series);')
-# Everything an archive is made of: the root, this recipe, the entrypoint and each image's name and
-# user id (a renamed image must not reuse an archive that carries the old name).
+  for (const s of ["postgres", "pgbouncer", "redis"]) console.log(s, v[s].uid, v[s].packages[0], v[s].series);')
+# Everything an archive is made of: the root (its name covers the Debian builds the image names carry),
+# this recipe, the entrypoint and each image's user id.
 hash=$( { basename "$root"; cat "$0" scripts/images/postgres-entrypoint.sh; echo "$servers_json"; } | sha256sum | cut -c1-12)
 
 # Debian's version of a package without epoch and revision: 5:8.0.2-3+deb13u3 -> 8.0.2.
 installed() { awk -v p="$1" '$1 == p { v = $2; sub(/^[0-9]+:/, "", v); sub(/-[^-]*$/, "", v); print v }' "$root/.versions"; }
-qualified() { case "$1" in */*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
+# The whole Debian version as a tag (no epoch; a tag has no `+`): 5:8.0.2-3+deb13u3 -> 8.0.2-3-deb13u3.
+build() { awk -v p="$1" '$1 == p { v = $2; sub(/^[0-9]+:/, "", v); gsub(/[+~]/, "-", v); print v }' "$root/.versions"; }
 declare -A image uid package series
-while read -r server img id pkg ser; do
-  image[$server]=$(qualified "$img"); uid[$server]=$id; package[$server]=$pkg; series[$server]=$ser
+while read -r server id pkg ser; do
+  uid[$server]=$id; package[$server]=$pkg; series[$server]=$ser
+  image[$server]=localhost/wa-router-$server:$(build "$pkg")
 done <<< "$servers_json"
 servers=(postgres pgbouncer redis)
 archive() { echo "$CACHE/images/$1-$(installed "${package[$1]}")-$hash.tar"; }
