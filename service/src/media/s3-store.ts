@@ -1,6 +1,6 @@
-// Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): streamed multipart uploads, ranged
-// reads and presigned GETs.
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client, NotFound, NoSuchKey } from '@aws-sdk/client-s3';
+// Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): uploads streamed straight through
+// (one PutObject when the size is known, multipart otherwise), ranged reads and presigned GETs.
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, NotFound, NoSuchKey } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
@@ -16,12 +16,13 @@ export interface S3StoreOptions {
 }
 
 /**
- * S3's smallest multipart part. Each upload holds at most PART_BYTES × QUEUE_SIZE in memory, so
- * MEDIA_CONCURRENCY downloads of 100 MB documents stay a few tens of MB.
- * @defaultValue 5 MiB × 2
+ * S3's smallest multipart part. A multipart upload buffers whole parts (the one being filled and
+ * the one in flight, ~2 × PART_BYTES), so it is only for bodies of unknown size; one of known size
+ * streams through a PutObject holding no more than the stream's own buffers.
  */
 const PART_BYTES = 5 * 1024 * 1024;
-const QUEUE_SIZE = 2;
+/** S3's largest PutObject. */
+const MAX_PUT_BYTES = 5 * 1024 ** 3;
 
 export class S3MediaStore implements MediaStore {
   readonly kind = 's3';
@@ -35,12 +36,31 @@ export class S3MediaStore implements MediaStore {
       ...(opts.accessKeyId && opts.secretAccessKey ? { credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } } : {}),
       // The job's own retries (with a fresh Graph URL) handle an unavailable store.
       maxAttempts: 2,
+      // The SDK warns on the console whenever a streamed upload fails (it cannot retry one); the
+      // download job logs, counts and retries it already.
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
     });
   }
 
-  async put(key: string, body: Readable, contentType: string): Promise<void> {
-    const upload = new Upload({ client: this.client, params: { Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType }, partSize: PART_BYTES, queueSize: QUEUE_SIZE, leavePartsOnError: false });
-    await upload.done();
+  async put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
+    const params = { Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType };
+    if (size == null || size > MAX_PUT_BYTES) {
+      await new Upload({ client: this.client, params, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
+      return;
+    }
+    // The object exists only once all `size` bytes arrived; a body that fails first (a check, the
+    // source gone) must end the request at once, or it would wait for bytes that never come.
+    const abort = new AbortController();
+    let failure: unknown;
+    body.once('error', (err) => {
+      failure = err;
+      abort.abort(err);
+    });
+    try {
+      await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }), { abortSignal: abort.signal });
+    } catch (err) {
+      throw failure ?? err;
+    }
   }
 
   /** An upload a crash cut short is a multipart upload the bucket's lifecycle rule (AbortIncompleteMultipartUpload) ends. */

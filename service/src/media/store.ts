@@ -21,7 +21,8 @@ export interface StoredObject {
 
 export interface MediaStore {
   readonly kind: 'fs' | 's3';
-  put(key: string, body: Readable, contentType: string): Promise<void>;
+  /** `size`, when known in advance, is the exact byte count (the body fails otherwise): a store can stream it straight through. */
+  put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void>;
   /** Null when there is no such object. */
   size(key: string): Promise<number | null>;
   get(key: string, range?: ByteRange): Promise<StoredObject>;

@@ -1,6 +1,9 @@
 // The bytes of a download counted and hashed as they pass: the stream fails past the size limit
-// (nothing more is read) and at its end when size or SHA-256 differ from what Meta declared, so
-// the store never completes an object that does not match.
+// or the declared size (nothing more is read) and at its end when size or SHA-256 differ from what
+// Meta declared, so the store never completes an object that does not match. The last chunk is
+// passed on only once it all checked out: a store writing an object of a length given in advance
+// (an S3 PutObject with its Content-Length) completes it at its last byte, before any end-of-stream
+// error could stop it.
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -21,6 +24,7 @@ export function sameSha256(declared: string, hex: string): boolean {
 export class VerifyingStream extends Transform {
   private readonly hash = createHash('sha256');
   private bytes = 0;
+  private held: Buffer | undefined;
   /** Hex SHA-256 of what passed, once the stream ended. */
   digest = '';
 
@@ -33,16 +37,20 @@ export class VerifyingStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (chunk.length === 0) return done();
     this.bytes += chunk.length;
     if (this.bytes > this.expect.maxBytes) return done(new MediaCheckError('too_large', `more than ${this.expect.maxBytes} bytes`));
+    if (this.expect.size != null && this.bytes > this.expect.size) return done(new MediaCheckError('size_mismatch', `more than the ${this.expect.size} bytes Meta declared`));
     this.hash.update(chunk);
-    done(null, chunk);
+    const previous = this.held;
+    this.held = chunk;
+    done(null, previous);
   }
 
   override _flush(done: TransformCallback): void {
     this.digest = this.hash.digest('hex');
     if (this.expect.size != null && this.bytes !== this.expect.size) return done(new MediaCheckError('size_mismatch', `${this.bytes} bytes, Meta declared ${this.expect.size}`));
     if (this.expect.sha256 && !sameSha256(this.expect.sha256, this.digest)) return done(new MediaCheckError('sha256_mismatch', `SHA-256 ${this.digest} differs from Meta's ${this.expect.sha256}`));
-    done();
+    done(null, this.held);
   }
 }
