@@ -425,13 +425,15 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     await kube.delete(path);
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await kube.get(path)).toBeUndefined();
-    const cm = await kube.get(`/api/v1/namespaces/${ns}/configmaps/wa-router-config`);
-    expect(cm).toBeDefined();
+    // Only the rendering from before the pause has the Postgres ConfigMap: it stays while paused.
+    const postgresConfig = `/api/v1/namespaces/${ns}/configmaps/wa-router-postgres`;
+    expect(await kube.get(postgresConfig)).toBeDefined();
     expect(await kube.get(postgres)).toBeDefined();
     await patchSpec(ns, { paused: false });
     type Dep = KubeObject & { spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } };
     await eventually('the worker back with the change made while paused', async () => (await kube.get<Dep>(path))?.spec.template.spec.containers[0]!.env.find((e) => e.name === 'WORKER_CONCURRENCY')?.value === '9', 30_000, 250);
     await eventually('the Postgres StatefulSet pruned once unpaused', async () => (await kube.get(postgres)) === undefined, 30_000, 250);
+    await eventually('the Postgres ConfigMap pruned once unpaused', async () => (await kube.get(postgresConfig)) === undefined, 30_000, 250);
   });
 
   it('keeps one leader when a standby\'s clock runs 60 s ahead (expiry is timed by the standby\'s own observation)', async () => {

@@ -141,6 +141,8 @@ export class Controller {
   }
 
   private async reconcile(key: string): Promise<{ result: ReconcileResult; outcome: string }> {
+    // A cache still waiting for its first list would read every child as missing.
+    if (!this.synced) return { result: { requeueAfterMs: 1_000 }, outcome: 'unsynced' };
     const [namespace, name] = key.split('/') as [string, string];
     const cr = this.routers.get(name, namespace) as unknown as WhatsAppRouter | undefined;
     if (!cr || cr.metadata.deletionTimestamp) {
@@ -175,6 +177,7 @@ export class Controller {
 
     const id = applySetId(cr);
     const problems: string[] = [];
+    const taken: string[] = [];
     if (!cr.spec.paused) {
       // As kubectl does: the parent names every kind the set may hold before anything is applied
       // (what it held before, and what comes now), and only what it holds once the rest is pruned.
@@ -183,9 +186,14 @@ export class Controller {
       const parent = await this.writeParent(cr, id, groupKindsValue([...(recorded ?? []), ...wanted]), cr.metadata);
       // The API server orders nothing among these objects (pods wait for their ConfigMaps and
       // Secrets by themselves), so they go out a few at a time rather than one by one.
-      const results = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
+      // As controller-runtime's AlreadyOwned: an object another resource controls (a second
+      // WhatsAppRouter rendering the same names) is left alone and reported, never taken over.
+      const controllers = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.foreignController(key, cr, o));
+      taken.push(...controllers.filter((p): p is string => p !== undefined));
+      const free = rendering.objects.filter((_, i) => controllers[i] === undefined);
+      const results = await inBatches(free, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
       problems.push(...results.filter((p): p is string => p !== undefined));
-      if (problems.length === 0) {
+      if (problems.length === 0 && taken.length === 0) {
         await this.prune(cr, id, rendering.objects, recorded && new Set([...recorded, ...wanted]));
         await this.writeParent(cr, id, groupKindsValue(wanted), parent);
       }
@@ -203,6 +211,12 @@ export class Controller {
       outcome = 'paused';
       set({ type: 'Progressing', status: 'False', reason: 'Paused', message: 'spec.paused is true: nothing is applied or pruned' });
       set({ type: 'Ready', status: waiting.length ? 'False' : 'True', reason: 'Paused', message: waiting.length ? `not ready: ${waiting.join(', ')}` : 'every component is ready (paused)' });
+    } else if (taken.length) {
+      outcome = 'degraded';
+      const message = [...taken, ...problems].join('; ');
+      set({ type: 'Degraded', status: 'True', reason: 'OwnedByAnotherRouter', message });
+      set({ type: 'Ready', status: 'False', reason: 'OwnedByAnotherRouter', message });
+      set({ type: 'Progressing', status: 'False', reason: 'OwnedByAnotherRouter', message: 'rename this resource\'s objects, or move it to a namespace of its own' });
     } else if (problems.length) {
       outcome = 'degraded';
       set({ type: 'Degraded', status: 'True', reason: 'ApplyFailed', message: problems.join('; ') });
@@ -226,6 +240,23 @@ export class Controller {
     log.debug({ outcome, problems }, 'reconciled');
     const requeueAfterMs = outcome === 'progressing' ? this.progressingMs : this.resyncMs;
     return { result: { requeueAfterMs }, outcome };
+  }
+
+  /** Names the live object's controller when that is not this resource. */
+  private async foreignController(key: string, cr: WhatsAppRouter, o: KubeObject): Promise<string | undefined> {
+    const informer = this.children.get(o.kind);
+    let live = informer?.get(o.metadata.name, o.metadata.namespace);
+    // Unwatched kinds are read once; an object this resource applied stays its own.
+    if (!informer && !this.applied.has(`${key}|${o.kind}/${o.metadata.name}`)) {
+      const kind = OWNED_KINDS.find((k) => k.kind === o.kind && k.apiVersion === o.apiVersion);
+      const path = kind ? `${base(o.apiVersion)}/namespaces/${o.metadata.namespace}/${kind.plural}` : await this.api.collection(o.apiVersion, o.kind, o.metadata.namespace);
+      const r = path ? await this.api.request<KubeObject>('GET', `${path}/${o.metadata.name}`) : undefined;
+      if (r && r.status !== 200 && r.status !== 404) throw new KubeApiError(r.status, 'Get', `get ${o.kind}/${o.metadata.name}: ${r.status}`);
+      live = r?.status === 200 ? r.body : undefined;
+    }
+    const owner = live?.metadata.ownerReferences?.find((r) => r.controller);
+    if (!owner || owner.uid === cr.metadata.uid) return undefined;
+    return `${o.kind}/${o.metadata.name} is controlled by ${owner.kind} ${owner.name} (uid ${owner.uid})`;
   }
 
   /** Server-side apply of one object, skipped when neither it nor the live object changed. */
