@@ -2,7 +2,8 @@
 import { buildApp, type App, type Role } from '../../src/app.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { sign } from '../../src/whatsapp/signature.js';
-import { APP_SECRET, testConfig, type TestDb } from './context.js';
+import { afterAll, beforeAll } from 'vitest';
+import { APP_SECRET, createTestDb, testConfig, type TestDb } from './context.js';
 
 export interface RunningApp {
   readonly app: App;
@@ -15,6 +16,21 @@ export async function startApp(db: TestDb, role: Role = 'all', env: Record<strin
   const app = await buildApp(config, role, { log: opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
   await app.start();
   return { app, url: `http://127.0.0.1:${app.port()}`, stop: () => app.stop() };
+}
+
+/** One fresh database and one running app for the enclosing file or describe block (its beforeAll and
+ * afterAll are registered here); read `db` and `app` inside tests and hooks, once they have started. */
+export function appForFile(role: Role = 'all', env: Record<string, string> = {}): { readonly db: TestDb; readonly app: RunningApp } {
+  const started = {} as { db: TestDb; app: RunningApp };
+  beforeAll(async () => {
+    started.db = await createTestDb();
+    started.app = await startApp(started.db, role, env);
+  });
+  afterAll(async () => {
+    await started.app?.stop();
+    await started.db?.drop();
+  });
+  return started;
 }
 
 export interface PostResult {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { historyChunks } from '../../../bench/lib/history.js';
 import { appStateSyncChange, echoChange, echoEdit, echoMessage, echoRevoke, editMessage, envelope, historyChange, historyErrorChange, historyMessage, historyThread, imageMessage, stateSyncContact, status, statusEnvelope, textMessage } from '../fixtures/payloads.js';
 import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
-import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { appForFile, eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
 
 const historyCount = async (db: TestDb) => Number((await db.pool.query("SELECT count(*) AS n FROM messages WHERE source = 'history'")).rows[0].n);
@@ -205,18 +205,9 @@ describe('a failing chunk stays with its channel', () => {
 });
 
 describe('media placeholders, echoes, contact-book sync and a declined history', () => {
-  let db: TestDb;
-  let app: RunningApp;
-  beforeAll(async () => {
-    db = await createTestDb();
-    app = await startApp(db, 'all');
-  });
-  afterAll(async () => {
-    await app?.stop();
-    await db?.drop();
-  });
-  const post = async (body: unknown) => expect((await postWebhook(app.url, JSON.stringify(body))).status).toBe(200);
-  const metric = async (line: string) => (await (await fetch(`${app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(line));
+  const stack = appForFile('all');
+  const post = async (body: unknown) => expect((await postWebhook(stack.app.url, JSON.stringify(body))).status).toBe(200);
+  const metric = async (line: string) => (await (await fetch(`${stack.app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(line));
 
   it('fills a history placeholder with the media id a later history webhook brings; that webhook again is a no-op', async () => {
     const waId = '5511966665555';
@@ -224,40 +215,40 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
     const { id: _dropped, url: _url, ...withoutId } = img['image'] as Record<string, unknown>;
     const placeholder = { ...img, image: withoutId } as typeof img;
     await post(envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(placeholder)] }] })));
-    const row = await eventually(async () => (await db.pool.query('SELECT media_id, body, source FROM messages WHERE wamid = $1', [img.id])).rows[0], { what: 'placeholder stored' });
+    const row = await eventually(async () => (await stack.db.pool.query('SELECT media_id, body, source FROM messages WHERE wamid = $1', [img.id])).rows[0], { what: 'placeholder stored' });
     expect(row).toEqual({ media_id: null, body: 'the receipt', source: 'history' });
 
     const followUp = envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(img)] }] }));
     await post(followUp);
     const mediaId = (img['image'] as { id: string }).id;
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND media_id = $2', [img.id, mediaId])).rowCount === 1, { what: 'media id filled' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND media_id = $2', [img.id, mediaId])).rowCount === 1, { what: 'media id filled' });
     await post(followUp);
-    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    const channel = (await stack.db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
     await eventually(async () => {
-      const sync = await (await fetch(`${app.url}/v1/channels/${channel}/sync`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json() as { chunksReceived: number; queue: Record<string, number> };
+      const sync = await (await fetch(`${stack.app.url}/v1/channels/${channel}/sync`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json() as { chunksReceived: number; queue: Record<string, number> };
       return sync.chunksReceived === 3 && sync.queue['waiting']! + sync.queue['prioritized']! + sync.queue['active']! === 0;
     }, { what: 'repeat delivered and settled' });
-    const chunk = (await db.pool.query('SELECT array_length(digests, 1) AS deliveries FROM sync_chunks WHERE phase = 1 AND chunk_order = 7')).rows[0];
+    const chunk = (await stack.db.pool.query('SELECT array_length(digests, 1) AS deliveries FROM sync_chunks WHERE phase = 1 AND chunk_order = 7')).rows[0];
     expect(chunk).toEqual({ deliveries: 2 });
     expect(await metric('wa_router_history_media_filled_total')).toBe('wa_router_history_media_filled_total 1');
     // One slot, one chunk applied; the follow-up is not counted as another chunk.
-    expect((await db.pool.query('SELECT chunks_applied FROM sync_runs')).rows[0]).toEqual({ chunks_applied: 1 });
+    expect((await stack.db.pool.query('SELECT chunks_applied FROM sync_runs')).rows[0]).toEqual({ chunks_applied: 1 });
   });
 
   it('stores the business app\'s messages as outbound and applies their edits and revokes', async () => {
     const original = echoMessage(textMessage({ body: 'Price is 10' }), { to: '5511988887777' });
     await post(envelope(echoChange({ echoes: [original] })));
-    const row = await eventually(async () => (await db.pool.query("SELECT direction, source, body FROM messages WHERE wamid = $1", [original.id])).rows[0], { what: 'echo stored' });
+    const row = await eventually(async () => (await stack.db.pool.query("SELECT direction, source, body FROM messages WHERE wamid = $1", [original.id])).rows[0], { what: 'echo stored' });
     expect(row).toEqual({ direction: 'outbound', source: 'echo', body: 'Price is 10' });
 
     await post(envelope(echoChange({ echoes: [echoEdit(original.id, 'Price is 12', { to: '5511988887777' })] })));
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND body = $2 AND edited_at IS NOT NULL', [original.id, 'Price is 12'])).rowCount === 1, { what: 'edit applied' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND body = $2 AND edited_at IS NOT NULL', [original.id, 'Price is 12'])).rowCount === 1, { what: 'edit applied' });
     await post(envelope(echoChange({ echoes: [echoRevoke(original.id, { to: '5511988887777' })] })));
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND revoked_at IS NOT NULL', [original.id])).rowCount === 1, { what: 'revoke applied' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND revoked_at IS NOT NULL', [original.id])).rowCount === 1, { what: 'revoke applied' });
     // Edits and revokes change the message; they are not messages of the timeline themselves.
-    expect((await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE type IN ('edit', 'revoke')")).rows[0]).toEqual({ n: 0 });
+    expect((await stack.db.pool.query("SELECT count(*)::int AS n FROM messages WHERE type IN ('edit', 'revoke')")).rows[0]).toEqual({ n: 0 });
     // Echoes are the business's own words: never unread.
-    const unread = await db.pool.query("SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = '5511988887777'");
+    const unread = await stack.db.pool.query("SELECT c.unread_count FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = '5511988887777'");
     expect(unread.rows[0].unread_count).toBe(0);
   });
 
@@ -266,17 +257,17 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
     const original = echoMessage(textMessage({ body: 'See you at 3', timestamp: 1_739_300_000 }), { to });
     await post(envelope(echoChange({ echoes: [echoMessage(editMessage({ originalMessageId: original.id, body: 'See you at 4', timestamp: 1_739_300_060 }), { to })] })));
     await post(statusEnvelope([status({ id: original.id, status: 'read', recipientId: to })]));
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM message_statuses WHERE wamid = $1', [original.id])).rowCount === 1, { what: 'early status kept' });
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM message_edits WHERE target_wamid = $1', [original.id])).rowCount === 1, { what: 'early edit kept' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM message_statuses WHERE wamid = $1', [original.id])).rowCount === 1, { what: 'early status kept' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM message_edits WHERE target_wamid = $1', [original.id])).rowCount === 1, { what: 'early edit kept' });
     await post(envelope(echoChange({ echoes: [original] })));
-    const row = await eventually(async () => (await db.pool.query('SELECT body, status, edited_at FROM messages WHERE wamid = $1', [original.id])).rows[0], { what: 'echo stored' });
+    const row = await eventually(async () => (await stack.db.pool.query('SELECT body, status, edited_at FROM messages WHERE wamid = $1', [original.id])).rows[0], { what: 'echo stored' });
     expect(row).toMatchObject({ body: 'See you at 4', status: 'read' });
     expect((row as { edited_at: Date }).edited_at.getTime()).toBe(1_739_300_060_000);
   });
 
   it('keeps each number\'s contact book: adds, renames and removes, the latest change winning whatever the order', async () => {
-    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
-    const book = async (waId: string) => (await db.pool.query('SELECT cc.saved_name, cc.removed_at IS NOT NULL AS removed FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id = $1 AND cc.channel_id = $2', [waId, channel])).rows[0];
+    const channel = (await stack.db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    const book = async (waId: string) => (await stack.db.pool.query('SELECT cc.saved_name, cc.removed_at IS NOT NULL AS removed FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id = $1 AND cc.channel_id = $2', [waId, channel])).rows[0];
     await post(envelope(appStateSyncChange({ items: [stateSyncContact({ phoneNumber: '5511977776666', fullName: 'Ana Souza', timestamp: 1_739_000_100 })] })));
     await eventually(async () => (await book('5511977776666'))?.saved_name === 'Ana Souza', { what: 'contact added' });
     await post(envelope(appStateSyncChange({ items: [stateSyncContact({ action: 'remove', phoneNumber: '5511977776666', timestamp: 1_739_000_300 })] })));
@@ -294,28 +285,28 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
   it('takes a whole contact book in one webhook', async () => {
     const items = Array.from({ length: 3_000 }, (_, i) => stateSyncContact({ phoneNumber: `55119${String(i).padStart(8, '0')}`, fullName: `Cliente ${i}`, timestamp: 1_739_000_000 }));
     await post(envelope(appStateSyncChange({ items })));
-    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id LIKE '55119%' AND cc.saved_name LIKE 'Cliente %'")).rows[0].n === 3_000, { what: '3,000 contacts saved' });
+    await eventually(async () => (await stack.db.pool.query("SELECT count(*)::int AS n FROM channel_contacts cc JOIN contacts k ON k.id = cc.contact_id WHERE k.wa_id LIKE '55119%' AND cc.saved_name LIKE 'Cliente %'")).rows[0].n === 3_000, { what: '3,000 contacts saved' });
   });
 
   it('keeps a history webhook for a number no channel serves, unrouted, instead of dropping it', async () => {
     const [chunk] = historyChunks({ phoneNumberId: '999000111222', messages: 10, conversations: 2, prefix: 'UNROUTED' });
-    expect((await postWebhook(app.url, chunk!.body)).status).toBe(200);
-    await eventually(async () => (await db.pool.query("SELECT 1 FROM inbound_events WHERE unrouted AND '999000111222' = ANY(phone_number_ids)")).rowCount === 1, { what: 'unrouted history kept' });
+    expect((await postWebhook(stack.app.url, chunk!.body)).status).toBe(200);
+    await eventually(async () => (await stack.db.pool.query("SELECT 1 FROM inbound_events WHERE unrouted AND '999000111222' = ANY(phone_number_ids)")).rowCount === 1, { what: 'unrouted history kept' });
   });
 
   it('records a declined history (2593109) instead of dropping it, and a declined sync is no stalled one', async () => {
-    const channel = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+    const channel = (await stack.db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
     const lastApplied = `wa_router_history_sync_last_applied_timestamp_seconds{channel="${channel}"} `;
     // A running sync exports when it last applied a chunk (what WaRouterHistorySyncStalled ages).
     const before = Date.now() / 1000;
     await post(envelope(historyChange({ phase: 2, chunkOrder: 1, progress: 60, threads: [historyThread({ waId: '5511933332222', start: 1_739_400_000 })] })));
-    await eventually(async () => (await db.pool.query("SELECT 1 FROM sync_chunks WHERE phase = 2 AND chunk_order = 1 AND state = 'applied'")).rowCount === 1, { what: 'chunk applied' });
+    await eventually(async () => (await stack.db.pool.query("SELECT 1 FROM sync_chunks WHERE phase = 2 AND chunk_order = 1 AND state = 'applied'")).rowCount === 1, { what: 'chunk applied' });
     const exported = Number((await metric(lastApplied))?.slice(lastApplied.length));
     expect(exported).toBeGreaterThanOrEqual(Math.floor(before) - 1);
     expect(exported).toBeLessThanOrEqual(Date.now() / 1000 + 1);
 
     await post(envelope(historyErrorChange()));
-    const run = await eventually(async () => (await db.pool.query("SELECT status, error_code FROM sync_runs WHERE status = 'declined'")).rows[0], { what: 'sync run recorded' });
+    const run = await eventually(async () => (await stack.db.pool.query("SELECT status, error_code FROM sync_runs WHERE status = 'declined'")).rows[0], { what: 'sync run recorded' });
     expect(run).toEqual({ status: 'declined', error_code: 2593109 });
     // Declined waits for nothing from Meta: no last-applied time, so the stall alert cannot fire.
     await eventually(async () => (await metric(lastApplied)) === undefined, { what: 'last-applied time withdrawn', timeoutMs: 5_000 });

@@ -3,32 +3,23 @@
 // conversation split: the re-key saw the contact and silently kept the old number. The re-key now
 // reports that it did not move, and the contact is merged then.
 import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { contact, envelope, change, systemMessage, textMessage } from '../fixtures/payloads.js';
-import { API_TOKEN, createTestDb, type TestDb } from '../helpers/context.js';
-import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { API_TOKEN } from '../helpers/context.js';
+import { appForFile, eventually, json, postWebhook } from '../helpers/app.js';
 
-let db: TestDb;
-let app: RunningApp;
+const stack = appForFile('all');
 const auth = { authorization: `Bearer ${API_TOKEN}` };
-beforeAll(async () => {
-  db = await createTestDb();
-  app = await startApp(db, 'all');
-});
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
-});
 const T = Math.floor(Date.now() / 1000) - 600;
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const post = async (m: ReturnType<typeof textMessage>, from: string) => {
-  expect((await postWebhook(app.url, JSON.stringify(envelope(change({ messages: [m], contacts: [contact({ waId: from })] }))))).status).toBe(200);
+  expect((await postWebhook(stack.app.url, JSON.stringify(envelope(change({ messages: [m], contacts: [contact({ waId: from })] }))))).status).toBe(200);
 };
 
 it('ends in one conversation when the new number\'s first message is stored while the change is being merged', async () => {
   const [oldNo, newNo] = ['5511933339001', '5511933339002'];
   const conversations = async () =>
-    ((await json(await fetch(`${app.url}/v1/conversations?limit=100`, { headers: auth }))).data as { unreadCount: number; contact: { waId: string } }[]).filter((c) =>
+    ((await json(await fetch(`${stack.app.url}/v1/conversations?limit=100`, { headers: auth }))).data as { unreadCount: number; contact: { waId: string } }[]).filter((c) =>
       [oldNo, newNo].includes(c.contact.waId),
     );
   await post(textMessage({ from: oldNo, timestamp: T - 100, id: 'wamid.RACE-before' }), oldNo);
@@ -36,7 +27,7 @@ it('ends in one conversation when the new number\'s first message is stored whil
 
   // The window lies between two statements of one transaction; nothing outside the process can
   // hold that transaction there without also blocking the concurrent insert, so the merge's first
-  // look-up is delayed in the driver (the app runs in this process).
+  // look-up is delayed in the driver (the stack.app runs in this process).
   const query = pg.Client.prototype.query;
   let merges = 0;
   let racedAfter = Promise.resolve();
@@ -48,7 +39,7 @@ it('ends in one conversation when the new number\'s first message is stored whil
       racedAfter = post(textMessage({ from: newNo, timestamp: T + 5, id: 'wamid.RACE-after' }), newNo);
       return r.then(async (x: unknown) => {
         await racedAfter;
-        await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1', ['wamid.RACE-after'])).rowCount === 1, { what: 'the new number\'s message stored' });
+        await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1', ['wamid.RACE-after'])).rowCount === 1, { what: 'the new number\'s message stored' });
         return x;
       });
     }
@@ -56,7 +47,7 @@ it('ends in one conversation when the new number\'s first message is stored whil
   };
   try {
     await post(systemMessage({ from: oldNo, newWaId: newNo, timestamp: T, id: 'wamid.RACE-change' }), oldNo);
-    await eventually(async () => (await db.pool.query('SELECT 1 FROM messages WHERE wamid = $1', ['wamid.RACE-change'])).rowCount === 1, { what: 'the change stored' });
+    await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1', ['wamid.RACE-change'])).rowCount === 1, { what: 'the change stored' });
   } finally {
     pg.Client.prototype.query = query;
   }

@@ -1,26 +1,17 @@
 // Regression (issue 14, defect 8): a NUL or a lone surrogate in any string of a webhook failed the
 // event's write, so every valid message of the same webhook was lost with it. Now such strings are
 // made storable (NUL stripped, lone surrogate → U+FFFD) on the live, echo and history paths.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { contact, echoChange, echoMessage, envelope, historyChange, historyMessage, inboundEnvelope, textMessage } from '../fixtures/payloads.js';
-import { API_TOKEN, createTestDb, type TestDb } from '../helpers/context.js';
-import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { API_TOKEN } from '../helpers/context.js';
+import { appForFile, eventually, json, postWebhook } from '../helpers/app.js';
 
-let db: TestDb;
-let app: RunningApp;
+const stack = appForFile('all');
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
-beforeAll(async () => {
-  db = await createTestDb();
-  app = await startApp(db, 'all');
-});
-afterAll(async () => {
-  await app?.stop();
-  await db?.drop();
-});
 
 const message = async (wamid: string) => {
-  const res = await fetch(`${app.url}/v1/messages?wamid=${encodeURIComponent(wamid)}`, { headers: auth });
+  const res = await fetch(`${stack.app.url}/v1/messages?wamid=${encodeURIComponent(wamid)}`, { headers: auth });
   return res.status === 200 ? json(res) : null;
 };
 
@@ -35,7 +26,7 @@ it('stores messages carrying NUL characters and lone surrogates beside valid one
   expect(body).toContain('\\ud800');
   // A neighbour in the same moment (likely the same batch) must not be blocked either.
   const neighbour = textMessage({ from: '5511977770002', body: 'neighbour' });
-  const results = await Promise.all([postWebhook(app.url, body), postWebhook(app.url, JSON.stringify(inboundEnvelope([neighbour])))]);
+  const results = await Promise.all([postWebhook(stack.app.url, body), postWebhook(stack.app.url, JSON.stringify(inboundEnvelope([neighbour])))]);
   expect(results.map((r) => r.status)).toEqual([200, 200]);
 
   const stored = await eventually(async () => {
@@ -44,14 +35,14 @@ it('stores messages carrying NUL characters and lone surrogates beside valid one
   }, { timeoutMs: 20_000, what: 'all four messages in the API' });
   expect(stored.map((m) => m.body)).toEqual(['plain and valid', 'beforeafter', 'high \ufffd low \ufffd pair \ud83d\ude00', 'neighbour']);
 
-  const list = await json(await fetch(`${app.url}/v1/conversations?limit=50`, { headers: auth }));
+  const list = await json(await fetch(`${stack.app.url}/v1/conversations?limit=50`, { headers: auth }));
   const conv = list.data.find((c: { contact: { waId: string } }) => c.contact.waId === from);
   expect(conv).toMatchObject({ unreadCount: 3, contact: { profileName: 'Nul Name' } });
 
   // The raw event is kept storable too: it casts to jsonb, which refuses \u0000.
-  const raw = await db.pool.query("SELECT count(*)::int AS n FROM inbound_events WHERE payload::text LIKE '%before%' AND payload::jsonb IS NOT NULL");
+  const raw = await stack.db.pool.query("SELECT count(*)::int AS n FROM inbound_events WHERE payload::text LIKE '%before%' AND payload::jsonb IS NOT NULL");
   expect(raw.rows[0].n).toBe(1);
-  const metrics = await (await fetch(`${app.url}/metrics`)).text();
+  const metrics = await (await fetch(`${stack.app.url}/metrics`)).text();
   expect(Number(/^wa_router_unstorable_strings_repaired_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
 });
 
@@ -60,9 +51,9 @@ it('stores echoes and history messages carrying them too', async () => {
   const echo = echoMessage(textMessage({ from: to, body: 'echo\u0000 \udfff' }), { to });
   const hist = textMessage({ from: to, body: 'history\u0000 \ud801', timestamp: 1739230955 });
   const histOk = textMessage({ from: to, body: 'history fine', timestamp: 1739230956 });
-  expect((await postWebhook(app.url, JSON.stringify(envelope(echoChange({ echoes: [echo] }))))).status).toBe(200);
+  expect((await postWebhook(stack.app.url, JSON.stringify(envelope(echoChange({ echoes: [echo] }))))).status).toBe(200);
   const historyBody = JSON.stringify(envelope(historyChange({ threads: [{ id: to, messages: [historyMessage(hist), historyMessage(histOk)] }] })));
-  expect((await postWebhook(app.url, historyBody)).status).toBe(200);
+  expect((await postWebhook(stack.app.url, historyBody)).status).toBe(200);
   const got = await eventually(async () => {
     const all = await Promise.all([echo.id, hist.id!, histOk.id!].map((id) => message(id)));
     return all.every(Boolean) ? all : null;
