@@ -500,6 +500,35 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     }, 90_000, 1_000);
   });
 
+  it('keeps a Ready resource Ready across periodic resyncs (every cache relisted and swapped in)', async () => {
+    // A leader of its own with a 12 s resync instead of 300 s: 40 s of a healthy installation see
+    // every informer relist three times (and a long lease: what is tested here is not the Lease).
+    for (const o of operators) await o.stop('SIGTERM');
+    const op = await startOperator('operator-resync', saKubeconfig, { OPERATOR_RESYNC_SECONDS: '12', OPERATOR_LEASE_SECONDS: '60', OPERATOR_RENEW_DEADLINE_SECONDS: '40' });
+    operators.push(op);
+    await eventually('operator-resync to lead', async () => (await op.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
+    const ns = 'wa-op-resync';
+    namespaces.push(ns);
+    await createNamespace(ns);
+    await createRouter(ns, { preset: 'minimal', image: IMAGE });
+    await eventually('Ready', async () => {
+      await kubelet(ns);
+      return condition(await getRouter(ns), 'Ready')?.status === 'True';
+    }, 170_000, 1_000);
+    // Nothing changes from here on: every reconcile is a resync of a healthy installation.
+    const notReady: string[] = [];
+    let reads = 0;
+    const until = Date.now() + 40_000;
+    while (Date.now() < until) {
+      const ready = condition(await getRouter(ns), 'Ready');
+      reads++;
+      if (ready?.status !== 'True') notReady.push(`${ready?.reason}: ${ready?.message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`[operator] Ready=False in ${notReady.length} of ${reads} reads during 40 s of 12 s resyncs`);
+    expect([...new Set(notReady)]).toEqual([]);
+  }, 300_000);
+
   it('keeps watching through a watch that fails: the CRD deleted and installed again', async () => {
     // Every WhatsAppRouter watch and list now fails (404) until the CRD is back; client-node's
     // informer alone would stop for good.
