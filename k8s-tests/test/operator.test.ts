@@ -529,6 +529,36 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect([...new Set(notReady)]).toEqual([]);
   }, 300_000);
 
+  it('renews the Lease while a render holds its thread longer than the renew deadline', async () => {
+    // This process renders the new resource's chart in 25 s, beyond a 20 s renew deadline: rendered
+    // on the thread that renews the Lease, it would cost the leadership (and the process). The lease
+    // is long for a loaded host's renewals to meet it easily otherwise.
+    for (const o of operators) await o.stop('SIGTERM');
+    const slowRender = new URL('./fixtures/slow-render.mjs', import.meta.url).pathname;
+    const op = await startOperator('operator-slow-render', saKubeconfig, { NODE_OPTIONS: `--import=${slowRender}`, OPERATOR_LEASE_SECONDS: '30', OPERATOR_RENEW_DEADLINE_SECONDS: '20' });
+    operators.push(op);
+    try {
+      await eventually('operator-slow-render to lead', async () => (await op.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
+      const ns = 'wa-op-slow-render';
+      namespaces.push(ns);
+      await createNamespace(ns);
+      await createRouter(ns, { preset: 'minimal', image: IMAGE });
+      // A process that lost its Lease has exited.
+      const exited = new Promise<never>((_, reject) => op.child.once('exit', (code) => reject(new Error(`operator-slow-render exited (${code}): ${op.log().split('\n').slice(-3).join(' ')}`))));
+      await Promise.race([reconciled(ns, 240_000), exited]);
+      const m = await op.metrics();
+      console.log(`[operator] reconciles with a 25 s render: ${(m.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0).toFixed(1)} s in all; the Lease (renew deadline 20 s) kept`);
+      // The hold did happen (on the render thread), and the process still leads.
+      expect(m.get('wa_router_operator_reconcile_duration_seconds_sum')).toBeGreaterThan(25);
+      expect(op.child.exitCode).toBeNull();
+      expect(m.get('wa_router_operator_leader')).toBe(1);
+      expect(op.log()).not.toMatch(/could not renew the leader Lease/);
+    } finally {
+      await op.stop('SIGTERM');
+      operators.push(await startOperator('operator-c', saKubeconfig));
+    }
+  }, 300_000);
+
   it('keeps watching through a watch that fails: the CRD deleted and installed again', async () => {
     // Every WhatsAppRouter watch and list now fails (404) until the CRD is back; client-node's
     // informer alone would stop for good.
