@@ -21,7 +21,7 @@ const IMAGE = 'registry.example/wa-router:operator-test';
 const API = '/apis/wa-router.dev/v1alpha1';
 
 interface Condition { type: string; status: string; reason: string; message: string; observedGeneration?: number }
-type Router = KubeObject & { spec: Record<string, unknown>; status?: { observedGeneration?: number; conditions?: Condition[]; appliedObjects?: number; components?: Record<string, { ready: number; desired: number }> } };
+type Router = KubeObject & { spec: Record<string, unknown>; status?: { observedGeneration?: number; image?: string; conditions?: Condition[]; appliedObjects?: number; components?: Record<string, { ready: number; desired: number }> } };
 type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] }; metadata: { deletionTimestamp?: string; labels?: Record<string, string> } };
 
 const routerPath = (ns: string, name = 'router') => `${API}/namespaces/${ns}/whatsapprouters/${name}`;
@@ -417,11 +417,14 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect(await kube.get(postgres)).toBeDefined();
     // Two changes: one to apply, one that prunes the in-cluster Postgres.
     const external = { host: 'db.example.internal', port: 5432, database: 'wa_router' };
-    const paused = await patchSpec(ns, { paused: true, overrides: { worker: { concurrency: 9 }, postgres: { mode: 'external', external } } });
-    await eventually('Paused', async () => {
+    const pausedImage = `${IMAGE}-paused`;
+    const paused = await patchSpec(ns, { paused: true, image: pausedImage, overrides: { worker: { concurrency: 9 }, postgres: { mode: 'external', external } } });
+    const whilePaused = await eventually('Paused', async () => {
       const r = await getRouter(ns);
-      return r?.status?.observedGeneration === paused.metadata.generation && condition(r, 'Progressing')?.reason === 'Paused';
+      return r?.status?.observedGeneration === paused.metadata.generation && condition(r, 'Progressing')?.reason === 'Paused' ? r : undefined;
     }, 30_000, 250);
+    // The status names what runs, not the spec waiting to be applied.
+    expect(whilePaused.status?.image).toBe(IMAGE);
     await kube.delete(path);
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await kube.get(path)).toBeUndefined();
@@ -434,6 +437,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     await eventually('the worker back with the change made while paused', async () => (await kube.get<Dep>(path))?.spec.template.spec.containers[0]!.env.find((e) => e.name === 'WORKER_CONCURRENCY')?.value === '9', 30_000, 250);
     await eventually('the Postgres StatefulSet pruned once unpaused', async () => (await kube.get(postgres)) === undefined, 30_000, 250);
     await eventually('the Postgres ConfigMap pruned once unpaused', async () => (await kube.get(postgresConfig)) === undefined, 30_000, 250);
+    await eventually('the status to name the image applied since', async () => (await getRouter(ns))?.status?.image === pausedImage, 30_000, 250);
   });
 
   it('keeps one leader when a standby\'s clock runs 60 s ahead (expiry is timed by the standby\'s own observation)', async () => {

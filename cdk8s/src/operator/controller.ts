@@ -256,7 +256,8 @@ export class Controller {
     }
     await this.writeStatus(cr, {
       conditions, components, summary,
-      preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length,
+      // Paused, this generation is not applied: the preset and image stay the ones that are.
+      ...(cr.spec.paused ? {} : { preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length }),
     });
     log.debug({ outcome, problems }, 'reconciled');
     const requeueAfterMs = outcome === 'progressing' ? this.progressingMs : this.resyncMs;
