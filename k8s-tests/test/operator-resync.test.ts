@@ -1,12 +1,14 @@
-// The operator's informers and controller in this process (as the admin) on the real control
-// plane: a relist must never show the controller an empty cache (every child missing: Ready=False,
-// a needless full re-apply), and two resources in one namespace must not fight over objects.
+// The operator's informers, controller and leader election in this process (as the admin) on the
+// real control plane: a relist must never show the controller an empty cache (every child missing:
+// Ready=False, a needless full re-apply), two resources in one namespace must not fight over
+// objects, and a leader that may have lost its Lease writes nothing.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Kube } from '../src/kube.js';
 import { deleteNamespace } from '../src/cluster.js';
 import { KubeApi } from '../../cdk8s/src/operator/kube-api.js';
 import { ResilientInformer } from '../../cdk8s/src/operator/informer.js';
 import { Controller } from '../../cdk8s/src/operator/controller.js';
+import { LeaderElector } from '../../cdk8s/src/operator/leader.js';
 import { OperatorMetrics } from '../../cdk8s/src/operator/metrics.js';
 import { pino } from 'pino';
 import { eventually, type KubeObject } from '../src/kube.js';
@@ -76,6 +78,52 @@ describe.runIf(inject('localControlPlane'))('the operator across resyncs', () =>
     } finally {
       await controller.stop();
       await deleteNamespace(kube, two);
+    }
+  });
+
+  it('knows its Lease may be lost the moment it wakes from a pause longer than the renew deadline, before the election notices', async () => {
+    const api = new KubeApi(inject('kubeconfig'));
+    let stopped = 0;
+    const elector = new LeaderElector(api, pino({ level: 'silent' }), {
+      namespace: ns, name: 'fencing', identity: 'paused-leader',
+      leaseDurationSeconds: 6, retryMs: 1_000, renewDeadlineMs: 3_000,
+      onStartedLeading: () => {}, onStoppedLeading: () => stopped++,
+    });
+    elector.start();
+    try {
+      await eventually('the Lease', async () => elector.isLeader, 30_000, 100);
+      expect(elector.holdsLease).toBe(true);
+      // Paused, as by SIGSTOP: no timer runs and nothing renews, while the monotonic clock runs on.
+      const until = performance.now() + 4_000;
+      while (performance.now() < until);
+      expect({ isLeader: elector.isLeader, holdsLease: elector.holdsLease, stopped }).toEqual({ isLeader: true, holdsLease: false, stopped: 0 });
+    } finally {
+      await elector.stop();
+    }
+  });
+
+  it('writes nothing, neither objects nor status, while it may not hold the Lease', async () => {
+    await installOperator(kube);
+    const fenced = 'wa-resync-fenced';
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: fenced } });
+    const API = '/apis/wa-router.dev/v1alpha1';
+    let leader = false;
+    const controller = new Controller(new KubeApi(inject('kubeconfig')), pino({ level: 'silent' }), new OperatorMetrics(), { resyncMs: 300_000, progressingRequeueMs: 1_000, mayWrite: () => leader });
+    await controller.start();
+    try {
+      const created = await kube.request<KubeObject>('POST', `${API}/namespaces/${fenced}/whatsapprouters`, { apiVersion: 'wa-router.dev/v1alpha1', kind: 'WhatsAppRouter', metadata: { name: 'router', namespace: fenced }, spec: { preset: 'minimal', image: 'registry.example/wa-router:resync' } });
+      expect(created.status).toBe(201);
+      // Long enough for a reconcile and its retries.
+      await new Promise((r) => setTimeout(r, 5_000));
+      const router = await kube.get<KubeObject & { status?: unknown }>(`${API}/namespaces/${fenced}/whatsapprouters/router`);
+      expect({ status: router?.status, parent: router?.metadata.labels, deployments: await kube.list(`/apis/apps/v1/namespaces/${fenced}/deployments`), configMaps: (await kube.list<KubeObject>(`/api/v1/namespaces/${fenced}/configmaps`)).map((c) => c.metadata.name) })
+        .toEqual({ status: undefined, parent: undefined, deployments: [], configMaps: ['kube-root-ca.crt'] });
+      // The same controller writes once the Lease is surely its own again.
+      leader = true;
+      await eventually('the web Deployment', async () => (await kube.get(`/apis/apps/v1/namespaces/${fenced}/deployments/wa-router-web`)) !== undefined, 60_000, 250);
+    } finally {
+      await controller.stop();
+      await deleteNamespace(kube, fenced);
     }
   });
 });

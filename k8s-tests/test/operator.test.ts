@@ -21,7 +21,7 @@ const IMAGE = 'registry.example/wa-router:operator-test';
 const API = '/apis/wa-router.dev/v1alpha1';
 
 interface Condition { type: string; status: string; reason: string; message: string; observedGeneration?: number }
-type Router = KubeObject & { spec: Record<string, unknown>; status?: { observedGeneration?: number; conditions?: Condition[]; appliedObjects?: number; components?: Record<string, { ready: number; desired: number }> } };
+type Router = KubeObject & { spec: Record<string, unknown>; status?: { observedGeneration?: number; image?: string; conditions?: Condition[]; appliedObjects?: number; components?: Record<string, { ready: number; desired: number }> } };
 type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] }; metadata: { deletionTimestamp?: string; labels?: Record<string, string> } };
 
 const routerPath = (ns: string, name = 'router') => `${API}/namespaces/${ns}/whatsapprouters/${name}`;
@@ -417,11 +417,14 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect(await kube.get(postgres)).toBeDefined();
     // Two changes: one to apply, one that prunes the in-cluster Postgres.
     const external = { host: 'db.example.internal', port: 5432, database: 'wa_router' };
-    const paused = await patchSpec(ns, { paused: true, overrides: { worker: { concurrency: 9 }, postgres: { mode: 'external', external } } });
-    await eventually('Paused', async () => {
+    const pausedImage = `${IMAGE}-paused`;
+    const paused = await patchSpec(ns, { paused: true, image: pausedImage, overrides: { worker: { concurrency: 9 }, postgres: { mode: 'external', external } } });
+    const whilePaused = await eventually('Paused', async () => {
       const r = await getRouter(ns);
-      return r?.status?.observedGeneration === paused.metadata.generation && condition(r, 'Progressing')?.reason === 'Paused';
+      return r?.status?.observedGeneration === paused.metadata.generation && condition(r, 'Progressing')?.reason === 'Paused' ? r : undefined;
     }, 30_000, 250);
+    // The status names what runs, not the spec waiting to be applied.
+    expect(whilePaused.status?.image).toBe(IMAGE);
     await kube.delete(path);
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await kube.get(path)).toBeUndefined();
@@ -434,6 +437,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     await eventually('the worker back with the change made while paused', async () => (await kube.get<Dep>(path))?.spec.template.spec.containers[0]!.env.find((e) => e.name === 'WORKER_CONCURRENCY')?.value === '9', 30_000, 250);
     await eventually('the Postgres StatefulSet pruned once unpaused', async () => (await kube.get(postgres)) === undefined, 30_000, 250);
     await eventually('the Postgres ConfigMap pruned once unpaused', async () => (await kube.get(postgresConfig)) === undefined, 30_000, 250);
+    await eventually('the status to name the image applied since', async () => (await getRouter(ns))?.status?.image === pausedImage, 30_000, 250);
   });
 
   it('keeps one leader when a standby\'s clock runs 60 s ahead (expiry is timed by the standby\'s own observation)', async () => {
@@ -499,6 +503,65 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
       return left.length === 0;
     }, 90_000, 1_000);
   });
+
+  it('keeps a Ready resource Ready across periodic resyncs (every cache relisted and swapped in)', async () => {
+    // A leader of its own with a 12 s resync instead of 300 s: 40 s of a healthy installation see
+    // every informer relist three times (and a long lease: what is tested here is not the Lease).
+    for (const o of operators) await o.stop('SIGTERM');
+    const op = await startOperator('operator-resync', saKubeconfig, { OPERATOR_RESYNC_SECONDS: '12', OPERATOR_LEASE_SECONDS: '60', OPERATOR_RENEW_DEADLINE_SECONDS: '40' });
+    operators.push(op);
+    await eventually('operator-resync to lead', async () => (await op.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
+    const ns = 'wa-op-resync';
+    namespaces.push(ns);
+    await createNamespace(ns);
+    await createRouter(ns, { preset: 'minimal', image: IMAGE });
+    await eventually('Ready', async () => {
+      await kubelet(ns);
+      return condition(await getRouter(ns), 'Ready')?.status === 'True';
+    }, 170_000, 1_000);
+    // Nothing changes from here on: every reconcile is a resync of a healthy installation.
+    const notReady: string[] = [];
+    let reads = 0;
+    const until = Date.now() + 40_000;
+    while (Date.now() < until) {
+      const ready = condition(await getRouter(ns), 'Ready');
+      reads++;
+      if (ready?.status !== 'True') notReady.push(`${ready?.reason}: ${ready?.message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`[operator] Ready=False in ${notReady.length} of ${reads} reads during 40 s of 12 s resyncs`);
+    expect([...new Set(notReady)]).toEqual([]);
+  }, 300_000);
+
+  it('renews the Lease while a render holds its thread longer than the renew deadline', async () => {
+    // This process renders the new resource's chart in 25 s, beyond a 20 s renew deadline: rendered
+    // on the thread that renews the Lease, it would cost the leadership (and the process). The lease
+    // is long for a loaded host's renewals to meet it easily otherwise.
+    for (const o of operators) await o.stop('SIGTERM');
+    const slowRender = new URL('./fixtures/slow-render.mjs', import.meta.url).pathname;
+    const op = await startOperator('operator-slow-render', saKubeconfig, { NODE_OPTIONS: `--import=${slowRender}`, OPERATOR_LEASE_SECONDS: '30', OPERATOR_RENEW_DEADLINE_SECONDS: '20' });
+    operators.push(op);
+    try {
+      await eventually('operator-slow-render to lead', async () => (await op.metrics()).get('wa_router_operator_leader') === 1, 30_000, 200);
+      const ns = 'wa-op-slow-render';
+      namespaces.push(ns);
+      await createNamespace(ns);
+      await createRouter(ns, { preset: 'minimal', image: IMAGE });
+      // A process that lost its Lease has exited.
+      const exited = new Promise<never>((_, reject) => op.child.once('exit', (code) => reject(new Error(`operator-slow-render exited (${code}): ${op.log().split('\n').slice(-3).join(' ')}`))));
+      await Promise.race([reconciled(ns, 240_000), exited]);
+      const m = await op.metrics();
+      console.log(`[operator] reconciles with a 25 s render: ${(m.get('wa_router_operator_reconcile_duration_seconds_sum') ?? 0).toFixed(1)} s in all; the Lease (renew deadline 20 s) kept`);
+      // The hold did happen (on the render thread), and the process still leads.
+      expect(m.get('wa_router_operator_reconcile_duration_seconds_sum')).toBeGreaterThan(25);
+      expect(op.child.exitCode).toBeNull();
+      expect(m.get('wa_router_operator_leader')).toBe(1);
+      expect(op.log()).not.toMatch(/could not renew the leader Lease/);
+    } finally {
+      await op.stop('SIGTERM');
+      operators.push(await startOperator('operator-c', saKubeconfig));
+    }
+  }, 300_000);
 
   it('keeps watching through a watch that fails: the CRD deleted and installed again', async () => {
     // Every WhatsAppRouter watch and list now fails (404) until the CRD is back; client-node's

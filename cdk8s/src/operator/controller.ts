@@ -54,6 +54,18 @@ export interface ControllerOptions {
   readonly resyncMs?: number;
   /** Re-check this soon while children are not ready yet. @default 5_000 */
   readonly progressingRequeueMs?: number;
+  /** Renders a resource's chart. @default `render` on this thread */
+  readonly render?: (cr: WhatsAppRouter) => Promise<Rendering>;
+  /**
+   * Asked right before every write: false once this process may no longer hold the leader Lease
+   * (paused past its renew deadline, then woken). @default always true
+   */
+  readonly mayWrite?: () => boolean;
+}
+
+/** A write refused because this process may have lost the leader Lease. */
+export class NotLeaderError extends Error {
+  override readonly name = 'NotLeaderError';
 }
 
 interface Applied {
@@ -72,6 +84,8 @@ export class Controller {
   private readonly renderings = new Map<string, { uid: string; generation: number; rendering: Rendering }>();
   private readonly resyncMs: number;
   private readonly progressingMs: number;
+  private readonly render: (cr: WhatsAppRouter) => Promise<Rendering>;
+  private readonly mayWrite: () => boolean;
 
   constructor(
     private readonly api: KubeApi,
@@ -81,6 +95,8 @@ export class Controller {
   ) {
     this.resyncMs = opts.resyncMs ?? 300_000;
     this.progressingMs = opts.progressingRequeueMs ?? 5_000;
+    this.render = opts.render ?? (async (cr) => render(cr));
+    this.mayWrite = opts.mayWrite ?? (() => true);
     this.queue = new WorkQueue((key) => this.reconcileTimed(key), (key, err, retryInMs) => {
       this.log.warn({ key, err: (err as Error).message, retryInMs }, 'reconcile failed');
     }, { workers: opts.workers });
@@ -121,6 +137,11 @@ export class Controller {
     await this.queue.stop();
   }
 
+  /** Before a write: another replica may lead by now, and two leaders must never both write. */
+  private fence(what: string): void {
+    if (!this.mayWrite()) throw new NotLeaderError(`${what}: not written, the leader Lease may be another replica's by now`);
+  }
+
   private async reconcileTimed(key: string): Promise<ReconcileResult> {
     // The queue never runs one key twice at once; this counter proves it in production too.
     if (this.inFlight.has(key)) this.metrics.overlapping.inc();
@@ -155,7 +176,7 @@ export class Controller {
     const log = this.log.child({ key, generation: cr.metadata.generation });
     let cached = this.renderings.get(key);
     if (cached?.uid !== cr.metadata.uid || cached.generation !== cr.metadata.generation) {
-      cached = { uid: cr.metadata.uid, generation: cr.metadata.generation, rendering: render(cr) };
+      cached = { uid: cr.metadata.uid, generation: cr.metadata.generation, rendering: await this.render(cr) };
       this.renderings.set(key, cached);
     }
     const { rendering } = cached;
@@ -235,7 +256,8 @@ export class Controller {
     }
     await this.writeStatus(cr, {
       conditions, components, summary,
-      preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length,
+      // Paused, this generation is not applied: the preset and image stay the ones that are.
+      ...(cr.spec.paused ? {} : { preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length }),
     });
     log.debug({ outcome, problems }, 'reconciled');
     const requeueAfterMs = outcome === 'progressing' ? this.progressingMs : this.resyncMs;
@@ -270,6 +292,7 @@ export class Controller {
     const live = informer?.get(o.metadata.name, o.metadata.namespace);
     const last = this.applied.get(id);
     if (informer && live && last && last.hash === hash && last.resourceVersion === live.metadata.resourceVersion) return undefined;
+    this.fence(`${o.kind}/${o.metadata.name}`);
     try {
       const out = await this.api.apply(path, o, FIELD_MANAGER);
       this.applied.set(id, { hash, resourceVersion: out.metadata.resourceVersion ?? '' });
@@ -292,6 +315,7 @@ export class Controller {
     const annotations = { [TOOLING_ANNOTATION]: TOOLING, [GROUP_KINDS_ANNOTATION]: kinds };
     const has = (want: Record<string, string>, live: Record<string, string> | undefined) => Object.entries(want).every(([k, v]) => live?.[k] === v);
     if (has(labels, current.labels) && has(annotations, current.annotations)) return current;
+    this.fence(`the ApplySet parent ${cr.metadata.name}`);
     const path = `${base(API_VERSION)}/namespaces/${cr.metadata.namespace}/${PLURAL}`;
     const out = await this.api.apply(path, { apiVersion: API_VERSION, kind: KIND, metadata: { name: cr.metadata.name, namespace: cr.metadata.namespace, labels, annotations } }, FIELD_MANAGER);
     return out.metadata;
@@ -319,6 +343,7 @@ export class Controller {
         if (o.metadata.labels?.[PART_OF_LABEL] !== id || keep.has(`${k.kind}/${o.metadata.name}`)) continue;
         if (!o.metadata.ownerReferences?.some((r) => r.uid === cr.metadata.uid)) continue;
         this.log.info({ key: `${ns}/${cr.metadata.name}`, object: `${k.kind}/${o.metadata.name}` }, 'pruning an object the rendering no longer has');
+        this.fence(`pruning ${k.kind}/${o.metadata.name}`);
         const r = await this.api.request('DELETE', `${base(k.apiVersion)}/namespaces/${ns}/${k.plural}/${o.metadata.name}`, { propagationPolicy: 'Background' });
         if (r.status >= 300 && r.status !== 404) throw new KubeApiError(r.status, 'Delete', `prune ${k.kind}/${o.metadata.name}: ${r.status}`);
       }
@@ -339,6 +364,7 @@ export class Controller {
       const gone = Object.keys(old).filter((e) => !(e in v));
       patch[k] = Object.assign(Object.fromEntries(gone.map((e) => [e, null])), v);
     }
+    this.fence(`the status of ${cr.metadata.name}`);
     const path = `${base(API_VERSION)}/namespaces/${cr.metadata.namespace}/${PLURAL}/${cr.metadata.name}/status`;
     const r = await this.api.request('PATCH', path, { status: patch }, 'application/merge-patch+json');
     // Gone meanwhile: the next event says so.

@@ -60,6 +60,13 @@ export class ResilientInformer {
     let listed = false;
     const listFn = async (): Promise<KubernetesListObject<KubernetesObject>> => {
       const list = await this.api.call<KubernetesListObject<KubernetesObject>>('GET', `${path}${query}`);
+      // The API server leaves kind and apiVersion off the items of a built-in kind's list (a watch
+      // event carries them); readers tell a Job from a Deployment by its kind.
+      const kind = list.kind?.replace(/List$/, '');
+      for (const item of list.items) {
+        item.kind ??= kind;
+        item.apiVersion ??= list.apiVersion;
+      }
       listed = true;
       return list;
     };

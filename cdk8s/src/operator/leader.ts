@@ -60,6 +60,15 @@ export class LeaderElector {
     return this.leading;
   }
 
+  /**
+   * Whether the Lease is surely still ours: renewed within the renew deadline by this process's
+   * monotonic clock, which runs on while the process is paused. A leader woken from a pause longer
+   * than that (SIGSTOP, a frozen VM) learns it here, before its next write, not on its next round.
+   */
+  get holdsLease(): boolean {
+    return this.leading && performance.now() - this.lastRenew < this.renewDeadlineMs;
+  }
+
   start(): void {
     const tick = async () => {
       if (this.stopped) return;

@@ -7,6 +7,7 @@ import { Controller } from './controller.js';
 import { KubeApi } from './kube-api.js';
 import { LeaderElector } from './leader.js';
 import { OperatorMetrics } from './metrics.js';
+import { RenderThread } from './renderer.js';
 
 let config;
 try {
@@ -25,7 +26,13 @@ try {
   process.exit(2);
 }
 api.onRequest = (verb) => metrics.apiRequests.inc({ verb });
-const controller = new Controller(api, log, metrics, { workers: config.OPERATOR_WORKERS, resyncMs: config.OPERATOR_RESYNC_SECONDS * 1000 });
+const renderer = new RenderThread();
+const controller = new Controller(api, log, metrics, {
+  workers: config.OPERATOR_WORKERS,
+  resyncMs: config.OPERATOR_RESYNC_SECONDS * 1000,
+  render: (cr) => renderer.render(cr),
+  mayWrite: () => elector.holdsLease,
+});
 
 const renewDeadlineMs = (config.OPERATOR_RENEW_DEADLINE_SECONDS ?? (config.OPERATOR_LEASE_SECONDS * 2) / 3) * 1000;
 const elector = new LeaderElector(api, log, {
@@ -75,6 +82,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     log.info({ signal }, 'stopping');
     void (async () => {
       await controller.stop();
+      await renderer.stop();
       await elector.stop().catch(() => {});
       server.close();
       process.exit(0);
