@@ -67,12 +67,14 @@ async function deliverAll(name: string, events: number): Promise<number[]> {
   );
   // The real pool, with the rows of each claim counted.
   const claims: number[] = [];
-  const query = db.pool.query.bind(db.pool) as (...args: unknown[]) => Promise<{ rowCount: number | null }>;
+  const query = db.pool.query.bind(db.pool) as (...args: unknown[]) => Promise<{ rows: { tried?: boolean }[] }>;
   const pool = Object.assign(Object.create(db.pool) as Pool, {
     query: async (...args: unknown[]) => {
       const r = await query(...args);
-      // The claim's second statement (its 'want' step) leases and returns the runs.
-      if (/\bwant AS \(/.test(String(args[0])) && (r.rowCount ?? 0) > 0) claims.push(r.rowCount!);
+      // The claim's statements lease and return the runs (its 'leased' step); a head left for
+      // the second statement (tried) is not claimed yet.
+      const taken = /\bleased AS \(/.test(String(args[0])) ? r.rows.filter((x) => x.tried !== true).length : 0;
+      if (taken > 0) claims.push(taken);
       return r;
     },
   });

@@ -123,6 +123,30 @@ it("an area deleted while one of its runs is in delivery does not void the other
   expect(rows[0]!.n).toBe(1);
 });
 
+it('an area deleted while an assignment queues an event for it takes that event and the attempts of its others with it', async () => {
+  const doomed = await area('Deleted during an assignment');
+  const earlier = await queued(doomed, await conversation());
+  await recordOutcomes(db.pool, [outcome(earlier, doomed, 'pending', 500)]);
+  const c = await db.pool.connect();
+  try {
+    // The assignment's transaction queued conversation.assigned, holding the area FOR KEY SHARE;
+    // DELETE /v1/areas/:id waits for it, then must find the event it committed.
+    await c.query('BEGIN');
+    await assignConversation(db.pool, await conversation(), doomed, 'api', c);
+    const deleting = db.pool.query('DELETE FROM areas WHERE id = $1', [doomed]);
+    await waitingForLock();
+    await c.query('COMMIT');
+    await deleting;
+  } finally {
+    c.release();
+  }
+  const left = await db.pool.query<{ events: number; attempts: number }>(
+    'SELECT (SELECT count(*)::int FROM forward_events WHERE area_id = $1) AS events, (SELECT count(*)::int FROM forward_attempts WHERE area_id = $1) AS attempts',
+    [doomed],
+  );
+  expect(left.rows[0]).toEqual({ events: 0, attempts: 0 });
+});
+
 it('a claim leaves the backlog of an area whose receiver is down alone: its work does not grow with that backlog', async () => {
   const conv = await conversation();
   const up = await area('Up next to a down one');

@@ -54,12 +54,12 @@ export async function replayDelivery(pool: Pool, areaId: number, id: number): Pr
   return rows[0] ? { id: rows[0].id, webhookId: rows[0].webhook_id, status: 'pending' } : null;
 }
 
-/** A ping is delivered at once by the API, then kept with its attempt like any delivery. */
+/** A ping is delivered at once by the API, then kept with its attempt like any delivery (unless its area was deleted meanwhile). */
 export async function recordPing(pool: Pool, areaId: number, webhookId: string, body: string, ok: boolean, r: DeliveryResult): Promise<void> {
   await pool.query(
     `WITH e AS (
        INSERT INTO forward_events (webhook_id, area_id, type, body, status, attempts, last_status, last_error, finished_at)
-       VALUES ($1, $2, 'ping', $3, $4, 1, $5, $6, now()) RETURNING id)
+       SELECT $1::text, a.id, 'ping', $3::text, $4::text, 1, $5::int, $6::text, now() FROM areas a WHERE a.id = $2 FOR KEY SHARE OF a RETURNING id)
      INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
      SELECT id, $2, $5, $7, $6, $8 FROM e`,
     [webhookId, areaId, body, ok ? 'succeeded' : 'dead', r.statusCode, r.error ?? (ok ? null : `HTTP ${r.statusCode}`), r.latencyMs, r.response],

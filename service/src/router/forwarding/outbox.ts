@@ -1,10 +1,10 @@
 // The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
-// picks the due heads of the queues of the areas it may deliver to in one statement (a skip scan
-// of the pending index, area by area: one probe per queue, however long the queues; an area left
-// alone, its circuit open or disabled, costs nothing however large its backlog), and in a second
-// one finds those heads again, locks and leases them (FOR UPDATE SKIP LOCKED, so workers never
-// take the same one) and takes each with a run of the events that follow it, which the worker
-// delivers one after the other. The rest of a queue stays invisible while its head is
+// picks the due heads of the queues of the areas it may deliver to (a skip scan of the pending
+// index, area by area: one probe per queue, however long the queues; an area left alone, its
+// circuit open or disabled, costs nothing however large its backlog), locks and leases them
+// (FOR UPDATE SKIP LOCKED, so workers never take the same one) and takes each with a run of the
+// events that follow it, which the worker delivers one after the other: one statement, a second
+// one only for heads whose conversation may still be storing an earlier event. The rest of a queue stays invisible while its head is
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
 import type { Pool, PoolClient } from '../../store/pool.js';
@@ -55,11 +55,43 @@ const ORDER_LOCK = '2003201906';
 const settledOrder = (e: string, maxWaitMs: string) =>
   `(${e}.wait_xid <= pg_snapshot_xmin(pg_current_snapshot()) OR ${e}.created_at <= now() - make_interval(secs => ${maxWaitMs}::float8 / 1000))`;
 
-// First statement: which queues to take. Each due head whose order is not settled by the
-// transactions it waited for is taken only if no transaction is queueing into its conversation
-// now (the order lock is free), tried only for the queues picked, the picked rows being
-// materialized before the tries. The try's lock ends with this statement.
-const PICK_SQL = `
+// What follows each leased head (\`locked\`: id, conversation_id, area_id, sort_at, sort_seq, free),
+// up to the first event not yet settled, due or free (a head sorted later that another worker
+// leased). Not leased themselves: while their head is pending and leased, nobody else reaches
+// them, and a run's outcomes are recorded together when it ends. Parameters named by the caller.
+const leaseAndRun = (p: { lease: string; settle: string; runLength: string; maxWait: string; lenAreas: string; lens: string }) => `
+leased AS (
+  UPDATE forward_events e SET locked_until = now() + make_interval(secs => ${p.lease}::float8 / 1000)
+  FROM locked l WHERE e.id = l.id
+  RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
+),
+runs AS (
+  SELECT r.id, r.pos FROM locked h LEFT JOIN unnest(${p.lenAreas}::bigint[], ${p.lens}::int[]) AS l(area_id, len) ON l.area_id = h.area_id
+  CROSS JOIN LATERAL (
+    SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
+      SELECT p.id, p.sort_at, p.sort_seq,
+             p.created_at <= now() - make_interval(secs => ${p.settle}::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
+               AND (h.free OR ${settledOrder('p', p.maxWait)}) AS ok
+      FROM forward_events p
+      WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
+        AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
+      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, ${p.runLength}::int) - 1) x
+    WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
+  WHERE r.ok
+)`;
+
+const CLAIM_COLUMNS = 'e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at';
+
+// The claim, one statement in the usual case: picks the due heads of the queues it may take;
+// a head whose order is settled by the transactions it waited for (or that has no conversation)
+// is locked (FOR UPDATE SKIP LOCKED, so workers never take the same one; the recheck of a row
+// another worker changed since the snapshot sees its lease or its outcome) and leased at once,
+// with its run. A head not settled is taken only if no transaction is queueing into its
+// conversation now (the order lock is free), tried only for the queues picked (materialized
+// before the tries); such heads come back as \`tried\` rows for a second statement, whose
+// snapshot, taken after the try, sees every event of the conversation queued so far. The try's
+// lock ends with this statement.
+const CLAIM_SQL = `
 WITH RECURSIVE
 allowed AS (
   SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($3::bigint[]))
@@ -92,66 +124,49 @@ picked AS MATERIALIZED (
   WHERE e.rn <= COALESCE(c.cap, $6::int)
   ORDER BY e.next_attempt_at, e.id LIMIT $1
 ),
-tried AS (
+tried AS MATERIALIZED (
   SELECT p.id, p.area_id, p.conversation_id,
          CASE WHEN p.conversation_id IS NULL OR ${settledOrder('p', '$7')} THEN NULL
               ELSE pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8(p.conversation_id)) END AS free
   FROM picked p
-)
-SELECT id, area_id, conversation_id, free FROM tried WHERE free IS DISTINCT FROM false`;
-
-// Second statement, with a snapshot taken after the tries: each picked queue's head found again
-// (an earlier event whose store committed meanwhile is its head now), locked and leased
-// (FOR UPDATE SKIP LOCKED, so workers never take the same one), with a run of what follows it.
-const TAKE_SQL = `
-WITH
-want AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS w(area_id, conversation_id, free)),
-heads AS (
-  SELECT n.*, w.free FROM want w CROSS JOIN LATERAL (
-    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
-    WHERE f.status = 'pending' AND f.area_id = w.area_id AND f.conversation_id = w.conversation_id
-    ORDER BY f.sort_at, f.sort_seq, f.id LIMIT 1) n
-  UNION ALL
-  SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid, true FROM forward_events f
-  WHERE f.id = ANY ($4::bigint[]) AND f.conversation_id IS NULL
-),
-due AS (
-  SELECT h.id, h.free FROM heads h
-  WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
-    AND h.created_at <= now() - make_interval(secs => $6::float8 / 1000)
-    AND (h.free OR ${settledOrder('h', '$8')})
 ),
 locked AS (
-  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, d.free FROM forward_events f JOIN due d ON d.id = f.id
-  WHERE f.status = 'pending' AND (f.locked_until IS NULL OR f.locked_until < now())
+  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, false AS free FROM forward_events f JOIN tried t ON t.id = f.id
+  WHERE t.free IS NULL AND f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE OF f SKIP LOCKED
 ),
-leased AS (
-  UPDATE forward_events e SET locked_until = now() + make_interval(secs => $5::float8 / 1000)
-  FROM locked l WHERE e.id = l.id
-  RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
+${leaseAndRun({ lease: '$8', settle: '$2', runLength: '$9', maxWait: '$7', lenAreas: '$10', lens: '$11' })}
+SELECT *, false AS tried FROM leased
+UNION ALL
+SELECT ${CLAIM_COLUMNS}, r.pos, false FROM runs r JOIN forward_events e ON e.id = r.id
+UNION ALL
+SELECT t.id, NULL, t.area_id, t.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM tried t WHERE t.free`;
+
+// The second statement, for the queues whose order lock was free: each one's head found again
+// on a snapshot taken after the try (an earlier event whose store committed meanwhile is its
+// head now), locked, leased and taken with its run.
+const TAKE_SQL = `
+WITH
+heads AS (
+  SELECT n.* FROM unnest($1::bigint[], $2::bigint[]) AS w(area_id, conversation_id) CROSS JOIN LATERAL (
+    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    WHERE f.status = 'pending' AND f.area_id = w.area_id AND f.conversation_id = w.conversation_id
+    ORDER BY f.sort_at, f.sort_seq, f.id LIMIT 1) n
 ),
--- What follows each head, up to the first event not yet settled, due or free (a head sorted
--- later that another worker leased). Not leased themselves: while their head is pending and
--- leased, nobody else reaches them, and a run's outcomes are recorded together when it ends.
-runs AS (
-  SELECT r.id, r.pos FROM locked h LEFT JOIN unnest($9::bigint[], $10::int[]) AS l(area_id, len) ON l.area_id = h.area_id
-  CROSS JOIN LATERAL (
-    SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
-      SELECT p.id, p.sort_at, p.sort_seq,
-             p.created_at <= now() - make_interval(secs => $6::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
-               AND (h.free OR ${settledOrder('p', '$8')}) AS ok
-      FROM forward_events p
-      WHERE p.conversation_id = h.conversation_id AND p.area_id = h.area_id AND p.status = 'pending'
-        AND (p.sort_at, p.sort_seq, p.id) > (h.sort_at, h.sort_seq, h.id)
-      ORDER BY p.sort_at, p.sort_seq, p.id LIMIT COALESCE(l.len, $7::int) - 1) x
-    WINDOW w AS (ORDER BY x.sort_at, x.sort_seq, x.id)) r
-  WHERE r.ok
-)
+due AS (
+  SELECT h.id FROM heads h
+  WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
+    AND h.created_at <= now() - make_interval(secs => $4::float8 / 1000)
+),
+locked AS (
+  SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, true AS free FROM forward_events f JOIN due d ON d.id = f.id
+  WHERE f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
+  FOR UPDATE OF f SKIP LOCKED
+),
+${leaseAndRun({ lease: '$3', settle: '$4', runLength: '$5', maxWait: '$6', lenAreas: '$7', lens: '$8' })}
 SELECT * FROM leased
 UNION ALL
-SELECT e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, r.pos
-FROM runs r JOIN forward_events e ON e.id = r.id`;
+SELECT ${CLAIM_COLUMNS}, r.pos FROM runs r JOIN forward_events e ON e.id = r.id`;
 
 /**
  * Claims runs: each a queue's due head and up to \`runLength - 1\` events after it, in delivery order.
@@ -160,15 +175,20 @@ FROM runs r JOIN forward_events e ON e.id = r.id`;
 export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
   const caps = [...o.areaCaps];
   const lengths = [...o.runLengths];
-  const { rows: picked } = await pool.query<{ id: number; area_id: number; conversation_id: number | null; free: boolean | null }>(PICK_SQL, [
+  const lenAreas = lengths.map(([id]) => id);
+  const lens = lengths.map(([, n]) => n);
+  const { rows: first } = await pool.query<ClaimRow & { pos: string; tried: boolean }>(CLAIM_SQL, [
     o.queues, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.maxOrderWaitMs,
+    o.leaseMs, o.runLength, lenAreas, lens,
   ]);
-  if (picked.length === 0) return [];
-  const queues = picked.filter((p) => p.conversation_id !== null);
-  const { rows } = await pool.query<ClaimRow & { pos: string }>(TAKE_SQL, [
-    queues.map((p) => p.area_id), queues.map((p) => p.conversation_id), queues.map((p) => p.free === true), picked.filter((p) => p.conversation_id === null).map((p) => p.id),
-    o.leaseMs, o.settleMs, o.runLength, o.maxOrderWaitMs, lengths.map(([id]) => id), lengths.map(([, n]) => n),
-  ]);
+  const rows: (ClaimRow & { pos: string })[] = first.filter((r) => !r.tried);
+  const tried = first.filter((r) => r.tried);
+  if (tried.length > 0) {
+    const { rows: more } = await pool.query<ClaimRow & { pos: string }>(TAKE_SQL, [
+      tried.map((t) => t.area_id), tried.map((t) => t.conversation_id), o.leaseMs, o.settleMs, o.runLength, o.maxOrderWaitMs, lenAreas, lens,
+    ]);
+    rows.push(...more);
+  }
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
   for (const r of rows) {
     const queue = r.conversation_id === null ? `e${r.id}` : `${r.conversation_id}:${r.area_id}`;
