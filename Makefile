@@ -31,7 +31,8 @@ up: build ## run the service with Postgres and Redis on loopback (data in .data/
 down: ## stop what `make up` started
 	@npx tsx scripts/down.ts
 
-test: deps ## everything CI runs
+test: ## everything CI runs
+	@scripts/lib/ensure-deps.sh --no-servers
 	@scripts/test.sh
 
 lint: deps

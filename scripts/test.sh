@@ -1,12 +1,78 @@
 #!/usr/bin/env bash
-# `make test`: every stage CI runs, in order, with one summary line at the end.
+# `make test`: every stage CI runs, with one summary line at the end. The slow cached builds (Go
+# binaries, server roots, images: minutes each into an empty cache, a no-op once cached) all start in
+# the background at once; each stage waits only for the builds it uses, right before it runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/lib/ensure-node.sh):$PATH" || exit 1
 export PATH
 echo "==> node $(node -v), npm $(npm -v)"
-mkdir -p .cache/test-results
-rm -f .cache/test-results/*.json
+mkdir -p .cache/test-results .cache/builds
+rm -f .cache/test-results/*.json .cache/builds/*
+has_tests() { find "$1" -name '*.test.ts' -not -path '*/node_modules/*' | grep -q .; }
+k8s=false; if has_tests k8s-tests; then k8s=true; fi
+
+# build <name> <after|-> <command...>: runs the command in the background (after the build <after>
+# has ended, if given), output to .cache/builds/<name>.log, then "<exit status> <seconds>" to
+# <name>.rc. Each build script locks its own cache, so a test that calls it meanwhile waits for it.
+# Its own session, so that an interrupted run stops the whole build (each one leaves no partial cache).
+BUILDS=.cache/builds
+waiters=()
+build() {
+  local name=$1 after=$2; shift 2
+  (
+    if [ "$after" != - ]; then while [ ! -f "$BUILDS/$after.rc" ]; do sleep 1; done; fi
+    t0=$SECONDS
+    setsid nice -n 5 "$@" >"$BUILDS/$name.log" 2>&1 </dev/null &
+    echo $! >"$BUILDS/$name.pid"
+    wait $!
+    echo "$? $((SECONDS - t0))" >"$BUILDS/$name.rc"
+  ) &
+  waiters+=($!)
+}
+stop_builds() {
+  local pid
+  # The waiting subshells first, so that none starts its build once the running ones are stopped.
+  kill "${waiters[@]}" 2>/dev/null
+  for pid in "$BUILDS"/*.pid; do
+    [ -f "$pid" ] && [ ! -f "${pid%.pid}.rc" ] && kill -- "-$(cat "$pid")" 2>/dev/null
+  done
+}
+trap stop_builds EXIT
+trap 'exit 130' INT TERM
+# need <name...>: waits for those builds; a failed one fails the stage, showing the end of its log.
+need() {
+  local name code secs rc=0 t0=$SECONDS
+  for name in "$@"; do
+    while [ ! -f "$BUILDS/$name.rc" ]; do sleep 1; done
+    read -r code secs <"$BUILDS/$name.rc"
+    if [ "$code" != 0 ]; then
+      echo "build $name FAILED (exit $code after $secs s); the end of $BUILDS/$name.log:"
+      tail -n 40 "$BUILDS/$name.log" | sed 's/^/    /'
+      rc=1
+    fi
+  done
+  if [ $((SECONDS - t0)) -gt 0 ]; then echo "    (waited $((SECONDS - t0)) s for: $*)"; fi
+  return $rc
+}
+
+# The Postgres, PgBouncer and Redis the suites start, of the versions the presets deploy (debootstrap).
+build servers - scripts/lib/servers.sh
+# The images the image tests run: one podman build at a time (vfs storage copies whole layers), the
+# first one making the base. Tagged as the tests tag them, so their own build.sh finds them up to date.
+build image - env IMAGE=localhost/wa-router:test scripts/image/build.sh
+if $k8s; then build operator-image image env TARGET=operator IMAGE=localhost/wa-router-operator:test scripts/image/build.sh; fi
+# The Go builds one after another (each one already uses both cores; side by side they would only
+# finish later together), in the order the stages below need them: the k8s suite's etcd and control
+# plane, then Prometheus and SeaweedFS for the service files that run last.
+last=-
+if $k8s; then
+  build etcd - scripts/controlplane/etcd.sh
+  build controlplane etcd scripts/controlplane/build.sh
+  last=controlplane
+fi
+build prometheus "$last" scripts/prometheus/build.sh
+build seaweedfs prometheus scripts/lib/seaweedfs.sh
 
 failed_stages=()
 stage() {
@@ -28,31 +94,18 @@ vitest_json() { # workspace dir, result name, extra args
 stage lint npx eslint .
 stage typecheck npm run -s typecheck
 stage build npm run -s build
-has_tests() { find "$1" -name '*.test.ts' -not -path '*/node_modules/*' | grep -q .; }
-
-# Built once per machine (minutes of CPU), then cached: the monitoring tests in the service suite run them.
-stage "prometheus build" scripts/prometheus/build.sh
-# The S3-compatible store the media tests write to (SeaweedFS from the Go module proxy; long once, then cached).
-stage "seaweedfs build" scripts/lib/seaweedfs.sh
-# The Postgres, PgBouncer and Redis the suites start, of the versions the presets deploy (minutes once, then cached).
-stage "servers build" scripts/lib/servers.sh
-stage "service tests" vitest_json service service
-if has_tests cdk8s; then stage "cdk8s tests" vitest_json cdk8s cdk8s; fi
+# The service files that run SeaweedFS, Prometheus or the image (the helpers that build them) run in
+# a stage of their own after the others, so that the rest of the suite does not wait for those builds.
+mapfile -t late < <(cd service && grep -rlE 'startTestS3|prometheusBinaries|scripts/image/build' test --include='*.test.ts' | LC_ALL=C sort)
+service_early() { need servers && vitest_json service service "${late[@]/#/--exclude=}"; }
+service_late() { need servers image prometheus seaweedfs && vitest_json service service-late "${late[@]}"; }
+stage "service tests" service_early
+cdk8s_tests() { need servers && vitest_json cdk8s cdk8s; }
+if has_tests cdk8s; then stage "cdk8s tests" cdk8s_tests; fi
 stage "charts drift" npm run -s --if-present check-charts -w @wa-router/cdk8s
-# The k8s-tests' Kubernetes binaries and etcd, built side by side (cold: their builds overlap instead
-# of running one after the other in the suite's setup; each script locks its own cache).
-controlplane_build() {
-  scripts/controlplane/etcd.sh >/dev/null &
-  local etcd=$! rc=0
-  scripts/controlplane/build.sh >/dev/null || rc=1
-  wait "$etcd" || rc=1
-  return $rc
-}
-if has_tests k8s-tests; then
-  stage "control plane + etcd build" controlplane_build
-  stage "k8s tests" vitest_json k8s-tests k8s-tests
-fi
-
+k8s_tests() { need etcd controlplane operator-image && vitest_json k8s-tests k8s-tests; }
+if $k8s; then stage "k8s tests" k8s_tests; fi
+if [ ${#late[@]} -gt 0 ]; then stage "service tests (S3, Prometheus, image)" service_late; fi
 node -e '
 const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
 for (const file of fs.readdirSync(".cache/test-results")) {

@@ -21,6 +21,12 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl ${K8S_EX
 
 have_all() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then echo "$OUT"; exit 0; fi
+# One build at a time: a second caller (`make test`'s background build and the suite's setup, another
+# clone on the same cache) waits for the first one's binaries instead of building them again.
+mkdir -p "$CACHE"
+exec 9>"$OUT.lock"
+flock 9
+if have_all; then echo "$OUT"; exit 0; fi
 
 # The committed module's go line; another version's module is checked again once written.
 GO=$(scripts/lib/require-go.sh "$(sed -n 's/^go //p' k8s-tests/controlplane/go.mod)" "controlplane: building the Kubernetes control plane (once)")
@@ -56,11 +62,12 @@ fi
 rm -rf "$OUT.partial" && mkdir -p "$OUT.partial"
 [ -d "$OUT" ] && cp -a "$OUT"/. "$OUT.partial"/
 start=$SECONDS
-for b in "${BINARIES[@]}"; do
-  [ -x "$OUT.partial/$b" ] && continue
-  echo "controlplane: building $b v$K8S_VERSION (first time only; cached in $OUT)" >&2
-  (cd "$MOD" && nice -n 5 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/$b" "k8s.io/kubernetes/cmd/$b") >&2
-done
+missing=()
+for b in "${BINARIES[@]}"; do [ -x "$OUT.partial/$b" ] || missing+=("k8s.io/kubernetes/cmd/$b"); done
+echo "controlplane: building ${missing[*]##*/} v$K8S_VERSION (first time only; cached in $OUT)" >&2
+# One `go build` of them all (each binary is named after its cmd/ folder): their shared packages are
+# compiled once and the links run side by side, where one build per binary linked one at a time.
+(cd "$MOD" && nice -n 5 "$GO" build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/" "${missing[@]}") >&2
 rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
 echo "controlplane: built in $((SECONDS - start)) s" >&2
 echo "$OUT"

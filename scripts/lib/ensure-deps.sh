@@ -2,6 +2,7 @@
 # Installs what `make up` and `make test` need on a fresh Debian machine, and nothing
 # when it is already there: Debian packages, npm packages, then the root filesystem the real servers
 # run from (scripts/lib/servers.sh: the Postgres, PgBouncer and Redis versions the presets deploy).
+#   --no-servers: all but that root (`make test` builds it in the background beside its first stages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -48,4 +49,4 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
 fi
-scripts/lib/servers.sh >/dev/null
+[ "${1:-}" = --no-servers ] || scripts/lib/servers.sh >/dev/null
