@@ -14,8 +14,8 @@ import { dbTransactions, redisCommands, startCostMeter, treeCpuSeconds } from '.
 import { result, type BenchResult } from './lib/results.js';
 import { APP_SECRET, PHONE_NUMBER_ID, ROOT, startBaseline, startRole, type BenchStack } from './lib/stack.js';
 
-/** Downloads in flight, in the worker (MEDIA_CONCURRENCY) and in the raw baseline alike. */
-const IN_FLIGHT = Number(process.env.BENCH_MEDIA_IN_FLIGHT ?? 8);
+/** Downloads in flight, in the worker (MEDIA_CONCURRENCY, its default) and in the raw baseline alike. */
+const IN_FLIGHT = Number(process.env.BENCH_MEDIA_IN_FLIGHT ?? 16);
 const DOCS = 20;
 const DOC_BYTES = 50 * 1024 * 1024;
 
