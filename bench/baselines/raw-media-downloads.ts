@@ -19,7 +19,8 @@ async function download(id: string): Promise<void> {
   if (!info.ok) throw new Error(`metadata of ${id}: ${info.error.title}`);
   const res = await graph.download(info.value.url, token);
   if (!res.ok) throw new Error(`bytes of ${id}: HTTP ${res.status}`);
-  await store.put(keyForSha256(info.value.sha256!), res.body, info.value.mimeType);
+  // The declared size, as the worker passes it: the same single streamed PutObject, not a multipart upload.
+  await store.put(keyForSha256(info.value.sha256!), res.body, info.value.mimeType, info.value.fileSize);
 }
 
 process.on('message', (msg: { ids: string[] }) => {

@@ -36,6 +36,8 @@ export interface S3Handle {
   readonly secretAccessKey: string;
   /** The environment of a wa-router using it. */
   readonly env: Record<string, string>;
+  /** The server's process (its CPU is the store's share of a benchmark's cost). */
+  readonly pid: number;
   stop(): Promise<void>;
   /** Starts it again after stop(), same ports and data. */
   start(): Promise<void>;
@@ -87,6 +89,9 @@ export async function startS3(opts: S3Options): Promise<S3Handle> {
     accessKeyId,
     secretAccessKey,
     env: { MEDIA_STORE: 's3', S3_ENDPOINT: endpoint, S3_BUCKET: opts.bucket, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: accessKeyId, S3_SECRET_ACCESS_KEY: secretAccessKey, S3_FORCE_PATH_STYLE: 'true' },
+    get pid() {
+      return pid;
+    },
     stop: () => stopPid(pid, 15_000, 'SIGTERM'),
     start,
   };

@@ -146,10 +146,10 @@ export const envSchema = z
     S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
     /** Bucket in the path (`endpoint/bucket/key`), as most self-hosted S3 servers need. */
     S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
-    /** Downloads in flight per worker process. */
-    MEDIA_CONCURRENCY: int(1, 500).default(8),
+    /** Downloads in flight per worker process: waiting on Meta and the store, not on CPU (more in flight share each statement). */
+    MEDIA_CONCURRENCY: int(1, 500).default(16),
     /** History media downloads of one channel at once per worker process, so one channel's backlog leaves slots to the others (live media are not capped). */
-    MEDIA_CHANNEL_CONCURRENCY: int(1, 500).default(4),
+    MEDIA_CHANNEL_CONCURRENCY: int(1, 500).default(8),
     /** Attempts of one download (each fetches a fresh URL), exponential backoff from MEDIA_BACKOFF_MS. */
     MEDIA_ATTEMPTS: int(1, 100).default(10),
     MEDIA_BACKOFF_MS: int(10, 600_000).default(2_000),

@@ -36,6 +36,12 @@ export class S3MediaStore implements MediaStore {
       ...(opts.accessKeyId && opts.secretAccessKey ? { credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } } : {}),
       // The job's own retries (with a fresh Graph URL) handle an unavailable store.
       maxAttempts: 2,
+      // A download is checked against Meta's SHA-256 as it streams, and what is served is read
+      // back whole by clients: the SDK's own CRC32 of every upload (aws-chunked framing, a
+      // trailer) and of every read would only cost CPU per object. Operations S3 requires a
+      // checksum for still get one.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
       // The SDK warns on the console whenever a streamed upload fails (it cannot retry one); the
       // download job logs, counts and retries it already.
       logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
