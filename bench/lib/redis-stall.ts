@@ -114,7 +114,9 @@ export async function runRedisStall(stack: HaStack, opts: RedisStallOptions) {
   const inFlight = new Set<Promise<void>>();
   for (let i = 0; i < deliveries.length; i++) {
     const due = t0 + (i * 1000) / opts.rate;
-    if (due > Date.now()) await sleep(due - Date.now());
+    // One clock read: a process descheduled between two reads would ask for a negative delay.
+    const wait = due - Date.now();
+    if (wait > 0) await sleep(wait);
     const d = deliveries[i]!;
     const sentAt = Date.now();
     const p = post(agent, url, d.body, stack.secrets.appSecret).then((status) => {
