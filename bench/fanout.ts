@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { Redis } from 'ioredis';
 import { sleep } from '../scripts/stack/proc.js';
+import { cpuSeconds } from './lib/cpu.js';
 import { runLoad, webhookSet } from './lib/loadgen.js';
 import { result, type BenchResult } from './lib/results.js';
 import { APP_SECRET, PHONE_NUMBER_ID, ROOT, startBaseline, startRole, type BenchStack, type Proc } from './lib/stack.js';
@@ -64,14 +65,6 @@ interface Phase {
   /** Row created_at (its statement's start) → its commit, p50 (ms): what the old measure added. */
   readonly createdToCommitP50: number;
 }
-
-/** utime + stime of a process, in seconds. */
-const cpuSeconds = (pid: number) => {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-};
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 const rssMb = (pid: number) => {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
