@@ -6,13 +6,17 @@
 // service sent for that page (read from Postgres's statement log), run by `pg` from here, in short
 // slices alternating with the API's so that both see the same machine; the ratio is what HTTP,
 // auth (a scoped token, as agents use: checked in Postgres on every request), validation and JSON
-// add to the query.
+// add to the query. The service runs with DATABASE_PREPARED_STATEMENTS=true (as the presets do);
+// the replay runs what it prepared by name too. Beside the latencies, CPU per request of the web
+// process and of Postgres (utime + stime over a fixed number of requests), which a busy machine
+// does not distort.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { sleep } from '../scripts/stack/proc.js';
+import { childrenCpuDelta, childrenCpuSeconds, cpuSeconds } from './lib/cpu.js';
 import { startInboxDataset, DATASET } from './lib/inbox-dataset.js';
 import { result, type BenchResult } from './lib/results.js';
 import { startRole, type BenchStack, type Proc } from './lib/stack.js';
@@ -27,6 +31,8 @@ const NO_MATCH = 'zzqqxx-nobody';
 const SEARCH = 'Barbosa';
 /** How deep the deep page starts (rows before it). */
 const DEEP = 90_000;
+/** Requests per side of each variant's CPU measurement. */
+const CPU_REQUESTS = 1_000;
 
 interface Stats {
   readonly p50: number;
@@ -81,6 +87,8 @@ async function measurePair(sides: { api: () => Promise<boolean>; sql: () => Prom
 }
 
 interface Statement {
+  /** The prepared statement's name when the service ran it by one: the replay does the same (planned once per connection). */
+  readonly name?: string;
   readonly text: string;
   readonly values: (string | null)[];
 }
@@ -98,7 +106,7 @@ function loggedStatements(logFile: string, offset: number): Statement[] {
   }
   const out: Statement[] = [];
   for (let i = 0; i < entries.length; i++) {
-    const m = /LOG: {2}duration: [\d.]+ ms {2}(?:execute [^:]*|statement): ([\s\S]*)$/.exec(entries[i]!);
+    const m = /LOG: {2}duration: [\d.]+ ms {2}(?:execute ([^:]*)|statement): ([\s\S]*)$/.exec(entries[i]!);
     if (!m) continue;
     const values: (string | null)[] = [];
     // Its parameters follow as a DETAIL of the same backend (other backends may log in between).
@@ -108,11 +116,35 @@ function loggedStatements(logFile: string, offset: number): Statement[] {
     if (params) {
       for (const p of params[1]!.matchAll(/\$(\d+) = (NULL|'((?:[^']|'')*)')/g)) values[Number(p[1]) - 1] = p[2] === 'NULL' ? null : p[3]!.replace(/''/g, "'");
     }
-    const sql = m[1]!.trim();
-    if (/^(SELECT|WITH)\b/i.test(sql) && /\b(conversations|messages)\b/.test(sql)) out.push({ text: sql, values });
+    const sql = m[2]!.trim();
+    // `<unnamed>`: a statement run through the extended protocol without a name.
+    const name = m[1] && m[1] !== '<unnamed>' ? `bench_${m[1]}` : undefined;
+    if (/^(SELECT|WITH)\b/i.test(sql) && /\b(conversations|messages)\b/.test(sql)) out.push({ ...(name ? { name } : {}), text: sql, values });
   }
   return out;
 }
+
+interface CpuPerRequest {
+  /** ms of CPU per request of the calling side (the web process, or this process's pg client). */
+  readonly caller: number;
+  /** ms of CPU per request of every Postgres process. */
+  readonly postgres: number;
+}
+
+/** CPU_REQUESTS calls of `once` at CONCURRENCY, and the CPU the caller's processes and Postgres spent on them. */
+async function cpuPerRequest(once: () => Promise<boolean>, callerPids: number[], postmaster: number): Promise<CpuPerRequest> {
+  const callerCpu = () => callerPids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+  const caller0 = callerCpu();
+  const pg0 = childrenCpuSeconds(postmaster);
+  let left = CPU_REQUESTS;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (left-- > 0) await once();
+  }));
+  const postgres = childrenCpuDelta(pg0, childrenCpuSeconds(postmaster));
+  return { caller: ((callerCpu() - caller0) / CPU_REQUESTS) * 1000, postgres: (postgres / CPU_REQUESTS) * 1000 };
+}
+
+const cpuText = (c: CpuPerRequest, caller: string) => `${caller} ${c.caller.toFixed(3)} + Postgres ${c.postgres.toFixed(3)} = ${(c.caller + c.postgres).toFixed(3)} ms`;
 
 export async function inboxBench(stack: BenchStack, seconds: number): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
@@ -120,7 +152,8 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   const ds = await startInboxDataset(stack, path.join(stack.dir, 'inbox-postgres'), log);
   log(`dataset ready: built in ${ds.buildSeconds.toFixed(1)} s (0 = cached), started from the cache in ${ds.startSeconds.toFixed(1)} s`);
-  const env = stack.serviceEnv({ DATABASE_URL: ds.postgres.url, QUEUE_PREFIX: 'bench-inbox', DB_POOL_MAX: String(CONCURRENCY) });
+  const env = stack.serviceEnv({ DATABASE_URL: ds.postgres.url, QUEUE_PREFIX: 'bench-inbox', DB_POOL_MAX: String(CONCURRENCY), DATABASE_PREPARED_STATEMENTS: 'true' });
+  log('the web process runs with DATABASE_PREPARED_STATEMENTS=true (named prepared statements, as the presets set it); the replay runs them by name too');
   const logFile = path.join(stack.dir, 'inbox-postgres', 'postgres.log');
   const admin = new pg.Client({ connectionString: ds.postgres.url });
   await admin.connect();
@@ -209,25 +242,28 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
       const loadBefore = load();
       const api = async () => (await get(v.path, v.token)).status === 200;
       const replay = async () => {
-        for (const s of sql.get(v.name)!) await pool.query(s.text, s.values);
+        for (const s of sql.get(v.name)!) await pool.query(s.name ? { name: s.name, text: s.text, values: s.values } : { text: s.text, values: s.values });
         return true;
       };
       const busy = await measurePair({ api, sql: replay }, seconds);
       // One client at a time: what a page costs without queueing behind 19 others on this machine's cores.
       const alone = await measurePair({ api, sql: replay }, seconds, 1, 300);
+      const cpu = { api: await cpuPerRequest(api, [web.child.pid!], ds.postgres.pid), sql: await cpuPerRequest(replay, [process.pid], ds.postgres.pid) };
       const loadAfter = load();
       if (busy.api.p95 > TARGET_MS) log(`${v.name} misses ${TARGET_MS} ms; its plan:\n${plans.join('\n\n')}`);
       const ratio = (a: Stats, b: Stats) => (a.p95 / b.p95).toFixed(2);
       log(`${v.name}: ${statementCounts.get(v.name)} statements per request; ${CONCURRENCY} clients: api p50 ${busy.api.p50.toFixed(2)} p95 ${busy.api.p95.toFixed(2)} ms (${busy.api.requests} req, ${busy.api.perSecond.toFixed(0)}/s), `
         + `bare SQL p50 ${busy.sql.p50.toFixed(2)} p95 ${busy.sql.p95.toFixed(2)} ms (${busy.sql.perSecond.toFixed(0)}/s), ratio ${ratio(busy.api, busy.sql)}; `
-        + `one client: api p95 ${alone.api.p95.toFixed(2)}, SQL p95 ${alone.sql.p95.toFixed(2)} ms, ratio ${ratio(alone.api, alone.sql)}; load ${loadBefore} → ${loadAfter}`);
+        + `one client: api p95 ${alone.api.p95.toFixed(2)}, SQL p95 ${alone.sql.p95.toFixed(2)} ms, ratio ${ratio(alone.api, alone.sql)}; `
+        + `CPU per request: api ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; load ${loadBefore} → ${loadAfter}`);
       const bare = busy.sql;
       out.push(result({
         name: v.name, value: busy.api.p95, unit: 'ms', baseline: bare.p95, baselineName: 'same SQL via pg', target: TARGET_MS, targetKind: 'max',
         note: `GET ${v.what}, limit 50, ${CONCURRENCY} concurrent keep-alive clients, ${busy.api.requests} requests (${busy.api.perSecond.toFixed(0)}/s, p50 ${busy.api.p50.toFixed(2)} ms); `
           + `baseline: the statements the service sent for it, run by pg at the same concurrency, in ${SLICE_MS} ms slices alternating with the API's (${bare.requests} runs, p50 ${bare.p50.toFixed(2)} ms); `
           + `one client at a time, alternating the same way: p95 ${alone.api.p95.toFixed(2)} ms vs SQL ${alone.sql.p95.toFixed(2)} ms (ratio ${ratio(alone.api, alone.sql)}); `
-          + `${statementCounts.get(v.name)} statements per request; ${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore} → ${loadAfter}`,
+          + `CPU per request over ${CPU_REQUESTS} requests at ${CONCURRENCY} clients: API ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; `
+          + `${statementCounts.get(v.name)} statements per request; the service prepares its statements (DATABASE_PREPARED_STATEMENTS=true); ${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore} → ${loadAfter}`,
         ...(busy.api.errors ? { failed: `${busy.api.errors} requests failed` } : v.name === 'inbox.list_p95_ms_q' && !qSupported ? { failed: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' } : {}),
       }));
     }

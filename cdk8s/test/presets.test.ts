@@ -306,6 +306,13 @@ describe('day 2: rollouts, config changes, migrations, drains', () => {
     expect(cfg.ACK_DURABILITY).toBe('replicated');
     expect(cfg.ACK_REPLICA_FALLBACK).toBe('local');
   });
+
+  it('named prepared statements are on exactly where PgBouncer tracks them', () => {
+    const cfg = (find(base, 'ConfigMap', 'wa-router-config') as Json).data;
+    expect(cfg.DATABASE_PREPARED_STATEMENTS).toBe('true');
+    const ini = (find(base, 'ConfigMap', 'wa-router-pgbouncer') as Json).data['pgbouncer.ini'] as string;
+    expect(Number(/^max_prepared_statements = (\d+)$/m.exec(ini)?.[1])).toBeGreaterThan(0);
+  });
 });
 
 describe('media settings', () => {

@@ -64,6 +64,8 @@ describe('Postgres and PgBouncer', () => {
       expect(setting('default_pool_size')).toBe('50');
       expect(setting('reserve_pool_size')).toBe('25');
       expect(setting('max_db_connections')).toBe('100');
+      // The chart's DATABASE_PREPARED_STATEMENTS=true needs it above 0.
+      expect(setting('max_prepared_statements')).toBe('200');
     } finally {
       await bouncer.stop();
     }

@@ -196,6 +196,8 @@ async function start(opts: HaStackOptions, started: { stop(): Promise<void> }[])
     LOG_LEVEL: 'warn',
     HOST: LOOPBACK,
     DATABASE_URL: pgbouncer.url,
+    // The tuning's PgBouncer tracks them (max_prepared_statements), as the chart's does.
+    DATABASE_PREPARED_STATEMENTS: 'true',
     REDIS_SENTINELS: sentinelPorts.map((p) => `${LOOPBACK}:${p}`).join(','),
     REDIS_MASTER_NAME: MASTER_NAME,
     REDIS_PASSWORD: secrets.password,

@@ -74,6 +74,8 @@ export function serviceEnv(s: LocalSettings, pgUrl: string, redisUrl: string): R
     WHATSAPP_ACCESS_TOKEN: s.accessToken,
     API_TOKEN: s.apiToken,
     ACK_DURABILITY: 'local',
+    // Straight to Postgres: named prepared statements hold on its connections.
+    DATABASE_PREPARED_STATEMENTS: 'true',
     // Areas' webhooks on this machine (a local CRM, a test receiver) are the point of a local stack.
     FORWARD_ALLOW_PRIVATE: 'true',
   };

@@ -18,6 +18,8 @@ export interface PgBouncerOptions {
   readonly database?: string;
   /** @default 'standard' */
   readonly preset?: PresetName;
+  /** PgBouncer's max_prepared_statements; 0 leaves named statements untracked. @default the tuning's */
+  readonly maxPreparedStatements?: number;
 }
 
 export interface PgBouncerHandle {
@@ -47,6 +49,7 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncerH
     unixSocketDir: opts.dir,
     logFile: path.join(opts.dir, 'pgbouncer.log'),
     pidFile: path.join(opts.dir, 'pgbouncer.pid'),
+    ...(opts.maxPreparedStatements !== undefined ? { maxPreparedStatements: opts.maxPreparedStatements } : {}),
   });
   const iniFile = path.join(opts.dir, 'pgbouncer.ini');
   fs.writeFileSync(iniFile, ini);

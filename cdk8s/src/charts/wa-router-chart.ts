@@ -14,6 +14,7 @@ import { NetworkPolicies } from '../constructs/network-policies.js';
 import { PgBouncer } from '../constructs/pgbouncer.js';
 import { Postgres } from '../constructs/postgres.js';
 import { RedisSentinel } from '../constructs/redis-sentinel.js';
+import { MAX_PREPARED_STATEMENTS } from '../tuning/pgbouncer.js';
 
 export interface WaRouterChartProps extends ChartProps {
   readonly preset: Preset;
@@ -81,6 +82,9 @@ export class WaRouterChart extends Chart {
       // wa_router_ack_local_fallback_total) instead of every webhook answering 503.
       ACK_REPLICA_FALLBACK: 'local',
       QUEUE_PREFIX: 'wa',
+      // The inbox pages and the token check planned once per connection: our PgBouncer tracks
+      // named prepared statements (max_prepared_statements, tuning/pgbouncer.ts).
+      DATABASE_PREPARED_STATEMENTS: String(MAX_PREPARED_STATEMENTS > 0),
       MEDIA_STORE: 's3',
       S3_BUCKET: preset.media.bucket,
       S3_REGION: preset.media.region,

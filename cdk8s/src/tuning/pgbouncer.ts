@@ -1,8 +1,11 @@
-// preset → pgbouncer.ini. Transaction pooling: the service keeps no session state and uses no
-// named prepared statements, so one server connection serves many clients.
+// preset → pgbouncer.ini. Transaction pooling: the service keeps no session state, so one server
+// connection serves many clients; its named prepared statements (DATABASE_PREPARED_STATEMENTS, which
+// the chart turns on) are tracked by PgBouncer.
 import type { Preset } from '../presets.js';
 
 export interface PgBouncerIniOptions {
+  /** @default MAX_PREPARED_STATEMENTS */
+  readonly maxPreparedStatements?: number;
   /** @default '0.0.0.0' */
   readonly listenAddr?: string;
   /** @default 6432 */
@@ -21,6 +24,14 @@ export interface PgBouncerIniOptions {
   readonly logFile?: string;
   readonly pidFile?: string;
 }
+
+/**
+ * Protocol-level named prepared statements PgBouncer (1.21+) keeps per server connection, preparing
+ * one on whichever server connection a transaction lands on. 0 passes them through untracked, and a
+ * statement prepared on one server connection then fails on another. Room for every statement the
+ * service names (one per inbox filter mix, the messages page, the token check: a few dozen).
+ */
+export const MAX_PREPARED_STATEMENTS = 200;
 
 /** The service's own statement_timeout (service/src/store/pool.ts), applied to server connections. */
 export const STATEMENT_TIMEOUT_MS = 60_000;
@@ -52,6 +63,7 @@ export function renderPgBouncerIni(preset: Preset, opts: PgBouncerIniOptions): s
     ['server_connect_timeout', 5],
     ['server_login_retry', 2],
     ['server_reset_query', b.poolMode === 'transaction' ? '' : 'DISCARD ALL'],
+    ['max_prepared_statements', opts.maxPreparedStatements ?? MAX_PREPARED_STATEMENTS],
     // PgBouncer refuses startup parameters it does not track. The service sends statement_timeout
     // (it holds on direct connections); through PgBouncer the server connections get it from
     // connect_query below instead, so a runaway query is cut either way.

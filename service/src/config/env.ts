@@ -23,6 +23,12 @@ export const envSchema = z
      * 60 s statement_timeout, so it only cuts what the server could not.
      */
     DB_QUERY_TIMEOUT_MS: int(1_000, 600_000).default(65_000),
+    /**
+     * `true` runs the hottest reads (the inbox pages, the token check) as named prepared statements,
+     * planned once per connection. Needs a direct connection or PgBouncer 1.21+ with
+     * `max_prepared_statements` > 0; PgBouncer without it fails them ("prepared statement does not exist").
+     */
+    DATABASE_PREPARED_STATEMENTS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
 
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'expected redis://[:password@]host:port[/db]' }).optional(),
     REDIS_SENTINELS: z

@@ -1,7 +1,8 @@
 // The agent API's read side: conversations by latest activity and their messages, both
 // keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
 import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView } from './messages-read.js';
-import type { Pool } from './pool.js';
+import { ISO_TIMES } from './pg-time.js';
+import { statement, type Pool } from './pool.js';
 
 export interface MessageSummary {
   id: number;
@@ -82,7 +83,8 @@ export function decodeCursor(cursor: string | undefined): Position | null {
   throw new CursorError('cursor is not one this API gave out');
 }
 
-const iso = (d: unknown): string | null => (d instanceof Date ? d.toISOString() : null);
+/** A time as the API writes it: already so when read with ISO_TIMES. */
+const iso = (d: unknown): string | null => (typeof d === 'string' ? d : d instanceof Date ? d.toISOString() : null);
 
 function summary(r: Record<string, unknown>, prefix: string): MessageSummary | null {
   if (r[`${prefix}_id`] === null) return null;
@@ -174,7 +176,10 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   // LIMIT, a filter matching thousands (q=) made Postgres join all of them to sort out 50 (400 ms).
   const pageRows = `SELECT c.* FROM conversations c ${routed} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY ${RECENT} DESC, c.id DESC LIMIT ${p(q.limit + 1)}`;
-  const { rows } = await pool.query(`${conversationSelect(`(${pageRows})`)} ORDER BY ${RECENT} DESC, c.id DESC`, params);
+  const text = `${conversationSelect(`(${pageRows})`)} ORDER BY ${RECENT} DESC, c.id DESC`;
+  // A search's best plan depends on its term (how many contacts match): planned for each one.
+  // Every other mix of filters has one plan that suits all its values.
+  const { rows } = await pool.query({ ...(q.q === undefined ? statement(pool, text, params) : { text, values: params }), types: ISO_TIMES });
   const more = rows.length > q.limit;
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
@@ -184,8 +189,8 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
 /** One conversation; with `areaIds`, only when it is assigned to one of them. */
 export async function findConversation(pool: Pool, id: number, areaIds: readonly number[] | null = null): Promise<ConversationView | null> {
   const { rows } = areaIds
-    ? await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1 AND rt.state = 'assigned' AND rt.area_id = ANY ($2::bigint[])`, [id, areaIds])
-    : await pool.query(`${CONVERSATION_SELECT} WHERE c.id = $1`, [id]);
+    ? await pool.query({ text: `${CONVERSATION_SELECT} WHERE c.id = $1 AND rt.state = 'assigned' AND rt.area_id = ANY ($2::bigint[])`, values: [id, areaIds], types: ISO_TIMES })
+    : await pool.query({ text: `${CONVERSATION_SELECT} WHERE c.id = $1`, values: [id], types: ISO_TIMES });
   return rows[0] ? conversationView(rows[0]) : null;
 }
 
@@ -224,11 +229,15 @@ export async function listConversationMessages(pool: Pool, conversationId: numbe
     params.push(q.cursor.t, q.cursor.id);
     after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
   }
-  const { rows } = await pool.query(
-    `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
+  const { rows } = await pool.query({
+    ...statement(
+      pool,
+      `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
      ${MEDIA_JOIN} WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
-    params,
-  );
+      params,
+    ),
+    types: ISO_TIMES,
+  });
   const more = rows.length > q.limit;
   const page = rows.slice(0, q.limit);
   const data = page.map((r) => {

@@ -37,12 +37,13 @@ export interface MessageView {
   createdAt: string;
 }
 
-const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+/** A time as the API writes it; a string when the query read it with ISO_TIMES (./pg-time.ts). */
+const iso = (d: Date | string | null): string | null => (d === null ? null : typeof d === 'string' ? d : d.toISOString());
 
 export type Row = Record<string, unknown> & { id: number; wamid: string | null };
 
 export function toView(r: Row, statuses: Row[]): MessageView {
-  const d = (k: string) => r[k] as Date | null;
+  const d = (k: string) => r[k] as Date | string | null;
   return {
     id: r.id,
     wamid: r.wamid,

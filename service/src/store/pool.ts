@@ -1,5 +1,8 @@
-// The Postgres pool. Written for PgBouncer transaction mode: no session state, no named
-// prepared statements (node-postgres only prepares when a query is given a `name`).
+// The Postgres pool. Written for PgBouncer transaction mode: no session state, and no named
+// prepared statements (node-postgres only prepares when a query is given a `name`) unless
+// DATABASE_PREPARED_STATEMENTS says the database side tracks them (PgBouncer 1.21+ with
+// max_prepared_statements > 0, or a direct connection).
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Config } from '../config/env.js';
 
@@ -8,6 +11,10 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
+
+/** Pools created with DATABASE_PREPARED_STATEMENTS=true. */
+const preparing = new WeakSet<pg.Pool>();
+const names = new Map<string, string>();
 
 export function createPool(config: Config, applicationName: string, onError?: (err: Error) => void): pg.Pool {
   const pool = new pg.Pool({
@@ -26,7 +33,25 @@ export function createPool(config: Config, applicationName: string, onError?: (e
   // An idle connection dropped by Postgres or PgBouncer (restart, failover) must not crash
   // the process: the pool replaces it on the next checkout.
   pool.on('error', (err) => onError?.(err));
+  if (config.DATABASE_PREPARED_STATEMENTS) preparing.add(pool);
   return pool;
+}
+
+/**
+ * A statement a connection plans once and then runs by name when the pool may prepare
+ * (DATABASE_PREPARED_STATEMENTS), else an unnamed one planned on every run: the inbox's pages
+ * spend as much CPU planning a five-table join as running it. Only for statements whose plan
+ * suits every value of their parameters (a generic plan), and whose texts are a bounded set (one
+ * per filter mix): each name stays prepared on every server connection it ran on.
+ */
+export function statement(pool: Pool, text: string, values: unknown[]): pg.QueryConfig {
+  if (!preparing.has(pool)) return { text, values };
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `wa_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    names.set(text, name);
+  }
+  return { name, text, values };
 }
 
 /** Runs fn in a transaction on one connection; rolls back on error. */

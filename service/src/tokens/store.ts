@@ -1,6 +1,6 @@
 // api_tokens: created with a random secret shown once, found by the secret's SHA-256, revoked.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Pool } from '../store/pool.js';
+import { statement, type Pool } from '../store/pool.js';
 import type { Scope } from './principal.js';
 
 export const TOKEN_PREFIX = 'war_';
@@ -70,10 +70,12 @@ export async function revokeToken(pool: Pool, id: number): Promise<boolean> {
 
 /** The live token with this secret, or null (unknown, revoked or expired). */
 export async function findLiveToken(pool: Pool, token: string): Promise<{ id: number; scopes: Scope[]; areaIds: number[] | null; expiresAt: Date | null } | null> {
-  const { rows } = await pool.query<{ id: number; scopes: Scope[]; area_ids: number[] | null; expires_at: Date | null }>(
+  // Every request with a scoped token runs this.
+  const { rows } = await pool.query<{ id: number; scopes: Scope[]; area_ids: number[] | null; expires_at: Date | null }>(statement(
+    pool,
     'SELECT id, scopes, area_ids, expires_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
     [hashToken(token)],
-  );
+  ));
   const r = rows[0];
   return r ? { id: r.id, scopes: r.scopes, areaIds: r.area_ids?.map(Number) ?? null, expiresAt: r.expires_at } : null;
 }

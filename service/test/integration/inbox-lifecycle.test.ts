@@ -183,7 +183,13 @@ describe('every filter combination is served by indexes', () => {
   /** The plan of the exact statement the API runs for these filters. */
   async function plan(filter: Record<string, unknown>, cursor: { t: string; id: number } | null): Promise<{ scans: string[]; cursorInIndex: boolean; indexes: string[] }> {
     let captured: { sql: string; params: unknown[] } | undefined;
-    const spy = { query: (sql: string, params: unknown[]) => ((captured = { sql, params }), db.pool.query(sql, params)) } as unknown as Pool;
+    // The store passes text and values, or a statement's config ({ name?, text, values }).
+    const spy = {
+      query: (q: string | { text: string; values: unknown[] }, params?: unknown[]) => {
+        captured = typeof q === 'string' ? { sql: q, params: params ?? [] } : { sql: q.text, params: q.values };
+        return db.pool.query(captured.sql, captured.params);
+      },
+    } as unknown as Pool;
     await listConversations(spy, { limit: 50, cursor, ...filter });
     const { rows } = await db.pool.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${captured!.sql}`, captured!.params);
     const scans: string[] = [];

@@ -27,6 +27,13 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('DATABASE_PREPARED_STATEMENTS is off unless set to true, and anything else than true/false is refused by name', () => {
+    expect(loadConfig(valid).DATABASE_PREPARED_STATEMENTS).toBe(false);
+    expect(loadConfig({ ...valid, DATABASE_PREPARED_STATEMENTS: 'true' }).DATABASE_PREPARED_STATEMENTS).toBe(true);
+    const err = captureError(() => loadConfig({ ...valid, DATABASE_PREPARED_STATEMENTS: 'yes' }));
+    expect((err as ConfigError).problems.map((p) => p.variable)).toEqual(['DATABASE_PREPARED_STATEMENTS']);
+  });
+
   it('names every wrong variable in one error', () => {
     const err = captureError(() => loadConfig({ ...valid, PORT: 'abc', DATABASE_URL: 'mysql://x', API_TOKEN: 'short', ACK_DURABILITY: 'sometimes' }));
     expect(err).toBeInstanceOf(ConfigError);
