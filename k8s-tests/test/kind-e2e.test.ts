@@ -22,6 +22,9 @@ const GRAPH_TOKEN = 'kind-graph-token';
 const CUSTOMER = '16505550199';
 const SIM = 'kind-graph-sim';
 const SIM_PORT = 4010;
+// Where web and worker send to Meta: the simulator's Service. A variable so that the outbound check
+// can be seen failing against a wrong address (scripts/kind/README.md, the mutation runs).
+const GRAPH_URL = process.env['K8S_TESTS_KIND_GRAPH_URL'] ?? `http://${SIM}:${SIM_PORT}`;
 
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await run(KUBECTL, ['--kubeconfig', inject('kubeconfig'), '-n', NAMESPACE, ...args], { maxBuffer: 16 << 20 });
@@ -48,7 +51,7 @@ function portForward(target: string, remotePort: number): Promise<{ port: number
   const proc = spawn(KUBECTL, ['--kubeconfig', inject('kubeconfig'), '-n', NAMESPACE, 'port-forward', target, `:${remotePort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`port-forward ${target}: no answer in 30 s ${err}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`port-forward ${target}: no answer in 120 s ${err}`)), 120_000);
     proc.stdout.on('data', (chunk: Buffer) => {
       const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(chunk.toString());
       if (m) {
@@ -164,7 +167,7 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
     }
     await kubectl('rollout', 'status', `deployment/${SIM}`, '--timeout=180s');
     // Sends go to the simulator (the preset sets no Graph API URL: Meta's is the default).
-    const graph = `GRAPH_API_BASE_URL=http://${SIM}:${SIM_PORT}`;
+    const graph = `GRAPH_API_BASE_URL=${GRAPH_URL}`;
     await kubectl('set', 'env', 'deployment/wa-router-web', 'deployment/wa-router-worker', graph);
     await kubectl('rollout', 'status', 'deployment/wa-router-web', '--timeout=300s');
     await kubectl('rollout', 'status', 'deployment/wa-router-worker', '--timeout=300s');
