@@ -261,15 +261,20 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
 
   it('loses nothing while the worker is scaled to 0 and back', async () => {
     const deployment = 'deployment/wa-router-worker';
-    const replicas = (await kubectl('get', deployment, '-o', 'jsonpath={.spec.replicas}')).trim();
-    await kubectl('scale', deployment, '--replicas=0');
-    await eventually(async () => (await kubectl('get', 'pods', '-l', 'app.kubernetes.io/component=worker', '-o', 'name')).trim() === '', 'the worker pods gone', 120_000, 1_000);
+    // At least 1: a worker left at 0 is a broken cluster, not the count to restore.
+    const replicas = Math.max(1, Number((await kubectl('get', deployment, '-o', 'jsonpath={.spec.replicas}')).trim()) || 0);
     const wamids = Array.from({ length: 20 }, (_, i) => `wamid.KIND-NOWORKER-${i}-${randomUUID()}`);
-    for (const w of wamids) expect(await postWebhook(w, 'while no worker runs')).toBe(200);
-    // Acked, queued, and not stored: the worker is what stores them.
-    await new Promise((r) => setTimeout(r, 3_000));
-    expect(await stored(wamids[0]!)).toBe(false);
-    await kubectl('scale', deployment, `--replicas=${replicas || '1'}`);
+    await kubectl('scale', deployment, '--replicas=0');
+    try {
+      await eventually(async () => (await kubectl('get', 'pods', '-l', 'app.kubernetes.io/component=worker', '-o', 'name')).trim() === '', 'the worker pods gone', 120_000, 1_000);
+      for (const w of wamids) expect(await postWebhook(w, 'while no worker runs')).toBe(200);
+      // Acked, queued, and not stored: the worker is what stores them.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(await stored(wamids[0]!)).toBe(false);
+    } finally {
+      // Also when a step above fails: a worker left at 0 made the next run store nothing.
+      await kubectl('scale', deployment, `--replicas=${replicas}`);
+    }
     await kubectl('rollout', 'status', deployment, '--timeout=300s');
     await eventually(async () => {
       const missing = (await Promise.all(wamids.map(async (w) => ((await stored(w)) ? null : w)))).filter(Boolean);
