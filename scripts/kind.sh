@@ -171,7 +171,8 @@ case "${1:-}" in
   test)
     [ -f "$STATE/$NAME.image" ] || { echo "kind: no cluster $NAME (make kind-up PRESET=$PRESET first)" >&2; exit 1; }
     K8S_TESTS_KUBECONFIG=$KUBECONFIG_FILE K8S_TESTS_KIND_NAMESPACE=$NAMESPACE K8S_TESTS_KUBECTL=$KUBECTL \
-      K8S_TESTS_KIND_IMAGE=$(cat "$STATE/$NAME.image") npm test -w @wa-router/k8s-tests -- test/kind-e2e.test.ts
+      K8S_TESTS_KIND_IMAGE=$(cat "$STATE/$NAME.image") npm test -w @wa-router/k8s-tests -- test/kind-e2e.test.ts \
+      ${KIND_TEST_FILTER:+-t "$KIND_TEST_FILTER"}
     ;;
   down)
     "$KIND" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_FILE"

@@ -22,6 +22,9 @@ const GRAPH_TOKEN = 'kind-graph-token';
 const CUSTOMER = '16505550199';
 const SIM = 'kind-graph-sim';
 const SIM_PORT = 4010;
+// Where web and worker send to Meta: the simulator's Service. A variable so that the outbound check
+// can be seen failing against a wrong address (scripts/kind/README.md, the mutation runs).
+const GRAPH_URL = process.env['K8S_TESTS_KIND_GRAPH_URL'] ?? `http://${SIM}:${SIM_PORT}`;
 
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await run(KUBECTL, ['--kubeconfig', inject('kubeconfig'), '-n', NAMESPACE, ...args], { maxBuffer: 16 << 20 });
@@ -48,7 +51,7 @@ function portForward(target: string, remotePort: number): Promise<{ port: number
   const proc = spawn(KUBECTL, ['--kubeconfig', inject('kubeconfig'), '-n', NAMESPACE, 'port-forward', target, `:${remotePort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`port-forward ${target}: no answer in 30 s ${err}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`port-forward ${target}: no answer in 120 s ${err}`)), 120_000);
     proc.stdout.on('data', (chunk: Buffer) => {
       const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(chunk.toString());
       if (m) {
@@ -164,7 +167,7 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
     }
     await kubectl('rollout', 'status', `deployment/${SIM}`, '--timeout=180s');
     // Sends go to the simulator (the preset sets no Graph API URL: Meta's is the default).
-    const graph = `GRAPH_API_BASE_URL=http://${SIM}:${SIM_PORT}`;
+    const graph = `GRAPH_API_BASE_URL=${GRAPH_URL}`;
     await kubectl('set', 'env', 'deployment/wa-router-web', 'deployment/wa-router-worker', graph);
     await kubectl('rollout', 'status', 'deployment/wa-router-web', '--timeout=300s');
     await kubectl('rollout', 'status', 'deployment/wa-router-worker', '--timeout=300s');
@@ -258,15 +261,20 @@ describe.skipIf(!NAMESPACE)(`a preset running in a kind cluster (namespace ${NAM
 
   it('loses nothing while the worker is scaled to 0 and back', async () => {
     const deployment = 'deployment/wa-router-worker';
-    const replicas = (await kubectl('get', deployment, '-o', 'jsonpath={.spec.replicas}')).trim();
-    await kubectl('scale', deployment, '--replicas=0');
-    await eventually(async () => (await kubectl('get', 'pods', '-l', 'app.kubernetes.io/component=worker', '-o', 'name')).trim() === '', 'the worker pods gone', 120_000, 1_000);
+    // At least 1: a worker left at 0 is a broken cluster, not the count to restore.
+    const replicas = Math.max(1, Number((await kubectl('get', deployment, '-o', 'jsonpath={.spec.replicas}')).trim()) || 0);
     const wamids = Array.from({ length: 20 }, (_, i) => `wamid.KIND-NOWORKER-${i}-${randomUUID()}`);
-    for (const w of wamids) expect(await postWebhook(w, 'while no worker runs')).toBe(200);
-    // Acked, queued, and not stored: the worker is what stores them.
-    await new Promise((r) => setTimeout(r, 3_000));
-    expect(await stored(wamids[0]!)).toBe(false);
-    await kubectl('scale', deployment, `--replicas=${replicas || '1'}`);
+    await kubectl('scale', deployment, '--replicas=0');
+    try {
+      await eventually(async () => (await kubectl('get', 'pods', '-l', 'app.kubernetes.io/component=worker', '-o', 'name')).trim() === '', 'the worker pods gone', 120_000, 1_000);
+      for (const w of wamids) expect(await postWebhook(w, 'while no worker runs')).toBe(200);
+      // Acked, queued, and not stored: the worker is what stores them.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(await stored(wamids[0]!)).toBe(false);
+    } finally {
+      // Also when a step above fails: a worker left at 0 made the next run store nothing.
+      await kubectl('scale', deployment, `--replicas=${replicas}`);
+    }
     await kubectl('rollout', 'status', deployment, '--timeout=300s');
     await eventually(async () => {
       const missing = (await Promise.all(wamids.map(async (w) => ((await stored(w)) ? null : w)))).filter(Boolean);
