@@ -50,7 +50,7 @@ describe.runIf(inject('localControlPlane'))('operator review proofs', () => {
     await installOperator(kube);
   });
 
-  it('REVIEW-DEFECT: never reports Ready=True for a new generation whose rollout has not even started (readiness read from a stale cache)', async () => {
+  it('REVIEW-DEFECT: writes no status for a no-op reconcile (proven); probe: never reports Ready=True for a new generation whose rollout has not even started (readiness read from a stale cache)', async () => {
     const ns = 'wa-rev-stale';
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     const api = new RecordingApi(inject('kubeconfig'));
@@ -65,6 +65,16 @@ describe.runIf(inject('localControlPlane'))('operator review proofs', () => {
         await kubelet(ns);
         return ready((await kube.get<Router>(`${API}/namespaces/${ns}/whatsapprouters/router`))?.status)?.status === 'True';
       }, 120_000, 1_000);
+      // Settled: every child's last apply matches what the cache holds, so a web-only change
+      // applies the web Deployment alone.
+      await new Promise((r) => setTimeout(r, 6_000));
+      // A nudge changes no generation and nothing in the status: nothing should be written.
+      api.statusPatches.length = 0;
+      await kube.request('PATCH', `${API}/namespaces/${ns}/whatsapprouters/router`, { metadata: { annotations: { 'review/nudge': String(Date.now()) } } }, 'application/merge-patch+json');
+      await new Promise((r) => setTimeout(r, 3_000));
+      const live = await kube.get<Router>(`${API}/namespaces/${ns}/whatsapprouters/router`);
+      console.log(`[review] no-op reconcile sent ${api.statusPatches.length} status patch(es); condition keys as the server returns them: ${Object.keys(ready(live?.status) ?? {}).join(',')}; as the operator writes them: ${Object.keys(ready(api.statusPatches[0]) ?? {}).join(',')}`);
+      expect.soft(api.statusPatches, 'a status patch for an unchanged status').toEqual([]);
       api.statusPatches.length = 0;
       // A web-only change: its new pod never becomes ready (no kubelet from here on).
       const next = await kube.request<Router>('PATCH', `${API}/namespaces/${ns}/whatsapprouters/router`, { spec: { overrides: { ...overrides, web: { resources: { limits: { memory: '1600Mi' } } } } } }, 'application/merge-patch+json');
@@ -75,6 +85,57 @@ describe.runIf(inject('localControlPlane'))('operator review proofs', () => {
       console.log(`[review] status patches for generation ${gen}: ${JSON.stringify(claims)}`);
       expect(claims.length).toBeGreaterThan(0);
       expect(claims.filter((c) => c.startsWith('True'))).toEqual([]);
+    } finally {
+      await controller.stop();
+      await deleteNamespace(kube, ns);
+    }
+  }, 240_000);
+
+  it('REVIEW-DEFECT: pausing with a pending change does not turn a healthy installation Ready=False (readiness judged against the unapplied rendering)', async () => {
+    const ns = 'wa-rev-paused';
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const controller = new Controller(new KubeApi(inject('kubeconfig')), pino({ level: 'silent' }), new OperatorMetrics(), { resyncMs: 300_000, progressingRequeueMs: 1_000 });
+    await controller.start();
+    try {
+      const path = `${API}/namespaces/${ns}/whatsapprouters/router`;
+      const created = await kube.request<Router>('POST', `${API}/namespaces/${ns}/whatsapprouters`, { apiVersion: 'wa-router.dev/v1alpha1', kind: 'WhatsAppRouter', metadata: { name: 'router', namespace: ns }, spec: { preset: 'minimal', image: IMAGE, overrides: { monitoring: { prometheusOperator: false } } } });
+      expect(created.status).toBe(201);
+      await eventually('Ready', async () => {
+        await kubelet(ns);
+        return ready((await kube.get<Router>(path))?.status)?.status === 'True';
+      }, 120_000, 1_000);
+      // Paused with a change waiting: nothing in the cluster changes, every pod stays ready.
+      const paused = await kube.request<Router>('PATCH', path, { spec: { paused: true, secrets: { app: 'team-app-secret' } } }, 'application/merge-patch+json');
+      expect(paused.status).toBe(200);
+      const r = await eventually('the paused generation reported', async () => {
+        const x = await kube.get<Router>(path);
+        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
+      }, 30_000, 250);
+      console.log(`[review] paused, nothing changed in the cluster: Ready ${JSON.stringify(ready(r.status))}`);
+      expect(ready(r.status)).toMatchObject({ status: 'True', reason: 'Paused' });
+    } finally {
+      await controller.stop();
+      await deleteNamespace(kube, ns);
+    }
+  }, 240_000);
+
+  it('REVIEW-DEFECT: an apply the cluster forbids with 403 (a namespace quota, a policy engine\'s denial) becomes Degraded with the reason, not a silent retry loop', async () => {
+    const ns = 'wa-rev-quota';
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    // An object-count quota, as many clusters set per namespace: the rendering has more Deployments.
+    expect((await kube.apply({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'deployments', namespace: ns }, spec: { hard: { 'count/deployments.apps': '1' } } })).status).toBeLessThan(300);
+    await eventually('the quota counted', async () => (await kube.get<KubeObject & { status?: { hard?: Record<string, string> } }>(`/api/v1/namespaces/${ns}/resourcequotas/deployments`))?.status?.hard !== undefined, 60_000, 250);
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+    const controller = new Controller(new KubeApi(inject('kubeconfig')), log, new OperatorMetrics(), { resyncMs: 300_000, progressingRequeueMs: 1_000 });
+    await controller.start();
+    try {
+      const created = await kube.request<Router>('POST', `${API}/namespaces/${ns}/whatsapprouters`, { apiVersion: 'wa-router.dev/v1alpha1', kind: 'WhatsAppRouter', metadata: { name: 'router', namespace: ns }, spec: { preset: 'minimal', image: IMAGE } });
+      expect(created.status).toBe(201);
+      await new Promise((r) => setTimeout(r, 15_000));
+      const r = await kube.get<Router>(`${API}/namespaces/${ns}/whatsapprouters/router`);
+      console.log(`[review] after 15 s: status ${JSON.stringify(r?.status ?? null)}; operator warnings: ${warnings.length}, first: ${warnings[0]?.slice(0, 300)}`);
+      expect(r?.status?.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', message: expect.stringMatching(/exceeded quota/) });
     } finally {
       await controller.stop();
       await deleteNamespace(kube, ns);
