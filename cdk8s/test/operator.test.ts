@@ -5,7 +5,7 @@ import { overridesSchema, whatsAppRouterCrd } from '../src/operator/crd.js';
 import { synthManifests } from '../src/synth.js';
 import type { KubeObject } from '../src/operator/kube-api.js';
 import { applySetId, leaveReplicasToAutoscalers, render, type WhatsAppRouter } from '../src/operator/render.js';
-import { workloadReadiness } from '../src/operator/status.js';
+import { setCondition, workloadReadiness } from '../src/operator/status.js';
 import { WorkQueue } from '../src/operator/work-queue.js';
 
 const router = (spec: WhatsAppRouter['spec']): WhatsAppRouter => ({
@@ -108,6 +108,17 @@ describe('workload readiness', () => {
   });
 });
 
+describe('conditions', () => {
+  it('keep their transition time while their status holds, whatever the reason or message, and move it when it changes', () => {
+    const t0 = '2026-01-01T00:00:00.000Z';
+    const list = setCondition([], { type: 'Ready', status: 'False', reason: 'ComponentsNotReady', message: 'web 0/1' }, t0);
+    const same = setCondition(list, { type: 'Ready', status: 'False', reason: 'ApplyFailed', message: 'quota' }, '2026-01-01T00:01:00.000Z');
+    expect(same[0]).toMatchObject({ reason: 'ApplyFailed', lastTransitionTime: t0 });
+    const moved = setCondition(same, { type: 'Ready', status: 'True', reason: 'AllComponentsReady', message: 'ready' }, '2026-01-01T00:02:00.000Z');
+    expect(moved[0]!.lastTransitionTime).toBe('2026-01-01T00:02:00.000Z');
+  });
+});
+
 describe('the work queue', () => {
   it('queues a key once, never runs one key twice at once, and reruns a key added while it ran', async () => {
     const runs: string[] = [];
@@ -137,6 +148,19 @@ describe('the work queue', () => {
     expect(runs).toEqual(['a', 'a']);
     expect(overlap).toBe(0);
     await q.stop();
+  });
+
+  it('tells how long its oldest reconcile in flight has run, and 0 once none runs', async () => {
+    let release = () => {};
+    const q = new WorkQueue(() => new Promise((r) => (release = () => r({}))), () => {});
+    q.start();
+    expect(q.longestRunningMs()).toBe(0);
+    q.add('hung');
+    await new Promise((r) => setTimeout(r, 60));
+    expect(q.longestRunningMs()).toBeGreaterThanOrEqual(50);
+    release();
+    await q.stop();
+    expect(q.longestRunningMs()).toBe(0);
   });
 
   it('retries a failing key with exponential backoff', async () => {

@@ -14,6 +14,12 @@ const schema = z.object({
   /** How long a leader may go without renewing before it stops; default two thirds of the lease. */
   OPERATOR_RENEW_DEADLINE_SECONDS: z.coerce.number().positive().max(300).optional(),
   OPERATOR_RESYNC_SECONDS: z.coerce.number().int().min(5).max(86_400).default(300),
+  /** Renders at once, each on a thread of its own (a slow resource holds back no other while one is free). */
+  OPERATOR_RENDER_THREADS: z.coerce.number().int().min(1).max(16).default(2),
+  /** A render still running after this long is stopped (its thread terminated) and reported in that resource's status. */
+  OPERATOR_RENDER_TIMEOUT_SECONDS: z.coerce.number().positive().max(3_600).default(60),
+  /** /healthz fails while a reconcile has been running longer than this: the process is stuck. */
+  OPERATOR_STALL_SECONDS: z.coerce.number().positive().max(86_400).default(300),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   /** A kubeconfig file; without it the in-cluster ServiceAccount (or ~/.kube/config). */
   KUBECONFIG: z.string().min(1).optional(),

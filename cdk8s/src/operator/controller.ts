@@ -2,6 +2,7 @@
 // per-key work queue; a reconcile validates, renders the chart, applies it server-side, prunes
 // what the rendering no longer has, and writes the status.
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, PLURAL } from './crd.js';
 import { KubeApiError, type KubeApi, type KubeObject, type ObjectMeta } from './kube-api.js';
@@ -45,6 +46,10 @@ async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) 
 
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Condition messages stay far below the CRD's 32,768 cap: a server's answer can be any length. */
+const MESSAGE_MAX = 4_096;
+export const truncate = (message: string): string => (message.length <= MESSAGE_MAX ? message : `${message.slice(0, MESSAGE_MAX - 1)}…`);
+
 const base = (apiVersion: string) => (apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
 
 export interface ControllerOptions {
@@ -82,6 +87,8 @@ export class Controller {
   private readonly inFlight = new Set<string>();
   /** The rendering of each resource's current generation: a resync does not synthesize again. */
   private readonly renderings = new Map<string, { uid: string; generation: number; rendering: Rendering }>();
+  /** The rendering last applied in full per resource: while paused, readiness is judged against it. */
+  private readonly appliedRenderings = new Map<string, { uid: string; rendering: Rendering }>();
   private readonly resyncMs: number;
   private readonly progressingMs: number;
   private readonly render: (cr: WhatsAppRouter) => Promise<Rendering>;
@@ -122,6 +129,11 @@ export class Controller {
     }
   }
 
+  /** How long the oldest reconcile in flight has run: liveness fails once it is past any bound. */
+  longestReconcileMs(): number {
+    return this.queue.longestRunningMs();
+  }
+
   get synced(): boolean {
     return this.routers.hasSynced && [...this.children.values()].every((i) => i.hasSynced);
   }
@@ -154,11 +166,26 @@ export class Controller {
       return result;
     } catch (err) {
       this.metrics.reconciles.inc({ result: 'error' });
+      // The queue retries with backoff; meanwhile the status says why, not the log alone.
+      if (!(err instanceof NotLeaderError)) await this.reportError(key, err).catch((e: unknown) => this.log.warn({ key, err: (e as Error).message }, 'the reconcile error could not be written to the status'));
       throw err;
     } finally {
       end();
       this.inFlight.delete(key);
     }
+  }
+
+  /** A reconcile that failed for a reason a retry may clear (a 5xx, a render that threw or timed out). */
+  private async reportError(key: string, err: unknown): Promise<void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const cr = this.routers.get(name, namespace) as unknown as WhatsAppRouter | undefined;
+    if (!cr || cr.metadata.deletionTimestamp) return;
+    // The first line: a render's error carries its stack after it.
+    const message = truncate(`the reconcile failed and is retried: ${((err as Error)?.message ?? String(err)).split('\n')[0]}`);
+    const now = new Date().toISOString();
+    const conditions = setCondition(cr.status?.conditions ?? [], { type: 'Degraded', status: 'True', reason: 'ReconcileError', message, observedGeneration: cr.metadata.generation }, now);
+    // This generation is not reconciled: the observed one stays.
+    await this.writeStatus(cr, { conditions, observedGeneration: cr.status?.observedGeneration });
   }
 
   private async reconcile(key: string): Promise<{ result: ReconcileResult; outcome: string }> {
@@ -170,6 +197,7 @@ export class Controller {
       // The garbage collector removes the children by their owner reference.
       for (const k of [...this.applied.keys()]) if (k.startsWith(`${key}|`)) this.applied.delete(k);
       this.renderings.delete(key);
+      this.appliedRenderings.delete(key);
       this.queue.forget(key);
       return { result: {}, outcome: 'gone' };
     }
@@ -187,7 +215,7 @@ export class Controller {
     };
 
     if (!rendering.ok) {
-      const message = rendering.issues.map((i) => `${i.field}: ${i.message}`).join('; ');
+      const message = truncate(rendering.issues.map((i) => `${i.field}: ${i.message}`).join('; '));
       log.info({ issues: rendering.issues }, 'invalid spec: nothing applied');
       set({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message });
       set({ type: 'Progressing', status: 'False', reason: 'InvalidSpec', message: 'the spec must be fixed first' });
@@ -197,6 +225,8 @@ export class Controller {
     }
 
     const id = applySetId(cr);
+    /** The objects as the server answered the applies: newer than the caches until their events arrive. */
+    const answered = new Map<string, KubeObject>();
     const problems: string[] = [];
     const taken: string[] = [];
     if (!cr.spec.paused) {
@@ -212,17 +242,28 @@ export class Controller {
       const controllers = await inBatches(rendering.objects, APPLY_CONCURRENCY, (o) => this.foreignController(key, cr, o));
       taken.push(...controllers.filter((p): p is string => p !== undefined));
       const free = rendering.objects.filter((_, i) => controllers[i] === undefined);
-      const results = await inBatches(free, APPLY_CONCURRENCY, (o) => this.applyOne(key, o));
+      const results = await inBatches(free, APPLY_CONCURRENCY, (o) => this.applyOne(key, o, answered));
       problems.push(...results.filter((p): p is string => p !== undefined));
       if (problems.length === 0 && taken.length === 0) {
         await this.prune(cr, id, rendering.objects, recorded && new Set([...recorded, ...wanted]));
         await this.writeParent(cr, id, groupKindsValue(wanted), parent);
+        this.appliedRenderings.set(key, { uid: cr.metadata.uid, rendering });
       }
     }
 
-    const workloads = rendering.objects
+    // Paused, the cluster runs what was last applied: a pending change is no reason to be unready.
+    // (A process that never applied this resource has only the current rendering to go by.)
+    const last = this.appliedRenderings.get(key);
+    const judged = cr.spec.paused && last?.uid === cr.metadata.uid ? last.rendering : rendering;
+    const workloads = (judged.ok ? judged.objects : rendering.objects)
       .filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet' || o.kind === 'Job')
-      .map((o) => ({ desired: o, live: this.children.get(o.kind)?.get(o.metadata.name, namespace) }));
+      .map((o) => {
+        const cached = this.children.get(o.kind)?.get(o.metadata.name, namespace);
+        const applied = answered.get(`${o.kind}/${o.metadata.name}`);
+        // A cache that has not seen the new generation yet would report the old rollout as done.
+        const live = applied && (applied.metadata.generation ?? 0) > (cached?.metadata.generation ?? 0) ? applied : cached;
+        return { desired: o, live };
+      });
     const components = componentStatus(workloads);
     const waiting = Object.entries(components).filter(([, c]) => c.ready < c.desired).map(([n, c]) => `${n} ${c.ready}/${c.desired}`);
     const summary = Object.fromEntries((['web', 'worker'] as const).map((c) => [c, components[c] ? `${components[c].ready}/${components[c].desired}` : '-']));
@@ -234,14 +275,15 @@ export class Controller {
       set({ type: 'Ready', status: waiting.length ? 'False' : 'True', reason: 'Paused', message: waiting.length ? `not ready: ${waiting.join(', ')}` : 'every component is ready (paused)' });
     } else if (taken.length) {
       outcome = 'degraded';
-      const message = [...taken, ...problems].join('; ');
+      const message = truncate([...taken, ...problems].join('; '));
       set({ type: 'Degraded', status: 'True', reason: 'OwnedByAnotherRouter', message });
       set({ type: 'Ready', status: 'False', reason: 'OwnedByAnotherRouter', message });
       set({ type: 'Progressing', status: 'False', reason: 'OwnedByAnotherRouter', message: 'rename this resource\'s objects, or move it to a namespace of its own' });
     } else if (problems.length) {
       outcome = 'degraded';
-      set({ type: 'Degraded', status: 'True', reason: 'ApplyFailed', message: problems.join('; ') });
-      set({ type: 'Ready', status: 'False', reason: 'ApplyFailed', message: problems.join('; ') });
+      const message = truncate(problems.join('; '));
+      set({ type: 'Degraded', status: 'True', reason: 'ApplyFailed', message });
+      set({ type: 'Ready', status: 'False', reason: 'ApplyFailed', message });
       set({ type: 'Progressing', status: 'False', reason: 'ApplyFailed', message: 'a change the cluster refuses must be undone or made by hand' });
     } else if (waiting.length) {
       outcome = 'progressing';
@@ -282,7 +324,7 @@ export class Controller {
   }
 
   /** Server-side apply of one object, skipped when neither it nor the live object changed. */
-  private async applyOne(key: string, o: KubeObject): Promise<string | undefined> {
+  private async applyOne(key: string, o: KubeObject, answered: Map<string, KubeObject>): Promise<string | undefined> {
     const kind = OWNED_KINDS.find((k) => k.kind === o.kind && k.apiVersion === o.apiVersion);
     const path = kind ? `${base(o.apiVersion)}/namespaces/${o.metadata.namespace}/${kind.plural}` : await this.api.collection(o.apiVersion, o.kind, o.metadata.namespace);
     if (!path) return `${o.apiVersion} ${o.kind} is not served by this cluster (install its CRD, or turn it off in the overrides)`;
@@ -296,12 +338,14 @@ export class Controller {
     try {
       const out = await this.api.apply(path, o, FIELD_MANAGER);
       this.applied.set(id, { hash, resourceVersion: out.metadata.resourceVersion ?? '' });
+      answered.set(`${o.kind}/${o.metadata.name}`, out);
       return undefined;
     } catch (err) {
       this.applied.delete(id);
-      // The cluster refuses this change for good (an immutable field, a policy): retrying cannot help.
-      if (err instanceof KubeApiError && (err.status === 422 || err.status === 400)) return `${o.kind}/${o.metadata.name}: ${err.reason}: ${err.message.replace(/^PATCH \S+: /, '')}`;
       if (err instanceof KubeApiError && err.status === 404) return `${o.apiVersion} ${o.kind} is not served by this cluster (install its CRD, or turn it off in the overrides)`;
+      // The cluster refuses this change (an immutable field, a quota, a policy engine's denial):
+      // the same change retried gets the same answer. A conflict or throttling (409, 429) may pass.
+      if (err instanceof KubeApiError && err.status >= 400 && err.status < 500 && err.status !== 409 && err.status !== 429) return `${o.kind}/${o.metadata.name}: ${err.reason}: ${err.message.replace(/^PATCH \S+: /, '')}`;
       throw err;
     }
   }
@@ -352,9 +396,10 @@ export class Controller {
 
   /** Writes the status through its subresource, unless it would not change. */
   private async writeStatus(cr: WhatsAppRouter, status: Record<string, unknown>): Promise<void> {
-    const next = { ...status, observedGeneration: cr.metadata.generation };
+    const next = { observedGeneration: cr.metadata.generation, ...status };
     const prev = cr.status ?? {};
-    if (Object.entries(next).every(([k, v]) => JSON.stringify(prev[k]) === JSON.stringify(v))) return;
+    // The server answers with its own key order: compared as values, not as text.
+    if (Object.entries(next).every(([k, v]) => isDeepStrictEqual(prev[k], v))) return;
     // A merge patch merges maps: an entry the new status lacks (a component the rendering no
     // longer has) must be named as null to go.
     const patch: Record<string, unknown> = { ...next };

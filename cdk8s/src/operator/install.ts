@@ -17,13 +17,19 @@ export interface OperatorManifestOptions {
   readonly image?: string;
 }
 
-const WRITE = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
+// Watched kinds come from informers (list, watch); server-side apply is a patch, and creating
+// with it needs create too; pruning deletes. Nothing is ever updated with a PUT.
+const WRITE = ['list', 'watch', 'create', 'patch', 'delete'];
+// Kinds of optional CRDs are not watched: one object is read (get) before it is applied, and the
+// set is listed when pruning.
+const WRITE_UNWATCHED = ['get', 'list', 'create', 'patch', 'delete'];
 
 /** What the operator may touch, cluster-wide: exactly the kinds the chart renders. */
 export const OPERATOR_RULES: k8s.PolicyRule[] = [
   // patch: the ApplySet parent's label and annotations on the resource's metadata.
-  { apiGroups: [GROUP], resources: [PLURAL], verbs: ['get', 'list', 'watch', 'patch'] },
-  { apiGroups: [GROUP], resources: [`${PLURAL}/status`], verbs: ['get', 'patch', 'update'] },
+  { apiGroups: [GROUP], resources: [PLURAL], verbs: ['list', 'watch', 'patch'] },
+  // The status is only ever merge-patched.
+  { apiGroups: [GROUP], resources: [`${PLURAL}/status`], verbs: ['patch'] },
   // Owner references that block deletion need it where that admission plugin is on.
   { apiGroups: [GROUP], resources: [`${PLURAL}/finalizers`], verbs: ['update'] },
   { apiGroups: [''], resources: ['serviceaccounts', 'configmaps', 'services'], verbs: WRITE },
@@ -32,8 +38,8 @@ export const OPERATOR_RULES: k8s.PolicyRule[] = [
   { apiGroups: ['autoscaling'], resources: ['horizontalpodautoscalers'], verbs: WRITE },
   { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: WRITE },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: WRITE },
-  { apiGroups: ['monitoring.coreos.com'], resources: ['servicemonitors', 'prometheusrules'], verbs: WRITE },
-  { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: WRITE },
+  { apiGroups: ['monitoring.coreos.com'], resources: ['servicemonitors', 'prometheusrules'], verbs: WRITE_UNWATCHED },
+  { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: WRITE_UNWATCHED },
 ];
 
 export function operatorManifests(opts: OperatorManifestOptions = {}): Record<string, unknown>[] {

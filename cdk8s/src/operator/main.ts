@@ -7,7 +7,7 @@ import { Controller } from './controller.js';
 import { KubeApi } from './kube-api.js';
 import { LeaderElector } from './leader.js';
 import { OperatorMetrics } from './metrics.js';
-import { RenderThread } from './renderer.js';
+import { RenderPool } from './renderer.js';
 
 let config;
 try {
@@ -26,7 +26,7 @@ try {
   process.exit(2);
 }
 api.onRequest = (verb) => metrics.apiRequests.inc({ verb });
-const renderer = new RenderThread();
+const renderer = new RenderPool({ threads: config.OPERATOR_RENDER_THREADS, timeoutMs: config.OPERATOR_RENDER_TIMEOUT_SECONDS * 1000 });
 const controller = new Controller(api, log, metrics, {
   workers: config.OPERATOR_WORKERS,
   resyncMs: config.OPERATOR_RESYNC_SECONDS * 1000,
@@ -57,7 +57,11 @@ const elector = new LeaderElector(api, log, {
 const server = http.createServer((req, res) => {
   const url = req.url ?? '/';
   if (url === '/healthz') {
-    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+    // Alive is making progress: a reconcile held past the bound (a hung API call, a render the
+    // timeout could not end) is a process to restart.
+    const stuckMs = controller.longestReconcileMs();
+    if (stuckMs > config.OPERATOR_STALL_SECONDS * 1000) res.writeHead(503, { 'content-type': 'text/plain' }).end(`a reconcile has run for ${Math.round(stuckMs / 1000)} s`);
+    else res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
   } else if (url === '/readyz') {
     // A standby is ready (it serves its purpose by waiting); a leader once its caches are filled.
     const ready = !elector.isLeader || controller.synced;

@@ -3,10 +3,12 @@
 import { parentPort } from 'node:worker_threads';
 import { render, type WhatsAppRouter } from './render.js';
 
-parentPort!.on('message', ({ id, cr }: { id: number; cr: WhatsAppRouter }) => {
+parentPort!.on('message', ({ cr }: { cr: WhatsAppRouter }) => {
   try {
-    parentPort!.postMessage({ id, rendering: render(cr) });
+    parentPort!.postMessage({ rendering: render(cr) });
   } catch (err) {
-    parentPort!.postMessage({ id, error: (err as Error).stack ?? String(err) });
+    parentPort!.postMessage({ error: (err as Error).stack ?? String(err) });
   }
 });
+// Loaded: renders may be timed from here.
+parentPort!.postMessage({ ready: true });

@@ -19,7 +19,8 @@ export interface ReconcileResult {
 export class WorkQueue {
   private readonly queue: string[] = [];
   private readonly queued = new Set<string>();
-  private readonly running = new Set<string>();
+  /** Keys being reconciled, with when each began. */
+  private readonly running = new Map<string, number>();
   /** Keys added while running: queued again when their reconcile ends. */
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
@@ -43,6 +44,13 @@ export class WorkQueue {
 
   get depth(): number {
     return this.queue.length;
+  }
+
+  /** How long the oldest reconcile in flight has run (0 when none runs): a hung one shows here. */
+  longestRunningMs(now = Date.now()): number {
+    let oldest = now;
+    for (const since of this.running.values()) oldest = Math.min(oldest, since);
+    return now - oldest;
   }
 
   start(): void {
@@ -95,7 +103,7 @@ export class WorkQueue {
     while (!this.stopped && this.active < this.workers && this.queue.length > 0) {
       const key = this.queue.shift()!;
       this.queued.delete(key);
-      this.running.add(key);
+      this.running.set(key, Date.now());
       this.active++;
       void this.run(key);
     }
