@@ -1,4 +1,22 @@
 // One inbound message of every type in Meta's messages webhook reference.
+import { PHONE_NUMBER_ID } from './context.js';
+
+/** A messages webhook body from one customer (named "Customer") to the test number. */
+export function customerWebhook(from: string, messages: Record<string, unknown>[]): string {
+  return JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
+      messages,
+    } }] }],
+  });
+}
+
+/** One text message from `from`, sent now. */
+export const customerText = (from: string, id: string, body: string): string =>
+  customerWebhook(from, [{ from, id, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body } }]);
 export const FROM = '16505551234';
 export const base = (id: string, type: string, extra: Record<string, unknown>) => ({ from: FROM, id, timestamp: '1749416383', type, ...extra });
 

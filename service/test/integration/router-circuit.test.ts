@@ -5,9 +5,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { AreaCircuits } from '../../src/router/forwarding/circuit.js';
-import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { customerText } from '../helpers/meta-samples.js';
 
 const RESET_MS = 2_000;
 const TIMEOUT_MS = 3_000;
@@ -28,17 +29,7 @@ const api = async (method: string, path: string, body?: unknown) => {
   return { status: res.status, body: await json(res) };
 };
 
-function inbound(from: string): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
-      messaging_product: 'whatsapp',
-      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
-      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
-      messages: [{ from, id: `wamid.CIRCUIT${from}`, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: 'hi' } }],
-    } }] }],
-  });
-}
+const inbound = (from: string) => customerText(from, `wamid.CIRCUIT${from}`, 'hi');
 
 beforeAll(async () => {
   db = await createTestDb();

@@ -1,9 +1,10 @@
 // FORWARD_DELIVERY=false: a worker that stores and routes inbound messages queues their events
 // for the area but delivers none; a worker with delivery on delivers them, signed.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { customerText } from '../helpers/meta-samples.js';
 
 let db: TestDb;
 let ingest: RunningApp;
@@ -17,17 +18,7 @@ const api = async (method: string, path: string, body?: unknown) => {
 };
 
 let seq = 0;
-function inbound(from: string, text: string): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
-      messaging_product: 'whatsapp',
-      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
-      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
-      messages: [{ from, id: `wamid.DELIVERYOFF${Date.now().toString(36)}${seq++}`, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: text } }],
-    } }] }],
-  });
-}
+const inbound = (from: string, text: string) => customerText(from, `wamid.DELIVERYOFF${Date.now().toString(36)}${seq++}`, text);
 
 beforeAll(async () => {
   db = await createTestDb();

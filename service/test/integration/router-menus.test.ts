@@ -7,6 +7,7 @@ import { startGraphSimulator, type GraphSimulator, type SentMessage } from '../.
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { customerWebhook } from '../helpers/meta-samples.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -28,24 +29,13 @@ const at = (who: string, skipSeconds = 1) => {
   clock.set(who, t);
   return String(t);
 };
-function envelope(from: string, messages: Record<string, unknown>[]): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
-      messaging_product: 'whatsapp',
-      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
-      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
-      messages,
-    } }] }],
-  });
-}
 const say = async (from: string, body: string, skipSeconds = 1) => {
-  expect((await postWebhook(app.url, envelope(from, [{ from, id: wamid(), timestamp: at(from, skipSeconds), type: 'text', text: { body } }]))).status).toBe(200);
+  expect((await postWebhook(app.url, customerWebhook(from, [{ from, id: wamid(), timestamp: at(from, skipSeconds), type: 'text', text: { body } }]))).status).toBe(200);
 };
 const tap = async (from: string, menu: SentMessage, id: string) => {
   const kind = (menu.body.interactive as { type: string }).type === 'list' ? 'list_reply' : 'button_reply';
   const message = { from, id: wamid(), timestamp: at(from), type: 'interactive', context: { from: '15550001111', id: menu.wamid }, interactive: { type: kind, [kind]: { id, title: id } } };
-  expect((await postWebhook(app.url, envelope(from, [message]))).status).toBe(200);
+  expect((await postWebhook(app.url, customerWebhook(from, [message]))).status).toBe(200);
 };
 const sentTo = (who: string) => sim.sent.filter((s) => s.to === who);
 /** Waits for the customer's `n`-th bot message and returns it. */

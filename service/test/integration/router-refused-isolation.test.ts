@@ -2,9 +2,10 @@
 // as when B is up, judged against the same run with both up. Default forwarding settings (retry
 // schedule, circuit breaker, poll), real HTTP receivers, one process storing and forwarding.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { customerText } from '../helpers/meta-samples.js';
 
 const CONVERSATIONS = 40;
 const MESSAGES = 240;
@@ -21,17 +22,7 @@ const api = async (method: string, path: string, body?: unknown) => {
 };
 
 let seq = 0;
-function inbound(from: string, text: string): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: {
-      messaging_product: 'whatsapp',
-      metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
-      contacts: [{ profile: { name: 'Customer' }, wa_id: from }],
-      messages: [{ from, id: `wamid.ISO${(seq++).toString(36).padStart(6, '0')}`, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: text } }],
-    } }] }],
-  });
-}
+const inbound = (from: string, text: string) => customerText(from, `wamid.ISO${(seq++).toString(36).padStart(6, '0')}`, text);
 const who = (i: number) => `5511944${String(i).padStart(6, '0')}`;
 const areaOfConversation = (i: number) => (i % 2 === 0 ? 'A' : 'B');
 
