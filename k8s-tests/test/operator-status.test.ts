@@ -218,4 +218,19 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
       await deleteNamespace(kube, ns);
     }
   }, 240_000);
+
+  it('REVIEW (failing on purpose): paused with an invalid change pending, a healthy installation stays Ready (nothing is applied)', async () => {
+    const ns = 'wa-status-paused-invalid';
+    await withController(ns, async () => {
+      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
+      await untilReady(ns);
+      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, overrides: { ...OVERRIDES, web: { replicaz: 2 } } } }, 'application/merge-patch+json');
+      expect(paused.status).toBe(200);
+      const r = await eventually('the paused generation reported', async () => {
+        const x = await kube.get<Router>(routerPath(ns));
+        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
+      }, 30_000, 250);
+      expect(condition(r.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
+    });
+  }, 240_000);
 });
