@@ -78,6 +78,9 @@ interface Applied {
   resourceVersion: string;
 }
 
+/** The kinds whose readiness makes a component's. */
+const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'Job'];
+
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly routers: ResilientInformer;
@@ -257,11 +260,13 @@ export class Controller {
     }
 
     // Paused, the cluster runs what was last applied: a pending change is no reason to be unready.
-    // (A process that never applied this resource has only the current rendering to go by.)
     const last = this.appliedRenderings.get(key);
-    const judged = cr.spec.paused && last?.uid === cr.metadata.uid ? last.rendering : rendering;
-    const workloads = (judged.ok ? judged.objects : [])
-      .filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet' || o.kind === 'Job')
+    let judged: KubeObject[] = objects;
+    if (cr.spec.paused && last?.uid === cr.metadata.uid) judged = last.rendering.ok ? last.rendering.objects : [];
+    // A process that never applied this resource (a restart, a failover): the workloads of its set.
+    else if (cr.spec.paused) judged = WORKLOAD_KINDS.flatMap((k) => this.children.get(k)?.list(namespace) ?? []).filter((o) => o.metadata.labels?.[PART_OF_LABEL] === id);
+    const workloads = judged
+      .filter((o) => WORKLOAD_KINDS.includes(o.kind))
       .map((o) => {
         const cached = this.children.get(o.kind)?.get(o.metadata.name, namespace);
         const applied = answered.get(`${o.kind}/${o.metadata.name}`);
