@@ -1,7 +1,7 @@
 // The operator process's renders on the real control plane: a slow render (25 s, preloaded by the
 // slow-render fixture for the namespace `wa-op-slow-render`) holds back no other resource, a render
-// past its timeout fails that resource alone and its thread is replaced, and /healthz fails while
-// a reconcile is stuck.
+// past its timeout fails that resource alone and its thread is replaced. (A render can no longer
+// outlast the /healthz stall bound: the configuration refuses a timeout that would let it.)
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Kube, eventually, type KubeObject } from '../src/kube.js';
 import { deleteNamespace } from '../src/cluster.js';
@@ -45,8 +45,8 @@ describe.runIf(inject('localControlPlane'))('the operator\'s renders', () => {
     return started;
   }
 
-  it('reconciles another resource while one resource\'s render takes 25 s, and fails /healthz while that reconcile is stuck past the bound', async () => {
-    const o = await start('operator-render-pool', { OPERATOR_STALL_SECONDS: '8' });
+  it('reconciles another resource while one resource\'s render takes 25 s, and stays alive meanwhile', async () => {
+    const o = await start('operator-render-pool', {});
     namespaces.push(SLOW, 'wa-op-bystander');
     await createRouter(SLOW);
     await new Promise((r) => setTimeout(r, 1_000));
@@ -56,8 +56,8 @@ describe.runIf(inject('localControlPlane'))('the operator\'s renders', () => {
     const waited = Date.now() - t;
     console.log(`[operator] a resource waited ${waited} ms for its first status beside another resource's 25 s render`);
     expect(waited).toBeLessThan(10_000);
-    // The slow reconcile passes the 8 s bound: the process is reported not alive, until it ends.
-    await eventually('/healthz to fail', async () => (await healthz(o)) === 503, 30_000, 250);
+    // A render within its timeout is not a stuck process.
+    expect(await healthz(o)).toBe(200);
     await eventually('the slow resource reconciled', () => reconciled(SLOW), 120_000, 500);
     expect(await healthz(o)).toBe(200);
   }, 300_000);

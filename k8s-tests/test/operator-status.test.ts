@@ -163,4 +163,75 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
       expect(r.status?.observedGeneration).toBeUndefined();
     }, { render: () => Promise.reject(new Error(`render failed: ${'x'.repeat(50_000)}`)) });
   }, 120_000);
+
+  it('a paused resource whose reconcile failed once and then succeeded no longer reports Degraded/ReconcileError', async () => {
+    const ns = 'wa-status-paused-error';
+    const { render } = await import('../../cdk8s/src/operator/render.js');
+    let calls = 0;
+    await withController(ns, async () => {
+      const created = await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES, paused: true });
+      // The retry succeeded: the generation is reported as observed.
+      const r = await eventually('the generation reconciled', async () => {
+        const x = await kube.get<Router>(routerPath(ns));
+        return x?.status?.observedGeneration === created.metadata.generation ? x : undefined;
+      }, 30_000, 250);
+      await new Promise((res) => setTimeout(res, 3_000));
+      const now = await kube.get<Router>(routerPath(ns));
+      expect(calls).toBe(2);
+      expect(condition(r.status, 'Progressing')).toMatchObject({ reason: 'Paused' });
+      // The failure is over; the status must not keep saying it is retried.
+      expect(condition(now?.status, 'Degraded')).toMatchObject({ status: 'False', reason: 'Paused' });
+    }, { render: async (cr) => (++calls === 1 ? Promise.reject(new Error('render timed out once (a loaded host)')) : render(cr)) });
+  }, 120_000);
+
+  it('a healthy paused installation with a change pending stays Ready after the operator restarts (a leader failover)', async () => {
+    const ns = 'wa-status-paused-failover';
+    await withController(ns, async () => {
+      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
+      await untilReady(ns);
+    });
+    // The first process is gone (withController deleted the namespace): recreate, and let the
+    // first controller apply, pause with a change pending, then hand over to a fresh process.
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const first = new Controller(new KubeApi(inject('kubeconfig')), pino({ level: 'silent' }), new OperatorMetrics(), { resyncMs: 300_000, progressingRequeueMs: 1_000 });
+    await first.start();
+    let second: Controller | undefined;
+    try {
+      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
+      await untilReady(ns);
+      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, secrets: { app: 'team-app-secret' } } }, 'application/merge-patch+json');
+      const before = await eventually('the paused generation reported', async () => {
+        const x = await kube.get<Router>(routerPath(ns));
+        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
+      }, 30_000, 250);
+      expect(condition(before.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
+      await first.stop();
+      // Nothing in the cluster changed; only the operator process did.
+      second = new Controller(new KubeApi(inject('kubeconfig')), pino({ level: 'silent' }), new OperatorMetrics(), { resyncMs: 300_000, progressingRequeueMs: 1_000 });
+      await second.start();
+      await new Promise((r) => setTimeout(r, 8_000));
+      const after = await kube.get<Router>(routerPath(ns));
+      expect(condition(after?.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
+    } finally {
+      await first.stop().catch(() => {});
+      await second?.stop();
+      await deleteNamespace(kube, ns);
+    }
+  }, 240_000);
+
+  it('paused with an invalid change pending, a healthy installation stays Ready and reports the invalid spec on Degraded', async () => {
+    const ns = 'wa-status-paused-invalid';
+    await withController(ns, async () => {
+      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
+      await untilReady(ns);
+      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, overrides: { ...OVERRIDES, web: { replicaz: 2 } } } }, 'application/merge-patch+json');
+      expect(paused.status).toBe(200);
+      const r = await eventually('the paused generation reported', async () => {
+        const x = await kube.get<Router>(routerPath(ns));
+        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
+      }, 30_000, 250);
+      expect(condition(r.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
+      expect(condition(r.status, 'Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('replicaz') });
+    });
+  }, 240_000);
 });

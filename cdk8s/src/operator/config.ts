@@ -2,6 +2,14 @@
 import os from 'node:os';
 import { z } from 'zod';
 
+/** What a reconcile may spend besides its render: the applies, the prune and the status write. */
+const APPLY_MARGIN_SECONDS = 60;
+
+/** The longest a healthy reconcile takes: every worker renders at once, this one on the last free thread. */
+function worstReconcileSeconds(c: { OPERATOR_WORKERS: number; OPERATOR_RENDER_THREADS: number; OPERATOR_RENDER_TIMEOUT_SECONDS: number }): number {
+  return Math.ceil(c.OPERATOR_WORKERS / c.OPERATOR_RENDER_THREADS) * c.OPERATOR_RENDER_TIMEOUT_SECONDS + APPLY_MARGIN_SECONDS;
+}
+
 const schema = z.object({
   /** Where the leader Lease lives (the Deployment sets it from the pod's namespace). */
   OPERATOR_NAMESPACE: z.string().min(1).default('wa-router-system'),
@@ -26,6 +34,9 @@ const schema = z.object({
 }).refine((c) => c.OPERATOR_RENEW_DEADLINE_SECONDS === undefined || c.OPERATOR_RENEW_DEADLINE_SECONDS < c.OPERATOR_LEASE_SECONDS, {
   path: ['OPERATOR_RENEW_DEADLINE_SECONDS'],
   message: 'must be shorter than OPERATOR_LEASE_SECONDS (a standby takes over once the lease has passed)',
+}).refine((c) => worstReconcileSeconds(c) < c.OPERATOR_STALL_SECONDS, {
+  path: ['OPERATOR_STALL_SECONDS'],
+  message: `must exceed ceil(OPERATOR_WORKERS / OPERATOR_RENDER_THREADS) × OPERATOR_RENDER_TIMEOUT_SECONDS + ${APPLY_MARGIN_SECONDS} s: a reconcile that waits for a render thread behind every other worker and then renders until the timeout is not stuck, and /healthz failing for it would restart the operator in a loop`,
 });
 
 export type OperatorConfig = z.infer<typeof schema>;

@@ -78,6 +78,9 @@ interface Applied {
   resourceVersion: string;
 }
 
+/** The kinds whose readiness makes a component's. */
+const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'Job'];
+
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly routers: ResilientInformer;
@@ -214,22 +217,27 @@ export class Controller {
       conditions = setCondition(conditions, { ...c, observedGeneration: cr.metadata.generation }, now);
     };
 
+    let invalid: string | undefined;
     if (!rendering.ok) {
-      const message = truncate(rendering.issues.map((i) => `${i.field}: ${i.message}`).join('; '));
+      invalid = truncate(rendering.issues.map((i) => `${i.field}: ${i.message}`).join('; '));
       log.info({ issues: rendering.issues }, 'invalid spec: nothing applied');
-      set({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message });
-      set({ type: 'Progressing', status: 'False', reason: 'InvalidSpec', message: 'the spec must be fixed first' });
-      set({ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message });
-      await this.writeStatus(cr, { conditions });
-      return { result: {}, outcome: 'invalid' };
+      set({ type: 'Degraded', status: 'True', reason: 'InvalidSpec', message: invalid });
+      // Paused, nothing would be applied anyway: the cluster's readiness is judged below as ever.
+      if (!cr.spec.paused) {
+        set({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message: invalid });
+        set({ type: 'Progressing', status: 'False', reason: 'InvalidSpec', message: 'the spec must be fixed first' });
+        await this.writeStatus(cr, { conditions });
+        return { result: {}, outcome: 'invalid' };
+      }
     }
+    const objects = rendering.ok ? rendering.objects : [];
 
     const id = applySetId(cr);
     /** The objects as the server answered the applies: newer than the caches until their events arrive. */
     const answered = new Map<string, KubeObject>();
     const problems: string[] = [];
     const taken: string[] = [];
-    if (!cr.spec.paused) {
+    if (!cr.spec.paused && rendering.ok) {
       // As kubectl does: the parent names every kind the set may hold before anything is applied
       // (what it held before, and what comes now), and only what it holds once the rest is pruned.
       const wanted = rendering.objects.map(groupKind);
@@ -252,11 +260,13 @@ export class Controller {
     }
 
     // Paused, the cluster runs what was last applied: a pending change is no reason to be unready.
-    // (A process that never applied this resource has only the current rendering to go by.)
     const last = this.appliedRenderings.get(key);
-    const judged = cr.spec.paused && last?.uid === cr.metadata.uid ? last.rendering : rendering;
-    const workloads = (judged.ok ? judged.objects : rendering.objects)
-      .filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet' || o.kind === 'Job')
+    let judged: KubeObject[] = objects;
+    if (cr.spec.paused && last?.uid === cr.metadata.uid) judged = last.rendering.ok ? last.rendering.objects : [];
+    // A process that never applied this resource (a restart, a failover): the workloads of its set.
+    else if (cr.spec.paused) judged = WORKLOAD_KINDS.flatMap((k) => this.children.get(k)?.list(namespace) ?? []).filter((o) => o.metadata.labels?.[PART_OF_LABEL] === id);
+    const workloads = judged
+      .filter((o) => WORKLOAD_KINDS.includes(o.kind))
       .map((o) => {
         const cached = this.children.get(o.kind)?.get(o.metadata.name, namespace);
         const applied = answered.get(`${o.kind}/${o.metadata.name}`);
@@ -271,6 +281,8 @@ export class Controller {
     let outcome: string;
     if (cr.spec.paused) {
       outcome = 'paused';
+      // This reconcile succeeded: a failure reported before (a render that timed out) is over.
+      if (invalid === undefined) set({ type: 'Degraded', status: 'False', reason: 'Paused', message: 'spec.paused is true: nothing is applied or pruned' });
       set({ type: 'Progressing', status: 'False', reason: 'Paused', message: 'spec.paused is true: nothing is applied or pruned' });
       set({ type: 'Ready', status: waiting.length ? 'False' : 'True', reason: 'Paused', message: waiting.length ? `not ready: ${waiting.join(', ')}` : 'every component is ready (paused)' });
     } else if (taken.length) {
@@ -287,19 +299,19 @@ export class Controller {
       set({ type: 'Progressing', status: 'False', reason: 'ApplyFailed', message: 'a change the cluster refuses must be undone or made by hand' });
     } else if (waiting.length) {
       outcome = 'progressing';
-      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${rendering.objects.length} objects applied` });
+      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${objects.length} objects applied` });
       set({ type: 'Progressing', status: 'True', reason: 'ComponentsNotReady', message: `waiting for ${waiting.join(', ')}` });
       set({ type: 'Ready', status: 'False', reason: 'ComponentsNotReady', message: `not ready: ${waiting.join(', ')}` });
     } else {
       outcome = 'ready';
-      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${rendering.objects.length} objects applied` });
+      set({ type: 'Degraded', status: 'False', reason: 'Applied', message: `${objects.length} objects applied` });
       set({ type: 'Progressing', status: 'False', reason: 'Reconciled', message: 'every component runs the applied spec' });
       set({ type: 'Ready', status: 'True', reason: 'AllComponentsReady', message: 'every component is ready' });
     }
     await this.writeStatus(cr, {
       conditions, components, summary,
       // Paused, this generation is not applied: the preset and image stay the ones that are.
-      ...(cr.spec.paused ? {} : { preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length }),
+      ...(cr.spec.paused || !rendering.ok ? {} : { preset: cr.spec.preset, image: rendering.image, appliedObjects: rendering.objects.length }),
     });
     log.debug({ outcome, problems }, 'reconciled');
     const requeueAfterMs = outcome === 'progressing' ? this.progressingMs : this.resyncMs;
