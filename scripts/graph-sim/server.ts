@@ -47,6 +47,12 @@ export interface SimulatorConfig extends SimMediaConfig {
   dropMode: 'hang' | 'reset';
   /** Recipient → the next `times` sends to it fail with `code` (then it is accepted again). */
   failFirst: Record<string, { code: number; times: number }>;
+  /**
+   * Recipient → extra delay (ms) of its next sends on the way in, one entry per send, spent
+   * before Meta's limits see the send: a slow network or a stalled sender, so Meta's clock for
+   * the pair starts (or moves) later than the sender's.
+   */
+  transitDelays: Record<string, number[]>;
 }
 
 export const DEFAULT_CONFIG: SimulatorConfig = {
@@ -70,6 +76,7 @@ export const DEFAULT_CONFIG: SimulatorConfig = {
   dropResponseRate: 0,
   dropMode: 'hang',
   failFirst: {},
+  transitDelays: {},
 };
 
 /** Meta's title and HTTP status for the codes the simulator produces. */
@@ -270,6 +277,8 @@ export async function startGraphSimulator(opts: { port?: number; host?: string; 
       const byUserId = typeof body.to !== 'string';
       if (byUserId && !/^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/.test(input)) return fail(100, 'recipient is not a business-scoped user id');
       const to = input.replace(/^\+/, '');
+      const transit = config.transitDelays[to]?.shift();
+      if (transit) await new Promise((r) => setTimeout(r, transit));
       const now = Date.now();
       // A one-second burst of the number's rate, refilled continuously (a new bucket when the rate is reconfigured).
       const tbKey = `${phoneNumberId}:${config.messagesPerSecond}`;

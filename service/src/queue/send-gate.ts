@@ -5,12 +5,23 @@
 // bucket) and a slot in the channel's throughput schedule (GCRA: messages leave evenly at the
 // number's rate, across every worker process). A "go" for a call made from this process
 // marks the message in flight, before the call, whatever the wait for the slot.
+//
+// The pair bucket is Meta's, which starts and refills by when each send ARRIVES. A token
+// taken here for a send that reaches Meta later (a slot wait, a slow network, a stalled
+// process) costs nothing while the bucket is below full, but from a (nearly) full bucket
+// Meta refills less than we counted: a pair's first send, delayed, leaves Meta's bucket
+// behind ours for good, and the send that empties ours meets 131056. So each take stays
+// open until its call ends and is then counted as if Meta took it at that end (`settle`,
+// folded into the call that clears the send marker): Meta had the send by then. The sends
+// to one recipient are one at a time (a message waits for the earlier ones of its
+// conversation), so a take still open when the next gate check comes (the settle lost in a
+// race or a crash, an outcome unknown) is counted as taken at that check, later still.
 import type { Redis } from 'ioredis';
 
 // KEYS: circuit hash, pair hash, rate key, send marker hash of this message (`until`: no new
 // call before then; `wamid`: Meta's answer, kept until the database has it).
 // ARGV: now, resetMs, pairBurst, pairIntervalMs, rateIntervalMs, rateBurst, slotReserved (0/1),
-// graceMs, callTimeoutMs, inProcessWaitMs.
+// graceMs, callTimeoutMs, inProcessWaitMs, messageId (the pair token's open take).
 // Returns {verdict, value, failures}: 0 go (value = slot), 1 circuit wait, 2 pair wait,
 // 3 in-flight wait, 4 held wamid (value = wamid).
 const GATE = `
@@ -42,17 +53,18 @@ if ARGV[7] == '1' then
 end
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
 local tokens = tonumber(h[1]) or burst
 local ts = tonumber(h[2]) or now
 tokens = math.min(burst, tokens + (now - ts) / interval)
+if h[3] then tokens = math.min(burst - 1, tokens) end
 if tokens < 1 then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
+  redis.call('HDEL', KEYS[2], 'open')
   redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
   return {2, math.ceil((1 - tokens) * interval), failures}
 end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now)
-redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now, 'open', ARGV[11])
 local t = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
 local floor = now - (tonumber(ARGV[6]) - 1) * t
@@ -60,8 +72,29 @@ if tat < floor then tat = floor end
 local slot = tat
 if slot < now then slot = now end
 redis.call('SET', KEYS[3], tostring(tat + t), 'PX', math.ceil(tat + t - now) + 60000)
+-- Kept, while open, until Meta's bucket is surely full again: the call reaches Meta by its
+-- slot plus its timeout (and a minute for a media upload before it).
+redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval + slot - now + tonumber(ARGV[9])) + 60000)
 if slot <= now + tonumber(ARGV[10]) then mark(slot) end
 return {0, math.ceil(slot), failures}
+`;
+
+// The call of a send ended (or its outcome is known another way): its marker goes, and its
+// pair token, if still open, counts as taken now: Meta's bucket cannot be fuller than
+// burst - 1 after it, whatever time the send spent on its way.
+// KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs.
+const DONE = `
+redis.call('DEL', KEYS[1])
+local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
+if h[3] ~= ARGV[2] then return 0 end
+local now = tonumber(ARGV[1])
+local burst = tonumber(ARGV[3])
+local interval = tonumber(ARGV[4])
+local tokens = math.min(burst - 1, tonumber(h[1]) + (now - tonumber(h[2])) / interval)
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
+redis.call('HDEL', KEYS[2], 'open')
+redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+return 1
 `;
 
 export type GateVerdict =
@@ -95,6 +128,10 @@ export class SendGate {
     return `${this.opts.prefix}:send:${messageId}`;
   }
 
+  private pair(channelId: number, to: string): string {
+    return `${this.opts.prefix}:pair:${channelId}:${to}`;
+  }
+
   /**
    * `slotReserved`: the job was delayed to a slot this gate gave it (pair token and rate
    * slot already taken); only the circuit is checked again.
@@ -105,7 +142,7 @@ export class SendGate {
       GATE,
       4,
       `${p}:circuit:${channelId}`,
-      `${p}:pair:${channelId}:${to}`,
+      this.pair(channelId, to),
       `${p}:rate:${channelId}`,
       this.marker(messageId),
       Date.now(),
@@ -118,15 +155,19 @@ export class SendGate {
       this.opts.unknownOutcomeGraceMs,
       this.opts.callTimeoutMs,
       this.opts.inProcessWaitMs,
+      messageId,
     )) as [number, number | string, number];
     if (verdict === 0) return { go: true, slot: Number(value), failures };
     if (verdict === 4) return { go: false, reason: 'held', wamid: String(value) };
     return { go: false, reason: verdict === 1 ? 'circuit' : verdict === 2 ? 'pair' : 'in_flight', waitMs: Number(value) };
   }
 
-  /** The outcome is known and saved (or known not to have been sent): the message is no longer in flight. */
-  async done(messageId: number): Promise<void> {
-    await this.redis.del(this.marker(messageId));
+  /**
+   * The outcome is known and saved (or known not to have been sent): the message is no longer
+   * in flight, and its pair token counts as taken now.
+   */
+  async done(messageId: number, channelId: number, to: string): Promise<void> {
+    await this.redis.eval(DONE, 2, this.marker(messageId), this.pair(channelId, to), Date.now(), messageId, this.opts.pairBurst, this.opts.pairIntervalMs);
   }
 
   /** The call may have reached Meta: no new call for the grace, counted from now. Returns when it ends. */

@@ -69,7 +69,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     }
     // conversationId: area-limited streams hear only their conversations' events.
     deps.publish?.([{ type: 'message.status', messageId: job.data.messageId, wamid, conversationId: saved.conversationId, channelId, status: 'accepted' }, ...storedEvents({ newMessages: [], statusChanges: saved.changes })]);
-    await gate.done(job.data.messageId).catch((err: Error) => log.warn({ messageId: job.data.messageId, err: err.message }, 'send marker not cleared; it expires'));
+    await gate.done(job.data.messageId, channelId, job.data.to).catch((err: Error) => log.warn({ messageId: job.data.messageId, err: err.message }, 'send marker not cleared; it expires'));
     return wamid;
   }
 
@@ -99,7 +99,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
     const check = await checkForSend(pool, job.data.messageId);
     if (!check.send) {
       if (check.reason === 'not_pending') {
-        await gate.done(job.data.messageId);
+        await gate.done(job.data.messageId, channel.id, job.data.to);
         return 'not pending';
       }
       return waitUntil(job, token, Date.now() + earlierPendingWaitMs(job));
@@ -151,7 +151,7 @@ export function createOutboundProcessor(deps: OutboundDeps) {
       return waitUntil(job, token, until);
     }
     // Meta answered: the outcome is known, the message is no longer in flight.
-    await gate.done(job.data.messageId);
+    await gate.done(job.data.messageId, channel.id, job.data.to);
     const action = classifyGraphError(e);
     metrics.outbound.sent.inc({ result: action });
     if (action === 'permanent') {
