@@ -144,15 +144,17 @@ YAML
 
 # The preset, its requests scaled to this machine by an overrides file (the preset is not edited):
 # its pods' CPU and memory requests are cut so the whole preset fits one node that shares the
-# host's cores with the control plane; limits stay, so pods still use what is free. Its server
-# images are the ones load_images loaded.
+# host's cores with the control plane; limits stay, so pods still use what is free. The Sentinels
+# keep the preset's requests: cut to 10m they got 10 CPU shares against the API server's 256, the
+# last claim on a starved node, and a Sentinel whose 100 ms timer runs 2 s late goes into TILT and
+# acts on nothing for 30 s (a failover missed). Its server images are the ones load_images loaded.
 deploy() {
   local t0=$SECONDS overrides=$STATE/$PRESET-overrides.yaml
   cat > "$overrides" <<YAML
 nodePool: { nodes: 1, cpuCores: $(nproc), memoryGiB: 8, allocatable: { cpuCores: $(nproc), memoryGiB: 7 } }
 web: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 worker: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
-redis: { resources: { requests: { cpu: 25m, memory: 256Mi } }, sentinel: { resources: { requests: { cpu: 10m, memory: 32Mi } } } }
+redis: { resources: { requests: { cpu: 25m, memory: 256Mi } } }
 pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
 postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 monitoring: { prometheusOperator: false }
