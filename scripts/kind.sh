@@ -145,9 +145,8 @@ YAML
 # The preset, its requests scaled to this machine by an overrides file (the preset is not edited):
 # its pods' CPU and memory requests are cut so the whole preset fits one node that shares the
 # host's cores with the control plane; limits stay, so pods still use what is free. The Sentinels
-# keep the preset's requests: cut to 10m they got 10 CPU shares against the API server's 256, the
-# last claim on a starved node, and a Sentinel whose 100 ms timer runs 2 s late goes into TILT and
-# acts on nothing for 30 s (a failover missed). Its server images are the ones load_images loaded.
+# keep the preset's requests (50m, seven times what one uses): the failover check should not run
+# with less of the node than the preset gives them. Its server images are the ones load_images loaded.
 deploy() {
   local t0=$SECONDS overrides=$STATE/$PRESET-overrides.yaml
   cat > "$overrides" <<YAML
