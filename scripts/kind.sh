@@ -144,15 +144,16 @@ YAML
 
 # The preset, its requests scaled to this machine by an overrides file (the preset is not edited):
 # its pods' CPU and memory requests are cut so the whole preset fits one node that shares the
-# host's cores with the control plane; limits stay, so pods still use what is free. Its server
-# images are the ones load_images loaded.
+# host's cores with the control plane; limits stay, so pods still use what is free. The Sentinels
+# keep the preset's requests (50m, seven times what one uses): the failover check should not run
+# with less of the node than the preset gives them. Its server images are the ones load_images loaded.
 deploy() {
   local t0=$SECONDS overrides=$STATE/$PRESET-overrides.yaml
   cat > "$overrides" <<YAML
 nodePool: { nodes: 1, cpuCores: $(nproc), memoryGiB: 8, allocatable: { cpuCores: $(nproc), memoryGiB: 7 } }
 web: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 worker: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
-redis: { resources: { requests: { cpu: 25m, memory: 256Mi } }, sentinel: { resources: { requests: { cpu: 10m, memory: 32Mi } } } }
+redis: { resources: { requests: { cpu: 25m, memory: 256Mi } } }
 pgbouncer: { resources: { requests: { cpu: 10m, memory: 32Mi } } }
 postgres: { resources: { requests: { cpu: 50m, memory: 256Mi } } }
 monitoring: { prometheusOperator: false }
