@@ -126,7 +126,8 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
   const out: BenchResult[] = [];
   const a = await startReceiver();
   const b = await startReceiver();
-  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-router', FORWARD_ALLOW_PRIVATE: 'true', RATE_LIMIT_PER_MINUTE: '0' });
+  // Prepared statements on, as the presets set them (the claim and the outcomes are prepared then).
+  const env = stack.serviceEnv({ QUEUE_PREFIX: 'bench-router', FORWARD_ALLOW_PRIVATE: 'true', RATE_LIMIT_PER_MINUTE: '0', DATABASE_PREPARED_STATEMENTS: 'true' });
   let web: Proc | undefined;
   let worker: Proc | undefined;
   try {

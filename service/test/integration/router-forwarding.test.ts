@@ -58,6 +58,9 @@ beforeAll(async () => {
   app = await startApp(db, 'all', {
     GRAPH_API_BASE_URL: sim.url,
     FORWARD_ALLOW_PRIVATE: 'true',
+    // As the presets run: the claim, the bodies and the outcomes by prepared statement (the other
+    // router files run them unnamed).
+    DATABASE_PREPARED_STATEMENTS: 'true',
     FORWARD_RETRY_SCHEDULE: '0.2,0.2,0.2',
     FORWARD_POLL_MS: '20',
     FORWARD_TIMEOUT_MS: '1500',

@@ -1,7 +1,7 @@
 // The message inside a forwarded event has the shape of GET /v1/messages/:id.
 import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView, type Row } from '../../store/messages-read.js';
 import { ISO_TIMES } from '../../store/pg-time.js';
-import type { Pool } from '../../store/pool.js';
+import { statement, type Pool } from '../../store/pool.js';
 
 /** Messages with their status history, by id, in two queries whatever their number. */
 export async function findMessagesForForwarding(pool: Pool, ids: readonly number[]): Promise<Map<number, MessageView>> {
@@ -10,8 +10,7 @@ export async function findMessagesForForwarding(pool: Pool, ids: readonly number
   // Times read straight into the body's form (as GET /v1/messages writes them), not parsed
   // into a Date per column only to be formatted back.
   const { rows } = await pool.query<Row>({
-    text: `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id ${MEDIA_JOIN} WHERE m.id = ANY ($1::bigint[])`,
-    values: [[...new Set(ids)]],
+    ...statement(pool, `SELECT m.*, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id ${MEDIA_JOIN} WHERE m.id = ANY ($1::bigint[])`, [[...new Set(ids)]]),
     types: ISO_TIMES,
   });
   // Statuses exist only for our outbound messages: a forwarded customer message needs no second query.
