@@ -12,7 +12,8 @@ import { freePort, sleep } from '../../scripts/stack/proc.js';
 import { localTuning } from '../../scripts/stack/tuning.js';
 
 export const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const MAIN = path.join(ROOT, 'service', 'dist', 'main.js');
+// BENCH_SERVICE_DIST=<dir>: the service built elsewhere (another commit's dist/, for an A/B run beside this one).
+const MAIN = process.env.BENCH_SERVICE_DIST ? path.resolve(process.env.BENCH_SERVICE_DIST, 'main.js') : path.join(ROOT, 'service', 'dist', 'main.js');
 
 export const APP_SECRET = 'bench-app-secret-0123456789';
 export const PHONE_NUMBER_ID = '106540352242922';

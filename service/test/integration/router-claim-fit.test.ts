@@ -72,8 +72,9 @@ async function deliverAll(name: string, events: number): Promise<number[]> {
     query: async (...args: unknown[]) => {
       const r = await query(...args);
       // The claim's statements lease and return the runs (its 'leased' step); a head left for
-      // the second statement (tried) is not claimed yet.
-      const taken = /\bleased AS \(/.test(String(args[0])) ? r.rows.filter((x) => x.tried !== true).length : 0;
+      // the second statement (tried) is not claimed yet. Given as text or as a statement config.
+      const text = typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string }).text);
+      const taken = /\bleased AS \(/.test(text) ? r.rows.filter((x) => x.tried !== true).length : 0;
       if (taken > 0) claims.push(taken);
       return r;
     },

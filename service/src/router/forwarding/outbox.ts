@@ -8,7 +8,7 @@
 // pending, so order holds across workers. An area that is disabled or failing holds only its own
 // queues, never the conversation's events for the area it was reassigned to.
 import type { Pool, PoolClient } from '../../store/pool.js';
-import { withTransaction } from '../../store/pool.js';
+import { statement, withTransaction } from '../../store/pool.js';
 import { findMessagesForForwarding } from './payload.js';
 
 export interface ClaimedEvent {
@@ -177,16 +177,18 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   const lengths = [...o.runLengths];
   const lenAreas = lengths.map(([id]) => id);
   const lens = lengths.map(([, n]) => n);
-  const { rows: first } = await pool.query<ClaimRow & { pos: string; tried: boolean }>(CLAIM_SQL, [
+  // Prepared when the pool may (DATABASE_PREPARED_STATEMENTS), as the outcomes' statement: planning
+  // these CTEs anew for every claim cost Postgres as much as running them.
+  const { rows: first } = await pool.query<ClaimRow & { pos: string; tried: boolean }>(statement(pool, CLAIM_SQL, [
     o.queues, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.maxOrderWaitMs,
     o.leaseMs, o.runLength, lenAreas, lens,
-  ]);
+  ]));
   const rows: (ClaimRow & { pos: string })[] = first.filter((r) => !r.tried);
   const tried = first.filter((r) => r.tried);
   if (tried.length > 0) {
-    const { rows: more } = await pool.query<ClaimRow & { pos: string }>(TAKE_SQL, [
+    const { rows: more } = await pool.query<ClaimRow & { pos: string }>(statement(pool, TAKE_SQL, [
       tried.map((t) => t.area_id), tried.map((t) => t.conversation_id), o.leaseMs, o.settleMs, o.runLength, o.maxOrderWaitMs, lenAreas, lens,
-    ]);
+    ]));
     rows.push(...more);
   }
   const runs = new Map<string, { pos: number; e: ClaimedEvent }[]>();
@@ -251,6 +253,36 @@ export interface Outcome {
 // The dead-letter reason of an event left pending when its area was disabled.
 const DISABLED_REASON = "'area disabled: ' || COALESCE(a.disabled_reason, 'no reason given')";
 
+// recordOutcomes's statement, one text whatever the batch (prepared when the pool may).
+const RECORD_SQL = `WITH r AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
+      WITH ORDINALITY AS r(id, area_id, body, status, next_at, code, latency, error, response, n)),
+  -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
+  a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
+  -- Only for events still there: an area deleted during its delivery took its events with it,
+  -- and their attempts must not fail the other areas' outcomes of the batch. The area lock in a
+  -- keeps a deletion from committing in between.
+  att AS (
+    INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
+    SELECT r.id, r.area_id, r.code, r.latency, r.error, r.response FROM r
+    JOIN a ON a.id = r.area_id JOIN forward_events e ON e.id = r.id ORDER BY r.n),
+  -- Never a row the final UPDATE changes too (one statement changes a row once).
+  rel AS (
+    UPDATE forward_events SET locked_until = NULL
+    WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = 'pending'),
+  last AS (
+    SELECT DISTINCT ON (id) id, area_id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
+    FROM r ORDER BY id, n DESC)
+  UPDATE forward_events e SET
+    status = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN 'dead' ELSE last.status END,
+    attempts = e.attempts + last.tries, next_attempt_at = last.next_at, locked_until = NULL,
+    last_status = last.code,
+    last_error = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN ${DISABLED_REASON} ELSE last.error END,
+    body = COALESCE(e.body, last.body),
+    finished_at = CASE WHEN last.status = 'pending' AND a.disabled_at IS NULL THEN NULL ELSE now() END
+  FROM last JOIN a ON a.id = last.area_id WHERE e.id = last.id
+    AND (e.status = 'pending' OR (e.status = 'dead' AND last.status = 'dead'))`;
+
 /**
  * Records a batch of attempts and their events' new state, and gives back the leases of heads
  * never attempted, in one statement. An event to retry whose area was disabled meanwhile is
@@ -264,37 +296,9 @@ const DISABLED_REASON = "'area disabled: ' || COALESCE(a.disabled_reason, 'no re
 export async function recordOutcomes(pool: Pool, outcomes: readonly Outcome[], released: readonly number[] = []): Promise<void> {
   if (outcomes.length === 0 && released.length === 0) return;
   const col = <T>(f: (o: Outcome) => T) => outcomes.map(f);
-  await pool.query(
-    `WITH r AS (
-       SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::int[], $8::text[], $9::text[])
-         WITH ORDINALITY AS r(id, area_id, body, status, next_at, code, latency, error, response, n)),
-     -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
-     a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
-     -- Only for events still there: an area deleted during its delivery took its events with it,
-     -- and their attempts must not fail the other areas' outcomes of the batch. The area lock in a
-     -- keeps a deletion from committing in between.
-     att AS (
-       INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
-       SELECT r.id, r.area_id, r.code, r.latency, r.error, r.response FROM r
-       JOIN a ON a.id = r.area_id JOIN forward_events e ON e.id = r.id ORDER BY r.n),
-     -- Never a row the final UPDATE changes too (one statement changes a row once).
-     rel AS (
-       UPDATE forward_events SET locked_until = NULL
-       WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = 'pending'),
-     last AS (
-       SELECT DISTINCT ON (id) id, area_id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
-       FROM r ORDER BY id, n DESC)
-     UPDATE forward_events e SET
-       status = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN 'dead' ELSE last.status END,
-       attempts = e.attempts + last.tries, next_attempt_at = last.next_at, locked_until = NULL,
-       last_status = last.code,
-       last_error = CASE WHEN last.status = 'pending' AND a.disabled_at IS NOT NULL THEN ${DISABLED_REASON} ELSE last.error END,
-       body = COALESCE(e.body, last.body),
-       finished_at = CASE WHEN last.status = 'pending' AND a.disabled_at IS NULL THEN NULL ELSE now() END
-     FROM last JOIN a ON a.id = last.area_id WHERE e.id = last.id
-       AND (e.status = 'pending' OR (e.status = 'dead' AND last.status = 'dead'))`,
-    [col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response), released],
-  );
+  await pool.query(statement(pool, RECORD_SQL, [
+    col((o) => o.id), col((o) => o.areaId), col((o) => o.body), col((o) => o.status), col((o) => o.nextAttemptAt.toISOString()), col((o) => o.statusCode), col((o) => o.latencyMs), col((o) => o.error), col((o) => o.response), released,
+  ]));
 }
 
 /**
