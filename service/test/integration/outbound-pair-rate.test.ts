@@ -2,9 +2,12 @@
 // real Postgres and Redis. Meta's bucket for a pair starts and refills by when each send
 // arrives, not by when the sender took its token; an interval long beside the sender's own
 // waits (its polling for the earlier message, a delayed job) lets a late arrival show.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { TokenBucket } from '../../../scripts/graph-sim/limits.js';
+import { SendGate } from '../../src/queue/send-gate.js';
+import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
 
 const BURST = 2;
@@ -42,9 +45,36 @@ describe('pair rate', () => {
     // worker): Meta's bucket starts then, while the sender's started when it took the token.
     sim.configure({ transitDelays: { [to]: [INTERVAL_MS - 100] } });
     const ids: number[] = [];
+    const t0 = Date.now();
     for (let i = 0; i < 4; i++) ids.push(await send(to, `part ${i}`));
     await eventually(async () => sim.sent.filter((s) => s.to === to).length === 4, { timeoutMs: 30_000, what: '4 sent' });
+    // The delay did apply: without it this test proves nothing.
+    expect(sim.sent.find((s) => s.to === to)!.at - t0).toBeGreaterThanOrEqual(INTERVAL_MS - 150);
     expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
     expect(sim.stats.errors[131056] ?? 0).toBe(0);
+  });
+});
+
+describe('the pair gate against a bucket that refills by arrival', () => {
+  const redis = new Redis(inject('redisUrl'));
+  afterAll(() => redis.quit());
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  // The worker saves a send's outcome (which lets the conversation's next message go) before it
+  // settles the pair, so the next check can come first: the take still open counts then.
+  it('counts a take still open when the next check comes before its settle', async () => {
+    const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 2, pairIntervalMs: 1_000, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 10_000, inProcessWaitMs: 1_000 });
+    const meta = new TokenBucket(2, 1 / 1_000);
+    const to = '5531900000002';
+    expect((await gate.check(1, 1, to, 80, false)).go).toBe(true);
+    await sleep(900);
+    expect(meta.take()).toBe(true); // the first send reaches Meta late; its answer is being saved
+    expect((await gate.check(2, 1, to, 80, false)).go).toBe(true); // the next checks before the first's settle
+    expect(meta.take()).toBe(true);
+    await gate.done(1, 1, to);
+    await gate.done(2, 1, to);
+    await sleep(200);
+    const third = await gate.check(3, 1, to, 80, false);
+    expect({ gateGo: third.go, metaWouldAccept: meta.take() }).toEqual({ gateGo: false, metaWouldAccept: false });
   });
 });
