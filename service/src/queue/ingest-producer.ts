@@ -114,6 +114,11 @@ export function replicaAddresses(info: string): string[] {
   });
 }
 
+/** A server's `run_id` (it names the process, whatever address it is reached by), from INFO server. */
+function runId(info: string): string | undefined {
+  return /^run_id:(\w+)/m.exec(info)?.[1];
+}
+
 interface Pending {
   readonly event: RawWebhookEvent;
   readonly fairKey: string;
@@ -282,15 +287,18 @@ export class IngestProducer {
     try {
       const [role] = (await this.redis.call('ROLE')) as [string, ...unknown[]];
       if (role !== 'master') return false;
+      const self = runId(await this.redis.info('server'));
       const answers = await Promise.all([...this.peers].map((peer) => this.peerRole(peer)));
-      return !answers.includes('master');
+      // After a failover this process is on a former replica, promoted: it is among the peers,
+      // and its own "master" is no other master (the old one is gone or demoted).
+      return !answers.some((a) => a?.role === 'master' && a.runId !== self);
     } catch {
       return false;
     }
   }
 
-  /** A former replica's own role, or undefined while it does not answer (restarting). */
-  private async peerRole(peer: string): Promise<string | undefined> {
+  /** A former replica's own role and run id, or undefined while it does not answer (restarting). */
+  private async peerRole(peer: string): Promise<{ role: string; runId: string | undefined } | undefined> {
     const sep = peer.lastIndexOf(':');
     const o = this.redis.options;
     const client = new Redis({
@@ -300,8 +308,8 @@ export class IngestProducer {
     client.on('error', () => undefined);
     try {
       await client.connect();
-      const [role] = (await client.call('ROLE')) as [string, ...unknown[]];
-      return role;
+      const [[, r], [, info]] = (await client.pipeline().call('ROLE').info('server').exec()) as [[null, [string, ...unknown[]]], [null, string]];
+      return { role: r[0], runId: runId(info) };
     } catch {
       return undefined;
     } finally {

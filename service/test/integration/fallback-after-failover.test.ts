@@ -1,0 +1,102 @@
+// Regression: the presets run ACK_DURABILITY=replicated with ACK_REPLICA_FALLBACK=local and one
+// replica, so that with the only replica restarting, resyncing, or not yet back after a failover,
+// acks rest on the master alone (cdk8s/src/charts/wa-router-chart.ts). After Sentinel promoted that
+// replica, the web's producer still listed the promoted server among its former replicas, asked it
+// its role, heard "master" (its own) and refused the fallback: every webhook answered 503 until the
+// old master was back and resynced (23-28 s in the kind runs). The presets' topology: a master, one
+// replica, three Sentinels.
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { onlineReplicas } from '../../src/queue/ingest-producer.js';
+import { freePort, LOOPBACK } from '../../../scripts/stack/proc.js';
+import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
+import { startSentinel, type SentinelHandle } from '../../../scripts/stack/sentinel.js';
+import { change, envelope } from '../fixtures/payloads.js';
+import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+
+const password = 'fallback-after-failover';
+const MASTER = 'wa-router';
+const redis: RedisHandle[] = [];
+const sentinels: SentinelHandle[] = [];
+let db: TestDb;
+let app: RunningApp;
+
+const body = (n: number) => JSON.stringify(envelope(change({
+  phoneNumberId: PHONE_NUMBER_ID,
+  contacts: [{ profile: { name: 'Fallback' }, wa_id: '5511900000903' }],
+  messages: [{ from: '5511900000903', id: `wamid.FALLBACK-FAILOVER-${n}`, timestamp: '1760000000', type: 'text', text: { body: `m${n}` } }],
+})));
+
+beforeAll(async () => {
+  const dir = path.join(inject('stackDir'), `fallback-after-failover-${process.pid}`);
+  const master = await startRedis({ dir: path.join(dir, 'redis-0'), port: await freePort(), password });
+  redis.push(master);
+  redis.push(await startRedis({ dir: path.join(dir, 'redis-1'), port: await freePort(), password, replicaOf: { host: LOOPBACK, port: master.port } }));
+  const m = new Redis(master.url);
+  try {
+    await eventually(async () => onlineReplicas(await m.info('replication')) === 1, { timeoutMs: 30_000, what: 'the replica online' });
+  } finally {
+    m.disconnect();
+  }
+  for (const i of [0, 1, 2]) {
+    sentinels.push(await startSentinel({ dir: path.join(dir, `sentinel-${i}`), port: await freePort(), masterPort: master.port, password, downAfterMs: 2_000, failoverTimeoutMs: 5_000 }));
+  }
+  await eventually(async () => {
+    const ok = await Promise.all(sentinels.map(async (s) => {
+      const c = new Redis({ host: LOOPBACK, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await c.connect();
+        return ((await c.call('SENTINEL', 'replicas', MASTER)) as unknown[]).length === 1 && ((await c.call('SENTINEL', 'sentinels', MASTER)) as unknown[]).length === 2;
+      } finally {
+        c.disconnect();
+      }
+    }));
+    return ok.every(Boolean);
+  }, { timeoutMs: 30_000, what: 'Sentinels to know the replica and each other' });
+  db = await createTestDb();
+  app = await startApp(db, 'web', {
+    REDIS_URL: '', REDIS_SENTINELS: sentinels.map((s) => `${LOOPBACK}:${s.port}`).join(','), REDIS_MASTER_NAME: MASTER, REDIS_PASSWORD: password,
+    ACK_DURABILITY: 'replicated', ACK_REPLICAS: '1', ACK_REPLICA_FALLBACK: 'local',
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await app?.stop();
+  await Promise.all(sentinels.map((s) => s.stop()));
+  await Promise.all(redis.map((r) => r.stop()));
+  await db?.drop();
+});
+
+it('acks on the promoted master alone (ACK_REPLICA_FALLBACK=local) once Sentinel promoted the only replica and the old master is gone', async () => {
+  // Acked with WAIT; the producer learns the replica's address meanwhile.
+  for (let n = 0; n < 5; n++) expect((await postWebhook(app.url, body(n))).status).toBe(200);
+  await new Promise((r) => setTimeout(r, 1_500));
+  const s = new Redis({ host: LOOPBACK, port: sentinels[0]!.port });
+  const promoted = new Promise<number>((resolve) => {
+    s.on('message', () => resolve(Date.now()));
+  });
+  await s.subscribe('+switch-master');
+  await redis[0]!.kill();
+  const killedAt = Date.now();
+  const answers: [number, number][] = [];
+  let promotedAt = 0;
+  void promoted.then((t) => (promotedAt = t));
+  try {
+    // Bounded: 45 s, one webhook every 100 ms; stop 15 s after the promotion.
+    for (let n = 100; Date.now() - killedAt < 45_000 && !(promotedAt && Date.now() - promotedAt > 15_000); n++) {
+      const at = Date.now();
+      answers.push([at - killedAt, (await postWebhook(app.url, body(n))).status]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    s.disconnect();
+  }
+  const seen = JSON.stringify({ promotedAfterMs: promotedAt ? promotedAt - killedAt : null, answers });
+  expect(promotedAt, seen).toBeGreaterThan(0);
+  // From 5 s after the promotion on (room for the web to reach the new master), the fallback acks.
+  const late = answers.filter(([t]) => t + killedAt > promotedAt + 5_000);
+  expect(late.length, seen).toBeGreaterThan(10);
+  expect(late.filter(([, st]) => st !== 200).length, seen).toBe(0);
+}, 120_000);
