@@ -50,7 +50,8 @@ export class TokenAuth {
     if (!given.startsWith(TOKEN_PREFIX) || given.length > 200) return null;
     const key = hash.toString('base64');
     const seen = this.known.get(key);
-    if (foldable && seen) {
+    // Only for a token the route will not refuse for its scope: a revoked token gets 401, never 403.
+    if (foldable && seen && hasScope(seen, 'conversations:read')) {
       this.touch(seen.tokenId!);
       return { ...seen, livenessOwed: true };
     }

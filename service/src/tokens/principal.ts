@@ -55,7 +55,8 @@ const RULES: readonly (readonly [method: string, path: RegExp, scope: Scope])[] 
 
 /**
  * The routes that check the token's liveness in their own statement, sparing a round trip: the
- * inbox list and a conversation's messages, the pages agents poll most. `url` is the full URL.
+ * inbox list and a conversation's messages (scope `conversations:read`), the pages agents poll
+ * most. `url` is the full URL.
  */
 export const foldsLiveness = (method: string, url: string): boolean => (method === 'GET' || method === 'HEAD') && /^\/v1\/conversations(\/\d+\/messages)?\/?(\?|$)/.test(url);
 
