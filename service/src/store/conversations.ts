@@ -2,6 +2,7 @@
 // keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
 import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView } from './messages-read.js';
 import { ISO_TIMES } from './pg-time.js';
+import { tokenLive } from '../tokens/store.js';
 import { statement, type Pool } from './pool.js';
 
 export interface MessageSummary {
@@ -142,6 +143,8 @@ export interface ConversationFilter {
   readonly q?: string | undefined;
   /** Only conversations assigned to one of these areas (an area-limited token); null: any. */
   readonly areaIds?: readonly number[] | null | undefined;
+  /** Rows only while this token is live (the request's token check, folded into the page's statement). */
+  readonly liveToken?: number | undefined;
 }
 
 /**
@@ -170,12 +173,17 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   if (q.assignee !== undefined) where.push(`c.assignee = ${p(q.assignee)}`);
   if (q.areaId !== undefined) where.push(`rt.state = 'assigned' AND rt.area_id = ${p(q.areaId)}`);
   if (q.areaIds) where.push(`rt.state = 'assigned' AND rt.area_id = ANY (${p(q.areaIds)}::bigint[])`);
+  if (q.liveToken !== undefined) where.push(tokenLive(p(q.liveToken)));
   if (q.q !== undefined) where.push(`c.contact_id IN (SELECT s.id FROM contacts s WHERE ${SEARCH_TEXT} ILIKE ${p(`%${likeEscape(q.q)}%`)})`);
   const routed = q.areaId !== undefined || q.areaIds ? 'JOIN conversation_routes rt ON rt.conversation_id = c.id' : '';
   // The page's rows first, joined to their contact, messages and route after: joined before the
   // LIMIT, a filter matching thousands (q=) made Postgres join all of them to sort out 50 (400 ms).
+  // The LIMIT is written into the text, not passed: a prepared statement with LIMIT $n never gets
+  // its generic plan (unknown row count: Postgres estimates it costlier than any custom plan), so
+  // every run was planned again, half of Postgres's CPU per page. One text per limit a client uses.
+  if (!Number.isSafeInteger(q.limit) || q.limit < 1) throw new RangeError(`limit ${q.limit}`);
   const pageRows = `SELECT c.* FROM conversations c ${routed} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY ${RECENT} DESC, c.id DESC LIMIT ${p(q.limit + 1)}`;
+     ORDER BY ${RECENT} DESC, c.id DESC LIMIT ${q.limit + 1}`;
   const text = `${conversationSelect(`(${pageRows})`)} ORDER BY ${RECENT} DESC, c.id DESC`;
   // A search's best plan depends on its term (how many contacts match): planned for each one.
   // Every other mix of filters has one plan that suits all its values.
@@ -222,18 +230,21 @@ const PAGE_COLUMNS = ['id', 'wamid', 'channel_id', 'conversation_id', 'contact_i
   'latitude', 'longitude', 'reply_to_wamid', 'reaction_to_wamid', 'reaction_emoji', 'interactive_reply_id', 'forwarded', 'referral', 'status', 'wa_timestamp',
   'sent_at', 'delivered_at', 'read_at', 'failed_at', 'error_code', 'error_title', 'error_details', 'created_at'].map((c) => `m.${c}`).join(', ');
 
-export async function listConversationMessages(pool: Pool, conversationId: number, q: { limit: number; cursor: Position | null }): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
+export async function listConversationMessages(
+  pool: Pool,
+  conversationId: number,
+  q: { limit: number; cursor: Position | null; liveToken?: number | undefined },
+): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
   const params: unknown[] = [conversationId, q.limit + 1];
-  let after = '';
-  if (q.cursor) {
-    params.push(q.cursor.t, q.cursor.id);
-    after = 'AND (m.wa_timestamp, m.id) < ($3::timestamptz, $4)';
-  }
+  const p = (v: unknown) => `$${params.push(v)}`;
+  const where = ['m.conversation_id = $1'];
+  if (q.cursor) where.push(`(m.wa_timestamp, m.id) < (${p(q.cursor.t)}::timestamptz, ${p(q.cursor.id)})`);
+  if (q.liveToken !== undefined) where.push(tokenLive(p(q.liveToken)));
   const { rows } = await pool.query({
     ...statement(
       pool,
       `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
-     ${MEDIA_JOIN} WHERE m.conversation_id = $1 ${after} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
+     ${MEDIA_JOIN} WHERE ${where.join(' AND ')} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
       params,
     ),
     types: ISO_TIMES,

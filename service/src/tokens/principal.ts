@@ -12,6 +12,12 @@ export interface Principal {
   readonly areaIds: readonly number[] | null;
   /** When the token stops working (epoch ms), or null. */
   readonly expiresAt: number | null;
+  /**
+   * Set when the token was not looked up for this request (the process saw it live before):
+   * the route's statement must answer only while it is still live (`tokenLive`), and the route
+   * must refuse the request with 401 when it is not (see foldsLiveness).
+   */
+  readonly livenessOwed?: true;
 }
 
 export const BOOTSTRAP: Principal = Object.freeze({ tokenId: null, scopes: new Set<Scope>(['admin']), areaIds: null, expiresAt: null });
@@ -46,6 +52,13 @@ const RULES: readonly (readonly [method: string, path: RegExp, scope: Scope])[] 
   ['PATCH', /^\/conversations\/[^/]+\/?$/, 'conversations:write'],
   ['POST', /^\/conversations\/[^/]+\/(read|assign|release)\/?$/, 'conversations:write'],
 ];
+
+/**
+ * The routes that check the token's liveness in their own statement, sparing a round trip: the
+ * inbox list and a conversation's messages (scope `conversations:read`), the pages agents poll
+ * most. `url` is the full URL.
+ */
+export const foldsLiveness = (method: string, url: string): boolean => (method === 'GET' || method === 'HEAD') && /^\/v1\/conversations(\/\d+\/messages)?\/?(\?|$)/.test(url);
 
 export function scopeFor(method: string, path: string): Scope {
   const m = method === 'HEAD' ? 'GET' : method;

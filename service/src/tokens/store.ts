@@ -68,17 +68,20 @@ export async function revokeToken(pool: Pool, id: number): Promise<boolean> {
   return (res.rowCount ?? 0) > 0;
 }
 
-/** The live token with this secret, or null (unknown, revoked or expired). */
-export async function findLiveToken(pool: Pool, token: string): Promise<{ id: number; scopes: Scope[]; areaIds: number[] | null; expiresAt: Date | null } | null> {
+/** The live token with this secret's hash (hashToken), or null (unknown, revoked or expired). */
+export async function findLiveToken(pool: Pool, hash: Buffer): Promise<{ id: number; scopes: Scope[]; areaIds: number[] | null; expiresAt: Date | null } | null> {
   // Every request with a scoped token runs this.
   const { rows } = await pool.query<{ id: number; scopes: Scope[]; area_ids: number[] | null; expires_at: Date | null }>(statement(
     pool,
     'SELECT id, scopes, area_ids, expires_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())',
-    [hashToken(token)],
+    [hash],
   ));
   const r = rows[0];
   return r ? { id: r.id, scopes: r.scopes, areaIds: r.area_ids?.map(Number) ?? null, expiresAt: r.expires_at } : null;
 }
+
+/** The condition a statement adds to answer only while token `param` is live (neither revoked nor expired). */
+export const tokenLive = (param: string) => `EXISTS (SELECT 1 FROM api_tokens t WHERE t.id = ${param} AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()))`;
 
 /** Which of these tokens are still live (neither revoked nor expired). */
 export async function liveTokenIds(pool: Pool, ids: readonly number[]): Promise<Set<number>> {

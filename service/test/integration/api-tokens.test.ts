@@ -175,11 +175,23 @@ describe('DELETE /v1/tokens/:id', () => {
     expect((await other.ready).status).toBe(200);
     await subscribed(prefix, 2);
 
+    // Each process has seen the token live: its inbox list checks liveness in the page's own
+    // statement. A page with rows and an empty one (a search matching nobody) both refuse it.
+    const conv = await write('5511966000003', 3);
+    for (const base of [app.url, web2.url]) expect((await call(base, t.token, 'GET', '/v1/conversations')).body.data.length, base).toBeGreaterThan(0);
+    // A token without the inbox's scope, seen live by both processes too: revoked, it gets 401, not 403.
+    const sender = await mint({ name: 'revoked sender', scopes: ['messages:send'] });
+    for (const base of [app.url, web2.url]) expect((await call(base, sender.token, 'GET', '/v1/conversations')).status, base).toBe(403);
+    expect((await admin('DELETE', `/v1/tokens/${sender.id}`)).status).toBe(204);
+    for (const base of [app.url, web2.url]) expect((await call(base, sender.token, 'GET', '/v1/conversations')).status, base).toBe(401);
     expect((await admin('DELETE', `/v1/tokens/${t.id}`)).status).toBe(204);
+    const paths = ['/v1/conversations', '/v1/conversations?q=nobody-at-all', '/v1/conversations?cursor=not-a-cursor', `/v1/conversations/${conv}/messages`, `/v1/conversations/${conv}`];
     for (const base of [web2.url, app.url]) {
-      const r = await call(base, t.token, 'GET', '/v1/conversations');
-      expect(r.status, base).toBe(401);
-      expect(r.body.error.code).toBe('unauthorized');
+      for (const path of paths) {
+        const r = await call(base, t.token, 'GET', path);
+        expect(r.status, `${base}${path}`).toBe(401);
+        expect(r.body.error.code).toBe('unauthorized');
+      }
     }
     await Promise.race([Promise.all(streams.map((s) => s.ended)), new Promise((_, reject) => setTimeout(() => reject(new Error('a revoked stream stayed open')), 5_000))]);
     // Other tokens' streams go on.

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { listConversations } from '../../src/store/conversations.js';
-import type { Pool } from '../../src/store/pool.js';
-import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
+import { createPool, type Pool } from '../../src/store/pool.js';
+import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, testConfig, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { openSse } from '../helpers/events.js';
 
@@ -258,5 +258,23 @@ describe('every filter combination is served by indexes', () => {
       }
     }
     expect(bad).toEqual([]);
+  });
+
+  it('with prepared statements, a page is planned once per connection, not on every request (on the 6,000 conversations above)', async () => {
+    const pool = createPool(testConfig(db, { DATABASE_PREPARED_STATEMENTS: 'true', DB_POOL_MAX: '1' }), 'plan-once');
+    try {
+      const { rows: [some] } = await db.pool.query<{ channel_id: number }>('SELECT channel_id FROM conversations GROUP BY 1 ORDER BY count(*) DESC LIMIT 1');
+      const { rows: areaRows } = await db.pool.query<{ id: number }>('SELECT id FROM areas ORDER BY id LIMIT 2');
+      const cursor = { t: new Date(Date.now() - 3000 * 60_000).toISOString(), id: 3000 };
+      const mixes = [{}, { cursor }, { unread: true }, { channelId: some!.channel_id }, { areaIds: areaRows.map((a) => Number(a.id)) }];
+      for (let i = 0; i < 12; i++) for (const mix of mixes) await listConversations(pool, { limit: 50, cursor: null, ...mix });
+      // One connection (DB_POOL_MAX 1): its prepared statements are the pages' own.
+      const { rows } = await pool.query<{ statement: string; generic_plans: number; custom_plans: number }>("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE name LIKE 'wa\\_%'");
+      expect(rows).toHaveLength(mixes.length);
+      // Postgres plans the first five runs for their values, then keeps the generic plan when it costs no more.
+      for (const r of rows) expect(r.generic_plans, r.statement).toBeGreaterThanOrEqual(7);
+    } finally {
+      await pool.end();
+    }
   });
 });

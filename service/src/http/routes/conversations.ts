@@ -2,12 +2,13 @@
 // conversation's messages, its lifecycle (open/closed, assignee), and marking it read (optionally
 // with a WhatsApp read receipt for the customer's last message). A token limited to areas sees
 // only conversations assigned to them: any other is not found.
-import { Router, type Request } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Publish } from '../../events/hub.js';
 import { CursorError, decodeCursor, findConversation, inAreas, listConversationMessages, listConversations, markConversationRead, patchConversation } from '../../store/conversations.js';
 import type { Pool } from '../../store/pool.js';
-import { areaLimit } from '../../tokens/principal.js';
+import { areaLimit, principalOf } from '../../tokens/principal.js';
+import { liveTokenIds } from '../../tokens/store.js';
 import { HttpError } from '../errors.js';
 import { conversationSchema, messageItemSchema, pageOf } from '../views.js';
 import { defineOperations } from '../../openapi/operation.js';
@@ -88,6 +89,19 @@ function conversationId(raw: string | undefined): number {
   return r.data;
 }
 
+/** The request's token, when its liveness is left to the page's statement (see foldsLiveness). */
+function owedLiveness(req: Request): number | undefined {
+  const p = principalOf(req);
+  return p?.livenessOwed ? p.tokenId! : undefined;
+}
+
+/** A page of no rows with the liveness folded in: an empty page, or a token no longer live (401). */
+async function refuseDeadToken(pool: Pool, res: Response, tokenId: number | undefined): Promise<void> {
+  if (tokenId === undefined || (await liveTokenIds(pool, [tokenId])).has(tokenId)) return;
+  res.setHeader('WWW-Authenticate', 'Bearer realm="wa-router"');
+  throw new HttpError(401, 'unauthorized', 'a valid bearer token is required');
+}
+
 export function conversationRoutes(deps: ConversationRouteDeps): Router {
   const r = Router();
   /** The path's conversation id, when the request's token may see it; otherwise not found. */
@@ -96,11 +110,23 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     if (!(await inAreas(deps.pool, id, areaLimit(req)))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
     return id;
   };
-  r.get('/conversations', async (req, res) => {
+  /** A route that may owe its token's liveness (foldsLiveness): an answer other than its page checks it first. */
+  const folding = (handler: (req: Request, res: Response) => Promise<void>) => async (req: Request, res: Response) => {
+    try {
+      await handler(req, res);
+    } catch (err) {
+      if (!(err instanceof HttpError && err.status === 401)) await refuseDeadToken(deps.pool, res, owedLiveness(req));
+      throw err;
+    }
+  };
+  r.get('/conversations', folding(async (req, res) => {
     const q = parse(listConversationsQuery, req.query, 'invalid_query');
     const { cursor, ...filter } = q;
-    res.json(await listConversations(deps.pool, { ...filter, cursor: cursorOf(cursor), areaIds: areaLimit(req) }));
-  });
+    const liveToken = owedLiveness(req);
+    const page = await listConversations(deps.pool, { ...filter, cursor: cursorOf(cursor), areaIds: areaLimit(req), liveToken });
+    if (page.data.length === 0) await refuseDeadToken(deps.pool, res, liveToken);
+    res.json(page);
+  }));
   r.get('/conversations/:id', async (req, res) => {
     const conv = await findConversation(deps.pool, conversationId(req.params.id), areaLimit(req));
     if (!conv) throw new HttpError(404, 'not_found', `no conversation ${req.params.id}`);
@@ -114,15 +140,19 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     deps.publish({ type: 'conversation.updated', conversationId: id, channelId: done.channelId, status: done.status, assignee: done.assignee });
     res.json(await findConversation(deps.pool, id));
   });
-  r.get('/conversations/:id/messages', async (req, res) => {
+  r.get('/conversations/:id/messages', folding(async (req, res) => {
     const id = await visible(req);
     const q = parse(pageQuery, req.query, 'invalid_query');
     const cursor = cursorOf(q.cursor);
     if (cursor?.t === null) throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API gave out');
-    const result = await listConversationMessages(deps.pool, id, { limit: q.limit, cursor });
-    if (result.data.length === 0 && !(await findConversation(deps.pool, id))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    const liveToken = owedLiveness(req);
+    const result = await listConversationMessages(deps.pool, id, { limit: q.limit, cursor, liveToken });
+    if (result.data.length === 0) {
+      await refuseDeadToken(deps.pool, res, liveToken);
+      if (!(await findConversation(deps.pool, id))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    }
     res.json(result);
-  });
+  }));
   r.post('/conversations/:id/read', async (req, res) => {
     const id = await visible(req);
     const o = { ...parse(readOptions, req.query, 'invalid_query'), ...parse(readOptions, req.body ?? {}, 'invalid_request') };
