@@ -3,10 +3,6 @@
 // outcome recorded on the media row. Permanent problems (unknown or expired media, a type or
 // size Meta does not allow, bytes that do not match) end as `failed` with a reason, never as an
 // endless retry; transient ones (5xx, timeouts, the store away) retry with backoff.
-//
-// A job is a batch of one channel's media (BullMQ's per-job scripts cost more Redis work than
-// the rest of a download): its downloads run at once within the process's slots, and only those
-// that failed for a transient reason stay in the job for its next attempt.
 import { DelayedError, type Job } from 'bullmq';
 import type { Publish } from '../events/hub.js';
 import type { Logger } from '../log.js';
@@ -20,11 +16,9 @@ import { keyForSha256, type MediaStore } from './store.js';
 import { MediaCheckError, VerifyingStream } from './verify.js';
 
 export interface MediaJobData {
-  /** The media rows of a batch (the rows of its next attempt, once some of them are done). */
-  readonly mediaIds?: readonly number[];
-  /** The one media row of a job queued before batches. */
-  readonly mediaId?: number;
-  /** Their channel and whether they are live, for the per-channel cap (jobs queued before it have neither: not capped). */
+  /** The media row. */
+  readonly mediaId: number;
+  /** Its channel and whether it is live, for the per-channel cap (jobs queued before it have neither: not capped). */
   readonly channelId?: number;
   readonly live?: boolean;
 }
@@ -38,31 +32,6 @@ export interface DownloadDeps {
   readonly log: Logger;
   /** How long a channel whose token Meta refuses waits before its media are tried again. */
   readonly tokenPauseMs: number;
-  /** Downloads at once in this process, whatever their jobs. */
-  readonly concurrency: number;
-  /** Downloads at once of one history batch (its channel has one such batch running at a time). */
-  readonly channelConcurrency: number;
-}
-
-/** Meta refused the channel's token: the batch waits, without spending an attempt. */
-class TokenRefused extends Error {}
-
-/** Runs `fn` with at most `n` calls in flight, first come first served. */
-class Slots {
-  private readonly waiting: (() => void)[] = [];
-  constructor(private free: number) {}
-
-  async use<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    }
-  }
 }
 
 /** A URL that expired between the metadata and the download is fetched again this many times. */
@@ -94,7 +63,7 @@ export function createDownloadProcessor(d: DownloadDeps) {
     return `failed:${code}`;
   };
 
-  async function download(row: MediaRow & { metaId: string }, type: MediaType, token: string): Promise<Outcome> {
+  async function download(row: MediaRow & { metaId: string }, type: MediaType, token: string, job: Job<MediaJobData>): Promise<Outcome> {
     for (let attempt = 0; ; attempt++) {
       const info = await d.graph.info(row.metaId, token);
       if (!info.ok) {
@@ -102,7 +71,9 @@ export function createDownloadProcessor(d: DownloadDeps) {
         if (e.httpStatus === 404 || e.code === 100) return fail(row, 'not_found', `Meta has no such media (it keeps media for a limited time): ${e.title}`);
         if (e.httpStatus === 401 || e.code === 190) {
           // Like a send: the channel's token is refused; try again after a pause, not spending attempts.
-          throw new TokenRefused(e.title);
+          d.log.warn({ mediaId: row.id, channelId: row.channelId, err: e.title }, 'media download paused: the channel token was refused');
+          await job.moveToDelayed(Date.now() + d.tokenPauseMs, job.token);
+          throw new DelayedError();
         }
         throw new Error(`media metadata: HTTP ${e.httpStatus} ${e.code ?? ''} ${e.title}`.trim());
       }
@@ -143,45 +114,15 @@ export function createDownloadProcessor(d: DownloadDeps) {
     }
   }
 
-  const one = async (row: (MediaRow & { accessToken: string | null }) | undefined): Promise<void> => {
-    if (!row || row.status === 'stored' || !row.metaId) return;
-    if (!isMediaType(row.type)) {
-      await fail(row, 'unsupported_type', `${row.type} messages carry no downloadable media`);
-      return;
-    }
+  return async (job: Job<MediaJobData>): Promise<Outcome> => {
+    const row = (await loads.submit([job.data.mediaId])).get(job.data.mediaId);
+    if (!row || row.status === 'stored' || !row.metaId) return 'skipped';
+    if (!isMediaType(row.type)) return fail(row, 'unsupported_type', `${row.type} messages carry no downloadable media`);
     if (!row.accessToken) throw new Error(`channel ${row.channelId} has no access token`);
     const started = performance.now();
-    const outcome = await download({ ...row, metaId: row.metaId }, row.type, row.accessToken);
+    const outcome = await download({ ...row, metaId: row.metaId }, row.type, row.accessToken, job);
     d.metrics.downloads.inc({ result: outcome.startsWith('failed:') ? outcome.slice(7) : outcome, type: row.type });
     if (outcome === 'stored') d.metrics.seconds.observe({ type: row.type }, (performance.now() - started) / 1000);
-  };
-
-  const slots = new Slots(d.concurrency);
-  return async (job: Job<MediaJobData>, token?: string): Promise<void> => {
-    const ids = mediaIdsOf(job.data);
-    const rows = await loads.submit([...ids]);
-    const again: { id: number; err: Error }[] = [];
-    let next = 0;
-    const lanes = job.data.live === false ? Math.min(d.channelConcurrency, ids.length) : ids.length;
-    await Promise.all(
-      Array.from({ length: lanes }, async () => {
-        for (let id = ids[next++]; id !== undefined; id = ids[next++]) {
-          const mediaId = id;
-          await slots.use(() => one(rows.get(mediaId))).catch((err: Error) => again.push({ id: mediaId, err }));
-        }
-      }),
-    );
-    if (again.length === 0) return;
-    // The next attempt (or the replay of a dead letter) is of these only.
-    await job.updateData({ ...job.data, mediaIds: again.map((a) => a.id), mediaId: undefined });
-    const refused = again.find((a) => a.err instanceof TokenRefused);
-    if (refused) {
-      d.log.warn({ jobId: job.id, channelId: job.data.channelId, media: again.length, err: refused.err.message }, 'media downloads paused: the channel token was refused');
-      await job.moveToDelayed(Date.now() + d.tokenPauseMs, token);
-      throw new DelayedError();
-    }
-    throw new Error(`${again.length} of ${ids.length} media downloads failed: ${again[0]!.err.message}`);
+    return outcome;
   };
 }
-
-export const mediaIdsOf = (data: MediaJobData): readonly number[] => data.mediaIds ?? (data.mediaId === undefined ? [] : [data.mediaId]);

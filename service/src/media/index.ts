@@ -86,7 +86,7 @@ export function createMediaFeature(d: { config: Config; pool: Pool; redis: Redis
     routes: (auth) =>
       mediaRoutes({ pool: d.pool, repo, store, graph, urlKey, urlTtlSeconds: config.MEDIA_URL_TTL_SECONDS, redirect: config.MEDIA_S3_REDIRECT, resolveChannel }, auth),
     startWorker(jobs) {
-      worker = startMediaWorker({ config, redis: d.redis, queue, jobs, repo, store, graph, metrics, publish: d.publish, log: d.log, tokenPauseMs: TOKEN_PAUSE_MS, concurrency: config.MEDIA_CONCURRENCY, channelConcurrency: config.MEDIA_CHANNEL_CONCURRENCY });
+      worker = startMediaWorker({ config, redis: d.redis, queue, jobs, repo, store, graph, metrics, publish: d.publish, log: d.log, tokenPauseMs: TOKEN_PAUSE_MS });
     },
     storedMedia: (id, channelId, areaIds) => storedMediaOf(d.pool, id, channelId, areaIds),
     wrapSend: storedMediaSender({ pool: d.pool, repo, store, graph }),

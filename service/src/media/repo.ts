@@ -51,30 +51,18 @@ export class MediaRepo {
   }
 
   /**
-   * Claims pending downloads not yet queued, grouped into batches of at most `batch` media of
-   * one channel (live or history) under a job id each; and those queued long ago, whose job a
-   * crash between claim and enqueue may have lost, under the job id they had (queued again, a
-   * job still in the queue is a no-op; rows of jobs from before batches had `m<row id>`).
+   * Claims pending downloads not yet queued (and those queued long ago, whose job a crash between
+   * claim and enqueue may have lost; their job ids make a second enqueue of a live job a no-op).
    */
-  async claimToEnqueue(limit: number, requeueAfterMs: number, batch: number): Promise<{ id: number; channelId: number; live: boolean; jobId: string }[]> {
-    const { rows } = await this.pool.query<{ id: number; channelId: number; live: boolean; jobId: string }>(
-      `WITH fresh AS (
-         SELECT id, channel_id, live FROM media
-          WHERE status = 'pending' AND origin = 'inbound' AND enqueued_at IS NULL
-          ORDER BY live DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
-       ), stale AS (
-         SELECT id, job_id FROM media
-          WHERE status = 'pending' AND origin = 'inbound' AND enqueued_at IS NOT NULL
-            AND enqueued_at < now() - make_interval(secs => $2::float8 / 1000)
-          ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED
-       ), claimed AS (
-         SELECT id, 'b' || min(id) OVER (PARTITION BY channel_id, live, (n - 1) / $3::int) AS job_id
-           FROM (SELECT id, channel_id, live, row_number() OVER (PARTITION BY channel_id, live ORDER BY id) AS n FROM fresh) f
-         UNION ALL
-         SELECT id, coalesce(job_id, 'm' || id) FROM stale)
-       UPDATE media d SET enqueued_at = now(), job_id = c.job_id FROM claimed c WHERE d.id = c.id
-       RETURNING d.id::int, d.channel_id::int AS "channelId", d.live, d.job_id AS "jobId"`,
-      [limit, requeueAfterMs, batch],
+  async claimToEnqueue(limit: number, requeueAfterMs: number): Promise<{ id: number; channelId: number; live: boolean }[]> {
+    const { rows } = await this.pool.query<{ id: number; channelId: number; live: boolean }>(
+      `UPDATE media SET enqueued_at = now()
+        WHERE id IN (SELECT id FROM media
+                      WHERE status = 'pending' AND origin = 'inbound'
+                        AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2::float8 / 1000))
+                      ORDER BY live DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING id::int, channel_id::int AS "channelId", live`,
+      [limit, requeueAfterMs],
     );
     return rows;
   }
@@ -131,8 +119,8 @@ export class MediaRepo {
     return rows;
   }
 
-  async markFailed(ids: readonly number[], code: string, reason: string): Promise<void> {
-    await this.pool.query("UPDATE media SET status = 'failed', error_code = $2, error_reason = $3, updated_at = now() WHERE id = ANY($1::bigint[]) AND status <> 'stored'", [ids, code, reason.slice(0, 1000)]);
+  async markFailed(id: number, code: string, reason: string): Promise<void> {
+    await this.pool.query("UPDATE media SET status = 'failed', error_code = $2, error_reason = $3, updated_at = now() WHERE id = $1 AND status <> 'stored'", [id, code, reason.slice(0, 1000)]);
   }
 
   async insertUpload(v: { channelId: number; metaId: string; type: string; key: string; size: number; mimeType: string; sha256: string; filename: string }): Promise<number> {

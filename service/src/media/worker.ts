@@ -1,5 +1,5 @@
-// The worker side of media: a poller that queues every pending download in batches of one
-// channel's media (live before history, history fair across channels) and the download worker.
+// The worker side of media: a poller that queues every pending download (live before history,
+// history fair across channels) and the download worker itself.
 import { UnrecoverableError, Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
@@ -7,18 +7,12 @@ import type { Metrics } from '../metrics/registry.js';
 import { fairPriorities } from '../queue/fair-priority.js';
 import { createRedis, WORKER_RUN_RETRY_MS } from '../queue/redis.js';
 import { capPerChannel } from './channel-cap.js';
-import { createDownloadProcessor, mediaIdsOf, type DownloadDeps, type MediaJobData } from './download.js';
+import { createDownloadProcessor, type DownloadDeps, type MediaJobData } from './download.js';
 
 export const MEDIA_QUEUE = 'media';
 
 /** Rows claimed per poll. */
 const CLAIM_BATCH = 500;
-/**
- * Media per job at most. Most of a job's Redis work (BullMQ's scripts to add, fetch, lock and
- * finish it) is per job, not per media; a batch is held by one worker process until all of its
- * downloads end, so not much larger.
- */
-const JOB_BATCH = 20;
 /** A claimed row whose job may have been lost (a crash between claim and enqueue) is queued again after this. */
 const REQUEUE_AFTER_MS = 10 * 60_000;
 
@@ -36,20 +30,13 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   const poll = async () => {
     try {
       for (;;) {
-        const rows = await d.repo.claimToEnqueue(CLAIM_BATCH, REQUEUE_AFTER_MS, JOB_BATCH);
+        const rows = await d.repo.claimToEnqueue(CLAIM_BATCH, REQUEUE_AFTER_MS);
         if (rows.length === 0) break;
-        const batches = new Map<string, { channelId: number; live: boolean; mediaIds: number[] }>();
-        for (const r of rows.sort((a, b) => a.id - b.id)) {
-          const batch = batches.get(r.jobId) ?? { channelId: r.channelId, live: r.live, mediaIds: [] };
-          batch.mediaIds.push(r.id);
-          batches.set(r.jobId, batch);
-        }
-        const jobs = [...batches].map(([jobId, data]) => ({ jobId, data }));
-        const history = jobs.filter((j) => !j.data.live);
-        const fair = await fairPriorities(d.redis, (ch) => `${config.QUEUE_PREFIX}:media:seq:${ch}`, history.map((j) => String(j.data.channelId)));
-        const priority = new Map(history.map((j, i) => [j.jobId, 1 + fair[i]!]));
+        const history = rows.filter((r) => !r.live);
+        const fair = await fairPriorities(d.redis, (ch) => `${config.QUEUE_PREFIX}:media:seq:${ch}`, history.map((r) => String(r.channelId)));
+        const priority = new Map(history.map((r, i) => [r.id, 1 + fair[i]!]));
         try {
-          await d.queue.addBulk(jobs.map((j) => ({ name: 'download', data: j.data, opts: { ...mediaJobOptions(config), jobId: j.jobId, priority: priority.get(j.jobId) ?? 1 } })));
+          await d.queue.addBulk(rows.map((r) => ({ name: 'download', data: { mediaId: r.id, channelId: r.channelId, live: r.live }, opts: { ...mediaJobOptions(config), jobId: `m${r.id}`, priority: priority.get(r.id) ?? 1 } })));
         } catch (err) {
           await d.repo.unclaim(rows.map((r) => r.id));
           throw err;
@@ -77,12 +64,10 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   };
   void sweep();
 
-  const processor = capPerChannel(createDownloadProcessor(d), { queue: d.queue, log });
+  const processor = capPerChannel(createDownloadProcessor(d), { cap: config.MEDIA_CHANNEL_CONCURRENCY, queue: d.queue, log });
   const worker = new Worker<MediaJobData>(MEDIA_QUEUE, processor, {
     connection: createRedis(config, 'worker'),
     prefix: config.QUEUE_PREFIX,
-    // Jobs at once; their downloads share the process's MEDIA_CONCURRENCY slots. As many: a job
-    // may hold a single download (a live media alone in its poll).
     concurrency: config.MEDIA_CONCURRENCY,
     // Downloads are idempotent (content-addressed keys, a conditional status update): a job of a
     // killed worker simply runs again.
@@ -96,11 +81,10 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
     if (!job) return;
     const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
     d.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
-    const ids = mediaIdsOf(job.data);
-    if (!final) return d.metrics.downloads.inc({ result: 'retried', type: 'unknown' }, ids.length);
-    log.error({ jobId: job.id, media: ids.length, attemptsMade: job.attemptsMade, err: err.message }, 'media downloads dead-lettered');
-    d.metrics.downloads.inc({ result: 'dead_lettered', type: 'unknown' }, ids.length);
-    void d.repo.markFailed(ids, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded'));
+    if (!final) return d.metrics.downloads.inc({ result: 'retried', type: 'unknown' });
+    log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'media download dead-lettered');
+    d.metrics.downloads.inc({ result: 'dead_lettered', type: 'unknown' });
+    void d.repo.markFailed(job.data.mediaId, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded'));
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'media worker error'));
   return {

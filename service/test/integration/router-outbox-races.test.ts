@@ -257,7 +257,7 @@ it('a transaction storing into another conversation holds nothing back, while on
 it('the migrated schema keeps the index by area then conversation, the one index this version and the previous claim through', async () => {
   // Migrations run before the previous version's workers are replaced, and a rollback runs on
   // a newer schema: without this index each claim reads and sorts every pending event. The index
-  // by conversation first (010) served only the claims of the versions before 017; 024 drops it.
+  // by conversation first (010) served only the claims of the versions before 017; 023 drops it.
   const { rows } = await db.pool.query<{ name: string }>(
     "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'forward_events' AND indexname LIKE 'forward_events_pending_%' ORDER BY 1",
   );
