@@ -8,19 +8,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { onlineReplicas } from '../../src/queue/ingest-producer.js';
-import { freePort, LOOPBACK } from '../../../scripts/stack/proc.js';
-import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
-import { startSentinel, type SentinelHandle } from '../../../scripts/stack/sentinel.js';
+import { LOOPBACK } from '../../../scripts/stack/proc.js';
+import type { RedisHandle } from '../../../scripts/stack/redis.js';
+import type { SentinelHandle } from '../../../scripts/stack/sentinel.js';
 import { change, envelope } from '../fixtures/payloads.js';
 import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { eventually, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { startSentinelStack, type SentinelStack } from '../helpers/sentinel-stack.js';
 
 const password = 'sentinel-failover';
-const MASTER = 'wa-router';
 let dir: string;
-const redis: RedisHandle[] = [];
-const sentinels: SentinelHandle[] = [];
+let stack: SentinelStack;
+let redis: RedisHandle[] = [];
+let sentinels: SentinelHandle[] = [];
 let db: TestDb;
 let app: RunningApp;
 
@@ -32,45 +32,16 @@ const body = (n: number) => JSON.stringify(envelope(change({
 
 beforeAll(async () => {
   dir = path.join(inject('stackDir'), `sentinel-failover-${process.pid}`);
-  const master = await startRedis({ dir: path.join(dir, 'redis-0'), port: await freePort(), password });
-  redis.push(master);
-  for (const i of [1, 2]) redis.push(await startRedis({ dir: path.join(dir, `redis-${i}`), port: await freePort(), password, replicaOf: { host: LOOPBACK, port: master.port } }));
-  const m = new Redis(master.url);
-  try {
-    await eventually(async () => onlineReplicas(await m.info('replication')) === 2, { timeoutMs: 30_000, what: '2 replicas online' });
-  } finally {
-    m.disconnect();
-  }
-  for (const i of [0, 1, 2]) {
-    sentinels.push(await startSentinel({ dir: path.join(dir, `sentinel-${i}`), port: await freePort(), masterPort: master.port, password, downAfterMs: 2_000, failoverTimeoutMs: 5_000 }));
-  }
-  // Each Sentinel must know both replicas and the other Sentinels before the kill, or it cannot
-  // vote or reconfigure them.
-  await eventually(async () => {
-    const ok = await Promise.all(sentinels.map(async (s) => {
-      const c = new Redis({ host: LOOPBACK, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1 });
-      try {
-        await c.connect();
-        const replicas = (await c.call('SENTINEL', 'replicas', MASTER)) as unknown[];
-        const others = (await c.call('SENTINEL', 'sentinels', MASTER)) as unknown[];
-        return replicas.length === 2 && others.length === 2;
-      } finally {
-        c.disconnect();
-      }
-    }));
-    return ok.every(Boolean);
-  }, { timeoutMs: 30_000, what: 'Sentinels to know the replicas and each other' });
+  stack = await startSentinelStack(dir, { password, replicas: 2 });
+  redis = stack.redis;
+  sentinels = stack.sentinels;
   db = await createTestDb();
-  app = await startApp(db, 'web', {
-    REDIS_URL: '', REDIS_SENTINELS: sentinels.map((s) => `${LOOPBACK}:${s.port}`).join(','), REDIS_MASTER_NAME: MASTER, REDIS_PASSWORD: password,
-    ENQUEUE_TIMEOUT_MS: '1000',
-  });
+  app = await startApp(db, 'web', { ...stack.env, ENQUEUE_TIMEOUT_MS: '1000' });
 }, 120_000);
 
 afterAll(async () => {
   await app?.stop();
-  await Promise.all(sentinels.map((s) => s.stop()));
-  await Promise.all(redis.map((r) => r.stop()));
+  await stack?.stop();
   await db?.drop();
 });
 
