@@ -109,6 +109,26 @@ stage "charts drift" npm run -s --if-present check-charts -w @wa-router/cdk8s
 k8s_tests() { need etcd controlplane operator-image && vitest_json k8s-tests k8s-tests; }
 if $k8s; then stage "k8s tests" k8s_tests; fi
 if [ ${#late[@]} -gt 0 ]; then stage "service tests (S3, Prometheus, image)" service_late; fi
+# The checks in a real cluster (k8s-tests/test/kind-e2e.test.ts): kind on podman or Docker, the
+# minimal preset, every image built here (the node image takes ~30 min the first time on 2 cores,
+# then seconds). Opt-in, so that a machine without a container engine, or with one that cannot run
+# privileged containers, still runs every other test; the cluster is deleted whatever the outcome.
+kind_checks() {
+  local rc=0
+  PRESET=minimal scripts/kind.sh up && PRESET=minimal scripts/kind.sh test || rc=$?
+  PRESET=minimal scripts/kind.sh down || true
+  return $rc
+}
+if [ "${KIND:-}" = 1 ]; then
+  if command -v podman >/dev/null || command -v docker >/dev/null; then
+    stage "kind (minimal)" kind_checks
+  else
+    echo "kind: KIND=1 asks for the cluster checks, but neither podman nor Docker is installed"
+    failed_stages+=("kind (minimal)")
+  fi
+else
+  echo "kind: skipped (KIND=1 make test adds make kind-up, kind-test and kind-down of the minimal preset; podman or Docker)"
+fi
 node -e '
 const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
 for (const file of fs.readdirSync(".cache/test-results")) {
