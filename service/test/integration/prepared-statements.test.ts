@@ -126,6 +126,7 @@ describe('DATABASE_PREPARED_STATEMENTS through PgBouncer in transaction mode', (
   it('on, against a PgBouncer with max_prepared_statements = 0: named statements miss their server connection (why it is opt-in)', async () => {
     const r = await round(await bouncer(0), true);
     expect(r.statuses.some((s) => s !== 200)).toBe(true);
-    expect(r.log).toMatch(/prepared statement "wa_[0-9a-f]+" does not exist/);
+    // A server connection that never saw the name, or one another client already prepared it on.
+    expect(r.log).toMatch(/prepared statement "wa_[0-9a-f]+" (does not exist|already exists)/);
   }, 90_000);
 });
