@@ -4,7 +4,7 @@
 // refusal or failure rather than a silent retry.
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { pino } from 'pino';
-import { Kube, eventually, type KubeObject } from '../src/kube.js';
+import { Kube, eventually, kubelet, type KubeObject } from '../src/kube.js';
 import { deleteNamespace } from '../src/cluster.js';
 import { KubeApi, type KubeResponse } from '../../cdk8s/src/operator/kube-api.js';
 import { Controller, type ControllerOptions } from '../../cdk8s/src/operator/controller.js';
@@ -17,29 +17,10 @@ const IMAGE = 'registry.example/wa-router:status-test';
 // No ServiceMonitors: every child kind is watched.
 const OVERRIDES = { monitoring: { prometheusOperator: false } };
 
-type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] }; metadata: { deletionTimestamp?: string; labels?: Record<string, string> } };
 interface Condition { type: string; status: string; reason: string; message: string; observedGeneration?: number; lastTransitionTime?: string }
 type Router = KubeObject & { status?: { observedGeneration?: number; conditions?: Condition[] } };
 const condition = (r: { conditions?: Condition[] } | undefined, type: string) => r?.conditions?.find((c) => c.type === type);
 const routerPath = (ns: string) => `${API}/namespaces/${ns}/whatsapprouters/router`;
-
-/** The kubelet's part (no kubelet runs): pods Ready, the migration pod Succeeded. */
-async function kubelet(ns: string): Promise<void> {
-  for (const p of await kube.list<Pod>(`/api/v1/namespaces/${ns}/pods`)) {
-    const path = `/api/v1/namespaces/${ns}/pods/${p.metadata.name}`;
-    if (p.metadata.deletionTimestamp) {
-      await kube.delete(path, 0);
-      continue;
-    }
-    const now = new Date().toISOString();
-    if (p.metadata.labels?.['app.kubernetes.io/component'] === 'migrate') {
-      if (p.status?.phase !== 'Succeeded') await kube.request('PATCH', `${path}/status`, { status: { phase: 'Succeeded', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] } }, 'application/merge-patch+json');
-    } else if (!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
-      const conditions = ['Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now }));
-      await kube.request('PATCH', `${path}/status`, { status: { phase: 'Running', conditions } }, 'application/merge-patch+json');
-    }
-  }
-}
 
 /** The operator's real client, with every status patch it sends written down. */
 class RecordingApi extends KubeApi {
@@ -72,7 +53,7 @@ async function createRouter(ns: string, spec: Record<string, unknown>): Promise<
 
 async function untilReady(ns: string): Promise<Router> {
   return eventually('Ready', async () => {
-    await kubelet(ns);
+    await kubelet(kube, ns);
     const r = await kube.get<Router>(routerPath(ns));
     return condition(r?.status, 'Ready')?.status === 'True' ? r : undefined;
   }, 120_000, 1_000);

@@ -13,7 +13,7 @@ import {
   PART_OF_LABEL, synthManifests, TOOLING_ANNOTATION, type Manifest,
 } from '@wa-router/cdk8s';
 import { deleteNamespace } from '../src/cluster.js';
-import { eventually, Kube, type KubeObject } from '../src/kube.js';
+import { eventually, Kube, kubelet, type KubeObject, type Pod } from '../src/kube.js';
 import { installOperator, rssMiB, serviceAccountKubeconfig, startOperator, TEST_LEASE_SECONDS, type OperatorProcess } from '../src/operator.js';
 
 const kube = new Kube(inject('kubeconfig'));
@@ -22,7 +22,6 @@ const API = '/apis/wa-router.dev/v1alpha1';
 
 interface Condition { type: string; status: string; reason: string; message: string; observedGeneration?: number }
 type Router = KubeObject & { spec: Record<string, unknown>; status?: { observedGeneration?: number; image?: string; conditions?: Condition[]; appliedObjects?: number; components?: Record<string, { ready: number; desired: number }> } };
-type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] }; metadata: { deletionTimestamp?: string; labels?: Record<string, string> } };
 
 const routerPath = (ns: string, name = 'router') => `${API}/namespaces/${ns}/whatsapprouters/${name}`;
 const getRouter = (ns: string) => kube.get<Router>(routerPath(ns));
@@ -93,30 +92,12 @@ function quantity(v: unknown): number | undefined {
   return m ? Number(m[1]) * UNITS[m[2] ?? '']! : undefined;
 }
 
-/** A kubelet's part: every pod Ready (a Job's pod Succeeded); terminating pods finished. */
-async function kubelet(ns: string): Promise<void> {
-  for (const p of await kube.list<Pod>(`/api/v1/namespaces/${ns}/pods`)) {
-    const path = `/api/v1/namespaces/${ns}/pods/${p.metadata.name}`;
-    if (p.metadata.deletionTimestamp) {
-      await kube.delete(path, 0);
-      continue;
-    }
-    const now = new Date().toISOString();
-    if (p.metadata.labels?.['app.kubernetes.io/component'] === 'migrate') {
-      if (p.status?.phase !== 'Succeeded') await kube.request('PATCH', `${path}/status`, { status: { phase: 'Succeeded', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] } }, 'application/merge-patch+json');
-    } else if (!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
-      const ready = ['Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now }));
-      await kube.request('PATCH', `${path}/status`, { status: { phase: 'Running', conditions: ready } }, 'application/merge-patch+json');
-    }
-  }
-}
-
 /** One reconcile of the premium resource with nothing to do: its time and the API requests it sends. */
 async function measureNoOpResync(op: OperatorProcess, reapplyMs: number): Promise<void> {
   const ns = 'wa-op-premium';
   // Ready first, and alone: a resource still progressing is re-read every few seconds.
   await eventually('premium to be Ready', async () => {
-    await kubelet(ns);
+    await kubelet(kube, ns);
     return condition(await getRouter(ns), 'Ready')?.status === 'True';
   }, 120_000, 1_000);
   await new Promise((r) => setTimeout(r, 3_000));
@@ -235,7 +216,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect(condition(before, 'Ready')?.status).toBe('False');
     expect(condition(before, 'Progressing')).toMatchObject({ status: 'True', reason: 'ComponentsNotReady' });
     const ready = await eventually('minimal to be Ready', async () => {
-      await kubelet(ns);
+      await kubelet(kube, ns);
       const r = await getRouter(ns);
       return condition(r, 'Ready')?.status === 'True' ? r : undefined;
     }, 120_000, 1_000);
@@ -261,7 +242,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect(condition(stuck, 'Ready')?.status).toBe('False');
     expect(stuck.status?.components?.['web']).toEqual({ ready: 0, desired: 1 });
     await eventually('Ready again once the new pod is', async () => {
-      await kubelet(ns);
+      await kubelet(kube, ns);
       return condition(await getRouter(ns), 'Ready')?.status === 'True';
     }, 120_000, 1_000);
   });
@@ -279,7 +260,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     expect((await jobs()).filter((j) => !before.includes(j))).toHaveLength(1);
     const back = await patchSpec(ns, { secrets: null });
     await eventually('healthy again', async () => {
-      await kubelet(ns);
+      await kubelet(kube, ns);
       const r = await getRouter(ns);
       return r?.status?.observedGeneration === back.metadata.generation && condition(r, 'Degraded')?.status === 'False';
     }, 60_000, 250);
@@ -516,7 +497,7 @@ describe.runIf(inject('localControlPlane'))('the WhatsAppRouter operator', () =>
     await createNamespace(ns);
     await createRouter(ns, { preset: 'minimal', image: IMAGE });
     await eventually('Ready', async () => {
-      await kubelet(ns);
+      await kubelet(kube, ns);
       return condition(await getRouter(ns), 'Ready')?.status === 'True';
     }, 170_000, 1_000);
     // Nothing changes from here on: every reconcile is a resync of a healthy installation.
