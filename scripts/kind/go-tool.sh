@@ -24,10 +24,14 @@ cd "$mod"
 "$GO" mod init "wa-router.local/tool-$name" >/dev/null 2>&1
 "$GO" get "$module@v$version" >&2
 mkdir -p bin
+# No -trimpath, like the control plane's and Prometheus' builds: with it, a package's build cache key
+# holds its module's required version, so the same source selected through a replace directive compiled
+# again; without it the key holds its folder in the shared module cache, so Go's own packages and any
+# dependency of the same version compile once for all of them.
 if [ $# -eq 1 ]; then
-  nice -n 5 "$GO" build -trimpath -ldflags "-s -w" -o "bin/$name" "$1" >&2
+  nice -n 5 "$GO" build -ldflags "-s -w" -o "bin/$name" "$1" >&2
 else
-  nice -n 5 "$GO" build -trimpath -ldflags "-s -w" -o bin/ "$@" >&2
+  nice -n 5 "$GO" build -ldflags "-s -w" -o bin/ "$@" >&2
 fi
 touch bin/.complete
 # Another build of the same version may have finished meanwhile (another clone, the same cache).
