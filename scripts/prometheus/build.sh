@@ -33,7 +33,7 @@ start=$SECONDS
 echo "prometheus: building prometheus and promtool $app_version (module v$PROMETHEUS_VERSION; first time only; cached in $OUT)" >&2
 # remove_all_sd leaves out the cloud service discoveries (AWS, Azure, GCE, Kubernetes, ...): the tests
 # scrape static targets, and those SDs are most of the build's CPU.
-flags=(-tags remove_all_sd -ldflags "-s -w -X github.com/prometheus/common/version.Version=$app_version")
+flags=(-tags remove_all_sd -gcflags=all=-dwarf=false -ldflags "-s -w -X github.com/prometheus/common/version.Version=$app_version")
 cmds=(github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
 # The default version builds from a module of ours (module/go.mod) whose replace directives select the
 # dependency versions the control plane's module (k8s-tests/controlplane) selects (but for Prometheus'
