@@ -67,8 +67,8 @@ for b in "${BINARIES[@]}"; do [ -x "$OUT.partial/$b" ] || missing+=("k8s.io/kube
 echo "controlplane: building ${missing[*]##*/} v$K8S_VERSION (first time only; cached in $OUT)" >&2
 # One `go build` of them all (each binary is named after its cmd/ folder): their shared packages are
 # compiled once and the links run side by side, where one build per binary linked one at a time.
-# No -trimpath, no DWARF (scripts/kind/go-tool.sh says why): Prometheus' build reuses these packages.
-(cd "$MOD" && nice -n 5 "$GO" build -gcflags=all=-dwarf=false -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/" "${missing[@]}") >&2
+# No DWARF (scripts/kind/go-tool.sh says why).
+(cd "$MOD" && nice -n 5 "$GO" build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" -o "$OUT.partial/" "${missing[@]}") >&2
 rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
 echo "controlplane: built in $((SECONDS - start)) s" >&2
 echo "$OUT"

@@ -24,15 +24,13 @@ cd "$mod"
 "$GO" mod init "wa-router.local/tool-$name" >/dev/null 2>&1
 "$GO" get "$module@v$version" >&2
 mkdir -p bin
-# No -trimpath, like the control plane's and Prometheus' builds: with it, a package's build cache key
-# holds its module's required version, so the same source selected through a replace directive compiled
-# again; without it the key holds its folder in the shared module cache, so Go's own packages and any
-# dependency of the same version compile once for all of them. -dwarf=false (the same in the three):
+# -dwarf=false (the same flags in every Go build here, so Go's own packages compile once for all):
 # the compiler skips the debug info the linker's -w drops anyway (Go's own packages: 8 % less CPU).
+# -trimpath keeps the builder's paths out of the binaries (the kind node image carries some).
 if [ $# -eq 1 ]; then
-  nice -n 5 "$GO" build -gcflags=all=-dwarf=false -ldflags "-s -w" -o "bin/$name" "$1" >&2
+  nice -n 5 "$GO" build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "bin/$name" "$1" >&2
 else
-  nice -n 5 "$GO" build -gcflags=all=-dwarf=false -ldflags "-s -w" -o bin/ "$@" >&2
+  nice -n 5 "$GO" build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o bin/ "$@" >&2
 fi
 touch bin/.complete
 # Another build of the same version may have finished meanwhile (another clone, the same cache).

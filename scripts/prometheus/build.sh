@@ -33,20 +33,10 @@ start=$SECONDS
 echo "prometheus: building prometheus and promtool $app_version (module v$PROMETHEUS_VERSION; first time only; cached in $OUT)" >&2
 # remove_all_sd leaves out the cloud service discoveries (AWS, Azure, GCE, Kubernetes, ...): the tests
 # scrape static targets, and those SDs are most of the build's CPU.
-flags=(-tags remove_all_sd -gcflags=all=-dwarf=false -ldflags "-s -w -X github.com/prometheus/common/version.Version=$app_version")
-cmds=(github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
-# The default version builds from a module of ours (module/go.mod) whose replace directives select the
-# dependency versions the control plane's module (k8s-tests/controlplane) selects (but for Prometheus'
-# own client libraries and OpenTelemetry, which it needs newer): with the GOCACHE they share and no
-# -trimpath (scripts/kind/go-tool.sh says why), k8s.io/api, client-go, grpc, golang.org/x/* ... (2/3 of
-# Prometheus' source outside Go's own) compile once for both; `make test` builds the control plane
-# first. Another version builds as published (`go install`, its own dependency versions).
-MOD=$(cd "$(dirname "$0")" && pwd)/module
-if [ "v$PROMETHEUS_VERSION" = "$(sed -n "s#^[[:space:]]*\(require \)\{0,1\}github.com/prometheus/prometheus \(v[^[:space:]]*\).*#\2#p" "$MOD/go.mod")" ]; then
-  (cd "$MOD" && nice -n 5 "$GO" build "${flags[@]}" -o "$OUT.partial/" "${cmds[@]}") >&2
-else
-  (cd "$OUT.partial" && GOBIN=$OUT.partial nice -n 5 "$GO" install "${flags[@]}" "${cmds[@]/%/@v$PROMETHEUS_VERSION}") >&2
-fi
+(cd "$OUT.partial" && GOBIN=$OUT.partial nice -n 5 "$GO" install -trimpath -tags remove_all_sd -gcflags=all=-dwarf=false \
+  -ldflags "-s -w -X github.com/prometheus/common/version.Version=$app_version" \
+  "github.com/prometheus/prometheus/cmd/prometheus@v$PROMETHEUS_VERSION" \
+  "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_VERSION") >&2
 rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
 echo "prometheus: built in $((SECONDS - start)) s" >&2
 echo "$OUT"
