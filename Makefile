@@ -25,7 +25,7 @@ deps: ## install Debian and npm packages that are missing
 build: deps ## compile TypeScript
 	@npm run -s build
 
-up: build ## run the service with Postgres and Redis on loopback (data in .data/); HA=1 for the production topology; MEDIA=s3 keeps media in SeaweedFS
+up: build ## run the service with Postgres and Redis on loopback (data in .data/); HA=1 for the production topology; MEDIA=s3 keeps media in an S3 server on loopback
 	@npx tsx scripts/up.ts
 
 down: ## stop what `make up` started

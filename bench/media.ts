@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { startGraphSimulator, type GraphSimulator } from '../scripts/graph-sim/server.js';
-import { startS3 } from '../scripts/stack/seaweedfs.js';
+import { startS3 } from '../scripts/stack/versitygw.js';
 import { sleep } from '../scripts/stack/proc.js';
 import { dbTransactions, redisCommands, startCostMeter, treeCpuSeconds } from './lib/cost.js';
 import { result, type BenchResult } from './lib/results.js';
@@ -20,7 +20,7 @@ const DOCS = 20;
 const DOC_BYTES = 50 * 1024 * 1024;
 
 /**
- * The store to bench: `s3` (SeaweedFS, the default) or `fs`; `spec` rebuilds it in the raw
+ * The store to bench: `s3` (Versity S3 Gateway, the default) or `fs`; `spec` rebuilds it in the raw
  * baseline's process; `cpu` is the CPU-seconds so far of its server (none for fs).
  */
 async function benchStore(stack: BenchStack, kind: string): Promise<{ env: Record<string, string>; spec: object; cpu(): number; stop(): Promise<void> }> {

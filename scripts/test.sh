@@ -67,7 +67,7 @@ build image - env IMAGE=localhost/wa-router:test scripts/image/build.sh
 if $k8s; then build operator-image image env TARGET=operator IMAGE=localhost/wa-router-operator:test scripts/image/build.sh; fi
 # The Go builds one after another (each one already uses both cores; side by side they would only
 # finish later together), in the order the stages below need them: the k8s suite's etcd and control
-# plane, then Prometheus and SeaweedFS for the service files that run last.
+# plane, then Prometheus and the S3 server for the service files that run last.
 last=-
 if $k8s; then
   build etcd - scripts/controlplane/etcd.sh
@@ -75,7 +75,7 @@ if $k8s; then
   last=controlplane
 fi
 build prometheus "$last" scripts/prometheus/build.sh
-build seaweedfs prometheus scripts/lib/seaweedfs.sh
+build versitygw prometheus scripts/lib/versitygw.sh
 
 failed_stages=()
 stage() {
@@ -97,11 +97,11 @@ vitest_json() { # workspace dir, result name, extra args
 stage lint npx eslint .
 stage typecheck npm run -s typecheck
 stage build npm run -s build
-# The service files that run SeaweedFS, Prometheus or the image (the helpers that build them) run in
+# The service files that run the S3 server, Prometheus or the image (the helpers that build them) run in
 # a stage of their own after the others, so that the rest of the suite does not wait for those builds.
 mapfile -t late < <(cd service && grep -rlE 'startTestS3|prometheusBinaries|scripts/image/build' test --include='*.test.ts' | LC_ALL=C sort)
 service_early() { need servers && vitest_json service service "${late[@]/#/--exclude=}"; }
-service_late() { need servers image prometheus seaweedfs && vitest_json service service-late "${late[@]}"; }
+service_late() { need servers image prometheus versitygw && vitest_json service service-late "${late[@]}"; }
 stage "service tests" service_early
 cdk8s_tests() { need servers && vitest_json cdk8s cdk8s; }
 if has_tests cdk8s; then stage "cdk8s tests" cdk8s_tests; fi

@@ -10,7 +10,7 @@ import { isAlive, portOpen, spawnDaemon, stopPidFile, waitFor } from './stack/pr
 import { DATA, LOGS, PIDS, ROOT, localSettings, serviceEnv, writeEnvFile } from './stack/local.js';
 import { localTuning } from './stack/tuning.js';
 import { startHaStack, stopHaDir } from './stack/ha.js';
-import { startS3 } from './stack/seaweedfs.js';
+import { startS3 } from './stack/versitygw.js';
 
 const MAIN = path.join(ROOT, 'service', 'dist', 'main.js');
 
@@ -56,7 +56,7 @@ Stop everything with: make down
 }
 
 
-/** The media store of `make up`: the filesystem under .data/media, or with MEDIA=s3 SeaweedFS on loopback. */
+/** The media store of `make up`: the filesystem under .data/media, or with MEDIA=s3 an S3 server (Versity S3 Gateway) on loopback. */
 async function mediaEnv(s: ReturnType<typeof localSettings>): Promise<{ env: Record<string, string>; line: string }> {
   const media = process.env.MEDIA ?? 'fs';
   const pidFile = path.join(PIDS, 's3.pid');
@@ -67,10 +67,10 @@ async function mediaEnv(s: ReturnType<typeof localSettings>): Promise<{ env: Rec
   if (media !== 's3') throw new Error(`MEDIA=${media}: use MEDIA=fs (the default) or MEDIA=s3`);
   // Restarted with the stack, on the same ports (objects stay in .data/s3).
   await stopPidFile(pidFile);
-  for (let p = s.s3BasePort; p < s.s3BasePort + 8; p++) await ensurePort(p, 'SeaweedFS', 's3BasePort (eight ports from it)');
-  console.log('Starting SeaweedFS (built from the Go module proxy and cached the first time: a few minutes)...');
-  const s3 = await startS3({ dir: path.join(DATA, 's3'), bucket: 'wa-router-media', accessKeyId: s.s3AccessKeyId, secretAccessKey: s.s3SecretAccessKey, basePort: s.s3BasePort, pidFile, logFile: path.join(LOGS, 's3.log') });
-  return { env: s3.env, line: `S3 (SeaweedFS) ${s3.endpoint}, bucket ${s3.bucket}` };
+  await ensurePort(s.s3Port, 'the S3 server', 's3Port');
+  console.log('Starting Versity S3 Gateway (built from the Go module proxy and cached the first time: a few minutes)...');
+  const s3 = await startS3({ dir: path.join(DATA, 's3'), bucket: 'wa-router-media', accessKeyId: s.s3AccessKeyId, secretAccessKey: s.s3SecretAccessKey, port: s.s3Port, pidFile, logFile: path.join(LOGS, 's3.log') });
+  return { env: s3.env, line: `S3 (Versity S3 Gateway) ${s3.endpoint}, bucket ${s3.bucket}` };
 }
 
 async function main(): Promise<void> {

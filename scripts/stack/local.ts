@@ -16,8 +16,8 @@ export interface LocalSettings {
   readonly webPort: number;
   readonly workerPort: number;
   readonly simulatorPort: number;
-  /** The first of the eight ports of `make up MEDIA=s3`'s SeaweedFS (the S3 endpoint is the seventh). */
-  readonly s3BasePort: number;
+  /** The S3 endpoint's port of `make up MEDIA=s3`'s object store. */
+  readonly s3Port: number;
   readonly pgPassword: string;
   readonly redisPassword: string;
   readonly appSecret: string;
@@ -25,7 +25,7 @@ export interface LocalSettings {
   readonly apiToken: string;
   readonly phoneNumberId: string;
   readonly accessToken: string;
-  /** The dev credentials of `make up MEDIA=s3`'s SeaweedFS. */
+  /** The dev credentials of `make up MEDIA=s3`'s object store. */
   readonly s3AccessKeyId: string;
   readonly s3SecretAccessKey: string;
 }
@@ -44,7 +44,7 @@ export function localSettings(): LocalSettings {
     webPort: saved.webPort ?? 3000,
     workerPort: saved.workerPort ?? 3001,
     simulatorPort: saved.simulatorPort ?? 3010,
-    s3BasePort: saved.s3BasePort ?? 58300,
+    s3Port: saved.s3Port ?? 58300,
     pgPassword: saved.pgPassword ?? secret(),
     redisPassword: saved.redisPassword ?? secret(),
     appSecret: saved.appSecret ?? secret(),

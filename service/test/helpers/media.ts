@@ -1,9 +1,9 @@
-// Media in tests: a real S3-compatible store (SeaweedFS) of its own per file, inbound media
+// Media in tests: a real S3-compatible store (Versity S3 Gateway) of its own per file, inbound media
 // messages whose bytes the Graph simulator serves, and where their copies stand.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { inject } from 'vitest';
-import { startS3, type S3Handle } from '../../../scripts/stack/seaweedfs.js';
+import { startS3, type S3Handle } from '../../../scripts/stack/versitygw.js';
 import type { GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import type { SimMediaItem } from '../../../scripts/graph-sim/media.js';
 import { inboundEnvelope, audioMessage, documentMessage, imageMessage, stickerMessage, videoMessage, type InboundMessage } from '../fixtures/payloads.js';

@@ -1,10 +1,10 @@
 // A worker's memory while many large documents download at once into a real S3-compatible store
-// (SeaweedFS): an upload streams through, so what the worker holds does not grow with the number
-// of downloads times a multipart part.
+// (Versity S3 Gateway): an upload streams through, so what the worker holds does not grow with the
+// number of downloads times a multipart part.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import type { S3Handle } from '../../../scripts/stack/seaweedfs.js';
+import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 import { APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';

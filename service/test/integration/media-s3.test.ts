@@ -1,9 +1,9 @@
-// Media with a real S3-compatible store (SeaweedFS built from the Go module proxy and started on
-// loopback): every media type stored and served byte for byte, ranges, a presigned redirect that
-// expires, and the store down for 30 s (downloads retry and land when it is back).
+// Media with a real S3-compatible store (Versity S3 Gateway, built from the Go module proxy and
+// started on loopback): every media type stored and served byte for byte, ranges, a presigned
+// redirect that expires, and the store down for 30 s (downloads retry and land when it is back).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import type { S3Handle } from '../../../scripts/stack/seaweedfs.js';
+import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { bytesOf, mediaOf, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
