@@ -24,7 +24,7 @@ export GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local G
 rm -rf "$OUT.partial" && mkdir -p "$OUT.partial"
 start=$SECONDS
 echo "versitygw: building $VERSITYGW_VERSION (first time only, a few minutes; cached in $OUT)" >&2
-(cd "$OUT.partial" && nice -n 5 "$GO" install -trimpath -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION") >&2
+(cd "$OUT.partial" && nice -n 5 "$GO" install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION") >&2
 rm -rf "$OUT" && mv "$OUT.partial" "$OUT"
 echo "versitygw: built in $((SECONDS - start)) s" >&2
 echo "$OUT/versitygw"
