@@ -11,12 +11,36 @@
 // process) costs nothing while the bucket is below full, but from a (nearly) full bucket
 // Meta refills less than we counted: a pair's first send, delayed, leaves Meta's bucket
 // behind ours for good, and the send that empties ours meets 131056. So each take stays
-// open until its call ends and is then counted as if Meta took it at that end (`settle`,
-// folded into the call that clears the send marker): Meta had the send by then. The sends
-// to one recipient are one at a time (a message waits for the earlier ones of its
-// conversation), so a take still open when the next gate check comes (the settle lost in a
-// race or a crash, an outcome unknown) is counted as taken at that check, later still.
+// open, under its message's id, until that message's call ends and is then counted as if
+// Meta took it at that end (`settle`, folded into the call that clears the send marker): Meta
+// had the send by then. Until then every check counts it as taken at that check: Meta may
+// get it any moment. Several can be open at once (the next send's check can come before the
+// earlier's settle; a replayed dead letter goes while a newer send is on its way), each
+// settled by its own message only. One still open past the latest its call could end (its
+// settle lost to a crash) is counted at the check that finds it, later still, and dropped.
 import type { Redis } from 'ioredis';
+
+// The pair hash: `tokens` at `ts`, and per open take `open:<messageId>` = the latest its call
+// can reach Meta (its slot, the call's timeout and a minute for a media upload before it).
+const PAIR = `
+local function pair_tokens(key, now, burst, interval)
+  local h = redis.call('HGETALL', key)
+  local tokens, ts, open, stale = burst, now, 0, {}
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    if f == 'tokens' then tokens = tonumber(v)
+    elseif f == 'ts' then ts = tonumber(v)
+    else
+      open = open + 1
+      if tonumber(v) < now then stale[#stale + 1] = f end
+    end
+  end
+  return math.min(burst - open, tokens + (now - ts) / interval), stale
+end
+local function keep(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+`;
 
 // KEYS: circuit hash, pair hash, rate key, send marker hash of this message (`until`: no new
 // call before then; `wamid`: Meta's answer, kept until the database has it).
@@ -24,7 +48,7 @@ import type { Redis } from 'ioredis';
 // graceMs, callTimeoutMs, inProcessWaitMs, messageId (the pair token's open take).
 // Returns {verdict, value, failures}: 0 go (value = slot), 1 circuit wait, 2 pair wait,
 // 3 in-flight wait, 4 held wamid (value = wamid).
-const GATE = `
+const GATE = `${PAIR}
 local now = tonumber(ARGV[1])
 local marker = redis.call('HMGET', KEYS[4], 'until', 'wamid')
 if marker[2] then return {4, marker[2], 0} end
@@ -53,18 +77,13 @@ if ARGV[7] == '1' then
 end
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
-local tokens = tonumber(h[1]) or burst
-local ts = tonumber(h[2]) or now
-tokens = math.min(burst, tokens + (now - ts) / interval)
-if h[3] then tokens = math.min(burst - 1, tokens) end
+local tokens, stale = pair_tokens(KEYS[2], now, burst, interval)
+if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
 if tokens < 1 then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
-  redis.call('HDEL', KEYS[2], 'open')
-  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+  keep(KEYS[2], math.ceil(burst * interval) + 1000)
   return {2, math.ceil((1 - tokens) * interval), failures}
 end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now, 'open', ARGV[11])
 local t = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
 local floor = now - (tonumber(ARGV[6]) - 1) * t
@@ -72,28 +91,29 @@ if tat < floor then tat = floor end
 local slot = tat
 if slot < now then slot = now end
 redis.call('SET', KEYS[3], tostring(tat + t), 'PX', math.ceil(tat + t - now) + 60000)
--- Kept, while open, until Meta's bucket is surely full again: the call reaches Meta by its
--- slot plus its timeout (and a minute for a media upload before it).
-redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval + slot - now + tonumber(ARGV[9])) + 60000)
+local latest = math.ceil(slot + tonumber(ARGV[9])) + 60000
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now, 'open:' .. ARGV[11], latest)
+-- Kept, while open, until Meta's bucket is surely full again.
+keep(KEYS[2], math.ceil(burst * interval) + latest - now)
 if slot <= now + tonumber(ARGV[10]) then mark(slot) end
 return {0, math.ceil(slot), failures}
 `;
 
 // The call of a send ended (or its outcome is known another way): its marker goes, and its
-// pair token, if still open, counts as taken now: Meta's bucket cannot be fuller than
-// burst - 1 after it, whatever time the send spent on its way.
+// pair take, if still open, counts as taken now: Meta's bucket cannot be fuller than burst
+// minus the takes open until now, whatever time the send spent on its way.
 // KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs.
-const DONE = `
+const DONE = `${PAIR}
 redis.call('DEL', KEYS[1])
-local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
-if h[3] ~= ARGV[2] then return 0 end
+local take = 'open:' .. ARGV[2]
+if redis.call('HEXISTS', KEYS[2], take) == 0 then return 0 end
 local now = tonumber(ARGV[1])
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local tokens = math.min(burst - 1, tonumber(h[1]) + (now - tonumber(h[2])) / interval)
+local tokens = pair_tokens(KEYS[2], now, burst, interval)
 redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
-redis.call('HDEL', KEYS[2], 'open')
-redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+redis.call('HDEL', KEYS[2], take)
+keep(KEYS[2], math.ceil(burst * interval) + 1000)
 return 1
 `;
 

@@ -29,7 +29,8 @@ const recipient = () => `55319${String(Date.now() % 1e6).padStart(6, '0')}${Stri
 beforeAll(async () => {
   db = await createTestDb();
   sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10, pairBurst: BURST, pairIntervalMs: INTERVAL_MS } });
-  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, PAIR_BURST: String(BURST), PAIR_INTERVAL_MS: String(INTERVAL_MS) });
+  // One attempt: a send that fails once is a dead letter at once.
+  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, PAIR_BURST: String(BURST), PAIR_INTERVAL_MS: String(INTERVAL_MS), OUTBOUND_ATTEMPTS: '1' });
   sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
 });
 afterAll(async () => {
@@ -52,6 +53,34 @@ describe('pair rate', () => {
     expect(sim.sent.find((s) => s.to === to)!.at - t0).toBeGreaterThanOrEqual(INTERVAL_MS - 150);
     expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
     expect(sim.stats.errors[131056] ?? 0).toBe(0);
+  });
+
+  it('settles each take by its own message when a replayed dead letter goes while a newer send is on its way', async () => {
+    const to = recipient();
+    const bodies = () => sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body);
+    const pairRefusals = sim.stats.errors[131056] ?? 0;
+    sim.configure({ failFirst: { [to]: { code: 131000, times: 1 } } });
+    const replayed = await send(to, 'replayed');
+    const dl = await eventually(async () => {
+      const list = await json(await fetch(`${app.url}/v1/dead-letters`, { headers: auth }));
+      return list.items.find((i: { data: { messageId: number } }) => i.data.messageId === replayed);
+    }, { timeoutMs: 10_000, what: 'dead letter' });
+    // Both buckets full again before the race.
+    await new Promise((r) => setTimeout(r, BURST * INTERVAL_MS + 200));
+    // The newer send reaches Meta two intervals after its take; the replay goes meanwhile.
+    sim.configure({ transitDelays: { [to]: [2 * INTERVAL_MS] } });
+    const requests = sim.stats.requests;
+    await send(to, 'newer');
+    await eventually(async () => sim.stats.requests > requests, { what: 'the newer send on its way' });
+    expect((await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth })).status).toBe(202);
+    await eventually(async () => bodies().length === 2, { timeoutMs: 10_000, what: 'both sent' });
+    // The replay was accepted while the newer send was still on its way.
+    expect(bodies()).toEqual(['replayed', 'newer']);
+    // Meta counted the newer send when it arrived: one token left, refilling from then.
+    for (const body of ['next 1', 'next 2']) await send(to, body);
+    await eventually(async () => bodies().length === 4, { timeoutMs: 20_000, what: '4 sent' });
+    expect(bodies()).toEqual(['replayed', 'newer', 'next 1', 'next 2']);
+    expect((sim.stats.errors[131056] ?? 0) - pairRefusals).toBe(0);
   });
 });
 
