@@ -3,76 +3,59 @@
 // arrives, not by when the sender took its token; an interval long beside the sender's own
 // waits (its polling for the earlier message, a delayed job) lets a late arrival show.
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { TokenBucket } from '../../../scripts/graph-sim/limits.js';
 import { SendGate } from '../../src/queue/send-gate.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, uniquePrefix, type TestDb } from '../helpers/context.js';
-import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
+import { uniquePrefix } from '../helpers/context.js';
+import { eventually, json } from '../helpers/app.js';
+import { auth, recipients, senderForFile, sendText } from '../helpers/sender.js';
 
 const BURST = 2;
 const INTERVAL_MS = 1_500;
 
-let db: TestDb;
-let sim: GraphSimulator;
-let app: RunningApp;
-const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
-
-async function send(to: string, body: string): Promise<number> {
-  const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to, type: 'text', text: { body } }) });
-  expect(res.status).toBe(202);
-  return (await json(res)).id;
-}
-let n = 0;
-const recipient = () => `55319${String(Date.now() % 1e6).padStart(6, '0')}${String(n++).padStart(2, '0')}`;
-
-beforeAll(async () => {
-  db = await createTestDb();
-  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10, pairBurst: BURST, pairIntervalMs: INTERVAL_MS } });
+const stack = senderForFile(
+  { latencyMs: 2, jitterMs: 2, statusDelayMs: 10, pairBurst: BURST, pairIntervalMs: INTERVAL_MS },
   // One attempt: a send that fails once is a dead letter at once.
-  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url, PAIR_BURST: String(BURST), PAIR_INTERVAL_MS: String(INTERVAL_MS), OUTBOUND_ATTEMPTS: '1' });
-  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
-});
-afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
-});
+  { PAIR_BURST: String(BURST), PAIR_INTERVAL_MS: String(INTERVAL_MS), OUTBOUND_ATTEMPTS: '1' },
+);
+
+const send = (to: string, body: string) => sendText(stack.app.url, to, body);
+const recipient = recipients('55319');
 
 describe('pair rate', () => {
   it('counts a send delayed on its way to Meta by when it arrived: no 131056, order kept', async () => {
     const to = recipient();
     // The pair's first send reaches Meta most of an interval late (a slow network, a stalled
     // worker): Meta's bucket starts then, while the sender's started when it took the token.
-    sim.configure({ transitDelays: { [to]: [INTERVAL_MS - 100] } });
+    stack.sim.configure({ transitDelays: { [to]: [INTERVAL_MS - 100] } });
     const ids: number[] = [];
     const t0 = Date.now();
     for (let i = 0; i < 4; i++) ids.push(await send(to, `part ${i}`));
-    await eventually(async () => sim.sent.filter((s) => s.to === to).length === 4, { timeoutMs: 30_000, what: '4 sent' });
+    await eventually(async () => stack.sim.sent.filter((s) => s.to === to).length === 4, { timeoutMs: 30_000, what: '4 sent' });
     // The delay did apply: without it this test proves nothing.
-    expect(sim.sent.find((s) => s.to === to)!.at - t0).toBeGreaterThanOrEqual(INTERVAL_MS - 150);
-    expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
-    expect(sim.stats.errors[131056] ?? 0).toBe(0);
+    expect(stack.sim.sent.find((s) => s.to === to)!.at - t0).toBeGreaterThanOrEqual(INTERVAL_MS - 150);
+    expect(stack.sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
+    expect(stack.sim.stats.errors[131056] ?? 0).toBe(0);
   });
 
   it('settles each take by its own message when a replayed dead letter goes while a newer send is on its way', async () => {
     const to = recipient();
-    const bodies = () => sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body);
-    const pairRefusals = sim.stats.errors[131056] ?? 0;
-    sim.configure({ failFirst: { [to]: { code: 131000, times: 1 } } });
+    const bodies = () => stack.sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body);
+    const pairRefusals = stack.sim.stats.errors[131056] ?? 0;
+    stack.sim.configure({ failFirst: { [to]: { code: 131000, times: 1 } } });
     const replayed = await send(to, 'replayed');
     const dl = await eventually(async () => {
-      const list = await json(await fetch(`${app.url}/v1/dead-letters`, { headers: auth }));
+      const list = await json(await fetch(`${stack.app.url}/v1/dead-letters`, { headers: auth }));
       return list.items.find((i: { data: { messageId: number } }) => i.data.messageId === replayed);
     }, { timeoutMs: 10_000, what: 'dead letter' });
     // Both buckets full again before the race.
     await new Promise((r) => setTimeout(r, BURST * INTERVAL_MS + 200));
     // The newer send reaches Meta two intervals after its take; the replay goes meanwhile.
-    sim.configure({ transitDelays: { [to]: [2 * INTERVAL_MS] } });
-    const requests = sim.stats.requests;
+    stack.sim.configure({ transitDelays: { [to]: [2 * INTERVAL_MS] } });
+    const requests = stack.sim.stats.requests;
     await send(to, 'newer');
-    await eventually(async () => sim.stats.requests > requests, { what: 'the newer send on its way' });
-    expect((await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth })).status).toBe(202);
+    await eventually(async () => stack.sim.stats.requests > requests, { what: 'the newer send on its way' });
+    expect((await fetch(`${stack.app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth })).status).toBe(202);
     await eventually(async () => bodies().length === 2, { timeoutMs: 10_000, what: 'both sent' });
     // The replay was accepted while the newer send was still on its way.
     expect(bodies()).toEqual(['replayed', 'newer']);
@@ -80,7 +63,7 @@ describe('pair rate', () => {
     for (const body of ['next 1', 'next 2']) await send(to, body);
     await eventually(async () => bodies().length === 4, { timeoutMs: 20_000, what: '4 sent' });
     expect(bodies()).toEqual(['replayed', 'newer', 'next 1', 'next 2']);
-    expect((sim.stats.errors[131056] ?? 0) - pairRefusals).toBe(0);
+    expect((stack.sim.stats.errors[131056] ?? 0) - pairRefusals).toBe(0);
   });
 });
 
