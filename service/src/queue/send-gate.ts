@@ -16,26 +16,29 @@
 // had the send by then. Until then every check counts it as taken at that check: Meta may
 // get it any moment. Several can be open at once (the next send's check can come before the
 // earlier's settle; a replayed dead letter goes while a newer send is on its way), each
-// settled by its own message only. One still open past the latest its call could end (its
-// settle lost to a crash) is counted at the check that finds it, later still, and dropped.
+// settled by its own message only. One still open past the latest its call could reach Meta
+// (its settle lost to a crash) is counted as taken at that latest, and dropped.
 import type { Redis } from 'ioredis';
 
 // The pair hash: `tokens` at `ts`, and per open take `open:<messageId>` = the latest its call
 // can reach Meta (its slot, the call's timeout and a minute for a media upload before it).
+// Takes past their latest count as taken all at the last of those latests: Meta had them by then.
 const PAIR = `
 local function pair_tokens(key, now, burst, interval)
   local h = redis.call('HGETALL', key)
-  local tokens, ts, open, stale = burst, now, 0, {}
+  local tokens, ts, open, stale, ended = burst, now, 0, {}, 0
   for i = 1, #h, 2 do
-    local f, v = h[i], h[i + 1]
-    if f == 'tokens' then tokens = tonumber(v)
-    elseif f == 'ts' then ts = tonumber(v)
-    else
-      open = open + 1
-      if tonumber(v) < now then stale[#stale + 1] = f end
-    end
+    local f, v = h[i], tonumber(h[i + 1])
+    if f == 'tokens' then tokens = v
+    elseif f == 'ts' then ts = v
+    elseif v < now then
+      stale[#stale + 1] = f
+      ended = math.max(ended, v)
+    else open = open + 1 end
   end
-  return math.min(burst - open, tokens + (now - ts) / interval), stale
+  local cap = burst
+  if #stale > 0 then cap = math.min(burst, burst - #stale + (now - ended) / interval) end
+  return math.min(cap - open, tokens + (now - ts) / interval), stale
 end
 local function keep(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end

@@ -3,7 +3,7 @@
 // arrives, not by when the sender took its token; an interval long beside the sender's own
 // waits (its polling for the earlier message, a delayed job) lets a late arrival show.
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it, vi } from 'vitest';
 import { TokenBucket } from '../../../scripts/graph-sim/limits.js';
 import { SendGate } from '../../src/queue/send-gate.js';
 import { uniquePrefix } from '../helpers/context.js';
@@ -88,5 +88,28 @@ describe('the pair gate against a bucket that refills by arrival', () => {
     await sleep(200);
     const third = await gate.check(3, 1, to, 80, false);
     expect({ gateGo: third.go, metaWouldAccept: meta.take() }).toEqual({ gateGo: false, metaWouldAccept: false });
+  });
+
+  // A worker that died between its call and the settle: the take stays open with no one to settle it.
+  it('holds back a take whose settle was lost until its call surely reached Meta, then counts it taken then', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 2, pairIntervalMs: 1_000, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 1_000, inProcessWaitMs: 1_000 });
+      const to = '5531900000003';
+      const sendNow = async (id: number) => {
+        const go = (await gate.check(id, 1, to, 80, false)).go;
+        if (go) await gate.done(id, 1, to);
+        return go;
+      };
+      expect((await gate.check(1, 1, to, 80, false)).go).toBe(true);
+      // Within the call's timeout and the minute for a media upload, Meta may still get it.
+      vi.setSystemTime(Date.now() + 30_000);
+      expect([await sendNow(2), await sendNow(3)]).toEqual([true, false]);
+      // Past that, the bucket is full again (Meta had it by then): a whole burst goes.
+      vi.setSystemTime(Date.now() + 40_000);
+      expect([await sendNow(4), await sendNow(5)]).toEqual([true, true]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
