@@ -82,7 +82,16 @@ local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
 local tokens, stale = pair_tokens(KEYS[2], now, burst, interval)
 if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
-if tokens < 1 then
+-- This message's own take, still open. No call since it (a job delayed to its slot, woken
+-- late): the token is still this message's, used by the one call to come. A call since it
+-- (its outcome unknown, a worker that died mid-call): Meta had that call by now if ever, so
+-- the take counts as taken now, and a new call takes anew.
+local own = 'open:' .. ARGV[11]
+local reuse = false
+if redis.call('HEXISTS', KEYS[2], own) == 1 then
+  if marker[1] then redis.call('HDEL', KEYS[2], own) else reuse = true end
+end
+if not reuse and tokens < 1 then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
   keep(KEYS[2], math.ceil(burst * interval) + 1000)
   return {2, math.ceil((1 - tokens) * interval), failures}
@@ -95,10 +104,13 @@ local slot = tat
 if slot < now then slot = now end
 redis.call('SET', KEYS[3], tostring(tat + t), 'PX', math.ceil(tat + t - now) + 60000)
 local latest = math.ceil(slot + tonumber(ARGV[9])) + 60000
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now, 'open:' .. ARGV[11], latest)
+if not reuse then tokens = tokens - 1 end
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now, own, latest)
 -- Kept, while open, until Meta's bucket is surely full again.
 keep(KEYS[2], math.ceil(burst * interval) + latest - now)
-if slot <= now + tonumber(ARGV[10]) then mark(slot) end
+-- A job delayed to its slot makes no call before it: an old 'until' (its time passed) goes,
+-- so its wake reuses this take.
+if slot <= now + tonumber(ARGV[10]) then mark(slot) elseif marker[1] then redis.call('HDEL', KEYS[4], 'until') end
 return {0, math.ceil(slot), failures}
 `;
 

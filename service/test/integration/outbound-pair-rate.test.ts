@@ -112,4 +112,96 @@ describe('the pair gate against a bucket that refills by arrival', () => {
       vi.useRealTimers();
     }
   });
+
+  // The worker moves a job whose slot is more than IN_PROCESS_WAIT_MS ahead to the delayed set;
+  // a wake 100 ms or more after that slot checks the gate again as a new send. No call was made
+  // in between: the take of the first check is still the message's.
+  it('takes one token for a delayed job woken late: its one call is one send at Meta', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const t0 = Date.now();
+      const interval = 60_000;
+      const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 2, pairIntervalMs: interval, rateBurst: 1, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 1_000, inProcessWaitMs: 1_000 });
+      const meta = new TokenBucket(2, 1 / interval, t0);
+      const to = '5531900000004';
+      expect((await gate.check(1, 1, '5531900000005', 0.5, false)).go).toBe(true);
+      const first = await gate.check(2, 1, to, 0.5, false);
+      expect(first.go && first.slot - t0).toBe(2_000); // more than 1 s ahead: delayed, no call
+      vi.setSystemTime(t0 + 5_000); // woken late
+      expect((await gate.check(2, 1, to, 0.5, false)).go).toBe(true);
+      expect(meta.take(Date.now())).toBe(true); // its one call
+      await gate.done(2, 1, to);
+      const third = await gate.check(3, 1, to, 0.5, false);
+      expect({ gateGo: third.go, metaWouldAccept: meta.take(Date.now()) }).toEqual({ gateGo: true, metaWouldAccept: true });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('lets a delayed job woken late go on its own unused take when the burst is 1', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const t0 = Date.now();
+      const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 1, pairIntervalMs: 6_000, rateBurst: 1, unknownOutcomeGraceMs: 60_000, callTimeoutMs: 10_000, inProcessWaitMs: 1_000 });
+      const to = '5531900000006';
+      expect((await gate.check(1, 1, '5531900000007', 0.5, false)).go).toBe(true);
+      expect((await gate.check(2, 1, to, 0.5, false)).go).toBe(true); // slot 2 s ahead: delayed
+      vi.setSystemTime(t0 + 5_000);
+      const late = await gate.check(2, 1, to, 0.5, false);
+      // Nothing reached Meta for this recipient: its bucket is full, the one send goes now.
+      expect(late.go ? 'go' : late.reason).toBe('go');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // A call whose outcome stayed unknown ended by its timeout: Meta had it by then if ever.
+  it('counts the take of a call of unknown outcome as taken at its re-run, not open until its latest', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const t0 = Date.now();
+      const interval = 6_000;
+      const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 1, pairIntervalMs: interval, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 10_000, inProcessWaitMs: 1_000 });
+      const meta = new TokenBucket(1, 1 / interval, t0);
+      const to = '5531900000008';
+      expect((await gate.check(2, 1, to, 80, false)).go).toBe(true);
+      vi.setSystemTime(t0 + 10_000); // the call times out; Meta had it at the latest now
+      expect(meta.take(Date.now())).toBe(true);
+      await gate.unknownOutcome(2);
+      const seen: Record<string, string> = {};
+      for (const ms of [15_100, 21_200]) {
+        vi.setSystemTime(t0 + ms);
+        const v = await gate.check(2, 1, to, 80, false);
+        seen[ms] = v.go ? 'go' : v.reason;
+      }
+      // Its re-run waits one interval from its check, and Meta accepts it then.
+      expect(seen).toEqual({ 15100: 'pair', 21200: 'go' });
+      expect(meta.take(Date.now())).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // The re-run after an unknown outcome takes anew; delayed to its slot, it makes no call
+  // before its wake, which uses that take.
+  it('lets the re-run of a call of unknown outcome, delayed and woken late, go on its new take', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const t0 = Date.now();
+      const gate = new SendGate(redis, { prefix: uniquePrefix(), circuitResetMs: 30_000, pairBurst: 2, pairIntervalMs: 60_000, rateBurst: 1, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 1_000, inProcessWaitMs: 1_000 });
+      const to = '5531900000010';
+      expect((await gate.check(2, 1, to, 0.5, false)).go).toBe(true);
+      vi.setSystemTime(t0 + 1_000);
+      await gate.unknownOutcome(2);
+      vi.setSystemTime(t0 + 6_100);
+      expect((await gate.check(1, 1, '5531900000011', 0.5, false)).go).toBe(true);
+      const rerun = await gate.check(2, 1, to, 0.5, false);
+      expect(rerun.go && rerun.slot - Date.now()).toBe(2_000); // more than 1 s ahead: delayed
+      vi.setSystemTime(t0 + 12_000);
+      const late = await gate.check(2, 1, to, 0.5, false);
+      expect(late.go ? 'go' : late.reason).toBe('go');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
