@@ -23,15 +23,29 @@ import type { Redis } from 'ioredis';
 // The pair hash: `tokens` at `ts`, and per open take `open:<messageId>` = the latest its call
 // can reach Meta (its slot, the call's timeout and a minute for a media upload before it).
 // Takes past their latest count as taken all at the last of those latests: Meta had them by then.
+// An older version kept one open take as `open` = its message id, taken at `ts`: it is read
+// as a take open until `ts` + the call's timeout + a minute, and rewritten as one of these
+// (a later check moves `ts`, which must not move that latest).
 const PAIR = `
-local function pair_tokens(key, now, burst, interval)
+local function pair_tokens(key, now, burst, interval, timeout)
   local h = redis.call('HGETALL', key)
-  local tokens, ts, open, stale, ended = burst, now, 0, {}, 0
+  local tokens, ts, legacy, takes = burst, now, nil, {}
   for i = 1, #h, 2 do
-    local f, v = h[i], tonumber(h[i + 1])
-    if f == 'tokens' then tokens = v
-    elseif f == 'ts' then ts = v
-    elseif v < now then
+    local f, v = h[i], h[i + 1]
+    if f == 'tokens' then tokens = tonumber(v)
+    elseif f == 'ts' then ts = tonumber(v)
+    elseif f == 'open' then legacy = v
+    else takes[f] = tonumber(v) end
+  end
+  if legacy then
+    local f = 'open:' .. legacy
+    takes[f] = math.max(takes[f] or 0, math.ceil(ts + timeout) + 60000)
+    redis.call('HDEL', key, 'open')
+    redis.call('HSET', key, f, takes[f])
+  end
+  local open, stale, ended = 0, {}, 0
+  for f, v in pairs(takes) do
+    if v < now then
       stale[#stale + 1] = f
       ended = math.max(ended, v)
     else open = open + 1 end
@@ -80,7 +94,7 @@ if ARGV[7] == '1' then
 end
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local tokens, stale = pair_tokens(KEYS[2], now, burst, interval)
+local tokens, stale = pair_tokens(KEYS[2], now, burst, interval, tonumber(ARGV[9]))
 if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
 -- This message's own take, still open. No call since it (a job delayed to its slot, woken
 -- late): the token is still this message's, used by the one call to come. A call since it
@@ -117,15 +131,15 @@ return {0, math.ceil(slot), failures}
 // The call of a send ended (or its outcome is known another way): its marker goes, and its
 // pair take, if still open, counts as taken now: Meta's bucket cannot be fuller than burst
 // minus the takes open until now, whatever time the send spent on its way.
-// KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs.
+// KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs, callTimeoutMs.
 const DONE = `${PAIR}
 redis.call('DEL', KEYS[1])
 local take = 'open:' .. ARGV[2]
-if redis.call('HEXISTS', KEYS[2], take) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[2], take) == 0 and redis.call('HGET', KEYS[2], 'open') ~= ARGV[2] then return 0 end
 local now = tonumber(ARGV[1])
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local tokens = pair_tokens(KEYS[2], now, burst, interval)
+local tokens = pair_tokens(KEYS[2], now, burst, interval, tonumber(ARGV[5]))
 redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
 redis.call('HDEL', KEYS[2], take)
 keep(KEYS[2], math.ceil(burst * interval) + 1000)
@@ -202,7 +216,7 @@ export class SendGate {
    * in flight, and its pair token counts as taken now.
    */
   async done(messageId: number, channelId: number, to: string): Promise<void> {
-    await this.redis.eval(DONE, 2, this.marker(messageId), this.pair(channelId, to), Date.now(), messageId, this.opts.pairBurst, this.opts.pairIntervalMs);
+    await this.redis.eval(DONE, 2, this.marker(messageId), this.pair(channelId, to), Date.now(), messageId, this.opts.pairBurst, this.opts.pairIntervalMs, this.opts.callTimeoutMs);
   }
 
   /** The call may have reached Meta: no new call for the grace, counted from now. Returns when it ends. */

@@ -204,4 +204,29 @@ describe('the pair gate against a bucket that refills by arrival', () => {
       vi.useRealTimers();
     }
   });
+
+  // A rolling deploy: an older pod took a token for message 7 (the field `open` = 7, taken at
+  // `ts`) and its call is still on its way when this version checks the pair.
+  it('counts a take an older version left open (field `open`) as open until its call\'s latest', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const t0 = Date.now();
+      const prefix = uniquePrefix();
+      const gate = new SendGate(redis, { prefix, circuitResetMs: 30_000, pairBurst: 2, pairIntervalMs: 1_000, unknownOutcomeGraceMs: 5_000, callTimeoutMs: 10_000, inProcessWaitMs: 1_000 });
+      const to = '5531900000009';
+      await redis.hset(`${prefix}:pair:1:${to}`, 'tokens', '1', 'ts', String(t0), 'open', '7');
+      await redis.pexpire(`${prefix}:pair:1:${to}`, 60_000);
+      vi.setSystemTime(t0 + 1_500);
+      const meta = new TokenBucket(2, 1 / 1_000, t0 + 1_500);
+      expect(meta.take(Date.now())).toBe(true); // message 7 reaches Meta now (a slow network)
+      const a = await gate.check(8, 1, to, 80, false);
+      const metaA = a.go ? meta.take(Date.now()) : 'not sent';
+      const b = await gate.check(9, 1, to, 80, false);
+      const metaB = b.go ? meta.take(Date.now()) : 'not sent';
+      // Each send the gate lets go, Meta accepts (no 131056).
+      expect({ a: [a.go, metaA], b: [b.go, metaB] }).toEqual({ a: [true, true], b: [false, 'not sent'] });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
