@@ -59,6 +59,23 @@ async function untilReady(ns: string): Promise<Router> {
   }, 120_000, 1_000);
 }
 
+/** The router once its status reports `generation` observed. */
+async function untilObserved(ns: string, generation: number | undefined, what: string): Promise<Router> {
+  return eventually(what, async () => {
+    const r = await kube.get<Router>(routerPath(ns));
+    return r?.status?.observedGeneration === generation ? r : undefined;
+  }, 30_000, 250);
+}
+
+/** A minimal installation, Ready, then paused with `pending` (a spec change) waiting: the router once that generation is reported. */
+async function readyThenPaused(ns: string, pending: Record<string, unknown>): Promise<Router> {
+  await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
+  await untilReady(ns);
+  const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, ...pending } }, 'application/merge-patch+json');
+  expect(paused.status).toBe(200);
+  return untilObserved(ns, paused.body.metadata.generation, 'the paused generation reported');
+}
+
 describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
   beforeAll(async () => {
     await installOperator(kube);
@@ -81,10 +98,7 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
       const next = await kube.request<Router>('PATCH', routerPath(ns), { spec: { overrides: { ...OVERRIDES, web: { resources: { limits: { memory: '1600Mi' } } } } } }, 'application/merge-patch+json');
       expect(next.status).toBe(200);
       const gen = next.body.metadata.generation;
-      const changed = await eventually('the new generation reported', async () => {
-        const r = await kube.get<Router>(routerPath(ns));
-        return r?.status?.observedGeneration === gen ? r : undefined;
-      }, 30_000, 250);
+      const changed = await untilObserved(ns, gen, 'the new generation reported');
       await new Promise((r) => setTimeout(r, 5_000));
       const claims = api.statusPatches.filter((s) => s.observedGeneration === gen).map((s) => `${condition(s, 'Ready')?.status} ${condition(s, 'Ready')?.reason}`);
       expect(claims.length).toBeGreaterThan(0);
@@ -99,15 +113,8 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
   it('while paused with a change pending, judges readiness by what was last applied: a healthy installation stays Ready', async () => {
     const ns = 'wa-status-paused';
     await withController(ns, async () => {
-      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
-      await untilReady(ns);
       // Paused with a change waiting (it renames the migration Job): nothing in the cluster changes.
-      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, secrets: { app: 'team-app-secret' } } }, 'application/merge-patch+json');
-      expect(paused.status).toBe(200);
-      const r = await eventually('the paused generation reported', async () => {
-        const x = await kube.get<Router>(routerPath(ns));
-        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
-      }, 30_000, 250);
+      const r = await readyThenPaused(ns, { secrets: { app: 'team-app-secret' } });
       expect(condition(r.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
     });
   }, 240_000);
@@ -152,10 +159,7 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
     await withController(ns, async () => {
       const created = await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES, paused: true });
       // The retry succeeded: the generation is reported as observed.
-      const r = await eventually('the generation reconciled', async () => {
-        const x = await kube.get<Router>(routerPath(ns));
-        return x?.status?.observedGeneration === created.metadata.generation ? x : undefined;
-      }, 30_000, 250);
+      const r = await untilObserved(ns, created.metadata.generation, 'the generation reconciled');
       await new Promise((res) => setTimeout(res, 3_000));
       const now = await kube.get<Router>(routerPath(ns));
       expect(calls).toBe(2);
@@ -178,13 +182,7 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
     await first.start();
     let second: Controller | undefined;
     try {
-      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
-      await untilReady(ns);
-      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, secrets: { app: 'team-app-secret' } } }, 'application/merge-patch+json');
-      const before = await eventually('the paused generation reported', async () => {
-        const x = await kube.get<Router>(routerPath(ns));
-        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
-      }, 30_000, 250);
+      const before = await readyThenPaused(ns, { secrets: { app: 'team-app-secret' } });
       expect(condition(before.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
       await first.stop();
       // Nothing in the cluster changed; only the operator process did.
@@ -203,14 +201,7 @@ describe.runIf(inject('localControlPlane'))('the operator\'s status', () => {
   it('paused with an invalid change pending, a healthy installation stays Ready and reports the invalid spec on Degraded', async () => {
     const ns = 'wa-status-paused-invalid';
     await withController(ns, async () => {
-      await createRouter(ns, { preset: 'minimal', image: IMAGE, overrides: OVERRIDES });
-      await untilReady(ns);
-      const paused = await kube.request<Router>('PATCH', routerPath(ns), { spec: { paused: true, overrides: { ...OVERRIDES, web: { replicaz: 2 } } } }, 'application/merge-patch+json');
-      expect(paused.status).toBe(200);
-      const r = await eventually('the paused generation reported', async () => {
-        const x = await kube.get<Router>(routerPath(ns));
-        return x?.status?.observedGeneration === paused.body.metadata.generation ? x : undefined;
-      }, 30_000, 250);
+      const r = await readyThenPaused(ns, { overrides: { ...OVERRIDES, web: { replicaz: 2 } } });
       expect(condition(r.status, 'Ready')).toMatchObject({ status: 'True', reason: 'Paused' });
       expect(condition(r.status, 'Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('replicaz') });
     });

@@ -11,12 +11,53 @@
 // process) costs nothing while the bucket is below full, but from a (nearly) full bucket
 // Meta refills less than we counted: a pair's first send, delayed, leaves Meta's bucket
 // behind ours for good, and the send that empties ours meets 131056. So each take stays
-// open until its call ends and is then counted as if Meta took it at that end (`settle`,
-// folded into the call that clears the send marker): Meta had the send by then. The sends
-// to one recipient are one at a time (a message waits for the earlier ones of its
-// conversation), so a take still open when the next gate check comes (the settle lost in a
-// race or a crash, an outcome unknown) is counted as taken at that check, later still.
+// open, under its message's id, until that message's call ends and is then counted as if
+// Meta took it at that end (`settle`, folded into the call that clears the send marker): Meta
+// had the send by then. Until then every check counts it as taken at that check: Meta may
+// get it any moment. Several can be open at once (the next send's check can come before the
+// earlier's settle; a replayed dead letter goes while a newer send is on its way), each
+// settled by its own message only. One still open past the latest its call could reach Meta
+// (its settle lost to a crash) is counted as taken at that latest, and dropped.
 import type { Redis } from 'ioredis';
+
+// The pair hash: `tokens` at `ts`, and per open take `open:<messageId>` = the latest its call
+// can reach Meta (its slot, the call's timeout and a minute for a media upload before it).
+// Takes past their latest count as taken all at the last of those latests: Meta had them by then.
+// An older version kept one open take as `open` = its message id, taken at `ts`: it is read
+// as a take open until `ts` + the call's timeout + a minute, and rewritten as one of these
+// (a later check moves `ts`, which must not move that latest).
+const PAIR = `
+local function pair_tokens(key, now, burst, interval, timeout)
+  local h = redis.call('HGETALL', key)
+  local tokens, ts, legacy, takes = burst, now, nil, {}
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    if f == 'tokens' then tokens = tonumber(v)
+    elseif f == 'ts' then ts = tonumber(v)
+    elseif f == 'open' then legacy = v
+    else takes[f] = tonumber(v) end
+  end
+  if legacy then
+    local f = 'open:' .. legacy
+    takes[f] = math.max(takes[f] or 0, math.ceil(ts + timeout) + 60000)
+    redis.call('HDEL', key, 'open')
+    redis.call('HSET', key, f, takes[f])
+  end
+  local open, stale, ended = 0, {}, 0
+  for f, v in pairs(takes) do
+    if v < now then
+      stale[#stale + 1] = f
+      ended = math.max(ended, v)
+    else open = open + 1 end
+  end
+  local cap = burst
+  if #stale > 0 then cap = math.min(burst, burst - #stale + (now - ended) / interval) end
+  return math.min(cap - open, tokens + (now - ts) / interval), stale
+end
+local function keep(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+`;
 
 // KEYS: circuit hash, pair hash, rate key, send marker hash of this message (`until`: no new
 // call before then; `wamid`: Meta's answer, kept until the database has it).
@@ -24,7 +65,7 @@ import type { Redis } from 'ioredis';
 // graceMs, callTimeoutMs, inProcessWaitMs, messageId (the pair token's open take).
 // Returns {verdict, value, failures}: 0 go (value = slot), 1 circuit wait, 2 pair wait,
 // 3 in-flight wait, 4 held wamid (value = wamid).
-const GATE = `
+const GATE = `${PAIR}
 local now = tonumber(ARGV[1])
 local marker = redis.call('HMGET', KEYS[4], 'until', 'wamid')
 if marker[2] then return {4, marker[2], 0} end
@@ -53,18 +94,22 @@ if ARGV[7] == '1' then
 end
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
-local tokens = tonumber(h[1]) or burst
-local ts = tonumber(h[2]) or now
-tokens = math.min(burst, tokens + (now - ts) / interval)
-if h[3] then tokens = math.min(burst - 1, tokens) end
-if tokens < 1 then
+local tokens, stale = pair_tokens(KEYS[2], now, burst, interval, tonumber(ARGV[9]))
+if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
+-- This message's own take, still open. No call since it (a job delayed to its slot, woken
+-- late): the token is still this message's, used by the one call to come. A call since it
+-- (its outcome unknown, a worker that died mid-call): Meta had that call by now if ever, so
+-- the take counts as taken now, and a new call takes anew.
+local own = 'open:' .. ARGV[11]
+local reuse = false
+if redis.call('HEXISTS', KEYS[2], own) == 1 then
+  if marker[1] then redis.call('HDEL', KEYS[2], own) else reuse = true end
+end
+if not reuse and tokens < 1 then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
-  redis.call('HDEL', KEYS[2], 'open')
-  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+  keep(KEYS[2], math.ceil(burst * interval) + 1000)
   return {2, math.ceil((1 - tokens) * interval), failures}
 end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now, 'open', ARGV[11])
 local t = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
 local floor = now - (tonumber(ARGV[6]) - 1) * t
@@ -72,28 +117,32 @@ if tat < floor then tat = floor end
 local slot = tat
 if slot < now then slot = now end
 redis.call('SET', KEYS[3], tostring(tat + t), 'PX', math.ceil(tat + t - now) + 60000)
--- Kept, while open, until Meta's bucket is surely full again: the call reaches Meta by its
--- slot plus its timeout (and a minute for a media upload before it).
-redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval + slot - now + tonumber(ARGV[9])) + 60000)
-if slot <= now + tonumber(ARGV[10]) then mark(slot) end
+local latest = math.ceil(slot + tonumber(ARGV[9])) + 60000
+if not reuse then tokens = tokens - 1 end
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now, own, latest)
+-- Kept, while open, until Meta's bucket is surely full again.
+keep(KEYS[2], math.ceil(burst * interval) + latest - now)
+-- A job delayed to its slot makes no call before it: an old 'until' (its time passed) goes,
+-- so its wake reuses this take.
+if slot <= now + tonumber(ARGV[10]) then mark(slot) elseif marker[1] then redis.call('HDEL', KEYS[4], 'until') end
 return {0, math.ceil(slot), failures}
 `;
 
 // The call of a send ended (or its outcome is known another way): its marker goes, and its
-// pair token, if still open, counts as taken now: Meta's bucket cannot be fuller than
-// burst - 1 after it, whatever time the send spent on its way.
-// KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs.
-const DONE = `
+// pair take, if still open, counts as taken now: Meta's bucket cannot be fuller than burst
+// minus the takes open until now, whatever time the send spent on its way.
+// KEYS: send marker, pair hash. ARGV: now, messageId, pairBurst, pairIntervalMs, callTimeoutMs.
+const DONE = `${PAIR}
 redis.call('DEL', KEYS[1])
-local h = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'open')
-if h[3] ~= ARGV[2] then return 0 end
+local take = 'open:' .. ARGV[2]
+if redis.call('HEXISTS', KEYS[2], take) == 0 and redis.call('HGET', KEYS[2], 'open') ~= ARGV[2] then return 0 end
 local now = tonumber(ARGV[1])
 local burst = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
-local tokens = math.min(burst - 1, tonumber(h[1]) + (now - tonumber(h[2])) / interval)
+local tokens = pair_tokens(KEYS[2], now, burst, interval, tonumber(ARGV[5]))
 redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
-redis.call('HDEL', KEYS[2], 'open')
-redis.call('PEXPIRE', KEYS[2], math.ceil(burst * interval) + 1000)
+redis.call('HDEL', KEYS[2], take)
+keep(KEYS[2], math.ceil(burst * interval) + 1000)
 return 1
 `;
 
@@ -167,7 +216,7 @@ export class SendGate {
    * in flight, and its pair token counts as taken now.
    */
   async done(messageId: number, channelId: number, to: string): Promise<void> {
-    await this.redis.eval(DONE, 2, this.marker(messageId), this.pair(channelId, to), Date.now(), messageId, this.opts.pairBurst, this.opts.pairIntervalMs);
+    await this.redis.eval(DONE, 2, this.marker(messageId), this.pair(channelId, to), Date.now(), messageId, this.opts.pairBurst, this.opts.pairIntervalMs, this.opts.callTimeoutMs);
   }
 
   /** The call may have reached Meta: no new call for the grace, counted from now. Returns when it ends. */

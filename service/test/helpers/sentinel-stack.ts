@@ -3,11 +3,13 @@
 // reconfigure them, and a failover test would measure that instead).
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { onlineReplicas } from '../../src/queue/ingest-producer.js';
 import { freePort, LOOPBACK } from '../../../scripts/stack/proc.js';
 import { startRedis, type RedisHandle } from '../../../scripts/stack/redis.js';
 import { startSentinel, type SentinelHandle } from '../../../scripts/stack/sentinel.js';
-import { eventually } from './app.js';
+import { eventually, startApp, type RunningApp } from './app.js';
+import { createTestDb, type TestDb } from './context.js';
 
 export const SENTINEL_MASTER = 'wa-router';
 
@@ -63,4 +65,37 @@ export async function startSentinelStack(dir: string, opts: { password: string; 
   }
   const env = { REDIS_URL: '', REDIS_SENTINELS: sentinels.map((s) => `${LOOPBACK}:${s.port}`).join(','), REDIS_MASTER_NAME: SENTINEL_MASTER, REDIS_PASSWORD: password };
   return { redis, sentinels, env, stop };
+}
+
+export interface WebOverSentinel {
+  /** The stack's folder (each server's files and log below it). */
+  readonly dir: string;
+  /** The master first, then the replicas. */
+  readonly redis: RedisHandle[];
+  readonly sentinels: SentinelHandle[];
+  readonly db: TestDb;
+  readonly app: RunningApp;
+}
+
+/**
+ * A Sentinel stack (`name` is its folder and password), one fresh database and a web process
+ * reaching Redis through the Sentinels with `env`, for the enclosing file (its beforeAll and
+ * afterAll are registered here); read them inside tests, once started.
+ */
+export function webOverSentinelForFile(name: string, opts: { replicas: number; env: Record<string, string> }): WebOverSentinel {
+  const started = {} as { dir: string; redis: RedisHandle[]; sentinels: SentinelHandle[]; db: TestDb; app: RunningApp; stack: SentinelStack };
+  beforeAll(async () => {
+    started.dir = path.join(inject('stackDir'), `${name}-${process.pid}`);
+    started.stack = await startSentinelStack(started.dir, { password: name, replicas: opts.replicas });
+    started.redis = started.stack.redis;
+    started.sentinels = started.stack.sentinels;
+    started.db = await createTestDb();
+    started.app = await startApp(started.db, 'web', { ...started.stack.env, ...opts.env });
+  }, 120_000);
+  afterAll(async () => {
+    await started.app?.stop();
+    await started.stack?.stop();
+    await started.db?.drop();
+  });
+  return started;
 }

@@ -4,20 +4,17 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { envelope, historyChange, historyThread } from '../fixtures/payloads.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { API_TOKEN, PHONE_NUMBER_ID } from '../helpers/context.js';
+import { eventually, json, postWebhook, startApp } from '../helpers/app.js';
 import { openSse as openSseAt } from '../helpers/events.js';
+import { auth, senderForFile } from '../helpers/sender.js';
 
-let db: TestDb;
-let sim: GraphSimulator;
-let app: RunningApp;
-const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+const stack = senderForFile({ latencyMs: 2, jitterMs: 2, statusDelayMs: 10 });
 const get = async (path: string) => {
-  const res = await fetch(`${app.url}${path}`, { headers: auth });
+  const res = await fetch(`${stack.app.url}${path}`, { headers: auth });
   return { status: res.status, body: await json(res) };
 };
 
@@ -35,29 +32,17 @@ function inbound(from: string, at: number, id = wamid(), body = `hello at ${at}`
     } }] }],
   });
 }
-const conversationOf = async (waId: string) => (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [waId])).rows[0]?.id as number | undefined;
+const conversationOf = async (waId: string) => (await stack.db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [waId])).rows[0]?.id as number | undefined;
 
-const openSse = (query: string) => openSseAt(app.url, query);
-
-beforeAll(async () => {
-  db = await createTestDb();
-  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url });
-  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
-});
-afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
-});
+const openSse = (query: string) => openSseAt(stack.app.url, query);
 
 describe('GET /v1/conversations', () => {
   it('pages the inbox newest activity first, with contact, last message and unread count, without gaps or repeats', async () => {
     const people = ['5511900000101', '5511900000102', '5511900000103', '5511900000104', '5511900000105'];
     // Activity order (oldest → newest): 101, 102, 103, 104, 105; 102 writes twice, last of all.
-    for (const [i, p] of people.entries()) expect((await postWebhook(app.url, inbound(p, 10 + i))).status).toBe(200);
-    expect((await postWebhook(app.url, inbound('5511900000102', 100, wamid(), 'newest'))).status).toBe(200);
-    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE body LIKE 'hello at %' OR body = 'newest'")).rows[0].n >= 6);
+    for (const [i, p] of people.entries()) expect((await postWebhook(stack.app.url, inbound(p, 10 + i))).status).toBe(200);
+    expect((await postWebhook(stack.app.url, inbound('5511900000102', 100, wamid(), 'newest'))).status).toBe(200);
+    await eventually(async () => (await stack.db.pool.query("SELECT count(*)::int AS n FROM messages WHERE body LIKE 'hello at %' OR body = 'newest'")).rows[0].n >= 6);
 
     const seen: { contact: { waId: string }; unreadCount: number; lastMessage: { body: string; direction: string } | null }[] = [];
     let cursor: string | null = null;
@@ -77,7 +62,7 @@ describe('GET /v1/conversations', () => {
 
     // Read one of them: the filter must leave exactly that one out, not just return unread rows.
     const readOne = await conversationOf('5511900000101');
-    expect((await fetch(`${app.url}/v1/conversations/${readOne}/read`, { method: 'POST', headers: auth })).status).toBe(200);
+    expect((await fetch(`${stack.app.url}/v1/conversations/${readOne}/read`, { method: 'POST', headers: auth })).status).toBe(200);
     const unread = await get('/v1/conversations?unread=true&limit=200');
     expect(unread.status).toBe(200);
     const unreadOurs = unread.body.data.filter((c: { contact: { waId: string } }) => people.includes(c.contact.waId));
@@ -88,11 +73,11 @@ describe('GET /v1/conversations', () => {
   });
 
   it('pages through rows whose activity differs by microseconds (cursor precision)', async () => {
-    const { rows: [ch] } = await db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
+    const { rows: [ch] } = await stack.db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
     const ids: number[] = [];
     for (const us of ['401', '402', '403']) {
-      const { rows: [c] } = await db.pool.query("INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id", [`55119000009${us}`]);
-      const { rows: [cv] } = await db.pool.query(`INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, '2099-01-01 00:00:00.123${us}+00') RETURNING id`, [ch.id, c.id]);
+      const { rows: [c] } = await stack.db.pool.query("INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id", [`55119000009${us}`]);
+      const { rows: [cv] } = await stack.db.pool.query(`INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, '2099-01-01 00:00:00.123${us}+00') RETURNING id`, [ch.id, c.id]);
       ids.push(cv.id);
     }
     const seen: number[] = [];
@@ -106,10 +91,10 @@ describe('GET /v1/conversations', () => {
   });
 
   it('pages past the last conversation with a message into those without one, and through them', async () => {
-    const { rows: [ch] } = await db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
+    const { rows: [ch] } = await stack.db.pool.query('SELECT id FROM channels ORDER BY id LIMIT 1');
     const make = async (waId: string, at: string | null) => {
-      const { rows: [c] } = await db.pool.query('INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id', [waId]);
-      return (await db.pool.query('INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, $3) RETURNING id', [ch.id, c.id, at])).rows[0].id as number;
+      const { rows: [c] } = await stack.db.pool.query('INSERT INTO contacts (wa_id) VALUES ($1) RETURNING id', [waId]);
+      return (await stack.db.pool.query('INSERT INTO conversations (channel_id, contact_id, last_message_at) VALUES ($1, $2, $3) RETURNING id', [ch.id, c.id, at])).rows[0].id as number;
     };
     // The oldest activity of the whole inbox, so these two are the last rows with a time.
     const dated = [await make('5511900000501', '1971-01-01T00:00:00Z'), await make('5511900000502', '1970-06-01T00:00:00Z')];
@@ -127,7 +112,7 @@ describe('GET /v1/conversations', () => {
     const ours = new Set([...dated, ...empty]);
     expect(seen.filter((id) => ours.has(id))).toEqual([...dated, ...[...empty].reverse()]);
     // Every conversation without a message comes after all that have one.
-    const nulls = (await db.pool.query<{ id: string }>('SELECT id FROM conversations WHERE last_message_at IS NULL')).rows.map((r) => Number(r.id));
+    const nulls = (await stack.db.pool.query<{ id: string }>('SELECT id FROM conversations WHERE last_message_at IS NULL')).rows.map((r) => Number(r.id));
     expect(seen.slice(seen.length - nulls.length).sort()).toEqual(nulls.sort());
   });
 
@@ -139,17 +124,17 @@ describe('GET /v1/conversations', () => {
   });
 
   it('needs the bearer token', async () => {
-    expect((await fetch(`${app.url}/v1/conversations`)).status).toBe(401);
+    expect((await fetch(`${stack.app.url}/v1/conversations`)).status).toBe(401);
   });
 });
 
 describe('GET /v1/conversations/:id/messages', () => {
   it('pages a conversation newest first', async () => {
     const who = '5511900000201';
-    for (let i = 0; i < 5; i++) await postWebhook(app.url, inbound(who, 200 + i));
+    for (let i = 0; i < 5; i++) await postWebhook(stack.app.url, inbound(who, 200 + i));
     const id = await eventually(async () => {
       const cid = await conversationOf(who);
-      const n = cid ? (await db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [cid])).rows[0].n : 0;
+      const n = cid ? (await stack.db.pool.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [cid])).rows[0].n : 0;
       return n === 5 ? cid : null;
     });
     const bodies: string[] = [];
@@ -172,43 +157,43 @@ describe('POST /v1/conversations/:id/read', () => {
   it('clears the unread count and sends Meta a read receipt for the last inbound message', async () => {
     const who = '5511900000301';
     const last = wamid();
-    await postWebhook(app.url, inbound(who, 300));
-    await postWebhook(app.url, inbound(who, 301, last));
+    await postWebhook(stack.app.url, inbound(who, 300));
+    await postWebhook(stack.app.url, inbound(who, 301, last));
     const id = await eventually(async () => {
       const cid = await conversationOf(who);
       const r = cid ? (await get(`/v1/conversations/${cid}`)).body : null;
       return r?.unreadCount === 2 ? cid : null;
     });
-    const res = await fetch(`${app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth, body: JSON.stringify({ readReceipt: true }) });
+    const res = await fetch(`${stack.app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth, body: JSON.stringify({ readReceipt: true }) });
     expect(res.status).toBe(200);
     expect(await json(res)).toEqual({ id, unreadCount: 0, readReceipt: { sent: true, wamid: last } });
-    expect(sim.reads.map((r) => r.wamid)).toContain(last);
+    expect(stack.sim.reads.map((r) => r.wamid)).toContain(last);
     expect((await get(`/v1/conversations/${id}`)).body.unreadCount).toBe(0);
 
-    const viaQuery = await fetch(`${app.url}/v1/conversations/${id}/read?sendReadReceipts=true`, { method: 'POST', headers: auth });
+    const viaQuery = await fetch(`${stack.app.url}/v1/conversations/${id}/read?sendReadReceipts=true`, { method: 'POST', headers: auth });
     expect((await json(viaQuery)).readReceipt).toEqual({ sent: true, wamid: last });
-    const plain = await fetch(`${app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth });
+    const plain = await fetch(`${stack.app.url}/v1/conversations/${id}/read`, { method: 'POST', headers: auth });
     expect(await json(plain)).toEqual({ id, unreadCount: 0 });
-    expect((await fetch(`${app.url}/v1/conversations/999999999/read`, { method: 'POST', headers: auth })).status).toBe(404);
+    expect((await fetch(`${stack.app.url}/v1/conversations/999999999/read`, { method: 'POST', headers: auth })).status).toBe(404);
   });
 });
 
 describe('GET /v1/events', () => {
   it('streams message.created, conversation.updated and message.status over SSE', async () => {
-    expect((await fetch(`${app.url}/v1/events`)).status).toBe(401);
+    expect((await fetch(`${stack.app.url}/v1/events`)).status).toBe(401);
     const sse = openSse(`?access_token=${API_TOKEN}`);
     expect((await sse.ready).headers.get('content-type')).toMatch(/^text\/event-stream/);
     try {
       await new Promise((r) => setTimeout(r, 200));
       const who = '5511900000401';
       const id = wamid();
-      await postWebhook(app.url, inbound(who, 400, id));
+      await postWebhook(stack.app.url, inbound(who, 400, id));
       const created = await eventually(async () => sse.events.find((e) => e.event === 'message.created' && e.data.wamid === id));
       expect(created.data).toMatchObject({ type: 'message.created', direction: 'inbound', messageType: 'text' });
       const conversationId = created.data.conversationId;
       await eventually(async () => sse.events.find((e) => e.event === 'conversation.updated' && e.data.conversationId === conversationId));
 
-      const send = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: who, type: 'text', text: { body: 'on it' } }) });
+      const send = await fetch(`${stack.app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: who, type: 'text', text: { body: 'on it' } }) });
       const { id: messageId } = await json(send);
       await eventually(async () => sse.events.find((e) => e.event === 'message.created' && e.data.messageId === messageId && e.data.direction === 'outbound'));
       await eventually(async () => sse.events.find((e) => e.event === 'message.status' && e.data.messageId === messageId && e.data.status === 'read'), { what: 'read status event' });
@@ -223,7 +208,7 @@ describe('GET /v1/events', () => {
     await sse.ready;
     try {
       await new Promise((r) => setTimeout(r, 200));
-      await postWebhook(app.url, inbound('5511900000402', 401));
+      await postWebhook(stack.app.url, inbound('5511900000402', 401));
       await eventually(async () => sse.events.length > 0);
       expect(new Set(sse.events.map((e) => e.event))).toEqual(new Set(['conversation.updated']));
     } finally {
@@ -238,7 +223,7 @@ describe('GET /v1/events', () => {
     for (const s of [a, b, c]) expect((await s.ready).status).toBe(200);
     // Only this test's conversations: late events of the tests before may still arrive.
     const ours = (s: typeof a) => s.events.filter((e) => Number(e.data.conversationId) >= 7001);
-    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
+    const channel = `${stack.app.app.config.QUEUE_PREFIX}:events`;
     const redis = new Redis(inject('redisUrl'));
     try {
       await eventually(async () => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1] >= 1, { what: 'events subscription' });
@@ -261,14 +246,14 @@ describe('GET /v1/events', () => {
   });
 
   it('speaks WebSocket on the same path, with the bearer header', async () => {
-    const refused = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events`);
+    const refused = new WebSocket(`${stack.app.url.replace(/^http/, 'ws')}/v1/events`);
     const code = await new Promise<number>((resolve) => {
       refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
       refused.on('error', () => resolve(-1));
     });
     expect(code).toBe(401);
 
-    const ws = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=message.created`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const ws = new WebSocket(`${stack.app.url.replace(/^http/, 'ws')}/v1/events?types=message.created`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     const got: Record<string, unknown>[] = [];
     ws.on('message', (data) => got.push(JSON.parse(String(data))));
     await new Promise<void>((resolve, reject) => {
@@ -277,7 +262,7 @@ describe('GET /v1/events', () => {
     });
     try {
       const id = wamid();
-      await postWebhook(app.url, inbound('5511900000403', 402, id));
+      await postWebhook(stack.app.url, inbound('5511900000403', 402, id));
       const e = await eventually(async () => got.find((x) => x.wamid === id));
       expect(e).toMatchObject({ type: 'message.created', direction: 'inbound' });
       expect(got.every((x) => x.type === 'message.created')).toBe(true);
@@ -288,7 +273,7 @@ describe('GET /v1/events', () => {
 });
 
 describe('realtime: history summaries, the clients gauge and slow clients', () => {
-  const gauge = async () => Number((await (await fetch(`${app.url}/metrics`)).text()).match(/^wa_router_realtime_clients (\d+)$/m)?.[1]);
+  const gauge = async () => Number((await (await fetch(`${stack.app.url}/metrics`)).text()).match(/^wa_router_realtime_clients (\d+)$/m)?.[1]);
   // Events as a worker publishes them, 256 KB each. A client that stops reading holds at most
   // 4 MB in the server's buffer plus what the kernel buffers on both ends of a loopback socket
   // (the send buffer grows up to tcp_wmem's maximum, an unread receive buffer stays near
@@ -298,7 +283,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
   const CUT_OFF_WITHIN = Math.ceil((4 * 1024 * 1024 + tcpMem('tcp_wmem', 2) + 2 * tcpMem('tcp_rmem', 1)) / EVENT_BYTES) + 4;
   /** Publishes until the gauge drops below `open` (bounded far beyond the cut-off); the number published. */
   async function publishUntilCut(redis: Redis, open: number): Promise<number> {
-    const channel = `${app.app.config.QUEUE_PREFIX}:events`;
+    const channel = `${stack.app.app.config.QUEUE_PREFIX}:events`;
     const padding = 'x'.repeat(EVENT_BYTES);
     let published = 0;
     for (; published < 4 * CUT_OFF_WITHIN && (await gauge()) === open; published++) {
@@ -315,12 +300,12 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
       await new Promise((r) => setTimeout(r, 200));
       const thread = historyThread({ waId: '5511900000501', count: 3 });
       const body = JSON.stringify(envelope(historyChange({ phase: 0, chunkOrder: 41, progress: 30, threads: [thread] })));
-      expect((await postWebhook(app.url, body)).status).toBe(200);
+      expect((await postWebhook(stack.app.url, body)).status).toBe(200);
       const chunk = await eventually(async () => sse.events.find((e) => e.event === 'history.chunk' && e.data.chunkOrder === 41), { what: 'history.chunk event' });
       expect(chunk.data).toMatchObject({ phase: 0, progress: 30, messages: 3, inserted: 3, conversations: 1 });
       // The same bytes again are a repeat: applied nowhere, announced nowhere.
-      expect((await postWebhook(app.url, body)).status).toBe(200);
-      const ch = (await db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
+      expect((await postWebhook(stack.app.url, body)).status).toBe(200);
+      const ch = (await stack.db.pool.query('SELECT id FROM channels WHERE phone_number_id = $1', [PHONE_NUMBER_ID])).rows[0].id as number;
       await eventually(async () => (await get(`/v1/channels/${ch}/sync`)).body.chunksReceived === 2, { what: 'repeat received' });
       await new Promise((r) => setTimeout(r, 300));
       const wamids = new Set(thread.messages.map((m) => m.id));
@@ -337,7 +322,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
     const reading = openSse(`?access_token=${API_TOKEN}&types=history.chunk`);
     await reading.ready;
     // A client that stops reading: a raw socket whose reads are paused after the headers.
-    const slow = net.connect(Number(new URL(app.url).port), '127.0.0.1');
+    const slow = net.connect(Number(new URL(stack.app.url).port), '127.0.0.1');
     slow.setNoDelay(true);
     await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
     slow.write(`GET /v1/events?access_token=${API_TOKEN} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
@@ -376,7 +361,7 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
 
   it('cuts off a WebSocket client 4 MB behind: its socket is closed and the gauge drops', async () => {
     await eventually(async () => (await gauge()) === 0, { what: 'no stream open' });
-    const slow = new WebSocket(`${app.url.replace(/^http/, 'ws')}/v1/events?types=history.chunk`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const slow = new WebSocket(`${stack.app.url.replace(/^http/, 'ws')}/v1/events?types=history.chunk`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     let received = 0;
     slow.on('message', () => received++);
     const closed = new Promise<string>((resolve) => slow.once('close', () => resolve('closed')));
@@ -405,24 +390,24 @@ describe('realtime: history summaries, the clients gauge and slow clients', () =
 
 describe('/admin/queues (Bull Board)', () => {
   it('needs the bearer token and shows the queues with it', async () => {
-    const anonymous = await fetch(`${app.url}/admin/queues`);
+    const anonymous = await fetch(`${stack.app.url}/admin/queues`);
     expect(anonymous.status).toBe(401);
     expect((await json(anonymous)).error.code).toBeDefined();
-    expect((await fetch(`${app.url}/admin/queues`, { headers: { authorization: 'Bearer not-the-token-0123456789' } })).status).toBe(401);
-    const page = await fetch(`${app.url}/admin/queues`, { headers: auth });
+    expect((await fetch(`${stack.app.url}/admin/queues`, { headers: { authorization: 'Bearer not-the-token-0123456789' } })).status).toBe(401);
+    const page = await fetch(`${stack.app.url}/admin/queues`, { headers: auth });
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/<html/i);
-    const api = await fetch(`${app.url}/admin/queues/api/queues`, { headers: auth });
+    const api = await fetch(`${stack.app.url}/admin/queues/api/queues`, { headers: auth });
     expect(api.status).toBe(200);
     const names = ((await json(api)).queues as { name: string }[]).map((q) => q.name);
     expect(names).toEqual(expect.arrayContaining(['inbound', 'history']));
-    expect((await fetch(`${app.url}/admin/queues/api/queues`)).status).toBe(401);
+    expect((await fetch(`${stack.app.url}/admin/queues/api/queues`)).status).toBe(401);
   });
 });
 
 describe('a graceful stop', () => {
   it('ends open event streams instead of waiting on them', async () => {
-    const web = await startApp(db, 'web', { GRAPH_API_BASE_URL: sim.url });
+    const web = await startApp(stack.db, 'web', { GRAPH_API_BASE_URL: stack.sim.url });
     const res = await fetch(`${web.url}/v1/events?access_token=${API_TOKEN}`);
     expect(res.status).toBe(200);
     const t0 = Date.now();

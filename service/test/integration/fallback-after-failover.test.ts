@@ -5,54 +5,27 @@
 // its role, heard "master" (its own) and refused the fallback: every webhook answered 503 until the
 // old master was back and resynced (23-28 s in the kind runs). The presets' topology: a master, one
 // replica, three Sentinels.
-import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { LOOPBACK } from '../../../scripts/stack/proc.js';
-import type { RedisHandle } from '../../../scripts/stack/redis.js';
-import type { SentinelHandle } from '../../../scripts/stack/sentinel.js';
-import { change, envelope } from '../fixtures/payloads.js';
-import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { postWebhook, startApp, type RunningApp } from '../helpers/app.js';
-import { startSentinelStack, type SentinelStack } from '../helpers/sentinel-stack.js';
+import { postWebhook } from '../helpers/app.js';
+import { customerText } from '../helpers/meta-samples.js';
+import { webOverSentinelForFile } from '../helpers/sentinel-stack.js';
 
-const password = 'fallback-after-failover';
-let stack: SentinelStack;
-let redis: RedisHandle[] = [];
-let sentinels: SentinelHandle[] = [];
-let db: TestDb;
-let app: RunningApp;
+const cluster = webOverSentinelForFile('fallback-after-failover', { replicas: 1, env: { ACK_DURABILITY: 'replicated', ACK_REPLICAS: '1', ACK_REPLICA_FALLBACK: 'local' } });
 
-const body = (n: number) => JSON.stringify(envelope(change({
-  phoneNumberId: PHONE_NUMBER_ID,
-  contacts: [{ profile: { name: 'Fallback' }, wa_id: '5511900000903' }],
-  messages: [{ from: '5511900000903', id: `wamid.FALLBACK-FAILOVER-${n}`, timestamp: '1760000000', type: 'text', text: { body: `m${n}` } }],
-})));
-
-beforeAll(async () => {
-  stack = await startSentinelStack(path.join(inject('stackDir'), `fallback-after-failover-${process.pid}`), { password, replicas: 1 });
-  redis = stack.redis;
-  sentinels = stack.sentinels;
-  db = await createTestDb();
-  app = await startApp(db, 'web', { ...stack.env, ACK_DURABILITY: 'replicated', ACK_REPLICAS: '1', ACK_REPLICA_FALLBACK: 'local' });
-}, 120_000);
-
-afterAll(async () => {
-  await app?.stop();
-  await stack?.stop();
-  await db?.drop();
-});
+const body = (n: number) => customerText('5511900000903', `wamid.FALLBACK-FAILOVER-${n}`, `m${n}`);
 
 it('acks on the promoted master alone (ACK_REPLICA_FALLBACK=local) once Sentinel promoted the only replica and the old master is gone', async () => {
   // Acked with WAIT; the producer learns the replica's address meanwhile.
-  for (let n = 0; n < 5; n++) expect((await postWebhook(app.url, body(n))).status).toBe(200);
+  for (let n = 0; n < 5; n++) expect((await postWebhook(cluster.app.url, body(n))).status).toBe(200);
   await new Promise((r) => setTimeout(r, 1_500));
-  const s = new Redis({ host: LOOPBACK, port: sentinels[0]!.port });
+  const s = new Redis({ host: LOOPBACK, port: cluster.sentinels[0]!.port });
   const promoted = new Promise<number>((resolve) => {
     s.on('message', () => resolve(Date.now()));
   });
   await s.subscribe('+switch-master');
-  await redis[0]!.kill();
+  await cluster.redis[0]!.kill();
   const killedAt = Date.now();
   const answers: [number, number][] = [];
   let promotedAt = 0;
@@ -61,7 +34,7 @@ it('acks on the promoted master alone (ACK_REPLICA_FALLBACK=local) once Sentinel
     // Bounded: 45 s, one webhook every 100 ms; stop 15 s after the promotion.
     for (let n = 100; Date.now() - killedAt < 45_000 && !(promotedAt && Date.now() - promotedAt > 15_000); n++) {
       const at = Date.now();
-      answers.push([at - killedAt, (await postWebhook(app.url, body(n))).status]);
+      answers.push([at - killedAt, (await postWebhook(cluster.app.url, body(n))).status]);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {

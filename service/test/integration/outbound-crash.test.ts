@@ -4,9 +4,10 @@
 // before any status could have linked the wamid.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
+import { APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
+import { auth, messageOf, sendText } from '../helpers/sender.js';
 
 const LOCK_MS = 2_000;
 /**
@@ -20,14 +21,9 @@ let sim: GraphSimulator;
 let web: RunningApp;
 let env: Record<string, string>;
 const workers: ServiceProcess[] = [];
-const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
 const posts = (id: number) => sim.acceptedByCallback().get(`wr:${id}`) ?? 0;
 
-async function send(to: string, body: string): Promise<number> {
-  const res = await fetch(`${web.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to, type: 'text', text: { body } }) });
-  expect(res.status).toBe(202);
-  return (await json(res)).id;
-}
+const send = (to: string, body: string) => sendText(web.url, to, body);
 
 beforeAll(async () => {
   db = await createTestDb();
@@ -58,7 +54,7 @@ it('a worker killed while Meta holds the answer: sent once, ends sent', async ()
   const second = spawnService('worker', env);
   workers.push(second);
   const m = await eventually(async () => {
-    const v = await json(await fetch(`${web.url}/v1/messages/${id}`, { headers: auth }));
+    const v = await messageOf(web.url, id);
     return v.status === 'sent' ? v : null;
   }, { timeoutMs: 40_000, what: 'sent' });
   expect(m.wamid).toBe(sim.sent.find((s) => s.body.biz_opaque_callback_data === `wr:${id}`)!.wamid);

@@ -1,36 +1,21 @@
 // The README quick start as a new user tries it: a customer writes (a signed webhook), an agent
 // replies with POST /v1/messages; the inbox must then show the reply as the conversation's last
 // message and last agent message, and say so on the events stream.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
+import { expect, it } from 'vitest';
+import { API_TOKEN, PHONE_NUMBER_ID } from '../helpers/context.js';
+import { eventually, json, postWebhook } from '../helpers/app.js';
+import { auth, senderForFile } from '../helpers/sender.js';
 
-let db: TestDb;
-let sim: GraphSimulator;
-let app: RunningApp;
-const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
-
-beforeAll(async () => {
-  db = await createTestDb();
-  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  app = await startApp(db, 'all', { GRAPH_API_BASE_URL: sim.url });
-  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
-});
-afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
-});
+const stack = senderForFile({ latencyMs: 2, jitterMs: 2, statusDelayMs: 10 });
 
 const inboxEntry = async (waId: string) => {
-  const list = await json(await fetch(`${app.url}/v1/conversations?limit=50`, { headers: auth }));
+  const list = await json(await fetch(`${stack.app.url}/v1/conversations?limit=50`, { headers: auth }));
   return list.data.find((c: { contact: { waId: string } }) => c.contact.waId === waId);
 };
 
 /** The events stream's `conversation.updated` for one conversation, read until seen or aborted. */
 async function waitForConversationUpdated(conversationId: number, signal: AbortSignal): Promise<boolean> {
-  const res = await fetch(`${app.url}/v1/events?access_token=${API_TOKEN}&types=conversation.updated`, { signal });
+  const res = await fetch(`${stack.app.url}/v1/events?access_token=${API_TOKEN}&types=conversation.updated`, { signal });
   const decoder = new TextDecoder();
   let buf = '';
   try {
@@ -57,7 +42,7 @@ it('reply → lastMessage and lastAgentMessage in GET /v1/conversations, convers
       messages: [{ from: customer, id: 'wamid.QUICKSTART0001', timestamp: String(Math.floor(Date.now() / 1000) - 5), type: 'text', text: { body: 'Hi, is my order on its way?' } }],
     } }] }],
   });
-  expect((await postWebhook(app.url, body)).status).toBe(200);
+  expect((await postWebhook(stack.app.url, body)).status).toBe(200);
   // The conversation row is written just before its message (two statements), so wait for both.
   const before = await eventually(async () => {
     const c = await inboxEntry(customer);
@@ -69,7 +54,7 @@ it('reply → lastMessage and lastAgentMessage in GET /v1/conversations, convers
   const ctrl = new AbortController();
   const updated = waitForConversationUpdated(before.id, ctrl.signal);
   await new Promise((r) => setTimeout(r, 300));
-  const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: customer, type: 'text', text: { body: 'Yes, it left this morning.' } }) });
+  const res = await fetch(`${stack.app.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ to: customer, type: 'text', text: { body: 'Yes, it left this morning.' } }) });
   expect(res.status).toBe(202);
   const { id } = await json(res);
 

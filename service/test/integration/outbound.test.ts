@@ -1,44 +1,28 @@
 // Outbound against the Graph API simulator, real Postgres and Redis: persist first,
 // Meta's limits honoured by scheduling, error codes handled as documented.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { PHONE_NUMBER_ID } from '../helpers/context.js';
+import { eventually, json } from '../helpers/app.js';
+import { auth, messageOf, recipients, senderForFile } from '../helpers/sender.js';
 
-let db: TestDb;
-let sim: GraphSimulator;
-let app: RunningApp;
-const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+const stack = senderForFile({ latencyMs: 2, jitterMs: 2, statusDelayMs: 10 }, {
+  OUTBOUND_BACKOFF_MS: '50',
+  CIRCUIT_THRESHOLD: '10',
+  CIRCUIT_RESET_MS: '1500',
+  PAIR_BURST: '3',
+  PAIR_INTERVAL_MS: '300',
+  WORKER_LOCK_MS: '2000',
+});
 
 async function send(body: Record<string, unknown>, headers: Record<string, string> = {}) {
-  const res = await fetch(`${app.url}/v1/messages`, { method: 'POST', headers: { ...auth, ...headers }, body: JSON.stringify(body) });
+  const res = await fetch(`${stack.app.url}/v1/messages`, { method: 'POST', headers: { ...auth, ...headers }, body: JSON.stringify(body) });
   return { status: res.status, replayed: res.headers.get('idempotent-replayed'), body: await json(res) };
 }
-const message = async (id: number) => json(await fetch(`${app.url}/v1/messages/${id}`, { headers: auth }));
-let n = 0;
-const recipient = () => `55119${String(Date.now() % 1e6).padStart(6, '0')}${String(n++).padStart(2, '0')}`;
+const message = (id: number) => messageOf(stack.app.url, id);
+const recipient = recipients('55119');
 
-beforeAll(async () => {
-  db = await createTestDb();
-  sim = await startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 2, jitterMs: 2, statusDelayMs: 10 } });
-  app = await startApp(db, 'all', {
-    GRAPH_API_BASE_URL: sim.url,
-    OUTBOUND_BACKOFF_MS: '50',
-    CIRCUIT_THRESHOLD: '10',
-    CIRCUIT_RESET_MS: '1500',
-    PAIR_BURST: '3',
-    PAIR_INTERVAL_MS: '300',
-    WORKER_LOCK_MS: '2000',
-  });
-  sim.configure({ webhookUrl: `${app.url}/webhooks/whatsapp` });
-});
-afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
-});
 beforeEach(() => {
-  sim.configure({ outage: false, serverErrorRate: 0, forcedErrors: {}, failFirst: {}, pairBurst: 3, pairIntervalMs: 300 });
+  stack.sim.configure({ outage: false, serverErrorRate: 0, forcedErrors: {}, failFirst: {}, pairBurst: 3, pairIntervalMs: 300 });
 });
 
 describe('POST /v1/messages', () => {
@@ -54,7 +38,7 @@ describe('POST /v1/messages', () => {
     }, { what: 'read' });
     expect(m.wamid).toMatch(/^wamid\./);
     expect(m.statuses.map((s: { status: string }) => s.status)).toEqual(['sent', 'delivered', 'read']);
-    const sent = sim.sent.find((s) => s.wamid === m.wamid)!;
+    const sent = stack.sim.sent.find((s) => s.wamid === m.wamid)!;
     expect(sent.body).toMatchObject({ messaging_product: 'whatsapp', to, type: 'text', text: { body: 'Olá! Seu pedido saiu para entrega.' } });
     expect(sent.body.biz_opaque_callback_data).toBe(`wr:${res.body.id}`);
   });
@@ -75,8 +59,8 @@ describe('POST /v1/messages', () => {
     expect(again.map((r) => r.body.id)).toEqual([first.body.id, first.body.id]);
     await eventually(async () => (await message(first.body.id)).wamid);
     await new Promise((r) => setTimeout(r, 300));
-    expect(sim.sent.filter((s) => s.to === to)).toHaveLength(1);
-    const rows = await db.pool.query("SELECT count(*)::int AS n FROM messages WHERE idempotency_key = $1", [`key-${to}`]);
+    expect(stack.sim.sent.filter((s) => s.to === to)).toHaveLength(1);
+    const rows = await stack.db.pool.query("SELECT count(*)::int AS n FROM messages WHERE idempotency_key = $1", [`key-${to}`]);
     expect(rows.rows[0].n).toBe(1);
   });
 
@@ -93,7 +77,7 @@ describe('POST /v1/messages', () => {
     }
     await eventually(async () => (await message(first.body.id)).wamid);
     await new Promise((r) => setTimeout(r, 300));
-    expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(['once']);
+    expect(stack.sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(['once']);
     // Objects Meta defines (interactive) pass as written, in the client's order of fields.
     const buttons = { type: 'button', body: { text: 'Pick one' }, action: { buttons: [{ type: 'reply', reply: { id: 'y', title: 'Yes' } }] } };
     const menu = await send({ to, type: 'interactive', interactive: buttons }, { 'Idempotency-Key': `menu-${to}` });
@@ -103,14 +87,14 @@ describe('POST /v1/messages', () => {
 
   it('keeps the order per recipient and paces the pair rate (no 131056)', async () => {
     const to = recipient();
-    const before = sim.stats.errors[131056] ?? 0;
+    const before = stack.sim.stats.errors[131056] ?? 0;
     const ids: number[] = [];
     for (let i = 0; i < 8; i++) ids.push((await send({ to, type: 'text', text: { body: `part ${i}` } })).body.id);
-    await eventually(async () => sim.sent.filter((s) => s.to === to).length === 8, { timeoutMs: 20_000, what: '8 sent' });
-    expect(sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
-    expect(sim.stats.errors[131056] ?? 0).toBe(before);
+    await eventually(async () => stack.sim.sent.filter((s) => s.to === to).length === 8, { timeoutMs: 20_000, what: '8 sent' });
+    expect(stack.sim.sent.filter((s) => s.to === to).map((s) => (s.body.text as { body: string }).body)).toEqual(ids.map((_, i) => `part ${i}`));
+    expect(stack.sim.stats.errors[131056] ?? 0).toBe(before);
     // 3 at once, then one per 300 ms: the last left at least 4 intervals after the first.
-    const times = sim.sent.filter((s) => s.to === to).map((s) => s.at);
+    const times = stack.sim.sent.filter((s) => s.to === to).map((s) => s.at);
     expect(times[7]! - times[0]!).toBeGreaterThanOrEqual(4 * 300 - 50);
   });
 });
@@ -124,8 +108,8 @@ describe('error codes', () => {
     [100, null],
   ])('%i fails the message without retrying', async (code, hint) => {
     const to = recipient();
-    sim.configure({ forcedErrors: { [to]: code } });
-    const before = sim.stats.requests;
+    stack.sim.configure({ forcedErrors: { [to]: code } });
+    const before = stack.sim.stats.requests;
     const res = await send({ to, type: 'text', text: { body: 'x' } });
     const m = await eventually(async () => {
       const v = await message(res.body.id);
@@ -135,30 +119,30 @@ describe('error codes', () => {
     if (hint) expect(String(m.error.details).toLowerCase()).toContain(hint);
     await new Promise((r) => setTimeout(r, 300));
     // 131026 is accepted by the API and fails by webhook; the others fail at the API: one call each.
-    expect(sim.stats.requests - before).toBe(1);
+    expect(stack.sim.stats.requests - before).toBe(1);
   });
 
   it('retries 131000 and 5xx until they pass', async () => {
     // Three refusals in a row, then Meta takes it: within the 5 attempts. (A random error rate made
     // this check fail whenever chance refused all 5, about 1 run in 13.)
     const to = recipient();
-    const before = sim.stats.errors[131000] ?? 0;
-    sim.configure({ failFirst: { [to]: { code: 131000, times: 3 } } });
+    const before = stack.sim.stats.errors[131000] ?? 0;
+    stack.sim.configure({ failFirst: { [to]: { code: 131000, times: 3 } } });
     const res = await send({ to, type: 'text', text: { body: 'retry me' } });
     await eventually(async () => (await message(res.body.id)).wamid, { timeoutMs: 20_000, what: 'eventually sent' });
-    expect((sim.stats.errors[131000] ?? 0) - before).toBe(3);
+    expect((stack.sim.stats.errors[131000] ?? 0) - before).toBe(3);
   });
 
   it('pauses the channel on 190 and sends once the token is fixed', async () => {
-    sim.tokens.set(PHONE_NUMBER_ID, 'rotated-token');
+    stack.sim.tokens.set(PHONE_NUMBER_ID, 'rotated-token');
     const res = await send({ to: recipient(), type: 'text', text: { body: 'after token fix' } });
     const paused = await eventually(async () => {
-      const list = await json(await fetch(`${app.url}/v1/channels`, { headers: auth }));
+      const list = await json(await fetch(`${stack.app.url}/v1/channels`, { headers: auth }));
       return list.items.find((c: { phoneNumberId: string; paused: boolean }) => c.phoneNumberId === PHONE_NUMBER_ID && c.paused);
     }, { what: 'channel paused' });
     expect(paused.pausedReason).toMatch(/^190/);
     expect((await message(res.body.id)).status).toBe('pending');
-    const upd = await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token' }) });
+    const upd = await fetch(`${stack.app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token' }) });
     expect(upd.status).toBe(200);
     const body = await json(upd);
     expect(body).not.toHaveProperty('accessToken');
@@ -168,22 +152,22 @@ describe('error codes', () => {
 
 describe('throttling and the dead-letter queue', () => {
   it('rides out 130429 when the channel claims more throughput than Meta gives it', async () => {
-    sim.configure({ messagesPerSecond: 5 });
-    const before = sim.stats.errors[130429] ?? 0;
-    await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token', messagesPerSecond: 200 }) });
+    stack.sim.configure({ messagesPerSecond: 5 });
+    const before = stack.sim.stats.errors[130429] ?? 0;
+    await fetch(`${stack.app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token', messagesPerSecond: 200 }) });
     await new Promise((r) => setTimeout(r, 5_500));
     const ids = await Promise.all(Array.from({ length: 30 }, async () => (await send({ to: recipient(), type: 'text', text: { body: 'burst' } })).body.id as number));
     await eventually(async () => (await Promise.all(ids.map(message))).every((m) => m.wamid), { timeoutMs: 30_000, what: 'all sent despite 130429' });
-    expect(sim.stats.errors[130429] ?? 0).toBeGreaterThan(before);
-    sim.configure({ messagesPerSecond: 80 });
-    await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token', messagesPerSecond: 80 }) });
+    expect(stack.sim.stats.errors[130429] ?? 0).toBeGreaterThan(before);
+    stack.sim.configure({ messagesPerSecond: 80 });
+    await fetch(`${stack.app.url}/v1/channels`, { method: 'POST', headers: auth, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'rotated-token', messagesPerSecond: 80 }) });
   });
 
   it('dead-letters a message whose retries ran out, and replays it', async () => {
-    sim.configure({ serverErrorRate: 1 });
+    stack.sim.configure({ serverErrorRate: 1 });
     const res = await send({ to: recipient(), type: 'text', text: { body: 'dead letter' } });
     const dl = await eventually(async () => {
-      const list = await json(await fetch(`${app.url}/v1/dead-letters`, { headers: auth }));
+      const list = await json(await fetch(`${stack.app.url}/v1/dead-letters`, { headers: auth }));
       return list.items.find((i: { data: { messageId: number } }) => i.data.messageId === res.body.id);
     }, { timeoutMs: 20_000, what: 'dead letter' });
     expect(dl.reason).toMatch(/131000/);
@@ -193,8 +177,8 @@ describe('throttling and the dead-letter queue', () => {
       return v.status === 'failed' ? v : null;
     }, { what: 'failed' });
     expect(failed.error.code).toBe(131000);
-    sim.configure({ serverErrorRate: 0 });
-    const replay = await fetch(`${app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth });
+    stack.sim.configure({ serverErrorRate: 0 });
+    const replay = await fetch(`${stack.app.url}/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`, { method: 'POST', headers: auth });
     expect(replay.status).toBe(202);
     await eventually(async () => (await message(res.body.id)).wamid, { timeoutMs: 20_000, what: 'sent after replay' });
   });
@@ -202,20 +186,20 @@ describe('throttling and the dead-letter queue', () => {
 
 describe('circuit breaker', () => {
   it('opens after 10 consecutive failures, holds messages, and recovers', async () => {
-    sim.configure({ outage: true });
+    stack.sim.configure({ outage: true });
     const ids: number[] = [];
     for (let i = 0; i < 12; i++) ids.push((await send({ to: recipient(), type: 'text', text: { body: `outage ${i}` } })).body.id);
     await eventually(async () => {
-      const r = await json(await fetch(`${app.url}/readyz`));
+      const r = await json(await fetch(`${stack.app.url}/readyz`));
       return Object.values(r.circuits as Record<string, { state: string }>).some((c) => c.state === 'open');
     }, { timeoutMs: 20_000, what: 'circuit open' });
-    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    const metrics = await (await fetch(`${stack.app.url}/metrics`)).text();
     expect(metrics).toMatch(/wa_router_circuit_open\{channel="\d+"\} 2/);
     // Held, not failed.
     for (const id of ids) expect((await message(id)).status).toBe('pending');
-    sim.configure({ outage: false });
+    stack.sim.configure({ outage: false });
     await eventually(async () => (await Promise.all(ids.map(message))).every((m) => m.wamid), { timeoutMs: 40_000, what: 'all sent after recovery' });
-    const r = await json(await fetch(`${app.url}/readyz`));
+    const r = await json(await fetch(`${stack.app.url}/readyz`));
     expect(Object.values(r.circuits as Record<string, { state: string }>).every((c) => c.state === 'closed')).toBe(true);
   });
 });

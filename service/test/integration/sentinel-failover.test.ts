@@ -7,66 +7,38 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { LOOPBACK } from '../../../scripts/stack/proc.js';
-import type { RedisHandle } from '../../../scripts/stack/redis.js';
-import type { SentinelHandle } from '../../../scripts/stack/sentinel.js';
-import { change, envelope } from '../fixtures/payloads.js';
-import { createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
-import { postWebhook, startApp, type RunningApp } from '../helpers/app.js';
-import { startSentinelStack, type SentinelStack } from '../helpers/sentinel-stack.js';
+import { postWebhook } from '../helpers/app.js';
+import { customerText } from '../helpers/meta-samples.js';
+import { webOverSentinelForFile } from '../helpers/sentinel-stack.js';
 
-const password = 'sentinel-failover';
-let dir: string;
-let stack: SentinelStack;
-let redis: RedisHandle[] = [];
-let sentinels: SentinelHandle[] = [];
-let db: TestDb;
-let app: RunningApp;
+const cluster = webOverSentinelForFile('sentinel-failover', { replicas: 2, env: { ENQUEUE_TIMEOUT_MS: '1000' } });
 
-const body = (n: number) => JSON.stringify(envelope(change({
-  phoneNumberId: PHONE_NUMBER_ID,
-  contacts: [{ profile: { name: 'Failover' }, wa_id: '5511900000902' }],
-  messages: [{ from: '5511900000902', id: `wamid.FAILOVER-${n}`, timestamp: '1760000000', type: 'text', text: { body: `m${n}` } }],
-})));
-
-beforeAll(async () => {
-  dir = path.join(inject('stackDir'), `sentinel-failover-${process.pid}`);
-  stack = await startSentinelStack(dir, { password, replicas: 2 });
-  redis = stack.redis;
-  sentinels = stack.sentinels;
-  db = await createTestDb();
-  app = await startApp(db, 'web', { ...stack.env, ENQUEUE_TIMEOUT_MS: '1000' });
-}, 120_000);
-
-afterAll(async () => {
-  await app?.stop();
-  await stack?.stop();
-  await db?.drop();
-});
+const body = (n: number) => customerText('5511900000902', `wamid.FAILOVER-${n}`, `m${n}`);
 
 /** The failover's steps in each Sentinel's log, as `<sentinel>: <time> <event>`. */
 function sentinelEvents(): string[] {
-  return sentinels.flatMap((_, i) => fs.readFileSync(path.join(dir, `sentinel-${i}`, 'sentinel.log'), 'utf8').split('\n')
+  return cluster.sentinels.flatMap((_, i) => fs.readFileSync(path.join(cluster.dir, `sentinel-${i}`, 'sentinel.log'), 'utf8').split('\n')
     .filter((line) => /[+-](tilt|sdown|odown|try-failover|vote-for-leader|elected-leader|failover-abort|switch-master)\b/.test(line))
     .map((line) => `${i}: ${line.replace(/^\d+:X \d+ \w+ \d+ /, '')}`));
 }
 
 it('answers 200 again right after Sentinel promotes a replica, and stays on the new master while the other Sentinels announce it', async () => {
-  expect((await postWebhook(app.url, body(0))).status).toBe(200);
+  expect((await postWebhook(cluster.app.url, body(0))).status).toBe(200);
 
   const announced: { at: number; sentinel: number; message: string }[] = [];
-  const subs = sentinels.map((s, sentinel) => {
+  const subs = cluster.sentinels.map((s, sentinel) => {
     const c = new Redis({ host: LOOPBACK, port: s.port });
     c.on('message', (_channel: string, message: string) => announced.push({ at: Date.now(), sentinel, message }));
     return c;
   });
-  const allAnnounced = () => new Set(announced.map((a) => a.sentinel)).size === sentinels.length;
+  const allAnnounced = () => new Set(announced.map((a) => a.sentinel)).size === cluster.sentinels.length;
   await Promise.all(subs.map((c) => c.subscribe('+switch-master')));
   const answers: { at: number; status: number }[] = [];
   let killedAt = 0;
   try {
-    await redis[0]!.kill();
+    await cluster.redis[0]!.kill();
     killedAt = Date.now();
     // Meta's redelivery, sped up: one webhook after another until every Sentinel has announced the
     // new master and a while after, bounded. 40 s: down-after (2 s), a vote and a promotion take
@@ -74,7 +46,7 @@ it('answers 200 again right after Sentinel promotes a replica, and stays on the 
     for (let n = 1; Date.now() - killedAt < 40_000; n++) {
       if (allAnnounced() && Date.now() - announced.at(-1)!.at > 3_000) break;
       const at = Date.now();
-      const { status } = await postWebhook(app.url, body(n));
+      const { status } = await postWebhook(cluster.app.url, body(n));
       answers.push({ at, status });
       await new Promise((r) => setTimeout(r, 20));
     }
