@@ -88,6 +88,14 @@ function reportCost(phase: string, cost: Cost, units: number, unit = 'forwarded 
   }
 }
 
+/** The forwarding worker's claim and wake-up counters (from its /metrics). */
+async function claimCounters(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^wa_router_forward_(claims_total|claim_wakeups_total)\{(?:result|by)="(\w+)"\} (\d+)/gm)) out.set(`${m[1] === 'claims_total' ? 'claims' : 'woken by'} ${m[2]}`, Number(m[3]));
+  return out;
+}
+
 async function api(port: number, method: string, path: string, body?: unknown): Promise<{ id: number }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
@@ -222,10 +230,14 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
       a.arrivals.clear();
       b.arrivals.clear();
       const phaseMeter = await startCostMeter(stack.pool, groups);
+      const claims0 = await claimCounters(worker!.port);
       const sentAt = await paced(webhookUrl, set, RATE);
       const timed = expectBDown ? set.filter(isA) : set;
       await waitFor(() => timed.every((d) => a.arrivals.has(d.wamid) || b.arrivals.has(d.wamid)), 60);
       reportCost(`${prefix} (${expectBDown ? "B down" : 'healthy'})`, await phaseMeter.stop(), set.length, 'webhook');
+      // How the forwarder spent the phase: a healthy area's events waiting for the poll show as poll wake-ups.
+      const claims1 = await claimCounters(worker!.port);
+      console.log(`    forwarder: ${[...claims1].map(([k, v]) => `${k} ${v - (claims0.get(k) ?? 0)}`).join(', ')}`);
       const arrival = (d: Delivery) => a.arrivals.get(d.wamid) ?? b.arrivals.get(d.wamid) ?? Infinity;
       const lat = (list: Delivery[]) => list.map((d) => arrival(d) - sentAt.get(d.wamid)!);
       // Where the time goes: the row's commit (the Postgres of the bench tracks commit times) → the

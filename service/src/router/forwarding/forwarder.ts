@@ -196,7 +196,9 @@ export class Forwarder {
       let claimed = 0;
       try {
         claimed = await this.claim();
+        this.o.metrics.claims.inc({ result: claimed > 0 ? 'taken' : 'empty' });
       } catch (err) {
+        this.o.metrics.claims.inc({ result: 'failed' });
         this.o.log.warn({ err: (err as Error).message }, 'forwarding: claim failed; retrying');
       }
       if (claimed === 0 && !this.woken && !this.stopping) await this.sleep(this.o.pollMs);
@@ -205,13 +207,14 @@ export class Forwarder {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (by: 'wake' | 'poll') => {
         clearTimeout(t);
         this.wakeNow = undefined;
+        this.o.metrics.claimWakeups.inc({ by });
         resolve();
       };
-      const t = setTimeout(done, ms);
-      this.wakeNow = done;
+      const t = setTimeout(() => done('poll'), ms);
+      this.wakeNow = () => done('wake');
     });
   }
 
