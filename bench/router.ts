@@ -76,16 +76,18 @@ type Cost = Awaited<ReturnType<CostMeter['stop']>>;
  * 1,000, commits and WAL bytes per unit, and the statements (with BENCH_PG_STATEMENTS=1): calls
  * and Postgres execution time per unit, the costliest first.
  */
-function reportCost(phase: string, cost: Cost, units: number, unit = 'forwarded event'): void {
+function reportCost(phase: string, cost: Cost, units: number, unit = 'forwarded event'): string {
   const per = (x: number) => x / Math.max(1, units);
-  console.log(`  ${phase}: CPU-s per 1,000: ${Object.entries(cost.cpu).map(([k, v]) => `${k} ${(per(v) * 1000).toFixed(3)}`).join(', ')}; per ${unit}: ${per(cost.commits).toFixed(2)} commits, ${Math.round(per(cost.walBytes))} WAL bytes`);
-  if (!cost.statements) return;
+  const summary = `CPU-s per 1,000: ${Object.entries(cost.cpu).map(([k, v]) => `${k} ${(per(v) * 1000).toFixed(3)}`).join(', ')}; per ${unit}: ${per(cost.commits).toFixed(2)} commits, ${Math.round(per(cost.walBytes))} WAL bytes`;
+  console.log(`  ${phase}: ${summary}`);
+  if (!cost.statements) return summary;
   const calls = cost.statements.reduce((s, x) => s + x.calls, 0);
   const ms = cost.statements.reduce((s, x) => s + x.ms, 0);
   console.log(`    statements per ${unit}: ${per(calls).toFixed(2)} (triggers' included), ${(per(ms) * 1000).toFixed(0)} µs executing; costliest (calls, µs, rows per ${unit}):`);
   for (const st of [...cost.statements].sort((x, y) => y.ms - x.ms).slice(0, 12)) {
     console.log(`    ${per(st.calls).toFixed(3)}  ${(per(st.ms) * 1000).toFixed(1).padStart(6)}  ${per(st.rows).toFixed(2).padStart(6)}  ${st.query}`);
   }
+  return `${summary}, ${per(calls).toFixed(2)} statements`;
 }
 
 /** The forwarding worker's claim and wake-up counters (from its /metrics). */
@@ -197,10 +199,10 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
     const complete = await waitFor(() => arrived() >= n, 180);
     const tput = arrived() / ((performance.now() - t0) / 1000);
     // Per 1,000 forwarded events: what the host's load does not change (the rate above it does).
-    reportCost('throughput', await meter.stop(), arrived());
+    const costNote = reportCost('throughput', await meter.stop(), arrived());
     const rawRate = await rawPosts(a.url, burst.map((d) => d.body));
     console.log(`  forwarded ${arrived()}/${n} events at ${Math.round(tput)}/s; raw keep-alive POSTs ${Math.round(rawRate)}/s`);
-    out.push(result({ name: 'router.forwarded_events_per_s', value: complete ? tput : 0, unit: 'events/s', baseline: rawRate, baselineName: 'raw keep-alive POSTs to the receiver', target: 2_000, note: `${n} webhooks, 1 web + 1 worker, webhook POST → receiver 2xx, ${CONTACTS} conversations over 2 areas` }));
+    out.push(result({ name: 'router.forwarded_events_per_s', value: complete ? tput : 0, unit: 'events/s', baseline: rawRate, baselineName: 'raw keep-alive POSTs to the receiver', target: 2_000, note: `${n} webhooks, 1 web + 1 worker, webhook POST → receiver 2xx, ${CONTACTS} conversations over 2 areas; ${costNote}` }));
 
     // 2. Latency at 500 msg/s. Both timed phases (healthy, then B down) are alike but for B's
     // receiver: the same rate, number of messages and starting state (settled, then a warm-up at
