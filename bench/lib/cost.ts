@@ -73,22 +73,45 @@ export function postgresCpuSeconds(dataDir: string): number {
   return treeCpuSeconds(Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]));
 }
 
+export interface StatementCost {
+  readonly query: string;
+  readonly calls: number;
+  /** Milliseconds Postgres spent executing it, in total. */
+  readonly ms: number;
+  readonly rows: number;
+}
+
 export interface CostMeter {
-  /** CPU-seconds per process group and statements by text since the start. */
-  stop(): Promise<{ cpu: Record<string, number>; statements: { query: string; calls: number }[] | null }>;
+  /**
+   * CPU-seconds per process group, statements by text (with pg_stat_statements), and the
+   * database's committed transactions and WAL bytes since the start.
+   */
+  stop(): Promise<{ cpu: Record<string, number>; statements: StatementCost[] | null; commits: number; walBytes: number }>;
+}
+
+async function dbCounters(pool: pg.Pool): Promise<{ commits: number; walBytes: number }> {
+  const { rows } = await pool.query<{ commits: string; wal: string }>(
+    `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())::text AS commits,
+            (SELECT wal_bytes FROM pg_stat_wal)::text AS wal`,
+  );
+  return { commits: Number(rows[0]!.commits), walBytes: Number(rows[0]!.wal) };
 }
 
 export async function startCostMeter(pool: pg.Pool, groups: Record<string, () => number>): Promise<CostMeter> {
   const statements = await pool.query('SELECT pg_stat_statements_reset()').then(() => true, () => false);
+  const db0 = await dbCounters(pool);
   const before = Object.fromEntries(Object.entries(groups).map(([k, f]) => [k, f()]));
   return {
     async stop() {
       const cpu = Object.fromEntries(Object.entries(groups).map(([k, f]) => [k, f() - before[k]!]));
-      if (!statements) return { cpu, statements: null };
-      const { rows } = await pool.query<{ query: string; calls: string }>(
-        "SELECT query, calls FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC",
+      const db1 = await dbCounters(pool);
+      // The meter's own two reads (this one and the first) are not the work measured.
+      const counters = { commits: db1.commits - db0.commits - 1, walBytes: db1.walBytes - db0.walBytes };
+      if (!statements) return { cpu, statements: null, ...counters };
+      const { rows } = await pool.query<{ query: string; calls: string; ms: number; rows: string }>(
+        "SELECT query, calls, total_exec_time AS ms, rows FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_wal%' ORDER BY calls DESC",
       );
-      return { cpu, statements: rows.map((r) => ({ query: r.query.replace(/\s+/g, ' ').slice(0, 70), calls: Number(r.calls) })) };
+      return { cpu, statements: rows.map((r) => ({ query: r.query.replace(/\s+/g, ' ').slice(0, 70), calls: Number(r.calls), ms: r.ms, rows: Number(r.rows) })), ...counters };
     },
   };
 }

@@ -44,6 +44,11 @@ export interface ForwarderOptions {
   readonly maxOrderWaitMs?: number;
 }
 
+/** Wake-ups this close together share one claim (a store's events wait this much longer at most). */
+const WAKE_GRID_MS = 10;
+/** Wake-ups kept at most; the latest are dropped beyond it (the poll covers them). */
+const MAX_DUES = 256;
+
 interface AreaTarget {
   readonly url: string;
   readonly secrets: string[];
@@ -89,7 +94,13 @@ export class Forwarder {
   private wakeNow: (() => void) | undefined;
   private woken = false;
   private wakeTimer: NodeJS.Timeout | undefined;
-  private wakeAt = Infinity;
+  /**
+   * When claims are due (epoch ms, ascending, on a WAKE_GRID_MS grid): each stored batch's settle
+   * time, each retry's. One timer, armed for the first: a store made while it was armed keeps its
+   * own due time instead of waiting for whatever store came after the timer fired (which made
+   * an event wait for up to two settle times: commit → receiver p50 39 ms, p95 65 ms at 500/s).
+   */
+  private dues: number[] = [];
   private circuits = new Map<number, AreaCircuit>();
   /**
    * Events a run of the area got through within the run window lately, for areas whose runs the
@@ -118,14 +129,32 @@ export class Forwarder {
 
   /** Events were stored (or fall due) `inMs` from now: claim then, not at the next poll. */
   wake(inMs = this.o.settleMs): void {
-    const at = Date.now() + inMs;
-    if (this.stopping || at >= this.wakeAt) return;
+    if (this.stopping) return;
+    // Rounded up: never before the events settle; stores within one grid step share a claim.
+    const at = Math.ceil((Date.now() + inMs) / WAKE_GRID_MS) * WAKE_GRID_MS;
+    let i = this.dues.length;
+    while (i > 0 && this.dues[i - 1]! > at) i--;
+    if (this.dues[i - 1] === at) return;
+    if (this.dues.length >= MAX_DUES) {
+      // The latest go first: until then the poll and the earlier claims take their events.
+      if (i === this.dues.length) return;
+      this.dues.pop();
+    }
+    this.dues.splice(i, 0, at);
+    if (i === 0) this.armWake();
+  }
+
+  private armWake(): void {
     clearTimeout(this.wakeTimer);
-    this.wakeAt = at;
+    const next = this.dues[0];
+    if (next === undefined || this.stopping) return;
     this.wakeTimer = setTimeout(() => {
-      this.wakeAt = Infinity;
+      // A timer may fire a little early: what is due within a millisecond goes now.
+      const now = Date.now() + 1;
+      while (this.dues.length > 0 && this.dues[0]! <= now) this.dues.shift();
       this.signal();
-    }, inMs);
+      this.armWake();
+    }, Math.max(0, next - Date.now()));
   }
 
   private signal(): void {
@@ -167,7 +196,9 @@ export class Forwarder {
       let claimed = 0;
       try {
         claimed = await this.claim();
+        this.o.metrics.claims.inc({ result: claimed > 0 ? 'taken' : 'empty' });
       } catch (err) {
+        this.o.metrics.claims.inc({ result: 'failed' });
         this.o.log.warn({ err: (err as Error).message }, 'forwarding: claim failed; retrying');
       }
       if (claimed === 0 && !this.woken && !this.stopping) await this.sleep(this.o.pollMs);
@@ -176,13 +207,14 @@ export class Forwarder {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (by: 'wake' | 'poll') => {
         clearTimeout(t);
         this.wakeNow = undefined;
+        this.o.metrics.claimWakeups.inc({ by });
         resolve();
       };
-      const t = setTimeout(done, ms);
-      this.wakeNow = done;
+      const t = setTimeout(() => done('poll'), ms);
+      this.wakeNow = () => done('wake');
     });
   }
 
