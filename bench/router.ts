@@ -73,12 +73,12 @@ type Cost = Awaited<ReturnType<CostMeter['stop']>>;
 
 /**
  * What a phase cost per unit of work, in figures a loaded host does not distort: CPU-seconds per
- * 1,000, commits and WAL bytes per unit, and the statements (with BENCH_PG_STATEMENTS=1): calls
+ * 1,000, write transactions and WAL bytes per unit, and the statements (with BENCH_PG_STATEMENTS=1): calls
  * and Postgres execution time per unit, the costliest first.
  */
 function reportCost(phase: string, cost: Cost, units: number, unit = 'forwarded event'): string {
   const per = (x: number) => x / Math.max(1, units);
-  const summary = `CPU-s per 1,000: ${Object.entries(cost.cpu).map(([k, v]) => `${k} ${(per(v) * 1000).toFixed(3)}`).join(', ')}; per ${unit}: ${per(cost.commits).toFixed(2)} commits, ${Math.round(per(cost.walBytes))} WAL bytes`;
+  const summary = `CPU-s per 1,000: ${Object.entries(cost.cpu).map(([k, v]) => `${k} ${(per(v) * 1000).toFixed(3)}`).join(', ')}; per ${unit}: ${per(cost.commits).toFixed(2)} write transactions, ${Math.round(per(cost.walBytes))} WAL bytes`;
   console.log(`  ${phase}: ${summary}`);
   if (!cost.statements) return summary;
   const calls = cost.statements.reduce((s, x) => s + x.calls, 0);

@@ -84,17 +84,19 @@ export interface StatementCost {
 export interface CostMeter {
   /**
    * CPU-seconds per process group, statements by text (with pg_stat_statements), and the
-   * database's committed transactions and WAL bytes since the start.
+   * server's write transactions (transaction ids assigned) and WAL bytes since the start.
    */
   stop(): Promise<{ cpu: Record<string, number>; statements: StatementCost[] | null; commits: number; walBytes: number }>;
 }
 
-async function dbCounters(pool: pg.Pool): Promise<{ commits: number; walBytes: number }> {
-  const { rows } = await pool.query<{ commits: string; wal: string }>(
-    `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())::text AS commits,
-            (SELECT wal_bytes FROM pg_stat_wal)::text AS wal`,
+// Read at once and exactly: the next transaction id (ids go only to transactions that write, so the
+// difference counts write transactions, not read-only autocommit SELECTs) and the WAL insert position.
+// pg_stat_database/pg_stat_wal lag: a pooled connection reports its counts only now and then.
+async function dbCounters(pool: pg.Pool): Promise<{ commits: number; walLsn: string }> {
+  const { rows } = await pool.query<{ xid: string; lsn: string }>(
+    'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid, pg_current_wal_insert_lsn()::text AS lsn',
   );
-  return { commits: Number(rows[0]!.commits), walBytes: Number(rows[0]!.wal) };
+  return { commits: Number(rows[0]!.xid), walLsn: rows[0]!.lsn };
 }
 
 export async function startCostMeter(pool: pg.Pool, groups: Record<string, () => number>): Promise<CostMeter> {
@@ -105,8 +107,8 @@ export async function startCostMeter(pool: pg.Pool, groups: Record<string, () =>
     async stop() {
       const cpu = Object.fromEntries(Object.entries(groups).map(([k, f]) => [k, f() - before[k]!]));
       const db1 = await dbCounters(pool);
-      // The meter's own two reads (this one and the first) are not the work measured.
-      const counters = { commits: db1.commits - db0.commits - 1, walBytes: db1.walBytes - db0.walBytes };
+      const { rows: wal } = await pool.query<{ bytes: string }>('SELECT pg_wal_lsn_diff($1, $2)::text AS bytes', [db1.walLsn, db0.walLsn]);
+      const counters = { commits: db1.commits - db0.commits, walBytes: Number(wal[0]!.bytes) };
       if (!statements) return { cpu, statements: null, ...counters };
       const { rows } = await pool.query<{ query: string; calls: string; ms: number; rows: string }>(
         "SELECT query, calls, total_exec_time AS ms, rows FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_wal%' ORDER BY calls DESC",

@@ -1,5 +1,5 @@
-// Review proof: the order lock that migration 024 moved into router_forward_messages's CTE is
-// covered by no test (router-order-open-store holds a *status* store open). Here a customer's
+// The order lock router_forward_messages takes in its inserting statement (migration 024), seen
+// from the area's receiver (router-order-open-store holds a *status* store open). Here a customer's
 // message is stored by the inbound store's own code in a transaction held open past the settle
 // time, while a later status of the business's reply in the same conversation commits through the
 // webhook. The area's receiver must get the message first.
