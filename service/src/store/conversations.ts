@@ -1,16 +1,11 @@
 // The agent API's read side: conversations by latest activity and their messages, both
 // keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
 import type pg from 'pg';
-import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView } from './messages-read.js';
-import { ISO_TIMES, isoFromPg } from './pg-time.js';
+import { mediaLink } from '../media/links.js';
+import { MEDIA_JOIN } from './messages-read.js';
+import { isoFromPg } from './pg-time.js';
 import { tokenLive } from '../tokens/store.js';
 import { statement, type Pool } from './pool.js';
-
-export interface Page<T> {
-  data: T[];
-  /** Give it back as `cursor` for the next page; null on the last one. */
-  nextCursor: string | null;
-}
 
 /**
  * Where a page stopped: the sort key of its last row. Opaque to callers (base64url JSON). The time
@@ -92,7 +87,7 @@ function writeConversation(r: TextRow): string {
     + `"createdAt":${time(r[29])},"updatedAt":${time(r[30])}}`;
 }
 
-/** A keyset page written as the API's JSON (`{ data, nextCursor }`), and how many rows it holds. */
+/** A keyset page written as the API's JSON (`{ data, nextCursor }`: give nextCursor back as `cursor` for the next page), and how many rows it holds. */
 export interface RenderedPage {
   readonly json: string;
   readonly rows: number;
@@ -199,42 +194,67 @@ export async function patchConversation(pool: Pool, id: number, patch: Conversat
   return rows[0] ? { channelId: rows[0].channel_id, status: rows[0].status, assignee: rows[0].assignee } : null;
 }
 
-/** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
 /**
- * What a messages page shows: `m.*` would also fetch `raw` (the webhook's JSON, the row's largest
- * part), which Postgres detoasts and node-postgres parses for every row only for the page to drop it.
+ * What a messages page shows (`messageItemSchema`), in the order writeMessageItem reads it: `m.*`
+ * would also fetch `raw` (the webhook's JSON, the row's largest part), which Postgres detoasts for
+ * every row only for the page to drop it.
  */
-const PAGE_COLUMNS = ['id', 'wamid', 'channel_id', 'conversation_id', 'contact_id', 'direction', 'source', 'type', 'body', 'media_id', 'media_mime_type', 'media_sha256', 'media_filename',
-  'latitude', 'longitude', 'reply_to_wamid', 'reaction_to_wamid', 'reaction_emoji', 'interactive_reply_id', 'forwarded', 'referral', 'status', 'wa_timestamp',
-  'sent_at', 'delivered_at', 'read_at', 'failed_at', 'error_code', 'error_title', 'error_details', 'created_at'].map((c) => `m.${c}`).join(', ');
+const MESSAGE_ITEM_COLUMNS = `m.id, m.wamid, m.channel_id, m.conversation_id, m.contact_id, c.wa_id, c.profile_name, c.user_id, c.username, m.direction, m.source, m.type, m.body,
+  m.media_id, md.id, m.media_mime_type, m.media_sha256, m.media_filename, md.status, md.error_code, m.latitude, m.longitude, m.reply_to_wamid, m.reaction_to_wamid, m.reaction_emoji,
+  m.interactive_reply_id, m.forwarded, m.referral, m.status, m.wa_timestamp, m.sent_at, m.delivered_at, m.read_at, m.failed_at, m.error_code, m.error_title, m.error_details, m.created_at`;
+/** Where the sort key sits in a row of MESSAGE_ITEM_COLUMNS. */
+const COL_WA_TIMESTAMP = 29;
 
+/** A float8's text as JSON.stringify writes the number (NaN and infinities as null). */
+const float = (v: string) => JSON.stringify(Number(v));
+
+/** A message as a conversation's page lists it (`messageItemSchema`, as toView builds it), from a row of MESSAGE_ITEM_COLUMNS. */
+function writeMessageItem(r: TextRow): string {
+  const [id, wamid, channelId, conversationId, contactId, waId, profileName, userId, username, direction, source, type, body,
+    mediaId, mediaRowId, mimeType, sha256, filename, mediaStatus, mediaError, latitude, longitude, replyTo, reactionTo, emoji,
+    interactiveReplyId, forwarded, referral, status, timestamp, sentAt, deliveredAt, readAt, failedAt, errorCode, errorTitle, errorDetails, createdAt] = r;
+  const media = mediaId || mimeType
+    ? `{"id":${str(mediaId)},"mediaId":${mediaRowId ?? 'null'},"mimeType":${str(mimeType)},"sha256":${str(sha256)},"filename":${str(filename)},"status":${str(mediaStatus)},`
+      + `"error":${str(mediaError)},"url":${str(mediaStatus && mediaStatus !== 'failed' ? mediaLink(Number(id)) : null)}}`
+    : 'null';
+  const location = latitude != null && longitude != null ? `{"latitude":${float(latitude)},"longitude":${float(longitude)}}` : 'null';
+  const error = errorCode !== null || errorTitle !== null ? `{"code":${errorCode ?? 'null'},"title":${str(errorTitle)},"details":${str(errorDetails)}}` : 'null';
+  return `{"id":${id},"wamid":${str(wamid)},"channelId":${channelId},"conversationId":${conversationId},`
+    + `"contact":{"id":${contactId},"waId":${str(waId)},"profileName":${str(profileName)},"userId":${str(userId)},"username":${str(username)}},`
+    + `"direction":${str(direction)},"source":${str(source)},"type":${str(type)},"body":${str(body)},"media":${media},"location":${location},"replyToWamid":${str(replyTo)},`
+    + `"reaction":${type === 'reaction' ? `{"toWamid":${str(reactionTo)},"emoji":${str(emoji)}}` : 'null'},"interactiveReplyId":${str(interactiveReplyId)},`
+    // jsonb's text spaces its JSON out; the API writes it compact.
+    + `"forwarded":${forwarded === 't'},"referral":${referral == null ? 'null' : JSON.stringify(JSON.parse(referral))},"status":${str(status)},`
+    + `"timestamp":${time(timestamp)},"sentAt":${time(sentAt)},"deliveredAt":${time(deliveredAt)},"readAt":${time(readAt)},"failedAt":${time(failedAt)},"error":${error},"createdAt":${time(createdAt)}}`;
+}
+
+/** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
 export async function listConversationMessages(
   pool: Pool,
   conversationId: number,
   q: { limit: number; cursor: Position | null; liveToken?: number | undefined },
-): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
+): Promise<RenderedPage> {
   const params: unknown[] = [conversationId, q.limit + 1];
   const p = (v: unknown) => `$${params.push(v)}`;
   const where = ['m.conversation_id = $1'];
   if (q.cursor) where.push(`(m.wa_timestamp, m.id) < (${p(q.cursor.t)}::timestamptz, ${p(q.cursor.id)})`);
   if (q.liveToken !== undefined) where.push(tokenLive(p(q.liveToken)));
-  const { rows } = await pool.query({
+  const { rows } = await pool.query<TextRow>({
     ...statement(
       pool,
-      `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
+      `SELECT ${MESSAGE_ITEM_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
      ${MEDIA_JOIN} WHERE ${where.join(' AND ')} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
       params,
     ),
-    types: ISO_TIMES,
+    types: RAW_TEXT,
+    rowMode: 'array' as const,
   });
-  const more = rows.length > q.limit;
-  const page = rows.slice(0, q.limit);
-  const data = page.map((r) => {
-    const { raw: _raw, statuses: _statuses, ...view } = toView(r as Parameters<typeof toView>[0], []);
-    return view;
-  });
-  const last = page[page.length - 1];
-  return { data, nextCursor: more && last ? encode({ t: last.cursor_t as string, id: last.id as number }) : null };
+  const n = Math.min(rows.length, q.limit);
+  let data = '';
+  for (let i = 0; i < n; i++) data += (i ? ',' : '') + writeMessageItem(rows[i]!);
+  const last = rows[n - 1];
+  const nextCursor = rows.length > q.limit && last ? JSON.stringify(encode({ t: last[COL_WA_TIMESTAMP]!, id: Number(last[COL_ID]) })) : 'null';
+  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
 }
 
 /**

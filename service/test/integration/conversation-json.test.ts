@@ -5,7 +5,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { API_TOKEN } from '../helpers/context.js';
 import { appForFile } from '../helpers/app.js';
 
-const stack = appForFile('web');
+const stack = appForFile('all');
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 /** Everything JSON must escape or keep: quotes, backslashes, control characters, line separators, astral characters. */
 const TRICKY = 'Zé "Aspas" \\ barra\nlinha\ttab \u0001 \u2028\u2029 </script> 😀';
@@ -35,6 +35,18 @@ beforeAll(async () => {
     [ch!.id, convs[0]!.id, contacts[0]!.id, TRICKY],
   );
   await db.query('UPDATE conversations SET last_message_id = $2, last_agent_message_id = $3 WHERE id = $1', [convs[0]!.id, msgs[0]!.id, msgs[1]!.id]);
+  // Older messages carrying every optional part of a message item.
+  await db.query(
+    `INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status, media_id, media_mime_type, media_sha256, media_filename,
+                          latitude, longitude, reply_to_wamid, reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, sent_at, failed_at, error_code, error_title, error_details)
+     VALUES ('wamid.json-doc', $1, $2, $3, 'outbound', 'api', 'document', $4, '{}', '2026-11-28 10:00:00.5+00', 'failed', 'meta-media-1', 'application/pdf', 'c2hh', $4,
+             NULL, NULL, 'wamid.json-in', NULL, NULL, NULL, false, NULL, '2026-11-28 10:00:01+00', '2026-11-28 10:00:02.25+00', 131026, $4, NULL),
+            ('wamid.json-loc', $1, $2, $3, 'inbound', 'live', 'location', NULL, '{}', '2026-11-27 10:00:00+00', 'received', NULL, NULL, NULL, NULL,
+             -23.5505199, 1e-7, NULL, NULL, NULL, 'opt-"1"', true, '{"source_url": "https://fb.me/x", "headline": "Oferta \\"já\\"", "n": 1.50}', NULL, NULL, NULL, NULL, NULL),
+            ('wamid.json-react', $1, $2, $3, 'inbound', 'live', 'reaction', NULL, '{}', '2026-11-26 10:00:00+00', 'received', NULL, NULL, NULL, NULL,
+             NULL, NULL, NULL, 'wamid.json-in', '😀', NULL, false, NULL, NULL, NULL, NULL, NULL, NULL)`,
+    [ch!.id, convs[0]!.id, contacts[0]!.id, TRICKY],
+  );
   await db.query("INSERT INTO conversation_routes (conversation_id, state, area_id, assigned_at, assigned_by) VALUES ($1, 'assigned', $2, '2026-11-30 14:02:00.5+00', 'api')", [convs[0]!.id, area!.id]);
   ids = { tricky: convs[0]!.id, plain: convs[1]!.id, area: area!.id };
 });
@@ -75,4 +87,29 @@ it('writes the list and one conversation as JSON.stringify would, strings, nulls
   expect(JSON.parse(rest)).toEqual({ data: [plain], nextCursor: null });
   expect(JSON.parse(one)).toEqual(tricky);
   expect(JSON.parse(await get('/v1/conversations?limit=5&q=nobody-at-all'))).toEqual({ data: [], nextCursor: null });
+});
+
+it("writes a conversation's messages page as JSON.stringify would: media, location, reaction, referral, errors", async () => {
+  const first = await get(`/v1/conversations/${ids.tricky}/messages?limit=3`);
+  const rest = await get(`/v1/conversations/${ids.tricky}/messages?limit=3&cursor=${JSON.parse(first).nextCursor}`);
+  for (const text of [first, rest]) expect(text).toBe(JSON.stringify(JSON.parse(text)));
+  const items = [...JSON.parse(first).data, ...JSON.parse(rest).data];
+  expect(JSON.parse(rest).nextCursor).toBeNull();
+  expect(items.map((m: { wamid: string | null }) => m.wamid)).toEqual(['wamid.json-in', null, 'wamid.json-doc', 'wamid.json-loc', 'wamid.json-react']);
+  const contact = { id: expect.any(Number), waId: '5511900000001', profileName: TRICKY, userId: 'BR.J1', username: TRICKY };
+  expect(items[0]).toEqual({
+    id: expect.any(Number), wamid: 'wamid.json-in', channelId: expect.any(Number), conversationId: ids.tricky, contact, direction: 'inbound', source: 'live', type: 'text', body: TRICKY,
+    media: null, location: null, replyToWamid: null, reaction: null, interactiveReplyId: null, forwarded: false, referral: null, status: 'received',
+    timestamp: '2026-11-30T14:01:28.123Z', sentAt: null, deliveredAt: null, readAt: null, failedAt: null, error: null, createdAt: expect.any(String),
+  });
+  expect(items[2]).toMatchObject({
+    type: 'document', body: TRICKY, replyToWamid: 'wamid.json-in', status: 'failed', timestamp: '2026-11-28T10:00:00.500Z', sentAt: '2026-11-28T10:00:01.000Z', failedAt: '2026-11-28T10:00:02.250Z',
+    media: { id: 'meta-media-1', mediaId: null, mimeType: 'application/pdf', sha256: 'c2hh', filename: TRICKY, status: null, error: null, url: null },
+    error: { code: 131026, title: TRICKY, details: null },
+  });
+  expect(items[3]).toMatchObject({
+    type: 'location', location: { latitude: -23.5505199, longitude: 1e-7 }, interactiveReplyId: 'opt-"1"', forwarded: true,
+    referral: { source_url: 'https://fb.me/x', headline: 'Oferta "já"', n: 1.5 }, media: null, error: null, reaction: null,
+  });
+  expect(items[4]).toMatchObject({ type: 'reaction', reaction: { toWamid: 'wamid.json-in', emoji: '😀' } });
 });

@@ -155,11 +155,11 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     if (cursor?.t === null) throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API gave out');
     const liveToken = owedLiveness(req);
     const result = await listConversationMessages(deps.pool, id, { limit: q.limit, cursor, liveToken });
-    if (result.data.length === 0) {
+    if (result.rows === 0) {
       await refuseDeadToken(deps.pool, res, liveToken);
       if (!(await findConversation(deps.pool, id))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
     }
-    res.json(result);
+    sendJson(res, result.json);
   }));
   r.post('/conversations/:id/read', async (req, res) => {
     const id = await visible(req);
