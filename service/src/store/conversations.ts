@@ -1,45 +1,11 @@
 // The agent API's read side: conversations by latest activity and their messages, both
 // keyset-paginated on the indexes that order them (no OFFSET: page 500 costs what page 1 does).
-import { MEDIA_COLUMNS, MEDIA_JOIN, toView, type MessageView } from './messages-read.js';
-import { ISO_TIMES } from './pg-time.js';
+import type pg from 'pg';
+import { mediaLink } from '../media/links.js';
+import { MEDIA_JOIN } from './messages-read.js';
+import { isoFromPg } from './pg-time.js';
 import { tokenLive } from '../tokens/store.js';
 import { statement, type Pool } from './pool.js';
-
-export interface MessageSummary {
-  id: number;
-  wamid: string | null;
-  direction: 'inbound' | 'outbound';
-  type: string;
-  body: string | null;
-  status: string;
-  timestamp: string;
-}
-
-export interface ConversationView {
-  id: number;
-  channelId: number;
-  contact: { id: number; waId: string; profileName: string | null; userId: string | null; username: string | null };
-  lastMessage: MessageSummary | null;
-  lastAgentMessage: MessageSummary | null;
-  unreadCount: number;
-  lastMessageAt: string | null;
-  /** The 24-hour customer-service window runs from here. */
-  lastInboundAt: string | null;
-  /** `closed` by an agent; a new customer message reopens it. */
-  status: 'open' | 'closed';
-  /** An opaque agent id, or null. */
-  assignee: string | null;
-  /** The router's hand-off: `assigned` to an area, or `menu` (not assigned). */
-  route: { state: string; areaId: number | null; assignedAt: string | null };
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface Page<T> {
-  data: T[];
-  /** Give it back as `cursor` for the next page; null on the last one. */
-  nextCursor: string | null;
-}
 
 /**
  * Where a page stopped: the sort key of its last row. Opaque to callers (base64url JSON). The time
@@ -84,29 +50,52 @@ export function decodeCursor(cursor: string | undefined): Position | null {
   throw new CursorError('cursor is not one this API gave out');
 }
 
-/** A time as the API writes it: already so when read with ISO_TIMES. */
-const iso = (d: unknown): string | null => (typeof d === 'string' ? d : d instanceof Date ? d.toISOString() : null);
+/**
+ * The columns a conversation is written from, in the order writeConversation reads them. Rows
+ * come back as arrays of Postgres's text (RAW_TEXT) and the JSON is written straight from that
+ * text: parsing each row into an object of typed values, building the view's objects and
+ * serializing them again cost the web process more than Postgres spent on the whole page.
+ */
+const CONVERSATION_COLUMNS = `c.id, c.channel_id, c.contact_id, ct.wa_id, ct.profile_name, ct.user_id, ct.username,
+       lm.id, lm.wamid, lm.direction, lm.type, lm.body, lm.status, lm.wa_timestamp,
+       la.id, la.wamid, la.direction, la.type, la.body, la.status, la.wa_timestamp,
+       c.unread_count, c.last_message_at, c.last_inbound_at, c.status, c.assignee,
+       rt.state, rt.area_id, rt.assigned_at, c.created_at, c.updated_at`;
+/** Where the sort key (the cursor's) sits in a row of CONVERSATION_COLUMNS. */
+const COL_ID = 0;
+const COL_LAST_MESSAGE_AT = 22;
 
-function summary(r: Record<string, unknown>, prefix: string): MessageSummary | null {
-  if (r[`${prefix}_id`] === null) return null;
-  return {
-    id: r[`${prefix}_id`] as number,
-    wamid: r[`${prefix}_wamid`] as string | null,
-    direction: r[`${prefix}_direction`] as 'inbound' | 'outbound',
-    type: r[`${prefix}_type`] as string,
-    body: r[`${prefix}_body`] as string | null,
-    status: r[`${prefix}_status`] as string,
-    timestamp: iso(r[`${prefix}_ts`])!,
-  };
+type TextRow = (string | null)[];
+
+/** Every column as the text Postgres sent: numbers' text is already JSON, times are rewritten by isoFromPg. */
+const RAW_TEXT = { getTypeParser: () => (text: string) => text } as unknown as pg.CustomTypesConfig;
+
+const str = (v: string | null | undefined) => (v == null ? 'null' : JSON.stringify(v));
+const time = (v: string | null | undefined) => (v == null ? 'null' : `"${isoFromPg(v)}"`);
+
+/** A message summary (`messageSummarySchema`) from the seven columns at `i`, or null. */
+function writeSummary(r: TextRow, i: number): string {
+  if (r[i] === null) return 'null';
+  return `{"id":${r[i]},"wamid":${str(r[i + 1])},"direction":${str(r[i + 2])},"type":${str(r[i + 3])},"body":${str(r[i + 4])},"status":${str(r[i + 5])},"timestamp":${time(r[i + 6])}}`;
 }
 
-/** The view of the conversations `from` yields (a table or a subquery), aliased `c`. */
+/** A conversation as the API shows it (`conversationSchema`), from a row of CONVERSATION_COLUMNS. */
+function writeConversation(r: TextRow): string {
+  return `{"id":${r[0]},"channelId":${r[1]},"contact":{"id":${r[2]},"waId":${str(r[3])},"profileName":${str(r[4])},"userId":${str(r[5])},"username":${str(r[6])}},`
+    + `"lastMessage":${writeSummary(r, 7)},"lastAgentMessage":${writeSummary(r, 14)},"unreadCount":${r[21]},"lastMessageAt":${time(r[22])},"lastInboundAt":${time(r[23])},`
+    + `"status":${str(r[24])},"assignee":${str(r[25])},"route":{"state":${str(r[26] ?? 'menu')},"areaId":${r[27] ?? 'null'},"assignedAt":${time(r[28])}},`
+    + `"createdAt":${time(r[29])},"updatedAt":${time(r[30])}}`;
+}
+
+/** A keyset page written as the API's JSON (`{ data, nextCursor }`: give nextCursor back as `cursor` for the next page), and how many rows it holds. */
+export interface RenderedPage {
+  readonly json: string;
+  readonly rows: number;
+}
+
+/** The view's columns of the conversations `from` yields (a table or a subquery), aliased `c`. */
 const conversationSelect = (from: string) => `
-SELECT c.id, c.channel_id, c.contact_id, c.unread_count, c.status, c.assignee, c.last_message_at, c.last_message_at::text AS cursor_t, c.last_inbound_at, c.created_at, c.updated_at,
-       ct.wa_id, ct.profile_name, ct.user_id, ct.username,
-       lm.id AS lm_id, lm.wamid AS lm_wamid, lm.direction AS lm_direction, lm.type AS lm_type, lm.body AS lm_body, lm.status AS lm_status, lm.wa_timestamp AS lm_ts,
-       la.id AS la_id, la.wamid AS la_wamid, la.direction AS la_direction, la.type AS la_type, la.body AS la_body, la.status AS la_status, la.wa_timestamp AS la_ts,
-       rt.state AS rt_state, rt.area_id AS rt_area_id, rt.assigned_at AS rt_assigned_at
+SELECT ${CONVERSATION_COLUMNS}
 FROM ${from} c
 JOIN contacts ct ON ct.id = c.contact_id
 LEFT JOIN messages lm ON lm.id = c.last_message_id
@@ -114,24 +103,6 @@ LEFT JOIN messages la ON la.id = c.last_agent_message_id
 LEFT JOIN conversation_routes rt ON rt.conversation_id = c.id`;
 
 const CONVERSATION_SELECT = conversationSelect('conversations');
-
-function conversationView(r: Record<string, unknown>): ConversationView {
-  return {
-    id: r.id as number,
-    channelId: r.channel_id as number,
-    contact: { id: r.contact_id as number, waId: r.wa_id as string, profileName: r.profile_name as string | null, userId: r.user_id as string | null, username: r.username as string | null },
-    lastMessage: summary(r, 'lm'),
-    lastAgentMessage: summary(r, 'la'),
-    unreadCount: r.unread_count as number,
-    lastMessageAt: iso(r.last_message_at),
-    lastInboundAt: iso(r.last_inbound_at),
-    status: r.status as 'open' | 'closed',
-    assignee: r.assignee as string | null,
-    route: { state: (r.rt_state as string | null) ?? 'menu', areaId: (r.rt_area_id as number | null) ?? null, assignedAt: iso(r.rt_assigned_at ?? null) },
-    createdAt: iso(r.created_at)!,
-    updatedAt: iso(r.updated_at)!,
-  };
-}
 
 export interface ConversationFilter {
   readonly channelId?: number | undefined;
@@ -161,7 +132,7 @@ const RECENT = `coalesce(c.last_message_at, '-infinity'::timestamptz)`;
  * Newest activity first (RECENT DESC, id DESC: conversations_recent_idx and the per-filter
  * indexes of 012), the cursor one row comparison on that order. Filters combine with AND.
  */
-export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null } & ConversationFilter): Promise<Page<ConversationView>> {
+export async function listConversations(pool: Pool, q: { limit: number; cursor: Position | null } & ConversationFilter): Promise<RenderedPage> {
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => `$${params.push(v)}`;
@@ -187,19 +158,21 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   const text = `${conversationSelect(`(${pageRows})`)} ORDER BY ${RECENT} DESC, c.id DESC`;
   // A search's best plan depends on its term (how many contacts match): planned for each one.
   // Every other mix of filters has one plan that suits all its values.
-  const { rows } = await pool.query({ ...(q.q === undefined ? statement(pool, text, params) : { text, values: params }), types: ISO_TIMES });
-  const more = rows.length > q.limit;
-  const page = rows.slice(0, q.limit);
-  const last = page[page.length - 1];
-  return { data: page.map(conversationView), nextCursor: more && last ? encode({ t: last.cursor_t as string | null, id: last.id as number }) : null };
+  const { rows } = await pool.query<TextRow>({ ...(q.q === undefined ? statement(pool, text, params) : { text, values: params }), types: RAW_TEXT, rowMode: 'array' as const });
+  const n = Math.min(rows.length, q.limit);
+  let data = '';
+  for (let i = 0; i < n; i++) data += (i ? ',' : '') + writeConversation(rows[i]!);
+  const last = rows[n - 1];
+  const nextCursor = rows.length > q.limit && last ? JSON.stringify(encode({ t: last[COL_LAST_MESSAGE_AT]!, id: Number(last[COL_ID]) })) : 'null';
+  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
 }
 
-/** One conversation; with `areaIds`, only when it is assigned to one of them. */
-export async function findConversation(pool: Pool, id: number, areaIds: readonly number[] | null = null): Promise<ConversationView | null> {
-  const { rows } = areaIds
-    ? await pool.query({ text: `${CONVERSATION_SELECT} WHERE c.id = $1 AND rt.state = 'assigned' AND rt.area_id = ANY ($2::bigint[])`, values: [id, areaIds], types: ISO_TIMES })
-    : await pool.query({ text: `${CONVERSATION_SELECT} WHERE c.id = $1`, values: [id], types: ISO_TIMES });
-  return rows[0] ? conversationView(rows[0]) : null;
+/** One conversation as the API's JSON; with `areaIds`, only when it is assigned to one of them. */
+export async function findConversation(pool: Pool, id: number, areaIds: readonly number[] | null = null): Promise<string | null> {
+  const { rows } = await pool.query<TextRow>(areaIds
+    ? { text: `${CONVERSATION_SELECT} WHERE c.id = $1 AND rt.state = 'assigned' AND rt.area_id = ANY ($2::bigint[])`, values: [id, areaIds], types: RAW_TEXT, rowMode: 'array' as const }
+    : { text: `${CONVERSATION_SELECT} WHERE c.id = $1`, values: [id], types: RAW_TEXT, rowMode: 'array' as const });
+  return rows[0] ? writeConversation(rows[0]) : null;
 }
 
 export interface ConversationPatch {
@@ -221,42 +194,67 @@ export async function patchConversation(pool: Pool, id: number, patch: Conversat
   return rows[0] ? { channelId: rows[0].channel_id, status: rows[0].status, assignee: rows[0].assignee } : null;
 }
 
-/** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
 /**
- * What a messages page shows: `m.*` would also fetch `raw` (the webhook's JSON, the row's largest
- * part), which Postgres detoasts and node-postgres parses for every row only for the page to drop it.
+ * What a messages page shows (`messageItemSchema`), in the order writeMessageItem reads it: `m.*`
+ * would also fetch `raw` (the webhook's JSON, the row's largest part), which Postgres detoasts for
+ * every row only for the page to drop it.
  */
-const PAGE_COLUMNS = ['id', 'wamid', 'channel_id', 'conversation_id', 'contact_id', 'direction', 'source', 'type', 'body', 'media_id', 'media_mime_type', 'media_sha256', 'media_filename',
-  'latitude', 'longitude', 'reply_to_wamid', 'reaction_to_wamid', 'reaction_emoji', 'interactive_reply_id', 'forwarded', 'referral', 'status', 'wa_timestamp',
-  'sent_at', 'delivered_at', 'read_at', 'failed_at', 'error_code', 'error_title', 'error_details', 'created_at'].map((c) => `m.${c}`).join(', ');
+const MESSAGE_ITEM_COLUMNS = `m.id, m.wamid, m.channel_id, m.conversation_id, m.contact_id, c.wa_id, c.profile_name, c.user_id, c.username, m.direction, m.source, m.type, m.body,
+  m.media_id, md.id, m.media_mime_type, m.media_sha256, m.media_filename, md.status, md.error_code, m.latitude, m.longitude, m.reply_to_wamid, m.reaction_to_wamid, m.reaction_emoji,
+  m.interactive_reply_id, m.forwarded, m.referral, m.status, m.wa_timestamp, m.sent_at, m.delivered_at, m.read_at, m.failed_at, m.error_code, m.error_title, m.error_details, m.created_at`;
+/** Where the sort key sits in a row of MESSAGE_ITEM_COLUMNS. */
+const COL_WA_TIMESTAMP = 29;
 
+/** A float8's text as JSON.stringify writes the number (NaN and infinities as null). */
+const float = (v: string) => JSON.stringify(Number(v));
+
+/** A message as a conversation's page lists it (`messageItemSchema`, as toView builds it), from a row of MESSAGE_ITEM_COLUMNS. */
+function writeMessageItem(r: TextRow): string {
+  const [id, wamid, channelId, conversationId, contactId, waId, profileName, userId, username, direction, source, type, body,
+    mediaId, mediaRowId, mimeType, sha256, filename, mediaStatus, mediaError, latitude, longitude, replyTo, reactionTo, emoji,
+    interactiveReplyId, forwarded, referral, status, timestamp, sentAt, deliveredAt, readAt, failedAt, errorCode, errorTitle, errorDetails, createdAt] = r;
+  const media = mediaId || mimeType
+    ? `{"id":${str(mediaId)},"mediaId":${mediaRowId ?? 'null'},"mimeType":${str(mimeType)},"sha256":${str(sha256)},"filename":${str(filename)},"status":${str(mediaStatus)},`
+      + `"error":${str(mediaError)},"url":${str(mediaStatus && mediaStatus !== 'failed' ? mediaLink(Number(id)) : null)}}`
+    : 'null';
+  const location = latitude != null && longitude != null ? `{"latitude":${float(latitude)},"longitude":${float(longitude)}}` : 'null';
+  const error = errorCode !== null || errorTitle !== null ? `{"code":${errorCode ?? 'null'},"title":${str(errorTitle)},"details":${str(errorDetails)}}` : 'null';
+  return `{"id":${id},"wamid":${str(wamid)},"channelId":${channelId},"conversationId":${conversationId},`
+    + `"contact":{"id":${contactId},"waId":${str(waId)},"profileName":${str(profileName)},"userId":${str(userId)},"username":${str(username)}},`
+    + `"direction":${str(direction)},"source":${str(source)},"type":${str(type)},"body":${str(body)},"media":${media},"location":${location},"replyToWamid":${str(replyTo)},`
+    + `"reaction":${type === 'reaction' ? `{"toWamid":${str(reactionTo)},"emoji":${str(emoji)}}` : 'null'},"interactiveReplyId":${str(interactiveReplyId)},`
+    // jsonb's text spaces its JSON out; the API writes it compact.
+    + `"forwarded":${forwarded === 't'},"referral":${referral == null ? 'null' : JSON.stringify(JSON.parse(referral))},"status":${str(status)},`
+    + `"timestamp":${time(timestamp)},"sentAt":${time(sentAt)},"deliveredAt":${time(deliveredAt)},"readAt":${time(readAt)},"failedAt":${time(failedAt)},"error":${error},"createdAt":${time(createdAt)}}`;
+}
+
+/** A conversation's messages, newest first (`wa_timestamp DESC, id DESC`: messages_conversation_time_idx). */
 export async function listConversationMessages(
   pool: Pool,
   conversationId: number,
   q: { limit: number; cursor: Position | null; liveToken?: number | undefined },
-): Promise<Page<Omit<MessageView, 'raw' | 'statuses'>>> {
+): Promise<RenderedPage> {
   const params: unknown[] = [conversationId, q.limit + 1];
   const p = (v: unknown) => `$${params.push(v)}`;
   const where = ['m.conversation_id = $1'];
   if (q.cursor) where.push(`(m.wa_timestamp, m.id) < (${p(q.cursor.t)}::timestamptz, ${p(q.cursor.id)})`);
   if (q.liveToken !== undefined) where.push(tokenLive(p(q.liveToken)));
-  const { rows } = await pool.query({
+  const { rows } = await pool.query<TextRow>({
     ...statement(
       pool,
-      `SELECT ${PAGE_COLUMNS}, m.wa_timestamp::text AS cursor_t, c.wa_id, c.profile_name, c.user_id, c.username, ${MEDIA_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
+      `SELECT ${MESSAGE_ITEM_COLUMNS} FROM messages m JOIN contacts c ON c.id = m.contact_id
      ${MEDIA_JOIN} WHERE ${where.join(' AND ')} ORDER BY m.wa_timestamp DESC, m.id DESC LIMIT $2`,
       params,
     ),
-    types: ISO_TIMES,
+    types: RAW_TEXT,
+    rowMode: 'array' as const,
   });
-  const more = rows.length > q.limit;
-  const page = rows.slice(0, q.limit);
-  const data = page.map((r) => {
-    const { raw: _raw, statuses: _statuses, ...view } = toView(r as Parameters<typeof toView>[0], []);
-    return view;
-  });
-  const last = page[page.length - 1];
-  return { data, nextCursor: more && last ? encode({ t: last.cursor_t as string, id: last.id as number }) : null };
+  const n = Math.min(rows.length, q.limit);
+  let data = '';
+  for (let i = 0; i < n; i++) data += (i ? ',' : '') + writeMessageItem(rows[i]!);
+  const last = rows[n - 1];
+  const nextCursor = rows.length > q.limit && last ? JSON.stringify(encode({ t: last[COL_WA_TIMESTAMP]!, id: Number(last[COL_ID]) })) : 'null';
+  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
 }
 
 /**

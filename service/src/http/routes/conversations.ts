@@ -68,6 +68,12 @@ export interface ConversationRouteDeps {
   readonly sendReadReceipt: (channelId: number, wamid: string) => Promise<string | null>;
 }
 
+/** A body the store wrote as JSON already (express's `json` would parse nothing, but serialize again). */
+function sendJson(res: Response, json: string): void {
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(json);
+}
+
 function parse<T>(schema: z.ZodType<T>, value: unknown, code: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new HttpError(400, code, 'the request is not valid', r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
@@ -124,13 +130,13 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     const { cursor, ...filter } = q;
     const liveToken = owedLiveness(req);
     const page = await listConversations(deps.pool, { ...filter, cursor: cursorOf(cursor), areaIds: areaLimit(req), liveToken });
-    if (page.data.length === 0) await refuseDeadToken(deps.pool, res, liveToken);
-    res.json(page);
+    if (page.rows === 0) await refuseDeadToken(deps.pool, res, liveToken);
+    sendJson(res, page.json);
   }));
   r.get('/conversations/:id', async (req, res) => {
     const conv = await findConversation(deps.pool, conversationId(req.params.id), areaLimit(req));
     if (!conv) throw new HttpError(404, 'not_found', `no conversation ${req.params.id}`);
-    res.json(conv);
+    sendJson(res, conv);
   });
   r.patch('/conversations/:id', async (req, res) => {
     const id = await visible(req);
@@ -138,7 +144,9 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     const done = await patchConversation(deps.pool, id, patch);
     if (!done) throw new HttpError(404, 'not_found', `no conversation ${id}`);
     deps.publish({ type: 'conversation.updated', conversationId: id, channelId: done.channelId, status: done.status, assignee: done.assignee });
-    res.json(await findConversation(deps.pool, id));
+    const conv = await findConversation(deps.pool, id);
+    if (!conv) throw new HttpError(404, 'not_found', `no conversation ${id}`);
+    sendJson(res, conv);
   });
   r.get('/conversations/:id/messages', folding(async (req, res) => {
     const id = await visible(req);
@@ -147,11 +155,11 @@ export function conversationRoutes(deps: ConversationRouteDeps): Router {
     if (cursor?.t === null) throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API gave out');
     const liveToken = owedLiveness(req);
     const result = await listConversationMessages(deps.pool, id, { limit: q.limit, cursor, liveToken });
-    if (result.data.length === 0) {
+    if (result.rows === 0) {
       await refuseDeadToken(deps.pool, res, liveToken);
       if (!(await findConversation(deps.pool, id))) throw new HttpError(404, 'not_found', `no conversation ${id}`);
     }
-    res.json(result);
+    sendJson(res, result.json);
   }));
   r.post('/conversations/:id/read', async (req, res) => {
     const id = await visible(req);
