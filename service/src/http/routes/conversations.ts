@@ -68,10 +68,12 @@ export interface ConversationRouteDeps {
   readonly sendReadReceipt: (channelId: number, wamid: string) => Promise<string | null>;
 }
 
-/** A body the store wrote as JSON already (express's `json` would parse nothing, but serialize again). */
+/**
+ * A body the store wrote as JSON already: `send` (not `json`, which would serialize it again) keeps
+ * what clients revalidating a page rely on: its ETag, 304 for `If-None-Match`, Content-Length, HEAD.
+ */
 function sendJson(res: Response, json: string): void {
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.end(json);
+  res.type('application/json').send(json);
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, code: string): T {
