@@ -1,7 +1,7 @@
 // Media with a real S3-compatible store (SeaweedFS built from the Go module proxy and started on
 // loopback): every media type stored and served byte for byte, ranges, a presigned redirect that
-// expires, bytes that fail their check mid-upload, and the store down for 30 s (downloads retry
-// and land when it is back).
+// expires, bytes that fail their check mid-upload, bytes of no declared size (a multipart
+// upload), and the store down for 30 s (downloads retry and land when it is back).
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
@@ -94,6 +94,16 @@ describe('media in an S3-compatible store', () => {
       client.destroy();
     }
   });
+
+  it('stores bytes whose size Meta does not declare through a multipart upload', async () => {
+    const bytes = bytesOf(7_000_000);
+    const item = sim.media.add(bytes, 'video/mp4');
+    (item as { fileSize?: number }).fileSize = undefined;
+    const { wamid } = await receiveItem(app.url, 'video', item);
+    const m = await stored(wamid);
+    const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+  }, 60_000);
 
   it('stores media that arrived while the store was down for 30 s once it is back', async () => {
     await s3.stop();
