@@ -47,6 +47,7 @@ export function createMediaStore(config: Config): MediaStore {
     bucket: config.S3_BUCKET!,
     region: config.S3_REGION,
     forcePathStyle: config.S3_FORCE_PATH_STYLE,
+    timeoutMs: config.MEDIA_TIMEOUT_MS,
     ...(config.S3_ENDPOINT ? { endpoint: config.S3_ENDPOINT } : {}),
     ...(config.S3_ACCESS_KEY_ID ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY! } : {}),
   });

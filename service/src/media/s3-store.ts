@@ -4,6 +4,7 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectComm
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
+import { UndiciHttpHandler } from './s3-transport.js';
 import type { ByteRange, MediaStore, StoredObject } from './store.js';
 
 export interface S3StoreOptions {
@@ -13,6 +14,12 @@ export interface S3StoreOptions {
   readonly accessKeyId?: string;
   readonly secretAccessKey?: string;
   readonly forcePathStyle: boolean;
+  /**
+   * How long the store may take to answer once a request is sent, or to send the next chunk of
+   * an object read.
+   * @defaultValue 30 s
+   */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -23,6 +30,13 @@ export interface S3StoreOptions {
 const PART_BYTES = 5 * 1024 * 1024;
 /** S3's largest PutObject. */
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
+
+/**
+ * Middleware each request would run for nothing here: the SDK's own logging (its output is not
+ * used: failures reach the caller), a user-agent header built anew per request, and the trace
+ * header of AWS Lambda.
+ */
+const UNUSED_MIDDLEWARE = ['loggerMiddleware', 'getUserAgentMiddleware', 'recursionDetectionMiddleware'];
 
 export class S3MediaStore implements MediaStore {
   readonly kind = 's3';
@@ -36,6 +50,12 @@ export class S3MediaStore implements MediaStore {
       ...(opts.accessKeyId && opts.secretAccessKey ? { credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } } : {}),
       // The job's own retries (with a fresh Graph URL) handle an unavailable store.
       maxAttempts: 2,
+      requestHandler: new UndiciHttpHandler({ timeoutMs: opts.timeoutMs ?? 30_000 }),
+      // A request's middleware chain is resolved once per command type, not on every request
+      // (which is why no request passes options of its own).
+      cacheMiddleware: true,
+      // undici sends no `Expect: 100-continue`; an upload the store refuses fails at its answer.
+      expectContinueHeader: false,
       // A download is checked against Meta's SHA-256 as it streams, and what is served is read
       // back whole by clients: the SDK's own CRC32 of every upload (aws-chunked framing, a
       // trailer) and of every read would only cost CPU per object. Operations S3 requires a
@@ -46,6 +66,7 @@ export class S3MediaStore implements MediaStore {
       // download job logs, counts and retries it already.
       logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
     });
+    for (const name of UNUSED_MIDDLEWARE) this.client.middlewareStack.remove(name);
   }
 
   async put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
@@ -55,15 +76,12 @@ export class S3MediaStore implements MediaStore {
       return;
     }
     // The object exists only once all `size` bytes arrived; a body that fails first (a check, the
-    // source gone) must end the request at once, or it would wait for bytes that never come.
-    const abort = new AbortController();
+    // source gone) ends the request at once (the transport sees to it), and its error is the one
+    // to report.
     let failure: unknown;
-    body.once('error', (err) => {
-      failure = err;
-      abort.abort(err);
-    });
+    body.once('error', (err) => (failure = err));
     try {
-      await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }), { abortSignal: abort.signal });
+      await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
     } catch (err) {
       throw failure ?? err;
     }

@@ -1,12 +1,15 @@
 // Media with a real S3-compatible store (Versity S3 Gateway, built from the Go module proxy and
 // started on loopback): every media type stored and served byte for byte, ranges, a presigned
-// redirect that expires, and the store down for 30 s (downloads retry and land when it is back).
+// redirect that expires, bytes that fail their check mid-upload, bytes of no declared size (a
+// multipart upload), and the store down for 30 s (downloads retry and land when it is back).
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
-import { bytesOf, mediaOf, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
+import { keyForSha256 } from '../../src/media/store.js';
+import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -70,6 +73,37 @@ describe('media in an S3-compatible store', () => {
       await web.stop();
     }
   });
+
+  it('ends the upload of bytes that fail their SHA-256 at once, leaving no object in the bucket', async () => {
+    // The check fails at the last byte, which is held back: the store has all but that byte and
+    // would wait for it (a download timeout of 30 s) unless the failure ends the upload.
+    const item = sim.media.add(bytesOf(300_000), 'image/jpeg');
+    item.sha256 = 'a'.repeat(64);
+    const { wamid } = await receiveItem(app.url, 'image', item);
+    const m = await eventually(async () => {
+      const row = await mediaOf(db, wamid);
+      return row?.status === 'failed' ? row : null;
+    }, { what: `media of ${wamid} failed`, timeoutMs: 15_000 });
+    expect(m.errorCode).toBe('sha256_mismatch');
+    expect(item.served).toBe(300_000);
+    const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    try {
+      const head = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: keyForSha256(item.sha256) })).then(() => 200, (err: { $metadata?: { httpStatusCode?: number } }) => err.$metadata?.httpStatusCode);
+      expect(head, 'an object under the declared SHA-256').toBe(404);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('stores bytes whose size Meta does not declare through a multipart upload', async () => {
+    const bytes = bytesOf(7_000_000);
+    const item = sim.media.add(bytes, 'video/mp4');
+    (item as { fileSize?: number }).fileSize = undefined;
+    const { wamid } = await receiveItem(app.url, 'video', item);
+    const m = await stored(wamid);
+    const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+  }, 60_000);
 
   it('stores media that arrived while the store was down for 30 s once it is back', async () => {
     await s3.stop();
