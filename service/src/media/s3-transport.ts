@@ -27,6 +27,18 @@ const queryString = (query: SdkRequest['query']): string => {
   return parts.length > 0 ? `?${parts.join('&')}` : '';
 };
 
+// undici names its failures its own way (UND_ERR_*); the SDK retries (maxAttempts) only what it
+// knows as transient: a timeout's name TimeoutError, a dropped connection's code ECONNRESET, as
+// node:http reported them. Without this a pooled socket the store closed fails the request at once.
+const AS_TIMEOUT = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+function inSdkTerms(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return err;
+  if (AS_TIMEOUT.has(code)) return Object.assign(new Error((err as Error).message, { cause: err }), { name: 'TimeoutError' });
+  if (code === 'UND_ERR_SOCKET') return Object.assign(new Error((err as Error).message, { cause: err }), { code: 'ECONNRESET' });
+  return err;
+}
+
 export interface UndiciHandlerOptions {
   /**
    * Connections kept per store host.
@@ -54,8 +66,10 @@ export class UndiciHttpHandler {
       body: req.body as Dispatcher.DispatchOptions['body'],
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
-      // The SDK's multipart upload passes a standard AbortSignal; nothing here passes the SDK's older kind.
+      // A standard AbortSignal when a caller gives one (none does today: it would turn off cacheMiddleware).
       ...(options.abortSignal instanceof AbortSignal ? { signal: options.abortSignal } : {}),
+    }).catch((err: unknown) => {
+      throw inSdkTerms(err);
     });
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
