@@ -11,6 +11,7 @@ import { bytesOf, mediaOf, receiveMedia, startTestS3, type Kind } from '../helpe
 let db: TestDb;
 let sim: GraphSimulator;
 let s3: S3Handle;
+let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let app: RunningApp;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
@@ -20,15 +21,19 @@ const stored = (wamid: string, timeoutMs = 30_000) => eventually(async () => {
 }, { what: `media of ${wamid} stored`, timeoutMs });
 
 beforeAll(async () => {
-  [db, sim, s3] = await Promise.all([
-    createTestDb(),
-    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-    startTestS3(),
+  // Each handle kept as it comes, and afterAll waits for every start: when one fails (or this hook
+  // times out), what the others started is still stopped.
+  starting = Promise.allSettled([
+    createTestDb().then((d) => (db = d)),
+    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }).then((g) => (sim = g)),
+    startTestS3().then((h) => (s3 = h)),
   ]);
+  for (const r of await starting) if (r.status === 'rejected') throw r.reason;
   // Streamed through this service (ranges are ours to answer); the redirect has its own test.
   app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
 }, 300_000);
 afterAll(async () => {
+  await starting;
   await app?.stop();
   await sim?.close();
   await s3?.stop();
