@@ -60,7 +60,9 @@ describe('media in an S3-compatible store', () => {
     const bytes = bytesOf(5_000);
     const { wamid } = await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg');
     const { messageId } = await stored(wamid);
-    const web = await startApp(db, 'web', { ...s3.env, MEDIA_URL_TTL_SECONDS: '1' });
+    // The signature's time (X-Amz-Date) is rounded down to the second: a TTL of 3 s leaves 2-3 s to
+    // fetch it at once, and is over 4.1 s later.
+    const web = await startApp(db, 'web', { ...s3.env, MEDIA_URL_TTL_SECONDS: '3' });
     try {
       const res = await fetch(`${web.url}/v1/media/${messageId}`, { headers: auth, redirect: 'manual' });
       expect(res.status).toBe(302);
@@ -69,7 +71,7 @@ describe('media in an S3-compatible store', () => {
       const now = await fetch(location);
       expect(now.status).toBe(200);
       expect(Buffer.from(await now.arrayBuffer()).equals(bytes)).toBe(true);
-      await new Promise((r) => setTimeout(r, 2_100));
+      await new Promise((r) => setTimeout(r, 4_100));
       expect((await fetch(location)).status).toBe(403);
     } finally {
       await web.stop();
