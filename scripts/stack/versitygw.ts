@@ -47,9 +47,10 @@ export interface S3Handle {
  * (a test worker's timers and sockets) keeps running through a cold build or another build's lock.
  */
 export async function versitygwBinary(): Promise<string> {
-  const { stdout, stderr } = await promisify(execFile)(BUILD, { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 64 * 2 ** 20 });
-  if (stderr) process.stderr.write(stderr);
-  return stdout.trim();
+  const build = promisify(execFile)(BUILD, { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 64 * 2 ** 20 });
+  // Its progress ("building, a few minutes") is shown as it comes, not after the build.
+  build.child.stderr?.pipe(process.stderr, { end: false });
+  return (await build).stdout.trim();
 }
 
 export async function startS3(opts: S3Options): Promise<S3Handle> {
