@@ -3,10 +3,11 @@
 // in extended attributes), built from the Go module proxy by scripts/lib/versitygw.sh and cached.
 // One process, one port chosen free, one root access key, one bucket made before it is handed out.
 // It can be stopped and started again on the same port and data (an outage of the store).
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { freePort, LOOPBACK, portOpen, spawnDaemon, stopPid, waitFor } from './proc.js';
 
@@ -41,13 +42,19 @@ export interface S3Handle {
   start(): Promise<void>;
 }
 
-/** The `versitygw` binary, built once (minutes) and cached. */
-export function versitygwBinary(): string {
-  return execFileSync(BUILD, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 60 * 60_000 }).trim();
+/**
+ * The `versitygw` binary, built once (minutes) and cached. Asynchronous: a caller's event loop
+ * (a test worker's timers and sockets) keeps running through a cold build or another build's lock.
+ */
+export async function versitygwBinary(): Promise<string> {
+  const build = promisify(execFile)(BUILD, { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 64 * 2 ** 20 });
+  // Its progress ("building, a few minutes") is shown as it comes, not after the build.
+  build.child.stderr?.pipe(process.stderr, { end: false });
+  return (await build).stdout.trim();
 }
 
 export async function startS3(opts: S3Options): Promise<S3Handle> {
-  const binary = versitygwBinary();
+  const binary = await versitygwBinary();
   const accessKeyId = opts.accessKeyId ?? `wa${Math.random().toString(36).slice(2, 12)}`;
   const secretAccessKey = opts.secretAccessKey ?? `s${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
   const buckets = path.join(opts.dir, 'buckets');
@@ -64,7 +71,16 @@ export async function startS3(opts: S3Options): Promise<S3Handle> {
   let pid = 0;
   const start = async () => {
     pid = spawnDaemon(binary, args, { logFile, cwd: opts.dir, env, ...(opts.pidFile ? { pidFile: opts.pidFile } : {}) }).pid;
-    await waitFor('versitygw', () => portOpen(port), { pid, logFile, timeoutMs: 60_000 });
+    try {
+      await waitFor('versitygw', () => portOpen(port), { pid, logFile, timeoutMs: 60_000 });
+      await createBucket();
+    } catch (err) {
+      // No handle reaches the caller of a failed start: nobody else could stop this server.
+      await stopPid(pid, 15_000, 'SIGTERM');
+      throw err;
+    }
+  };
+  const createBucket = async () => {
     const client = new S3Client({ endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 });
     try {
       await client.send(new CreateBucketCommand({ Bucket: opts.bucket }));

@@ -22,6 +22,7 @@ const MAX_GROWTH_MB = 280;
 let db: TestDb;
 let sim: GraphSimulator;
 let s3: S3Handle;
+let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let web: RunningApp;
 let worker: ServiceProcess | undefined;
 let env: Record<string, string>;
@@ -29,15 +30,19 @@ let env: Record<string, string>;
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 beforeAll(async () => {
-  [db, sim, s3] = await Promise.all([
-    createTestDb(),
-    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-    startTestS3(),
+  // Each handle kept as it comes, and afterAll waits for every start: when one fails (or this hook
+  // times out), what the others started is still stopped.
+  starting = Promise.allSettled([
+    createTestDb().then((d) => (db = d)),
+    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }).then((g) => (sim = g)),
+    startTestS3().then((h) => (s3 = h)),
   ]);
+  for (const r of await starting) if (r.status === 'rejected') throw r.reason;
   env = testEnv(db, { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_CONCURRENCY: String(DOCS), MEDIA_POLL_MS: '50' });
   web = await startApp(db, 'web', env);
 }, 300_000);
 afterAll(async () => {
+  await starting;
   await worker?.kill();
   await web?.stop();
   await sim?.close();

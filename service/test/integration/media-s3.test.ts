@@ -14,6 +14,7 @@ import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3, type Kind } f
 let db: TestDb;
 let sim: GraphSimulator;
 let s3: S3Handle;
+let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let app: RunningApp;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
@@ -23,15 +24,19 @@ const stored = (wamid: string, timeoutMs = 30_000) => eventually(async () => {
 }, { what: `media of ${wamid} stored`, timeoutMs });
 
 beforeAll(async () => {
-  [db, sim, s3] = await Promise.all([
-    createTestDb(),
-    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-    startTestS3(),
+  // Each handle kept as it comes, and afterAll waits for every start: when one fails (or this hook
+  // times out), what the others started is still stopped.
+  starting = Promise.allSettled([
+    createTestDb().then((d) => (db = d)),
+    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }).then((g) => (sim = g)),
+    startTestS3().then((h) => (s3 = h)),
   ]);
+  for (const r of await starting) if (r.status === 'rejected') throw r.reason;
   // Streamed through this service (ranges are ours to answer); the redirect has its own test.
   app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
 }, 300_000);
 afterAll(async () => {
+  await starting;
   await app?.stop();
   await sim?.close();
   await s3?.stop();
@@ -58,7 +63,9 @@ describe('media in an S3-compatible store', () => {
     const bytes = bytesOf(5_000);
     const { wamid } = await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg');
     const { messageId } = await stored(wamid);
-    const web = await startApp(db, 'web', { ...s3.env, MEDIA_URL_TTL_SECONDS: '1' });
+    // The signature's time (X-Amz-Date) is rounded down to the second: a TTL of 3 s leaves 2-3 s to
+    // fetch it at once, and is over 4.1 s later.
+    const web = await startApp(db, 'web', { ...s3.env, MEDIA_URL_TTL_SECONDS: '3' });
     try {
       const res = await fetch(`${web.url}/v1/media/${messageId}`, { headers: auth, redirect: 'manual' });
       expect(res.status).toBe(302);
@@ -67,7 +74,7 @@ describe('media in an S3-compatible store', () => {
       const now = await fetch(location);
       expect(now.status).toBe(200);
       expect(Buffer.from(await now.arrayBuffer()).equals(bytes)).toBe(true);
-      await new Promise((r) => setTimeout(r, 2_100));
+      await new Promise((r) => setTimeout(r, 4_100));
       expect((await fetch(location)).status).toBe(403);
     } finally {
       await web.stop();
