@@ -79,6 +79,16 @@ function writeSummary(r: TextRow, i: number): string {
   return `{"id":${r[i]},"wamid":${str(r[i + 1])},"direction":${str(r[i + 2])},"type":${str(r[i + 3])},"body":${str(r[i + 4])},"status":${str(r[i + 5])},"timestamp":${time(r[i + 6])}}`;
 }
 
+/** A keyset page as JSON: up to `limit` rows written by `write`; one row past it means there is a next page, from the last one's (time column, id). */
+function pageJson(rows: TextRow[], limit: number, write: (r: TextRow) => string, timeCol: number): { json: string; rows: number } {
+  const n = Math.min(rows.length, limit);
+  let data = '';
+  for (let i = 0; i < n; i++) data += (i ? ',' : '') + write(rows[i]!);
+  const last = rows[n - 1];
+  const nextCursor = rows.length > limit && last ? JSON.stringify(encode({ t: last[timeCol]!, id: Number(last[COL_ID]) })) : 'null';
+  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
+}
+
 /** A conversation as the API shows it (`conversationSchema`), from a row of CONVERSATION_COLUMNS. */
 function writeConversation(r: TextRow): string {
   return `{"id":${r[0]},"channelId":${r[1]},"contact":{"id":${r[2]},"waId":${str(r[3])},"profileName":${str(r[4])},"userId":${str(r[5])},"username":${str(r[6])}},`
@@ -159,12 +169,7 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   // A search's best plan depends on its term (how many contacts match): planned for each one.
   // Every other mix of filters has one plan that suits all its values.
   const { rows } = await pool.query<TextRow>({ ...(q.q === undefined ? statement(pool, text, params) : { text, values: params }), types: RAW_TEXT, rowMode: 'array' as const });
-  const n = Math.min(rows.length, q.limit);
-  let data = '';
-  for (let i = 0; i < n; i++) data += (i ? ',' : '') + writeConversation(rows[i]!);
-  const last = rows[n - 1];
-  const nextCursor = rows.length > q.limit && last ? JSON.stringify(encode({ t: last[COL_LAST_MESSAGE_AT]!, id: Number(last[COL_ID]) })) : 'null';
-  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
+  return pageJson(rows, q.limit, writeConversation, COL_LAST_MESSAGE_AT);
 }
 
 /** One conversation as the API's JSON; with `areaIds`, only when it is assigned to one of them. */
@@ -249,12 +254,7 @@ export async function listConversationMessages(
     types: RAW_TEXT,
     rowMode: 'array' as const,
   });
-  const n = Math.min(rows.length, q.limit);
-  let data = '';
-  for (let i = 0; i < n; i++) data += (i ? ',' : '') + writeMessageItem(rows[i]!);
-  const last = rows[n - 1];
-  const nextCursor = rows.length > q.limit && last ? JSON.stringify(encode({ t: last[COL_WA_TIMESTAMP]!, id: Number(last[COL_ID]) })) : 'null';
-  return { json: `{"data":[${data}],"nextCursor":${nextCursor}}`, rows: n };
+  return pageJson(rows, q.limit, writeMessageItem, COL_WA_TIMESTAMP);
 }
 
 /**
