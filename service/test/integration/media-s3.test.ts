@@ -2,6 +2,7 @@
 // started on loopback): every media type stored and served byte for byte, ranges, a presigned
 // redirect that expires, bytes that fail their check mid-upload, bytes of no declared size (a
 // multipart upload), and the store down for 30 s (downloads retry and land when it is back).
+import { createHash } from 'node:crypto';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
@@ -16,12 +17,27 @@ let sim: GraphSimulator;
 let s3: S3Handle;
 let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let app: RunningApp;
+/** The store seen directly, as S3 describes what it holds. */
+let objects: S3Client;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
 const stored = (wamid: string, timeoutMs = 30_000) => eventually(async () => {
   const m = await mediaOf(db, wamid);
   return m?.status === 'stored' ? m : null;
 }, { what: `media of ${wamid} stored`, timeoutMs });
+
+const md5 = (b: Buffer) => createHash('md5').update(b).digest();
+/**
+ * The ETag S3 gives an object: the MD5 of its bytes when one PutObject stored it; when a multipart
+ * upload did, the MD5 of its parts' MD5s and `-<parts>` (AWS S3 and Versity S3 Gateway alike).
+ */
+const etagOf = (bytes: Buffer, partBytes?: number) => {
+  if (!partBytes) return `"${md5(bytes).toString('hex')}"`;
+  const parts: Buffer[] = [];
+  for (let at = 0; at < bytes.length; at += partBytes) parts.push(md5(bytes.subarray(at, at + partBytes)));
+  return `"${md5(Buffer.concat(parts)).toString('hex')}-${parts.length}"`;
+};
+const storedEtag = async (key: string | null) => (await objects.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key! }))).ETag;
 
 beforeAll(async () => {
   // Each handle kept as it comes, and afterAll waits for every start: when one fails (or this hook
@@ -34,9 +50,11 @@ beforeAll(async () => {
   for (const r of await starting) if (r.status === 'rejected') throw r.reason;
   // Streamed through this service (ranges are ours to answer); the redirect has its own test.
   app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
+  objects = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
 }, 300_000);
 afterAll(async () => {
   await starting;
+  objects?.destroy();
   await app?.stop();
   await sim?.close();
   await s3?.stop();
@@ -44,12 +62,14 @@ afterAll(async () => {
 });
 
 describe('media in an S3-compatible store', () => {
-  it('stores each media type byte for byte (a video over one multipart part too) and serves ranges', async () => {
+  it('stores each media type byte for byte through one PutObject (a video over one multipart part too) and serves ranges', async () => {
     const cases: [Kind, string, number][] = [['image', 'image/jpeg', 150_000], ['audio', 'audio/ogg; codecs=opus', 40_000], ['video', 'video/mp4', 7_000_000], ['document', 'application/pdf', 700_000], ['sticker', 'image/webp', 30_000]];
     for (const [kind, mime, size] of cases) {
       const bytes = bytesOf(size);
       const { wamid } = await receiveMedia(app.url, sim, kind, bytes, mime);
       const m = await stored(wamid);
+      // Meta declared the size: one PutObject streamed it, however large.
+      expect(await storedEtag(m.storageKey), `${kind} stored by one PutObject`).toBe(etagOf(bytes));
       const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
       expect(res.status, kind).toBe(200);
       expect(Buffer.from(await res.arrayBuffer()).equals(bytes), `${kind} bytes`).toBe(true);
@@ -93,19 +113,14 @@ describe('media in an S3-compatible store', () => {
     }, { what: `media of ${wamid} failed`, timeoutMs: 15_000 });
     expect(m.errorCode).toBe('sha256_mismatch');
     expect(item.served).toBe(300_000);
-    const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
-    try {
-      // AWS S3 never keeps a PutObject whose body ended short of its Content-Length; Versity S3
-      // Gateway (v1.8.0) keeps the bytes it got. Either way no object of the declared size may be
-      // there: the dedupe trusts an object under a SHA-256 only at the size Meta declared.
-      const size = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: keyForSha256(item.sha256) })).then((h) => h.ContentLength ?? 0, (err: { $metadata?: { httpStatusCode?: number } }) => {
-        expect(err.$metadata?.httpStatusCode).toBe(404);
-        return 0;
-      });
-      expect(size, 'bytes under the declared SHA-256').toBeLessThan(300_000);
-    } finally {
-      client.destroy();
-    }
+    // AWS S3 never keeps a PutObject whose body ended short of its Content-Length; Versity S3
+    // Gateway (v1.8.0) keeps the bytes it got. Either way no object of the declared size may be
+    // there: the dedupe trusts an object under a SHA-256 only at the size Meta declared.
+    const size = await objects.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: keyForSha256(item.sha256) })).then((h) => h.ContentLength ?? 0, (err: { $metadata?: { httpStatusCode?: number } }) => {
+      expect(err.$metadata?.httpStatusCode).toBe(404);
+      return 0;
+    });
+    expect(size, 'bytes under the declared SHA-256').toBeLessThan(300_000);
   });
 
   it('stores bytes whose size Meta does not declare through a multipart upload', async () => {
@@ -116,6 +131,9 @@ describe('media in an S3-compatible store', () => {
     const m = await stored(wamid);
     const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
     expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+    // A part of 5 MiB (S3's smallest, what the store uploads) and one of the rest: the object was
+    // put together from them, not taken in one PutObject of bytes held whole.
+    expect(await storedEtag(m.storageKey), 'ETag of the stored object').toBe(etagOf(bytes, 5 * 1024 * 1024));
   }, 60_000);
 
   it('stores media that arrived while the store was down for 30 s once it is back', async () => {
