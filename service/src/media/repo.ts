@@ -52,15 +52,23 @@ export class MediaRepo {
 
   /**
    * Claims pending downloads not yet queued (and those queued long ago, whose job a crash between
-   * claim and enqueue may have lost; their job ids make a second enqueue of a live job a no-op).
+   * claim and enqueue may have lost; their job ids make a second enqueue of a live job a no-op),
+   * live before history. Each part reads only the rows it may take, through its own index
+   * (migration 025): media still downloading are not read by every poll.
    */
   async claimToEnqueue(limit: number, requeueAfterMs: number): Promise<{ id: number; channelId: number; live: boolean }[]> {
+    const queuedBefore = "status = 'pending' AND origin = 'inbound' AND enqueued_at < now() - make_interval(secs => $2::float8 / 1000)";
     const { rows } = await this.pool.query<{ id: number; channelId: number; live: boolean }>(
-      `UPDATE media SET enqueued_at = now()
-        WHERE id IN (SELECT id FROM media
-                      WHERE status = 'pending' AND origin = 'inbound'
-                        AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2::float8 / 1000))
-                      ORDER BY live DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+      `WITH fresh AS (
+         SELECT id, live FROM media WHERE status = 'pending' AND origin = 'inbound' AND enqueued_at IS NULL
+          ORDER BY live DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
+       ), lost_live AS (
+         SELECT id, live FROM media WHERE live AND ${queuedBefore} ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED
+       ), lost_history AS (
+         SELECT id, live FROM media WHERE NOT live AND ${queuedBefore} ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED
+       )
+       UPDATE media SET enqueued_at = now()
+        WHERE id IN (SELECT id FROM (TABLE fresh UNION ALL TABLE lost_live UNION ALL TABLE lost_history) c ORDER BY live DESC, id LIMIT $1)
         RETURNING id::int, channel_id::int AS "channelId", live`,
       [limit, requeueAfterMs],
     );
