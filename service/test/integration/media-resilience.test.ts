@@ -1,27 +1,47 @@
 // A media download outlives its worker: SIGKILLed mid-download, the next worker stores the file
-// once and sweeps the killed one's temp file (the store's outage is in media-s3.test.ts).
+// once, in either store: it sweeps the killed one's temp file, and in S3 it replaces what a store
+// kept of the cut PutObject (the store's outage is in media-s3.test.ts).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
-import { bytesOf, mediaOf, receiveMedia } from '../helpers/media.js';
+import { bytesOf, mediaOf, receiveMedia, startTestS3 } from '../helpers/media.js';
+import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
 let web: RunningApp;
 let env: Record<string, string>;
+let s3: S3Handle | undefined;
 const workers: ServiceProcess[] = [];
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
-const storedBytes = async (wamid: string, timeoutMs: number) => {
+const storedBytes = async (wamid: string, timeoutMs: number, from = web) => {
   const m = await eventually(async () => {
     const r = await mediaOf(db, wamid);
     return r?.status === 'stored' ? r : null;
   }, { what: 'media stored', timeoutMs });
-  return Buffer.from(await (await fetch(`${web.url}/v1/media/${m.messageId}`, { headers: auth })).arrayBuffer());
+  return Buffer.from(await (await fetch(`${from.url}/v1/media/${m.messageId}`, { headers: auth })).arrayBuffer());
 };
+
+/** Starts a worker, lets it download 8 MB at 2 MB/s and SIGKILLs it mid-stream; a second worker then runs at full speed. */
+async function killMidDownload(workerEnv: Record<string, string>, appUrl: string) {
+  sim.configure({ mediaBytesPerSecond: 2 * 1024 * 1024 });
+  const first = spawnService('worker', workerEnv);
+  workers.push(first);
+  const bytes = bytesOf(8 * 1024 * 1024);
+  const { wamid, item } = await receiveMedia(appUrl, sim, 'document', bytes, 'application/pdf');
+  await eventually(async () => item.served > 1024 * 1024, { what: 'download under way', timeoutMs: 60_000 });
+  await first.kill('SIGKILL');
+  expect((await mediaOf(db, wamid))?.status).toBe('pending');
+  sim.configure({ mediaBytesPerSecond: 0 });
+  workers.push(spawnService('worker', workerEnv));
+  return { bytes, wamid, key: `sha256/${item.sha256.slice(0, 2)}/${item.sha256}` };
+}
 
 beforeAll(async () => {
   [db, sim] = await Promise.all([
@@ -33,6 +53,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const w of workers) await w.kill();
+  await s3?.stop();
   await web?.stop();
   await sim?.close();
   await db?.drop();
@@ -40,24 +61,36 @@ afterAll(async () => {
 
 describe('media downloads under a crash', () => {
   it('stores a download exactly once after its worker is SIGKILLed mid-download', async () => {
-    // 8 MB at 2 MB/s: the kill lands mid-stream.
-    sim.configure({ mediaBytesPerSecond: 2 * 1024 * 1024 });
-    const first = spawnService('worker', env);
-    workers.push(first);
-    const bytes = bytesOf(8 * 1024 * 1024);
-    const { wamid, item } = await receiveMedia(web.url, sim, 'document', bytes, 'application/pdf');
-    await eventually(async () => item.served > 1024 * 1024, { what: 'download under way', timeoutMs: 60_000 });
-    await first.kill('SIGKILL');
-    expect((await mediaOf(db, wamid))?.status).toBe('pending');
-    sim.configure({ mediaBytesPerSecond: 0 });
-    workers.push(spawnService('worker', env));
+    const { bytes, wamid, key } = await killMidDownload(env, web.url);
     expect((await storedBytes(wamid, 60_000)).equals(bytes)).toBe(true);
-    const key = `sha256/${item.sha256.slice(0, 2)}/${item.sha256}`;
     expect((await mediaOf(db, wamid))?.storageKey).toBe(key);
     // Once: the store holds that one object; the killed worker's temp file is swept once it is
     // older than a download's idle timeout.
     const files = () => fs.readdirSync(env.MEDIA_FS_DIR!, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).map((f) => `${f.parentPath.slice(env.MEDIA_FS_DIR!.length + 1)}/${f.name}`);
     await eventually(async () => files().length === 1, { timeoutMs: 20_000 }).catch(() => undefined);
     expect(files()).toEqual([key]);
+    // This file's workers are done with the folder store; the next test's take the bucket.
+    for (const w of workers.splice(0)) await w.kill();
   }, 180_000);
+
+  it('stores a download exactly once in S3 after its worker is SIGKILLed mid-PutObject', async () => {
+    s3 = await startTestS3();
+    const s3Env = { ...env, ...s3.env, MEDIA_S3_REDIRECT: 'false' };
+    const s3Web = await startApp(db, 'web', s3Env);
+    const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    try {
+      const { bytes, wamid, key } = await killMidDownload(s3Env, s3Web.url);
+      expect((await storedBytes(wamid, 60_000, s3Web)).equals(bytes)).toBe(true);
+      expect((await mediaOf(db, wamid))?.storageKey).toBe(key);
+      // One object, the whole file taken by one PutObject: not the part a store may keep of the
+      // upload the kill cut short, nor a second copy.
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
+      expect((listed.Contents ?? []).map((o) => [o.Key, o.Size])).toEqual([[key, bytes.length]]);
+      const head = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));
+      expect(head.ETag).toBe(`"${createHash('md5').update(bytes).digest('hex')}"`);
+    } finally {
+      client.destroy();
+      await s3Web.stop();
+    }
+  }, 240_000);
 });
