@@ -83,10 +83,11 @@ export function createDownloadProcessor(d: DownloadDeps) {
       const declaredHex = hexOf(sha256);
       if (declaredHex) {
         const existing = (await copies.submit([declaredHex])).get(declaredHex);
-        // Only an object that is there (a row can outlive its object) and of the declared size.
-        const size = existing ? await d.store.size(existing) : null;
-        if (existing && size !== null && (fileSize === null || size === fileSize)) {
-          await outcomes.submit([{ id: row.id, status: 'stored', key: existing, size, mimeType, sha256: declaredHex }]);
+        // Only an object that is there (a row can outlive its object), of the size its download
+        // counted and of the size Meta declares, if it does.
+        const size = existing ? await d.store.size(existing.key) : null;
+        if (existing && size === existing.size && (fileSize === null || size === fileSize)) {
+          await outcomes.submit([{ id: row.id, status: 'stored', key: existing.key, size, mimeType, sha256: declaredHex }]);
           return 'deduplicated';
         }
       }

@@ -79,13 +79,13 @@ export class MediaRepo {
     await this.pool.query('UPDATE media SET enqueued_at = NULL WHERE id = ANY($1::bigint[])', [ids]);
   }
 
-  /** Stored objects with these bytes, by hex SHA-256 (the same file sent twice is kept once). */
-  async storedKeysOf(sha256Hex: readonly string[]): Promise<Map<string, string>> {
-    const { rows } = await this.pool.query<{ sha256: string; key: string }>(
-      "SELECT DISTINCT ON (sha256) sha256, storage_key AS key FROM media WHERE sha256 = ANY($1::text[]) AND status = 'stored'",
+  /** Stored objects with these bytes and the size each download counted, by hex SHA-256 (the same file sent twice is kept once). */
+  async storedKeysOf(sha256Hex: readonly string[]): Promise<Map<string, { key: string; size: number }>> {
+    const { rows } = await this.pool.query<{ sha256: string; key: string; size: number }>(
+      "SELECT DISTINCT ON (sha256) sha256, storage_key AS key, size::float8 AS size FROM media WHERE sha256 = ANY($1::text[]) AND status = 'stored'",
       [sha256Hex],
     );
-    return new Map(rows.map((r) => [r.sha256, r.key]));
+    return new Map(rows.map((r) => [r.sha256, { key: r.key, size: r.size }]));
   }
 
   /**

@@ -1,6 +1,19 @@
 // Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): uploads streamed straight through
-// (one PutObject when the size is known, multipart otherwise), ranged reads and presigned GETs.
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, NotFound, NoSuchKey } from '@aws-sdk/client-s3';
+// (one PutObject when the size is known, multipart otherwise) to a temp key and copied into place
+// once whole, ranged reads and presigned GETs.
+import { randomBytes } from 'node:crypto';
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  NotFound,
+  NoSuchKey,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Readable } from 'node:stream';
@@ -28,8 +41,16 @@ export interface S3StoreOptions {
  * streams through a PutObject holding no more than the stream's own buffers.
  */
 const PART_BYTES = 5 * 1024 * 1024;
-/** S3's largest PutObject. */
+/** S3's largest PutObject (and CopyObject). */
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
+/**
+ * Where uploads land before they are copied to their key. Keys are content addresses shared by
+ * every media of the same bytes, and some stores keep what a cut-short PutObject sent (versitygw
+ * does): an upload straight to the key could replace a stored object with a part of it.
+ */
+export const TMP_PREFIX = '.partial/';
+/** Temp objects looked at per sweep: more wait for the next one. */
+const SWEEP_BATCH = 1000;
 
 /**
  * Middleware each request would run for nothing here: the SDK's own logging (its output is not
@@ -69,27 +90,56 @@ export class S3MediaStore implements MediaStore {
     for (const name of UNUSED_MIDDLEWARE) this.client.middlewareStack.remove(name);
   }
 
+  /**
+   * Uploads to a temp key of its own, then, once the body ended cleanly (it fails on a size or
+   * SHA-256 mismatch), copies it server-side to `key` unless `key` holds an object of that size
+   * already; a cut or refused upload never touches `key`.
+   */
   async put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
-    const params = { Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType };
-    if (size == null || size > MAX_PUT_BYTES) {
-      await new Upload({ client: this.client, params, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
-      return;
-    }
-    // The object exists only once all `size` bytes arrived; a body that fails first (a check, the
-    // source gone) ends the request at once (the transport sees to it), and its error is the one
-    // to report.
-    let failure: unknown;
-    body.once('error', (err) => (failure = err));
+    const tmp = `${TMP_PREFIX}${randomBytes(9).toString('hex')}`;
+    await this.upload(tmp, body, contentType, size);
     try {
-      await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
-    } catch (err) {
-      throw failure ?? err;
+      const bytes = size ?? (await this.size(tmp));
+      if (bytes === null) throw new Error(`media upload ${tmp} not found after it completed`);
+      if ((await this.size(key)) !== bytes) {
+        await this.client.send(new CopyObjectCommand({ Bucket: this.opts.bucket, Key: key, CopySource: `${this.opts.bucket}/${tmp}`, MetadataDirective: 'COPY' }));
+      }
+    } finally {
+      // One the crash of this process leaves is the sweep's (removeStale).
+      await this.delete(tmp).catch(() => undefined);
     }
   }
 
-  /** An upload a crash cut short is a multipart upload the bucket's lifecycle rule (AbortIncompleteMultipartUpload) ends. */
-  removeStale(): Promise<number> {
-    return Promise.resolve(0);
+  private async upload(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
+    const params = { Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType };
+    // A body that fails (a check, the source gone) ends the request at once (the transport sees
+    // to it), and its error is the one to report; one that failed is never copied into place.
+    let failure: unknown;
+    body.once('error', (err) => (failure = err));
+    try {
+      if (size == null || size > MAX_PUT_BYTES) {
+        await new Upload({ client: this.client, params, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
+      } else {
+        await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
+      }
+    } catch (err) {
+      throw failure ?? err;
+    }
+    if (failure !== undefined || body.errored) throw failure ?? body.errored;
+  }
+
+  /**
+   * Deletes temp objects of uploads a crash cut short, untouched for `olderThanMs` (a live upload
+   * is either not listed yet or written to as it goes). Multipart uploads a crash left are the
+   * bucket's lifecycle rule's (AbortIncompleteMultipartUpload).
+   */
+  async removeStale(olderThanMs: number): Promise<number> {
+    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: TMP_PREFIX, MaxKeys: SWEEP_BATCH }));
+    const before = Date.now() - olderThanMs;
+    const stale = (listed.Contents ?? []).filter((o) => o.Key && o.LastModified && o.LastModified.getTime() < before).map((o) => ({ Key: o.Key! }));
+    if (stale.length === 0) return 0;
+    await this.client.send(new DeleteObjectsCommand({ Bucket: this.opts.bucket, Delete: { Objects: stale, Quiet: true } }));
+    return stale.length;
   }
 
   async size(key: string): Promise<number | null> {

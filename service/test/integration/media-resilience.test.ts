@@ -1,6 +1,7 @@
 // A media download outlives its worker: SIGKILLed mid-download, the next worker stores the file
-// once, in either store: it sweeps the killed one's temp file, and in S3 it replaces what a store
-// kept of the cut PutObject (the store's outage is in media-s3.test.ts).
+// once, in either store: it sweeps the killed one's temp file (in S3 a temp object: what a store
+// kept of the cut PutObject never lands on a key), and a second media of the same bytes cut
+// mid-upload leaves the first one's stored object whole (the store's outage is in media-s3.test.ts).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -9,7 +10,7 @@ import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { spawnService, type ServiceProcess } from '../helpers/process.js';
-import { bytesOf, mediaOf, receiveMedia, startTestS3 } from '../helpers/media.js';
+import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3 } from '../helpers/media.js';
 import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 
 let db: TestDb;
@@ -82,14 +83,53 @@ describe('media downloads under a crash', () => {
       const { bytes, wamid, key } = await killMidDownload(s3Env, s3Web.url);
       expect((await storedBytes(wamid, 60_000, s3Web)).equals(bytes)).toBe(true);
       expect((await mediaOf(db, wamid))?.storageKey).toBe(key);
-      // One object, the whole file taken by one PutObject: not the part a store may keep of the
-      // upload the kill cut short, nor a second copy.
+      // One object, the whole file: not the part a store may keep of the upload the kill cut short
+      // (a temp object the next worker sweeps once untouched for MEDIA_TIMEOUT_MS), nor a second copy.
+      await eventually(async () => {
+        const listed = await client.send(new ListObjectsV2Command({ Bucket: s3!.bucket }));
+        const objs = (listed.Contents ?? []).map((o) => [o.Key, o.Size]);
+        return objs.length === 1 ? objs : null;
+      }, { what: 'the temp object swept', timeoutMs: 20_000 });
       const listed = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
       expect((listed.Contents ?? []).map((o) => [o.Key, o.Size])).toEqual([[key, bytes.length]]);
       const head = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));
       expect(head.ETag).toBe(`"${createHash('md5').update(bytes).digest('hex')}"`);
     } finally {
       client.destroy();
+      await s3Web.stop();
+    }
+  }, 240_000);
+
+  it("keeps the first media's stored object whole in S3 when a second media of the same bytes is cut mid-upload and then fails", async () => {
+    // Two media of the same bytes (one sticker from two customers) share a content-addressed key.
+    for (const w of workers.splice(0)) await w.kill();
+    s3 ??= await startTestS3();
+    const s3Env = { ...env, ...s3.env, MEDIA_S3_REDIRECT: 'false' };
+    const s3Web = await startApp(db, 'web', s3Env);
+    try {
+      sim.configure({ mediaBytesPerSecond: 2 * 1024 * 1024 });
+      const first = spawnService('worker', s3Env);
+      workers.push(first);
+      const bytes = bytesOf(8 * 1024 * 1024);
+      const a = await receiveItem(s3Web.url, 'document', sim.media.add(bytes, 'application/pdf'), '5511977770001');
+      await eventually(async () => a.item.served > 1024 * 1024, { what: 'A under way', timeoutMs: 60_000 });
+      const b = await receiveItem(s3Web.url, 'document', sim.media.add(bytes, 'application/pdf'), '5511977770002');
+      await eventually(async () => (await mediaOf(db, a.wamid))?.status === 'stored', { what: 'A stored', timeoutMs: 60_000 });
+      expect(b.item.served, 'B mid-download when A is stored').toBeGreaterThan(0);
+      expect(b.item.served).toBeLessThan(bytes.length);
+      await first.kill('SIGKILL');
+      const { messageId } = (await mediaOf(db, a.wamid))!;
+      const served = async () => Buffer.from(await (await fetch(`${s3Web.url}/v1/media/${messageId}`, { headers: auth })).arrayBuffer());
+      const right = await served();
+      // Meta no longer has B's media: its next try fails for good, nothing writes the key again.
+      b.item.expired = true;
+      sim.configure({ mediaBytesPerSecond: 0 });
+      workers.push(spawnService('worker', s3Env));
+      await eventually(async () => (await mediaOf(db, b.wamid))?.status === 'failed', { what: 'B failed', timeoutMs: 60_000 });
+      const later = await served();
+      expect({ right: right.length, later: later.length }, 'bytes of A served, right after the kill and once B failed').toEqual({ right: bytes.length, later: bytes.length });
+      expect(later.equals(bytes)).toBe(true);
+    } finally {
       await s3Web.stop();
     }
   }, 240_000);
