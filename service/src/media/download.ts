@@ -6,6 +6,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Publish } from '../events/hub.js';
 import type { Logger } from '../log.js';
+import { classifyGraphError } from '../whatsapp/errors.js';
 import { isTransientDbError } from '../store/pool.js';
 import { WriteCoalescer } from '../store/coalescer.js';
 import type { GraphMediaClient } from './graph-media.js';
@@ -30,7 +31,7 @@ export interface DownloadDeps {
   readonly metrics: MediaMetrics;
   readonly publish: Publish;
   readonly log: Logger;
-  /** How long a channel whose token Meta refuses waits before its media are tried again. */
+  /** How long a download of a paused channel waits before it looks at the channel again. */
   readonly tokenPauseMs: number;
 }
 
@@ -63,17 +64,24 @@ export function createDownloadProcessor(d: DownloadDeps) {
     return `failed:${code}`;
   };
 
+  // Not an attempt spent: the job looks at its channel again later.
+  const waitWhilePaused = async (job: Job<MediaJobData>): Promise<never> => {
+    await job.moveToDelayed(Date.now() + d.tokenPauseMs, job.token);
+    throw new DelayedError();
+  };
+
   async function download(row: MediaRow & { metaId: string }, type: MediaType, token: string, job: Job<MediaJobData>): Promise<Outcome> {
     for (let attempt = 0; ; attempt++) {
       const info = await d.graph.info(row.metaId, token);
       if (!info.ok) {
         const e = info.error;
         if (e.httpStatus === 404 || e.code === 100) return fail(row, 'not_found', `Meta has no such media (it keeps media for a limited time): ${e.title}`);
-        if (e.httpStatus === 401 || e.code === 190) {
-          // Like a send: the channel's token is refused; try again after a pause, not spending attempts.
-          d.log.warn({ mediaId: row.id, channelId: row.channelId, err: e.title }, 'media download paused: the channel token was refused');
-          await job.moveToDelayed(Date.now() + d.tokenPauseMs, job.token);
-          throw new DelayedError();
+        if (e.httpStatus === 401 || classifyGraphError(e) === 'pause_channel') {
+          // Like a send: the channel's token is refused, so the channel is paused (its other
+          // downloads and sends stop asking Meta) until an operator saves a new token.
+          await d.repo.pauseChannel(row.channelId, `${e.code ?? e.httpStatus}: ${e.title}`);
+          d.log.error({ mediaId: row.id, channelId: row.channelId, err: e.title }, 'channel paused: Meta refused its token for a media download');
+          return waitWhilePaused(job);
         }
         throw new Error(`media metadata: HTTP ${e.httpStatus} ${e.code ?? ''} ${e.title}`.trim());
       }
@@ -120,6 +128,7 @@ export function createDownloadProcessor(d: DownloadDeps) {
     if (!row || row.status === 'stored' || !row.metaId) return 'skipped';
     if (!isMediaType(row.type)) return fail(row, 'unsupported_type', `${row.type} messages carry no downloadable media`);
     if (!row.accessToken) throw new Error(`channel ${row.channelId} has no access token`);
+    if (row.pausedReason) return waitWhilePaused(job);
     const started = performance.now();
     const outcome = await download({ ...row, metaId: row.metaId }, row.type, row.accessToken, job);
     d.metrics.downloads.inc({ result: outcome.startsWith('failed:') ? outcome.slice(7) : outcome, type: row.type });

@@ -22,10 +22,11 @@ import { storedMediaOf, storedMediaSender } from './send-stored.js';
 import { MEDIA_QUEUE, startMediaWorker } from './worker.js';
 
 /**
- * How long downloads of a channel whose token Meta refuses wait, as its sends do.
- * @defaultValue 60 s
+ * How long a download of a paused channel (Meta refused its token) waits before it looks again,
+ * as its sends do; saving a new token lifts the pause.
+ * @defaultValue 10 s
  */
-const TOKEN_PAUSE_MS = 60_000;
+const TOKEN_PAUSE_MS = 10_000;
 
 export interface MediaFeature {
   readonly queue: Queue<MediaJobData>;

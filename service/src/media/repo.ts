@@ -1,4 +1,5 @@
 // The media table: what to download, what was stored, what failed and why.
+import { pauseChannel } from '../store/outbound-store.js';
 import type { Pool } from '../store/pool.js';
 
 export interface MediaRow {
@@ -30,13 +31,18 @@ export type MediaOutcome =
 export class MediaRepo {
   constructor(private readonly pool: Pool) {}
 
-  /** Rows to download with their channel's token, in one statement for the jobs in flight. */
-  async forDownload(ids: readonly number[]): Promise<Map<number, MediaRow & { accessToken: string | null }>> {
-    const { rows } = await this.pool.query<MediaRow & { accessToken: string | null }>(
-      `SELECT ${columns('d')}, c.access_token AS "accessToken" FROM media d JOIN channels c ON c.id = d.channel_id WHERE d.id = ANY($1::bigint[])`,
+  /** Rows to download with their channel's token and pause, in one statement for the jobs in flight. */
+  async forDownload(ids: readonly number[]): Promise<Map<number, MediaRow & { accessToken: string | null; pausedReason: string | null }>> {
+    const { rows } = await this.pool.query<MediaRow & { accessToken: string | null; pausedReason: string | null }>(
+      `SELECT ${columns('d')}, c.access_token AS "accessToken", c.paused_reason AS "pausedReason" FROM media d JOIN channels c ON c.id = d.channel_id WHERE d.id = ANY($1::bigint[])`,
       [ids],
     );
     return new Map(rows.map((r) => [r.id, r]));
+  }
+
+  /** Pauses the channel's sends and downloads until a new token is saved, as a refused send does. */
+  async pauseChannel(channelId: number, reason: string): Promise<void> {
+    await pauseChannel(this.pool, channelId, reason);
   }
 
   /** The media of a message (its channel's row for the message's Meta media id). */

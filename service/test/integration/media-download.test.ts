@@ -132,6 +132,38 @@ describe('inbound media', () => {
     expect(sim.media.metadataRequests.get(item.id)).toBe(1);
   });
 
+  it('pauses the channel when Meta refuses its token, asks Meta nothing more while paused, and downloads once a new token is saved', async () => {
+    const channel = async () => ((await json(await fetch(`${app.url}/v1/channels`, { headers: auth }))).items as { phoneNumberId: string; paused: boolean; pausedReason: string | null }[])
+      .find((c) => c.phoneNumberId === PHONE_NUMBER_ID)!;
+    const refused = () => sim.stats.errors[190] ?? 0;
+    const before = refused();
+    // The token was rotated at Meta: ours is refused (Graph error 190).
+    sim.tokens.set(PHONE_NUMBER_ID, 'rotated-token');
+    let a: Awaited<ReturnType<typeof receiveMedia>>;
+    try {
+      a = await receiveMedia(app.url, sim, 'image', bytesOf(10_000), 'image/jpeg');
+      const b = await receiveMedia(app.url, sim, 'image', bytesOf(11_000), 'image/jpeg');
+      const paused = await eventually(async () => {
+        const c = await channel();
+        return c.paused ? c : null;
+      }, { what: 'channel paused', timeoutMs: 15_000 });
+      expect(paused.pausedReason).toContain('190');
+      const atPause = refused();
+      // A media arriving while paused waits too, without asking.
+      const c = await receiveMedia(app.url, sim, 'image', bytesOf(12_000), 'image/jpeg');
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(refused(), 'requests Meta refused while the channel is paused').toBe(atPause);
+      expect(atPause - before, 'requests Meta refused in all (one per download in flight)').toBeLessThanOrEqual(2);
+      expect(await Promise.all([a, b, c].map(async (m) => (await mediaOf(db, m.wamid))?.status))).toEqual(['pending', 'pending', 'pending']);
+    } finally {
+      sim.tokens.set(PHONE_NUMBER_ID, 'test-access-token');
+    }
+    const saved = await fetch(`${app.url}/v1/channels`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ phoneNumberId: PHONE_NUMBER_ID, accessToken: 'test-access-token' }) });
+    expect(saved.status).toBe(200);
+    expect((await channel()).paused).toBe(false);
+    await stored(a.wamid);
+  }, 60_000);
+
   it('downloads a history placeholder once its media id arrives', async () => {
     const waId = '5511966660001';
     const bytes = bytesOf(80_000);
