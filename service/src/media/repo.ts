@@ -62,9 +62,10 @@ export class MediaRepo {
    * live before history. Each part reads only the rows it may take, through its own index
    * (migration 025): media still downloading are not read by every poll.
    */
-  async claimToEnqueue(limit: number, requeueAfterMs: number): Promise<{ id: number; channelId: number; live: boolean }[]> {
+  /** `requeued`: queued before and not done since (its job may have been lost, or have failed without the row saying so). */
+  async claimToEnqueue(limit: number, requeueAfterMs: number): Promise<{ id: number; channelId: number; live: boolean; requeued: boolean }[]> {
     const queuedBefore = "status = 'pending' AND origin = 'inbound' AND enqueued_at < now() - make_interval(secs => $2::float8 / 1000)";
-    const { rows } = await this.pool.query<{ id: number; channelId: number; live: boolean }>(
+    const { rows } = await this.pool.query<{ id: number; channelId: number; live: boolean; requeued: boolean }>(
       `WITH fresh AS (
          SELECT id, live FROM media WHERE status = 'pending' AND origin = 'inbound' AND enqueued_at IS NULL
           ORDER BY live DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -73,9 +74,12 @@ export class MediaRepo {
        ), lost_history AS (
          SELECT id, live FROM media WHERE NOT live AND ${queuedBefore} ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED
        )
-       UPDATE media SET enqueued_at = now()
-        WHERE id IN (SELECT id FROM (TABLE fresh UNION ALL TABLE lost_live UNION ALL TABLE lost_history) c ORDER BY live DESC, id LIMIT $1)
-        RETURNING id::int, channel_id::int AS "channelId", live`,
+       UPDATE media m SET enqueued_at = now()
+         FROM (SELECT id, requeued FROM (SELECT id, live, false AS requeued FROM fresh
+                 UNION ALL SELECT id, live, true FROM lost_live UNION ALL SELECT id, live, true FROM lost_history) c
+                ORDER BY live DESC, id LIMIT $1) c
+        WHERE m.id = c.id
+        RETURNING m.id::int, m.channel_id::int AS "channelId", m.live, c.requeued`,
       [limit, requeueAfterMs],
     );
     return rows;

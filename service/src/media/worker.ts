@@ -27,11 +27,21 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   const { config, log } = d;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  // A job that failed for good is kept under its id, so adding it again does nothing: a row still
+  // pending when claimed again, whose job is a dead letter (the failed handler's write was lost),
+  // is recorded failed here, with the job's reason.
+  const recordDeadLetters = async (ids: readonly number[]) => {
+    for (const id of ids) {
+      const job = await d.queue.getJob(`m${id}`);
+      if (job && (await job.isFailed())) await d.repo.markFailed(id, 'download_failed', job.failedReason);
+    }
+  };
   const poll = async () => {
     try {
       for (;;) {
         const rows = await d.repo.claimToEnqueue(CLAIM_BATCH, REQUEUE_AFTER_MS);
         if (rows.length === 0) break;
+        await recordDeadLetters(rows.filter((r) => r.requeued).map((r) => r.id));
         const history = rows.filter((r) => !r.live);
         const fair = await fairPriorities(d.redis, (ch) => `${config.QUEUE_PREFIX}:media:seq:${ch}`, history.map((r) => String(r.channelId)));
         const priority = new Map(history.map((r, i) => [r.id, 1 + fair[i]!]));
@@ -84,7 +94,8 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
     if (!final) return d.metrics.downloads.inc({ result: 'retried', type: 'unknown' });
     log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'media download dead-lettered');
     d.metrics.downloads.inc({ result: 'dead_lettered', type: 'unknown' });
-    void d.repo.markFailed(job.data.mediaId, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded'));
+    // A write lost here is made by the poller once it claims the still-pending row again.
+    void d.repo.markFailed(job.data.mediaId, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded yet'));
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'media worker error'));
   return {

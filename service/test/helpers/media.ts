@@ -34,9 +34,9 @@ export async function receiveItem(appUrl: string, kind: Kind, item: SimMediaItem
   return { wamid: message.id, item };
 }
 
-export async function mediaOf(db: TestDb, wamid: string): Promise<{ messageId: number; status: string; errorCode: string | null; storageKey: string | null } | undefined> {
+export async function mediaOf(db: TestDb, wamid: string): Promise<{ id: number; messageId: number; status: string; errorCode: string | null; errorReason: string | null; storageKey: string | null } | undefined> {
   const { rows } = await db.pool.query(
-    `SELECT m.id::int AS "messageId", d.status, d.error_code AS "errorCode", d.storage_key AS "storageKey"
+    `SELECT d.id::int, m.id::int AS "messageId", d.status, d.error_code AS "errorCode", d.error_reason AS "errorReason", d.storage_key AS "storageKey"
        FROM messages m JOIN media d ON d.channel_id = m.channel_id AND d.meta_id = m.media_id WHERE m.wamid = $1`,
     [wamid],
   );
