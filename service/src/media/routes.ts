@@ -63,17 +63,22 @@ export interface MediaRoutesDeps {
 
 export const signMediaPath = (key: Buffer, id: number, expires: number) => createHmac('sha256', key).update(`${id}.${expires}`).digest('hex');
 
-/** `bytes=a-b`, `bytes=a-`, `bytes=-n` of a file of `size` bytes; null when it cannot be met. */
-export function parseRange(header: string, size: number): ByteRange | null {
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return null;
+/**
+ * The one range of `bytes=a-b`, `bytes=a-` or `bytes=-n` over a file of `size` bytes;
+ * 'unsatisfiable' when well formed but outside the file (416); undefined when the header is to be
+ * ignored and the whole file served (RFC 9110 §14.2): malformed, another unit, or several ranges.
+ */
+export function parseRange(header: string, size: number): ByteRange | 'unsatisfiable' | undefined {
+  const m = /^bytes=(\d*)-(\d*)$/i.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
   if (m[1] === '') {
     const n = Math.min(Number(m[2]), size);
-    return n > 0 ? { start: size - n, end: size - 1 } : null;
+    return n > 0 ? { start: size - n, end: size - 1 } : 'unsatisfiable';
   }
   const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  return start <= end && start < size ? { start, end } : null;
+  if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  if (start >= size) return 'unsatisfiable';
+  return { start, end: m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1) };
 }
 
 export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router {
@@ -100,7 +105,7 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
     const size = m.size ?? 0;
     const header = req.headers.range;
     const range = header ? parseRange(header, size) : undefined;
-    if (range === null) {
+    if (range === 'unsatisfiable') {
       res.setHeader('content-range', `bytes */${size}`);
       throw new HttpError(416, 'range_not_satisfiable', `cannot serve ${header} of ${size} bytes`);
     }

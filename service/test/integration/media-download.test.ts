@@ -285,6 +285,13 @@ describe('GET /v1/media/:messageId', () => {
     expect(Buffer.from(await tail.arrayBuffer()).equals(bytes.subarray(bytes.length - 500))).toBe(true);
     const beyond = await fetch(`${app.url}/v1/media/${messageId}`, { headers: { ...auth, range: `bytes=${bytes.length}-` } });
     expect(beyond.status).toBe(416);
+    expect(beyond.headers.get('content-range')).toBe(`bytes */${bytes.length}`);
+    // A header that is not one valid byte range is ignored (RFC 9110 §14.2): the whole file, 200.
+    for (const range of ['bytes=abc', 'bytes=0-99,200-299', 'bytes=2000-1000', 'items=0-99']) {
+      const whole = await fetch(`${app.url}/v1/media/${messageId}`, { headers: { ...auth, range } });
+      expect(whole.status, range).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(bytes), range).toBe(true);
+    }
   });
 
   it('answers 401 to a wrong token and to none', async () => {
