@@ -35,7 +35,17 @@ export interface InboundStoreResult {
  * Idempotent: events key on the body's hash, messages on wamid, statuses on (wamid, status).
  * A crash between 2 and 3 is healed by the retry, which runs 3 again.
  */
-export async function storeInboundBatch(pool: Pool, events: readonly InboundEventRecord[], channels: ReadonlyMap<string, number>): Promise<InboundStoreResult> {
+/**
+ * `onMessages` hears the batch's new messages as soon as the statement storing them returns: with
+ * a pool (a transaction per statement) they are committed then, before the batch's statuses,
+ * wamid links and number changes take their own round trips.
+ */
+export async function storeInboundBatch(
+  pool: Pool,
+  events: readonly InboundEventRecord[],
+  channels: ReadonlyMap<string, number>,
+  onMessages?: (newMessages: InboundStoreResult['newMessages']) => void,
+): Promise<InboundStoreResult> {
   const unique = new Map<string, InboundEventRecord>();
   for (const e of events) unique.set(e.sha256.toString('hex'), e);
 
@@ -73,6 +83,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     JSON.stringify(doc.statuses),
   ]);
   const r = rows[0]!;
+  if (r.new_messages.length > 0) onMessages?.(r.new_messages);
   // A status naming one of our messages in biz_opaque_callback_data gives it its wamid,
   // even when the sender crashed before saving it: that message is then never sent twice.
   const links = new Map<number, string>();

@@ -9,6 +9,7 @@ import { clearUnrouted, routableUnroutedEvents, type ChannelResolver, type Unrou
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
+import { storedEvents, type Publish } from '../../events/hub.js';
 import { EnvelopeError, parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
@@ -19,8 +20,13 @@ export interface InboundProcessorDeps {
   readonly log: Logger;
   readonly metrics: InboundMetrics;
   readonly attempts: number;
-  /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
+  /** Called after a batch commits, with what it stored (routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
+  /**
+   * Realtime events: a batch's new messages the moment their rows commit, ahead of the batch's
+   * other statements; its status changes once those commit.
+   */
+  readonly publish?: Publish;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
   /** `delivery`: see deliveryOf. */
   readonly coexistence?: (changes: OtherChange[], delivery: Buffer) => Promise<unknown>;
@@ -64,12 +70,13 @@ function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics):
 
 export function createInboundProcessor(deps: InboundProcessorDeps) {
   const { pool, channels, log, metrics } = deps;
+  const published = deps.publish && ((newMessages: InboundStoreResult['newMessages']) => deps.publish!(storedEvents({ newMessages, statusChanges: [] })));
 
   async function storeNow(records: InboundEventRecord[]): Promise<InboundStoreResult> {
     const channelIds = await channels.resolve(records.flatMap((r) => r.parsed.phoneNumberIds));
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await storeInboundBatch(pool, records, channelIds);
+        const result = await storeInboundBatch(pool, records, channelIds, published);
         observe(result);
         return result;
       } catch (err) {
@@ -92,6 +99,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     metrics.statusesStored.inc(result.statusesInserted);
     metrics.duplicateEvents.inc(result.duplicateEvents);
     metrics.unroutedEvents.inc(result.unroutedEvents);
+    if (result.statusChanges.length > 0) deps.publish?.(storedEvents({ newMessages: [], statusChanges: result.statusChanges }));
     deps.onStored?.(result);
   }
 
