@@ -21,8 +21,23 @@ export interface InboundStoreResult {
   readonly unroutedEvents: number;
   readonly messagesInserted: number;
   readonly statusesInserted: number;
-  readonly newMessages: { id: number; wamid: string; conversationId: number; channelId: number; type: string }[];
+  /** The messages this batch inserted (each is new exactly once: realtime events, counters). */
+  readonly newMessages: StoredMessage[];
+  /**
+   * Every message of the batch as stored: the new ones and those an earlier attempt or delivery
+   * of it stored. What the router hears (it handles each message once), so a batch retried after
+   * its messages committed is still routed.
+   */
+  readonly storedMessages: StoredMessage[];
   readonly statusChanges: StatusChange[];
+}
+
+export interface StoredMessage {
+  readonly id: number;
+  readonly wamid: string;
+  readonly conversationId: number;
+  readonly channelId: number;
+  readonly type: string;
 }
 
 /**
@@ -77,7 +92,7 @@ export async function storeInboundBatch(
     }
   }
   // Three parameters, not one document: Postgres re-parses a json value at every ->.
-  const { rows } = await pool.query<{ fresh: number; unrouted: number; statuses_inserted: number; new_messages: InboundStoreResult['newMessages'] }>(STORE_SQL, [
+  const { rows } = await pool.query<{ fresh: number; unrouted: number; statuses_inserted: number; new_messages: StoredMessage[]; known_messages: StoredMessage[] }>(STORE_SQL, [
     JSON.stringify(doc.events),
     JSON.stringify(doc.messages),
     JSON.stringify(doc.statuses),
@@ -115,6 +130,7 @@ export async function storeInboundBatch(
     messagesInserted: r.new_messages.length,
     statusesInserted: r.statuses_inserted,
     newMessages: r.new_messages,
+    storedMessages: [...r.new_messages, ...r.known_messages],
     statusChanges,
   };
 }
@@ -327,14 +343,19 @@ ev_ins AS (
     WHERE e.unrouted AND (SELECT routed FROM ev_in WHERE ev_in.sha = encode(e.body_sha256, 'hex'))
   RETURNING encode(body_sha256, 'hex') AS sha, (xmax = 0) AS inserted),
 ev_new AS (SELECT sha FROM ev_ins UNION SELECT sha FROM ev_in WHERE force),
-msg AS (
+msg_all AS MATERIALIZED (
   SELECT m.* FROM json_to_recordset($2::json) AS m(
     ev text, wamid text, channel_id bigint, conversation_id bigint, contact_id bigint, type text, body text,
     media_id text, media_mime_type text, media_sha256 text, media_filename text,
     latitude double precision, longitude double precision, reply_to_wamid text,
     reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
-    referral jsonb, raw jsonb, wa_timestamp timestamptz)
-  WHERE m.ev IN (SELECT sha FROM ev_new)),
+    referral jsonb, raw jsonb, wa_timestamp timestamptz)),
+msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
+-- The batch's messages an earlier attempt or delivery stored (the statement's snapshot does not
+-- see the rows ins adds): a batch retried after its rows committed still has them routed.
+known AS (
+  SELECT s.id, s.wamid, s.conversation_id, s.channel_id, s.type FROM messages s
+  WHERE s.wamid IN (SELECT wamid FROM msg_all) AND s.direction = 'inbound'),
 ins AS (
   INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
     media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
@@ -373,7 +394,8 @@ SELECT
   (SELECT count(*) FROM ev_ins)::int AS fresh,
   (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins WHERE inserted))::int AS unrouted,
   (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
-  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages`;
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages,
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM known) AS known_messages`;
 
 function messageRow(ev: string, m: InboundMessage, channelId: number, conversationId: number, contactId: number) {
   return {

@@ -70,15 +70,21 @@ function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics):
 
 export function createInboundProcessor(deps: InboundProcessorDeps) {
   const { pool, channels, log, metrics } = deps;
-  const published = deps.publish && ((newMessages: InboundStoreResult['newMessages']) => deps.publish!(storedEvents({ newMessages, statusChanges: [] })));
-
   async function storeNow(records: InboundEventRecord[]): Promise<InboundStoreResult> {
     const channelIds = await channels.resolve(records.flatMap((r) => r.parsed.phoneNumberIds));
+    // Messages an attempt committed before a later statement of it failed: still this batch's new
+    // messages once a retry succeeds (published once, when they committed).
+    const committed: InboundStoreResult['newMessages'] = [];
+    const onMessages = (newMessages: InboundStoreResult['newMessages']) => {
+      committed.push(...newMessages);
+      deps.publish?.(storedEvents({ newMessages, statusChanges: [] }));
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await storeInboundBatch(pool, records, channelIds, published);
-        observe(result);
-        return result;
+        const result = await storeInboundBatch(pool, records, channelIds, onMessages);
+        const merged = { ...result, newMessages: committed, messagesInserted: committed.length };
+        observe(merged);
+        return merged;
       } catch (err) {
         // A deadlock or serialization failure is resolved by running the batch again now; so is a
         // row a concurrent batch changed under it (a contact merged by a number change: foreign
