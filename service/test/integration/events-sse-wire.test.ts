@@ -1,6 +1,6 @@
-// Review check (fan10): the SSE bytes on the wire when the delivery's chunk is written straight to
-// the socket: a request pipelined behind another one on the same connection, an HTTP/1.0 client,
-// and heartbeats between deliveries. Every chunk must be framed exactly (size in bytes, CRLF).
+// The SSE bytes on the wire when a delivery's chunk is written straight to the socket: a request
+// pipelined behind another one on the same connection, an HTTP/1.0 client, and heartbeats between
+// deliveries. Every chunk must be framed exactly (size in bytes, CRLF).
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
@@ -53,7 +53,7 @@ const title = 'Mensagem não entregue ✓ 受信者に届きませんでした �
 const publish = (n: number) => redis.publish(channel(), JSON.stringify([{ type: 'message.status', conversationId: 9000 + n, channelId: 1, messageId: 3, status: 'failed', error: { code: 131026, title } }]));
 const subscribers = async (n: number) => eventually(async () => ((await redis.pubsub('NUMSUB', channel())) as [string, number])[1] >= n, { what: 'subscription' });
 
-it('REVIEW fan10: a stream pipelined behind another request gets well-framed chunks', async () => {
+it('a stream pipelined behind another request gets well-framed chunks', async () => {
   const c = raw(
     `GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n` +
     `GET /v1/events?access_token=${API_TOKEN}&types=message.status HTTP/1.1\r\nhost: x\r\n\r\n`,
@@ -79,7 +79,7 @@ it('REVIEW fan10: a stream pipelined behind another request gets well-framed chu
   }
 });
 
-it('REVIEW fan10: an HTTP/1.0 client gets the events unframed', async () => {
+it('an HTTP/1.0 client gets the events unframed', async () => {
   const c = raw(`GET /v1/events?access_token=${API_TOKEN}&types=message.status HTTP/1.0\r\nhost: x\r\n\r\n`);
   try {
     await subscribers(1);
