@@ -351,11 +351,6 @@ msg_all AS MATERIALIZED (
     reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
     referral jsonb, raw jsonb, wa_timestamp timestamptz)),
 msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
--- The batch's messages an earlier attempt or delivery stored (the statement's snapshot does not
--- see the rows ins adds): a batch retried after its rows committed still has them routed.
-known AS (
-  SELECT s.id, s.wamid, s.conversation_id, s.channel_id, s.type FROM messages s
-  WHERE s.wamid IN (SELECT wamid FROM msg_all) AND s.direction = 'inbound'),
 ins AS (
   INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
     media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
@@ -366,6 +361,15 @@ ins AS (
   FROM msg
   ON CONFLICT (wamid) DO NOTHING
   RETURNING id, wamid, conversation_id, channel_id, type, wa_timestamp),
+-- The batch's messages an earlier attempt or delivery stored: those of events seen before and
+-- those the insert found taken. A batch retried after its messages committed still has them
+-- routed; a batch of new messages looks nothing up.
+known AS (
+  SELECT s.id, s.wamid, s.conversation_id, s.channel_id, s.type FROM messages s
+  WHERE s.direction = 'inbound' AND s.wamid IN (
+    SELECT wamid FROM msg_all WHERE ev NOT IN (SELECT sha FROM ev_new)
+    UNION ALL
+    SELECT wamid FROM msg WHERE wamid NOT IN (SELECT wamid FROM ins))),
 agg AS (
   SELECT DISTINCT ON (conversation_id) conversation_id, id AS last_id, wa_timestamp AS last_at,
          count(*) OVER (PARTITION BY conversation_id) AS n
