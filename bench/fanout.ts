@@ -12,7 +12,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { Redis } from 'ioredis';
 import { sleep } from '../scripts/stack/proc.js';
 import { cpuSeconds } from './lib/cpu.js';
 import { runLoad, webhookSet } from './lib/loadgen.js';
@@ -56,7 +55,7 @@ interface Phase {
   /** Messages acked per second, first POST to last 200, and webhooks never answered 200. */
   readonly inRate: number;
   readonly unacked: number;
-  /** Row created_at → the event seen by a plain subscriber of the channel (ms): the worker's part of the latency. */
+  /** The row's commit → the event seen by a plain subscriber of the channel, a process of its own (ms): the worker's part of the latency. */
   readonly publishP50: number;
   readonly publishP99: number;
   /** PUBLISHes seen on the events channel (each a batch of events). */
@@ -92,15 +91,11 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
   const rssIdle = serverPids.reduce((s, p) => s + rssMb(p), 0);
   // A subscriber of its own on the events channel: how much of the latency is spent before the
   // SSE servers get the event (commit, publish, Redis), the rest being theirs and the clients'.
-  const tap = new Redis(stack.redis.url);
-  const publishedAt = new Map<number, number>();
-  let publishes = 0;
-  tap.on('message', (_channel: string, message: string) => {
-    publishes++;
-    const at = performance.timeOrigin + performance.now();
-    for (const e of JSON.parse(message) as { type: string; messageId?: number }[]) if (e.type === 'message.created' && e.messageId !== undefined) publishedAt.set(e.messageId, at);
+  const tap = fork(path.join(ROOT, 'bench', 'lib', 'channel-tap.ts'), [stack.redis.url, `${QUEUE_PREFIX}:events`], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await new Promise<void>((resolve, reject) => {
+    tap.once('message', () => resolve());
+    tap.once('exit', (code) => reject(new Error(`channel tap exited ${code}`)));
   });
-  await tap.subscribe(`${QUEUE_PREFIX}:events`);
   const procs = Array.from({ length: CLIENT_PROCESSES }, () => fork(path.join(ROOT, 'bench', 'lib', 'sse-clients.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   try {
     const per = CLIENTS / CLIENT_PROCESSES;
@@ -153,6 +148,8 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
       for (const [b, n] of sorted) if ((seen += n) >= p * received) return b / 10;
       return NaN;
     };
+    const { publishes, arrivals } = await ask<{ publishes: number; arrivals: [number, number][] }>(tap, { report: true }, 'arrivals', 30_000);
+    const publishedAt = new Map(arrivals);
     const toPublish = commits.flatMap(([id, committedAt]) => (publishedAt.has(id) ? [publishedAt.get(id)! - committedAt] : [])).sort((a, b) => a - b);
     const pubAt = (p: number) => toPublish[Math.min(toPublish.length - 1, Math.floor(p * toPublish.length))] ?? NaN;
     return {
@@ -166,7 +163,7 @@ async function phase(stack: BenchStack, sseUrls: string[], serverPids: number[],
       messages: commits.length, rssIdleMb: rssIdle, rssConnectedMb: rssConnected, rssPeakMb: rssPeak, load, inRate: sent.ackedMessages.size / Math.max(0.001, lastAckMs / 1000), unacked: sent.unacked,
     };
   } finally {
-    tap.disconnect();
+    if (tap.connected) tap.kill();
     for (const c of procs) {
       if (c.connected) c.send({ close: true });
     }

@@ -34,7 +34,7 @@ import { CircuitBreaker } from './queue/circuit-breaker.js';
 import { loadChannels, OutboxCleaner, type ChannelForSend } from './store/outbound-store.js';
 import { replaySavedChannel } from './channels/unrouted-replay.js';
 import { GraphClient } from './whatsapp/graph-client.js';
-import { createPublisher, eventsChannel, EventHub, storedEvents } from './events/hub.js';
+import { createPublisher, eventsChannel, EventHub } from './events/hub.js';
 import { redisOptions } from './queue/redis.js';
 import { createTokensFeature } from './tokens/index.js';
 import type { Principal } from './tokens/principal.js';
@@ -254,10 +254,7 @@ export async function buildApp(config: Config, role: Role, options: BuildOptions
         await tryBootstrap();
         inbound = startInboundWorkers({
           config, pool, redis, log, metrics, inboundQueue, historyQueue, publish,
-          onStored: (result) => {
-            publish(storedEvents(result));
-            router.onStored(result);
-          },
+          onStored: (result) => router.onStored(result),
         });
         senders = await startSenders({ config, pool, redis, circuit, queues: outboundQueues, log, metrics, publish, channels: channelsNow, wrapSend: media.wrapSend });
         router.startWorker();

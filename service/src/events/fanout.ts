@@ -11,13 +11,18 @@ export type AreasOf = (conversationIds: readonly number[]) => Promise<ReadonlyMa
 /** Told to every web process, never to clients: streams opened with that token end. */
 export const TOKEN_REVOKED = 'token.revoked';
 
-/** What a group of streams receives of a batch, each form made at most once for all of them. */
+/**
+ * What a group of streams receives of a batch, each form made at most once for all of them: the
+ * bytes too, so a client costs one write of a shared buffer, no encoding of its own.
+ */
 export interface Delivery {
   readonly events: readonly Numbered[];
   /** The events as Server-Sent Events text. */
   sse(): string;
-  /** Each event's JSON (a WebSocket message each). */
-  json(): readonly string[];
+  /** The same text framed as one HTTP/1.1 chunk (size line, bytes, CRLF), for chunked responses. */
+  sseChunk(): Buffer;
+  /** Each event's JSON as UTF-8 (a WebSocket text message each). */
+  json(): readonly Buffer[];
 }
 
 export interface Stream {
@@ -52,13 +57,22 @@ function jsonOf(e: object): string {
   return s;
 }
 
+const CRLF = Buffer.from('\r\n');
+
 function delivery(events: readonly Numbered[]): Delivery {
   let sse: string | undefined;
-  let json: string[] | undefined;
+  let chunk: Buffer | undefined;
+  let json: Buffer[] | undefined;
+  const text = () => (sse ??= events.map((e) => `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`).join(''));
   return {
     events,
-    sse: () => (sse ??= events.map((e) => `id: ${e.id}\nevent: ${e.type}\ndata: ${jsonOf(e)}\n\n`).join('')),
-    json: () => (json ??= events.map(jsonOf)),
+    sse: text,
+    sseChunk: () => {
+      if (chunk) return chunk;
+      const body = Buffer.from(text());
+      return (chunk = Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, CRLF]));
+    },
+    json: () => (json ??= events.map((e) => Buffer.from(jsonOf(e)))),
   };
 }
 

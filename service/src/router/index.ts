@@ -37,7 +37,7 @@ export interface RouterFeature {
   /** Starts delivering to areas (worker role), unless FORWARD_DELIVERY is off. */
   startWorker(): void;
   /** The inbound path's hook, called once per stored batch (worker role). */
-  onStored(result: Pick<InboundStoreResult, 'newMessages' | 'statusesInserted'>): void;
+  onStored(result: Pick<InboundStoreResult, 'newMessages' | 'storedMessages' | 'statusesInserted'>): void;
   stop(): Promise<void>;
 }
 

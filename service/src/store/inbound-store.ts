@@ -21,8 +21,23 @@ export interface InboundStoreResult {
   readonly unroutedEvents: number;
   readonly messagesInserted: number;
   readonly statusesInserted: number;
-  readonly newMessages: { id: number; wamid: string; conversationId: number; channelId: number; type: string }[];
+  /** The messages this batch inserted (each is new exactly once: realtime events, counters). */
+  readonly newMessages: StoredMessage[];
+  /**
+   * Every message of the batch as stored: the new ones and those an earlier attempt or delivery
+   * of it stored. What the router hears (it handles each message once), so a batch retried after
+   * its messages committed is still routed.
+   */
+  readonly storedMessages: StoredMessage[];
   readonly statusChanges: StatusChange[];
+}
+
+export interface StoredMessage {
+  readonly id: number;
+  readonly wamid: string;
+  readonly conversationId: number;
+  readonly channelId: number;
+  readonly type: string;
 }
 
 /**
@@ -35,7 +50,17 @@ export interface InboundStoreResult {
  * Idempotent: events key on the body's hash, messages on wamid, statuses on (wamid, status).
  * A crash between 2 and 3 is healed by the retry, which runs 3 again.
  */
-export async function storeInboundBatch(pool: Pool, events: readonly InboundEventRecord[], channels: ReadonlyMap<string, number>): Promise<InboundStoreResult> {
+/**
+ * `onMessages` hears the batch's new messages as soon as the statement storing them returns: with
+ * a pool (a transaction per statement) they are committed then, before the batch's statuses,
+ * wamid links and number changes take their own round trips.
+ */
+export async function storeInboundBatch(
+  pool: Pool,
+  events: readonly InboundEventRecord[],
+  channels: ReadonlyMap<string, number>,
+  onMessages?: (newMessages: InboundStoreResult['newMessages']) => void,
+): Promise<InboundStoreResult> {
   const unique = new Map<string, InboundEventRecord>();
   for (const e of events) unique.set(e.sha256.toString('hex'), e);
 
@@ -67,12 +92,13 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     }
   }
   // Three parameters, not one document: Postgres re-parses a json value at every ->.
-  const { rows } = await pool.query<{ fresh: number; unrouted: number; statuses_inserted: number; new_messages: InboundStoreResult['newMessages'] }>(STORE_SQL, [
+  const { rows } = await pool.query<{ fresh: number; unrouted: number; statuses_inserted: number; new_messages: StoredMessage[]; known_messages: StoredMessage[] }>(STORE_SQL, [
     JSON.stringify(doc.events),
     JSON.stringify(doc.messages),
     JSON.stringify(doc.statuses),
   ]);
   const r = rows[0]!;
+  if (r.new_messages.length > 0) onMessages?.(r.new_messages);
   // A status naming one of our messages in biz_opaque_callback_data gives it its wamid,
   // even when the sender crashed before saving it: that message is then never sent twice.
   const links = new Map<number, string>();
@@ -104,6 +130,7 @@ export async function storeInboundBatch(pool: Pool, events: readonly InboundEven
     messagesInserted: r.new_messages.length,
     statusesInserted: r.statuses_inserted,
     newMessages: r.new_messages,
+    storedMessages: [...r.new_messages, ...r.known_messages],
     statusChanges,
   };
 }
@@ -316,14 +343,14 @@ ev_ins AS (
     WHERE e.unrouted AND (SELECT routed FROM ev_in WHERE ev_in.sha = encode(e.body_sha256, 'hex'))
   RETURNING encode(body_sha256, 'hex') AS sha, (xmax = 0) AS inserted),
 ev_new AS (SELECT sha FROM ev_ins UNION SELECT sha FROM ev_in WHERE force),
-msg AS (
+msg_all AS MATERIALIZED (
   SELECT m.* FROM json_to_recordset($2::json) AS m(
     ev text, wamid text, channel_id bigint, conversation_id bigint, contact_id bigint, type text, body text,
     media_id text, media_mime_type text, media_sha256 text, media_filename text,
     latitude double precision, longitude double precision, reply_to_wamid text,
     reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
-    referral jsonb, raw jsonb, wa_timestamp timestamptz)
-  WHERE m.ev IN (SELECT sha FROM ev_new)),
+    referral jsonb, raw jsonb, wa_timestamp timestamptz)),
+msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
 ins AS (
   INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
     media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
@@ -334,6 +361,15 @@ ins AS (
   FROM msg
   ON CONFLICT (wamid) DO NOTHING
   RETURNING id, wamid, conversation_id, channel_id, type, wa_timestamp),
+-- The batch's messages an earlier attempt or delivery stored: those of events seen before and
+-- those the insert found taken. A batch retried after its messages committed still has them
+-- routed; a batch of new messages looks nothing up.
+known AS (
+  SELECT s.id, s.wamid, s.conversation_id, s.channel_id, s.type FROM messages s
+  WHERE s.direction = 'inbound' AND s.wamid IN (
+    SELECT wamid FROM msg_all WHERE ev NOT IN (SELECT sha FROM ev_new)
+    UNION ALL
+    SELECT wamid FROM msg WHERE wamid NOT IN (SELECT wamid FROM ins))),
 agg AS (
   SELECT DISTINCT ON (conversation_id) conversation_id, id AS last_id, wa_timestamp AS last_at,
          count(*) OVER (PARTITION BY conversation_id) AS n
@@ -362,7 +398,8 @@ SELECT
   (SELECT count(*) FROM ev_ins)::int AS fresh,
   (SELECT count(*) FROM ev_in WHERE unrouted AND sha IN (SELECT sha FROM ev_ins WHERE inserted))::int AS unrouted,
   (SELECT count(*) FROM st_ins)::int AS statuses_inserted,
-  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages`;
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM ins) AS new_messages,
+  (SELECT coalesce(json_agg(json_build_object('id', id, 'wamid', wamid, 'conversationId', conversation_id, 'channelId', channel_id, 'type', type)), '[]'::json) FROM known) AS known_messages`;
 
 function messageRow(ev: string, m: InboundMessage, channelId: number, conversationId: number, contactId: number) {
   return {

@@ -245,6 +245,35 @@ describe('GET /v1/events', () => {
     }
   });
 
+  it('carries text beyond ASCII intact, SSE and WebSocket alike (a chunk is sized in bytes, a message is text)', async () => {
+    const sse = openSse(`?access_token=${API_TOKEN}&types=message.status`);
+    expect((await sse.ready).status).toBe(200);
+    const ws = new WebSocket(`${stack.app.url.replace(/^http/, 'ws')}/v1/events?types=message.status`, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    const got: { text: boolean; event: Record<string, unknown> }[] = [];
+    ws.on('message', (data, isBinary) => got.push({ text: !isBinary, event: JSON.parse(String(data)) }));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const channel = `${stack.app.app.config.QUEUE_PREFIX}:events`;
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      await eventually(async () => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1] >= 1, { what: 'events subscription' });
+      const titles = ['Mensagem não entregue ✓', '受信者に届きませんでした 📵', 'plain ASCII after them'];
+      await redis.publish(channel, JSON.stringify(titles.map((title, i) => ({ type: 'message.status', conversationId: 7101 + i, channelId: 1, messageId: 3, status: 'failed', error: { code: 131026, title } }))));
+      const ours = () => sse.events.filter((e) => Number(e.data.conversationId) >= 7101);
+      await eventually(async () => ours().length === 3 && got.filter((g) => Number(g.event.conversationId) >= 7101).length === 3, { what: 'the three events on both streams' });
+      expect(ours().map((e) => (e.data.error as { title: string }).title)).toEqual(titles);
+      const mine = got.filter((g) => Number(g.event.conversationId) >= 7101);
+      expect(mine.map((g) => (g.event.error as { title: string }).title)).toEqual(titles);
+      expect(mine.every((g) => g.text)).toBe(true);
+    } finally {
+      redis.disconnect();
+      ws.close();
+      await sse.close();
+    }
+  });
+
   it('speaks WebSocket on the same path, with the bearer header', async () => {
     const refused = new WebSocket(`${stack.app.url.replace(/^http/, 'ws')}/v1/events`);
     const code = await new Promise<number>((resolve) => {

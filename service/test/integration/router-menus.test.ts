@@ -8,6 +8,7 @@ import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } fro
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { customerWebhook } from '../helpers/meta-samples.js';
+import { openSse } from '../helpers/events.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
@@ -283,5 +284,61 @@ describe('routing a conversation', () => {
     expect(bodies.slice(0, -1).every((b) => /^spam \d+$/.test(b))).toBe(true);
     const metrics = await (await fetch(`${app.url}/metrics`)).text();
     expect(metrics).toMatch(/wa_router_loop_limit_hits_total [1-9]/);
+  });
+});
+
+describe('a batch stored again', () => {
+  const change = (value: Record<string, unknown>) => ({ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID }, ...value } });
+  const webhook = (...changes: ReturnType<typeof change>[]) => JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '102290129340398', changes }] });
+  const text = (from: string, id: string, body: string) => change({ contacts: [{ profile: { name: 'Customer' }, wa_id: from }], messages: [{ from, id, timestamp: at(from), type: 'text', text: { body } }] });
+  const inboundOf = async (id: string) => (await db.pool.query('SELECT id FROM messages WHERE wamid = $1', [id])).rows[0];
+
+  it('retried after its messages committed (its status statement cut off), it still greets its new customer, once, with one realtime event', async () => {
+    // An earlier customer's menu message: the target of the batch's status.
+    await say('5511922220011', 'hi');
+    const menu = await nth('5511922220011', 1);
+    await eventually(async () => (await db.pool.query('SELECT status FROM messages WHERE wamid = $1', [menu.wamid])).rows[0]?.status === 'sent', { what: 'the menu message sent' });
+    const sse = openSse(app.url, `?access_token=${API_TOKEN}&types=message.created`);
+    expect((await sse.ready).status).toBe(200);
+    const id = wamid();
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('SELECT 1 FROM messages WHERE wamid = $1 FOR NO KEY UPDATE', [menu.wamid]);
+      const delivered = change({ statuses: [{ id: menu.wamid, status: 'delivered', timestamp: at('5511922220011'), recipient_id: '5511922220011' }] });
+      expect((await postWebhook(app.url, webhook(text('5511922220012', id, 'hello'), delivered))).status).toBe(200);
+      // The status statement waits on the lock, after the messages' statement committed; then its connection is cut (a failover).
+      const pid = await eventually(async () => (await db.pool.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE messages m SET%'")).rows[0]?.pid, { what: 'status statement waiting' });
+      expect(await inboundOf(id)).toBeDefined();
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    } finally {
+      await locker.query('COMMIT');
+      locker.release();
+    }
+    await eventually(async () => (await db.pool.query('SELECT status FROM messages WHERE wamid = $1', [menu.wamid])).rows[0]?.status === 'delivered', { what: 'the retried batch stored the status', timeoutMs: 20_000 });
+    const { greeting } = (await api('GET', `/v1/channels/${channelId}/menu`)).body.menu;
+    expect(interactive(await nth('5511922220012', 1)).body.text).toBe(greeting);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo('5511922220012')).toHaveLength(1);
+    expect(sse.events.filter((e) => e.data.wamid === id)).toHaveLength(1);
+    await sse.close();
+  });
+
+  it('delivered again (the same body, and its message in another body), it does not send the menu twice', async () => {
+    const who = '5511922220013';
+    const id = wamid();
+    const first = webhook(text(who, id, 'hello'));
+    expect((await postWebhook(app.url, first)).status).toBe(200);
+    await nth(who, 1);
+    // Meta redelivers the body, and the same message within another body.
+    expect((await postWebhook(app.url, first)).status).toBe(200);
+    const other = webhook(text(who, id, 'hello'), change({ statuses: [{ id: sentTo(who)[0]!.wamid, status: 'delivered', timestamp: at(who), recipient_id: who }] }));
+    expect((await postWebhook(app.url, other)).status).toBe(200);
+    await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM inbound_events WHERE payload::text LIKE '%' || $1 || '%'", [id])).rows[0].n === 2, { what: 'both bodies stored' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(sentTo(who)).toHaveLength(1);
+    // The conversation goes on from that menu as usual.
+    await tap(who, sentTo(who)[0]!, optionIds(sentTo(who)[0]!)[0]!);
+    await eventually(async () => (await routeOf(who))?.state === 'assigned', { what: 'assigned by the first option' });
   });
 });

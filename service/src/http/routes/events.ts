@@ -125,7 +125,12 @@ export class RealtimeClients {
         res.socket?.resetAndDestroy();
         return;
       }
-      res.write(d.sse());
+      // The chunk is framed once for every stream of the group: written to the socket as it is,
+      // past the response's own chunking (which would frame and encode it again per client). The
+      // socket is the response's own once it is assigned (a pipelined request waits for it).
+      const socket = res.socket;
+      if (res.chunkedEncoding && socket) socket.write(d.sseChunk());
+      else res.write(d.sse());
     };
     const remove = this.open(principal, wanted, 'sse', deliver, () => res.write(': ping\n\n'), end);
     req.on('close', end);
@@ -163,7 +168,7 @@ export class RealtimeClients {
     };
     const deliver = (d: Delivery) => {
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return end();
-      for (const message of d.json()) ws.send(message);
+      for (const message of d.json()) ws.send(message, { binary: false });
     };
     // Pings find dead peers that never closed (a NAT that forgot them).
     const beat = () => {

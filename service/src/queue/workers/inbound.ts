@@ -9,6 +9,7 @@ import { clearUnrouted, routableUnroutedEvents, type ChannelResolver, type Unrou
 import { storeInboundBatch, type InboundEventRecord, type InboundStoreResult } from '../../store/inbound-store.js';
 import { isTransientDbError, type Pool } from '../../store/pool.js';
 import { WriteCoalescer } from '../../store/coalescer.js';
+import { storedEvents, type Publish } from '../../events/hub.js';
 import { EnvelopeError, parseBody, parseEvent, type OtherChange } from '../../whatsapp/parse.js';
 import { JOBS, type InboundJobData, type RawWebhookEvent } from '../names.js';
 
@@ -19,8 +20,13 @@ export interface InboundProcessorDeps {
   readonly log: Logger;
   readonly metrics: InboundMetrics;
   readonly attempts: number;
-  /** Called after a batch commits, with what it stored (realtime fan-out, routing). */
+  /** Called after a batch commits, with what it stored (routing). */
   readonly onStored?: (result: InboundStoreResult) => void;
+  /**
+   * Realtime events: a batch's new messages the moment their rows commit, ahead of the batch's
+   * other statements; its status changes once those commit.
+   */
+  readonly publish?: Publish;
   /** Coexistence changes (history, echoes, app state) of the stored events; idempotent. */
   /** `delivery`: see deliveryOf. */
   readonly coexistence?: (changes: OtherChange[], delivery: Buffer) => Promise<unknown>;
@@ -64,14 +70,21 @@ function toRecord(ev: RawWebhookEvent, force: boolean, metrics: InboundMetrics):
 
 export function createInboundProcessor(deps: InboundProcessorDeps) {
   const { pool, channels, log, metrics } = deps;
-
   async function storeNow(records: InboundEventRecord[]): Promise<InboundStoreResult> {
     const channelIds = await channels.resolve(records.flatMap((r) => r.parsed.phoneNumberIds));
+    // Messages an attempt committed before a later statement of it failed: still this batch's new
+    // messages once a retry succeeds (published once, when they committed).
+    const committed: InboundStoreResult['newMessages'] = [];
+    const onMessages = (newMessages: InboundStoreResult['newMessages']) => {
+      committed.push(...newMessages);
+      deps.publish?.(storedEvents({ newMessages, statusChanges: [] }));
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await storeInboundBatch(pool, records, channelIds);
-        observe(result);
-        return result;
+        const result = await storeInboundBatch(pool, records, channelIds, onMessages);
+        const merged = { ...result, newMessages: committed, messagesInserted: committed.length };
+        observe(merged);
+        return merged;
       } catch (err) {
         // A deadlock or serialization failure is resolved by running the batch again now; so is a
         // row a concurrent batch changed under it (a contact merged by a number change: foreign
@@ -92,6 +105,7 @@ export function createInboundProcessor(deps: InboundProcessorDeps) {
     metrics.statusesStored.inc(result.statusesInserted);
     metrics.duplicateEvents.inc(result.duplicateEvents);
     metrics.unroutedEvents.inc(result.unroutedEvents);
+    if (result.statusChanges.length > 0) deps.publish?.(storedEvents({ newMessages: [], statusChanges: result.statusChanges }));
     deps.onStored?.(result);
   }
 

@@ -24,6 +24,7 @@ export interface InboundWorkersDeps {
   readonly metrics: Metrics;
   readonly inboundQueue: Queue<InboundJobData>;
   readonly historyQueue: Queue<HistoryJobData>;
+  /** Realtime events of what the inbound and history workers store. */
   readonly publish: Publish;
   /** Called once per stored inbound job, after it committed. */
   readonly onStored: (result: InboundStoreResult) => void;
@@ -47,6 +48,7 @@ export function startInboundWorkers(d: InboundWorkersDeps): InboundWorkers {
     pool, channels, queue: d.inboundQueue, log, metrics: metrics.inbound, attempts: config.INBOUND_ATTEMPTS,
     coexistence: (changes, delivery) => handleCoexistence(coex, changes, { delivery }),
     onStored: d.onStored,
+    publish: d.publish,
   });
   const worker = new Worker<InboundJobData>(QUEUES.inbound, processor, {
     connection: createRedis(config, 'worker'),

@@ -41,6 +41,8 @@ type Inbound = {
   context_message_id: number | null; wa_timestamp: Date; wa_id: string; user_id: string | null;
   /** Whether the menu answers it: a live customer message of the last 24 hours. */
   answerable: boolean; route_version: string | null; route_area_id: number | null;
+  /** Handled by an earlier pass (decide marks it under the conversation's lock). */
+  routed: boolean;
 };
 
 type Reply = { kind: 'menu' | 'invalid' | 'stale' | 'away'; level?: Level; text: string; buttonLabel?: string };
@@ -54,18 +56,20 @@ export class RoutingEngine {
   constructor(private readonly d: EngineDeps) {}
 
   /** The inbound path's hook: never throws, never delays the batch. */
-  onStored(result: Pick<InboundStoreResult, 'newMessages'>): void {
-    if (result.newMessages.length === 0) return;
-    void this.route(result.newMessages).catch((err: Error) => this.d.log.warn({ err: err.message }, 'router: batch not routed'));
+  onStored(result: Pick<InboundStoreResult, 'storedMessages'>): void {
+    if (result.storedMessages.length === 0) return;
+    void this.route(result.storedMessages).catch((err: Error) => this.d.log.warn({ err: err.message }, 'router: batch not routed'));
   }
 
   /**
    * Routes a stored batch; resolves when every conversation in it has been handled. Assigned
    * conversations, known from the route cache, cost no query; the others are read in one.
+   * At least once and idempotent: a message already handled (a retried or redelivered batch)
+   * is skipped, so its answers are never sent twice.
    */
-  async route(newMessages: readonly { id: number; conversationId: number; channelId: number }[]): Promise<void> {
+  async route(stored: readonly { id: number; conversationId: number; channelId: number }[]): Promise<void> {
     let menus = await this.d.menus.current();
-    let candidates = newMessages.filter((m) => menus.has(m.channelId));
+    let candidates = stored.filter((m) => menus.has(m.channelId));
     if (candidates.length === 0) return;
     const cached = await this.d.routes.read([...new Set(candidates.map((m) => m.conversationId))]);
     if (cached) {
@@ -75,7 +79,7 @@ export class RoutingEngine {
     }
     if (candidates.length === 0) return;
     const { rows } = await this.d.pool.query<Inbound>(
-      `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.wa_timestamp, c.wa_id, c.user_id,
+      `SELECT m.id, m.conversation_id, m.channel_id, m.type, m.body, m.interactive_reply_id, m.wa_timestamp, m.routed, c.wa_id, c.user_id,
               (SELECT cm.id FROM messages cm WHERE cm.wamid = m.reply_to_wamid) AS context_message_id,
               m.direction = 'inbound' AND m.source = 'live' AND m.wa_timestamp > now() - interval '24 hours' AS answerable,
               CASE WHEN r.conversation_id IS NULL THEN 0 ELSE r.version END AS route_version,
@@ -90,7 +94,7 @@ export class RoutingEngine {
     const byConversation = new Map<number, Inbound[]>();
     for (const r of rows) {
       fills.set(r.conversation_id, { conversationId: r.conversation_id, version: Number(r.route_version), areaId: r.route_area_id });
-      if (!r.answerable || r.route_area_id !== null || IGNORED_TYPES.has(r.type)) continue;
+      if (r.routed || !r.answerable || r.route_area_id !== null || IGNORED_TYPES.has(r.type)) continue;
       byConversation.set(r.conversation_id, [...(byConversation.get(r.conversation_id) ?? []), r]);
     }
     // Without a generation read before Postgres (Redis away then) a fill could outlive a void.
@@ -150,6 +154,11 @@ export class RoutingEngine {
     );
     const r = rows[0]!;
     if (r.state === 'assigned') return { replies: [] };
+    // Under the conversation's lock: a message another pass handled meanwhile is left to it.
+    const mine = await c.query<{ id: string }>('UPDATE messages SET routed = true WHERE id = ANY ($1::bigint[]) AND NOT routed RETURNING id', [msgs.map((m) => m.id)]);
+    const unhandled = new Set(mine.rows.map((m) => Number(m.id)));
+    msgs = msgs.filter((m) => unhandled.has(Number(m.id)));
+    if (msgs.length === 0) return { replies: [] };
     let version = r.state === 'menu' ? r.menu_version : null;
     let node = r.menu_node;
     let invalid = r.invalid_count;
