@@ -10,11 +10,12 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 import { postgresCpuSeconds, processCpuSeconds } from './lib/cost.js';
-import { settle, startBenchStack, startRole, type BenchStack } from './lib/stack.js';
+import { ROOT, settle, startBenchStack, startRole, type BenchStack } from './lib/stack.js';
 import { sleep } from '../scripts/stack/proc.js';
-import { CLAIM_SQL } from '../service/src/router/forwarding/outbox.js';
 
 // The statements per event are the point here: pg_stat_statements on.
 process.env.BENCH_PG_STATEMENTS ??= '1';
@@ -25,6 +26,9 @@ const FULL_PLANS = process.env.BENCH_BACKLOG_PLANS === '1';
 const FEED_SECONDS = Number(process.env.BENCH_BACKLOG_FEED ?? 0);
 const FEED_RATE = Number(process.env.BENCH_BACKLOG_FEED_RATE ?? 2_000);
 const FEED_BATCH = 20;
+// The claim as the service under test runs it (BENCH_SERVICE_DIST: another build, for an A/B run);
+// a build that does not export it gets no plans.
+const CLAIM_SQL = ((await import(pathToFileURL(path.join(process.env.BENCH_SERVICE_DIST ? path.resolve(process.env.BENCH_SERVICE_DIST) : path.join(ROOT, 'service', 'dist'), 'router', 'forwarding', 'outbox.js')).href)) as { CLAIM_SQL?: string }).CLAIM_SQL;
 
 interface Receiver {
   readonly url: string;
@@ -110,6 +114,7 @@ function report(label: string, a: Snapshot, b: Snapshot, excludedPgCpu: number):
  * Returns the CPU its backend used, to be left out of the drain's figures.
  */
 async function explainClaim(pool: pg.Pool, label: string): Promise<number> {
+  if (CLAIM_SQL === undefined) return 0;
   const c = await pool.connect();
   try {
     const { rows: pidRow } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
@@ -118,7 +123,9 @@ async function explainClaim(pool: pg.Pool, label: string): Promise<number> {
     await c.query('SET LOCAL plan_cache_mode = force_generic_plan');
     await c.query(`PREPARE backlog_claim AS ${CLAIM_SQL}`);
     // queues, settleMs, skipAreas, capAreas, caps, defaultCap, maxOrderWaitMs, leaseMs, runLength, lenAreas, lens, cursorAreas, cursors
-    const { rows } = await c.query<{ 'QUERY PLAN': string }>("EXPLAIN (ANALYZE, BUFFERS) EXECUTE backlog_claim(200, 30, '{}', '{}', '{}', 20, 10000, 30000, 50, '{}', '{}', '{}', '{}')");
+    const params = ['200', '30', "'{}'", "'{}'", "'{}'", '20', '10000', '30000', '50', "'{}'", "'{}'", "'{}'", "'{}'"];
+    const used = Math.max(...[...CLAIM_SQL.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    const { rows } = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) EXECUTE backlog_claim(${params.slice(0, used).join(', ')})`);
     await c.query('ROLLBACK');
     await c.query('DEALLOCATE backlog_claim');
     const cpu = processCpuSeconds(pidRow[0]!.pid) - cpu0;
