@@ -103,6 +103,9 @@ function report(label: string, a: Snapshot, b: Snapshot, excludedPgCpu: number):
     const s0 = a.statements.get(q) ?? { calls: 0, ms: 0, rows: 0, blks: 0 };
     return { q, calls: s1.calls - s0.calls, ms: s1.ms - s0.ms, rows: s1.rows - s0.rows, blks: s1.blks - s0.blks };
   }).filter((r) => r.calls > 0).sort((x, y) => y.ms - x.ms);
+  // What the forwarding's statements read per event: buffers, unlike CPU, a loaded host does not change.
+  const forwarding = rows.filter((r) => !r.q.startsWith(FEEDER));
+  console.log(`    forwarding statements per event: ${per(forwarding.reduce((x, r) => x + r.calls, 0)).toFixed(3)}, buffers ${per(forwarding.reduce((x, r) => x + r.blks, 0)).toFixed(1)}`);
   console.log(`    statements (calls, buffers, µs executing, rows per event; of ${b.statements.size} seen):`);
   for (const r of rows.slice(0, 8)) console.log(`      ${per(r.calls).toFixed(3)}  ${per(r.blks).toFixed(1).padStart(6)}  ${(per(r.ms) * 1000).toFixed(1).padStart(7)}  ${per(r.rows).toFixed(2).padStart(6)}  ${r.q.slice(0, 80)}`);
   return { pgMsPerEvent: pgMs };
@@ -151,6 +154,8 @@ async function explainClaim(pool: pg.Pool, label: string): Promise<number> {
   }
 }
 
+const FEEDER = 'INSERT INTO forward_events (area_id, conversation_id, type, data) SELECT';
+
 /** Inserts events at FEED_RATE until stopped; returns how many and its backend's CPU-seconds. */
 function feed(pool: pg.Pool, areas: number[], t0: number): { stop(): Promise<{ events: number; cpu: number }> } {
   let stopping = false;
@@ -165,8 +170,7 @@ function feed(pool: pg.Pool, areas: number[], t0: number): { stop(): Promise<{ e
         const wait = due - performance.now();
         if (wait > 1) await sleep(wait);
         await c.query(
-          `INSERT INTO forward_events (area_id, conversation_id, type, data)
-           SELECT CASE WHEN x.c % 2 = 0 THEN $1::bigint ELSE $2::bigint END, x.c, 'conversation.assigned', jsonb_build_object('n', $3::int + i)
+          `${FEEDER} CASE WHEN x.c % 2 = 0 THEN $1::bigint ELSE $2::bigint END, x.c, 'conversation.assigned', jsonb_build_object('n', $3::int + i)
            FROM generate_series(1, $4::int) i, LATERAL (SELECT 1 + (($3::int + i) % ${CONVERSATIONS}) AS c) x ORDER BY i`,
           [areas[0], areas[1], events, FEED_BATCH],
         );

@@ -307,12 +307,14 @@ const RECORD_SQL = `WITH r AS (
   -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
   a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
   -- Only for events still there: an area deleted during its delivery took its events with it,
-  -- and their attempts must not fail the other areas' outcomes of the batch. The area lock in a
-  -- keeps a deletion from committing in between.
+  -- and their attempts must not fail the other areas' outcomes of the batch. Events go only with
+  -- their area (migration 022's trigger, in the deleting transaction), so an area found in a is
+  -- one whose events are all there, and its lock keeps a deletion from committing in between:
+  -- no lookup of each event by id.
   att AS (
     INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
     SELECT r.id, r.area_id, r.code, r.latency, r.error, r.response FROM r
-    JOIN a ON a.id = r.area_id JOIN forward_events e ON e.id = r.id ORDER BY r.n),
+    JOIN a ON a.id = r.area_id ORDER BY r.n),
   -- Never a row the final UPDATE changes too (one statement changes a row once).
   rel AS (
     UPDATE forward_events SET locked_until = NULL
