@@ -140,8 +140,10 @@ async function explainClaim(pool: pg.Pool, label: string): Promise<number> {
       // The claim's totals and its scans (the leaves: what each read, in how many loops).
       const scans = plan.flatMap((line, i) => {
         if (!/(Index|Index Only|Seq|Bitmap Heap) Scan/.test(line)) return [];
-        const next = plan.slice(i + 1, i + 6);
-        const buffers = /Buffers: (.*)/.exec(next.find((l) => /^\s*(->|Buffers)/.test(l) && /Buffers/.test(l)) ?? '')?.[1] ?? 'no buffers';
+        // The node's own lines: up to its first child or the next node.
+        const end = plan.findIndex((l, j) => j > i && /->/.test(l));
+        const next = plan.slice(i + 1, end === -1 ? undefined : end);
+        const buffers = /Buffers: (.*)/.exec(next.find((l) => /Buffers/.test(l)) ?? '')?.[1] ?? 'no buffers';
         const removed = next.find((l) => /Rows Removed/.test(l))?.trim();
         return [`${line.trim().replace(/\(cost=[^)]*\)\s*/, '').replace(/^->\s*/, '')}; ${buffers}${removed ? '; ' + removed : ''}`];
       });
