@@ -194,7 +194,10 @@ export class Forwarder {
     while (!this.stopping) {
       this.woken = false;
       let claimed = 0;
-      try {
+      // Every slot in delivery: nothing is claimed, and the count says so rather than 'empty'
+      // (which would read as nothing left to deliver).
+      if (this.inflight >= this.o.concurrency) this.o.metrics.claims.inc({ result: 'full' });
+      else try {
         claimed = await this.claim();
         this.o.metrics.claims.inc({ result: claimed > 0 ? 'taken' : 'empty' });
       } catch (err) {
@@ -229,7 +232,6 @@ export class Forwarder {
 
   private async claim(): Promise<number> {
     const free = this.o.concurrency - this.inflight;
-    if (free <= 0) return 0;
     await this.refreshCircuits();
     const failingBudget = Math.max(1, Math.floor(this.o.concurrency / 2));
     let failingInflight = 0;

@@ -59,7 +59,7 @@ const settledOrder = (e: string, maxWaitMs: string) =>
 // A head a claim may take now: due, not leased, settled (stored at least settleMs ago).
 const due = (h: string, settleMs: string) =>
   `(${h}.next_attempt_at <= now() AND (${h}.locked_until IS NULL OR ${h}.locked_until < now()) AND ${h}.created_at <= now() - make_interval(secs => ${settleMs}::float8 / 1000))`;
-const HEAD_COLUMNS = 'f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid';
+const HEAD_COLUMNS = 'f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid, f.status';
 
 // What a claim returns of each event.
 const RUN_COLUMNS = (t: string) => ['id', 'webhook_id', 'area_id', 'conversation_id', 'type', 'message_id', 'data', 'body', 'attempts', 'created_at'].map((c) => `${t}.${c}`).join(', ');
@@ -140,10 +140,13 @@ q AS (
   WHERE q.found < q.stop AND NOT (n.lapped AND n.conversation_id > q.after)
 ),
 heads AS (
-  SELECT q.id, q.conversation_id, q.area_id, q.next_attempt_at, q.locked_until, q.created_at, q.wait_xid FROM q
+  SELECT q.id, q.conversation_id, q.area_id, q.next_attempt_at, q.locked_until, q.created_at, q.wait_xid, q.status FROM q
   UNION ALL
-  SELECT ${HEAD_COLUMNS} FROM allowed a
-  JOIN forward_events f ON f.area_id = a.id AND f.status = 'pending' AND f.conversation_id IS NULL
+  -- Per allowed area (OFFSET 0 keeps the subquery from being flattened into a join, whose
+  -- plan read every area's pending entries for the area-less ones).
+  SELECT n.* FROM allowed a CROSS JOIN LATERAL (
+    SELECT ${HEAD_COLUMNS} FROM forward_events f
+    WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NULL OFFSET 0) n
 ),
 eligible AS (
   SELECT h.*, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
@@ -155,14 +158,18 @@ picked AS MATERIALIZED (
   ORDER BY e.next_attempt_at, e.id LIMIT $1
 ),
 tried AS MATERIALIZED (
-  SELECT p.id, p.area_id, p.conversation_id,
+  SELECT p.id, p.area_id, p.conversation_id, p.status,
          CASE WHEN p.conversation_id IS NULL OR ${settledOrder('p', '$7')} THEN NULL
               ELSE pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8(p.conversation_id)) END AS free
   FROM picked p
 ),
+-- By primary key: the recheck compares with the status the head was picked in (pending), not with
+-- a constant, so the planner cannot serve it from the pending index, whose statistics (taken
+-- while little is pending) made a walk of every area's pending events, a down area's whole
+-- backlog, look cheaper than a lookup per head. The same in the second statement.
 locked AS (
   SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, false AS free FROM forward_events f JOIN tried t ON t.id = f.id
-  WHERE t.free IS NULL AND f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
+  WHERE t.free IS NULL AND f.status = t.status AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE OF f SKIP LOCKED
 ),
 ${leaseAndRun({ lease: '$8', settle: '$2', runLength: '$9', maxWait: '$7', lenAreas: '$10', lens: '$11' })}
@@ -179,18 +186,18 @@ const TAKE_SQL = `
 WITH
 heads AS (
   SELECT n.* FROM unnest($1::bigint[], $2::bigint[]) AS w(area_id, conversation_id) CROSS JOIN LATERAL (
-    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.status FROM forward_events f
     WHERE f.status = 'pending' AND f.area_id = w.area_id AND f.conversation_id = w.conversation_id
     ORDER BY f.sort_at, f.sort_seq, f.id LIMIT 1) n
 ),
 due AS (
-  SELECT h.id FROM heads h
+  SELECT h.id, h.status FROM heads h
   WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
     AND h.created_at <= now() - make_interval(secs => $4::float8 / 1000)
 ),
 locked AS (
   SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, true AS free FROM forward_events f JOIN due d ON d.id = f.id
-  WHERE f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
+  WHERE f.status = d.status AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE OF f SKIP LOCKED
 ),
 ${leaseAndRun({ lease: '$3', settle: '$4', runLength: '$5', maxWait: '$6', lenAreas: '$7', lens: '$8' })}
