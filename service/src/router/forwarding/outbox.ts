@@ -61,6 +61,10 @@ const due = (h: string, settleMs: string) =>
   `(${h}.next_attempt_at <= now() AND (${h}.locked_until IS NULL OR ${h}.locked_until < now()) AND ${h}.created_at <= now() - make_interval(secs => ${settleMs}::float8 / 1000))`;
 const HEAD_COLUMNS = 'f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid, f.status';
 
+// 'pending' for a recheck of events found by id: not a constant, so the planner cannot serve the
+// lookup from the pending index (walked whole, every area's pending events, for a few ids).
+const STILL_PENDING = "(SELECT 'pending'::text)";
+
 // What a claim returns of each event.
 const RUN_COLUMNS = (t: string) => ['id', 'webhook_id', 'area_id', 'conversation_id', 'type', 'message_id', 'data', 'body', 'attempts', 'created_at'].map((c) => `${t}.${c}`).join(', ');
 
@@ -257,7 +261,7 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
 
 /** Gives claimed heads back untouched (more than an area may take now): their leases end. */
 export async function release(pool: Pool, ids: readonly number[]): Promise<void> {
-  if (ids.length > 0) await pool.query("UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = 'pending'", [ids]);
+  if (ids.length > 0) await pool.query(`UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = ${STILL_PENDING}`, [ids]);
 }
 
 /** The body each event is signed with: built once, at the first attempt, then kept. */
@@ -325,7 +329,7 @@ const RECORD_SQL = `WITH r AS (
   -- Never a row the final UPDATE changes too (one statement changes a row once).
   rel AS (
     UPDATE forward_events SET locked_until = NULL
-    WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = 'pending'),
+    WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = ${STILL_PENDING}),
   last AS (
     SELECT DISTINCT ON (id) id, area_id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
     FROM r ORDER BY id, n DESC)
