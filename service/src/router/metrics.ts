@@ -12,7 +12,7 @@ export function createRouterMetrics(registry: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15],
       registers: [registry],
     }),
-    claims: new client.Counter({ name: 'wa_router_forward_claims_total', help: 'Claims of the forwarding worker by result (taken: at least one queue taken, empty, failed)', labelNames: ['result'] as const, registers: [registry] }),
+    claims: new client.Counter({ name: 'wa_router_forward_claims_total', help: 'Claims of the forwarding worker by result (taken: at least one queue taken; empty: nothing due; full: every slot in delivery, nothing claimed; capped: nothing claimed while some area was held back by its per-area cap, its open circuit or the failing areas\' budget, whose due events, if any, wait; failed)', labelNames: ['result'] as const, registers: [registry] }),
     claimWakeups: new client.Counter({ name: 'wa_router_forward_claim_wakeups_total', help: 'Idle forwarding worker resumed, by what woke it (wake: a store, a due retry or a freed slot; poll: the safety-net poll found it idle)', labelNames: ['by'] as const, registers: [registry] }),
     botReplies: new client.Counter({ name: 'wa_router_bot_replies_total', help: 'Automated messages sent by the router, by kind', labelNames: ['kind'] as const, registers: [registry] }),
     unlimited: new client.Counter({ name: 'wa_router_rate_limit_unlimited_total', help: 'Requests the rate limits served unchecked because Redis was unavailable', registers: [registry] }),

@@ -4,51 +4,22 @@
 // rest is read, built and claimed again every round (the claim's rows per delivered event is what
 // a busy worker pays in Postgres); once the receiver keeps up again, runs grow back; and while
 // the area is failing, a claim takes only the head that is retried.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { createLogger } from '../../src/log.js';
-import client from 'prom-client';
-import { AreaCircuits } from '../../src/router/forwarding/circuit.js';
-import { Forwarder } from '../../src/router/forwarding/forwarder.js';
-import { WebhookClient } from '../../src/router/forwarding/http-client.js';
-import { createRouterMetrics } from '../../src/router/metrics.js';
+import { expect, it } from 'vitest';
 import type { Pool } from '../../src/store/pool.js';
-import { createTestDb, uniquePrefix, type TestDb } from '../helpers/context.js';
 import { eventually } from '../helpers/app.js';
+import { forwardingKit } from '../helpers/forwarding.js';
 
 const EVENTS = 60;
-let db: TestDb;
-let redis: Redis;
-let server: http.Server;
 let received: number[] = [];
 /** How the receiver answers, by how many events it has taken so far. */
 let answer: (taken: number) => { ms: number; status: number } = () => ({ ms: 40, status: 200 });
-
-beforeAll(async () => {
-  db = await createTestDb();
-  redis = new Redis(inject('redisUrl'));
-  server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const n = (JSON.parse(Buffer.concat(chunks).toString()) as { data: { n: number } }).data.n;
-      const { ms, status } = answer(received.length);
-      setTimeout(() => {
-        if (status === 200) received.push(n);
-        res.statusCode = status;
-        res.end('ok');
-      }, ms);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-});
-afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((r) => server?.close(r));
-  redis?.disconnect();
-  await db?.drop();
+const kit = forwardingKit((data, res) => {
+  const { ms, status } = answer(received.length);
+  setTimeout(() => {
+    if (status === 200) received.push(data.n as number);
+    res.statusCode = status;
+    res.end('ok');
+  }, ms);
 });
 
 /**
@@ -57,9 +28,8 @@ afterAll(async () => {
  */
 async function deliverAll(name: string, events: number): Promise<number[]> {
   received = [];
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  const { rows } = await db.pool.query<{ id: string }>('INSERT INTO areas (name, webhook_url) VALUES ($1, $2) RETURNING id', [name, url]);
-  const areaId = Number(rows[0]!.id);
+  const areaId = await kit.area(name);
+  const { db } = kit;
   await db.pool.query(
     `INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at, created_at)
      SELECT $1, 1, 'conversation.assigned', jsonb_build_object('n', i), now() - interval '1 minute' + i * interval '1 ms', now() - interval '1 minute' FROM generate_series(1, $2::int) i`,
@@ -79,18 +49,12 @@ async function deliverAll(name: string, events: number): Promise<number[]> {
       return r;
     },
   });
-  const webhooks = new WebhookClient({ timeoutMs: 5_000, allowPrivate: true });
-  const forwarder = new Forwarder({
-    pool, log: createLogger('silent'), metrics: createRouterMetrics(new client.Registry()), client: webhooks,
-    circuits: new AreaCircuits(redis, { prefix: uniquePrefix(), threshold: 1000, resetMs: 1000 }),
-    schedule: [0.05, 0.05, 0.05, 0.05, 0.05], concurrency: 10, runLength: 50, runWindowMs: 150, pollMs: 20, leaseMs: 30_000, settleMs: 0,
-  });
-  forwarder.start();
+  const worker = kit.worker({ pool, schedule: [0.05, 0.05, 0.05, 0.05, 0.05], concurrency: 10, runLength: 50, runWindowMs: 150, pollMs: 20, leaseMs: 30_000, settleMs: 0 });
+  worker.forwarder.start();
   try {
     await eventually(async () => (received.length >= events ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
   } finally {
-    await forwarder.stop();
-    await webhooks.close();
+    await worker.stop();
   }
   expect(received).toEqual(Array.from({ length: events }, (_, i) => i + 1));
   // Every delivered event was claimed: a claim statement this counter no longer recognizes would

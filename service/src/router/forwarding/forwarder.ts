@@ -194,9 +194,14 @@ export class Forwarder {
     while (!this.stopping) {
       this.woken = false;
       let claimed = 0;
-      try {
-        claimed = await this.claim();
-        this.o.metrics.claims.inc({ result: claimed > 0 ? 'taken' : 'empty' });
+      // Every slot in delivery, or nothing taken while some area was held back (its cap, its
+      // circuit, the failing budget): the count says so rather than 'empty' (which would read as
+      // nothing left to deliver, while a saturated area's backlog may be due).
+      if (this.inflight >= this.o.concurrency) this.o.metrics.claims.inc({ result: 'full' });
+      else try {
+        const round = await this.claim();
+        claimed = round.taken;
+        this.o.metrics.claims.inc({ result: claimed > 0 ? 'taken' : round.heldBack ? 'capped' : 'empty' });
       } catch (err) {
         this.o.metrics.claims.inc({ result: 'failed' });
         this.o.log.warn({ err: (err as Error).message }, 'forwarding: claim failed; retrying');
@@ -227,9 +232,9 @@ export class Forwarder {
     }
   }
 
-  private async claim(): Promise<number> {
+  /** Queues taken, and whether some area was left out of the claim (held back) or given back. */
+  private async claim(): Promise<{ taken: number; heldBack: boolean }> {
     const free = this.o.concurrency - this.inflight;
-    if (free <= 0) return 0;
     await this.refreshCircuits();
     const failingBudget = Math.max(1, Math.floor(this.o.concurrency / 2));
     let failingInflight = 0;
@@ -259,7 +264,7 @@ export class Forwarder {
       queues: free, runLength: this.maxRun, leaseMs: this.o.leaseMs, settleMs: this.o.settleMs, maxOrderWaitMs: this.o.maxOrderWaitMs ?? 10_000,
       skipAreas: skip, areaCaps: caps, defaultCap: this.cap, runLengths: lengths,
     });
-    if (runs.length === 0) return 0;
+    if (runs.length === 0) return { taken: 0, heldBack: skip.length > 0 };
     const claimedAt = Date.now();
     // Several failing areas share one budget: what one claim took beyond it goes straight back.
     const taken: ClaimedEvent[][] = [];
@@ -283,7 +288,7 @@ export class Forwarder {
       await release(this.o.pool, taken.map((run) => run[0]!.id)).catch(() => undefined);
       throw err;
     }
-    return taken.length;
+    return { taken: taken.length, heldBack: skip.length > 0 || surplus.length > 0 };
   }
 
   private track(areaId: number, delta: number): void {

@@ -1,7 +1,8 @@
 // The forwarding outbox in Postgres: one ordered queue per conversation and area. A claim
 // picks the due heads of the queues of the areas it may deliver to (a skip scan of the pending
-// index, area by area: one probe per queue, however long the queues; an area left alone, its
-// circuit open or disabled, costs nothing however large its backlog), locks and leases them
+// index, area by area: one probe per queue, however long the queues, and only as far as it takes
+// to find what the area may take; an area left alone, its circuit open or disabled, costs
+// nothing however large its backlog), locks and leases them
 // (FOR UPDATE SKIP LOCKED, so workers never take the same one) and takes each with a run of the
 // events that follow it, which the worker delivers one after the other: one statement, a second
 // one only for heads whose conversation may still be storing an earlier event. The rest of a queue stays invisible while its head is
@@ -55,21 +56,35 @@ const ORDER_LOCK = '2003201906';
 const settledOrder = (e: string, maxWaitMs: string) =>
   `(${e}.wait_xid <= pg_snapshot_xmin(pg_current_snapshot()) OR ${e}.created_at <= now() - make_interval(secs => ${maxWaitMs}::float8 / 1000))`;
 
+// A head a claim may take now: due, not leased, settled (stored at least settleMs ago).
+const due = (h: string, settleMs: string) =>
+  `(${h}.next_attempt_at <= now() AND (${h}.locked_until IS NULL OR ${h}.locked_until < now()) AND ${h}.created_at <= now() - make_interval(secs => ${settleMs}::float8 / 1000))`;
+const HEAD_COLUMNS = 'f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid, f.status';
+
+// 'pending' for a recheck of events found by id: not a constant, so the planner cannot serve the
+// lookup from the pending index (walked whole, every area's pending events, for a few ids).
+const STILL_PENDING = "(SELECT 'pending'::text)";
+
+// What a claim returns of each event.
+const RUN_COLUMNS = (t: string) => ['id', 'webhook_id', 'area_id', 'conversation_id', 'type', 'message_id', 'data', 'body', 'attempts', 'created_at'].map((c) => `${t}.${c}`).join(', ');
+
 // What follows each leased head (\`locked\`: id, conversation_id, area_id, sort_at, sort_seq, free),
 // up to the first event not yet settled, due or free (a head sorted later that another worker
 // leased). Not leased themselves: while their head is pending and leased, nobody else reaches
-// them, and a run's outcomes are recorded together when it ends. Parameters named by the caller.
+// them, and a run's outcomes are recorded together when it ends. Their columns come with the scan
+// that finds them (its heap visits), not from a second lookup of each by id, which read three
+// times the buffers of the scan. Parameters named by the caller.
 const leaseAndRun = (p: { lease: string; settle: string; runLength: string; maxWait: string; lenAreas: string; lens: string }) => `
 leased AS (
   UPDATE forward_events e SET locked_until = now() + make_interval(secs => ${p.lease}::float8 / 1000)
   FROM locked l WHERE e.id = l.id
-  RETURNING e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at, 0::bigint AS pos
+  RETURNING ${RUN_COLUMNS('e')}, 0::bigint AS pos
 ),
 runs AS (
-  SELECT r.id, r.pos FROM locked h LEFT JOIN unnest(${p.lenAreas}::bigint[], ${p.lens}::int[]) AS l(area_id, len) ON l.area_id = h.area_id
+  SELECT r.* FROM locked h LEFT JOIN unnest(${p.lenAreas}::bigint[], ${p.lens}::int[]) AS l(area_id, len) ON l.area_id = h.area_id
   CROSS JOIN LATERAL (
-    SELECT x.id, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
-      SELECT p.id, p.sort_at, p.sort_seq,
+    SELECT ${RUN_COLUMNS('x')}, row_number() OVER w AS pos, bool_and(x.ok) OVER w AS ok FROM (
+      SELECT ${RUN_COLUMNS('p')}, p.sort_at, p.sort_seq,
              p.created_at <= now() - make_interval(secs => ${p.settle}::float8 / 1000) AND p.next_attempt_at <= now() AND (p.locked_until IS NULL OR p.locked_until < now())
                AND (h.free OR ${settledOrder('p', p.maxWait)}) AS ok
       FROM forward_events p
@@ -80,9 +95,14 @@ runs AS (
   WHERE r.ok
 )`;
 
-const CLAIM_COLUMNS = 'e.id, e.webhook_id, e.area_id, e.conversation_id, e.type, e.message_id, e.data, e.body, e.attempts, e.created_at';
 
-// The claim, one statement in the usual case: picks the due heads of the queues it may take;
+// The claim, one statement in the usual case: picks the due heads of the queues it may take.
+// Each area's walk of its queues (q) starts after the last queue this process took of it ($12,
+// $13: round robin, so every queue gets its turn) and ends once it found as many due heads as
+// the area may take, wrapping around once at most: a claim for a slot or two probes a few queues,
+// not every queue with pending events (it did: 200 probes per claim with 200 conversations
+// waiting, whatever it took, most claims taking one or two runs). Among the heads found, the
+// longest due go first;
 // a head whose order is settled by the transactions it waited for (or that has no conversation)
 // is locked (FOR UPDATE SKIP LOCKED, so workers never take the same one; the recheck of a row
 // another worker changed since the snapshot sees its lease or its outcome) and leased at once,
@@ -90,34 +110,51 @@ const CLAIM_COLUMNS = 'e.id, e.webhook_id, e.area_id, e.conversation_id, e.type,
 // conversation now (the order lock is free), tried only for the queues picked (materialized
 // before the tries); such heads come back as \`tried\` rows for a second statement, whose
 // snapshot, taken after the try, sees every event of the conversation queued so far. The try's
-// lock ends with this statement.
-const CLAIM_SQL = `
+// lock ends with this statement. Exported for bench/forward-backlog.ts, which explains it.
+export const CLAIM_SQL = `
 WITH RECURSIVE
 allowed AS (
-  SELECT a.id FROM areas a WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($3::bigint[]))
+  SELECT a.id, LEAST(COALESCE(c.cap, $6::int), $1::int) AS stop, COALESCE(s.after, 0) AS after
+  FROM areas a
+  LEFT JOIN unnest($4::bigint[], $5::int[]) AS c(area_id, cap) ON c.area_id = a.id
+  LEFT JOIN unnest($12::bigint[], $13::bigint[]) AS s(area_id, after) ON s.area_id = a.id
+  WHERE a.disabled_at IS NULL AND NOT (a.id = ANY ($3::bigint[]))
 ),
 q AS (
-  SELECT n.* FROM allowed a CROSS JOIN LATERAL (
-    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
-    WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NOT NULL
-    ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
+  SELECT n.*, a.stop, a.after, ${due('n', '$2')}::int AS found FROM allowed a CROSS JOIN LATERAL (
+    (SELECT ${HEAD_COLUMNS}, false AS lapped FROM forward_events f
+     WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id > a.after
+     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+    UNION ALL
+    (SELECT ${HEAD_COLUMNS}, true FROM forward_events f
+     WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NOT NULL
+     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+    LIMIT 1) n
+  WHERE a.stop > 0
   UNION ALL
-  SELECT n.* FROM q CROSS JOIN LATERAL (
-    SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM forward_events f
-    WHERE f.status = 'pending' AND f.area_id = q.area_id AND f.conversation_id > q.conversation_id
-    ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1) n
+  SELECT n.*, q.stop, q.after, q.found + ${due('n', '$2')}::int FROM q CROSS JOIN LATERAL (
+    (SELECT ${HEAD_COLUMNS}, q.lapped FROM forward_events f
+     WHERE f.status = 'pending' AND f.area_id = q.area_id AND f.conversation_id > q.conversation_id
+     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+    UNION ALL
+    (SELECT ${HEAD_COLUMNS}, true FROM forward_events f
+     WHERE NOT q.lapped AND f.status = 'pending' AND f.area_id = q.area_id AND f.conversation_id IS NOT NULL
+     ORDER BY f.conversation_id, f.sort_at, f.sort_seq, f.id LIMIT 1)
+    LIMIT 1) n
+  WHERE q.found < q.stop AND NOT (n.lapped AND n.conversation_id > q.after)
 ),
 heads AS (
-  SELECT * FROM q
+  SELECT q.id, q.conversation_id, q.area_id, q.next_attempt_at, q.locked_until, q.created_at, q.wait_xid, q.status FROM q
   UNION ALL
-  SELECT f.id, f.conversation_id, f.area_id, f.next_attempt_at, f.locked_until, f.created_at, f.wait_xid FROM allowed a
-  JOIN forward_events f ON f.area_id = a.id AND f.status = 'pending' AND f.conversation_id IS NULL
+  -- Per allowed area (OFFSET 0 keeps the subquery from being flattened into a join, whose
+  -- plan read every area's pending entries for the area-less ones).
+  SELECT n.* FROM allowed a CROSS JOIN LATERAL (
+    SELECT ${HEAD_COLUMNS} FROM forward_events f
+    WHERE f.status = 'pending' AND f.area_id = a.id AND f.conversation_id IS NULL OFFSET 0) n
 ),
 eligible AS (
   SELECT h.*, row_number() OVER (PARTITION BY h.area_id ORDER BY h.next_attempt_at, h.id) AS rn
-  FROM heads h
-  WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
-    AND h.created_at <= now() - make_interval(secs => $2::float8 / 1000)
+  FROM heads h WHERE ${due('h', '$2')}
 ),
 picked AS MATERIALIZED (
   SELECT e.* FROM eligible e LEFT JOIN unnest($4::bigint[], $5::int[]) AS c(area_id, cap) ON c.area_id = e.area_id
@@ -125,20 +162,24 @@ picked AS MATERIALIZED (
   ORDER BY e.next_attempt_at, e.id LIMIT $1
 ),
 tried AS MATERIALIZED (
-  SELECT p.id, p.area_id, p.conversation_id,
+  SELECT p.id, p.area_id, p.conversation_id, p.status,
          CASE WHEN p.conversation_id IS NULL OR ${settledOrder('p', '$7')} THEN NULL
               ELSE pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8(p.conversation_id)) END AS free
   FROM picked p
 ),
+-- By primary key: the recheck compares with the status the head was picked in (pending), not with
+-- a constant, so the planner cannot serve it from the pending index, whose statistics (taken
+-- while little is pending) made a walk of every area's pending events, a down area's whole
+-- backlog, look cheaper than a lookup per head. The same in the second statement.
 locked AS (
   SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, false AS free FROM forward_events f JOIN tried t ON t.id = f.id
-  WHERE t.free IS NULL AND f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
+  WHERE t.free IS NULL AND f.status = t.status AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE OF f SKIP LOCKED
 ),
 ${leaseAndRun({ lease: '$8', settle: '$2', runLength: '$9', maxWait: '$7', lenAreas: '$10', lens: '$11' })}
 SELECT *, false AS tried FROM leased
 UNION ALL
-SELECT ${CLAIM_COLUMNS}, r.pos, false FROM runs r JOIN forward_events e ON e.id = r.id
+SELECT ${RUN_COLUMNS('r')}, r.pos, false FROM runs r
 UNION ALL
 SELECT t.id, NULL, t.area_id, t.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM tried t WHERE t.free`;
 
@@ -149,24 +190,38 @@ const TAKE_SQL = `
 WITH
 heads AS (
   SELECT n.* FROM unnest($1::bigint[], $2::bigint[]) AS w(area_id, conversation_id) CROSS JOIN LATERAL (
-    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at FROM forward_events f
+    SELECT f.id, f.next_attempt_at, f.locked_until, f.created_at, f.status FROM forward_events f
     WHERE f.status = 'pending' AND f.area_id = w.area_id AND f.conversation_id = w.conversation_id
     ORDER BY f.sort_at, f.sort_seq, f.id LIMIT 1) n
 ),
 due AS (
-  SELECT h.id FROM heads h
+  SELECT h.id, h.status FROM heads h
   WHERE h.next_attempt_at <= now() AND (h.locked_until IS NULL OR h.locked_until < now())
     AND h.created_at <= now() - make_interval(secs => $4::float8 / 1000)
 ),
 locked AS (
   SELECT f.id, f.conversation_id, f.area_id, f.sort_at, f.sort_seq, true AS free FROM forward_events f JOIN due d ON d.id = f.id
-  WHERE f.status = 'pending' AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
+  WHERE f.status = d.status AND f.next_attempt_at <= now() AND (f.locked_until IS NULL OR f.locked_until < now())
   FOR UPDATE OF f SKIP LOCKED
 ),
 ${leaseAndRun({ lease: '$3', settle: '$4', runLength: '$5', maxWait: '$6', lenAreas: '$7', lens: '$8' })}
 SELECT * FROM leased
 UNION ALL
-SELECT ${CLAIM_COLUMNS}, r.pos FROM runs r JOIN forward_events e ON e.id = r.id`;
+SELECT ${RUN_COLUMNS('r')}, r.pos FROM runs r`;
+
+/** Per pool and area, the conversation whose queue its last claim took last (the walk goes on after it). */
+const cursors = new WeakMap<Pool, Map<number, number>>();
+
+/** The walk went on from the cursor, up to the highest id, then from the lowest: it ended at the last one taken in that order. */
+function advance(after: Map<number, number>, heads: readonly { area_id: number; conversation_id: number | null }[]): void {
+  const taken = new Map<number, number[]>();
+  for (const h of heads) taken.set(h.area_id, [...(taken.get(h.area_id) ?? []), h.conversation_id!]);
+  for (const [area, ids] of taken) {
+    const from = after.get(area) ?? 0;
+    const wrapped = ids.filter((c) => c <= from);
+    after.set(area, Math.max(...(wrapped.length > 0 ? wrapped : ids)));
+  }
+}
 
 /**
  * Claims runs: each a queue's due head and up to \`runLength - 1\` events after it, in delivery order.
@@ -174,6 +229,8 @@ SELECT ${CLAIM_COLUMNS}, r.pos FROM runs r JOIN forward_events e ON e.id = r.id`
  */
 export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEvent[][]> {
   const caps = [...o.areaCaps];
+  const after = cursors.get(pool) ?? new Map<number, number>();
+  cursors.set(pool, after);
   const lengths = [...o.runLengths];
   const lenAreas = lengths.map(([id]) => id);
   const lens = lengths.map(([, n]) => n);
@@ -181,8 +238,9 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   // these CTEs anew for every claim cost Postgres as much as running them.
   const { rows: first } = await pool.query<ClaimRow & { pos: string; tried: boolean }>(statement(pool, CLAIM_SQL, [
     o.queues, o.settleMs, o.skipAreas, caps.map(([id]) => id), caps.map(([, n]) => n), o.defaultCap, o.maxOrderWaitMs,
-    o.leaseMs, o.runLength, lenAreas, lens,
+    o.leaseMs, o.runLength, lenAreas, lens, [...after.keys()], [...after.values()],
   ]));
+  advance(after, first.filter((r) => r.conversation_id !== null && (r.tried || Number(r.pos) === 0)));
   const rows: (ClaimRow & { pos: string })[] = first.filter((r) => !r.tried);
   const tried = first.filter((r) => r.tried);
   if (tried.length > 0) {
@@ -203,7 +261,7 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
 
 /** Gives claimed heads back untouched (more than an area may take now): their leases end. */
 export async function release(pool: Pool, ids: readonly number[]): Promise<void> {
-  if (ids.length > 0) await pool.query("UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = 'pending'", [ids]);
+  if (ids.length > 0) await pool.query(`UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = ${STILL_PENDING}`, [ids]);
 }
 
 /** The body each event is signed with: built once, at the first attempt, then kept. */
@@ -260,16 +318,18 @@ const RECORD_SQL = `WITH r AS (
   -- Locked, so a disable committed while this runs is seen (it locks the area first as well).
   a AS (SELECT id, disabled_at, disabled_reason FROM areas WHERE id IN (SELECT area_id FROM r) FOR SHARE),
   -- Only for events still there: an area deleted during its delivery took its events with it,
-  -- and their attempts must not fail the other areas' outcomes of the batch. The area lock in a
-  -- keeps a deletion from committing in between.
+  -- and their attempts must not fail the other areas' outcomes of the batch. Events go only with
+  -- their area (migration 022's trigger, in the deleting transaction), so an area found in a is
+  -- one whose events are all there, and its lock keeps a deletion from committing in between:
+  -- no lookup of each event by id.
   att AS (
     INSERT INTO forward_attempts (event_id, area_id, status_code, latency_ms, error, response)
     SELECT r.id, r.area_id, r.code, r.latency, r.error, r.response FROM r
-    JOIN a ON a.id = r.area_id JOIN forward_events e ON e.id = r.id ORDER BY r.n),
+    JOIN a ON a.id = r.area_id ORDER BY r.n),
   -- Never a row the final UPDATE changes too (one statement changes a row once).
   rel AS (
     UPDATE forward_events SET locked_until = NULL
-    WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = 'pending'),
+    WHERE id = ANY ($10::bigint[]) AND NOT (id = ANY ($1::bigint[])) AND status = ${STILL_PENDING}),
   last AS (
     SELECT DISTINCT ON (id) id, area_id, body, status, next_at, code, error, count(*) OVER (PARTITION BY id) AS tries
     FROM r ORDER BY id, n DESC)
