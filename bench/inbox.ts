@@ -43,8 +43,13 @@ const PACED_PER_CLIENT = 10;
 const PACED_RATE = CONCURRENCY * PACED_PER_CLIENT;
 /** How long each side of the paced pair runs before the other takes over. */
 const PACED_SLICE_MS = 1_000;
+/**
+ * How long a paced slice waits for its last answers after its last scheduled start: a request
+ * still open then counts as failed (and its late answer is ignored), so a stuck request cannot hang the run.
+ */
+const PACED_DRAIN_MS = 5_000;
 
-interface Stats {
+export interface Stats {
   readonly p50: number;
   readonly p95: number;
   readonly requests: number;
@@ -103,7 +108,7 @@ async function measurePair(sides: { api: () => Promise<boolean>; sql: () => Prom
  * instead of slowing the load down (the closed loop's coordinated omission). The API and its
  * baseline in alternating PACED_SLICE_MS slices, `seconds` of slices each.
  */
-async function measurePaced(sides: { api: () => Promise<boolean>; sql: () => Promise<boolean> }, seconds: number): Promise<{ api: Stats; sql: Stats }> {
+export async function measurePaced(sides: { api: () => Promise<boolean>; sql: () => Promise<boolean> }, seconds: number): Promise<{ api: Stats; sql: Stats }> {
   const runs = { api: { latencies: [] as number[], errors: 0, ms: 0 }, sql: { latencies: [] as number[], errors: 0, ms: 0 } };
   const perSlice = Math.round((PACED_RATE * PACED_SLICE_MS) / 1000);
   const slices = Math.max(1, Math.round((seconds * 1000) / PACED_SLICE_MS));
@@ -113,16 +118,23 @@ async function measurePaced(sides: { api: () => Promise<boolean>; sql: () => Pro
       const once = sides[side];
       const t0 = performance.now();
       const inFlight: Promise<void>[] = [];
+      const open = new Set<number>();
       for (let k = 0; k < perSlice; k++) {
         const at = t0 + (k * 1000) / PACED_RATE;
         const wait = at - performance.now();
         if (wait > 0) await sleep(wait);
+        open.add(k);
         inFlight.push(once().catch(() => false).then((ok) => {
+          if (!open.delete(k)) return;
           if (ok) run.latencies.push(performance.now() - at);
           else run.errors++;
         }));
       }
-      await Promise.all(inFlight);
+      let drained: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(inFlight), new Promise((resolve) => { drained = setTimeout(resolve, PACED_DRAIN_MS); })]);
+      clearTimeout(drained);
+      run.errors += open.size;
+      open.clear();
       run.ms += performance.now() - t0;
     }
   }
@@ -316,6 +328,9 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
         + `paced ${PACED_RATE}/s: api p95 ${pacedRun.api.p95.toFixed(2)}, SQL p95 ${pacedRun.sql.p95.toFixed(2)} ms, ratio ${ratio(pacedRun.api, pacedRun.sql)}; `
         + `CPU per request: api ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; load ${loadBefore} → ${loadAfter}`);
       const bare = busy.sql;
+      // Both rows of a variant fail alike: a q= the API ignores measures an unfiltered page.
+      const failure = (api: Stats) => (api.errors ? { failed: `${api.errors} requests failed` }
+        : v.name === 'inbox.list_p95_ms_q' && !qSupported ? { failed: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' } : {});
       out.push(result({
         name: v.name, value: busy.api.p95, unit: 'ms', baseline: bare.p95, baselineName: 'same SQL via pg', target: TARGET_MS, targetKind: 'max',
         note: `GET ${v.what}, limit 50, ${CONCURRENCY} concurrent keep-alive clients, ${busy.api.requests} requests (${busy.api.perSecond.toFixed(0)}/s, p50 ${busy.api.p50.toFixed(2)} ms); `
@@ -323,14 +338,14 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
           + `one client at a time, alternating the same way: p95 ${alone.api.p95.toFixed(2)} ms vs SQL ${alone.sql.p95.toFixed(2)} ms (ratio ${ratio(alone.api, alone.sql)}); `
           + `CPU per request over ${CPU_REQUESTS} requests at ${CONCURRENCY} clients: API ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; `
           + `${statementCounts.get(v.name)} statements per request; the service prepares its statements (DATABASE_PREPARED_STATEMENTS=true); ${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore} → ${loadAfter}`,
-        ...(busy.api.errors ? { failed: `${busy.api.errors} requests failed` } : v.name === 'inbox.list_p95_ms_q' && !qSupported ? { failed: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' } : {}),
+        ...failure(busy.api),
       }));
       out.push(result({
         name: `${v.name}_paced_${PACED_RATE}rps`, value: pacedRun.api.p95, unit: 'ms', baseline: pacedRun.sql.p95, baselineName: 'same SQL via pg, paced the same', target: TARGET_MS, targetKind: 'max',
         note: `GET ${v.what}, limit 50, open loop at ${PACED_RATE} requests/s (${CONCURRENCY} clients × ${PACED_PER_CLIENT}/s, each request started on schedule whether or not earlier ones answered; latency from the scheduled start), `
           + `${pacedRun.api.requests} requests, p50 ${pacedRun.api.p50.toFixed(2)} ms; baseline: the same statements run by pg on the same schedule, in ${PACED_SLICE_MS} ms slices alternating with the API's `
           + `(${pacedRun.sql.requests} runs, p50 ${pacedRun.sql.p50.toFixed(2)} ms); load average ${loadBefore} → ${loadAfter}`,
-        ...(pacedRun.api.errors ? { failed: `${pacedRun.api.errors} requests failed` } : {}),
+        ...failure(pacedRun.api),
       }));
     }
     out.push(result({
