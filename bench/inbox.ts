@@ -10,7 +10,8 @@
 // add to the query. The service runs with DATABASE_PREPARED_STATEMENTS=true (as the presets do);
 // the replay runs what it prepared by name too. Beside the latencies, CPU per request of the web
 // process and of Postgres (utime + stime over a fixed number of requests), which a busy machine
-// does not distort.
+// does not distort. Each variant also gets a paced row (`…_paced_200rps`): an open loop at a fixed
+// rate well below saturation, where the closed loop's p95 is mostly 19 other clients' queue.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,8 +35,21 @@ const SEARCH = 'Barbosa';
 const DEEP = 90_000;
 /** Requests per side of each variant's CPU measurement. */
 const CPU_REQUESTS = 1_000;
+/**
+ * The paced row: CONCURRENCY clients at PACED_PER_CLIENT requests a second each, well below what
+ * the closed loop saturates at, so its p95 is a page's latency rather than the queue's.
+ */
+const PACED_PER_CLIENT = 10;
+const PACED_RATE = CONCURRENCY * PACED_PER_CLIENT;
+/** How long each side of the paced pair runs before the other takes over. */
+const PACED_SLICE_MS = 1_000;
+/**
+ * How long a paced slice waits for its last answers after its last scheduled start: a request
+ * still open then counts as failed (and its late answer is ignored), so a stuck request cannot hang the run.
+ */
+const PACED_DRAIN_MS = 5_000;
 
-interface Stats {
+export interface Stats {
   readonly p50: number;
   readonly p95: number;
   readonly requests: number;
@@ -83,6 +97,46 @@ async function measurePair(sides: { api: () => Promise<boolean>; sql: () => Prom
       run.ms += performance.now() - t0;
     }
     if (runs.api.latencies.length + runs.api.errors >= max && runs.sql.latencies.length + runs.sql.errors >= max) break;
+  }
+  return { api: stats(runs.api.latencies, runs.api.errors, runs.api.ms / 1000), sql: stats(runs.sql.latencies, runs.sql.errors, runs.sql.ms / 1000) };
+}
+
+/**
+ * Open loop at PACED_RATE requests a second: each request starts on its schedule (every client
+ * fires every 1/PACED_PER_CLIENT s, the clients staggered evenly) whether or not earlier ones
+ * have answered, and its latency counts from the scheduled start, so a stall shows in full
+ * instead of slowing the load down (the closed loop's coordinated omission). The API and its
+ * baseline in alternating PACED_SLICE_MS slices, `seconds` of slices each.
+ */
+export async function measurePaced(sides: { api: () => Promise<boolean>; sql: () => Promise<boolean> }, seconds: number): Promise<{ api: Stats; sql: Stats }> {
+  const runs = { api: { latencies: [] as number[], errors: 0, ms: 0 }, sql: { latencies: [] as number[], errors: 0, ms: 0 } };
+  const perSlice = Math.round((PACED_RATE * PACED_SLICE_MS) / 1000);
+  const slices = Math.max(1, Math.round((seconds * 1000) / PACED_SLICE_MS));
+  for (let i = 0; i < slices; i++) {
+    for (const side of ['api', 'sql'] as const) {
+      const run = runs[side];
+      const once = sides[side];
+      const t0 = performance.now();
+      const inFlight: Promise<void>[] = [];
+      const open = new Set<number>();
+      for (let k = 0; k < perSlice; k++) {
+        const at = t0 + (k * 1000) / PACED_RATE;
+        const wait = at - performance.now();
+        if (wait > 0) await sleep(wait);
+        open.add(k);
+        inFlight.push(once().catch(() => false).then((ok) => {
+          if (!open.delete(k)) return;
+          if (ok) run.latencies.push(performance.now() - at);
+          else run.errors++;
+        }));
+      }
+      let drained: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(inFlight), new Promise((resolve) => { drained = setTimeout(resolve, PACED_DRAIN_MS); })]);
+      clearTimeout(drained);
+      run.errors += open.size;
+      open.clear();
+      run.ms += performance.now() - t0;
+    }
   }
   return { api: stats(runs.api.latencies, runs.api.errors, runs.api.ms / 1000), sql: stats(runs.sql.latencies, runs.sql.errors, runs.sql.ms / 1000) };
 }
@@ -222,7 +276,11 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
 
     // Each page once unlogged first: its token is then one the web process has seen live, as on
     // every measured request (the inbox pages check a known token's liveness in their own statement).
-    for (const v of variants) await getJson(v.path, v.token);
+    for (const v of variants) {
+      // A page of no rows would measure the empty answer (and its token re-check), not a page.
+      const first = await getJson(v.path, v.token);
+      if (first.data.length === 0) throw new Error(`GET ${v.path}: no rows`);
+    }
     // Each page once with every statement logged, to replay that SQL as the baseline.
     await admin.query('ALTER SYSTEM SET log_min_duration_statement = 0');
     await admin.query('SELECT pg_reload_conf()');
@@ -259,6 +317,7 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
       const busy = await measurePair({ api, sql: replay }, seconds);
       // One client at a time: what a page costs without queueing behind 19 others on this machine's cores.
       const alone = await measurePair({ api, sql: replay }, seconds, 1, 300);
+      const pacedRun = await measurePaced({ api, sql: replay }, seconds);
       const cpu = { api: await cpuPerRequest(api, [web.child.pid!], ds.postgres.pid), sql: await cpuPerRequest(replay, [process.pid], ds.postgres.pid) };
       const loadAfter = load();
       if (busy.api.p95 > TARGET_MS) log(`${v.name} misses ${TARGET_MS} ms; its plan:\n${plans.join('\n\n')}`);
@@ -266,8 +325,12 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
       log(`${v.name}: ${statementCounts.get(v.name)} statements per request; ${CONCURRENCY} clients: api p50 ${busy.api.p50.toFixed(2)} p95 ${busy.api.p95.toFixed(2)} ms (${busy.api.requests} req, ${busy.api.perSecond.toFixed(0)}/s), `
         + `bare SQL p50 ${busy.sql.p50.toFixed(2)} p95 ${busy.sql.p95.toFixed(2)} ms (${busy.sql.perSecond.toFixed(0)}/s), ratio ${ratio(busy.api, busy.sql)}; `
         + `one client: api p95 ${alone.api.p95.toFixed(2)}, SQL p95 ${alone.sql.p95.toFixed(2)} ms, ratio ${ratio(alone.api, alone.sql)}; `
+        + `paced ${PACED_RATE}/s: api p95 ${pacedRun.api.p95.toFixed(2)}, SQL p95 ${pacedRun.sql.p95.toFixed(2)} ms, ratio ${ratio(pacedRun.api, pacedRun.sql)}; `
         + `CPU per request: api ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; load ${loadBefore} → ${loadAfter}`);
       const bare = busy.sql;
+      // Both rows of a variant fail alike: a q= the API ignores measures an unfiltered page.
+      const failure = (api: Stats) => (api.errors ? { failed: `${api.errors} requests failed` }
+        : v.name === 'inbox.list_p95_ms_q' && !qSupported ? { failed: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' } : {});
       out.push(result({
         name: v.name, value: busy.api.p95, unit: 'ms', baseline: bare.p95, baselineName: 'same SQL via pg', target: TARGET_MS, targetKind: 'max',
         note: `GET ${v.what}, limit 50, ${CONCURRENCY} concurrent keep-alive clients, ${busy.api.requests} requests (${busy.api.perSecond.toFixed(0)}/s, p50 ${busy.api.p50.toFixed(2)} ms); `
@@ -275,7 +338,14 @@ export async function inboxBench(stack: BenchStack, seconds: number): Promise<Be
           + `one client at a time, alternating the same way: p95 ${alone.api.p95.toFixed(2)} ms vs SQL ${alone.sql.p95.toFixed(2)} ms (ratio ${ratio(alone.api, alone.sql)}); `
           + `CPU per request over ${CPU_REQUESTS} requests at ${CONCURRENCY} clients: API ${cpuText(cpu.api, 'web')}, replay ${cpuText(cpu.sql, 'pg client')}; `
           + `${statementCounts.get(v.name)} statements per request; the service prepares its statements (DATABASE_PREPARED_STATEMENTS=true); ${DATASET.conversations.toLocaleString('en')} conversations, ${DATASET.messages.toLocaleString('en')} messages; load average ${loadBefore} → ${loadAfter}`,
-        ...(busy.api.errors ? { failed: `${busy.api.errors} requests failed` } : v.name === 'inbox.list_p95_ms_q' && !qSupported ? { failed: 'the API ignores or refuses q= (a query matching nobody returned rows or an error)' } : {}),
+        ...failure(busy.api),
+      }));
+      out.push(result({
+        name: `${v.name}_paced_${PACED_RATE}rps`, value: pacedRun.api.p95, unit: 'ms', baseline: pacedRun.sql.p95, baselineName: 'same SQL via pg, paced the same', target: TARGET_MS, targetKind: 'max',
+        note: `GET ${v.what}, limit 50, open loop at ${PACED_RATE} requests/s (${CONCURRENCY} clients × ${PACED_PER_CLIENT}/s, each request started on schedule whether or not earlier ones answered; latency from the scheduled start), `
+          + `${pacedRun.api.requests} requests, p50 ${pacedRun.api.p50.toFixed(2)} ms; baseline: the same statements run by pg on the same schedule, in ${PACED_SLICE_MS} ms slices alternating with the API's `
+          + `(${pacedRun.sql.requests} runs, p50 ${pacedRun.sql.p50.toFixed(2)} ms); load average ${loadBefore} → ${loadAfter}`,
+        ...failure(pacedRun.api),
       }));
     }
     out.push(result({

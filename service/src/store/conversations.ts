@@ -128,11 +128,6 @@ export interface ConversationFilter {
   readonly liveToken?: number | undefined;
 }
 
-/**
- * The expression contacts_search_trgm_idx indexes (016), repeated exactly so the planner uses it.
- * The newline between fields is never in a search (the route refuses control characters).
- */
-const SEARCH_TEXT = `(coalesce(s.profile_name, '') || E'\\n' || s.wa_id || E'\\n' || coalesce(s.username, ''))`;
 const likeEscape = (q: string) => q.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
 /** The activity the inbox is ordered by, as conversations_recent_idx (012) indexes it: no message yet sorts last. */
@@ -155,7 +150,9 @@ export async function listConversations(pool: Pool, q: { limit: number; cursor: 
   if (q.areaId !== undefined) where.push(`rt.state = 'assigned' AND rt.area_id = ${p(q.areaId)}`);
   if (q.areaIds) where.push(`rt.state = 'assigned' AND rt.area_id = ANY (${p(q.areaIds)}::bigint[])`);
   if (q.liveToken !== undefined) where.push(tokenLive(p(q.liveToken)));
-  if (q.q !== undefined) where.push(`c.contact_id IN (SELECT s.id FROM contacts s WHERE ${SEARCH_TEXT} ILIKE ${p(`%${likeEscape(q.q)}%`)})`);
+  // The contact's searched text, lowercased on the conversation (026): LIKE of the lowercased
+  // pattern matches exactly what ILIKE would, from conversations_search_trgm_idx or on the walk.
+  if (q.q !== undefined) where.push(`c.search_text LIKE lower(${p(`%${likeEscape(q.q)}%`)})`);
   const routed = q.areaId !== undefined || q.areaIds ? 'JOIN conversation_routes rt ON rt.conversation_id = c.id' : '';
   // The page's rows first, joined to their contact, messages and route after: joined before the
   // LIMIT, a filter matching thousands (q=) made Postgres join all of them to sort out 50 (400 ms).

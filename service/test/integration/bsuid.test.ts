@@ -151,6 +151,10 @@ describe('a customer who changes number or BSUID', () => {
     const after = wamid();
     await postWebhook(app.url, webhook({ contacts: [{ profile: { name: 'Mover' }, wa_id: '16505551002' }], messages: [{ from: '16505551002', id: after, timestamp: ts(), type: 'text', text: { body: 'new number' } }] }));
     expect(await messageRow(after)).toMatchObject({ conversation_id: a.conversation_id, wa_id: '16505551002' });
+    // The inbox's search follows the contact to its new number.
+    const search = async (q: string) => (await json(await fetch(`${app.url}/v1/conversations?q=${q}`, { headers: auth }))).data.map((c: { id: number }) => c.id);
+    expect(await search('16505551002')).toEqual([Number(a.conversation_id)]);
+    expect(await search('16505551001')).toEqual([]);
   });
 
   it('learns the new BSUID (user_changed_user_id), re-keying a contact known only by it', async () => {

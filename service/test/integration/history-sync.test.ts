@@ -208,6 +208,11 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
   const stack = appForFile('all');
   const post = async (body: unknown) => expect((await postWebhook(stack.app.url, JSON.stringify(body))).status).toBe(200);
   const metric = async (line: string) => (await (await fetch(`${stack.app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(line));
+  /** The inbox's search for a number, and the conversation ids that number's contact has. */
+  const searchNumber = async (waId: string) => ({
+    found: ((await (await fetch(`${stack.app.url}/v1/conversations?q=${waId}`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json()) as { data: { id: number }[] }).data.map((c) => Number(c.id)),
+    own: (await stack.db.pool.query<{ id: number }>('SELECT c.id::int AS id FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE k.wa_id = $1', [waId])).rows.map((r) => r.id),
+  });
 
   it('fills a history placeholder with the media id a later history webhook brings; that webhook again is a no-op', async () => {
     const waId = '5511966665555';
@@ -217,6 +222,10 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
     await post(envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(placeholder)] }] })));
     const row = await eventually(async () => (await stack.db.pool.query('SELECT media_id, body, source FROM messages WHERE wamid = $1', [img.id])).rows[0], { what: 'placeholder stored' });
     expect(row).toEqual({ media_id: null, body: 'the receipt', source: 'history' });
+    // The conversation the history created is found by its number.
+    const byNumber = await searchNumber(waId);
+    expect(byNumber.own).toHaveLength(1);
+    expect(byNumber.found).toEqual(byNumber.own);
 
     const followUp = envelope(historyChange({ phase: 1, chunkOrder: 7, progress: 40, threads: [{ id: waId, messages: [historyMessage(img)] }] }));
     await post(followUp);
@@ -240,6 +249,9 @@ describe('media placeholders, echoes, contact-book sync and a declined history',
     await post(envelope(echoChange({ echoes: [original] })));
     const row = await eventually(async () => (await stack.db.pool.query("SELECT direction, source, body FROM messages WHERE wamid = $1", [original.id])).rows[0], { what: 'echo stored' });
     expect(row).toEqual({ direction: 'outbound', source: 'echo', body: 'Price is 10' });
+    const byNumber = await searchNumber('5511988887777');
+    expect(byNumber.own).toHaveLength(1);
+    expect(byNumber.found).toEqual(byNumber.own);
 
     await post(envelope(echoChange({ echoes: [echoEdit(original.id, 'Price is 12', { to: '5511988887777' })] })));
     await eventually(async () => (await stack.db.pool.query('SELECT 1 FROM messages WHERE wamid = $1 AND body = $2 AND edited_at IS NOT NULL', [original.id, 'Price is 12'])).rowCount === 1, { what: 'edit applied' });

@@ -67,6 +67,9 @@ async function expectOneConversation(oldNo: string, newNo: string, s: ReturnType
   expect(others).toEqual([]);
   expect(await wamidsOf(conv!.id)).toEqual([...ids].sort());
   expect(conv!.unreadCount).toBe(3);
+  // The inbox's search finds it by the new number, whichever way the contacts were merged.
+  const found = (await json(await fetch(`${app.url}/v1/conversations?q=${newNo}`, { headers: auth }))).data as Conversation[];
+  expect(found.map((c) => c.id)).toEqual([conv!.id]);
   return conv!;
 }
 
