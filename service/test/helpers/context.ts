@@ -34,6 +34,14 @@ export async function createTestDb(opts: { empty?: boolean } = {}): Promise<Test
       await pool.end();
       const a = new pg.Client({ connectionString: adminUrl });
       await a.connect();
+      // A pool's end() resolves before its clients' connections have closed: give them up to 2 s
+      // to go on their own, since a connection FORCE terminates mid-close reports an error
+      // (57P01) in the test process after every test passed.
+      for (let i = 0; i < 40; i++) {
+        const { rows } = await a.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+        if (rows[0]!.n === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await a.end();
     },
