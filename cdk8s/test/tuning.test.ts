@@ -38,6 +38,11 @@ describe('postgresql.conf', () => {
     expect(conf.get('listen_addresses')).toBe("'127.0.0.1'");
   });
 
+  it('every preset (and the local stack, scaled) wakes autovacuum every 10 s, not the default minute: the outbox vacuum starts soon after its threshold', () => {
+    for (const preset of Object.values(presets)) expect(confMap(renderPostgresConf(preset), '=').get('autovacuum_naptime'), preset.name).toBe('10s');
+    expect(confMap(renderPostgresConf(presets.standard, { scaleTo: { cpuCores: 2, memoryGiB: 4 } }), '=').get('autovacuum_naptime')).toBe('10s');
+  });
+
   it('is a pure function: same input, same bytes', () => {
     expect(renderPostgresConf(presets.standard)).toBe(renderPostgresConf(presets.standard));
   });

@@ -77,6 +77,13 @@ export function postgresSettings(preset: Preset, opts: PostgresConfOptions = {})
     password_encryption: 'scram-sha-256',
     // Short statements only; a stuck client must not hold a PgBouncer server connection forever.
     idle_in_transaction_session_timeout: '60s',
+    // How often autovacuum looks at each database (default 1min). The forwarding outbox
+    // (forward_events, migration 027) is vacuumed once 5,000 dead rows pile up, which a busy
+    // router reaches within seconds; until a vacuum runs, every claim steps over the delivered
+    // events' dead entries in the pending index. A minute's wait let tens of thousands gather;
+    // 10 s (premium's documented value) bounds that to a few thresholds. The launcher's check
+    // costs one look at this database's table statistics per nap: nothing at this schema's size.
+    autovacuum_naptime: '10s',
     log_min_duration_statement: (pg.settings['log_min_duration_statement'] as string | number | undefined) ?? '1s',
     log_checkpoints: 'on',
     log_lock_waits: 'on',
