@@ -8,12 +8,11 @@
 //   npm run -s build && npx tsx bench/forward-backlog.ts        (BENCH_BACKLOGS=1000,20000 by default)
 // BENCH_BACKLOG_PLANS=1 prints the claim's whole plans, not only their totals.
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 import { postgresCpuSeconds, processCpuSeconds } from './lib/cost.js';
+import { startBenchReceiver, type BenchReceiver } from './lib/receiver.js';
 import { ROOT, settle, startBenchStack, startRole, type BenchStack } from './lib/stack.js';
 import { sleep } from '../scripts/stack/proc.js';
 
@@ -30,30 +29,15 @@ const FEED_BATCH = 20;
 // a build that does not export it gets no plans.
 const CLAIM_SQL = ((await import(pathToFileURL(path.join(process.env.BENCH_SERVICE_DIST ? path.resolve(process.env.BENCH_SERVICE_DIST) : path.join(ROOT, 'service', 'dist'), 'router', 'forwarding', 'outbox.js')).href)) as { CLAIM_SQL?: string }).CLAIM_SQL;
 
-interface Receiver {
-  readonly url: string;
+interface Receiver extends BenchReceiver {
   /** Distinct webhook-ids received. */
   readonly seen: Set<string>;
-  close(): Promise<void>;
 }
 
 async function startReceiver(): Promise<Receiver> {
   const seen = new Set<string>();
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      seen.add(String(req.headers['webhook-id']));
-      res.writeHead(200, { 'content-length': '2' });
-      res.end('ok');
-    });
-  });
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    seen,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
-  };
+  const server = await startBenchReceiver((req) => seen.add(String(req.headers['webhook-id'])));
+  return { ...server, seen };
 }
 
 interface Snapshot {

@@ -7,11 +7,10 @@
 //    baseline: the same run with the router off (one worker that stores and queues, delivering
 //    nothing in either phase; the same phase with delivery running is reported beside it).
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { postgresCpuSeconds, processCpuSeconds, startCostMeter, type CostMeter } from './lib/cost.js';
 import { runLoad, webhookSet, type Delivery } from './lib/loadgen.js';
+import { startBenchReceiver, type BenchReceiver } from './lib/receiver.js';
 import { result, type BenchResult } from './lib/results.js';
 import { APP_SECRET, PHONE_NUMBER_ID, settle, startRole, type BenchStack, type Proc } from './lib/stack.js';
 import { sleep } from '../scripts/stack/proc.js';
@@ -23,38 +22,23 @@ const WARM_UP_SECONDS = 3;
 /** Messages per second of the latency phases (BENCH_ROUTER_RATE: lower to see them on a loaded host). */
 const RATE = Number(process.env.BENCH_ROUTER_RATE ?? 500);
 
-interface Receiver {
-  readonly url: string;
+interface Receiver extends BenchReceiver {
   /** wamid → arrival time (performance.now() of this process). */
   readonly arrivals: Map<string, number>;
-  close(): Promise<void>;
 }
 
 async function startReceiver(): Promise<Receiver> {
   const arrivals = new Map<string, number>();
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const at = performance.now();
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { message?: { wamid?: string } } };
-        const wamid = body.data.message?.wamid;
-        if (body.type === 'message.received' && wamid && !arrivals.has(wamid)) arrivals.set(wamid, at);
-      } catch {
-        // a body that is not ours; answered anyway
-      }
-      res.writeHead(200, { 'content-length': '2' });
-      res.end('ok');
-    });
+  const server = await startBenchReceiver((_, raw, at) => {
+    try {
+      const body = JSON.parse(raw.toString()) as { type: string; data: { message?: { wamid?: string } } };
+      const wamid = body.data.message?.wamid;
+      if (body.type === 'message.received' && wamid && !arrivals.has(wamid)) arrivals.set(wamid, at);
+    } catch {
+      // a body that is not ours; answered anyway
+    }
   });
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    arrivals,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
-  };
+  return { ...server, arrivals };
 }
 
 /** User + system CPU seconds a process has used (all its threads). */
