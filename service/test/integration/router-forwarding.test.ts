@@ -185,6 +185,8 @@ describe('forwarding', () => {
     const assignedAttempts = a.receiver.received.filter((x) => x.body.type === 'conversation.assigned');
     expect(assignedAttempts.map((x) => x.answered)).toEqual([500, 500, 503, 200]);
     expect(new Set(assignedAttempts.map((x) => x.webhookId)).size).toBe(1);
+    // Every attempt, the retries too, carries a signature the receiver verifies.
+    expect(a.receiver.received.every((x) => x.verified)).toBe(true);
     expect(bodies(a.receiver)).toEqual(['r1', 'r2', 'r3']);
     // Each later event was first tried only after the earlier one succeeded.
     const firstTry = (t: string) => a.receiver.received.findIndex((x) => (x.body.data.message as { body?: string } | undefined)?.body === t);
