@@ -102,3 +102,20 @@ it('does not forward a status that arrives after a higher one of the message alr
   // The late status stays in the message's history.
   expect((await db.pool.query("SELECT 1 FROM message_statuses WHERE wamid = 'wamid.STATUSORDER-two' AND status = 'delivered'")).rowCount).toBe(1);
 });
+
+it('does not queue a lower status behind a higher one that is on its way to the area (leased, not yet answered)', async () => {
+  expect(deliverer).toBeDefined();
+  const id = await reply('wamid.STATUSORDER-three');
+  const at = Math.floor(Date.now() / 1000) + 1;
+  await storeStatus('wamid.STATUSORDER-three', 'sent', at);
+  await eventually(async () => forwarded(id).length === 1, { what: 'sent forwarded' });
+  // The receiver takes its time over read: delivered arrives while read is in flight.
+  receiver.answer([{ status: 200, afterMs: 1_500 }]);
+  await storeStatus('wamid.STATUSORDER-three', 'read', at);
+  await eventually(async () => (await db.pool.query("SELECT 1 FROM forward_events WHERE message_id = $1 AND data->>'status' = 'read' AND locked_until > now()", [id])).rowCount === 1, { what: 'read in delivery' });
+  await storeStatus('wamid.STATUSORDER-three', 'delivered', at);
+  await eventually(async () => forwarded(id).length >= 2, { what: 'read answered' });
+  await new Promise((r) => setTimeout(r, 1_500));
+  expect(forwarded(id)).toEqual(['sent', 'read']);
+  expect((await api('GET', `/v1/messages/${id}`)).body.status).toBe('read');
+});
