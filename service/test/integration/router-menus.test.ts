@@ -293,6 +293,23 @@ describe('routing a conversation', () => {
     const metrics = await (await fetch(`${app.url}/metrics`)).text();
     expect(metrics).toMatch(/wa_router_loop_limit_hits_total [1-9]/);
   });
+
+  // Review proof (rev-order11): a message the customer sends right after the choice, stored before
+  // the router commits the assignment, reaches neither the menu (the assignment ends the pass) nor
+  // the area (queued only for conversations already assigned when a message is stored).
+  it('a message sent right after the choosing answer (same batch) reaches the area it chose', async () => {
+    const who = '5511922220011';
+    await say(who, 'hi');
+    await nth(who, 1);
+    const choice = { from: who, id: wamid(), timestamp: at(who), type: 'text', text: { body: 'Ventas' } };
+    const next = { from: who, id: wamid(), timestamp: at(who), type: 'text', text: { body: 'my order is 123' } };
+    expect((await postWebhook(app.url, customerWebhook(who, [choice, next]))).status).toBe(200);
+    await assignedTo(who, areas.Ventas!.id);
+    await say(who, 'still there?');
+    const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
+    expect(forwarded()).toEqual(['my order is 123', 'still there?']);
+  });
 });
 
 describe('a batch stored again', () => {
