@@ -310,6 +310,44 @@ describe('routing a conversation', () => {
     await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
     expect(forwarded()).toEqual(['my order is 123', 'still there?']);
   });
+
+  // A message stored by a transaction still open while the choice is routed (two webhooks stored
+  // by two workers at once): its store saw the conversation unassigned, and it has no pass of its
+  // own after the assignment (the router skips assigned conversations). The assignment waits for
+  // that store to commit, then queues it. Sent after the choice, stored (its id taken) before it.
+  it('a message stored while the choosing answer is being routed reaches the area it chose, once, in order', async () => {
+    const who = '5511922220012';
+    await say(who, 'hi');
+    await nth(who, 1);
+    const { rows: [hi] } = await db.pool.query("SELECT m.wamid FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE c.wa_id = $1 AND m.direction = 'inbound'", [who]);
+    const choice = { from: who, id: wamid(), timestamp: at(who), type: 'text', text: { body: 'Ventas' } };
+    const openId = wamid();
+    const openAt = at(who);
+    const store = await db.pool.connect();
+    try {
+      await store.query('BEGIN');
+      await store.query(
+        `INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status)
+         SELECT $2, channel_id, conversation_id, contact_id, 'inbound', 'live', 'text', $3,
+                jsonb_set(jsonb_set(raw, '{id}', to_jsonb($2::text)), '{text,body}', to_jsonb($3::text)), to_timestamp($4::bigint), status
+         FROM messages WHERE wamid = $1`,
+        [hi.wamid, openId, 'while you choose', Number(openAt)],
+      );
+      expect((await postWebhook(app.url, customerWebhook(who, [choice]))).status).toBe(200);
+      // The router's assignment waits for the open store (the conversation row it locks).
+      await eventually(async () => (await db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM conversations cv%'")).rows[0].n > 0, { what: 'assignment waiting for the open store' });
+      await store.query('COMMIT');
+    } finally {
+      store.release();
+    }
+    await assignedTo(who, areas.Ventas!.id);
+    await say(who, 'still there?');
+    const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
+    expect(forwarded()).toEqual(['while you choose', 'still there?']);
+    const types = areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who).map((x) => x.body.type);
+    expect(types).toEqual(['conversation.assigned', 'message.received', 'message.received']);
+  });
 });
 
 describe('a batch stored again', () => {

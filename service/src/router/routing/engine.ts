@@ -165,8 +165,11 @@ export class RoutingEngine {
     let lastAnswer = r.last_answer_at;
     const replies: Reply[] = [];
     let assignTo: number | null = null;
+    // The answer that chose the area, and the messages of this pass after it: they are the area's.
+    let chose: Inbound | null = null;
+    let rest: Inbound[] = [];
     const latest = (await this.d.menus.current()).get(channelId);
-    for (const m of msgs) {
+    for (const [i, m] of msgs.entries()) {
       let menu = version !== null ? await this.d.menus.version(channelId, version) : null;
       const timedOut = menu !== null && lastAnswer !== null && m.wa_timestamp.getTime() - lastAnswer.getTime() > menu.timeoutSeconds * 1000;
       lastAnswer = m.wa_timestamp;
@@ -208,6 +211,8 @@ export class RoutingEngine {
           invalid = 0;
           if (menu.fallbackAreaId !== undefined) {
             assignTo = menu.fallbackAreaId;
+            chose = m;
+            rest = msgs.slice(i + 1);
             break;
           }
           node = null;
@@ -225,6 +230,8 @@ export class RoutingEngine {
         continue;
       }
       assignTo = option.areaId!;
+      chose = m;
+      rest = msgs.slice(i + 1);
       break;
     }
     await c.query(
@@ -238,8 +245,42 @@ export class RoutingEngine {
       return { replies };
     }
     const { cached } = await assignConversation(this.d.pool, conversationId, assignTo, 'menu', c);
+    await this.forwardAfterChoice(c, conversationId, assignTo, chose!, rest);
     const hours = area.rows[0].hours;
     if (hours && !isOpen(hours, new Date())) replies.push({ kind: 'away', text: hours.awayMessage });
     return { replies, assigned: cached };
+  }
+
+  /**
+   * Queues for the chosen area every customer message stored since the choosing answer that the
+   * menu has not handled: the rest of this pass, and those stored while the assignment commits
+   * (their store's trigger saw the conversation unassigned, their pass will see it assigned).
+   * Under the conversation's order lock held exclusively (032_router_forward_after_choice.sql): a
+   * store that took it first has committed, and this statement sees its messages; a store taking
+   * it after waits for this commit, and its trigger queues them. Each message once, in order.
+   * The unhandled ones are marked routed, so a later assignment never queues them again.
+   */
+  private async forwardAfterChoice(c: PoolClient, conversationId: number, areaId: number, chose: Inbound, rest: readonly Inbound[]): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
+    await c.query(
+      `WITH later AS (
+         UPDATE messages m SET routed = true
+         WHERE m.conversation_id = $1 AND m.direction = 'inbound' AND m.source = 'live' AND NOT m.routed
+           AND (m.id > $3 OR m.wa_timestamp >= $4)
+         RETURNING m.id, m.channel_id, m.wa_timestamp
+       ), picked AS (
+         SELECT id, channel_id, wa_timestamp FROM later
+         UNION ALL
+         SELECT m.id, m.channel_id, m.wa_timestamp FROM messages m WHERE m.id = ANY ($5::bigint[])
+       )
+       INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, sort_seq)
+       SELECT a.id, $1, 'message.received', p.id, GREATEST(p.wa_timestamp, r.assigned_at), p.wa_timestamp
+       FROM picked p CROSS JOIN areas a JOIN conversation_routes r ON r.conversation_id = $1
+       WHERE a.id = $2 AND a.disabled_at IS NULL AND (a.events IS NULL OR 'message.received' = ANY (a.events))
+         AND (a.channel_ids IS NULL OR p.channel_id = ANY (a.channel_ids))
+       ORDER BY p.wa_timestamp, p.id
+       FOR KEY SHARE OF a`,
+      [conversationId, areaId, chose.id, chose.wa_timestamp, rest.map((m) => m.id)],
+    );
   }
 }

@@ -1,0 +1,34 @@
+-- A customer message stored while the menu's assignment of its conversation was being committed
+-- reached no area: its store's trigger read the conversation unassigned (the assignment not yet
+-- committed), and its router pass, run after, skipped it as assigned. Now the two meet under the
+-- conversation's order lock (020): the assignment takes it exclusively after locking the
+-- conversation, then queues the customer messages stored since the choice that the menu has not
+-- handled (engine.ts); a store takes it shared for every conversation it writes a customer message
+-- to, and only then, in a statement of its own (a fresh snapshot), reads which are assigned.
+-- Either the store took it first, and the assignment waits for the store's commit and queues its
+-- messages, or the assignment did, and the store waits for its commit and finds the conversation
+-- assigned: each message is queued once, by one or the other, never by both and never by neither.
+-- Lock order is the same on both sides: the conversation row first (the store's foreign key check,
+-- the assignment's FOR UPDATE), then the order lock.
+CREATE OR REPLACE FUNCTION router_forward_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(2003201906, hashint8(c.conversation_id))
+  FROM (SELECT DISTINCT n.conversation_id FROM new_rows n WHERE n.direction = 'inbound' AND n.source = 'live' ORDER BY 1) c;
+  WITH routed AS MATERIALIZED (
+    SELECT n.id, n.conversation_id, n.channel_id, n.wa_timestamp, r.area_id, r.assigned_at
+    FROM new_rows n
+    JOIN conversation_routes r ON r.conversation_id = n.conversation_id AND r.state = 'assigned'
+    WHERE n.direction = 'inbound' AND n.source = 'live'
+  ), live AS (
+    SELECT a.id, a.events, a.channel_ids FROM areas a
+    WHERE a.id IN (SELECT area_id FROM routed) AND a.disabled_at IS NULL
+    FOR KEY SHARE
+  )
+  INSERT INTO forward_events (area_id, conversation_id, type, message_id, sort_at, sort_seq)
+  SELECT x.area_id, x.conversation_id, 'message.received', x.id, GREATEST(x.wa_timestamp, x.assigned_at), x.wa_timestamp
+  FROM routed x JOIN live a ON a.id = x.area_id
+  WHERE (a.events IS NULL OR 'message.received' = ANY (a.events))
+    AND (a.channel_ids IS NULL OR x.channel_id = ANY (a.channel_ids))
+  ORDER BY x.conversation_id, x.wa_timestamp, x.id;
+  RETURN NULL;
+END $$;
