@@ -315,11 +315,20 @@ describe('routing a conversation', () => {
   // by two workers at once): its store saw the conversation unassigned, and it has no pass of its
   // own after the assignment (the router skips assigned conversations). The assignment waits for
   // that store to commit, then queues it. Sent after the choice, stored (its id taken) before it.
-  it('a message stored while the choosing answer is being routed reaches the area it chose, once, in order', async () => {
+  // And one sent before the choice whose pass comes late (after the choice's): not lost either.
+  it('messages stored while the choosing answer is being routed, or routed late, reach the area it chose, once, in order', async () => {
     const who = '5511922220012';
     await say(who, 'hi');
     await nth(who, 1);
     const { rows: [hi] } = await db.pool.query("SELECT m.wamid FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE c.wa_id = $1 AND m.direction = 'inbound'", [who]);
+    // Stored and committed before the choice, its own pass late: it finds the conversation assigned.
+    await db.pool.query(
+      `INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status)
+       SELECT $2, channel_id, conversation_id, contact_id, 'inbound', 'live', 'text', $3,
+              jsonb_set(jsonb_set(raw, '{id}', to_jsonb($2::text)), '{text,body}', to_jsonb($3::text)), to_timestamp($4::bigint), status
+       FROM messages WHERE wamid = $1`,
+      [hi.wamid, wamid(), 'before I choose', Number(at(who))],
+    );
     const choice = { from: who, id: wamid(), timestamp: at(who), type: 'text', text: { body: 'Ventas' } };
     const openId = wamid();
     const openAt = at(who);
@@ -344,9 +353,9 @@ describe('routing a conversation', () => {
     await say(who, 'still there?');
     const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
     await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
-    expect(forwarded()).toEqual(['while you choose', 'still there?']);
+    expect(forwarded()).toEqual(['before I choose', 'while you choose', 'still there?']);
     const types = areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who).map((x) => x.body.type);
-    expect(types).toEqual(['conversation.assigned', 'message.received', 'message.received']);
+    expect(types).toEqual(['conversation.assigned', 'message.received', 'message.received', 'message.received']);
   });
 });
 

@@ -163,6 +163,8 @@ export class RoutingEngine {
     let node = r.menu_node;
     let invalid = r.invalid_count;
     let lastAnswer = r.last_answer_at;
+    // When this menu session's messages begin: the previous answer's time, or a new greeting's.
+    let since = r.last_answer_at;
     const replies: Reply[] = [];
     let assignTo: number | null = null;
     // The answer that chose the area, and the messages of this pass after it: they are the area's.
@@ -175,6 +177,7 @@ export class RoutingEngine {
       lastAnswer = m.wa_timestamp;
       if (menu === null || timedOut) {
         if (!latest) return { replies: [] };
+        since = m.wa_timestamp;
         ({ version, menu } = latest);
         node = null;
         invalid = 0;
@@ -245,22 +248,24 @@ export class RoutingEngine {
       return { replies };
     }
     const { cached } = await assignConversation(this.d.pool, conversationId, assignTo, 'menu', c);
-    await this.forwardAfterChoice(c, conversationId, assignTo, chose!, rest);
+    await this.forwardAfterChoice(c, conversationId, assignTo, chose!, since ?? chose!.wa_timestamp, rest);
     const hours = area.rows[0].hours;
     if (hours && !isOpen(hours, new Date())) replies.push({ kind: 'away', text: hours.awayMessage });
     return { replies, assigned: cached };
   }
 
   /**
-   * Queues for the chosen area every customer message stored since the choosing answer that the
-   * menu has not handled: the rest of this pass, and those stored while the assignment commits
-   * (their store's trigger saw the conversation unassigned, their pass will see it assigned).
+   * Queues for the chosen area every customer message the menu has not handled, stored since the
+   * choosing answer or sent during this menu session (from `since`): the rest of this pass, those
+   * stored while the assignment commits (their store's trigger saw the conversation unassigned,
+   * their pass will see it assigned), and those whose pass is late (another worker's, or this
+   * one's still reading): they would find the conversation assigned and be skipped.
    * Under the conversation's order lock held exclusively (032_router_forward_after_choice.sql): a
    * store that took it first has committed, and this statement sees its messages; a store taking
    * it after waits for this commit, and its trigger queues them. Each message once, in order.
    * The unhandled ones are marked routed, so a later assignment never queues them again.
    */
-  private async forwardAfterChoice(c: PoolClient, conversationId: number, areaId: number, chose: Inbound, rest: readonly Inbound[]): Promise<void> {
+  private async forwardAfterChoice(c: PoolClient, conversationId: number, areaId: number, chose: Inbound, since: Date, rest: readonly Inbound[]): Promise<void> {
     await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
     await c.query(
       `WITH later AS (
@@ -280,7 +285,7 @@ export class RoutingEngine {
          AND (a.channel_ids IS NULL OR p.channel_id = ANY (a.channel_ids))
        ORDER BY p.wa_timestamp, p.id
        FOR KEY SHARE OF a`,
-      [conversationId, areaId, chose.id, chose.wa_timestamp, rest.map((m) => m.id)],
+      [conversationId, areaId, chose.id, since, rest.map((m) => m.id)],
     );
   }
 }
