@@ -14,8 +14,7 @@ export interface Received {
   readonly at: number;
 }
 
-/** A status code at once, a status code after a delay (the request in flight meanwhile), or no answer. */
-export type Answer = number | { status: number; afterMs: number } | 'hang';
+export type Answer = number | 'hang';
 
 export interface Receiver {
   readonly url: string;
@@ -66,29 +65,14 @@ export async function startReceiver(secrets: string[] = []): Promise<Receiver> {
         }
       });
       const next = script.length > 0 ? script.shift()! : fallback;
-      const status = next === 'hang' ? 0 : typeof next === 'number' ? next : next.status;
-      const entry = { webhookId: headers['webhook-id'], timestamp: headers['webhook-timestamp'], signature: headers['webhook-signature'], verified, body: JSON.parse(raw), answered: status, at: Date.now() };
+      const answered = next === 'hang' ? 0 : next;
+      received.push({ webhookId: headers['webhook-id'], timestamp: headers['webhook-timestamp'], signature: headers['webhook-signature'], verified, body: JSON.parse(raw), answered, at: Date.now() });
       if (next === 'hang') {
-        received.push(entry);
         hanging.add(res);
         return;
       }
-      const answer = () => {
-        res.writeHead(status, { 'content-type': 'text/plain', ...extraHeaders });
-        res.end(status >= 200 && status < 300 ? 'ok' : `answer ${status}`);
-      };
-      if (typeof next === 'number') {
-        received.push(entry);
-        answer();
-        return;
-      }
-      // Counted as received once it is answered: until then the area has not got it.
-      hanging.add(res);
-      setTimeout(() => {
-        hanging.delete(res);
-        received.push({ ...entry, at: Date.now() });
-        answer();
-      }, next.afterMs);
+      res.writeHead(next, { 'content-type': 'text/plain', ...extraHeaders });
+      res.end(next >= 200 && next < 300 ? 'ok' : `answer ${next}`);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
