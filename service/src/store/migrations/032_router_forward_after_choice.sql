@@ -8,8 +8,13 @@
 -- Either the store took it first, and the assignment waits for the store's commit and queues its
 -- messages, or the assignment did, and the store waits for its commit and finds the conversation
 -- assigned: each message is queued once, by one or the other, never by both and never by neither.
--- Lock order is the same on both sides: the conversation row first (the store's foreign key check,
--- the assignment's FOR UPDATE), then the order lock.
+-- Today the conversation row serializes them too (the store's statement updates it and checks its
+-- foreign key to it, the assignment locks it FOR UPDATE first); the order lock keeps that true for
+-- any writer of customer messages, whatever else it locks. Lock order is the same on both sides:
+-- the conversation row first, then the order lock, so the two never wait for each other in a cycle.
+-- Cost: one more statement per stored batch and one lock per conversation stored to; 1,000 batches
+-- of 20 messages to 20 unassigned conversations took 0.911 vs 0.921 ms and 0.861 vs 0.836 ms
+-- (median, this trigger vs 024's, alternated in one run, load average 5-6): within the noise.
 CREATE OR REPLACE FUNCTION router_forward_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(2003201906, hashint8(c.conversation_id))
