@@ -111,7 +111,7 @@ export function createDownloadProcessor(d: DownloadDeps) {
       verify.on('error', () => res.body.destroy());
       const key = declaredHex ? keyForSha256(declaredHex) : `media/${row.id}`;
       try {
-        await d.store.put(key, res.body.pipe(verify), mimeType, fileSize);
+        await d.store.put(key, res.body.pipe(verify), mimeType, fileSize, declaredHex);
       } catch (err) {
         if (err instanceof MediaCheckError) return fail(row, err.code, err.message);
         if (!res.body.errored) d.metrics.storageErrors.inc({ op: 'put' });

@@ -1,9 +1,7 @@
-// Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): uploads streamed straight through
-// (one PutObject when the size is known, multipart otherwise) to a temp key and copied into place
-// once whole, ranged reads and presigned GETs.
-import { randomBytes } from 'node:crypto';
+// Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): uploads streamed straight to their
+// key in one request (a PutObject carrying the bytes' SHA-256 for the store to check when the key
+// is shared; multipart when the size is unknown and over one part), ranged reads, presigned GETs.
 import {
-  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -16,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { UndiciHttpHandler } from './s3-transport.js';
 import type { ByteRange, MediaStore, StoredObject } from './store.js';
 
@@ -44,9 +42,8 @@ const PART_BYTES = 5 * 1024 * 1024;
 /** S3's largest PutObject (and CopyObject). */
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
 /**
- * Where uploads land before they are copied to their key. Keys are content addresses shared by
- * every media of the same bytes, and some stores keep what a cut-short PutObject sent (versitygw
- * does): an upload straight to the key could replace a stored object with a part of it.
+ * Where uploads landed before they were copied to their key (until 2026-12-01: the checksum of
+ * put() replaced that); the sweep still clears what a crash of an older version left there.
  */
 export const TMP_PREFIX = '.partial/';
 /** Temp objects looked at per sweep: more wait for the next one. */
@@ -91,41 +88,61 @@ export class S3MediaStore implements MediaStore {
   }
 
   /**
-   * Uploads to a temp key of its own, then, once the body ended cleanly (it fails on a size or
-   * SHA-256 mismatch), copies it server-side to `key` unless `key` holds an object of that size
-   * already; a cut or refused upload never touches `key`.
+   * One request per object, straight to `key`. `sha256` (hex), the bytes' declared SHA-256, is
+   * sent as their S3 checksum whenever `key` is a content address shared by other media: the
+   * store hashes what it receives and refuses a body that does not match, so a body cut short
+   * (the source gone, this process killed mid-upload) or altered on the way never replaces the
+   * whole object stored there. Versity S3 Gateway does keep the bytes of a cut PutObject sent
+   * without one (the integrity test shows both). A key of its own (no `sha256`: a media row's own
+   * key, an upload's) needs no such guard: a cut upload there is named by nothing and the retry
+   * overwrites it (it is not deleted on failure: a stalled job's second run may have stored it).
    */
-  async put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
-    const tmp = `${TMP_PREFIX}${randomBytes(9).toString('hex')}`;
-    await this.upload(tmp, body, contentType, size);
-    try {
-      const bytes = size ?? (await this.size(tmp));
-      if (bytes === null) throw new Error(`media upload ${tmp} not found after it completed`);
-      if ((await this.size(key)) !== bytes) {
-        await this.client.send(new CopyObjectCommand({ Bucket: this.opts.bucket, Key: key, CopySource: `${this.opts.bucket}/${tmp}`, MetadataDirective: 'COPY' }));
-      }
-    } finally {
-      // One the crash of this process leaves is the sweep's (removeStale).
-      await this.delete(tmp).catch(() => undefined);
-    }
-  }
-
-  private async upload(key: string, body: Readable, contentType: string, size?: number | null): Promise<void> {
-    const params = { Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType };
+  async put(key: string, body: Readable, contentType: string, size?: number | null, sha256?: string | null): Promise<void> {
+    const checksum = sha256 ? Buffer.from(sha256, 'hex').toString('base64') : undefined;
     // A body that fails (a check, the source gone) ends the request at once (the transport sees
-    // to it), and its error is the one to report; one that failed is never copied into place.
+    // to it), and its error is the one to report.
     let failure: unknown;
     body.once('error', (err) => (failure = err));
     try {
-      if (size == null || size > MAX_PUT_BYTES) {
-        await new Upload({ client: this.client, params, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
-      } else {
-        await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
-      }
+      if (size != null && size <= MAX_PUT_BYTES) await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType, ContentLength: size, ChecksumSHA256: checksum }));
+      else await this.putUnsized(key, body, contentType, checksum);
     } catch (err) {
       throw failure ?? err;
     }
     if (failure !== undefined || body.errored) throw failure ?? body.errored;
+  }
+
+  /**
+   * A body of unknown size: its first part is read (up to PART_BYTES, held in memory as a part
+   * is anyway); one that ends within it goes in one PutObject (with the checksum), a longer one
+   * as a multipart upload to `key`, which shows nothing at `key` until it completes, and it
+   * completes only once the body ended cleanly (its last part is read only then). Its ETag ends
+   * in `-<parts>`.
+   */
+  private async putUnsized(key: string, body: Readable, contentType: string, checksum: string | undefined): Promise<void> {
+    const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    try {
+      const first: Buffer[] = [];
+      let read = 0;
+      while (read <= PART_BYTES) {
+        const next = await chunks.next();
+        if (next.done) {
+          const whole = Buffer.concat(first);
+          await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: whole, ContentType: contentType, ContentLength: whole.length, ChecksumSHA256: checksum }));
+          return;
+        }
+        first.push(next.value);
+        read += next.value.length;
+      }
+      const rest = Readable.from((async function* () {
+        yield* first;
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+      })());
+      await new Upload({ client: this.client, params: { Bucket: this.opts.bucket, Key: key, Body: rest, ContentType: contentType }, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
+    } finally {
+      // Stops reading the source when the upload failed first (a no-op once it ended).
+      await chunks.return?.();
+    }
   }
 
   /**

@@ -21,8 +21,13 @@ export interface StoredObject {
 
 export interface MediaStore {
   readonly kind: 'fs' | 's3';
-  /** `size`, when known in advance, is the exact byte count (the body fails otherwise): a store can stream it straight through. */
-  put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void>;
+  /**
+   * `size`, when known in advance, is the exact byte count (the body fails otherwise): a store can
+   * stream it straight through. `sha256` (hex), the bytes' SHA-256 known in advance, must be given
+   * whenever `key` is shared (a content address): a store that cannot make a write visible only
+   * once whole (S3) has the store itself check the bytes against it.
+   */
+  put(key: string, body: Readable, contentType: string, size?: number | null, sha256?: string | null): Promise<void>;
   /** Null when there is no such object. */
   size(key: string): Promise<number | null>;
   get(key: string, range?: ByteRange): Promise<StoredObject>;
