@@ -1,33 +1,27 @@
 // Media downloads that fail for good: the dead letter is recorded on the message's media even when
 // the worker's write of it was lost (the poller finds the row still pending, its job failed), and
-// replaying the dead letter downloads the media.
+// within seconds when the database refused that write at first; replaying the dead letter
+// downloads the media.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
-import { eventually, json, startApp, type RunningApp } from '../helpers/app.js';
-import { bytesOf, mediaOf, receiveMedia } from '../helpers/media.js';
+import type { GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { API_TOKEN, testEnv, type TestDb } from '../helpers/context.js';
+import { json, type RunningApp } from '../helpers/app.js';
+import { bytesOf, receiveMedia, startMediaStack, type MediaStack } from '../helpers/media.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
 let app: RunningApp;
+let stack: MediaStack | undefined;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
-const statusOf = (wamid: string, status: string) => eventually(async () => {
-  const m = await mediaOf(db, wamid);
-  return m?.status === status ? m : null;
-}, { what: `media of ${wamid} ${status}`, timeoutMs: 30_000 });
+const statusOf = (wamid: string, status: string) => stack!.statusOf(wamid, status);
 
 beforeAll(async () => {
-  [db, sim] = await Promise.all([
-    createTestDb(),
-    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-  ]);
-  app = await startApp(db, 'all', testEnv(db, { GRAPH_API_BASE_URL: sim.url, MEDIA_ATTEMPTS: '1', MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' }));
+  stack = await startMediaStack((d, g) => testEnv(d, { GRAPH_API_BASE_URL: g.url, MEDIA_ATTEMPTS: '1', MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' }));
+  ({ db, sim, app } = stack);
 });
 afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
+  await stack?.stop();
 });
 
 it('records a dead-lettered download as failed even when the worker lost that write, and a replay of the dead letter stores it', async () => {
@@ -52,4 +46,33 @@ it('records a dead-lettered download as failed even when the worker lost that wr
   const stored = await statusOf(wamid, 'stored');
   const res = await fetch(`${app.url}/v1/media/${stored.messageId}`, { headers: auth });
   expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+}, 60_000);
+
+it('records the failure of a last attempt within seconds when the database refused that write at first, not when the poller comes back 10 minutes later', async () => {
+  // Every try of this download fails (Meta answers 5xx), and for a while the database refuses
+  // to mark any media failed (as when it is restarting).
+  await db.pool.query(`CREATE FUNCTION refuse_failed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.status = 'failed' THEN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END IF; RETURN NEW; END $$`);
+  await db.pool.query('CREATE TRIGGER refuse_failed BEFORE UPDATE ON media FOR EACH ROW EXECUTE FUNCTION refuse_failed()');
+  sim.configure({ mediaMetadataFailures: 1_000_000 });
+  try {
+    const { wamid } = await receiveMedia(app.url, sim, 'image', bytesOf(10_000), 'image/png');
+    // The one attempt there is has failed many times over by now (a backoff of 100 ms).
+    await new Promise((r) => setTimeout(r, 2_000));
+    const waiting = await statusOf(wamid, 'pending');
+    await db.pool.query('DROP TRIGGER refuse_failed ON media');
+    const t0 = Date.now();
+    const failed = await statusOf(wamid, 'failed');
+    expect(Date.now() - t0, 'ms until the failure was recorded').toBeLessThan(5_000);
+    expect(failed.id).toBe(waiting.id);
+    expect(failed.errorCode).toBe('download_failed');
+    expect(failed.errorReason).toContain('131000');
+    // Dead-lettered once recorded, replayable like any other.
+    const letters = await json(await fetch(`${app.url}/v1/dead-letters?queue=media`, { headers: auth }));
+    expect((letters.items as { id: string }[]).map((l) => l.id)).toContain(`media:m${failed.id}`);
+  } finally {
+    sim.configure({ mediaMetadataFailures: 0 });
+    await db.pool.query('DROP TRIGGER IF EXISTS refuse_failed ON media');
+    await db.pool.query('DROP FUNCTION IF EXISTS refuse_failed()');
+  }
 }, 60_000);

@@ -1,25 +1,28 @@
 // Media with a real S3-compatible store (Versity S3 Gateway, built from the Go module proxy and
 // started on loopback): every media type stored and served byte for byte, ranges, a presigned
 // redirect that expires, bytes that fail their check mid-upload, bytes of no declared size (a
-// multipart upload), an upload cut short beside a stored object of the same key, and the store
-// down for 30 s (downloads retry and land when it is back).
+// multipart upload), an upload cut short or altered beside a stored object of the same key, the
+// requests a new object costs (one), and the store down for 30 s (downloads retry and land when
+// it is back).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { keyForSha256 } from '../../src/media/store.js';
-import { S3MediaStore, TMP_PREFIX } from '../../src/media/s3-store.js';
-import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
+import { S3MediaStore } from '../../src/media/s3-store.js';
+import { bytesOf, countingProxy, mediaOf, receiveItem, receiveMedia, startTestS3, type CountingProxy, type Kind } from '../helpers/media.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
 let s3: S3Handle;
 let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let app: RunningApp;
+/** What the app asks the store, counted on the way. */
+let proxy: CountingProxy;
 /** The store seen directly, as S3 describes what it holds. */
 let objects: S3Client;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
@@ -42,14 +45,16 @@ beforeAll(async () => {
     startTestS3().then((h) => (s3 = h)),
   ]);
   for (const r of await starting) if (r.status === 'rejected') throw r.reason;
+  proxy = await countingProxy(s3.endpoint);
   // Streamed through this service (ranges are ours to answer); the redirect has its own test.
-  app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
+  app = await startApp(db, 'all', { ...s3.env, S3_ENDPOINT: proxy.endpoint, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
   objects = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
 }, 300_000);
 afterAll(async () => {
   await starting;
   objects?.destroy();
   await app?.stop();
+  await proxy?.close();
   await sim?.close();
   await s3?.stop();
   await db?.drop();
@@ -125,14 +130,17 @@ describe('media in an S3-compatible store', () => {
     const m = await stored(wamid);
     const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
     expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
-    // Uploaded in parts of 5 MiB to a temp key, then copied into place whole by the store: the
-    // object at the key is one object of these bytes (the ETag of a copy is the MD5 of all of them).
-    expect(await storedEtag(m.storageKey), 'ETag of the stored object').toBe(etagOf(bytes));
+    // Uploaded in parts of 5 MiB straight to its key (nothing is there until the upload completes):
+    // the ETag of a multipart object is the MD5 of its parts' MD5s, followed by their count.
+    const parts = [bytes.subarray(0, 5 * 1024 * 1024), bytes.subarray(5 * 1024 * 1024)];
+    const multipartEtag = `"${createHash('md5').update(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest()))).digest('hex')}-2"`;
+    expect(await storedEtag(m.storageKey), 'ETag of the stored object').toBe(multipartEtag);
   }, 60_000);
 
-  it('keeps a stored object whole when a second upload of its key is cut mid-body, and never leaves a cut one at a key', async () => {
+  it('keeps a stored object whole when a second upload of its key is cut mid-body or altered on the way, and leaves nothing at a new key an upload was cut short of', async () => {
     // Keys are content addresses shared by every media of the same bytes, and Versity S3 Gateway
-    // keeps the bytes of a PutObject cut short: an upload must not land on the key until whole.
+    // keeps the bytes of a PutObject cut short: what guards the key is the SHA-256 each upload
+    // carries, which the store checks before it makes the upload the object.
     const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
     const readAll = async (r: Readable) => {
       const chunks: Buffer[] = [];
@@ -145,29 +153,49 @@ describe('media in an S3-compatible store', () => {
       setTimeout(() => cut.destroy(new Error('source gone')), 300);
       return cut;
     };
+    const shaOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     try {
       const bytes = bytesOf(2 * 1024 * 1024);
-      const key = keyForSha256(createHash('sha256').update(bytes).digest('hex'));
-      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length);
-      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length)).rejects.toThrow('source gone');
+      const key = keyForSha256(shaOf(bytes));
+      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length, shaOf(bytes));
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length, shaOf(bytes))).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
       expect(await store.size(key), 'size of the object the first media is served from').toBe(bytes.length);
       expect((await readAll((await store.get(key)).body)).equals(bytes)).toBe(true);
-      // A first upload cut short leaves nothing at its key; what the store kept of it is a temp
-      // object the sweep removes once untouched for its age.
+      // The same length, one byte changed on the way: refused by the store, the object untouched.
+      const altered = Buffer.from(bytes);
+      altered[12_345]! ^= 0xff;
+      await expect(store.put(key, Readable.from([altered]), 'image/webp', altered.length, shaOf(bytes))).rejects.toMatchObject({ name: 'BadDigest' });
+      expect(await storedEtag(key), 'the object after an altered upload').toBe(etagOf(bytes));
+      // A first upload cut short leaves nothing at its key.
       const other = bytesOf(1024 * 1024);
-      const otherKey = keyForSha256(createHash('sha256').update(other).digest('hex'));
-      await expect(store.put(otherKey, cutAfter(other, 512 * 1024), 'image/webp', other.length)).rejects.toThrow('source gone');
+      const otherKey = keyForSha256(shaOf(other));
+      await expect(store.put(otherKey, cutAfter(other, 512 * 1024), 'image/webp', other.length, shaOf(other))).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
       expect(await store.size(otherKey)).toBeNull();
-      const temps = async () => (await objects.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: TMP_PREFIX }))).Contents ?? [];
-      expect(await store.removeStale(60_000), 'temp objects younger than the age swept').toBe(0);
-      await new Promise((r) => setTimeout(r, 1100));
-      expect(await store.removeStale(1000)).toBeGreaterThanOrEqual(0);
-      expect(await temps(), 'temp objects left after the sweep').toEqual([]);
+      // What the checksum guards against: without it the store keeps the cut upload's bytes.
+      await expect(store.put('media/cut-without-checksum', cutAfter(other, 512 * 1024), 'image/webp', other.length)).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size('media/cut-without-checksum'), 'bytes the store kept of an unchecked cut upload').toBe(512 * 1024);
     } finally {
       await store.close();
     }
+  }, 60_000);
+
+  it('stores a new image with one request to the store, and a second media of the same bytes with one HEAD and no upload', async () => {
+    const bytes = bytesOf(100_000);
+    proxy.requests.length = 0;
+    const a = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    const key = `/${s3.bucket}/${a.storageKey}`;
+    // Anything a write might still send after the row is stored would show here.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)), 'requests to the store for a new image').toEqual([`PUT ${key}`]);
+    expect(await storedEtag(a.storageKey), 'stored whole').toBe(etagOf(bytes));
+    proxy.requests.length = 0;
+    const b = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.storageKey).toBe(a.storageKey);
+    expect(proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)), 'requests to the store for the same bytes again').toEqual([`HEAD ${key}`]);
   }, 60_000);
 
   it('downloads again, not deduplicated, when the object under a SHA-256 is not the size its download counted (Meta declaring none)', async () => {
