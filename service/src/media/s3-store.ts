@@ -39,7 +39,7 @@ export interface S3StoreOptions {
  * streams through a PutObject holding no more than the stream's own buffers.
  */
 const PART_BYTES = 5 * 1024 * 1024;
-/** S3's largest PutObject (and CopyObject). */
+/** S3's largest PutObject. */
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
 /**
  * Where uploads landed before they were copied to their key (until 2026-12-01: the checksum of
