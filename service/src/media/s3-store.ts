@@ -135,7 +135,8 @@ export class S3MediaStore implements MediaStore {
         read += next.value.length;
       }
       const rest = Readable.from((async function* () {
-        yield* first;
+        // Handed on one by one (not held here once the upload took them).
+        while (first.length > 0) yield first.shift()!;
         for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
       })());
       await new Upload({ client: this.client, params: { Bucket: this.opts.bucket, Key: key, Body: rest, ContentType: contentType }, partSize: PART_BYTES, queueSize: 1, leavePartsOnError: false }).done();
@@ -146,9 +147,9 @@ export class S3MediaStore implements MediaStore {
   }
 
   /**
-   * Deletes temp objects of uploads a crash cut short, untouched for `olderThanMs` (a live upload
-   * is either not listed yet or written to as it goes). Multipart uploads a crash left are the
-   * bucket's lifecycle rule's (AbortIncompleteMultipartUpload).
+   * Deletes temp objects (TMP_PREFIX) untouched for `olderThanMs`, which uploads of versions
+   * before 2026-12-01 cut short by a crash left; nothing writes there now. Multipart uploads a
+   * crash left are the bucket's lifecycle rule's (AbortIncompleteMultipartUpload).
    */
   async removeStale(olderThanMs: number): Promise<number> {
     const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: TMP_PREFIX, MaxKeys: SWEEP_BATCH }));
