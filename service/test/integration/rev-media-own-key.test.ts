@@ -39,3 +39,25 @@ it('keeps a stored object whole at a key of its own (no declared sha256) when a 
     await store.close();
   }
 }, 120_000);
+
+it('keeps a stored object whole when a second upload of its content key, of unknown size and over one part (multipart), is cut mid-body', async () => {
+  const { createHash } = await import('node:crypto');
+  const { keyForSha256 } = await import('../../src/media/store.js');
+  const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+  try {
+    const bytes = bytesOf(11 * 1024 * 1024);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const key = keyForSha256(sha);
+    await store.put(key, Readable.from([bytes]), 'video/mp4', null, sha);
+    expect(await store.size(key)).toBe(bytes.length);
+    // 7 MiB then the source dies: past the first part, so a multipart upload to the key.
+    const cut = new Readable({ read() {} });
+    cut.push(bytes.subarray(0, 7 * 1024 * 1024));
+    setTimeout(() => cut.destroy(new Error('source gone')), 300);
+    await expect(store.put(key, cut, 'video/mp4', null, sha)).rejects.toThrow('source gone');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await store.size(key), 'the stored object after a cut multipart upload of its key').toBe(bytes.length);
+  } finally {
+    await store.close();
+  }
+}, 120_000);
