@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { API_TOKEN, testEnv, type TestDb } from '../helpers/context.js';
-import { json, type RunningApp } from '../helpers/app.js';
+import { eventually, json, type RunningApp } from '../helpers/app.js';
 import { bytesOf, receiveMedia, startMediaStack, type MediaStack } from '../helpers/media.js';
 
 let db: TestDb;
@@ -15,6 +15,15 @@ let stack: MediaStack | undefined;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
 const statusOf = (wamid: string, status: string) => stack!.statusOf(wamid, status);
+
+/**
+ * The media's dead letter once `/v1/dead-letters` lists it: the row says failed before its job is
+ * moved to BullMQ's failed set (the failure is written first), so seeing `failed` is not enough.
+ */
+const deadLetterOf = (mediaId: number) => eventually(async () => {
+  const letters = await json(await fetch(`${app.url}/v1/dead-letters?queue=media`, { headers: auth }));
+  return (letters.items as { id: string }[]).find((l) => l.id === `media:m${mediaId}`);
+}, { what: `the dead letter of media ${mediaId}` });
 
 beforeAll(async () => {
   stack = await startMediaStack((d, g) => testEnv(d, { GRAPH_API_BASE_URL: g.url, MEDIA_ATTEMPTS: '1', MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50' }));
@@ -31,6 +40,9 @@ it('records a dead-lettered download as failed even when the worker lost that wr
   const { wamid } = await receiveMedia(app.url, sim, 'image', bytes, 'image/png');
   const failed = await statusOf(wamid, 'failed');
   expect(failed.errorCode).toBe('download_failed');
+  // The job must be a dead letter before the row is reset: a row reset while the job is still
+  // active would be read by the poller as a lost job not failed (nothing to record).
+  await deadLetterOf(failed.id);
   // The worker's write of the failure was lost (the database away at that moment): the row is
   // still pending, claimed long ago, and its job is kept failed under the same id.
   await db.pool.query("UPDATE media SET status = 'pending', error_code = NULL, error_reason = NULL, enqueued_at = now() - interval '11 minutes' WHERE id = $1", [failed.id]);
@@ -38,10 +50,8 @@ it('records a dead-lettered download as failed even when the worker lost that wr
   expect(again.errorCode).toBe('download_failed');
   expect(again.errorReason).toContain('131000');
 
-  const letters = await json(await fetch(`${app.url}/v1/dead-letters?queue=media`, { headers: auth }));
-  const letter = (letters.items as { id: string }[]).find((l) => l.id === `media:m${failed.id}`);
-  expect(letter, 'the download among the dead letters').toBeDefined();
-  const replay = await fetch(`${app.url}/v1/dead-letters/${letter!.id}/replay`, { method: 'POST', headers: auth });
+  const letter = await deadLetterOf(failed.id);
+  const replay = await fetch(`${app.url}/v1/dead-letters/${letter.id}/replay`, { method: 'POST', headers: auth });
   expect(replay.status).toBe(202);
   const stored = await statusOf(wamid, 'stored');
   const res = await fetch(`${app.url}/v1/media/${stored.messageId}`, { headers: auth });
@@ -68,8 +78,7 @@ it('records the failure of a last attempt within seconds when the database refus
     expect(failed.errorCode).toBe('download_failed');
     expect(failed.errorReason).toContain('131000');
     // Dead-lettered once recorded, replayable like any other.
-    const letters = await json(await fetch(`${app.url}/v1/dead-letters?queue=media`, { headers: auth }));
-    expect((letters.items as { id: string }[]).map((l) => l.id)).toContain(`media:m${failed.id}`);
+    await deadLetterOf(failed.id);
   } finally {
     sim.configure({ mediaMetadataFailures: 0 });
     await db.pool.query('DROP TRIGGER IF EXISTS refuse_failed ON media');
