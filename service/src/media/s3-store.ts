@@ -1,7 +1,9 @@
 // Any S3-compatible store (AWS S3, MinIO, SeaweedFS, R2, ...): uploads streamed straight to their
-// key in one request (a PutObject carrying the bytes' SHA-256 for the store to check when the key
-// is shared; multipart when the size is unknown and over one part), ranged reads, presigned GETs.
+// key in one request when the bytes' SHA-256 is known (a PutObject carrying it for the store to
+// check; multipart when the size is unknown and over one part), through a temp key and a
+// server-side copy when it is not, ranged reads, presigned GETs.
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -14,9 +16,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { UndiciHttpHandler } from './s3-transport.js';
-import type { ByteRange, MediaStore, StoredObject } from './store.js';
+import type { ByteRange, MediaStore, PutOptions, StoredObject } from './store.js';
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -42,8 +45,8 @@ const PART_BYTES = 5 * 1024 * 1024;
 /** S3's largest PutObject. */
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
 /**
- * Where uploads landed before they were copied to their key (until 2026-12-01: the checksum of
- * put() replaced that); the sweep still clears what a crash of an older version left there.
+ * Where uploads without a declared SHA-256 land before they are copied to their key (until
+ * 2026-12-01 every upload did); the sweep clears what a crash left there.
  */
 export const TMP_PREFIX = '.partial/';
 /** Temp objects looked at per sweep: more wait for the next one. */
@@ -88,38 +91,55 @@ export class S3MediaStore implements MediaStore {
   }
 
   /**
-   * One request per object, straight to `key`. `sha256` (hex), the bytes' declared SHA-256, is
-   * sent as their S3 checksum whenever `key` is a content address shared by other media: the
-   * store hashes what it receives and refuses a body that does not match, so a body cut short
-   * (the source gone, this process killed mid-upload) or altered on the way never replaces the
-   * whole object stored there. Versity S3 Gateway does keep the bytes of a cut PutObject sent
-   * without one (the integrity test shows both). A key of its own (no `sha256`: a media row's own
-   * key, an upload's) needs no such guard: a cut upload there is named by nothing and the retry
-   * overwrites it (it is not deleted on failure: a stalled job's second run may have stored it).
+   * `sha256` (hex), the bytes' declared SHA-256, is sent as their S3 checksum: the store hashes
+   * what it receives and refuses a body that does not match, so a body cut short (the source
+   * gone, this process killed mid-upload) or altered on the way never replaces the whole object
+   * stored at `key`; one request, straight to `key`. Without it the bytes are written to a temp
+   * key of their own and copied server-side to `key` once the body ended whole (two more
+   * requests: the copy and the temp key's delete). Versity S3 Gateway keeps the bytes of a cut
+   * PutObject sent without a checksum (the integrity test shows it), and a key without a declared
+   * SHA-256 is no less shared: a media row's own key (`media/<row id>`) is written by every run of
+   * its job (a stalled job's first run may still be uploading after the second stored it) and,
+   * once stored, is the key later media of the same bytes are deduplicated onto. Only a caller
+   * whose key no other write will ever name (`unique`: an API upload's random key, deleted when its
+   * put fails) may skip both. A multipart upload (unknown size, over one part) goes straight to
+   * `key` either way: it shows nothing there until it completes, and it completes only once the
+   * body ended cleanly.
    */
-  async put(key: string, body: Readable, contentType: string, size?: number | null, sha256?: string | null): Promise<void> {
+  async put(key: string, body: Readable, contentType: string, size?: number | null, sha256?: string | null, opts?: PutOptions): Promise<void> {
     const checksum = sha256 ? Buffer.from(sha256, 'hex').toString('base64') : undefined;
+    const aside = checksum || opts?.unique ? undefined : `${TMP_PREFIX}${randomBytes(9).toString('hex')}`;
+    /** Set once a PutObject to `aside` was sent: the copy (or, on failure, the delete) is then due. */
+    const wrote = { aside: false };
     // A body that fails (a check, the source gone) ends the request at once (the transport sees
-    // to it), and its error is the one to report.
+    // to it), and its error is the one to report; one that failed is never copied into place.
     let failure: unknown;
     body.once('error', (err) => (failure = err));
     try {
-      if (size != null && size <= MAX_PUT_BYTES) await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: body, ContentType: contentType, ContentLength: size, ChecksumSHA256: checksum }));
-      else await this.putUnsized(key, body, contentType, checksum);
-    } catch (err) {
-      throw failure ?? err;
+      try {
+        if (size != null && size <= MAX_PUT_BYTES) {
+          wrote.aside = aside !== undefined;
+          await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: aside ?? key, Body: body, ContentType: contentType, ContentLength: size, ChecksumSHA256: checksum }));
+        } else await this.putUnsized(key, body, contentType, checksum, aside, wrote);
+      } catch (err) {
+        throw failure ?? err;
+      }
+      if (failure !== undefined || body.errored) throw failure ?? body.errored;
+      if (wrote.aside) await this.client.send(new CopyObjectCommand({ Bucket: this.opts.bucket, Key: key, CopySource: `${this.opts.bucket}/${aside}`, MetadataDirective: 'COPY' }));
+    } finally {
+      // One a crash of this process leaves is the sweep's (removeStale).
+      if (wrote.aside) await this.delete(aside!).catch(() => undefined);
     }
-    if (failure !== undefined || body.errored) throw failure ?? body.errored;
   }
 
   /**
    * A body of unknown size: its first part is read (up to PART_BYTES, held in memory as a part
-   * is anyway); one that ends within it goes in one PutObject (with the checksum), a longer one
-   * as a multipart upload to `key`, which shows nothing at `key` until it completes, and it
-   * completes only once the body ended cleanly (its last part is read only then). Its ETag ends
-   * in `-<parts>`.
+   * is anyway); one that ends within it goes in one PutObject (with the checksum, or to `aside`
+   * when there is none), a longer one as a multipart upload to `key`, which shows nothing at
+   * `key` until it completes, and it completes only once the body ended cleanly (its last part
+   * is read only then). Its ETag ends in `-<parts>`.
    */
-  private async putUnsized(key: string, body: Readable, contentType: string, checksum: string | undefined): Promise<void> {
+  private async putUnsized(key: string, body: Readable, contentType: string, checksum: string | undefined, aside: string | undefined, wrote: { aside: boolean }): Promise<void> {
     const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     try {
       const first: Buffer[] = [];
@@ -128,7 +148,8 @@ export class S3MediaStore implements MediaStore {
         const next = await chunks.next();
         if (next.done) {
           const whole = Buffer.concat(first);
-          await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: key, Body: whole, ContentType: contentType, ContentLength: whole.length, ChecksumSHA256: checksum }));
+          wrote.aside = aside !== undefined;
+          await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: aside ?? key, Body: whole, ContentType: contentType, ContentLength: whole.length, ChecksumSHA256: checksum }));
           return;
         }
         first.push(next.value);
@@ -147,8 +168,8 @@ export class S3MediaStore implements MediaStore {
   }
 
   /**
-   * Deletes temp objects (TMP_PREFIX) untouched for `olderThanMs`, which uploads of versions
-   * before 2026-12-01 cut short by a crash left; nothing writes there now. Multipart uploads a
+   * Deletes temp objects (TMP_PREFIX) untouched for `olderThanMs`: what a crash left of uploads
+   * without a declared SHA-256 (and of every upload, before 2026-12-01). Multipart uploads a
    * crash left are the bucket's lifecycle rule's (AbortIncompleteMultipartUpload).
    */
   async removeStale(olderThanMs: number): Promise<number> {

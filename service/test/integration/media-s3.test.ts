@@ -1,19 +1,20 @@
 // Media with a real S3-compatible store (Versity S3 Gateway, built from the Go module proxy and
 // started on loopback): every media type stored and served byte for byte, ranges, a presigned
 // redirect that expires, bytes that fail their check mid-upload, bytes of no declared size (a
-// multipart upload), an upload cut short or altered beside a stored object of the same key, the
-// requests a new object costs (one), and the store down for 30 s (downloads retry and land when
-// it is back).
+// multipart upload), an upload cut short or altered beside a stored object of the same key (with
+// a declared SHA-256, without one, multipart), the requests a new object costs (one; three
+// without a declared SHA-256), and the store down for 30 s (downloads retry and land when it is
+// back).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import type { S3Handle } from '../../../scripts/stack/versitygw.js';
 import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from '../helpers/context.js';
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { keyForSha256 } from '../../src/media/store.js';
-import { S3MediaStore } from '../../src/media/s3-store.js';
+import { S3MediaStore, TMP_PREFIX } from '../../src/media/s3-store.js';
 import { bytesOf, countingProxy, mediaOf, receiveItem, receiveMedia, startTestS3, type CountingProxy, type Kind } from '../helpers/media.js';
 
 let db: TestDb;
@@ -173,13 +174,87 @@ describe('media in an S3-compatible store', () => {
       await expect(store.put(otherKey, cutAfter(other, 512 * 1024), 'image/webp', other.length, shaOf(other))).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
       expect(await store.size(otherKey)).toBeNull();
-      // What the checksum guards against: without it the store keeps the cut upload's bytes.
-      await expect(store.put('media/cut-without-checksum', cutAfter(other, 512 * 1024), 'image/webp', other.length)).rejects.toThrow('source gone');
+      // What the checksum guards against: written straight to its key without it (only an API
+      // upload's random key is, which its caller deletes), the store keeps the cut upload's bytes.
+      await expect(store.put('uploads/cut-without-checksum', cutAfter(other, 512 * 1024), 'image/webp', other.length, null, { unique: true })).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
-      expect(await store.size('media/cut-without-checksum'), 'bytes the store kept of an unchecked cut upload').toBe(512 * 1024);
+      expect(await store.size('uploads/cut-without-checksum'), 'bytes the store kept of an unchecked cut upload').toBe(512 * 1024);
     } finally {
       await store.close();
     }
+  }, 60_000);
+
+  it('keeps a stored object whole at a key without a declared SHA-256 (media/<row id>, shared once stored) when a second upload of it is cut mid-body, and leaves only temp objects the sweep removes', async () => {
+    // Review of 2026-12-01 (rev-media11): such a key is written by every run of its job (a stalled
+    // job's first run may still be uploading after the second stored it), and once stored it is
+    // the key later media of the same bytes are deduplicated onto (the next test).
+    const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    const cutAfter = (bytes: Buffer, sent: number) => {
+      const cut = new Readable({ read() {} });
+      cut.push(bytes.subarray(0, sent));
+      setTimeout(() => cut.destroy(new Error('source gone')), 300);
+      return cut;
+    };
+    try {
+      const bytes = bytesOf(2 * 1024 * 1024);
+      const key = 'media/cut-of-own-key';
+      // The second run of a stalled job stored it (Meta declared file_size, no sha256) ...
+      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length);
+      // ... then the first run, still going, has its upload cut (Meta's stream dropped): sized, and unsized (one PutObject).
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length)).rejects.toThrow('source gone');
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp')).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size(key), 'size of the object the stored row (and every deduplicated media) is served from').toBe(bytes.length);
+      expect(await storedEtag(key), 'the object after cut uploads of its key').toBe(etagOf(bytes));
+      // The temp key is deleted once the upload failed, but the store may still commit the cut
+      // bytes after it answered (Versity S3 Gateway did here, after the delete): the sweep's.
+      await store.removeStale(0);
+      const temps = await objects.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: TMP_PREFIX }));
+      expect(temps.Contents ?? [], 'temp objects left after the sweep').toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('keeps a stored object whole when a second upload of its content key, of unknown size and over one part (multipart), is cut mid-body', async () => {
+    // Review of 2026-12-01 (rev-media11): a multipart upload goes straight to the key without a
+    // checksum; it must never complete on a body that failed.
+    const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    try {
+      const bytes = bytesOf(11 * 1024 * 1024);
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      const key = keyForSha256(sha);
+      await store.put(key, Readable.from([bytes]), 'video/mp4', null, sha);
+      expect(await store.size(key)).toBe(bytes.length);
+      // 7 MiB then the source dies: past the first part, so a multipart upload to the key.
+      const cut = new Readable({ read() {} });
+      cut.push(bytes.subarray(0, 7 * 1024 * 1024));
+      setTimeout(() => cut.destroy(new Error('source gone')), 300);
+      await expect(store.put(key, cut, 'video/mp4', null, sha)).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size(key), 'the stored object after a cut multipart upload of its key').toBe(bytes.length);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
+  it('stores media without a declared SHA-256 at media/<id> through a temp key and a copy, and deduplicates later media of the same bytes onto that key', async () => {
+    const bytes = bytesOf(60_000);
+    const first = sim.media.add(bytes, 'image/jpeg');
+    first.sha256 = ''; // Meta's metadata carries no sha256 for this one
+    proxy.requests.length = 0;
+    const a = await stored((await receiveItem(app.url, 'image', first)).wamid);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a.storageKey).toBe(`media/${a.id}`);
+    const seen = proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)).map((r) => r.replace(/\.partial\/[0-9a-f]+$/, '.partial/<tmp>'));
+    const tmp = `/${s3.bucket}/${TMP_PREFIX}<tmp>`;
+    // The upload, the copy (a PUT with x-amz-copy-source), the temp key's delete.
+    expect(seen, 'requests to the store for a new image without a declared SHA-256').toEqual([`PUT ${tmp}`, `PUT /${s3.bucket}/${a.storageKey}`, `DELETE ${tmp}`]);
+    expect(await storedEtag(a.storageKey), 'stored whole').toBe(etagOf(bytes));
+    // The same bytes with a SHA-256 declared: served from that key (so it must never be cut).
+    const b = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    expect(b.id).not.toBe(a.id);
+    expect(b.storageKey).toBe(`media/${a.id}`);
   }, 60_000);
 
   it('stores a new image with one request to the store, and a second media of the same bytes with one HEAD and no upload', async () => {
