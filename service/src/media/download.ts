@@ -22,6 +22,8 @@ export interface MediaJobData {
   /** Its channel and whether it is live, for the per-channel cap (jobs queued before it have neither: not capped). */
   readonly channelId?: number;
   readonly live?: boolean;
+  /** Times the database refused the record of this job's final failure (for its backoff). */
+  readonly failureWriteRetries?: number;
 }
 
 export interface DownloadDeps {

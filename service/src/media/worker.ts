@@ -16,6 +16,11 @@ export const MEDIA_QUEUE = 'media';
 const CLAIM_BATCH = 500;
 /** A claimed row whose job may have been lost (a crash between claim and enqueue) is queued again after this. */
 const REQUEUE_AFTER_MS = 10 * 60_000;
+/** The longest wait before a download whose failure the database keeps refusing runs again (unless MEDIA_BACKOFF_MS is longer). */
+const FAILURE_WRITE_MAX_DELAY_MS = 60_000;
+
+/** The n-th (from 0) wait before a job whose failure was not recorded runs again: doubling from `backoffMs`, capped. */
+export const failureWriteDelay = (backoffMs: number, n: number) => Math.min(backoffMs * 2 ** Math.min(n, 30), Math.max(backoffMs, FAILURE_WRITE_MAX_DELAY_MS));
 
 export const mediaJobOptions = (config: Config) => ({
   attempts: config.MEDIA_ATTEMPTS,
@@ -78,8 +83,9 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   const download = createDownloadProcessor(d);
   // The last attempt's failure is written before the job becomes a dead letter, not after it (a
   // write lost there left the row pending until the poller claimed it again, 10 minutes later).
-  // When the database cannot take it just then, the job is not spent: it runs again after the
-  // backoff (and may store the media, or fail and write it then).
+  // When the database cannot take it just then, the job is not spent: it runs again after a
+  // backoff that doubles while the database keeps refusing (up to a minute), and may store the
+  // media, or fail and write it then.
   const recordingFailure = async (job: Job<MediaJobData>) => {
     try {
       return await download(job);
@@ -90,8 +96,12 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
         await d.repo.markFailed(job.data.mediaId, 'download_failed', (err as Error).message);
       } catch (writeErr) {
         if (!isTransientDbError(writeErr)) throw err;
-        log.warn({ mediaId: job.data.mediaId, err: (writeErr as Error).message }, 'media failure not recorded yet; the download runs again');
-        await job.moveToDelayed(Date.now() + config.MEDIA_BACKOFF_MS, job.token);
+        const n = job.data.failureWriteRetries ?? 0;
+        const delayMs = failureWriteDelay(config.MEDIA_BACKOFF_MS, n);
+        d.metrics.failureWriteRetries.inc();
+        log.warn({ mediaId: job.data.mediaId, err: (writeErr as Error).message, retries: n + 1, delayMs }, 'media failure not recorded yet; the download runs again');
+        await job.updateData({ ...job.data, failureWriteRetries: n + 1 });
+        await job.moveToDelayed(Date.now() + delayMs, job.token);
         throw new DelayedError();
       }
       throw err;

@@ -67,9 +67,15 @@ it('records the failure of a last attempt within seconds when the database refus
   sim.configure({ mediaMetadataFailures: 1_000_000 });
   try {
     const { wamid } = await receiveMedia(app.url, sim, 'image', bytesOf(10_000), 'image/png');
-    // The one attempt there is has failed many times over by now (a backoff of 100 ms).
+    // The one attempt there is has failed many times over by now (a backoff of 100 ms) ...
     await new Promise((r) => setTimeout(r, 2_000));
     const waiting = await statusOf(wamid, 'pending');
+    // ... but not every 100 ms: the wait doubles (100, 200, 400, 800, 1,600 ms), so within 2 s
+    // the job ran again at most 5 times (flat, it was 10 or more), each one counted.
+    const metric = (await (await fetch(`${app.url}/metrics`)).text()).split('\n').find((l) => l.startsWith('wa_router_media_failure_write_retries_total '));
+    const retries = Number(metric?.split(' ')[1]);
+    expect(retries, 'runs again while the database refused the failure').toBeGreaterThanOrEqual(2);
+    expect(retries, 'runs again while the database refused the failure').toBeLessThanOrEqual(5);
     await db.pool.query('DROP TRIGGER refuse_failed ON media');
     const t0 = Date.now();
     const failed = await statusOf(wamid, 'failed');
