@@ -19,9 +19,9 @@ async function download(id: string): Promise<void> {
   if (!info.ok) throw new Error(`metadata of ${id}: ${info.error.title}`);
   const res = await graph.download(info.value.url, token);
   if (!res.ok) throw new Error(`bytes of ${id}: HTTP ${res.status}`);
-  // The declared size, as the worker passes it: the same single streamed PutObject, not a multipart
-  // upload, and in S3 the same write path (a temp key copied into place), which is the store's only one.
-  await store.put(keyForSha256(info.value.sha256!), res.body, info.value.mimeType, info.value.fileSize);
+  // The declared size and SHA-256, as the worker passes them: the same single streamed PutObject
+  // (not a multipart upload) carrying the checksum the store verifies.
+  await store.put(keyForSha256(info.value.sha256!), res.body, info.value.mimeType, info.value.fileSize, info.value.sha256);
 }
 
 process.on('message', (msg: { ids: string[] }) => {

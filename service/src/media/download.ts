@@ -22,6 +22,8 @@ export interface MediaJobData {
   /** Its channel and whether it is live, for the per-channel cap (jobs queued before it have neither: not capped). */
   readonly channelId?: number;
   readonly live?: boolean;
+  /** Times the database refused the record of this job's final failure (for its backoff). */
+  readonly failureWriteRetries?: number;
 }
 
 export interface DownloadDeps {
@@ -111,7 +113,7 @@ export function createDownloadProcessor(d: DownloadDeps) {
       verify.on('error', () => res.body.destroy());
       const key = declaredHex ? keyForSha256(declaredHex) : `media/${row.id}`;
       try {
-        await d.store.put(key, res.body.pipe(verify), mimeType, fileSize);
+        await d.store.put(key, res.body.pipe(verify), mimeType, fileSize, declaredHex);
       } catch (err) {
         if (err instanceof MediaCheckError) return fail(row, err.code, err.message);
         if (!res.body.errored) d.metrics.storageErrors.inc({ op: 'put' });

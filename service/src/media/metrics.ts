@@ -8,6 +8,8 @@ export interface MediaMetrics {
   readonly bytes: client.Counter<'type'>;
   readonly seconds: client.Histogram<'type'>;
   readonly storageErrors: client.Counter<'op'>;
+  /** A last attempt's failure the database refused to record: the job runs again after a backoff. */
+  readonly failureWriteRetries: client.Counter;
 }
 
 export function createMediaMetrics(registry: client.Registry, repo: MediaRepo): MediaMetrics {
@@ -20,5 +22,6 @@ export function createMediaMetrics(registry: client.Registry, repo: MediaRepo): 
     bytes: new client.Counter({ name: 'wa_router_media_bytes_total', help: 'Media bytes written to the store, by media type', labelNames: ['type'], registers: [registry] }),
     seconds: new client.Histogram({ name: 'wa_router_media_download_seconds', help: 'One media download, metadata to stored', labelNames: ['type'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: [registry] }),
     storageErrors: new client.Counter({ name: 'wa_router_media_storage_errors_total', help: 'Object store operations that failed, by operation', labelNames: ['op'], registers: [registry] }),
+    failureWriteRetries: new client.Counter({ name: 'wa_router_media_failure_write_retries_total', help: "Downloads run again because the database refused to record their last attempt's failure", registers: [registry] }),
   };
 }

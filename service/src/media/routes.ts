@@ -161,10 +161,11 @@ export function mediaRoutes(d: MediaRoutesDeps, auth: RequestHandler[]): Router 
         const verify = new VerifyingStream({ maxBytes: MAX_BYTES[type] });
         file.on('error', (err) => verify.destroy(err));
         verify.on('error', () => file.resume());
-        // Uploads keep their own key: their content address is known only once they are read.
+        // Uploads keep their own key: their content address is known only once they are read. No
+        // other write names it, and it is deleted when the put fails: written straight there.
         const key = `uploads/${randomUUID()}`;
         d.store
-          .put(key, file.pipe(verify), info.mimeType)
+          .put(key, file.pipe(verify), info.mimeType, null, null, { unique: true })
           .then(async () => {
             const channel = await d.resolveChannel(channelId);
             if (!channel?.accessToken) throw new HttpError(400, 'unknown_channel', 'no channel with a token to upload for (name one with `channelId`)');

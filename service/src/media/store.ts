@@ -19,10 +19,25 @@ export interface StoredObject {
   readonly size: number;
 }
 
+export interface PutOptions {
+  /**
+   * No other write ever names `key` (a random key of its own) and the caller deletes it when the
+   * put fails: a cut write there is named by nothing, so the store may write it straight there
+   * without a checksum.
+   */
+  readonly unique?: boolean;
+}
+
 export interface MediaStore {
   readonly kind: 'fs' | 's3';
-  /** `size`, when known in advance, is the exact byte count (the body fails otherwise): a store can stream it straight through. */
-  put(key: string, body: Readable, contentType: string, size?: number | null): Promise<void>;
+  /**
+   * Makes `key` the whole body, never part of it, even when the body fails or this process dies
+   * mid-write. `size`, when known in advance, is the exact byte count (the body fails otherwise):
+   * a store can stream it straight through. `sha256` (hex), the bytes' SHA-256 known in advance,
+   * lets a store that cannot make a write visible only once whole (S3) have the store itself
+   * check the bytes, in one request; without it such a store writes aside and copies into place.
+   */
+  put(key: string, body: Readable, contentType: string, size?: number | null, sha256?: string | null, opts?: PutOptions): Promise<void>;
   /** Null when there is no such object. */
   size(key: string): Promise<number | null>;
   get(key: string, range?: ByteRange): Promise<StoredObject>;

@@ -1,11 +1,12 @@
 // The worker side of media: a poller that queues every pending download (live before history,
 // history fair across channels) and the download worker itself.
-import { UnrecoverableError, Worker, type Queue } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
 import type { Metrics } from '../metrics/registry.js';
 import { fairPriorities } from '../queue/fair-priority.js';
 import { createRedis, WORKER_RUN_RETRY_MS } from '../queue/redis.js';
+import { isTransientDbError } from '../store/pool.js';
 import { capPerChannel } from './channel-cap.js';
 import { createDownloadProcessor, type DownloadDeps, type MediaJobData } from './download.js';
 
@@ -15,6 +16,11 @@ export const MEDIA_QUEUE = 'media';
 const CLAIM_BATCH = 500;
 /** A claimed row whose job may have been lost (a crash between claim and enqueue) is queued again after this. */
 const REQUEUE_AFTER_MS = 10 * 60_000;
+/** The longest wait before a download whose failure the database keeps refusing runs again (unless MEDIA_BACKOFF_MS is longer). */
+const FAILURE_WRITE_MAX_DELAY_MS = 60_000;
+
+/** The n-th (from 0) wait before a job whose failure was not recorded runs again: doubling from `backoffMs`, capped. */
+export const failureWriteDelay = (backoffMs: number, n: number) => Math.min(backoffMs * 2 ** Math.min(n, 30), Math.max(backoffMs, FAILURE_WRITE_MAX_DELAY_MS));
 
 export const mediaJobOptions = (config: Config) => ({
   attempts: config.MEDIA_ATTEMPTS,
@@ -74,7 +80,34 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
   };
   void sweep();
 
-  const processor = capPerChannel(createDownloadProcessor(d), { cap: config.MEDIA_CHANNEL_CONCURRENCY, queue: d.queue, log });
+  const download = createDownloadProcessor(d);
+  // The last attempt's failure is written before the job becomes a dead letter, not after it (a
+  // write lost there left the row pending until the poller claimed it again, 10 minutes later).
+  // When the database cannot take it just then, the job is not spent: it runs again after a
+  // backoff that doubles while the database keeps refusing (up to a minute), and may store the
+  // media, or fail and write it then.
+  const recordingFailure = async (job: Job<MediaJobData>) => {
+    try {
+      return await download(job);
+    } catch (err) {
+      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!final || err instanceof DelayedError) throw err;
+      try {
+        await d.repo.markFailed(job.data.mediaId, 'download_failed', (err as Error).message);
+      } catch (writeErr) {
+        if (!isTransientDbError(writeErr)) throw err;
+        const n = job.data.failureWriteRetries ?? 0;
+        const delayMs = failureWriteDelay(config.MEDIA_BACKOFF_MS, n);
+        d.metrics.failureWriteRetries.inc();
+        log.warn({ mediaId: job.data.mediaId, err: (writeErr as Error).message, retries: n + 1, delayMs }, 'media failure not recorded yet; the download runs again');
+        await job.updateData({ ...job.data, failureWriteRetries: n + 1 });
+        await job.moveToDelayed(Date.now() + delayMs, job.token);
+        throw new DelayedError();
+      }
+      throw err;
+    }
+  };
+  const processor = capPerChannel(recordingFailure, { cap: config.MEDIA_CHANNEL_CONCURRENCY, queue: d.queue, log });
   const worker = new Worker<MediaJobData>(MEDIA_QUEUE, processor, {
     connection: createRedis(config, 'worker'),
     prefix: config.QUEUE_PREFIX,
@@ -93,9 +126,9 @@ export function startMediaWorker(d: DownloadDeps & { config: Config; redis: Redi
     d.jobs.processed.inc({ queue: job.queueName, result: final ? 'dead_lettered' : 'retried' });
     if (!final) return d.metrics.downloads.inc({ result: 'retried', type: 'unknown' });
     log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'media download dead-lettered');
+    // Its row says failed already (recordingFailure); after a crash between the two, the poller
+    // records it once it claims the still-pending row again.
     d.metrics.downloads.inc({ result: 'dead_lettered', type: 'unknown' });
-    // A write lost here is made by the poller once it claims the still-pending row again.
-    void d.repo.markFailed(job.data.mediaId, 'download_failed', err.message).catch((e: Error) => log.warn({ err: e.message }, 'media failure not recorded yet'));
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'media worker error'));
   return {

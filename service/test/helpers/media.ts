@@ -1,14 +1,16 @@
 // Media in tests: a real S3-compatible store (Versity S3 Gateway) of its own per file, inbound media
 // messages whose bytes the Graph simulator serves, and where their copies stand.
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { inject } from 'vitest';
 import { startS3, type S3Handle } from '../../../scripts/stack/versitygw.js';
-import type { GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import type { SimMediaItem } from '../../../scripts/graph-sim/media.js';
 import { inboundEnvelope, audioMessage, documentMessage, imageMessage, stickerMessage, videoMessage, type InboundMessage } from '../fixtures/payloads.js';
-import { postWebhook } from './app.js';
-import type { TestDb } from './context.js';
+import { eventually, postWebhook, startApp, type RunningApp } from './app.js';
+import { APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } from './context.js';
 
 export function startTestS3(): Promise<S3Handle> {
   const id = randomBytes(4).toString('hex');
@@ -43,3 +45,81 @@ export async function mediaOf(db: TestDb, wamid: string): Promise<{ id: number; 
   return rows[0];
 }
 
+
+/** Requests seen by a loopback pass-through in front of the store: how many a write really costs. */
+export interface CountingProxy {
+  /** The endpoint to give a client in place of the store's. */
+  readonly endpoint: string;
+  /** Each request, as `METHOD /path` (no query), in arrival order; empty it to start counting anew. */
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Forwards every request byte for byte, headers included (a SigV4 signature covers the Host it
+ * was sent to, which the store checks as it receives it), and records it. A store that is down
+ * ends the client's connection, as a refused connection would.
+ */
+export async function countingProxy(upstream: string): Promise<CountingProxy> {
+  const target = new URL(upstream);
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(`${req.method} ${(req.url ?? '').split('?')[0]}`);
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    up.on('error', () => req.socket.destroy());
+    req.on('aborted', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** A database, the Graph simulator and an app on them: the setup of the media test files. */
+export interface MediaStack {
+  readonly db: TestDb;
+  readonly sim: GraphSimulator;
+  readonly app: RunningApp;
+  /** The media of `wamid` once it has `status` (30 s at most). */
+  statusOf(wamid: string, status: string): Promise<NonNullable<Awaited<ReturnType<typeof mediaOf>>>>;
+  stop(): Promise<void>;
+}
+
+export async function startMediaStack(env: (db: TestDb, sim: GraphSimulator) => Record<string, string>): Promise<MediaStack> {
+  const [db, sim] = await Promise.all([
+    createTestDb(),
+    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
+  ]);
+  let app: RunningApp;
+  try {
+    app = await startApp(db, 'all', env(db, sim));
+  } catch (err) {
+    await sim.close();
+    await db.drop();
+    throw err;
+  }
+  return {
+    db,
+    sim,
+    app,
+    statusOf: (wamid, status) => eventually(async () => {
+      const m = await mediaOf(db, wamid);
+      return m?.status === status ? m : null;
+    }, { what: `media of ${wamid} ${status}`, timeoutMs: 30_000 }),
+    async stop() {
+      await app.stop();
+      await sim.close();
+      await db.drop();
+    },
+  };
+}

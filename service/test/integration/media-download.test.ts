@@ -6,13 +6,13 @@ import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGraphSimulator, type GraphSimulator } from '../../../scripts/graph-sim/server.js';
+import type { GraphSimulator } from '../../../scripts/graph-sim/server.js';
 import { signMediaPath } from '../../src/media/routes.js';
 import { keyForSha256 } from '../../src/media/store.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
-import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
+import { API_TOKEN, createTestDb, PHONE_NUMBER_ID, testEnv, type TestDb } from '../helpers/context.js';
 import { eventually, json, postWebhook, startApp, type RunningApp } from '../helpers/app.js';
-import { bytesOf, mediaOf, receiveItem, receiveMedia, type Kind } from '../helpers/media.js';
+import { bytesOf, mediaOf, receiveItem, receiveMedia, startMediaStack, type Kind, type MediaStack } from '../helpers/media.js';
 import { envelope, historyChange, historyMessage, imageMessage, inboundEnvelope } from '../fixtures/payloads.js';
 import { openSse } from '../helpers/events.js';
 
@@ -20,25 +20,17 @@ let db: TestDb;
 let sim: GraphSimulator;
 let app: RunningApp;
 let env: Record<string, string>;
+let stack: MediaStack | undefined;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
-const stored = (wamid: string, status = 'stored') => eventually(async () => {
-  const m = await mediaOf(db, wamid);
-  return m?.status === status ? m : null;
-}, { what: `media of ${wamid} ${status}`, timeoutMs: 30_000 });
+const stored = (wamid: string, status = 'stored') => stack!.statusOf(wamid, status);
 
 beforeAll(async () => {
-  [db, sim] = await Promise.all([
-    createTestDb(),
-    startGraphSimulator({ tokens: { [PHONE_NUMBER_ID]: 'test-access-token' }, config: { appSecret: APP_SECRET, latencyMs: 1, jitterMs: 1 } }),
-  ]);
-  env = testEnv(db, { GRAPH_API_BASE_URL: sim.url, MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50', FORWARD_ALLOW_PRIVATE: 'true' });
-  app = await startApp(db, 'all', env);
+  stack = await startMediaStack((d, g) => (env = testEnv(d, { GRAPH_API_BASE_URL: g.url, MEDIA_BACKOFF_MS: '100', MEDIA_POLL_MS: '50', FORWARD_ALLOW_PRIVATE: 'true' })));
+  ({ db, sim, app } = stack);
 });
 afterAll(async () => {
-  await app?.stop();
-  await sim?.close();
-  await db?.drop();
+  await stack?.stop();
 });
 
 describe('inbound media', () => {

@@ -1,7 +1,8 @@
 // A media download outlives its worker: SIGKILLed mid-download, the next worker stores the file
-// once, in either store: it sweeps the killed one's temp file (in S3 a temp object: what a store
-// kept of the cut PutObject never lands on a key), and a second media of the same bytes cut
-// mid-upload leaves the first one's stored object whole (the store's outage is in media-s3.test.ts).
+// once, in either store: it sweeps the killed one's temp file (in S3 the store refuses the cut
+// PutObject, whose SHA-256 checksum it cannot match, and keeps nothing of it), and a second media
+// of the same bytes cut mid-upload leaves the first one's stored object whole (the store's outage
+// is in media-s3.test.ts).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -84,12 +85,12 @@ describe('media downloads under a crash', () => {
       expect((await storedBytes(wamid, 60_000, s3Web)).equals(bytes)).toBe(true);
       expect((await mediaOf(db, wamid))?.storageKey).toBe(key);
       // One object, the whole file: not the part a store may keep of the upload the kill cut short
-      // (a temp object the next worker sweeps once untouched for MEDIA_TIMEOUT_MS), nor a second copy.
+      // (refused by its checksum; objects a version before it left under .partial/ are swept), nor a second copy.
       await eventually(async () => {
         const listed = await client.send(new ListObjectsV2Command({ Bucket: s3!.bucket }));
         const objs = (listed.Contents ?? []).map((o) => [o.Key, o.Size]);
         return objs.length === 1 ? objs : null;
-      }, { what: 'the temp object swept', timeoutMs: 20_000 });
+      }, { what: 'one object in the bucket', timeoutMs: 20_000 });
       const listed = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
       expect((listed.Contents ?? []).map((o) => [o.Key, o.Size])).toEqual([[key, bytes.length]]);
       const head = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));

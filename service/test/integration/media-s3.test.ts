@@ -1,8 +1,10 @@
 // Media with a real S3-compatible store (Versity S3 Gateway, built from the Go module proxy and
 // started on loopback): every media type stored and served byte for byte, ranges, a presigned
 // redirect that expires, bytes that fail their check mid-upload, bytes of no declared size (a
-// multipart upload), an upload cut short beside a stored object of the same key, and the store
-// down for 30 s (downloads retry and land when it is back).
+// multipart upload), an upload cut short or altered beside a stored object of the same key (with
+// a declared SHA-256, without one, multipart), the requests a new object costs (one; three
+// without a declared SHA-256), and the store down for 30 s (downloads retry and land when it is
+// back).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -13,13 +15,15 @@ import { API_TOKEN, APP_SECRET, createTestDb, PHONE_NUMBER_ID, type TestDb } fro
 import { eventually, startApp, type RunningApp } from '../helpers/app.js';
 import { keyForSha256 } from '../../src/media/store.js';
 import { S3MediaStore, TMP_PREFIX } from '../../src/media/s3-store.js';
-import { bytesOf, mediaOf, receiveItem, receiveMedia, startTestS3, type Kind } from '../helpers/media.js';
+import { bytesOf, countingProxy, mediaOf, receiveItem, receiveMedia, startTestS3, type CountingProxy, type Kind } from '../helpers/media.js';
 
 let db: TestDb;
 let sim: GraphSimulator;
 let s3: S3Handle;
 let starting: Promise<PromiseSettledResult<unknown>[]> | undefined;
 let app: RunningApp;
+/** What the app asks the store, counted on the way. */
+let proxy: CountingProxy;
 /** The store seen directly, as S3 describes what it holds. */
 let objects: S3Client;
 const auth = { authorization: `Bearer ${API_TOKEN}` };
@@ -42,14 +46,16 @@ beforeAll(async () => {
     startTestS3().then((h) => (s3 = h)),
   ]);
   for (const r of await starting) if (r.status === 'rejected') throw r.reason;
+  proxy = await countingProxy(s3.endpoint);
   // Streamed through this service (ranges are ours to answer); the redirect has its own test.
-  app = await startApp(db, 'all', { ...s3.env, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
+  app = await startApp(db, 'all', { ...s3.env, S3_ENDPOINT: proxy.endpoint, GRAPH_API_BASE_URL: sim.url, MEDIA_S3_REDIRECT: 'false', MEDIA_POLL_MS: '50', MEDIA_BACKOFF_MS: '1000', MEDIA_ATTEMPTS: '12' });
   objects = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
 }, 300_000);
 afterAll(async () => {
   await starting;
   objects?.destroy();
   await app?.stop();
+  await proxy?.close();
   await sim?.close();
   await s3?.stop();
   await db?.drop();
@@ -125,14 +131,17 @@ describe('media in an S3-compatible store', () => {
     const m = await stored(wamid);
     const res = await fetch(`${app.url}/v1/media/${m.messageId}`, { headers: auth });
     expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
-    // Uploaded in parts of 5 MiB to a temp key, then copied into place whole by the store: the
-    // object at the key is one object of these bytes (the ETag of a copy is the MD5 of all of them).
-    expect(await storedEtag(m.storageKey), 'ETag of the stored object').toBe(etagOf(bytes));
+    // Uploaded in parts of 5 MiB straight to its key (nothing is there until the upload completes):
+    // the ETag of a multipart object is the MD5 of its parts' MD5s, followed by their count.
+    const parts = [bytes.subarray(0, 5 * 1024 * 1024), bytes.subarray(5 * 1024 * 1024)];
+    const multipartEtag = `"${createHash('md5').update(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest()))).digest('hex')}-2"`;
+    expect(await storedEtag(m.storageKey), 'ETag of the stored object').toBe(multipartEtag);
   }, 60_000);
 
-  it('keeps a stored object whole when a second upload of its key is cut mid-body, and never leaves a cut one at a key', async () => {
+  it('keeps a stored object whole when a second upload of its key is cut mid-body or altered on the way, and leaves nothing at a new key an upload was cut short of', async () => {
     // Keys are content addresses shared by every media of the same bytes, and Versity S3 Gateway
-    // keeps the bytes of a PutObject cut short: an upload must not land on the key until whole.
+    // keeps the bytes of a PutObject cut short: what guards the key is the SHA-256 each upload
+    // carries, which the store checks before it makes the upload the object.
     const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
     const readAll = async (r: Readable) => {
       const chunks: Buffer[] = [];
@@ -145,29 +154,123 @@ describe('media in an S3-compatible store', () => {
       setTimeout(() => cut.destroy(new Error('source gone')), 300);
       return cut;
     };
+    const shaOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     try {
       const bytes = bytesOf(2 * 1024 * 1024);
-      const key = keyForSha256(createHash('sha256').update(bytes).digest('hex'));
-      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length);
-      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length)).rejects.toThrow('source gone');
+      const key = keyForSha256(shaOf(bytes));
+      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length, shaOf(bytes));
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length, shaOf(bytes))).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
       expect(await store.size(key), 'size of the object the first media is served from').toBe(bytes.length);
       expect((await readAll((await store.get(key)).body)).equals(bytes)).toBe(true);
-      // A first upload cut short leaves nothing at its key; what the store kept of it is a temp
-      // object the sweep removes once untouched for its age.
+      // The same length, one byte changed on the way: refused by the store, the object untouched.
+      const altered = Buffer.from(bytes);
+      altered[12_345]! ^= 0xff;
+      await expect(store.put(key, Readable.from([altered]), 'image/webp', altered.length, shaOf(bytes))).rejects.toMatchObject({ name: 'BadDigest' });
+      expect(await storedEtag(key), 'the object after an altered upload').toBe(etagOf(bytes));
+      // A first upload cut short leaves nothing at its key.
       const other = bytesOf(1024 * 1024);
-      const otherKey = keyForSha256(createHash('sha256').update(other).digest('hex'));
-      await expect(store.put(otherKey, cutAfter(other, 512 * 1024), 'image/webp', other.length)).rejects.toThrow('source gone');
+      const otherKey = keyForSha256(shaOf(other));
+      await expect(store.put(otherKey, cutAfter(other, 512 * 1024), 'image/webp', other.length, shaOf(other))).rejects.toThrow('source gone');
       await new Promise((r) => setTimeout(r, 500));
       expect(await store.size(otherKey)).toBeNull();
-      const temps = async () => (await objects.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: TMP_PREFIX }))).Contents ?? [];
-      expect(await store.removeStale(60_000), 'temp objects younger than the age swept').toBe(0);
-      await new Promise((r) => setTimeout(r, 1100));
-      expect(await store.removeStale(1000)).toBeGreaterThanOrEqual(0);
-      expect(await temps(), 'temp objects left after the sweep').toEqual([]);
+      // What the checksum guards against: written straight to its key without it (only an API
+      // upload's random key is, which its caller deletes), the store keeps the cut upload's bytes.
+      await expect(store.put('uploads/cut-without-checksum', cutAfter(other, 512 * 1024), 'image/webp', other.length, null, { unique: true })).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size('uploads/cut-without-checksum'), 'bytes the store kept of an unchecked cut upload').toBe(512 * 1024);
     } finally {
       await store.close();
     }
+  }, 60_000);
+
+  it('keeps a stored object whole at a key without a declared SHA-256 (media/<row id>, shared once stored) when a second upload of it is cut mid-body, and leaves only temp objects the sweep removes', async () => {
+    // Review of 2026-12-01 (rev-media11): such a key is written by every run of its job (a stalled
+    // job's first run may still be uploading after the second stored it), and once stored it is
+    // the key later media of the same bytes are deduplicated onto (the next test).
+    const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    const cutAfter = (bytes: Buffer, sent: number) => {
+      const cut = new Readable({ read() {} });
+      cut.push(bytes.subarray(0, sent));
+      setTimeout(() => cut.destroy(new Error('source gone')), 300);
+      return cut;
+    };
+    try {
+      const bytes = bytesOf(2 * 1024 * 1024);
+      const key = 'media/cut-of-own-key';
+      // The second run of a stalled job stored it (Meta declared file_size, no sha256) ...
+      await store.put(key, Readable.from([bytes]), 'image/webp', bytes.length);
+      // ... then the first run, still going, has its upload cut (Meta's stream dropped): sized, and unsized (one PutObject).
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp', bytes.length)).rejects.toThrow('source gone');
+      await expect(store.put(key, cutAfter(bytes, 1024 * 1024), 'image/webp')).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size(key), 'size of the object the stored row (and every deduplicated media) is served from').toBe(bytes.length);
+      expect(await storedEtag(key), 'the object after cut uploads of its key').toBe(etagOf(bytes));
+      // The temp key is deleted once the upload failed, but the store may still commit the cut
+      // bytes after it answered (Versity S3 Gateway did here, after the delete): the sweep's.
+      await store.removeStale(0);
+      const temps = await objects.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: TMP_PREFIX }));
+      expect(temps.Contents ?? [], 'temp objects left after the sweep').toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('keeps a stored object whole when a second upload of its content key, of unknown size and over one part (multipart), is cut mid-body', async () => {
+    // Review of 2026-12-01 (rev-media11): a multipart upload goes straight to the key without a
+    // checksum; it must never complete on a body that failed.
+    const store = new S3MediaStore({ bucket: s3.bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    try {
+      const bytes = bytesOf(11 * 1024 * 1024);
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      const key = keyForSha256(sha);
+      await store.put(key, Readable.from([bytes]), 'video/mp4', null, sha);
+      expect(await store.size(key)).toBe(bytes.length);
+      // 7 MiB then the source dies: past the first part, so a multipart upload to the key.
+      const cut = new Readable({ read() {} });
+      cut.push(bytes.subarray(0, 7 * 1024 * 1024));
+      setTimeout(() => cut.destroy(new Error('source gone')), 300);
+      await expect(store.put(key, cut, 'video/mp4', null, sha)).rejects.toThrow('source gone');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await store.size(key), 'the stored object after a cut multipart upload of its key').toBe(bytes.length);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
+  it('stores media without a declared SHA-256 at media/<id> through a temp key and a copy, and deduplicates later media of the same bytes onto that key', async () => {
+    const bytes = bytesOf(60_000);
+    const first = sim.media.add(bytes, 'image/jpeg');
+    first.sha256 = ''; // Meta's metadata carries no sha256 for this one
+    proxy.requests.length = 0;
+    const a = await stored((await receiveItem(app.url, 'image', first)).wamid);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a.storageKey).toBe(`media/${a.id}`);
+    const seen = proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)).map((r) => r.replace(/\.partial\/[0-9a-f]+$/, '.partial/<tmp>'));
+    const tmp = `/${s3.bucket}/${TMP_PREFIX}<tmp>`;
+    // The upload, the copy (a PUT with x-amz-copy-source), the temp key's delete.
+    expect(seen, 'requests to the store for a new image without a declared SHA-256').toEqual([`PUT ${tmp}`, `PUT /${s3.bucket}/${a.storageKey}`, `DELETE ${tmp}`]);
+    expect(await storedEtag(a.storageKey), 'stored whole').toBe(etagOf(bytes));
+    // The same bytes with a SHA-256 declared: served from that key (so it must never be cut).
+    const b = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    expect(b.id).not.toBe(a.id);
+    expect(b.storageKey).toBe(`media/${a.id}`);
+  }, 60_000);
+
+  it('stores a new image with one request to the store, and a second media of the same bytes with one HEAD and no upload', async () => {
+    const bytes = bytesOf(100_000);
+    proxy.requests.length = 0;
+    const a = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    const key = `/${s3.bucket}/${a.storageKey}`;
+    // Anything a write might still send after the row is stored would show here.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)), 'requests to the store for a new image').toEqual([`PUT ${key}`]);
+    expect(await storedEtag(a.storageKey), 'stored whole').toBe(etagOf(bytes));
+    proxy.requests.length = 0;
+    const b = await stored((await receiveMedia(app.url, sim, 'image', bytes, 'image/jpeg')).wamid);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.storageKey).toBe(a.storageKey);
+    expect(proxy.requests.filter((r) => !r.endsWith(`/${s3.bucket}`) && !r.endsWith(`/${s3.bucket}/`)), 'requests to the store for the same bytes again').toEqual([`HEAD ${key}`]);
   }, 60_000);
 
   it('downloads again, not deduplicated, when the object under a SHA-256 is not the size its download counted (Meta declaring none)', async () => {
