@@ -290,6 +290,13 @@ async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<
 }
 
 // Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
+// Contacts and conversations already stored as the batch gives them (nearly every message of a
+// live conversation) are read, not proposed again: an ON CONFLICT DO UPDATE locks every row it
+// conflicts with, WHERE clause or not (a WAL record and a dirtied page per contact, a write
+// transaction and its commit flush per batch, and batches of one customer queued on the lock), and
+// every proposed row draws a sequence value. In the usual batch this statement writes nothing.
+// A row read here that a concurrent number change deletes fails the next insert's foreign key,
+// and the batch runs again (see the inbound processor).
 const PEOPLE_SQL = `
 WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
 -- Numbers whose contact is still keyed on their BSUID: re-keyed by REKEY_SQL, resolved next round.
@@ -300,8 +307,15 @@ ct_in AS (
   SELECT DISTINCT ON (wa_id) wa_id, profile_name, user_id, username FROM input
   WHERE wa_id NOT IN (SELECT wa_id FROM moved)
   ORDER BY wa_id, profile_name NULLS LAST, user_id NULLS LAST, username NULLS LAST),
+-- Exactly the rows the upsert below would leave as they are.
+ct_same AS (
+  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in i USING (wa_id)
+  WHERE (i.profile_name IS NULL OR c.profile_name IS NOT DISTINCT FROM i.profile_name)
+    AND (i.user_id IS NULL OR c.user_id IS NOT DISTINCT FROM i.user_id)
+    AND (i.username IS NULL OR c.username IS NOT DISTINCT FROM i.username)),
 ct_ins AS (
-  INSERT INTO contacts (wa_id, profile_name, user_id, username) SELECT wa_id, profile_name, user_id, username FROM ct_in ORDER BY wa_id
+  INSERT INTO contacts (wa_id, profile_name, user_id, username)
+  SELECT wa_id, profile_name, user_id, username FROM ct_in WHERE wa_id NOT IN (SELECT wa_id FROM ct_same) ORDER BY wa_id
   ON CONFLICT (wa_id) DO UPDATE SET profile_name = COALESCE(EXCLUDED.profile_name, contacts.profile_name),
       user_id = COALESCE(EXCLUDED.user_id, contacts.user_id), username = COALESCE(EXCLUDED.username, contacts.username), updated_at = now()
     WHERE (EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name)
@@ -309,19 +323,25 @@ ct_ins AS (
        OR (EXCLUDED.username IS NOT NULL AND contacts.username IS DISTINCT FROM EXCLUDED.username)
   RETURNING id, wa_id),
 ct AS (
+  SELECT id, wa_id FROM ct_same
+  UNION ALL
   SELECT id, wa_id FROM ct_ins
   UNION ALL
-  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in USING (wa_id) WHERE NOT EXISTS (SELECT 1 FROM ct_ins WHERE ct_ins.wa_id = c.wa_id)),
+  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in USING (wa_id)
+  WHERE c.wa_id NOT IN (SELECT wa_id FROM ct_same) AND NOT EXISTS (SELECT 1 FROM ct_ins WHERE ct_ins.wa_id = c.wa_id)),
 cv_in AS (SELECT DISTINCT i.channel_id, ct.id AS contact_id FROM input i JOIN ct USING (wa_id)),
+cv_old AS (SELECT c.id, c.channel_id, c.contact_id FROM conversations c JOIN cv_in USING (channel_id, contact_id)),
 cv_ins AS (
-  INSERT INTO conversations (channel_id, contact_id) SELECT channel_id, contact_id FROM cv_in ORDER BY channel_id, contact_id
+  INSERT INTO conversations (channel_id, contact_id)
+  SELECT channel_id, contact_id FROM cv_in
+  WHERE NOT EXISTS (SELECT 1 FROM cv_old o WHERE o.channel_id = cv_in.channel_id AND o.contact_id = cv_in.contact_id)
+  ORDER BY channel_id, contact_id
   ON CONFLICT (channel_id, contact_id) DO NOTHING
   RETURNING id, channel_id, contact_id),
 cv AS (
-  SELECT id, channel_id, contact_id FROM cv_ins
+  SELECT id, channel_id, contact_id FROM cv_old
   UNION ALL
-  SELECT c.id, c.channel_id, c.contact_id FROM conversations c JOIN cv_in USING (channel_id, contact_id)
-  WHERE NOT EXISTS (SELECT 1 FROM cv_ins WHERE cv_ins.channel_id = c.channel_id AND cv_ins.contact_id = c.contact_id))
+  SELECT id, channel_id, contact_id FROM cv_ins)
 SELECT cv.id AS conversation_id, cv.channel_id, cv.contact_id, ct.wa_id FROM cv JOIN ct ON ct.id = cv.contact_id`;
 
 // One statement, so the event log, the messages, their conversations and the statuses
