@@ -105,4 +105,57 @@ describe('a new-number batch racing the number change that merges its contact', 
     const seen = await findMessage(db.pool, { wamid: late.id! });
     expect({ visible: seen !== null, row: rows[0] }).toMatchObject({ visible: true, row: { contact_exists: true, wa_id: newNo } });
   });
+
+  it('same channel (the merge deletes the conversation): the batch fails its foreign key, runs again, and is stored once', async () => {
+    const oldNo = '5511944440011';
+    const newNo = '5511944440012';
+    const T = Math.floor(Date.now() / 1000) - 600;
+    await storeLikeTheProcessor(record(PHONE_NUMBER_ID, [textMessage({ from: oldNo, timestamp: T - 100, body: 'old' })], [oldNo]));
+    await storeLikeTheProcessor(record(PHONE_NUMBER_ID, [textMessage({ from: newNo, timestamp: T + 1, body: 'early' })], [newNo]));
+    const { proxy, release, atCommit } = pausedCommitPool(db.pool);
+    const merging = storeInboundBatch(proxy, [record(PHONE_NUMBER_ID, [systemMessage({ from: oldNo, newWaId: newNo, timestamp: T })], [])], channels);
+    await atCommit;
+    const late = textMessage({ from: newNo, timestamp: T + 5, body: 'late' });
+    const storing = storeLikeTheProcessor(record(PHONE_NUMBER_ID, [late], [newNo]));
+    await new Promise((r) => setTimeout(r, 500));
+    release();
+    await merging;
+    await storing;
+    expect(await findMessage(db.pool, { wamid: late.id! })).not.toBeNull();
+    const { rows } = await db.pool.query('SELECT count(*)::int AS n, sum(unread_count)::int AS unread FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE ct.wa_id = $1', [newNo]);
+    // old, early, the system message, late: each once, in the one conversation.
+    expect(rows[0]).toEqual({ n: 1, unread: 4 });
+    const msgs = await db.pool.query('SELECT count(*)::int AS n FROM messages m JOIN contacts ct ON ct.id = m.contact_id WHERE ct.wa_id = $1', [newNo]);
+    expect(msgs.rows[0].n).toBe(4);
+  });
+
+  it('(pre-existing on main too) resolved just before the merge, stored just after it: same dangling contact', async () => {
+    const oldNo = '5511944440021';
+    const newNo = '5511944440022';
+    const T = Math.floor(Date.now() / 1000) - 600;
+    await storeLikeTheProcessor(record(PHONE_NUMBER_ID, [textMessage({ from: oldNo, timestamp: T - 100, body: 'old' })], [oldNo]));
+    await storeLikeTheProcessor(record(OTHER_NUMBER_ID, [textMessage({ from: newNo, timestamp: T + 1, body: 'early' })], [newNo]));
+    // The batch's STORE statement (the second round trip) is held until the merge has committed.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const atStore = new Promise<void>((r) => (reached = r));
+    const proxy = {
+      query: async (sql: string, params?: unknown[]) => {
+        if (typeof sql === 'string' && sql.includes('ev_ins AS')) {
+          reached();
+          await gate;
+        }
+        return db.pool.query(sql, params);
+      },
+      connect: () => db.pool.connect(),
+    } as unknown as Pool;
+    const late = textMessage({ from: newNo, timestamp: T + 5, body: 'late' });
+    const storing = storeInboundBatch(proxy, [record(OTHER_NUMBER_ID, [late], [newNo])], channels);
+    await atStore;
+    await storeInboundBatch(db.pool, [record(PHONE_NUMBER_ID, [systemMessage({ from: oldNo, newWaId: newNo, timestamp: T })], [])], channels);
+    release();
+    await storing;
+    expect(await findMessage(db.pool, { wamid: late.id! })).not.toBeNull();
+  });
 });
