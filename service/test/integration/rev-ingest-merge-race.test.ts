@@ -159,3 +159,22 @@ describe('a new-number batch racing the number change that merges its contact', 
     expect(await findMessage(db.pool, { wamid: late.id! })).not.toBeNull();
   });
 });
+
+describe('one new customer, several batches at once', () => {
+  it('ends with one contact, one conversation per number, every message once, unread = messages', async () => {
+    for (let round = 0; round < 5; round++) {
+      const from = `55119555500${round}0`;
+      const T = Math.floor(Date.now() / 1000) - 600;
+      const msgs = Array.from({ length: 8 }, (_, i) => textMessage({ from, timestamp: T + i, body: `m${i}` }));
+      await Promise.all(msgs.map((m, i) => storeLikeTheProcessor(record(i % 2 === 0 ? PHONE_NUMBER_ID : OTHER_NUMBER_ID, [m], [from]))));
+      const { rows } = await db.pool.query(
+        `SELECT (SELECT count(*)::int FROM contacts WHERE wa_id = $1) AS contacts,
+                (SELECT count(*)::int FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE ct.wa_id = $1) AS conversations,
+                (SELECT sum(unread_count)::int FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE ct.wa_id = $1) AS unread,
+                (SELECT count(*)::int FROM messages m JOIN contacts ct ON ct.id = m.contact_id WHERE ct.wa_id = $1) AS messages`,
+        [from],
+      );
+      expect(rows[0]).toEqual({ contacts: 1, conversations: 2, unread: 8, messages: 8 });
+    }
+  });
+});
