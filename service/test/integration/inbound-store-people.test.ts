@@ -101,3 +101,16 @@ describe('a known customer', () => {
     await expect(db.pool.query('INSERT INTO conversations (channel_id, contact_id) VALUES ($1, $2)', [rows[0]!.channel_id, rows[0]!.contact_id])).rejects.toMatchObject({ code: '23505' });
   });
 });
+
+describe('review: each detail alone', () => {
+  it('a username alone, then a BSUID alone, then a name alone is stored', async () => {
+    const from = '5511900000009';
+    await store(from, { profile: { name: 'Bia' } });
+    await store(from, { profile: { name: 'Bia', username: 'bia' } });
+    expect(await contactOf(from)).toMatchObject({ profile_name: 'Bia', user_id: null, username: 'bia' });
+    await store(from, { profile: { name: 'Bia', username: 'bia' }, userId: 'BR.7000000000009' });
+    expect(await contactOf(from)).toMatchObject({ profile_name: 'Bia', user_id: 'BR.7000000000009', username: 'bia' });
+    await store(from, { profile: { name: 'Bia S', username: 'bia' }, userId: 'BR.7000000000009' });
+    expect(await contactOf(from)).toMatchObject({ profile_name: 'Bia S', user_id: 'BR.7000000000009', username: 'bia' });
+  });
+});
