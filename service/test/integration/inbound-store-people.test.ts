@@ -114,3 +114,15 @@ describe('review: each detail alone', () => {
     expect(await contactOf(from)).toMatchObject({ profile_name: 'Bia S', user_id: 'BR.7000000000009', username: 'bia' });
   });
 });
+
+describe('review: a known customer draws nothing', () => {
+  it('stores a message of a known, unchanged customer without drawing a contact or conversation id', async () => {
+    const from = '5511900000010';
+    await store(from);
+    const seqs = async () => (await db.pool.query("SELECT (SELECT last_value FROM contacts_id_seq) AS contacts, (SELECT last_value FROM conversations_id_seq) AS conversations")).rows[0];
+    const before = await seqs();
+    await store(from);
+    await store(from, { profile: null });
+    expect(await seqs()).toEqual(before);
+  });
+});
