@@ -126,3 +126,16 @@ describe('review: a known customer draws nothing', () => {
     expect(await seqs()).toEqual(before);
   });
 });
+
+describe('review: one write transaction per batch', () => {
+  it("a known, unchanged customer's message assigns one transaction id (the storing statement's), not two", async () => {
+    const from = '5511900000011';
+    await store(from);
+    const xid = async () => BigInt((await db.pool.query('SELECT pg_current_xact_id()::text AS x')).rows[0].x);
+    const before = await xid();
+    await store(from);
+    const after = await xid();
+    // One for the storing statement, one for the second pg_current_xact_id() itself.
+    expect(after - before).toBe(2n);
+  });
+});
