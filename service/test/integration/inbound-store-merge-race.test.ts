@@ -1,11 +1,10 @@
-// Review of s11-ingest: a batch of a customer's NEW number that resolves its contact and
-// conversation while a number change's merge (applyIdentityChanges) of that same contact is in
-// progress. The merge moves the new number's early conversation to the old contact (the old
-// contact has no conversation on that channel) and deletes the new number's early contact.
-// The inbound store's comment says the batch then "fails the next insert's foreign key, and runs
-// again"; messages.contact_id has no foreign key, so when the conversation is moved rather than
-// deleted the message is stored pointing at a deleted contact, invisible to every read that joins
-// contacts (GET /v1/messages/:id, the conversation's messages, the router's forwarding payload).
+// A batch of a customer's NEW number that resolves its contact and conversation while a number
+// change's merge (applyIdentityChanges) of that same contact is in progress or has just committed.
+// The merge moves the new number's early conversation to the old contact (when the old contact has
+// no conversation on that channel) and deletes the new number's early contact; messages.contact_id
+// has no foreign key, so a message stored under the contact the batch read would point at a
+// deleted contact, invisible to every read that joins contacts (GET /v1/messages, the
+// conversation's messages, the router's forwarding payload).
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../../src/store/pool.js';
@@ -129,7 +128,7 @@ describe('a new-number batch racing the number change that merges its contact', 
     expect(msgs.rows[0].n).toBe(4);
   });
 
-  it('(pre-existing on main too) resolved just before the merge, stored just after it: same dangling contact', async () => {
+  it('resolved just before the merge, stored just after it commits: stored under the contact that exists', async () => {
     const oldNo = '5511944440021';
     const newNo = '5511944440022';
     const T = Math.floor(Date.now() / 1000) - 600;
