@@ -167,8 +167,9 @@ function identityChanges(messages: readonly InboundMessage[]): IdentityChange[] 
  * it has is from the change on (give or take clock skew), it is that same customer, and it is merged into the old contact
  * (its conversations and messages joined to the old ones) before the re-key. A contact with
  * anything older belongs to the number's previous owner and stays apart.
- * In one transaction: a concurrent batch that still holds the merged conversation's id fails
- * on its foreign key and runs again (see the inbound processor), resolving the contact anew.
+ * In one transaction, the conversations locked: a concurrent batch that still holds a deleted
+ * conversation's id fails on its foreign key and runs again (see the inbound processor), resolving
+ * the contact anew; one that holds a moved conversation stores under its new contact (STORE_SQL).
  */
 async function applyIdentityChanges(pool: Pool, moves: readonly IdentityChange[]): Promise<void> {
   // One move per statement, in the order they happened: two changes of one contact in one UPDATE
@@ -295,8 +296,11 @@ async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<
 // conflicts with, WHERE clause or not (a WAL record and a dirtied page per contact, a write
 // transaction and its commit flush per batch, and batches of one customer queued on the lock), and
 // every proposed row draws a sequence value. In the usual batch this statement writes nothing.
-// A row read here that a concurrent number change deletes fails the next insert's foreign key,
-// and the batch runs again (see the inbound processor).
+// Nothing read here is locked: a number change's merge may move the conversation read to the
+// customer's old contact and delete the contact read, before or while the batch stores. STORE_SQL
+// takes each message's contact from its conversation once locked; a conversation the merge deleted
+// (it had one on that channel already) fails the message insert's foreign key, and the batch runs
+// again (see the inbound processor).
 const PEOPLE_SQL = `
 WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
 -- Numbers whose contact is still keyed on their BSUID: re-keyed by REKEY_SQL, resolved next round.
@@ -371,14 +375,25 @@ msg_all AS MATERIALIZED (
     reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
     referral jsonb, raw jsonb, wa_timestamp timestamptz)),
 msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
+-- Each message's contact is its conversation's as it is once locked, not the one PEOPLE_SQL read:
+-- a number change's merge may have moved the conversation to the customer's old contact and
+-- deleted the one read (after that read, or while this statement waited on the merge's lock), and
+-- messages.contact_id has no foreign key to refuse it. A locking read waits for the merge and
+-- returns the row as committed; the statement's plain reads would still see the old version.
+-- Only a lock: upd below changes these rows, once. A conversation the merge deleted returns
+-- nothing, and the insert fails its foreign key (the batch runs again, resolving anew).
+cv_now AS MATERIALIZED (
+  SELECT id, contact_id FROM conversations WHERE id IN (SELECT conversation_id FROM msg)
+  -- Sorted: batches sharing conversations lock them in one global order.
+  ORDER BY id FOR NO KEY UPDATE),
 ins AS (
   INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
     media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
     reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, status, status_rank)
-  SELECT wamid, channel_id, conversation_id, contact_id, 'inbound', 'live', type, body,
-    media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
-    reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, 'received', 0
-  FROM msg
+  SELECT msg.wamid, msg.channel_id, msg.conversation_id, COALESCE(cv_now.contact_id, msg.contact_id), 'inbound', 'live', msg.type, msg.body,
+    msg.media_id, msg.media_mime_type, msg.media_sha256, msg.media_filename, msg.latitude, msg.longitude, msg.reply_to_wamid,
+    msg.reaction_to_wamid, msg.reaction_emoji, msg.interactive_reply_id, msg.forwarded, msg.referral, msg.raw, msg.wa_timestamp, 'received', 0
+  FROM msg LEFT JOIN cv_now ON cv_now.id = msg.conversation_id
   ON CONFLICT (wamid) DO NOTHING
   RETURNING id, wamid, conversation_id, channel_id, type, wa_timestamp),
 -- The batch's messages an earlier attempt or delivery stored: those of events seen before and
