@@ -102,7 +102,7 @@ describe('a known customer', () => {
   });
 });
 
-describe('review: each detail alone', () => {
+describe('a known customer, one detail changed at a time', () => {
   it('a username alone, then a BSUID alone, then a name alone is stored', async () => {
     const from = '5511900000009';
     await store(from, { profile: { name: 'Bia' } });
@@ -115,7 +115,7 @@ describe('review: each detail alone', () => {
   });
 });
 
-describe('review: a known customer draws nothing', () => {
+describe('a known customer draws no id', () => {
   it('stores a message of a known, unchanged customer without drawing a contact or conversation id', async () => {
     const from = '5511900000010';
     await store(from);
@@ -127,7 +127,7 @@ describe('review: a known customer draws nothing', () => {
   });
 });
 
-describe('review: one write transaction per batch', () => {
+describe('one write transaction per batch', () => {
   it("a known, unchanged customer's message assigns one transaction id (the storing statement's), not two", async () => {
     const from = '5511900000011';
     await store(from);
