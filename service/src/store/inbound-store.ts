@@ -382,6 +382,10 @@ msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
 -- returns the row as committed; the statement's plain reads would still see the old version.
 -- Only a lock: upd below changes these rows, once. A conversation the merge deleted returns
 -- nothing, and the insert fails its foreign key (the batch runs again, resolving anew).
+-- NO KEY UPDATE, the lock upd takes anyway (so the insert's foreign-key checks, which run after
+-- the statement, find it held): about 4 WAL bytes per message. KEY SHARE would let a second batch
+-- of the conversation insert before waiting, but a row the same transaction key-shares and then
+-- updates cost about 60 WAL bytes more per message (bench/store-cost.ts, 2026-12-01).
 cv_now AS MATERIALIZED (
   SELECT id, contact_id FROM conversations WHERE id IN (SELECT conversation_id FROM msg)
   -- Sorted: batches sharing conversations lock them in one global order.
