@@ -167,8 +167,9 @@ function identityChanges(messages: readonly InboundMessage[]): IdentityChange[] 
  * it has is from the change on (give or take clock skew), it is that same customer, and it is merged into the old contact
  * (its conversations and messages joined to the old ones) before the re-key. A contact with
  * anything older belongs to the number's previous owner and stays apart.
- * In one transaction: a concurrent batch that still holds the merged conversation's id fails
- * on its foreign key and runs again (see the inbound processor), resolving the contact anew.
+ * In one transaction, the conversations locked: a concurrent batch that still holds a deleted
+ * conversation's id fails on its foreign key and runs again (see the inbound processor), resolving
+ * the contact anew; one that holds a moved conversation stores under its new contact (STORE_SQL).
  */
 async function applyIdentityChanges(pool: Pool, moves: readonly IdentityChange[]): Promise<void> {
   // One move per statement, in the order they happened: two changes of one contact in one UPDATE
@@ -290,6 +291,16 @@ async function upsertPeople(pool: Pool, people: readonly Person[]): Promise<Map<
 }
 
 // Sorted inserts take row locks in one global order, so concurrent batches cannot deadlock.
+// Contacts and conversations already stored as the batch gives them (nearly every message of a
+// live conversation) are read, not proposed again: an ON CONFLICT DO UPDATE locks every row it
+// conflicts with, WHERE clause or not (a WAL record and a dirtied page per contact, a write
+// transaction and its commit flush per batch, and batches of one customer queued on the lock), and
+// every proposed row draws a sequence value. In the usual batch this statement writes nothing.
+// Nothing read here is locked: a number change's merge may move the conversation read to the
+// customer's old contact and delete the contact read, before or while the batch stores. STORE_SQL
+// takes each message's contact from its conversation once locked; a conversation the merge deleted
+// (it had one on that channel already) fails the message insert's foreign key, and the batch runs
+// again (see the inbound processor).
 const PEOPLE_SQL = `
 WITH input AS (SELECT * FROM json_to_recordset($1::json) AS r(channel_id bigint, wa_id text, profile_name text, user_id text, username text)),
 -- Numbers whose contact is still keyed on their BSUID: re-keyed by REKEY_SQL, resolved next round.
@@ -300,8 +311,15 @@ ct_in AS (
   SELECT DISTINCT ON (wa_id) wa_id, profile_name, user_id, username FROM input
   WHERE wa_id NOT IN (SELECT wa_id FROM moved)
   ORDER BY wa_id, profile_name NULLS LAST, user_id NULLS LAST, username NULLS LAST),
+-- Exactly the rows the upsert below would leave as they are.
+ct_same AS (
+  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in i USING (wa_id)
+  WHERE (i.profile_name IS NULL OR c.profile_name IS NOT DISTINCT FROM i.profile_name)
+    AND (i.user_id IS NULL OR c.user_id IS NOT DISTINCT FROM i.user_id)
+    AND (i.username IS NULL OR c.username IS NOT DISTINCT FROM i.username)),
 ct_ins AS (
-  INSERT INTO contacts (wa_id, profile_name, user_id, username) SELECT wa_id, profile_name, user_id, username FROM ct_in ORDER BY wa_id
+  INSERT INTO contacts (wa_id, profile_name, user_id, username)
+  SELECT wa_id, profile_name, user_id, username FROM ct_in WHERE wa_id NOT IN (SELECT wa_id FROM ct_same) ORDER BY wa_id
   ON CONFLICT (wa_id) DO UPDATE SET profile_name = COALESCE(EXCLUDED.profile_name, contacts.profile_name),
       user_id = COALESCE(EXCLUDED.user_id, contacts.user_id), username = COALESCE(EXCLUDED.username, contacts.username), updated_at = now()
     WHERE (EXCLUDED.profile_name IS NOT NULL AND contacts.profile_name IS DISTINCT FROM EXCLUDED.profile_name)
@@ -309,19 +327,25 @@ ct_ins AS (
        OR (EXCLUDED.username IS NOT NULL AND contacts.username IS DISTINCT FROM EXCLUDED.username)
   RETURNING id, wa_id),
 ct AS (
+  SELECT id, wa_id FROM ct_same
+  UNION ALL
   SELECT id, wa_id FROM ct_ins
   UNION ALL
-  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in USING (wa_id) WHERE NOT EXISTS (SELECT 1 FROM ct_ins WHERE ct_ins.wa_id = c.wa_id)),
+  SELECT c.id, c.wa_id FROM contacts c JOIN ct_in USING (wa_id)
+  WHERE c.wa_id NOT IN (SELECT wa_id FROM ct_same) AND NOT EXISTS (SELECT 1 FROM ct_ins WHERE ct_ins.wa_id = c.wa_id)),
 cv_in AS (SELECT DISTINCT i.channel_id, ct.id AS contact_id FROM input i JOIN ct USING (wa_id)),
+cv_old AS (SELECT c.id, c.channel_id, c.contact_id FROM conversations c JOIN cv_in USING (channel_id, contact_id)),
 cv_ins AS (
-  INSERT INTO conversations (channel_id, contact_id) SELECT channel_id, contact_id FROM cv_in ORDER BY channel_id, contact_id
+  INSERT INTO conversations (channel_id, contact_id)
+  SELECT channel_id, contact_id FROM cv_in
+  WHERE NOT EXISTS (SELECT 1 FROM cv_old o WHERE o.channel_id = cv_in.channel_id AND o.contact_id = cv_in.contact_id)
+  ORDER BY channel_id, contact_id
   ON CONFLICT (channel_id, contact_id) DO NOTHING
   RETURNING id, channel_id, contact_id),
 cv AS (
-  SELECT id, channel_id, contact_id FROM cv_ins
+  SELECT id, channel_id, contact_id FROM cv_old
   UNION ALL
-  SELECT c.id, c.channel_id, c.contact_id FROM conversations c JOIN cv_in USING (channel_id, contact_id)
-  WHERE NOT EXISTS (SELECT 1 FROM cv_ins WHERE cv_ins.channel_id = c.channel_id AND cv_ins.contact_id = c.contact_id))
+  SELECT id, channel_id, contact_id FROM cv_ins)
 SELECT cv.id AS conversation_id, cv.channel_id, cv.contact_id, ct.wa_id FROM cv JOIN ct ON ct.id = cv.contact_id`;
 
 // One statement, so the event log, the messages, their conversations and the statuses
@@ -351,14 +375,29 @@ msg_all AS MATERIALIZED (
     reaction_to_wamid text, reaction_emoji text, interactive_reply_id text, forwarded boolean,
     referral jsonb, raw jsonb, wa_timestamp timestamptz)),
 msg AS (SELECT * FROM msg_all WHERE ev IN (SELECT sha FROM ev_new)),
+-- Each message's contact is its conversation's as it is once locked, not the one PEOPLE_SQL read:
+-- a number change's merge may have moved the conversation to the customer's old contact and
+-- deleted the one read (after that read, or while this statement waited on the merge's lock), and
+-- messages.contact_id has no foreign key to refuse it. A locking read waits for the merge and
+-- returns the row as committed; the statement's plain reads would still see the old version.
+-- Only a lock: upd below changes these rows, once. A conversation the merge deleted returns
+-- nothing, and the insert fails its foreign key (the batch runs again, resolving anew).
+-- NO KEY UPDATE, the lock upd takes anyway (so the insert's foreign-key checks, which run after
+-- the statement, find it held): about 4 WAL bytes per message. KEY SHARE would let a second batch
+-- of the conversation insert before waiting, but a row the same transaction key-shares and then
+-- updates cost about 60 WAL bytes more per message (bench/store-cost.ts, 2026-12-01).
+cv_now AS MATERIALIZED (
+  SELECT id, contact_id FROM conversations WHERE id IN (SELECT conversation_id FROM msg)
+  -- Sorted: batches sharing conversations lock them in one global order.
+  ORDER BY id FOR NO KEY UPDATE),
 ins AS (
   INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body,
     media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
     reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, status, status_rank)
-  SELECT wamid, channel_id, conversation_id, contact_id, 'inbound', 'live', type, body,
-    media_id, media_mime_type, media_sha256, media_filename, latitude, longitude, reply_to_wamid,
-    reaction_to_wamid, reaction_emoji, interactive_reply_id, forwarded, referral, raw, wa_timestamp, 'received', 0
-  FROM msg
+  SELECT msg.wamid, msg.channel_id, msg.conversation_id, COALESCE(cv_now.contact_id, msg.contact_id), 'inbound', 'live', msg.type, msg.body,
+    msg.media_id, msg.media_mime_type, msg.media_sha256, msg.media_filename, msg.latitude, msg.longitude, msg.reply_to_wamid,
+    msg.reaction_to_wamid, msg.reaction_emoji, msg.interactive_reply_id, msg.forwarded, msg.referral, msg.raw, msg.wa_timestamp, 'received', 0
+  FROM msg LEFT JOIN cv_now ON cv_now.id = msg.conversation_id
   ON CONFLICT (wamid) DO NOTHING
   RETURNING id, wamid, conversation_id, channel_id, type, wa_timestamp),
 -- The batch's messages an earlier attempt or delivery stored: those of events seen before and
