@@ -1,39 +1,47 @@
 // How much a claim takes of an area's queue. A receiver slower than the run window: a run
-// delivers a few events before the window ends it, and the rest of the queue waits for the next
-// claim. Each claim must take about what the area gets through, not a full run whose undelivered
-// rest is read, built and claimed again every round (the claim's rows per delivered event is what
-// a busy worker pays in Postgres); once the receiver keeps up again, runs grow back; and while
-// the area is failing, a claim takes only the head that is retried.
+// delivers a few events before the window ends, then checks that nothing stored meanwhile sorts
+// before its rest and goes on with what it holds. Each event is claimed (read, built) once, not
+// with a rest read, built and claimed again every round (the claim's rows per delivered event is
+// what a busy worker pays in Postgres); an event stored meanwhile that sorts before the rest ends
+// the run at the window and goes first; a run outliving its lease keeps it; and while the area is
+// failing, a claim takes only the head that is retried.
 import { expect, it } from 'vitest';
 import type { Pool } from '../../src/store/pool.js';
 import { eventually } from '../helpers/app.js';
 import { forwardingKit } from '../helpers/forwarding.js';
 
 const EVENTS = 60;
+/** The events' sort times start here, 1 ms apart. */
+const T0 = '2026-01-01T00:00:00Z';
+/** The area of the current deliverAll. */
+let area = 0;
 let received: number[] = [];
 /** How the receiver answers, by how many events it has taken so far. */
 let answer: (taken: number) => { ms: number; status: number } = () => ({ ms: 40, status: 200 });
+/** Runs before the answer to each request, by how many events the receiver has taken so far. */
+let before: (taken: number) => Promise<void> = async () => undefined;
 const kit = forwardingKit((data, res) => {
   const { ms, status } = answer(received.length);
-  setTimeout(() => {
+  void before(received.length).then(() => setTimeout(() => {
     if (status === 200) received.push(data.n as number);
     res.statusCode = status;
     res.end('ok');
-  }, ms);
+  }, ms));
 });
 
 /**
  * Delivers `events` of one conversation through a forwarder whose claims are counted: the rows of
  * each claim that took any, in order.
  */
-async function deliverAll(name: string, events: number): Promise<number[]> {
+async function deliverAll(name: string, events: number, o: { expect?: number[]; workers?: number; leaseMs?: number; runWindowMs?: number } = {}): Promise<number[]> {
   received = [];
   const areaId = await kit.area(name);
   const { db } = kit;
+  area = areaId;
   await db.pool.query(
     `INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at, created_at)
-     SELECT $1, 1, 'conversation.assigned', jsonb_build_object('n', i), now() - interval '1 minute' + i * interval '1 ms', now() - interval '1 minute' FROM generate_series(1, $2::int) i`,
-    [areaId, events],
+     SELECT $1, 1, 'conversation.assigned', jsonb_build_object('n', i), $3::timestamptz + i * interval '1 ms', now() - interval '1 minute' FROM generate_series(1, $2::int) i`,
+    [areaId, events, T0],
   );
   // The real pool, with the rows of each claim counted.
   const claims: number[] = [];
@@ -49,43 +57,82 @@ async function deliverAll(name: string, events: number): Promise<number[]> {
       return r;
     },
   });
-  const worker = kit.worker({ pool, schedule: [0.05, 0.05, 0.05, 0.05, 0.05], concurrency: 10, runLength: 50, runWindowMs: 150, pollMs: 20, leaseMs: 30_000, settleMs: 0 });
-  worker.forwarder.start();
+  const settings = { schedule: [0.05, 0.05, 0.05, 0.05, 0.05], concurrency: 10, runLength: 50, runWindowMs: o.runWindowMs ?? 150, pollMs: 20, leaseMs: o.leaseMs ?? 30_000, settleMs: 0 };
+  // The first worker's claims are counted; the others (their own pool) only compete for the queue.
+  const workers = [kit.worker({ ...settings, pool }), ...Array.from({ length: (o.workers ?? 1) - 1 }, () => kit.worker(settings))];
+  workers[0]!.forwarder.start();
+  // The others once the first has taken the queue (and is delivering it).
+  let stopped = false;
+  void eventually(async () => (received.length > 0 || stopped ? true : null), { what: 'a first delivery', timeoutMs: 60_000 }).then(() => {
+    if (!stopped) for (const w of workers.slice(1)) w.forwarder.start();
+  }, () => undefined);
+  const expected = o.expect ?? Array.from({ length: events }, (_, i) => i + 1);
   try {
-    await eventually(async () => (received.length >= events ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
+    await eventually(async () => (received.length >= expected.length ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
+    // Nothing more comes (a duplicate would, a moment later).
+    await new Promise((r) => setTimeout(r, 300));
   } finally {
-    await worker.stop();
+    stopped = true;
+    for (const w of workers) await w.stop();
   }
-  expect(received).toEqual(Array.from({ length: events }, (_, i) => i + 1));
+  expect(received).toEqual(expected);
   // Every delivered event was claimed: a claim statement this counter no longer recognizes would
   // leave the checks below judging an empty list.
   expect(claims.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(events);
   return claims;
 }
 
-it('a claim takes what the area gets through in a run window, not a full run claimed again and again', async () => {
-  // 40 ms per answer: about 4 events of a run fit in its 150 ms window.
+it('a run past its window goes on with the events it holds: each event is claimed once, not read and built again', async () => {
+  // 40 ms per answer: about 4 events of a run fit in its 150 ms window, 50 take 2 s.
   answer = () => ({ ms: 40, status: 200 });
+  before = async () => undefined;
   const claims = await deliverAll('Slow', EVENTS);
-  // A full run claimed each round is ~8.6 claimed per delivered event here. Fitted runs stay near
-  // 1.5 on a quiet machine; on a loaded one a window may fit a single event (2 claimed for 1) after
-  // the first full claim, hence the margin.
-  expect(claims.reduce((a, b) => a + b, 0) / EVENTS).toBeLessThan(4);
+  // Runs ended at each window were ~8.6 claimed per delivered event here, fitted to the window
+  // about 1.5: now two runs, each event claimed once.
+  expect(claims).toEqual([50, 10]);
 });
 
-it('runs cut short by a slow spell grow back to full length once the receiver is fast again', async () => {
-  // The first 3 answers take 300 ms (a run's window fits one), the rest 2 ms.
+it('a slow spell does not shorten the runs after it', async () => {
+  // The first 3 answers take 300 ms (each past a 150 ms window), the rest 2 ms.
   answer = (taken) => ({ ms: taken < 3 ? 300 : 2, status: 200 });
+  before = async () => undefined;
   const claims = await deliverAll('Slow, then fast', 200);
-  // Grown back: the slow claims, a few growing ones (2, 6, 18, 50), then full runs of 50: about
-  // 10 claims on a quiet machine, 30 seen on a loaded one (its stalls cut runs again). Runs stuck
-  // at the slow spell's fit take about 100.
-  expect(claims.length).toBeLessThan(60);
+  // Four full runs (runs fitted to the slow spell's windows took 10 to 30 claims, then grew back).
+  expect(claims).toEqual([50, 50, 50, 50]);
+});
+
+it('an event stored during a run that sorts before its rest ends the run at the window and goes before the rest', async () => {
+  answer = () => ({ ms: 40, status: 200 });
+  // At the second request, an event that sorts between the 10th and the 11th (an older message
+  // stored late): the run checks at its next window (about the 4th event) and ends, and the next
+  // claim takes the queue from where it stopped, in order.
+  before = async (taken) => {
+    if (taken !== 1) return;
+    before = async () => undefined;
+    await kit.db.pool.query(
+      `INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at, created_at)
+       VALUES ($1, 1, 'conversation.assigned', '{"n": 100}', $2::timestamptz + interval '10500 microseconds', now() - interval '1 minute')`,
+      [area, T0],
+    );
+  };
+  const expected = [...Array.from({ length: 10 }, (_, i) => i + 1), 100, ...Array.from({ length: 10 }, (_, i) => i + 11)];
+  const claims = await deliverAll('Late older message', 20, { expect: expected });
+  expect(claims.length).toBe(2);
+});
+
+it('a run that outlives its lease renews it: another worker never takes the queue from under it', async () => {
+  // 50 events at 40 ms: a 2 s run with a 1 s lease, checked every 300 ms (renewed with half of it
+  // left), while a second worker polls the queue every 20 ms.
+  answer = () => ({ ms: 40, status: 200 });
+  before = async () => undefined;
+  const claims = await deliverAll('Long run', 50, { workers: 2, leaseMs: 1_000, runWindowMs: 300 });
+  expect(claims).toEqual([50]);
 });
 
 it('while an area is failing a claim takes only the head of its queue, not a run that would fail with it', async () => {
   // The first 3 answers are 500s, then every event goes.
   let failures = 0;
+  before = async () => undefined;
   answer = () => (failures < 3 ? (failures++, { ms: 2, status: 500 }) : { ms: 2, status: 200 });
   const claims = await deliverAll('Failing, then fine', 20);
   // The first claim takes the whole queue (nothing failed yet) and its head fails; each retry of

@@ -12,7 +12,7 @@ import type { RouterMetrics } from '../metrics.js';
 import { signatureHeader } from '../signing.js';
 import type { AreaCircuit, AreaCircuits } from './circuit.js';
 import type { DeliveryResult, WebhookClient } from './http-client.js';
-import { bodiesFor, claimRuns, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
+import { bodiesFor, claimRuns, continueRun, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
 
 export interface ForwarderOptions {
   readonly pool: Pool;
@@ -29,9 +29,10 @@ export interface ForwarderOptions {
   /** Events of one queue claimed together and delivered one after the other. @defaultValue 50 */
   readonly runLength?: number;
   /**
-   * A run starts no delivery after this long since its claim, and the rest waits for the next
-   * claim: an event stored meanwhile that sorts before the rest (an older message redelivered
-   * late) is overtaken by this much at most. @defaultValue 500
+   * A run goes on past this long since its claim (or its last check) only after checking that
+   * its head is still its own and that no event stored meanwhile sorts before its rest (an older
+   * message redelivered late): such an event ends the run, so it is overtaken by this much at
+   * most. @defaultValue 500
    */
   readonly runWindowMs?: number;
   /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */
@@ -102,12 +103,6 @@ export class Forwarder {
    */
   private dues: number[] = [];
   private circuits = new Map<number, AreaCircuit>();
-  /**
-   * Events a run of the area got through within the run window lately, for areas whose runs the
-   * window cut short: a claim takes that many and half as many again, not a full run whose
-   * undelivered rest would be read, built and claimed again next round.
-   */
-  private readonly runFit = new Map<number, number>();
   private targets: { at: number; map: Map<number, AreaTarget> } = { at: 0, map: new Map() };
 
   constructor(private readonly o: ForwarderOptions) {}
@@ -170,22 +165,6 @@ export class Forwarder {
     return this.o.runLength ?? 50;
   }
 
-  private runLengthOf(areaId: number): number {
-    const fit = this.runFit.get(areaId);
-    return fit === undefined ? this.maxRun : Math.min(this.maxRun, Math.ceil(fit * 1.5));
-  }
-
-  /** A run ended: cut by the window after \`delivered\` events, or all of its \`delivered\` events went. */
-  private fitted(areaId: number, delivered: number, cut: boolean): void {
-    if (cut) this.runFit.set(areaId, Math.max(1, delivered));
-    else if (this.runFit.has(areaId) && delivered >= this.runLengthOf(areaId)) {
-      // A full run within the window: the receiver keeps up, so runs grow back.
-      const fit = delivered * 2;
-      if (fit >= this.maxRun) this.runFit.delete(areaId);
-      else this.runFit.set(areaId, fit);
-    }
-  }
-
   private failing(areaId: number): boolean {
     return this.circuits.has(areaId);
   }
@@ -241,7 +220,6 @@ export class Forwarder {
     for (const [id, n] of this.perArea) if (this.failing(id)) failingInflight += n;
     const skip: number[] = [];
     const lengths = new Map<number, number>();
-    for (const id of this.runFit.keys()) lengths.set(id, this.runLengthOf(id));
     const caps = new Map<number, number>();
     for (const [id, c] of this.circuits) {
       if (c.state === 'open' || (c.state === 'half_open' && (this.perArea.get(id) ?? 0) > 0)) skip.push(id);
@@ -279,6 +257,7 @@ export class Forwarder {
     }
     await release(this.o.pool, surplus);
     for (const run of taken) this.track(run[0]!.areaId, 1);
+    this.o.metrics.claimedEvents.inc(taken.reduce((n, run) => n + run.length, 0));
     try {
       const events = taken.flat();
       const [bodies, targets] = await Promise.all([bodiesFor(this.o.pool, events), this.areaTargets(events.map((e) => e.areaId))]);
@@ -318,17 +297,25 @@ export class Forwarder {
   /** Delivers a run in order; the first event that does not succeed ends it, the rest stay pending behind it. */
   private async deliverRun(run: readonly ClaimedEvent[], bodies: ReadonlyMap<number, string>, target: AreaTarget | undefined, claimedAt: number): Promise<void> {
     const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
+    let checkedAt = claimedAt;
     try {
       for (const [i, e] of run.entries()) {
-        if (this.stopping || (i > 0 && Date.now() - claimedAt > (this.o.runWindowMs ?? 500))) {
+        if (this.stopping) {
           if (i === 0) done.released = [e.id];
-          else if (!this.stopping) this.fitted(done.areaId, i, true);
           break;
+        }
+        // Past the window the run goes on with the rest it holds (read and built once) when
+        // nothing sorts before it now; otherwise it ends and the next claim takes the queue.
+        if (i > 0 && Date.now() - checkedAt > (this.o.runWindowMs ?? 500)) {
+          // Postgres unavailable: the run ends, what it delivered is recorded (or leased again).
+          const go = await continueRun(this.o.pool, run, this.o.leaseMs).catch(() => false);
+          this.o.metrics.runChecks.inc({ result: go ? 'continued' : 'ended' });
+          if (!go) break;
+          checkedAt = Date.now();
         }
         const outcome = await this.deliver(e, bodies.get(e.id)!, target);
         done.outcomes.push(outcome);
         if (outcome.status !== 'succeeded') break;
-        if (i === run.length - 1) this.fitted(done.areaId, run.length, false);
       }
     } catch (err) {
       // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.

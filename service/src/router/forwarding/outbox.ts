@@ -259,6 +259,33 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   return [...runs.values()].map((list) => list.sort((a, b) => a.pos - b.pos).map((x) => x.e));
 }
 
+// continueRun's statement. The head must still be pending and leased (by us: nobody takes a
+// leased head), its lease renewed once half of it is gone (a long run outlives the first one);
+// and nothing may have been stored meanwhile into the queue that sorts before the run's last
+// event but is not one of the run's own: such an event ends the run at the window, as before,
+// and the next claim takes it in order. One probe of the pending index, a few entries long.
+const CONTINUE_SQL = `WITH h AS (
+    SELECT id, area_id, conversation_id, locked_until FROM forward_events
+    WHERE id = $1 AND status = ${STILL_PENDING} AND locked_until > now()),
+  renew AS (
+    UPDATE forward_events f SET locked_until = now() + make_interval(secs => $4::float8 / 1000)
+    FROM h WHERE f.id = h.id AND h.locked_until < now() + make_interval(secs => $4::float8 / 2000))
+  SELECT EXISTS (SELECT 1 FROM h) AND NOT EXISTS (
+    SELECT 1 FROM h JOIN forward_events last ON last.id = $2 JOIN forward_events p
+      ON p.area_id = h.area_id AND p.conversation_id = h.conversation_id AND p.status = 'pending'
+     AND (p.sort_at, p.sort_seq, p.id) < (last.sort_at, last.sort_seq, last.id)
+    WHERE NOT (p.id = ANY ($3::bigint[]))) AS go`;
+
+/**
+ * Whether a run whose window ended may go on with the rest it already holds, instead of ending
+ * and having its rest read, built and claimed again: its head is still ours (lease renewed as it
+ * runs low) and no event stored since the claim sorts before the rest. \`run\` is the whole run.
+ */
+export async function continueRun(pool: Pool, run: readonly ClaimedEvent[], leaseMs: number): Promise<boolean> {
+  const { rows } = await pool.query<{ go: boolean }>(statement(pool, CONTINUE_SQL, [run[0]!.id, run[run.length - 1]!.id, run.map((e) => e.id), leaseMs]));
+  return rows[0]?.go === true;
+}
+
 /** Gives claimed heads back untouched (more than an area may take now): their leases end. */
 export async function release(pool: Pool, ids: readonly number[]): Promise<void> {
   if (ids.length > 0) await pool.query(`UPDATE forward_events SET locked_until = NULL WHERE id = ANY ($1::bigint[]) AND status = ${STILL_PENDING}`, [ids]);
