@@ -10,7 +10,6 @@ import type { Pool } from '../../src/store/pool.js';
 import { eventually } from '../helpers/app.js';
 import { forwardingKit } from '../helpers/forwarding.js';
 
-const EVENTS = 60;
 /** The events' sort times start here, 1 ms apart. */
 const T0 = '2026-01-01T00:00:00Z';
 /** The area of the current deliverAll. */
@@ -86,19 +85,29 @@ it('a run past its window goes on with the events it holds: each event is claime
   // 40 ms per answer: about 4 events of a run fit in its 150 ms window, 50 take 2 s.
   answer = () => ({ ms: 40, status: 200 });
   before = async () => undefined;
-  const claims = await deliverAll('Slow', EVENTS);
+  const claims = await deliverAll('Slow', 100);
   // Runs ended at each window were ~8.6 claimed per delivered event here, fitted to the window
-  // about 1.5: now two runs, each event claimed once.
-  expect(claims).toEqual([50, 10]);
+  // about 1.5: now each event is claimed once.
+  expect(claims.reduce((a, b) => a + b, 0)).toBe(100);
+  expect(claims.length).toBeGreaterThanOrEqual(4);
+  // After the first, runs are sized to two windows at the receiver's pace (about 8 events), so an
+  // area's slots still pass from queue to queue: not another run of 50 holding one for 2 s.
+  expect(claims[0]).toBe(50);
+  expect(Math.max(...claims.slice(1))).toBeLessThanOrEqual(16);
 });
 
-it('a slow spell does not shorten the runs after it', async () => {
-  // The first 3 answers take 300 ms (each past a 150 ms window), the rest 2 ms.
-  answer = (taken) => ({ ms: taken < 3 ? 300 : 2, status: 200 });
+it('runs sized to a slow spell grow back to full length once the receiver is fast again', async () => {
+  // The first 3 answers take 1.2 s (each past a 1 s window: one event per window), the rest 2 ms
+  // (a run of 50 well within a window, even on a loaded machine).
+  answer = (taken) => ({ ms: taken < 3 ? 1_200 : 2, status: 200 });
   before = async () => undefined;
-  const claims = await deliverAll('Slow, then fast', 200);
-  // Four full runs (runs fitted to the slow spell's windows took 10 to 30 claims, then grew back).
-  expect(claims).toEqual([50, 50, 50, 50]);
+  const claims = await deliverAll('Slow, then fast', 200, { runWindowMs: 1_000 });
+  // Each event claimed once; runs sized to the slow spell's pace grow back to full runs: the
+  // first run, a few growing ones (2, 4, 8, 16, 32), then runs of 50 (a loaded machine's stall
+  // may size one down again; runs stuck at the slow pace would take about 100 claims).
+  expect(claims.reduce((a, b) => a + b, 0)).toBe(200);
+  expect(claims.length).toBeLessThan(15);
+  expect(Math.max(...claims.slice(1))).toBeGreaterThanOrEqual(32);
 });
 
 it('an event stored during a run that sorts before its rest ends the run at the window and goes before the rest', async () => {
@@ -117,7 +126,9 @@ it('an event stored during a run that sorts before its rest ends the run at the 
   };
   const expected = [...Array.from({ length: 10 }, (_, i) => i + 1), 100, ...Array.from({ length: 10 }, (_, i) => i + 11)];
   const claims = await deliverAll('Late older message', 20, { expect: expected });
-  expect(claims.length).toBe(2);
+  // The first run ended at its check: what it had not delivered is claimed again, once.
+  expect(claims[0]).toBe(20);
+  expect(claims.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(21 + 20);
 });
 
 it('a run that outlives its lease renews it: another worker never takes the queue from under it', async () => {

@@ -47,6 +47,12 @@ export interface ForwarderOptions {
 
 /** Wake-ups this close together share one claim (a store's events wait this much longer at most). */
 const WAKE_GRID_MS = 10;
+/**
+ * A run is claimed about this many windows long at the pace its area's receiver last showed: the
+ * slots of an area at its cap still pass from queue to queue about every second, while a run
+ * that takes longer goes on rather than leaving its rest to be claimed again.
+ */
+const SLICE_WINDOWS = 2;
 /** Wake-ups kept at most; the latest are dropped beyond it (the poll covers them). */
 const MAX_DUES = 256;
 
@@ -103,6 +109,11 @@ export class Forwarder {
    */
   private dues: number[] = [];
   private circuits = new Map<number, AreaCircuit>();
+  /**
+   * Events a run of the area delivered in its last window, for areas whose
+   * receivers are slower than a full run per window: claims take SLICE_WINDOWS of them.
+   */
+  private readonly pace = new Map<number, number>();
   private targets: { at: number; map: Map<number, AreaTarget> } = { at: 0, map: new Map() };
 
   constructor(private readonly o: ForwarderOptions) {}
@@ -165,6 +176,20 @@ export class Forwarder {
     return this.o.runLength ?? 50;
   }
 
+  private get window(): number {
+    return this.o.runWindowMs ?? 500;
+  }
+
+  /** A run delivered \`n\` events in a window (\`past\`: it went past the window; else all of it within its first). */
+  private paced(areaId: number, n: number, past: boolean): void {
+    if (past) this.pace.set(areaId, Math.max(1, n));
+    else if (this.pace.has(areaId) && n >= this.pace.get(areaId)! * SLICE_WINDOWS) {
+      // A whole fitted run within one window: the receiver got faster, runs grow back.
+      if (n * 2 >= this.maxRun) this.pace.delete(areaId);
+      else this.pace.set(areaId, n);
+    }
+  }
+
   private failing(areaId: number): boolean {
     return this.circuits.has(areaId);
   }
@@ -220,6 +245,7 @@ export class Forwarder {
     for (const [id, n] of this.perArea) if (this.failing(id)) failingInflight += n;
     const skip: number[] = [];
     const lengths = new Map<number, number>();
+    for (const [id, n] of this.pace) lengths.set(id, Math.min(this.maxRun, n * SLICE_WINDOWS));
     const caps = new Map<number, number>();
     for (const [id, c] of this.circuits) {
       if (c.state === 'open' || (c.state === 'half_open' && (this.perArea.get(id) ?? 0) > 0)) skip.push(id);
@@ -298,6 +324,7 @@ export class Forwarder {
   private async deliverRun(run: readonly ClaimedEvent[], bodies: ReadonlyMap<number, string>, target: AreaTarget | undefined, claimedAt: number): Promise<void> {
     const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
     let checkedAt = claimedAt;
+    let checkedBefore = 0;
     try {
       for (const [i, e] of run.entries()) {
         if (this.stopping) {
@@ -306,16 +333,19 @@ export class Forwarder {
         }
         // Past the window the run goes on with the rest it holds (read and built once) when
         // nothing sorts before it now; otherwise it ends and the next claim takes the queue.
-        if (i > 0 && Date.now() - checkedAt > (this.o.runWindowMs ?? 500)) {
+        if (i > 0 && Date.now() - checkedAt > this.window) {
+          this.paced(done.areaId, i - checkedBefore, true);
           // Postgres unavailable: the run ends, what it delivered is recorded (or leased again).
           const go = await continueRun(this.o.pool, run, this.o.leaseMs).catch(() => false);
           this.o.metrics.runChecks.inc({ result: go ? 'continued' : 'ended' });
           if (!go) break;
           checkedAt = Date.now();
+          checkedBefore = i;
         }
         const outcome = await this.deliver(e, bodies.get(e.id)!, target);
         done.outcomes.push(outcome);
         if (outcome.status !== 'succeeded') break;
+        if (i === run.length - 1 && checkedAt === claimedAt) this.paced(done.areaId, run.length, false);
       }
     } catch (err) {
       // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.
