@@ -3,7 +3,8 @@
 // before its rest and goes on with what it holds. Each event is claimed (read, built) once, not
 // with a rest read, built and claimed again every round (the claim's rows per delivered event is
 // what a busy worker pays in Postgres); an event stored meanwhile that sorts before the rest ends
-// the run at the window and goes first; a run outliving its lease keeps it; and while the area is
+// the run at the window and goes first; a run outliving its lease keeps it, and one whose lease ran
+// out during an answer (its queue taken by another worker) ends at its next check; and while the area is
 // failing, a claim takes only the head that is retried.
 import { expect, it } from 'vitest';
 import type { Pool } from '../../src/store/pool.js';
@@ -32,7 +33,11 @@ const kit = forwardingKit((data, res) => {
  * Delivers `events` of one conversation through a forwarder whose claims are counted: the rows of
  * each claim that took any, in order.
  */
-async function deliverAll(name: string, events: number, o: { expect?: number[]; workers?: number; leaseMs?: number; runWindowMs?: number } = {}): Promise<number[]> {
+async function deliverAll(
+  name: string,
+  events: number,
+  o: { expect?: number[]; workers?: number; leaseMs?: number; runWindowMs?: number; check?: (received: number[]) => void } = {},
+): Promise<number[]> {
   received = [];
   const areaId = await kit.area(name);
   const { db } = kit;
@@ -67,14 +72,15 @@ async function deliverAll(name: string, events: number, o: { expect?: number[]; 
   }, () => undefined);
   const expected = o.expect ?? Array.from({ length: events }, (_, i) => i + 1);
   try {
-    await eventually(async () => (received.length >= expected.length ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
+    await eventually(async () => (expected.every((n) => received.includes(n)) ? true : null), { what: 'every event delivered', timeoutMs: 60_000 });
     // Nothing more comes (a duplicate would, a moment later).
     await new Promise((r) => setTimeout(r, 300));
   } finally {
     stopped = true;
     for (const w of workers) await w.stop();
   }
-  expect(received).toEqual(expected);
+  if (o.check) o.check(received);
+  else expect(received).toEqual(expected);
   // Every delivered event was claimed: a claim statement this counter no longer recognizes would
   // leave the checks below judging an empty list.
   expect(claims.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(events);
@@ -132,7 +138,7 @@ it('an event stored during a run that sorts before its rest ends the run at the 
 });
 
 it('a run that outlives its lease renews it: another worker never takes the queue from under it', async () => {
-  // 50 events at 40 ms: a 2 s run with a 1 s lease, checked every 300 ms (renewed with half of it
+  // 50 events at 40 ms: a 2 s run with a 1 s lease, checked every 300 ms (renewed at each check, with
   // left), while a second worker polls the queue every 20 ms.
   answer = () => ({ ms: 40, status: 200 });
   before = async () => undefined;
@@ -150,4 +156,29 @@ it('while an area is failing a claim takes only the head of its queue, not a run
   // the head until one goes through is claimed alone.
   expect(claims[0]).toBe(20);
   expect(claims.slice(1, 4)).toEqual([1, 1, 1]);
+});
+
+it('a run whose lease ran out during one answer ends at its next check: it never goes on beside the worker that took its queue', async () => {
+  // Lease 1 s, window 300 ms, answers 40 ms: the run's check before its 9th event (~320 ms)
+  // renews the lease to ~1.32 s; the 9th answer takes 1.1 s (longer than the lease: in production
+  // the lease exceeds the delivery timeout, but a worker may stall as long). The lease ends during
+  // it and the second worker (polling every 20 ms) takes the queue from its head: events 1-8,
+  // delivered but not recorded yet, go again (at least once). The first run's next check finds
+  // another lease on its head and ends; what it delivered is recorded, and the second worker's
+  // run ends at its own check (its head is delivered), before its 9th event. Events 10 on go
+  // once, in order. A check that only asked "head pending and leased" went on: both workers
+  // delivered the whole conversation, interleaved.
+  // Only that answer: the second worker's first request comes while the receiver has still taken 8.
+  let slow = true;
+  answer = (taken) => ({ ms: taken === 8 && slow ? ((slow = false), 1_100) : 40, status: 200 });
+  before = async () => undefined;
+  await deliverAll('Lease lost mid-run', 30, {
+    workers: 2, leaseMs: 1_000, runWindowMs: 300,
+    check: (got) => {
+      // The slow answer did outlive the lease: the queue was taken again from its head.
+      expect(got.filter((n) => n === 1).length, got.join(',')).toBe(2);
+      for (let n = 1; n <= 9; n++) expect(got.filter((x) => x === n).length, got.join(',')).toBeLessThanOrEqual(2);
+      expect(got.filter((n) => n >= 10), got.join(',')).toEqual(Array.from({ length: 21 }, (_, i) => i + 10));
+    },
+  });
 });

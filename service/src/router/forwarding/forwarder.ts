@@ -37,7 +37,10 @@ export interface ForwarderOptions {
   readonly runWindowMs?: number;
   /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */
   readonly pollMs: number;
-  /** How long a claim is ours; must exceed the delivery timeout and the run window. */
+  /**
+   * How long a claim is ours, renewed at each check of a run past its window: must exceed the
+   * delivery timeout plus the run window (a run checks again after one more answer at most).
+   */
   readonly leaseMs: number;
   /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
   readonly settleMs: number;
@@ -325,6 +328,8 @@ export class Forwarder {
     const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
     let checkedAt = claimedAt;
     let checkedBefore = 0;
+    // The head's lease this run holds: each check proves it is still there and renews it.
+    let lease = run[0]!.lease;
     try {
       for (const [i, e] of run.entries()) {
         if (this.stopping) {
@@ -336,9 +341,10 @@ export class Forwarder {
         if (i > 0 && Date.now() - checkedAt > this.window) {
           this.paced(done.areaId, i - checkedBefore, true);
           // Postgres unavailable: the run ends, what it delivered is recorded (or leased again).
-          const go = await continueRun(this.o.pool, run, this.o.leaseMs).catch(() => false);
-          this.o.metrics.runChecks.inc({ result: go ? 'continued' : 'ended' });
-          if (!go) break;
+          const renewed = lease === null ? null : await continueRun(this.o.pool, run, this.o.leaseMs, lease).catch(() => null);
+          this.o.metrics.runChecks.inc({ result: renewed !== null ? 'continued' : 'ended' });
+          if (renewed === null) break;
+          lease = renewed;
           checkedAt = Date.now();
           checkedBefore = i;
         }
