@@ -138,8 +138,8 @@ it('an event stored during a run that sorts before its rest ends the run at the 
 });
 
 it('a run that outlives its lease renews it: another worker never takes the queue from under it', async () => {
-  // 50 events at 40 ms: a 2 s run with a 1 s lease, checked every 300 ms (renewed at each check, with
-  // left), while a second worker polls the queue every 20 ms.
+  // 50 events at 40 ms: a 2 s run with a 1 s lease, checked (and renewed) every 300 ms, while a
+  // second worker polls the queue every 20 ms.
   answer = () => ({ ms: 40, status: 200 });
   before = async () => undefined;
   const claims = await deliverAll('Long run', 50, { workers: 2, leaseMs: 1_000, runWindowMs: 300 });
