@@ -7,7 +7,7 @@
 // out during an answer (its queue taken by another worker) ends at its next check; and while the area is
 // failing, a claim takes only the head that is retried.
 import { expect, it } from 'vitest';
-import type { Pool } from '../../src/store/pool.js';
+import type { Pool, PoolClient } from '../../src/store/pool.js';
 import { eventually } from '../helpers/app.js';
 import { forwardingKit } from '../helpers/forwarding.js';
 
@@ -36,7 +36,15 @@ const kit = forwardingKit((data, res) => {
 async function deliverAll(
   name: string,
   events: number,
-  o: { expect?: number[]; workers?: number; leaseMs?: number; runWindowMs?: number; check?: (received: number[]) => void } = {},
+  o: {
+    expect?: number[];
+    workers?: number;
+    leaseMs?: number;
+    runWindowMs?: number;
+    check?: (received: number[]) => void;
+    /** Runs after each statement of the first worker, before it sees the result. */
+    afterQuery?: (text: string) => Promise<void>;
+  } = {},
 ): Promise<number[]> {
   received = [];
   const areaId = await kit.area(name);
@@ -58,6 +66,7 @@ async function deliverAll(
       const text = typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string }).text);
       const taken = /\bleased AS \(/.test(text) ? r.rows.filter((x) => x.tried !== true).length : 0;
       if (taken > 0) claims.push(taken);
+      await o.afterQuery?.(text);
       return r;
     },
   });
@@ -135,6 +144,39 @@ it('an event stored during a run that sorts before its rest ends the run at the 
   // The first run ended at its check: what it had not delivered is claimed again, once.
   expect(claims[0]).toBe(20);
   expect(claims.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(21 + 20);
+});
+
+it('a store still open in the conversation at a check ends the run there: an earlier event it commits goes before the rest', async () => {
+  answer = () => ({ ms: 40, status: 200 });
+  // At the second request a store opens (its order lock held until it commits) and queues an
+  // event that sorts between the 4th and the 5th; it commits right after the run's first check
+  // (after the 3rd or 4th event, 2nd on a slow machine), before the run goes on. The check must not take the store's silence
+  // for nothing to come: its snapshot cannot see the event. It tries the conversation's order
+  // lock, finds it held and ends the run; the next claim, after the commit, takes the event in
+  // its place. A check that did not try went on and delivered the 5th (at least three events:
+  // a window) before its next check saw the event.
+  let store: PoolClient | undefined;
+  before = async (taken) => {
+    if (taken !== 1) return;
+    before = async () => undefined;
+    store = await kit.db.pool.connect();
+    await store.query('BEGIN');
+    await store.query(
+      `INSERT INTO forward_events (area_id, conversation_id, type, data, sort_at, created_at)
+       VALUES ($1, 1, 'conversation.assigned', '{"n": 100}', $2::timestamptz + interval '4500 microseconds', now() - interval '1 minute')`,
+      [area, T0],
+    );
+  };
+  // The first check's first statement: the order lock's try (or a check without it).
+  const afterQuery = async (text: string) => {
+    if (!store || received.length < 2 || /\bleased AS \(/.test(text) || !/pg_try_advisory_xact_lock|last\.sort_at/.test(text)) return;
+    const s = store;
+    store = undefined;
+    await s.query('COMMIT');
+    s.release();
+  };
+  const expected = [...Array.from({ length: 4 }, (_, i) => i + 1), 100, ...Array.from({ length: 16 }, (_, i) => i + 5)];
+  await deliverAll('Store open at a check', 20, { expect: expected, afterQuery });
 });
 
 it('a run that outlives its lease renews it: another worker never takes the queue from under it', async () => {

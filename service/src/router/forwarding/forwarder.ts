@@ -30,9 +30,11 @@ export interface ForwarderOptions {
   readonly runLength?: number;
   /**
    * A run goes on past this long since its claim (or its last check) only after checking that
-   * its head is still its own and that no event stored meanwhile sorts before its rest (an older
-   * message redelivered late): such an event ends the run, so it is overtaken by this much at
-   * most. @defaultValue 500
+   * its head still holds the lease the run was given, that no store is open in its conversation
+   * (its order lock is free) and that no event stored meanwhile sorts before its rest (an older
+   * message redelivered late): either ends the run and the next claim takes the queue in order.
+   * So only an event whose store began after the last check can be overtaken, by the deliveries
+   * until the next check: this long at most, plus the answer then in flight. @defaultValue 500
    */
   readonly runWindowMs?: number;
   /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */

@@ -276,7 +276,8 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
 // first leaves this update nothing to change), so the lease outlasts the next answer and window
 // (it exceeds the delivery timeout); and nothing may have been stored meanwhile into the queue
 // that sorts before the run's last event but is not one of the run's own: such an event ends the
-// run at the window, as before, and the next claim takes it in order. One probe of the pending
+// run at the window, as before, and the next claim takes it in order (ORDER_FREE_SQL ran first:
+// no store was open in the conversation, so this statement's snapshot sees all it queued). One probe of the pending
 // index, a few entries long: the run's area and conversation are parameters ($6, $7), not taken
 // from h through the join, whose plan (custom and generic) walked every area's pending entries
 // and filtered them by the join (20,208 buffers with a down area's 20,000 events, 12 without).
@@ -290,14 +291,27 @@ export const CONTINUE_SQL = `WITH h AS (
      AND (p.sort_at, p.sort_seq, p.id) < (last.sort_at, last.sort_seq, last.id)
     WHERE NOT (p.id = ANY ($3::bigint[]))) AS clear`;
 
+// Run by continueRun first, in a statement of its own (as the claim's try and its second
+// statement): a store still open in the run's conversation (its order lock held, shared) may yet
+// commit an event that sorts before the run's rest, which the check's snapshot cannot see, so the
+// run ends; a free lock means every event queued into the conversation so far has committed, and
+// CONTINUE_SQL's snapshot, taken after this statement ended, sees them. (In one statement the try
+// would come after its snapshot: a store committing in between would go unseen.) The lock ends
+// with this statement.
+const ORDER_FREE_SQL = `SELECT pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8($1::bigint)) AS free`;
+
 /**
  * Whether a run whose window ended may go on with the rest it already holds, instead of ending
  * and having its rest read, built and claimed again: its head is still pending under the lease
  * \`lease\` (the claim's or the last check's; a run whose lease ran out during an answer and whose
  * queue another worker took ends here), and no event stored since the claim sorts before the
- * rest. \`run\` is the whole run. The lease renewed (go on, and give it to the next check), or null (end).
+ * rest, nor may come from a store still open in its conversation (the order lock is tried, as a
+ * claim tries it for events whose order is not settled). \`run\` is the whole run. The lease
+ * renewed (go on, and give it to the next check), or null (end).
  */
 export async function continueRun(pool: Pool, run: readonly ClaimedEvent[], leaseMs: number, lease: string): Promise<string | null> {
+  const { rows: order } = await pool.query<{ free: boolean }>(statement(pool, ORDER_FREE_SQL, [run[0]!.conversationId]));
+  if (order[0]?.free !== true) return null;
   const { rows } = await pool.query<{ lease: string | null; clear: boolean }>(statement(pool, CONTINUE_SQL, [run[0]!.id, run[run.length - 1]!.id, run.map((e) => e.id), leaseMs, lease, run[0]!.areaId, run[0]!.conversationId]));
   return rows[0]?.lease != null && rows[0].clear ? rows[0].lease : null;
 }
