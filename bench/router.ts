@@ -78,7 +78,8 @@ function reportCost(phase: string, cost: Cost, units: number, unit = 'forwarded 
 async function claimCounters(port: number): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const out = new Map<string, number>();
-  for (const m of text.matchAll(/^wa_router_forward_(claims_total|claim_wakeups_total)\{(?:result|by)="(\w+)"\} (\d+)/gm)) out.set(`${m[1] === 'claims_total' ? 'claims' : 'woken by'} ${m[2]}`, Number(m[3]));
+  for (const m of text.matchAll(/^wa_router_forward_(claims_total|claim_wakeups_total|run_checks_total)\{(?:result|by)="(\w+)"\} (\d+)/gm)) out.set(`${{ claims_total: 'claims', claim_wakeups_total: 'woken by', run_checks_total: 'run checks' }[m[1]!]} ${m[2]}`, Number(m[3]));
+  for (const m of text.matchAll(/^wa_router_forward_(claimed_events_total|deliveries_total)\{?[^ ]*\}? (\d+)/gm)) out.set(m[1] === 'claimed_events_total' ? 'events claimed' : 'attempts', (out.get(m[1] === 'claimed_events_total' ? 'events claimed' : 'attempts') ?? 0) + Number(m[2]));
   return out;
 }
 
@@ -178,12 +179,16 @@ export async function routerBench(stack: BenchStack, seconds: number): Promise<B
       postgres: () => postgresCpuSeconds(stack.postgres.dataDir),
     };
     const meter = await startCostMeter(stack.pool, groups);
+    const counters0 = await claimCounters(worker.port);
     const t0 = performance.now();
     void runLoad({ url: webhookUrl, appSecret: APP_SECRET, deliveries: burst, rate: 50_000, concurrency: 50 });
     const complete = await waitFor(() => arrived() >= n, 180);
     const tput = arrived() / ((performance.now() - t0) / 1000);
     // Per 1,000 forwarded events: what the host's load does not change (the rate above it does).
     const costNote = reportCost('throughput', await meter.stop(), arrived());
+    // Per forwarded event: claims, events claimed (read and built), receiver requests (attempts).
+    const counters1 = await claimCounters(worker.port);
+    console.log(`    forwarder per event: ${[...counters1].map(([k, v]) => `${k} ${((v - (counters0.get(k) ?? 0)) / Math.max(1, arrived())).toFixed(3)}`).join(', ')}`);
     const rawRate = await rawPosts(a.url, burst.map((d) => d.body));
     console.log(`  forwarded ${arrived()}/${n} events at ${Math.round(tput)}/s; raw keep-alive POSTs ${Math.round(rawRate)}/s`);
     out.push(result({ name: 'router.forwarded_events_per_s', value: complete ? tput : 0, unit: 'events/s', baseline: rawRate, baselineName: 'raw keep-alive POSTs to the receiver', target: 2_000, note: `${n} webhooks, 1 web + 1 worker, webhook POST → receiver 2xx, ${CONTACTS} conversations over 2 areas; ${costNote}` }));

@@ -12,7 +12,7 @@ import type { RouterMetrics } from '../metrics.js';
 import { signatureHeader } from '../signing.js';
 import type { AreaCircuit, AreaCircuits } from './circuit.js';
 import type { DeliveryResult, WebhookClient } from './http-client.js';
-import { bodiesFor, claimRuns, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
+import { bodiesFor, claimRuns, continueRun, disableArea, recordOutcomes, release, type ClaimedEvent, type Outcome } from './outbox.js';
 
 export interface ForwarderOptions {
   readonly pool: Pool;
@@ -29,14 +29,20 @@ export interface ForwarderOptions {
   /** Events of one queue claimed together and delivered one after the other. @defaultValue 50 */
   readonly runLength?: number;
   /**
-   * A run starts no delivery after this long since its claim, and the rest waits for the next
-   * claim: an event stored meanwhile that sorts before the rest (an older message redelivered
-   * late) is overtaken by this much at most. @defaultValue 500
+   * A run goes on past this long since its claim (or its last check) only after checking that
+   * its head still holds the lease the run was given, that no store is open in its conversation
+   * (its order lock is free) and that no event stored meanwhile sorts before its rest (an older
+   * message redelivered late): either ends the run and the next claim takes the queue in order.
+   * So only an event whose store began after the last check can be overtaken, by the deliveries
+   * until the next check: this long at most, plus the answer then in flight. @defaultValue 500
    */
   readonly runWindowMs?: number;
   /** The safety-net poll (a worker killed mid-run, a missed wake-up). @defaultValue 500 */
   readonly pollMs: number;
-  /** How long a claim is ours; must exceed the delivery timeout and the run window. */
+  /**
+   * How long a claim is ours, renewed at each check of a run past its window: must exceed the
+   * delivery timeout plus the run window (a run checks again after one more answer at most).
+   */
   readonly leaseMs: number;
   /** How long a stored event waits for earlier ones of its conversation still being stored. @defaultValue 30 */
   readonly settleMs: number;
@@ -46,6 +52,12 @@ export interface ForwarderOptions {
 
 /** Wake-ups this close together share one claim (a store's events wait this much longer at most). */
 const WAKE_GRID_MS = 10;
+/**
+ * A run is claimed about this many windows long at the pace its area's receiver last showed: the
+ * slots of an area at its cap still pass from queue to queue about every second, while a run
+ * that takes longer goes on rather than leaving its rest to be claimed again.
+ */
+const SLICE_WINDOWS = 2;
 /** Wake-ups kept at most; the latest are dropped beyond it (the poll covers them). */
 const MAX_DUES = 256;
 
@@ -103,11 +115,10 @@ export class Forwarder {
   private dues: number[] = [];
   private circuits = new Map<number, AreaCircuit>();
   /**
-   * Events a run of the area got through within the run window lately, for areas whose runs the
-   * window cut short: a claim takes that many and half as many again, not a full run whose
-   * undelivered rest would be read, built and claimed again next round.
+   * Events a run of the area delivered in its last window, for areas whose
+   * receivers are slower than a full run per window: claims take SLICE_WINDOWS of them.
    */
-  private readonly runFit = new Map<number, number>();
+  private readonly pace = new Map<number, number>();
   private targets: { at: number; map: Map<number, AreaTarget> } = { at: 0, map: new Map() };
 
   constructor(private readonly o: ForwarderOptions) {}
@@ -170,19 +181,17 @@ export class Forwarder {
     return this.o.runLength ?? 50;
   }
 
-  private runLengthOf(areaId: number): number {
-    const fit = this.runFit.get(areaId);
-    return fit === undefined ? this.maxRun : Math.min(this.maxRun, Math.ceil(fit * 1.5));
+  private get window(): number {
+    return this.o.runWindowMs ?? 500;
   }
 
-  /** A run ended: cut by the window after \`delivered\` events, or all of its \`delivered\` events went. */
-  private fitted(areaId: number, delivered: number, cut: boolean): void {
-    if (cut) this.runFit.set(areaId, Math.max(1, delivered));
-    else if (this.runFit.has(areaId) && delivered >= this.runLengthOf(areaId)) {
-      // A full run within the window: the receiver keeps up, so runs grow back.
-      const fit = delivered * 2;
-      if (fit >= this.maxRun) this.runFit.delete(areaId);
-      else this.runFit.set(areaId, fit);
+  /** A run delivered \`n\` events in a window (\`past\`: it went past the window; else all of it within its first). */
+  private paced(areaId: number, n: number, past: boolean): void {
+    if (past) this.pace.set(areaId, Math.max(1, n));
+    else if (this.pace.has(areaId) && n >= this.pace.get(areaId)! * SLICE_WINDOWS) {
+      // A whole fitted run within one window: the receiver got faster, runs grow back.
+      if (n * 2 >= this.maxRun) this.pace.delete(areaId);
+      else this.pace.set(areaId, n);
     }
   }
 
@@ -241,7 +250,7 @@ export class Forwarder {
     for (const [id, n] of this.perArea) if (this.failing(id)) failingInflight += n;
     const skip: number[] = [];
     const lengths = new Map<number, number>();
-    for (const id of this.runFit.keys()) lengths.set(id, this.runLengthOf(id));
+    for (const [id, n] of this.pace) lengths.set(id, Math.min(this.maxRun, n * SLICE_WINDOWS));
     const caps = new Map<number, number>();
     for (const [id, c] of this.circuits) {
       if (c.state === 'open' || (c.state === 'half_open' && (this.perArea.get(id) ?? 0) > 0)) skip.push(id);
@@ -279,6 +288,7 @@ export class Forwarder {
     }
     await release(this.o.pool, surplus);
     for (const run of taken) this.track(run[0]!.areaId, 1);
+    this.o.metrics.claimedEvents.inc(taken.reduce((n, run) => n + run.length, 0));
     try {
       const events = taken.flat();
       const [bodies, targets] = await Promise.all([bodiesFor(this.o.pool, events), this.areaTargets(events.map((e) => e.areaId))]);
@@ -318,17 +328,32 @@ export class Forwarder {
   /** Delivers a run in order; the first event that does not succeed ends it, the rest stay pending behind it. */
   private async deliverRun(run: readonly ClaimedEvent[], bodies: ReadonlyMap<number, string>, target: AreaTarget | undefined, claimedAt: number): Promise<void> {
     const done: Run = { areaId: run[0]!.areaId, outcomes: [], released: [] };
+    let checkedAt = claimedAt;
+    let checkedBefore = 0;
+    // The head's lease this run holds: each check proves it is still there and renews it.
+    let lease = run[0]!.lease;
     try {
       for (const [i, e] of run.entries()) {
-        if (this.stopping || (i > 0 && Date.now() - claimedAt > (this.o.runWindowMs ?? 500))) {
+        if (this.stopping) {
           if (i === 0) done.released = [e.id];
-          else if (!this.stopping) this.fitted(done.areaId, i, true);
           break;
+        }
+        // Past the window the run goes on with the rest it holds (read and built once) when
+        // nothing sorts before it now; otherwise it ends and the next claim takes the queue.
+        if (i > 0 && Date.now() - checkedAt > this.window) {
+          this.paced(done.areaId, i - checkedBefore, true);
+          // Postgres unavailable: the run ends, what it delivered is recorded (or leased again).
+          const renewed = lease === null ? null : await continueRun(this.o.pool, run, this.o.leaseMs, lease).catch(() => null);
+          this.o.metrics.runChecks.inc({ result: renewed !== null ? 'continued' : 'ended' });
+          if (renewed === null) break;
+          lease = renewed;
+          checkedAt = Date.now();
+          checkedBefore = i;
         }
         const outcome = await this.deliver(e, bodies.get(e.id)!, target);
         done.outcomes.push(outcome);
         if (outcome.status !== 'succeeded') break;
-        if (i === run.length - 1) this.fitted(done.areaId, run.length, false);
+        if (i === run.length - 1 && checkedAt === claimedAt) this.paced(done.areaId, run.length, false);
       }
     } catch (err) {
       // Unexpected (a bug, not a receiver's answer): the unrecorded events' leases run out and they go again.

@@ -23,6 +23,11 @@ export interface ClaimedEvent {
   readonly body: string | null;
   readonly attempts: number;
   readonly createdAt: Date;
+  /**
+   * The head's lease as its claim set it (locked_until in epoch microseconds), null for the rest of
+   * a run: what the run's checks prove it still owns (see continueRun).
+   */
+  readonly lease: string | null;
 }
 
 export interface ClaimOptions {
@@ -48,7 +53,13 @@ export interface ClaimOptions {
   readonly runLengths: ReadonlyMap<number, number>;
 }
 
-type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date };
+type ClaimRow = { id: number; webhook_id: string; area_id: number; conversation_id: number | null; type: string; message_id: number | null; data: Record<string, unknown> | null; body: string | null; attempts: number; created_at: Date; lease: string | null };
+
+// A lease's value as the worker holds it: locked_until in epoch microseconds (exact, unlike a JS
+// Date). A head's lease only grows: a claim takes it once it ended (locked_until < now()) and sets
+// now() + lease, a renewal sets a later now() + lease; so the value a run was given is still there
+// only while no other worker claimed its head since.
+const LEASE = (t: string) => `(extract(epoch FROM ${t}.locked_until) * 1000000)::bigint::text`;
 
 // The conversation order lock's key (migration 020); its key space: the conversation id hashed.
 const ORDER_LOCK = '2003201906';
@@ -78,7 +89,7 @@ const leaseAndRun = (p: { lease: string; settle: string; runLength: string; maxW
 leased AS (
   UPDATE forward_events e SET locked_until = now() + make_interval(secs => ${p.lease}::float8 / 1000)
   FROM locked l WHERE e.id = l.id
-  RETURNING ${RUN_COLUMNS('e')}, 0::bigint AS pos
+  RETURNING ${RUN_COLUMNS('e')}, 0::bigint AS pos, ${LEASE('e')} AS lease
 ),
 runs AS (
   SELECT r.* FROM locked h LEFT JOIN unnest(${p.lenAreas}::bigint[], ${p.lens}::int[]) AS l(area_id, len) ON l.area_id = h.area_id
@@ -179,9 +190,9 @@ locked AS (
 ${leaseAndRun({ lease: '$8', settle: '$2', runLength: '$9', maxWait: '$7', lenAreas: '$10', lens: '$11' })}
 SELECT *, false AS tried FROM leased
 UNION ALL
-SELECT ${RUN_COLUMNS('r')}, r.pos, false FROM runs r
+SELECT ${RUN_COLUMNS('r')}, r.pos, NULL, false FROM runs r
 UNION ALL
-SELECT t.id, NULL, t.area_id, t.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM tried t WHERE t.free`;
+SELECT t.id, NULL, t.area_id, t.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true FROM tried t WHERE t.free`;
 
 // The second statement, for the queues whose order lock was free: each one's head found again
 // on a snapshot taken after the try (an earlier event whose store committed meanwhile is its
@@ -207,7 +218,7 @@ locked AS (
 ${leaseAndRun({ lease: '$3', settle: '$4', runLength: '$5', maxWait: '$6', lenAreas: '$7', lens: '$8' })}
 SELECT * FROM leased
 UNION ALL
-SELECT ${RUN_COLUMNS('r')}, r.pos FROM runs r`;
+SELECT ${RUN_COLUMNS('r')}, r.pos, NULL FROM runs r`;
 
 /** Per pool and area, the conversation whose queue its last claim took last (the walk goes on after it). */
 const cursors = new WeakMap<Pool, Map<number, number>>();
@@ -253,10 +264,56 @@ export async function claimRuns(pool: Pool, o: ClaimOptions): Promise<ClaimedEve
   for (const r of rows) {
     const queue = r.conversation_id === null ? `e${r.id}` : `${r.conversation_id}:${r.area_id}`;
     const list = runs.get(queue) ?? [];
-    list.push({ pos: Number(r.pos), e: { id: r.id, webhookId: r.webhook_id, areaId: r.area_id, conversationId: r.conversation_id, type: r.type, messageId: r.message_id, data: r.data, body: r.body, attempts: r.attempts, createdAt: r.created_at } });
+    list.push({ pos: Number(r.pos), e: { id: r.id, webhookId: r.webhook_id, areaId: r.area_id, conversationId: r.conversation_id, type: r.type, messageId: r.message_id, data: r.data, body: r.body, attempts: r.attempts, createdAt: r.created_at, lease: r.lease } });
     runs.set(queue, list);
   }
   return [...runs.values()].map((list) => list.sort((a, b) => a.pos - b.pos).map((x) => x.e));
+}
+
+// continueRun's statement. The head must still be pending and hold the lease this run was given
+// (its claim's or its last check's: any other worker's claim since set a later one), which it
+// renews at every check under the row's lock (a claim skips a locked head, and one that committed
+// first leaves this update nothing to change), so the lease outlasts the next answer and window
+// (it exceeds the delivery timeout); and nothing may have been stored meanwhile into the queue
+// that sorts before the run's last event but is not one of the run's own: such an event ends the
+// run at the window, as before, and the next claim takes it in order (ORDER_FREE_SQL ran first:
+// no store was open in the conversation, so this statement's snapshot sees all it queued). One probe of the pending
+// index, a few entries long: the run's area and conversation are parameters ($6, $7), not taken
+// from h through the join, whose plan (custom and generic) walked every area's pending entries
+// and filtered them by the join (20,208 buffers with a down area's 20,000 events, 12 without).
+export const CONTINUE_SQL = `WITH h AS (
+    UPDATE forward_events SET locked_until = now() + make_interval(secs => $4::float8 / 1000)
+    WHERE id = $1 AND status = ${STILL_PENDING} AND ${LEASE('forward_events')} = $5::text
+    RETURNING id, area_id, conversation_id, ${LEASE('forward_events')} AS lease)
+  SELECT (SELECT lease FROM h) AS lease, NOT EXISTS (
+    SELECT 1 FROM h JOIN forward_events last ON last.id = $2 JOIN forward_events p
+      ON p.area_id = $6::bigint AND p.conversation_id = $7::bigint AND p.status = 'pending'
+     AND (p.sort_at, p.sort_seq, p.id) < (last.sort_at, last.sort_seq, last.id)
+    WHERE NOT (p.id = ANY ($3::bigint[]))) AS clear`;
+
+// Run by continueRun first, in a statement of its own (as the claim's try and its second
+// statement): a store still open in the run's conversation (its order lock held, shared) may yet
+// commit an event that sorts before the run's rest, which the check's snapshot cannot see, so the
+// run ends; a free lock means every event queued into the conversation so far has committed, and
+// CONTINUE_SQL's snapshot, taken after this statement ended, sees them. (In one statement the try
+// would come after its snapshot: a store committing in between would go unseen.) The lock ends
+// with this statement.
+const ORDER_FREE_SQL = `SELECT pg_try_advisory_xact_lock(${ORDER_LOCK}, hashint8($1::bigint)) AS free`;
+
+/**
+ * Whether a run whose window ended may go on with the rest it already holds, instead of ending
+ * and having its rest read, built and claimed again: its head is still pending under the lease
+ * \`lease\` (the claim's or the last check's; a run whose lease ran out during an answer and whose
+ * queue another worker took ends here), and no event stored since the claim sorts before the
+ * rest, nor may come from a store still open in its conversation (the order lock is tried, as a
+ * claim tries it for events whose order is not settled). \`run\` is the whole run. The lease
+ * renewed (go on, and give it to the next check), or null (end).
+ */
+export async function continueRun(pool: Pool, run: readonly ClaimedEvent[], leaseMs: number, lease: string): Promise<string | null> {
+  const { rows: order } = await pool.query<{ free: boolean }>(statement(pool, ORDER_FREE_SQL, [run[0]!.conversationId]));
+  if (order[0]?.free !== true) return null;
+  const { rows } = await pool.query<{ lease: string | null; clear: boolean }>(statement(pool, CONTINUE_SQL, [run[0]!.id, run[run.length - 1]!.id, run.map((e) => e.id), leaseMs, lease, run[0]!.areaId, run[0]!.conversationId]));
+  return rows[0]?.lease != null && rows[0].clear ? rows[0].lease : null;
 }
 
 /** Gives claimed heads back untouched (more than an area may take now): their leases end. */
