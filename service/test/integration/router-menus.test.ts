@@ -385,6 +385,29 @@ describe('routing a conversation', () => {
     await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
     expect(forwarded()).toEqual(['sent before pizza', 'still there?']);
   });
+
+  // Review proof (rev-order11b): a message forwarded while assigned stays unrouted (the trigger
+  // queues it without marking it); after a release, a new menu session greeted in the same second
+  // (WhatsApp timestamps are whole seconds) catches it up again at the next choice: sent twice.
+  it('a message forwarded before a release is not forwarded again by the next menu choice', async () => {
+    const who = '5511922220017';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, 'Ventas');
+    await assignedTo(who, areas.Ventas!.id);
+    const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await say(who, 'thanks');
+    await eventually(async () => forwarded().includes('thanks'), { what: 'thanks forwarded' });
+    const conv = (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [who])).rows[0].id;
+    expect((await api('POST', `/v1/conversations/${conv}/release`)).body.route.state).toBe('menu');
+    await say(who, 'one more thing', 0);
+    await nth(who, 2);
+    await say(who, 'Ventas');
+    await assignedTo(who, areas.Ventas!.id);
+    await say(who, 'still there?');
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
+    expect(forwarded()).toEqual(['thanks', 'still there?']);
+  });
 });
 
 describe('a batch stored again', () => {
