@@ -78,7 +78,7 @@ export async function releaseConversation(pool: Pool, conversationId: number): P
     const { rows } = await c.query<{ version: string }>(
       `INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu')
        ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
-         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, menu_started_at = NULL, invalid_count = 0, updated_at = now()
        RETURNING version`,
       [conversationId],
     );
