@@ -82,6 +82,14 @@ export async function releaseConversation(pool: Pool, conversationId: number): P
        RETURNING version`,
       [conversationId],
     );
+    // The customer messages queued while assigned were never the menu's: marked routed, so the next
+    // menu session's catch-up never queues them again. Their stores lock this conversation row too,
+    // so none is being stored unseen.
+    await c.query(
+      `UPDATE messages SET routed = true
+       WHERE conversation_id = $1 AND direction = 'inbound' AND source = 'live' AND NOT routed`,
+      [conversationId],
+    );
     if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);
     return { route, cached: { conversationId, version: Number(rows[0]!.version), areaId: null } };
   });
