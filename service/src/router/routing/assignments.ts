@@ -50,6 +50,10 @@ export interface RouteChange {
 export async function assignConversation(pool: Pool, conversationId: number, areaId: number, by: 'menu' | 'api', db?: PoolClient): Promise<RouteChange> {
   const run = async (c: PoolClient): Promise<RouteChange> => {
     const conv = await lockConversation(c, conversationId);
+    // The menu's assignment holds the conversation's order lock exclusively (032) from here, before
+    // its enqueues take it shared: taken after, the upgrade could deadlock with another
+    // conversation's assignment whose key collides.
+    if (by === 'menu') await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
     const area = await c.query<{ id: number }>('SELECT id FROM areas WHERE id = $1', [areaId]);
     if (!area.rows[0]) throw new HttpError(400, 'invalid_request', `no area ${areaId}`, [{ field: 'areaId', message: `no area ${areaId}` }]);
     if (conv.state === 'assigned' && conv.area_id === areaId) {

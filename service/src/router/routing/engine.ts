@@ -262,13 +262,13 @@ export class RoutingEngine {
    * stored while the assignment commits (their store's trigger saw the conversation unassigned,
    * their pass will see it assigned), and those whose pass is late (another worker's, or this
    * one's still reading): they would find the conversation assigned and be skipped.
-   * Under the conversation's order lock held exclusively (032_router_forward_after_choice.sql): a
+   * Under the conversation's order lock, held exclusively since assignConversation locked the
+   * conversation (032_router_forward_after_choice.sql): a
    * store that took it first has committed, and this statement sees its messages; a store taking
    * it after waits for this commit, and its trigger queues them. Each message once, in order.
    * The unhandled ones are marked routed, so a later assignment never queues them again.
    */
   private async forwardAfterChoice(c: PoolClient, conversationId: number, areaId: number, chose: Inbound, since: Date, rest: readonly Inbound[]): Promise<void> {
-    await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
     await c.query(
       `WITH later AS (
          UPDATE messages m SET routed = true
