@@ -359,6 +359,55 @@ describe('routing a conversation', () => {
     const types = areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who).map((x) => x.body.type);
     expect(types).toEqual(['conversation.assigned', 'message.received', 'message.received', 'message.received']);
   });
+
+  // Review proof (rev-order11b): a message sent during the menu whose routing comes after the
+  // choice's is lost when the menu answered a later message first: the catch-up starts at the
+  // session's last answer (last_answer_at), and this message is older than that answer.
+  it('a message sent before an answered one, its own pass late, reaches the area it chose', async () => {
+    const who = '5511922220016';
+    await say(who, 'hi');
+    await nth(who, 1);
+    const { rows: [hi] } = await db.pool.query("SELECT m.wamid FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE c.wa_id = $1 AND m.direction = 'inbound'", [who]);
+    // Stored and committed, its own pass late (another worker's): as the open-store test does.
+    await db.pool.query(
+      `INSERT INTO messages (wamid, channel_id, conversation_id, contact_id, direction, source, type, body, raw, wa_timestamp, status)
+       SELECT $2, channel_id, conversation_id, contact_id, 'inbound', 'live', 'text', $3,
+              jsonb_set(jsonb_set(raw, '{id}', to_jsonb($2::text)), '{text,body}', to_jsonb($3::text)), to_timestamp($4::bigint), status
+       FROM messages WHERE wamid = $1`,
+      [hi.wamid, wamid(), 'sent before pizza', Number(at(who))],
+    );
+    await say(who, 'pizza');
+    await nth(who, 2);
+    await say(who, 'Ventas');
+    await assignedTo(who, areas.Ventas!.id);
+    await say(who, 'still there?');
+    const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
+    expect(forwarded()).toEqual(['sent before pizza', 'still there?']);
+  });
+
+  // Review proof (rev-order11b): a message forwarded while assigned stays unrouted (the trigger
+  // queues it without marking it); after a release, a new menu session greeted in the same second
+  // (WhatsApp timestamps are whole seconds) catches it up again at the next choice: sent twice.
+  it('a message forwarded before a release is not forwarded again by the next menu choice', async () => {
+    const who = '5511922220017';
+    await say(who, 'hi');
+    await nth(who, 1);
+    await say(who, 'Ventas');
+    await assignedTo(who, areas.Ventas!.id);
+    const forwarded = () => areas.Ventas!.receiver.delivered().filter((x) => (x.body.data.contact as { waId?: string } | null)?.waId === who && x.body.type === 'message.received').map((x) => (x.body.data.message as { body: string }).body);
+    await say(who, 'thanks');
+    await eventually(async () => forwarded().includes('thanks'), { what: 'thanks forwarded' });
+    const conv = (await db.pool.query('SELECT cv.id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id WHERE c.wa_id = $1', [who])).rows[0].id;
+    expect((await api('POST', `/v1/conversations/${conv}/release`)).body.route.state).toBe('menu');
+    await say(who, 'one more thing', 0);
+    await nth(who, 2);
+    await say(who, 'Ventas');
+    await assignedTo(who, areas.Ventas!.id);
+    await say(who, 'still there?');
+    await eventually(async () => forwarded().includes('still there?'), { what: 'message after the assignment forwarded' });
+    expect(forwarded()).toEqual(['thanks', 'still there?']);
+  });
 });
 
 describe('a batch stored again', () => {

@@ -50,6 +50,10 @@ export interface RouteChange {
 export async function assignConversation(pool: Pool, conversationId: number, areaId: number, by: 'menu' | 'api', db?: PoolClient): Promise<RouteChange> {
   const run = async (c: PoolClient): Promise<RouteChange> => {
     const conv = await lockConversation(c, conversationId);
+    // The menu's assignment holds the conversation's order lock exclusively (032) from here, before
+    // its enqueues take it shared: taken after, the upgrade could deadlock with another
+    // conversation's assignment whose key collides.
+    if (by === 'menu') await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
     const area = await c.query<{ id: number }>('SELECT id FROM areas WHERE id = $1', [areaId]);
     if (!area.rows[0]) throw new HttpError(400, 'invalid_request', `no area ${areaId}`, [{ field: 'areaId', message: `no area ${areaId}` }]);
     if (conv.state === 'assigned' && conv.area_id === areaId) {
@@ -78,8 +82,16 @@ export async function releaseConversation(pool: Pool, conversationId: number): P
     const { rows } = await c.query<{ version: string }>(
       `INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu')
        ON CONFLICT (conversation_id) DO UPDATE SET state = 'menu', area_id = NULL, assigned_at = NULL, assigned_by = NULL,
-         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, invalid_count = 0, updated_at = now()
+         menu_version = NULL, menu_node = NULL, menu_message_id = NULL, menu_started_at = NULL, invalid_count = 0, updated_at = now()
        RETURNING version`,
+      [conversationId],
+    );
+    // The customer messages queued while assigned were never the menu's: marked routed, so the next
+    // menu session's catch-up never queues them again. Their stores lock this conversation row too,
+    // so none is being stored unseen.
+    await c.query(
+      `UPDATE messages SET routed = true
+       WHERE conversation_id = $1 AND direction = 'inbound' AND source = 'live' AND NOT routed`,
       [conversationId],
     );
     if (conv.state === 'assigned' && conv.area_id !== null) await enqueue(c, conv, conv.area_id, 'conversation.released', route);

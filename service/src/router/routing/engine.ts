@@ -147,8 +147,8 @@ export class RoutingEngine {
   /** Moves the conversation through its messages; returns the replies to send after commit, and the assignment if it made one. */
   private async decide(c: PoolClient, conversationId: number, channelId: number, msgs: Inbound[]): Promise<{ replies: Reply[]; assigned?: CachedRoute }> {
     await c.query("INSERT INTO conversation_routes (conversation_id, state) VALUES ($1, 'menu') ON CONFLICT (conversation_id) DO NOTHING", [conversationId]);
-    const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_message_id: number | null }>(
-      `SELECT state, menu_version, menu_node, invalid_count, last_answer_at, menu_message_id
+    const { rows } = await c.query<{ state: string; menu_version: number | null; menu_node: string | null; invalid_count: number; last_answer_at: Date | null; menu_message_id: number | null; menu_started_at: Date | null }>(
+      `SELECT state, menu_version, menu_node, invalid_count, last_answer_at, menu_message_id, menu_started_at
        FROM conversation_routes WHERE conversation_id = $1 FOR UPDATE`,
       [conversationId],
     );
@@ -163,8 +163,10 @@ export class RoutingEngine {
     let node = r.menu_node;
     let invalid = r.invalid_count;
     let lastAnswer = r.last_answer_at;
-    // When this menu session's messages begin: the previous answer's time, or a new greeting's.
-    let since = r.last_answer_at;
+    // When this menu session began (its greeting's message time): not the last answer's, since a
+    // message sent during the menu may have its pass after the answer to a later one. (A session
+    // begun before 032 has none: its last answer, as before.)
+    let since = r.menu_started_at ?? r.last_answer_at;
     const replies: Reply[] = [];
     let assignTo: number | null = null;
     // The answer that chose the area, and the messages of this pass after it: they are the area's.
@@ -238,8 +240,8 @@ export class RoutingEngine {
       break;
     }
     await c.query(
-      'UPDATE conversation_routes SET menu_version = $2, menu_node = $3, invalid_count = $4, last_answer_at = $5, updated_at = now() WHERE conversation_id = $1',
-      [conversationId, version, node, invalid, lastAnswer],
+      'UPDATE conversation_routes SET menu_version = $2, menu_node = $3, invalid_count = $4, last_answer_at = $5, menu_started_at = $6, updated_at = now() WHERE conversation_id = $1',
+      [conversationId, version, node, invalid, lastAnswer, since],
     );
     if (assignTo === null) return { replies };
     const area = await c.query<{ hours: BusinessHours | null }>('SELECT hours FROM areas WHERE id = $1', [assignTo]);
@@ -260,13 +262,13 @@ export class RoutingEngine {
    * stored while the assignment commits (their store's trigger saw the conversation unassigned,
    * their pass will see it assigned), and those whose pass is late (another worker's, or this
    * one's still reading): they would find the conversation assigned and be skipped.
-   * Under the conversation's order lock held exclusively (032_router_forward_after_choice.sql): a
+   * Under the conversation's order lock, held exclusively since assignConversation locked the
+   * conversation (032_router_forward_after_choice.sql): a
    * store that took it first has committed, and this statement sees its messages; a store taking
    * it after waits for this commit, and its trigger queues them. Each message once, in order.
    * The unhandled ones are marked routed, so a later assignment never queues them again.
    */
   private async forwardAfterChoice(c: PoolClient, conversationId: number, areaId: number, chose: Inbound, since: Date, rest: readonly Inbound[]): Promise<void> {
-    await c.query('SELECT pg_advisory_xact_lock(2003201906, hashint8($1::bigint))', [conversationId]);
     await c.query(
       `WITH later AS (
          UPDATE messages m SET routed = true

@@ -1,10 +1,14 @@
 -- A customer message stored while the menu's assignment of its conversation was being committed
 -- reached no area: its store's trigger read the conversation unassigned (the assignment not yet
 -- committed), and its router pass, run after, skipped it as assigned. Now the two meet under the
--- conversation's order lock (020): the assignment takes it exclusively after locking the
--- conversation, then queues the customer messages stored since the choice that the menu has not
--- handled (engine.ts); a store takes it shared for every conversation it writes a customer message
--- to, and only then, in a statement of its own (a fresh snapshot), reads which are assigned.
+-- conversation's order lock (020): the assignment takes it exclusively right after locking the
+-- conversation row (before its own events' enqueue takes it shared: no shared-to-exclusive upgrade,
+-- which could deadlock two conversations whose lock keys collide), then queues the customer
+-- messages stored since the choice that the menu has not handled and that were sent since the menu
+-- session began (menu_started_at, below; engine.ts; not since the last answer: a message sent
+-- during the menu whose pass is late, when the menu answered a later one first, is older than that
+-- answer); a store takes it shared for every conversation it writes a customer message to, and only
+-- then, in a statement of its own (a fresh snapshot), reads which are assigned.
 -- Either the store took it first, and the assignment waits for the store's commit and queues its
 -- messages, or the assignment did, and the store waits for its commit and finds the conversation
 -- assigned: each message is queued once, by one or the other, never by both and never by neither.
@@ -15,6 +19,8 @@
 -- Cost: one more statement per stored batch and one lock per conversation stored to; 1,000 batches
 -- of 20 messages to 20 unassigned conversations took 0.911 vs 0.921 ms and 0.861 vs 0.836 ms
 -- (median, this trigger vs 024's, alternated in one run, load average 5-6): within the noise.
+ALTER TABLE conversation_routes ADD COLUMN menu_started_at timestamptz;
+
 CREATE OR REPLACE FUNCTION router_forward_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(2003201906, hashint8(c.conversation_id))
